@@ -1,0 +1,241 @@
+"""A data directory: the LMDB environment plus the key file, and the batch API over
+them (issue and verify codes).
+
+Layout::
+
+    DIR/keys.json    key versions, mode 0600 (or the file named by SCANGATE_KEY_FILE)
+    DIR/lmdb/        the LMDB environment (data.mdb, lock.mdb)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import _core
+from .codes import QR_ALPHANUMERIC, authenticate, decode_codes, iter_rendered_codes, render_codes_into
+from .enums import CodeStatus, Level
+from .errors import InvalidArgument, NotFound
+from .keys import KEY_FILE_ENV, Keyring, KeyVersion
+from .store import DEFAULT_MAP_SIZE, IssuedRange, ProductLine, Store
+
+__all__ = [
+    "DataDir",
+    "IssuedCodes",
+    "VerifyResult",
+    "CodeCheck",
+    "init_data_dir",
+    "open_data_dir",
+    "DEFAULT_URL_PREFIX",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_URL_PREFIX = "HTTPS://SCN.EXAMPLE.COM/"
+
+
+def _key_path(root: Path) -> Path:
+    env = os.environ.get(KEY_FILE_ENV)
+    return Path(env) if env else root / "keys.json"
+
+
+@dataclass(frozen=True)
+class IssuedCodes:
+    """Codes issued in one call: their range, and their text as an (N x 29) array."""
+
+    line: ProductLine
+    range: IssuedRange
+    text: np.ndarray  # uint8 (N x 29)
+
+    def __len__(self) -> int:
+        return self.text.shape[0]
+
+    def as_strings(self) -> list[str]:
+        return [bytes(row).decode("ascii") for row in self.text]
+
+    def as_bytes_array(self) -> np.ndarray:
+        """A zero-copy numpy 'S29' view of the codes."""
+        return self.text.view(f"S{_core.CODE_LEN}").reshape(-1)
+
+
+@dataclass(frozen=True)
+class CodeCheck:
+    """The result of verifying one code."""
+
+    status: CodeStatus
+    key_version: int
+    level: Level | None
+    serial: int | None
+    line: ProductLine | None
+
+    @property
+    def genuine(self) -> bool:
+        return self.status is CodeStatus.GENUINE
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """Per-code arrays for a batch; ``lines`` maps line ids to product lines."""
+
+    status: np.ndarray  # uint8 CodeStatus values
+    key_version: np.ndarray  # uint16
+    serial: np.ndarray  # uint64 (0 unless genuine)
+    level: np.ndarray  # uint8 (0 unless genuine)
+    line_id: np.ndarray  # int64 (-1 unless genuine)
+    lines: dict[int, ProductLine]
+
+    def __len__(self) -> int:
+        return len(self.status)
+
+    def __getitem__(self, i: int) -> CodeCheck:
+        status = CodeStatus(int(self.status[i]))
+        genuine = status is CodeStatus.GENUINE
+        return CodeCheck(
+            status,
+            int(self.key_version[i]),
+            Level(int(self.level[i])) if genuine else None,
+            int(self.serial[i]) if genuine else None,
+            self.lines[int(self.line_id[i])] if genuine else None,
+        )
+
+    def counts(self) -> dict[CodeStatus, int]:
+        counts = np.bincount(self.status, minlength=len(CodeStatus))
+        return {s: int(counts[s]) for s in CodeStatus}
+
+
+class DataDir:
+    """An open data directory. Open it in the process that uses it (never across fork)."""
+
+    def __init__(self, root: Path, store: Store, keys: Keyring):
+        self.root = root
+        self.store = store
+        self.keys = keys
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> DataDir:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def url_prefix(self) -> str:
+        return self.store.url_prefix or DEFAULT_URL_PREFIX
+
+    # ------------------------------------------------------------------ keys
+    def rotate_key(self) -> KeyVersion:
+        return self.keys.rotate()
+
+    # ------------------------------------------------------------------ issue
+    def reserve(
+        self,
+        sku: str,
+        level: Level | str | int,
+        count: int,
+        *,
+        batch: str = "",
+        gtin: str = "",
+        attributes: dict[str, Any] | None = None,
+    ) -> tuple[ProductLine, IssuedRange, KeyVersion]:
+        """Find or create the line and durably reserve ``count`` serials for it."""
+        line = self.store.line_for(sku, level, batch=batch, gtin=gtin, attributes=attributes)
+        key = self.keys.current
+        return line, self.store.reserve_range(line, count, key.version), key
+
+    def issue_codes(
+        self,
+        sku: str,
+        level: Level | str | int,
+        count: int,
+        *,
+        batch: str = "",
+        gtin: str = "",
+        attributes: dict[str, Any] | None = None,
+    ) -> IssuedCodes:
+        """Issue ``count`` new codes in memory (for files use ``iter_issue``)."""
+        line, rng, key = self.reserve(sku, level, count, batch=batch, gtin=gtin, attributes=attributes)
+        text = np.empty((count, _core.CODE_LEN), np.uint8)
+        render_codes_into(key, rng.first, line.level, text)
+        rng = self.store.complete_range(rng)
+        return IssuedCodes(line, rng, text)
+
+    def iter_issue(
+        self,
+        line: ProductLine,
+        rng: IssuedRange,
+        key: KeyVersion,
+        *,
+        prefix: str = "",
+        chunk: int = 1 << 20,
+    ) -> Iterator[np.ndarray]:
+        """Yield newline-terminated lines of a reserved range, chunk by chunk."""
+        if any(ord(c) > 126 or ord(c) < 32 for c in prefix):
+            raise InvalidArgument("prefix: must be printable ASCII")
+        yield from iter_rendered_codes(
+            key, rng.first, line.level, rng.count, prefix=prefix.encode(), chunk=chunk
+        )
+
+    # ------------------------------------------------------------------ verify
+    def verify_codes(self, codes: bytes | bytearray | memoryview | Sequence[str] | np.ndarray) -> VerifyResult:
+        """Verify a batch: a newline-separated buffer, a list of str, or an 'S' array.
+
+        Never raises for bad codes: every input line gets a status.
+        """
+        blocks, versions, status = decode_codes(codes)
+        decoded = authenticate(blocks, versions, status, self.keys)
+        table = self.store.range_table()
+        idx = _core.lookup_ranges(
+            decoded.serial, versions, status, table.firsts, table.lasts, table.key_versions
+        )
+        genuine = idx >= 0
+        line_id = np.full(len(idx), -1, np.int64)
+        line_id[genuine] = table.line_ids[idx[genuine]]
+        present = np.unique(line_id[genuine]) if genuine.any() else []
+        lines = self.store.get_lines(present)
+        not_genuine = ~genuine
+        decoded.serial[not_genuine] = 0
+        decoded.level[not_genuine] = 0
+        return VerifyResult(status, versions, decoded.serial, decoded.level, line_id, lines)
+
+    def verify_code(self, code: str) -> CodeCheck:
+        """Verify one code (a batch of one)."""
+        return self.verify_codes([code])[0]
+
+
+def init_data_dir(path: str | os.PathLike[str], *, url_prefix: str = DEFAULT_URL_PREFIX,
+                  map_size: int = DEFAULT_MAP_SIZE) -> DataDir:
+    """Create a data directory: the LMDB environment and key version 1."""
+    root = Path(path)
+    key_path = _key_path(root)
+    if (root / "lmdb" / "data.mdb").exists() or key_path.exists():
+        raise InvalidArgument(f"{root} already holds a scangate data directory")
+    bad = sorted(set(url_prefix.upper()) - QR_ALPHANUMERIC)
+    if any(ord(c) < 33 or ord(c) > 126 for c in url_prefix):
+        raise InvalidArgument("url_prefix: must be printable ASCII without spaces")
+    if bad:
+        log.warning("url prefix %r has characters outside QR alphanumeric mode: %s", url_prefix, "".join(bad))
+    root.mkdir(parents=True, exist_ok=True)
+    keys = Keyring.create(key_path)
+    store = Store(root / "lmdb", map_size=map_size, create=True)
+    store.url_prefix = url_prefix
+    return DataDir(root, store, keys)
+
+
+def open_data_dir(path: str | os.PathLike[str], *, create: bool = False,
+                  map_size: int = DEFAULT_MAP_SIZE) -> DataDir:
+    """Open an existing data directory (or create it when ``create`` is true)."""
+    root = Path(path)
+    if not (root / "lmdb" / "data.mdb").exists():
+        if create:
+            return init_data_dir(root, map_size=map_size)
+        raise NotFound(f"no scangate data directory at {root} (run: scangate init --data {root})")
+    keys = Keyring.load(_key_path(root))
+    return DataDir(root, Store(root / "lmdb", map_size=map_size), keys)
