@@ -14,11 +14,13 @@ from .codec import (  # noqa: F401
     TYPO,
     UNKNOWN_KEY,
     check_symbol,
+    decode_lines,
     decode_spans,
     encode_text,
     lookup_ranges,
     pack_blocks,
     pack_serials,
+    resolve_codes,
     split_lines,
     unpack_blocks,
 )

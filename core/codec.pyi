@@ -42,3 +42,22 @@ def lookup_ranges(
     range_versions: npt.NDArray[np.uint16],
 ) -> npt.NDArray[np.int64]: ...
 def check_symbol(symbols: npt.NDArray[np.uint8]) -> int: ...
+def decode_lines(
+    buf: bytes | bytearray | memoryview | npt.NDArray[np.uint8],
+    offset: int,
+    blocks: npt.NDArray[np.uint8],
+    versions: npt.NDArray[np.uint16],
+    status: npt.NDArray[np.uint8],
+    seen: npt.NDArray[np.uint8],
+) -> tuple[int, int]: ...
+def resolve_codes(
+    plain: npt.NDArray[np.uint8],
+    versions: npt.NDArray[np.uint16],
+    status: npt.NDArray[np.uint8],
+    firsts: npt.NDArray[np.uint64],
+    lasts: npt.NDArray[np.uint64],
+    range_versions: npt.NDArray[np.uint16],
+    range_lines: npt.NDArray[np.int64],
+) -> tuple[
+    npt.NDArray[np.uint64], npt.NDArray[np.uint8], npt.NDArray[np.int64], npt.NDArray[np.uint8]
+]: ...

@@ -15,7 +15,6 @@ import numpy as np
 cdef enum:
     _CODE_LEN = 29          # symbols in the text form
     _FORMAT_VERSION = 1
-cdef uint64_t _MAX_SERIAL = (1ULL << 56) - 1
 
 CODE_LEN = _CODE_LEN
 BLOCK_SIZE = 16
@@ -41,8 +40,17 @@ cdef enum:
     ST_COUNTERFEIT = 3
     ST_NOT_ISSUED = 5
 
-# The redundancy field "SCANGATE" as a big-endian 64-bit integer.
-cdef uint64_t _REDUNDANCY = 0x5343414E47415445ULL
+# Compile-time constants (macros, so the compiler folds them into the hot loops
+# instead of reloading globals after every byte store), and byte-order helpers.
+cdef extern from *:
+    """
+    #define SG_REDUNDANCY 0x5343414E47415445ULL  /* "SCANGATE", big-endian */
+    #define SG_MAX_SERIAL ((1ULL << 56) - 1)
+    #define sg_bswap64(x) __builtin_bswap64(x)
+    """
+    const uint64_t _REDUNDANCY "SG_REDUNDANCY"
+    const uint64_t _MAX_SERIAL "SG_MAX_SERIAL"
+    uint64_t sg_bswap64(uint64_t) nogil
 
 # ---------------------------------------------------------------- tables
 # Built once at import with the GIL; read-only afterwards, so nogil loops may read
@@ -51,7 +59,9 @@ cdef uint8_t _ENC[32]            # symbol value -> ASCII
 cdef uint8_t _DEC[256]           # ASCII -> symbol value, 0xFF invalid, 0xFE hyphen
 cdef uint8_t _GF_MUL[32][32]     # GF(32) multiplication, x^5 + x^2 + 1
 cdef uint8_t _W[_CODE_LEN - 1][32]   # _W[p][s] = a^(28-p) * s
-cdef uint8_t _BYTE_CHECK[16][256]    # contribution of byte j of C to the check
+cdef uint16_t _DEC2[65536]       # two ASCII bytes (first in the low byte) -> 10-bit pair, 0xFFFF if not two symbols
+cdef uint16_t _ENC2[1024]        # 10-bit symbol pair -> two ASCII bytes (first in the low byte)
+cdef uint8_t _CHK2[14][1024]     # _CHK2[k][pair] = contribution of text positions 2k, 2k+1
 
 cdef uint8_t _gf_mul_slow(uint8_t a, uint8_t b):
     cdef uint8_t r = 0
@@ -86,59 +96,66 @@ cdef void _build_tables():
             w = _GF_MUL[w][2]
         for i in range(32):
             _W[p][i] = _GF_MUL[w][i]
-    # The check is GF(2)-linear in the bits of C, so the check of the 26 data
-    # symbols is the XOR of one table entry per byte of C. Bit b of byte j (bit 0 =
-    # most significant) is bit (8j + b) of C; it falls in data symbol (8j+b)//5 at
-    # weight 2^(4 - (8j+b)%5) within that symbol; data symbol d sits at text
-    # position 2 + d.
-    for j in range(16):
-        for i in range(256):
-            acc = 0
-            for bit in range(8):
-                if i & (0x80 >> bit):
-                    pos = 8 * j + bit
-                    acc ^= _W[2 + pos // 5][1 << (4 - pos % 5)]
-            _BYTE_CHECK[j][i] = acc
+    # Pair tables: text positions (2k, 2k+1), k = 0..13, hold 10 bits each; one
+    # lookup per pair gives both characters or both check contributions.
+    for i in range(65536):
+        if _DEC[i & 255] < 32 and _DEC[i >> 8] < 32:
+            _DEC2[i] = (<uint16_t>_DEC[i & 255] << 5) | _DEC[i >> 8]
+        else:
+            _DEC2[i] = 0xFFFF
+    for i in range(1024):
+        _ENC2[i] = _ENC[i >> 5] | (<uint16_t>_ENC[i & 31] << 8)
+        for j in range(14):
+            _CHK2[j][i] = _W[2 * j][i >> 5] ^ _W[2 * j + 1][i & 31]
 
 _build_tables()
 
 
 # ---------------------------------------------------------------- helpers
 cdef inline uint64_t _load_be64(const uint8_t* p) noexcept nogil:
-    return ((<uint64_t>p[0] << 56) | (<uint64_t>p[1] << 48) | (<uint64_t>p[2] << 40)
-            | (<uint64_t>p[3] << 32) | (<uint64_t>p[4] << 24) | (<uint64_t>p[5] << 16)
-            | (<uint64_t>p[6] << 8) | <uint64_t>p[7])
+    cdef uint64_t v
+    memcpy(&v, p, 8)
+    return sg_bswap64(v)
+
+cdef inline uint64_t _load_be40(const uint8_t* p) noexcept nogil:
+    return ((<uint64_t>p[0] << 32) | (<uint64_t>p[1] << 24) | (<uint64_t>p[2] << 16)
+            | (<uint64_t>p[3] << 8) | <uint64_t>p[4])
 
 cdef inline void _store_be64(uint8_t* p, uint64_t v) noexcept nogil:
-    p[0] = v >> 56; p[1] = v >> 48; p[2] = v >> 40; p[3] = v >> 32
-    p[4] = v >> 24; p[5] = v >> 16; p[6] = v >> 8; p[7] = v
+    v = sg_bswap64(v)
+    memcpy(p, &v, 8)
 
-cdef inline void _encode_one(const uint8_t* c, uint8_t v0, uint8_t v1,
-                             uint8_t vcheck, uint8_t* out) noexcept nogil:
-    """Write the 29 symbols of block ``c`` under version symbols v0, v1."""
-    cdef uint64_t g
-    cdef uint8_t chk = vcheck
-    cdef int j
-    for j in range(16):
-        chk ^= _BYTE_CHECK[j][c[j]]
-    out[0] = _ENC[v0]
-    out[1] = _ENC[v1]
-    # Three 40-bit groups (bytes 0-4, 5-9, 10-14) give 8 symbols each; the last
-    # byte gives 2 symbols, the second padded with two zero bits.
-    for j in range(3):
-        g = ((<uint64_t>c[5*j] << 32) | (<uint64_t>c[5*j+1] << 24)
-             | (<uint64_t>c[5*j+2] << 16) | (<uint64_t>c[5*j+3] << 8)
-             | <uint64_t>c[5*j+4])
-        out[2 + 8*j + 0] = _ENC[(g >> 35) & 31]
-        out[2 + 8*j + 1] = _ENC[(g >> 30) & 31]
-        out[2 + 8*j + 2] = _ENC[(g >> 25) & 31]
-        out[2 + 8*j + 3] = _ENC[(g >> 20) & 31]
-        out[2 + 8*j + 4] = _ENC[(g >> 15) & 31]
-        out[2 + 8*j + 5] = _ENC[(g >> 10) & 31]
-        out[2 + 8*j + 6] = _ENC[(g >> 5) & 31]
-        out[2 + 8*j + 7] = _ENC[g & 31]
-    out[26] = _ENC[c[15] >> 3]
-    out[27] = _ENC[(c[15] & 7) << 2]
+
+cdef inline uint64_t _group_text(uint64_t g, uint8_t* chk, int k) noexcept nogil:
+    """8 characters (as little-endian bytes of a uint64) for the 40-bit group g,
+    whose pairs are text pairs k .. k+3; XOR their check contributions into chk."""
+    cdef uint64_t p0 = (g >> 30) & 1023, p1 = (g >> 20) & 1023
+    cdef uint64_t p2 = (g >> 10) & 1023, p3 = g & 1023
+    chk[0] ^= _CHK2[k][p0] ^ _CHK2[k + 1][p1] ^ _CHK2[k + 2][p2] ^ _CHK2[k + 3][p3]
+    return (<uint64_t>_ENC2[p0] | (<uint64_t>_ENC2[p1] << 16)
+            | (<uint64_t>_ENC2[p2] << 32) | (<uint64_t>_ENC2[p3] << 48))
+
+
+cdef inline void _encode_one(const uint8_t* c, uint16_t vpair, uint8_t* out) noexcept nogil:
+    """Write the 29 characters of block ``c`` under the version pair ``vpair``.
+
+    Three 40-bit groups (bytes 0-4, 5-9, 10-14) give 8 characters each; byte 15
+    gives the last pair, its second symbol padded with two zero bits.
+    """
+    cdef uint64_t hi = _load_be64(c), lo = _load_be64(c + 8), w
+    cdef uint8_t chk = _CHK2[0][vpair]
+    cdef uint16_t v2 = _ENC2[vpair]
+    cdef uint16_t last = <uint16_t>((lo & 0xFF) << 2)
+    memcpy(out, &v2, 2)
+    w = _group_text(hi >> 24, &chk, 1)
+    memcpy(out + 2, &w, 8)
+    w = _group_text(((hi & 0xFFFFFF) << 16) | (lo >> 48), &chk, 5)
+    memcpy(out + 10, &w, 8)
+    w = _group_text((lo >> 8) & <uint64_t>0xFFFFFFFFFFULL, &chk, 9)
+    memcpy(out + 18, &w, 8)
+    chk ^= _CHK2[13][last]
+    v2 = _ENC2[last]
+    memcpy(out + 26, &v2, 2)
     out[28] = _ENC[chk]
 
 
@@ -152,18 +169,23 @@ def pack_blocks(uint64_t first_serial, int level, uint8_t[:, ::1] out not None):
     if level < 1 or level > 3:
         raise ValueError(f"level must be 1, 2 or 3, not {level}")
     cdef Py_ssize_t n = out.shape[0], i
-    if n and (first_serial < 1 or first_serial + <uint64_t>(n - 1) > _MAX_SERIAL):
+    # written so that nothing can wrap around in uint64 arithmetic
+    if n and (first_serial < 1 or first_serial > _MAX_SERIAL
+              or <uint64_t>(n - 1) > _MAX_SERIAL - first_serial):
         raise ValueError("serial range outside 1 .. 2^56-1")
-    cdef uint8_t head = (_FORMAT_VERSION << 4) | level
-    cdef uint8_t* row
+    # byte 0 is the header; serials stay under 2^56, so OR-ing the header into the
+    # top byte of the big-endian 64-bit word packs header and serial in one store.
+    cdef uint64_t head = (<uint64_t>((_FORMAT_VERSION << 4) | level)) << 56
+    if n == 0:
+        return
+    # Raw pointer arithmetic: out is C-contiguous N x 16 (checked by the
+    # memoryview type), and a local pointer cannot be aliased by the stores.
+    cdef uint8_t* row = &out[0, 0]
     with nogil:
         for i in range(n):
-            row = &out[i, 0]
-            # serial occupies bytes 1..7: store the 64-bit value at byte 0, then
-            # overwrite byte 0 (the top serial byte is always 0 under 2^56).
-            _store_be64(row, first_serial + <uint64_t>i)
-            row[0] = head
+            _store_be64(row, head | (first_serial + <uint64_t>i))
             _store_be64(row + 8, _REDUNDANCY)
+            row += 16
 
 
 @cython.boundscheck(False)
@@ -181,8 +203,7 @@ def pack_serials(const uint64_t[::1] serials not None, const uint8_t[::1] levels
             raise ValueError(f"level {levels[i]} is not 1, 2 or 3")
     with nogil:
         for i in range(n):
-            _store_be64(&out[i, 0], serials[i])
-            out[i, 0] = (_FORMAT_VERSION << 4) | levels[i]
+            _store_be64(&out[i, 0], ((<uint64_t>((_FORMAT_VERSION << 4) | levels[i])) << 56) | serials[i])
             _store_be64(&out[i, 8], _REDUNDANCY)
 
 
@@ -202,11 +223,17 @@ def encode_text(const uint8_t[:, ::1] blocks not None, int key_version,
     if out.shape[0] != blocks.shape[0] or column < 0 or column + _CODE_LEN > out.shape[1]:
         raise ValueError("out must have N rows and room for 29 symbols at column")
     cdef Py_ssize_t n = blocks.shape[0], i
-    cdef uint8_t v0 = key_version >> 5, v1 = key_version & 31
-    cdef uint8_t vcheck = _W[0][v0] ^ _W[1][v1]
+    cdef uint16_t vpair = key_version
+    if n == 0:
+        return
+    cdef const uint8_t* src = &blocks[0, 0]
+    cdef uint8_t* dst = &out[0, column]
+    cdef Py_ssize_t stride = out.strides[0]
     with nogil:
         for i in range(n):
-            _encode_one(&blocks[i, 0], v0, v1, vcheck, &out[i, column])
+            _encode_one(src, vpair, dst)
+            src += 16
+            dst += stride
 
 
 @cython.boundscheck(False)
@@ -250,35 +277,101 @@ def split_lines(const uint8_t[::1] buf not None):
     return starts_arr, ends_arr
 
 
-cdef inline uint8_t _decode_one(const uint8_t* p, Py_ssize_t s, Py_ssize_t e,
-                                uint8_t* block, uint16_t* version) noexcept nogil:
+cdef enum:
+    _NOT_PLAIN = 0xFF
+
+
+cdef inline uint8_t _decode_pairs(const uint16_t* pair, uint8_t check, uint8_t* block,
+                                  uint16_t* version) noexcept nogil:
+    """14 symbol pairs (10 bits each) and the check symbol -> block and version.
+
+    Returns ST_OK, ST_TYPO or ST_MALFORMED. The check is tested first, so a
+    mistyped code is a typo whatever else it hits.
+    """
+    cdef uint8_t chk = 0
+    cdef uint64_t g0, g1, g2
+    cdef int k
+    for k in range(14):
+        chk ^= _CHK2[k][pair[k]]
+    version[0] = pair[0]
+    if chk != check:
+        return ST_TYPO
+    if (pair[13] & 3) or pair[0] == 0:
+        return ST_MALFORMED
+    g0 = (<uint64_t>pair[1] << 30) | (<uint64_t>pair[2] << 20) | (<uint64_t>pair[3] << 10) | pair[4]
+    g1 = (<uint64_t>pair[5] << 30) | (<uint64_t>pair[6] << 20) | (<uint64_t>pair[7] << 10) | pair[8]
+    g2 = (<uint64_t>pair[9] << 30) | (<uint64_t>pair[10] << 20) | (<uint64_t>pair[11] << 10) | pair[12]
+    # bytes 0-7: group 0 and the top 3 bytes of group 1; bytes 8-15: the low 2
+    # bytes of group 1, group 2 and the last byte.
+    _store_be64(block, (g0 << 24) | (g1 >> 16))
+    _store_be64(block + 8, ((g1 & 0xFFFF) << 48) | (g2 << 8) | (pair[13] >> 2))
+    return ST_OK
+
+
+cdef inline uint8_t _decode_symbols(const uint8_t* sym, uint8_t* block,
+                                    uint16_t* version) noexcept nogil:
+    """29 symbol values (0..31) -> block and version (the general path)."""
+    cdef uint16_t pair[14]
+    cdef int k
+    for k in range(14):
+        pair[k] = (<uint16_t>sym[2 * k] << 5) | sym[2 * k + 1]
+    return _decode_pairs(pair, sym[28], block, version)
+
+
+cdef inline uint8_t _decode_plain(const uint8_t* p, uint8_t* block,
+                                  uint16_t* version) noexcept nogil:
+    """Fast path: p[0:29] are 29 symbol characters (no hyphen, space or URL).
+
+    Returns _NOT_PLAIN when any character is not a symbol, for the general path.
+    """
+    cdef uint16_t pair[14]
+    cdef uint16_t two, bad = 0
+    cdef uint8_t check
+    cdef int k
+    # One lookup per two characters: the pair table's live entries (digits and
+    # letters only) span a few KB, so it stays in L1 in practice.
+    for k in range(14):
+        two = p[2 * k] | (<uint16_t>p[2 * k + 1] << 8)   # one 16-bit load on x86
+        pair[k] = _DEC2[two]
+        bad |= pair[k]
+    check = _DEC[p[28]]
+    if (bad & 0xFC00) or (check & 0xE0):   # a non-symbol character somewhere
+        return _NOT_PLAIN
+    return _decode_pairs(pair, check, block, version)
+
+
+cdef uint8_t _decode_one(const uint8_t* p, Py_ssize_t s, Py_ssize_t e,
+                         uint8_t* block, uint16_t* version) noexcept nogil:
     """Decode text p[s:e] into ``block``; return ST_OK, ST_TYPO or ST_MALFORMED.
 
     Reads only p[s:e]: the caller guarantees 0 <= s <= e <= len(buffer).
     """
     cdef uint8_t sym[_CODE_LEN]
     cdef Py_ssize_t i, k
-    cdef uint8_t v, chk
-    cdef uint64_t g
-    cdef int j
+    cdef uint8_t v, r
+    if e - s == _CODE_LEN:
+        r = _decode_plain(p + s, block, version)
+        if r != _NOT_PLAIN:
+            return r
     # Trim spaces and tabs, then reduce a URL to its last path segment.
     while s < e and (p[s] == 32 or p[s] == 9):
         s += 1
     # trailing NULs too: fixed-width numpy 'S' arrays pad with them
     while e > s and (p[e - 1] == 32 or p[e - 1] == 9 or p[e - 1] == 0):
         e -= 1
-    i = e - 1
-    while i >= s:
-        if p[i] == 47:       # '/'
-            s = i + 1
-            break
-        i -= 1
+    # A URL: drop the query and fragment first, then keep the last path segment.
     i = s
     while i < e:
         if p[i] == 63 or p[i] == 35:   # '?' or '#'
             e = i
             break
         i += 1
+    i = e - 1
+    while i >= s:
+        if p[i] == 47:       # '/'
+            s = i + 1
+            break
+        i -= 1
     k = 0
     for i in range(s, e):
         v = _DEC[p[i]]
@@ -290,26 +383,67 @@ cdef inline uint8_t _decode_one(const uint8_t* p, Py_ssize_t s, Py_ssize_t e,
         k += 1
     if k != _CODE_LEN:
         return ST_MALFORMED
-    version[0] = (<uint16_t>sym[0] << 5) | sym[1]
-    chk = 0
-    for k in range(_CODE_LEN - 1):
-        chk ^= _W[k][sym[k]]
-    if chk != sym[_CODE_LEN - 1]:
-        return ST_TYPO
-    if (sym[27] & 3) or version[0] == 0:
-        return ST_MALFORMED
-    for j in range(3):
-        g = ((<uint64_t>sym[2 + 8*j] << 35) | (<uint64_t>sym[3 + 8*j] << 30)
-             | (<uint64_t>sym[4 + 8*j] << 25) | (<uint64_t>sym[5 + 8*j] << 20)
-             | (<uint64_t>sym[6 + 8*j] << 15) | (<uint64_t>sym[7 + 8*j] << 10)
-             | (<uint64_t>sym[8 + 8*j] << 5) | <uint64_t>sym[9 + 8*j])
-        block[5*j] = g >> 32
-        block[5*j + 1] = g >> 24
-        block[5*j + 2] = g >> 16
-        block[5*j + 3] = g >> 8
-        block[5*j + 4] = g
-    block[15] = (sym[26] << 3) | (sym[27] >> 2)
-    return ST_OK
+    return _decode_symbols(sym, block, version)
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def decode_lines(const uint8_t[::1] buf not None, Py_ssize_t offset,
+                 uint8_t[:, ::1] blocks not None, uint16_t[::1] versions not None,
+                 uint8_t[::1] status not None, uint8_t[::1] seen not None):
+    """Split buf[offset:] into lines and decode them into the given arrays.
+
+    Lines follow ``split_lines``. Fills at most len(status) lines and returns
+    (lines_decoded, next_offset); next_offset == len(buf) when all were read, so a
+    caller with too small arrays grows them and calls again from next_offset.
+    ``seen[v]`` is set to 1 for the key version v of every line that decoded OK.
+    One pass; a line of exactly 29 symbol characters takes the fast path.
+    """
+    cdef Py_ssize_t n = buf.shape[0], cap = status.shape[0], i = offset, k = 0, e, t
+    if blocks.shape[0] < cap or blocks.shape[1] != 16 or versions.shape[0] < cap:
+        raise ValueError("blocks (N x 16), versions (N) and status (N) disagree")
+    if seen.shape[0] < 1024:
+        raise ValueError("seen must have 1024 entries")
+    if offset < 0 or offset > n:
+        raise ValueError("offset outside the buffer")
+    cdef const uint8_t* p = &buf[0] if n else NULL
+    cdef const uint8_t* hit
+    cdef uint8_t r
+    if cap == 0:
+        return 0, offset
+    # Raw pointers (all three arrays are C-contiguous with >= cap rows, checked
+    # above): locals the compiler knows no byte store can alias.
+    cdef uint8_t* bl = &blocks[0, 0]
+    cdef uint16_t* ver = &versions[0]
+    cdef uint8_t* st = &status[0]
+    cdef uint8_t* sn = &seen[0]
+    with nogil:
+        while i < n and k < cap:
+            t = i + _CODE_LEN
+            if t <= n and (t == n or p[t] == 10 or (p[t] == 13 and (t + 1 == n or p[t + 1] == 10))):
+                r = _decode_plain(p + i, bl + 16 * k, ver + k)
+                if r != _NOT_PLAIN:
+                    st[k] = r
+                    if r == ST_OK:
+                        sn[ver[k]] = 1
+                    k += 1
+                    if t == n:
+                        i = n
+                    elif p[t] == 10:
+                        i = t + 1
+                    else:                       # '\r', then '\n' or the end
+                        i = t + 2 if t + 1 < n else n
+                    continue
+            hit = <const uint8_t*>memchr(p + i, 10, n - i)
+            e = (hit - p) if hit != NULL else n
+            t = e - 1 if e > i and p[e - 1] == 13 else e
+            r = _decode_one(p, i, t, bl + 16 * k, ver + k)
+            st[k] = r
+            if r == ST_OK:
+                sn[ver[k]] = 1
+            k += 1
+            i = e + 1 if hit != NULL else n
+    return k, i
 
 
 @cython.boundscheck(False)
@@ -340,6 +474,36 @@ def decode_spans(const uint8_t[::1] buf not None, const int64_t[::1] starts not 
     return blocks_arr, versions_arr, status_arr
 
 
+cdef inline uint8_t _unpack_row(const uint8_t* row, uint64_t* serial,
+                                uint8_t* level) noexcept nogil:
+    """Authenticate one decrypted block: ST_OK (serial, level set) or ST_COUNTERFEIT."""
+    cdef uint64_t head = _load_be64(row)
+    cdef uint8_t lvl = (head >> 56) & 15
+    if (_load_be64(row + 8) != _REDUNDANCY or (head >> 60) != _FORMAT_VERSION
+            or lvl < 1 or lvl > 3):
+        return ST_COUNTERFEIT
+    serial[0] = head & _MAX_SERIAL
+    level[0] = lvl
+    return ST_OK
+
+
+cdef inline Py_ssize_t _find_range(uint64_t s, const uint64_t* firsts, const uint64_t* lasts,
+                                   Py_ssize_t m, Py_ssize_t hint) noexcept nogil:
+    """Index of the range holding serial s, or -1. Ranges are sorted and disjoint;
+    codes usually arrive in issuance order, so ``hint`` (the last hit) goes first."""
+    cdef Py_ssize_t lo = 0, hi = m, mid
+    if hint >= 0 and firsts[hint] <= s and s <= lasts[hint]:
+        return hint
+    while lo < hi:                 # greatest index with firsts[idx] <= s
+        mid = (lo + hi) >> 1
+        if firsts[mid] <= s:
+            lo = mid + 1
+        else:
+            hi = mid
+    lo -= 1
+    return lo if lo >= 0 and s <= lasts[lo] else -1
+
+
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def unpack_blocks(const uint8_t[:, ::1] plain not None, uint8_t[::1] status not None):
@@ -355,21 +519,16 @@ def unpack_blocks(const uint8_t[:, ::1] plain not None, uint8_t[::1] status not 
     levels_arr = np.zeros(n, dtype=np.uint8)
     cdef uint64_t[::1] serials = serials_arr
     cdef uint8_t[::1] levels = levels_arr
-    cdef const uint8_t* row
-    cdef uint8_t lvl
     with nogil:
         for i in range(n):
-            if status[i] != ST_OK:
-                continue
-            row = &plain[i, 0]
-            lvl = row[0] & 15
-            if (_load_be64(row + 8) != _REDUNDANCY or (row[0] >> 4) != _FORMAT_VERSION
-                    or lvl < 1 or lvl > 3):
-                status[i] = ST_COUNTERFEIT
-                continue
-            serials[i] = _load_be64(row) & _MAX_SERIAL
-            levels[i] = lvl
+            if status[i] == ST_OK:
+                status[i] = _unpack_row(&plain[i, 0], &serials[i], &levels[i])
     return serials_arr, levels_arr
+
+
+def _check_ranges(firsts, lasts, range_versions):
+    if lasts.shape[0] != firsts.shape[0] or range_versions.shape[0] != firsts.shape[0]:
+        raise ValueError("the range arrays must have the same length")
 
 
 @cython.boundscheck(False)
@@ -379,44 +538,79 @@ def lookup_ranges(const uint64_t[::1] serials not None, const uint16_t[::1] vers
                   const uint64_t[::1] lasts not None, const uint16_t[::1] range_versions not None):
     """Find each OK serial's issued range; return int64[N] range index (-1: none).
 
-    Ranges are sorted by ``firsts`` and disjoint. A serial in no range becomes
-    NOT_ISSUED; one whose range was reserved under another key version becomes
-    COUNTERFEIT. Codes usually arrive in issuance order, so the previous hit is
-    tried before the binary search.
+    A serial in no range becomes NOT_ISSUED; one whose range was reserved under
+    another key version becomes COUNTERFEIT.
     """
-    cdef Py_ssize_t n = serials.shape[0], m = firsts.shape[0], i, lo, hi, mid, last = -1
+    cdef Py_ssize_t n = serials.shape[0], m = firsts.shape[0], i, r = -1
     if versions.shape[0] != n or status.shape[0] != n:
         raise ValueError("serials, versions and status must have the same length")
-    if lasts.shape[0] != m or range_versions.shape[0] != m:
-        raise ValueError("firsts, lasts and range_versions must have the same length")
+    _check_ranges(firsts, lasts, range_versions)
     out_arr = np.full(n, -1, dtype=np.int64)
     cdef int64_t[::1] out = out_arr
-    cdef uint64_t s
+    cdef const uint64_t* fp = &firsts[0] if m else NULL
+    cdef const uint64_t* lp = &lasts[0] if m else NULL
     with nogil:
         for i in range(n):
             if status[i] != ST_OK:
                 continue
-            s = serials[i]
-            if not (last >= 0 and firsts[last] <= s and s <= lasts[last]):
-                # greatest index with firsts[idx] <= s
-                lo = 0
-                hi = m
-                while lo < hi:
-                    mid = (lo + hi) >> 1
-                    if firsts[mid] <= s:
-                        lo = mid + 1
-                    else:
-                        hi = mid
-                last = lo - 1
-                if last < 0 or s > lasts[last]:
-                    last = -1
-                    status[i] = ST_NOT_ISSUED
-                    continue
-            if range_versions[last] != versions[i]:
+            r = _find_range(serials[i], fp, lp, m, r)
+            if r < 0:
+                status[i] = ST_NOT_ISSUED
+            elif range_versions[r] != versions[i]:
                 status[i] = ST_COUNTERFEIT
-                continue
-            out[i] = last
+            else:
+                out[i] = r
     return out_arr
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def resolve_codes(const uint8_t[:, ::1] plain not None, const uint16_t[::1] versions not None,
+                  uint8_t[::1] status not None, const uint64_t[::1] firsts not None,
+                  const uint64_t[::1] lasts not None, const uint16_t[::1] range_versions not None,
+                  const int64_t[::1] range_lines not None):
+    """unpack_blocks and lookup_ranges in one pass, plus each code's line id.
+
+    Returns (serials uint64[N], levels uint8[N], line_ids int64[N], hits uint8[M]);
+    the first three are 0, 0, -1 except for rows that end GENUINE (OK); hits[r] is
+    1 when some genuine code fell in range r.
+    """
+    cdef Py_ssize_t n = plain.shape[0], m = firsts.shape[0], i, r = -1
+    if plain.shape[1] != 16 or versions.shape[0] != n or status.shape[0] != n:
+        raise ValueError("plain (N x 16), versions (N) and status (N) disagree")
+    _check_ranges(firsts, lasts, range_versions)
+    if range_lines.shape[0] != m:
+        raise ValueError("range_lines must have one entry per range")
+    serials_arr = np.zeros(n, dtype=np.uint64)
+    levels_arr = np.zeros(n, dtype=np.uint8)
+    lines_arr = np.full(n, -1, dtype=np.int64)
+    cdef uint64_t[::1] serials = serials_arr
+    cdef uint8_t[::1] levels = levels_arr
+    cdef int64_t[::1] lines = lines_arr
+    hits_arr = np.zeros(m, dtype=np.uint8)
+    cdef uint8_t[::1] hits = hits_arr
+    cdef const uint64_t* fp = &firsts[0] if m else NULL
+    cdef const uint64_t* lp = &lasts[0] if m else NULL
+    cdef uint64_t serial
+    cdef uint8_t level
+    with nogil:
+        for i in range(n):
+            if status[i] != ST_OK:
+                continue
+            status[i] = _unpack_row(&plain[i, 0], &serial, &level)
+            if status[i] != ST_OK:
+                continue
+            r = _find_range(serial, fp, lp, m, r)
+            if r < 0:
+                status[i] = ST_NOT_ISSUED
+            elif range_versions[r] != versions[i]:
+                status[i] = ST_COUNTERFEIT
+            else:
+                serials[i] = serial
+                levels[i] = level
+                lines[i] = range_lines[r]
+                hits[r] = 1
+    return serials_arr, levels_arr, lines_arr, hits_arr
 
 
 def check_symbol(const uint8_t[::1] symbols not None):

@@ -88,12 +88,28 @@ def iter_rendered_codes(
         yield out
 
 
-def _spans_from_input(codes: bytes | bytearray | memoryview | Sequence[str] | np.ndarray):
-    """Return (buffer, starts, ends) for any accepted input form."""
-    if isinstance(codes, (bytes, bytearray, memoryview)):
-        buf = np.frombuffer(codes, np.uint8)
-        starts, ends = _core.split_lines(buf)
-        return buf, starts, ends
+def _decode_buffer(data: bytes | bytearray | memoryview):  # type: ignore[no-untyped-def]
+    """Decode a newline-separated buffer in one pass (growing the arrays if the
+    lines are shorter than a code, which only happens with bad input)."""
+    buf = np.frombuffer(data, np.uint8)
+    cap = len(buf) // (CODE_LEN + 1) + 64
+    blocks = np.empty((cap, 16), np.uint8)
+    versions = np.zeros(cap, np.uint16)
+    status = np.empty(cap, np.uint8)
+    seen = np.zeros(1024, np.uint8)
+    done, offset = _core.decode_lines(buf, 0, blocks, versions, status, seen)
+    while offset < len(buf):
+        cap *= 2
+        blocks = np.resize(blocks, (cap, 16))
+        versions = np.resize(versions, cap)
+        status = np.resize(status, cap)
+        more, offset = _core.decode_lines(buf, offset, blocks[done:], versions[done:], status[done:], seen)
+        done += more
+    return blocks[:done], versions[:done], status[:done], np.flatnonzero(seen).astype(np.uint16)
+
+
+def _spans_from_input(codes: Sequence[str] | np.ndarray):  # type: ignore[no-untyped-def]
+    """Return (buffer, starts, ends) for a list of str or an 'S' array."""
     if isinstance(codes, np.ndarray) and codes.dtype.kind == "S":
         # fixed-width byte strings: trailing NULs are trimmed by the decoder
         width = codes.dtype.itemsize
@@ -120,34 +136,55 @@ class DecodedCodes:
 
 def decode_codes(codes: bytes | bytearray | memoryview | Sequence[str] | np.ndarray):  # type: ignore[no-untyped-def]
     """Parse text (a newline-separated buffer, a list of str, or an 'S' array) into
-    cipher blocks. Returns (blocks, versions, status) as the core does."""
+    cipher blocks. Returns (blocks, versions, status, versions_seen)."""
+    if isinstance(codes, (bytes, bytearray, memoryview)):
+        return _decode_buffer(codes)
     buf, starts, ends = _spans_from_input(codes)
-    return _core.decode_spans(buf, starts, ends)
+    blocks, versions, status = _core.decode_spans(buf, starts, ends)
+    return blocks, versions, status, np.unique(versions[status == _core.OK])
 
 
-def authenticate(
-    blocks: np.ndarray, versions: np.ndarray, status: np.ndarray, keys: Keyring
-) -> DecodedCodes:
-    """Decrypt each OK block under its key version and check its redundancy."""
-    ok = status == _core.OK
-    present = np.unique(versions[ok]) if ok.any() else np.empty(0, np.uint16)
-    plain = np.zeros_like(blocks)
-    out = np.empty(blocks.size + 16, np.uint8)
-    for v in present.tolist():
+def _decrypt_in_place(key: bytes, blocks: np.ndarray) -> None:
+    """AES-ECB-decrypt the rows of ``blocks`` in place, a cache-sized chunk at a time."""
+    dec = _ecb(key, decrypt=True)
+    scratch = np.empty(CHUNK * 16 + 16, np.uint8)
+    flat = blocks.reshape(-1)
+    for start in range(0, len(flat), CHUNK * 16):
+        part = flat[start : start + CHUNK * 16]
+        dec.update_into(part, scratch)
+        part[:] = scratch[: len(part)]
+
+
+def decrypt_codes(
+    blocks: np.ndarray, versions: np.ndarray, status: np.ndarray, seen: np.ndarray, keys: Keyring
+) -> None:
+    """Decrypt each OK block under its key version, in place; rows whose key
+    version is not in ``keys`` become UNKNOWN_KEY. ``seen`` lists the key versions
+    present among OK rows."""
+    if len(seen) == 1:
+        kv = keys.get(int(seen[0]))
+        if kv is None:
+            status[status == _core.OK] = CodeStatus.UNKNOWN_KEY
+        else:
+            # One key version (the usual case): decrypt every row in one pass;
+            # rows that are not OK decrypt to noise that is never looked at.
+            _decrypt_in_place(kv.key, blocks)
+        return
+    for v in seen.tolist():
+        rows = np.flatnonzero((status == _core.OK) & (versions == v))
         kv = keys.get(v)
-        rows = ok & (versions == v)
         if kv is None:
             status[rows] = CodeStatus.UNKNOWN_KEY
             continue
-        dec = _ecb(kv.key, decrypt=True)
-        if len(present) == 1:
-            # One key version (the usual case): decrypt the whole buffer in one call;
-            # rows that are not OK decrypt to noise and are ignored by unpack_blocks.
-            dec.update_into(blocks, out)
-            plain = out[: blocks.size].reshape(blocks.shape)
-        else:
-            sub = np.ascontiguousarray(blocks[rows])
-            dec.update_into(sub, out)
-            plain[rows] = out[: sub.size].reshape(sub.shape)
-    serial, level = _core.unpack_blocks(plain, status)
+        sub = np.ascontiguousarray(blocks[rows])
+        _decrypt_in_place(kv.key, sub)
+        blocks[rows] = sub
+
+
+def authenticate(
+    blocks: np.ndarray, versions: np.ndarray, status: np.ndarray, seen: np.ndarray, keys: Keyring
+) -> DecodedCodes:
+    """Decrypt and check blocks without a ledger (in place; for tools and benches)."""
+    decrypt_codes(blocks, versions, status, seen, keys)
+    serial, level = _core.unpack_blocks(blocks, status)
     return DecodedCodes(status, versions, serial, level)

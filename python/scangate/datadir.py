@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from .codes import QR_ALPHANUMERIC, authenticate, decode_codes, iter_rendered_codes, render_codes_into
+from .codes import QR_ALPHANUMERIC, decode_codes, decrypt_codes, iter_rendered_codes, render_codes_into
 from .enums import CodeStatus, Level
 from .errors import InvalidArgument, NotFound
 from .keys import KEY_FILE_ENV, Keyring, KeyVersion
@@ -189,21 +189,14 @@ class DataDir:
 
         Never raises for bad codes: every input line gets a status.
         """
-        blocks, versions, status = decode_codes(codes)
-        decoded = authenticate(blocks, versions, status, self.keys)
+        blocks, versions, status, seen = decode_codes(codes)
+        decrypt_codes(blocks, versions, status, seen, self.keys)
         table = self.store.range_table()
-        idx = _core.lookup_ranges(
-            decoded.serial, versions, status, table.firsts, table.lasts, table.key_versions
+        serial, level, line_id, hits = _core.resolve_codes(
+            blocks, versions, status, table.firsts, table.lasts, table.key_versions, table.line_ids
         )
-        genuine = idx >= 0
-        line_id = np.full(len(idx), -1, np.int64)
-        line_id[genuine] = table.line_ids[idx[genuine]]
-        present = np.unique(line_id[genuine]) if genuine.any() else []
-        lines = self.store.get_lines(present)
-        not_genuine = ~genuine
-        decoded.serial[not_genuine] = 0
-        decoded.level[not_genuine] = 0
-        return VerifyResult(status, versions, decoded.serial, decoded.level, line_id, lines)
+        lines = self.store.get_lines(np.unique(table.line_ids[hits.view(bool)]))
+        return VerifyResult(status, versions, serial, level, line_id, lines)
 
     def verify_code(self, code: str) -> CodeCheck:
         """Verify one code (a batch of one)."""

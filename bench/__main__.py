@@ -1,0 +1,29 @@
+"""``python -m bench <benchmark> [options]``: dispatch to one benchmark module."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# subcommand -> (module, one-line help). A module provides add_arguments() and run().
+BENCHMARKS: dict[str, tuple[str, str]] = {
+    "codes": ("bench.codes", "issue and verify throughput against naive Python and raw AES"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description="scangate benchmarks")
+    sub = parser.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
+    modules = {}
+    for name, (module_name, help_text) in BENCHMARKS.items():
+        module = importlib.import_module(module_name)
+        module.add_arguments(sub.add_parser(name, help=help_text, description=module.__doc__,
+                                            formatter_class=argparse.RawDescriptionHelpFormatter))
+        modules[name] = module
+    args = parser.parse_args(argv)
+    return int(modules[args.benchmark].run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
