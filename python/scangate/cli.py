@@ -72,21 +72,26 @@ def cli(verbose: int) -> None:
 @cli.command()
 @data_option
 @click.option("--url-prefix", default=None, help="Prefix of the URL form (default HTTPS://SCN.EXAMPLE.COM/).")
+@click.option("--exist-ok", is_flag=True, help="Succeed without change if DIR is already a data directory.")
 @json_option
-def init(data: Path, url_prefix: str | None, as_json: bool) -> None:
+def init(data: Path, url_prefix: str | None, exist_ok: bool, as_json: bool) -> None:
     """Create a data directory: LMDB environment and key version 1."""
     kwargs = {"url_prefix": url_prefix} if url_prefix else {}
     try:
-        dd = init_data_dir(data, **kwargs)
+        existing = exist_ok and (data / "lmdb" / "data.mdb").exists()
+        if existing:
+            dd = open_data_dir(data)
+        else:
+            dd = init_data_dir(data, **kwargs)
     except ScangateError as exc:
         _fail(str(exc))
     with dd:
         info = {"data": str(data), "key_file": str(dd.keys.path), "key_version": dd.keys.current.version,
-                "url_prefix": dd.url_prefix}
+                "url_prefix": dd.url_prefix, "created": not existing}
     if as_json:
         _emit(info)
     else:
-        click.echo(f"initialised {data}: key version {info['key_version']} in {info['key_file']}, "
+        click.echo(f"{'already initialised' if existing else 'initialised'} {data}: key version {info['key_version']} in {info['key_file']}, "
                    f"URL prefix {info['url_prefix']}")
 
 
