@@ -36,10 +36,12 @@ def unpack_blocks(
 def lookup_ranges(
     serials: npt.NDArray[np.uint64],
     versions: npt.NDArray[np.uint16],
+    levels: npt.NDArray[np.uint8],
     status: npt.NDArray[np.uint8],
     firsts: npt.NDArray[np.uint64],
     lasts: npt.NDArray[np.uint64],
     range_versions: npt.NDArray[np.uint16],
+    range_levels: npt.NDArray[np.uint8],
 ) -> npt.NDArray[np.int64]: ...
 def check_symbol(symbols: npt.NDArray[np.uint8]) -> int: ...
 def decode_lines(
@@ -57,6 +59,7 @@ def resolve_codes(
     firsts: npt.NDArray[np.uint64],
     lasts: npt.NDArray[np.uint64],
     range_versions: npt.NDArray[np.uint16],
+    range_levels: npt.NDArray[np.uint8],
     range_lines: npt.NDArray[np.int64],
 ) -> tuple[
     npt.NDArray[np.uint64], npt.NDArray[np.uint8], npt.NDArray[np.int64], npt.NDArray[np.uint8]

@@ -487,21 +487,58 @@ cdef inline uint8_t _unpack_row(const uint8_t* row, uint64_t* serial,
     return ST_OK
 
 
-cdef inline Py_ssize_t _find_range(uint64_t s, const uint64_t* firsts, const uint64_t* lasts,
-                                   Py_ssize_t m, Py_ssize_t hint) noexcept nogil:
-    """Index of the range holding serial s, or -1. Ranges are sorted and disjoint;
-    codes usually arrive in issuance order, so ``hint`` (the last hit) goes first."""
-    cdef Py_ssize_t lo = 0, hi = m, mid
-    if hint >= 0 and firsts[hint] <= s and s <= lasts[hint]:
+cdef struct Ranges:
+    # The issued ranges, sorted by first serial and disjoint (from the ledger).
+    const uint64_t* firsts
+    const uint64_t* lasts
+    const uint16_t* versions
+    const uint8_t* levels
+    Py_ssize_t m
+
+
+cdef inline Py_ssize_t _find_range(uint64_t s, const Ranges* rg, Py_ssize_t hint) noexcept nogil:
+    """Index of the range holding serial s, or -1. Codes usually arrive in
+    issuance order, so ``hint`` (the last hit) is tried first."""
+    cdef Py_ssize_t lo = 0, hi = rg.m, mid
+    if hint >= 0 and rg.firsts[hint] <= s and s <= rg.lasts[hint]:
         return hint
     while lo < hi:                 # greatest index with firsts[idx] <= s
         mid = (lo + hi) >> 1
-        if firsts[mid] <= s:
+        if rg.firsts[mid] <= s:
             lo = mid + 1
         else:
             hi = mid
     lo -= 1
-    return lo if lo >= 0 and s <= lasts[lo] else -1
+    return lo if lo >= 0 and s <= rg.lasts[lo] else -1
+
+
+cdef inline uint8_t _match_range(uint64_t s, uint16_t version, uint8_t level, const Ranges* rg,
+                                 Py_ssize_t* hint) noexcept nogil:
+    """Status of an authentic block against the ledger; sets hint to its range.
+
+    NOT_ISSUED when no range holds the serial; COUNTERFEIT when the range was
+    reserved under another key version or for another level (only a holder of a
+    key could have made such a block).
+    """
+    hint[0] = _find_range(s, rg, hint[0])
+    if hint[0] < 0:
+        return ST_NOT_ISSUED
+    if rg.versions[hint[0]] != version or rg.levels[hint[0]] != level:
+        return ST_COUNTERFEIT
+    return ST_OK
+
+
+cdef Ranges _ranges(const uint64_t[::1] firsts, const uint64_t[::1] lasts,
+                    const uint16_t[::1] versions, const uint8_t[::1] levels) except *:
+    cdef Ranges rg
+    rg.m = firsts.shape[0]
+    if lasts.shape[0] != rg.m or versions.shape[0] != rg.m or levels.shape[0] != rg.m:
+        raise ValueError("the range arrays must have the same length")
+    rg.firsts = &firsts[0] if rg.m else NULL
+    rg.lasts = &lasts[0] if rg.m else NULL
+    rg.versions = &versions[0] if rg.m else NULL
+    rg.levels = &levels[0] if rg.m else NULL
+    return rg
 
 
 @cython.boundscheck(False)
@@ -526,39 +563,30 @@ def unpack_blocks(const uint8_t[:, ::1] plain not None, uint8_t[::1] status not 
     return serials_arr, levels_arr
 
 
-def _check_ranges(firsts, lasts, range_versions):
-    if lasts.shape[0] != firsts.shape[0] or range_versions.shape[0] != firsts.shape[0]:
-        raise ValueError("the range arrays must have the same length")
-
-
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def lookup_ranges(const uint64_t[::1] serials not None, const uint16_t[::1] versions not None,
-                  uint8_t[::1] status not None, const uint64_t[::1] firsts not None,
-                  const uint64_t[::1] lasts not None, const uint16_t[::1] range_versions not None):
+                  const uint8_t[::1] levels not None, uint8_t[::1] status not None,
+                  const uint64_t[::1] firsts not None, const uint64_t[::1] lasts not None,
+                  const uint16_t[::1] range_versions not None,
+                  const uint8_t[::1] range_levels not None):
     """Find each OK serial's issued range; return int64[N] range index (-1: none).
 
     A serial in no range becomes NOT_ISSUED; one whose range was reserved under
-    another key version becomes COUNTERFEIT.
+    another key version or for another level becomes COUNTERFEIT.
     """
-    cdef Py_ssize_t n = serials.shape[0], m = firsts.shape[0], i, r = -1
-    if versions.shape[0] != n or status.shape[0] != n:
-        raise ValueError("serials, versions and status must have the same length")
-    _check_ranges(firsts, lasts, range_versions)
+    cdef Py_ssize_t n = serials.shape[0], i, r = -1
+    if versions.shape[0] != n or levels.shape[0] != n or status.shape[0] != n:
+        raise ValueError("serials, versions, levels and status must have the same length")
+    cdef Ranges rg = _ranges(firsts, lasts, range_versions, range_levels)
     out_arr = np.full(n, -1, dtype=np.int64)
     cdef int64_t[::1] out = out_arr
-    cdef const uint64_t* fp = &firsts[0] if m else NULL
-    cdef const uint64_t* lp = &lasts[0] if m else NULL
     with nogil:
         for i in range(n):
             if status[i] != ST_OK:
                 continue
-            r = _find_range(serials[i], fp, lp, m, r)
-            if r < 0:
-                status[i] = ST_NOT_ISSUED
-            elif range_versions[r] != versions[i]:
-                status[i] = ST_COUNTERFEIT
-            else:
+            status[i] = _match_range(serials[i], versions[i], levels[i], &rg, &r)
+            if status[i] == ST_OK:
                 out[i] = r
     return out_arr
 
@@ -568,29 +596,27 @@ def lookup_ranges(const uint64_t[::1] serials not None, const uint16_t[::1] vers
 def resolve_codes(const uint8_t[:, ::1] plain not None, const uint16_t[::1] versions not None,
                   uint8_t[::1] status not None, const uint64_t[::1] firsts not None,
                   const uint64_t[::1] lasts not None, const uint16_t[::1] range_versions not None,
-                  const int64_t[::1] range_lines not None):
+                  const uint8_t[::1] range_levels not None, const int64_t[::1] range_lines not None):
     """unpack_blocks and lookup_ranges in one pass, plus each code's line id.
 
     Returns (serials uint64[N], levels uint8[N], line_ids int64[N], hits uint8[M]);
     the first three are 0, 0, -1 except for rows that end GENUINE (OK); hits[r] is
     1 when some genuine code fell in range r.
     """
-    cdef Py_ssize_t n = plain.shape[0], m = firsts.shape[0], i, r = -1
+    cdef Py_ssize_t n = plain.shape[0], i, r = -1
     if plain.shape[1] != 16 or versions.shape[0] != n or status.shape[0] != n:
         raise ValueError("plain (N x 16), versions (N) and status (N) disagree")
-    _check_ranges(firsts, lasts, range_versions)
-    if range_lines.shape[0] != m:
+    cdef Ranges rg = _ranges(firsts, lasts, range_versions, range_levels)
+    if range_lines.shape[0] != rg.m:
         raise ValueError("range_lines must have one entry per range")
     serials_arr = np.zeros(n, dtype=np.uint64)
     levels_arr = np.zeros(n, dtype=np.uint8)
     lines_arr = np.full(n, -1, dtype=np.int64)
+    hits_arr = np.zeros(rg.m, dtype=np.uint8)
     cdef uint64_t[::1] serials = serials_arr
     cdef uint8_t[::1] levels = levels_arr
     cdef int64_t[::1] lines = lines_arr
-    hits_arr = np.zeros(m, dtype=np.uint8)
     cdef uint8_t[::1] hits = hits_arr
-    cdef const uint64_t* fp = &firsts[0] if m else NULL
-    cdef const uint64_t* lp = &lasts[0] if m else NULL
     cdef uint64_t serial
     cdef uint8_t level
     with nogil:
@@ -600,12 +626,8 @@ def resolve_codes(const uint8_t[:, ::1] plain not None, const uint16_t[::1] vers
             status[i] = _unpack_row(&plain[i, 0], &serial, &level)
             if status[i] != ST_OK:
                 continue
-            r = _find_range(serial, fp, lp, m, r)
-            if r < 0:
-                status[i] = ST_NOT_ISSUED
-            elif range_versions[r] != versions[i]:
-                status[i] = ST_COUNTERFEIT
-            else:
+            status[i] = _match_range(serial, versions[i], level, &rg, &r)
+            if status[i] == ST_OK:
                 serials[i] = serial
                 levels[i] = level
                 lines[i] = range_lines[r]

@@ -526,39 +526,41 @@ def test_unpack_matches_reference(plains, data):
 # ---------------------------------------------------------------- ledger lookup
 @st.composite
 def ledgers(draw):
-    """Sorted disjoint ranges [(first, last, version)], adjacent ones allowed."""
+    """Sorted disjoint ranges [(first, last, version, level)], adjacent ones allowed."""
     parts = draw(st.lists(
-        st.tuples(st.integers(0, 50), st.integers(0, 50), st.integers(1, 3)), max_size=15))
+        st.tuples(st.integers(0, 50), st.integers(0, 50), st.integers(1, 3), st.integers(1, 3)),
+        max_size=15))
     big = draw(st.booleans())
     ranges, pos = [], 1
-    for gap, length, version in parts:
+    for gap, length, version, level in parts:
         scale = draw(st.integers(1, 2**40)) if big else 1
         first = pos + gap * scale
         last = first + length * scale
         if last > ref.MAX_SERIAL:
             break
-        ranges.append((first, last, version))
+        ranges.append((first, last, version, level))
         pos = last + 1
     return ranges
 
 
-def lookup_reference(serial, version, ranges):
-    for idx, (first, last, rv) in enumerate(ranges):
+def lookup_reference(serial, version, level, ranges):
+    for idx, (first, last, rv, rl) in enumerate(ranges):
         if first <= serial <= last:
-            return (idx, core.OK) if rv == version else (-1, core.COUNTERFEIT)
+            return (idx, core.OK) if (rv, rl) == (version, level) else (-1, core.COUNTERFEIT)
     return -1, core.NOT_ISSUED
 
 
 @settings(max_examples=200, **SETTINGS)
 @given(ledgers(), st.data())
 def test_lookup_ranges_matches_reference(ranges, data):
-    near = [x + d for f, l, _ in ranges for x in (f, l) for d in (-1, 0, 1)]
+    near = [x + d for f, l, _, _ in ranges for x in (f, l) for d in (-1, 0, 1)]
     near = [x for x in near if 0 <= x <= ref.MAX_SERIAL]
     serial_st = st.one_of(st.integers(0, ref.MAX_SERIAL), st.integers(0, 2000),
                           *([st.sampled_from(near)] if near else []))
     queries = data.draw(st.lists(
         st.tuples(serial_st, st.integers(1, 3),
-                  st.sampled_from([core.OK, core.OK, core.OK, core.TYPO, core.COUNTERFEIT])),
+                  st.sampled_from([core.OK, core.OK, core.OK, core.TYPO, core.COUNTERFEIT]),
+                  st.integers(1, 3)),
         max_size=60))
     if data.draw(st.booleans()):
         queries.sort()                      # issuance order: exercises the last-hit cache
@@ -566,35 +568,40 @@ def test_lookup_ranges_matches_reference(ranges, data):
     s_arr = np.array([q[0] for q in queries], dtype=np.uint64)
     v_arr = np.array([q[1] for q in queries], dtype=np.uint16)
     status = np.array([q[2] for q in queries], dtype=np.uint8)
+    l_arr = np.array([q[3] for q in queries], dtype=np.uint8)
     firsts = np.array([r[0] for r in ranges], dtype=np.uint64)
     lasts = np.array([r[1] for r in ranges], dtype=np.uint64)
     rvs = np.array([r[2] for r in ranges], dtype=np.uint16)
-    idx = core.lookup_ranges(s_arr, v_arr, status, firsts, lasts, rvs)
+    rls = np.array([r[3] for r in ranges], dtype=np.uint8)
+    idx = core.lookup_ranges(s_arr, v_arr, l_arr, status, firsts, lasts, rvs, rls)
     assert idx.shape == (n,)
-    for i, (s, v, pre) in enumerate(queries):
+    for i, (s, v, pre, lvl) in enumerate(queries):
         if pre != core.OK:
             assert (int(idx[i]), int(status[i])) == (-1, pre)
         else:
-            assert (int(idx[i]), int(status[i])) == lookup_reference(s, v, ranges), (s, v)
+            assert (int(idx[i]), int(status[i])) == lookup_reference(s, v, lvl, ranges), (s, v, lvl)
 
 
 def test_lookup_ranges_fixed():
-    ranges = [(1, 10, 1), (11, 20, 2), (100, 100, 1)]
-    queries = [(1, 1), (10, 1), (11, 1), (11, 2), (20, 2), (21, 2), (99, 1), (100, 1),
-               (100, 2), (101, 1), (0, 1), (5, 1), (ref.MAX_SERIAL, 1)]
+    ranges = [(1, 10, 1, 1), (11, 20, 2, 2), (100, 100, 1, 3)]
+    queries = [(1, 1, 1), (10, 1, 1), (11, 1, 2), (11, 2, 2), (20, 2, 2), (21, 2, 2), (99, 1, 1),
+               (100, 1, 3), (100, 2, 3), (101, 1, 1), (0, 1, 1), (5, 1, 1), (ref.MAX_SERIAL, 1, 1),
+               (5, 1, 2), (100, 1, 1)]
     status = np.zeros(len(queries), dtype=np.uint8)
     idx = core.lookup_ranges(
         np.array([q[0] for q in queries], dtype=np.uint64),
         np.array([q[1] for q in queries], dtype=np.uint16),
+        np.array([q[2] for q in queries], dtype=np.uint8),
         status,
         np.array([r[0] for r in ranges], dtype=np.uint64),
         np.array([r[1] for r in ranges], dtype=np.uint64),
         np.array([r[2] for r in ranges], dtype=np.uint16),
+        np.array([r[3] for r in ranges], dtype=np.uint8),
     )
     O, C, N = core.OK, core.COUNTERFEIT, core.NOT_ISSUED
     assert list(zip(idx.tolist(), status.tolist())) == [
         (0, O), (0, O), (-1, C), (1, O), (1, O), (-1, N), (-1, N), (2, O),
-        (-1, C), (-1, N), (-1, N), (0, O), (-1, N)]
+        (-1, C), (-1, N), (-1, N), (0, O), (-1, N), (-1, C), (-1, C)]
 
 
 # ---------------------------------------------------------------- split_lines

@@ -193,7 +193,8 @@ class DataDir:
         decrypt_codes(blocks, versions, status, seen, self.keys)
         table = self.store.range_table()
         serial, level, line_id, hits = _core.resolve_codes(
-            blocks, versions, status, table.firsts, table.lasts, table.key_versions, table.line_ids
+            blocks, versions, status, table.firsts, table.lasts, table.key_versions, table.levels,
+            table.line_ids,
         )
         lines = self.store.get_lines(np.unique(table.line_ids[hits.view(bool)]))
         return VerifyResult(status, versions, serial, level, line_id, lines)

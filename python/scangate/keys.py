@@ -64,21 +64,27 @@ class Keyring:
     @classmethod
     def load(cls, path: Path) -> Keyring:
         try:
-            raw = path.read_text(encoding="utf-8")
+            raw = path.read_bytes()
         except FileNotFoundError:
             raise NotFound(f"no key file at {path}") from None
+        # Decoding errors are replaced, and raised outside the except block so that
+        # not even __context__ keeps them: UnicodeDecodeError and JSONDecodeError
+        # carry the file's text, that is, the keys.
+        failure = None
+        versions: dict[int, KeyVersion] = {}
         try:
-            doc = json.loads(raw)
-            versions = {}
+            doc = json.loads(raw.decode("utf-8"))
             for entry in doc["keys"]:
                 key = bytes.fromhex(entry["key"])
                 v = int(entry["version"])
                 if len(key) != 16 or not 1 <= v <= MAX_KEY_VERSION:
-                    raise ValueError(f"key version {v}: bad key length or version")
+                    raise ValueError("bad key length or version")
                 versions[v] = KeyVersion(v, int(entry["created_at"]), key)
-        except (ValueError, KeyError, TypeError) as exc:
-            # The message names the structure, never the key bytes.
-            raise CorruptionError(f"key file {path} is unreadable: {type(exc).__name__}") from None
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            failure = type(exc).__name__
+        del raw
+        if failure is not None:
+            raise CorruptionError(f"key file {path} is unreadable: {failure}")
         if not versions:
             raise CorruptionError(f"key file {path} holds no key")
         if path.stat().st_mode & 0o077:

@@ -15,6 +15,7 @@ import logging
 import struct
 import threading
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,8 +38,8 @@ SCHEMA_VERSION = 1
 
 _U64 = struct.Struct(">Q")
 _U32 = struct.Struct(">I")
-# ranges value: first serial, line id, key version, flags, reserved-at (unix ms)
-_RANGE = struct.Struct(">QIHBq")
+# ranges value: first serial, line id, key version, level, flags, reserved-at (unix ms)
+_RANGE = struct.Struct(">QIHBBq")
 RANGE_COMPLETE = 1
 
 _META_SCHEMA = b"schema"
@@ -80,6 +81,7 @@ class IssuedRange:
     last: int
     line_id: int
     key_version: int
+    level: Level
     reserved_at_ms: int
     complete: bool = False
 
@@ -96,6 +98,7 @@ class RangeTable:
     firsts: np.ndarray  # uint64
     lasts: np.ndarray  # uint64
     key_versions: np.ndarray  # uint16
+    levels: np.ndarray  # uint8
     line_ids: np.ndarray  # int64
 
 
@@ -111,8 +114,11 @@ def _check_label(name: str, value: str, max_len: int = 128) -> str:
         raise InvalidArgument("sku: must not be empty")
     if len(value) > max_len:
         raise InvalidArgument(f"{name}: longer than {max_len} characters")
-    if any(ord(c) < 32 for c in value):
-        raise InvalidArgument(f"{name}: contains a control character")
+    for c in value:
+        # Cc: C0 and C1 controls and DEL; Cs: lone surrogates (undecodable bytes
+        # in a command-line argument); neither belongs in a label.
+        if unicodedata.category(c) in ("Cc", "Cs"):
+            raise InvalidArgument(f"{name}: contains the control or invalid character U+{ord(c):04X}")
     return value
 
 
@@ -120,7 +126,7 @@ def _check_gtin(gtin: str) -> str:
     gtin = gtin.strip()
     if not gtin:
         return ""
-    if not gtin.isdigit() or len(gtin) not in (8, 12, 13, 14):
+    if not (gtin.isascii() and gtin.isdigit()) or len(gtin) not in (8, 12, 13, 14):
         raise InvalidArgument(f"gtin: {gtin!r} is not 8, 12, 13 or 14 digits")
     digits = [int(c) for c in gtin.zfill(14)]
     total = sum(d * (3 if i % 2 == 0 else 1) for i, d in enumerate(digits[:13]))
@@ -277,7 +283,7 @@ class Store:
             # ranges are keyed by their last serial: one set_range finds a serial's range.
             txn.put(
                 _U64.pack(last),
-                _RANGE.pack(first, line.line_id, key_version, 0, now_ms),
+                _RANGE.pack(first, line.line_id, key_version, line.level, 0, now_ms),
                 db=self.ranges_db,
                 overwrite=False,
             )
@@ -285,7 +291,7 @@ class Store:
             gen = _U64.unpack(txn.get(_META_LEDGER_GEN, db=self.meta))[0]
             txn.put(_META_LEDGER_GEN, _U64.pack(gen + 1), db=self.meta)
         log.info("reserved serials %d..%d for line %d", first, last, line.line_id)
-        return IssuedRange(first, last, line.line_id, key_version, now_ms)
+        return IssuedRange(first, last, line.line_id, key_version, line.level, now_ms)
 
     def complete_range(self, rng: IssuedRange) -> IssuedRange:
         """Mark a range as fully written out (informational: a crashed job's range
@@ -293,17 +299,19 @@ class Store:
         with self.env.begin(write=True) as txn:
             txn.put(
                 _U64.pack(rng.last),
-                _RANGE.pack(rng.first, rng.line_id, rng.key_version, RANGE_COMPLETE, rng.reserved_at_ms),
+                _RANGE.pack(rng.first, rng.line_id, rng.key_version, rng.level, RANGE_COMPLETE,
+                            rng.reserved_at_ms),
                 db=self.ranges_db,
             )
-        return IssuedRange(rng.first, rng.last, rng.line_id, rng.key_version, rng.reserved_at_ms, True)
+        return IssuedRange(rng.first, rng.last, rng.line_id, rng.key_version, rng.level, rng.reserved_at_ms, True)
 
     def list_ranges(self) -> list[IssuedRange]:
         with self.env.begin() as txn:
             out = []
             for k, v in txn.cursor(db=self.ranges_db):
-                first, line_id, kv, flags, at = _RANGE.unpack(v)
-                out.append(IssuedRange(first, _U64.unpack(k)[0], line_id, kv, at, bool(flags & RANGE_COMPLETE)))
+                first, line_id, kv, level, flags, at = _RANGE.unpack(v)
+                out.append(IssuedRange(first, _U64.unpack(k)[0], line_id, kv, Level(level), at,
+                                       bool(flags & RANGE_COMPLETE)))
             return out
 
     def next_serial(self) -> int:
@@ -321,11 +329,13 @@ class Store:
             firsts = np.empty(n, np.uint64)
             lasts = np.empty(n, np.uint64)
             versions = np.empty(n, np.uint16)
+            levels = np.empty(n, np.uint8)
             line_ids = np.empty(n, np.int64)
             for i, (k, v) in enumerate(txn.cursor(db=self.ranges_db)):
-                first, line_id, kv, _flags, _at = _RANGE.unpack(v)
-                firsts[i], lasts[i], versions[i], line_ids[i] = first, _U64.unpack(k)[0], kv, line_id
-        table = RangeTable(gen, firsts, lasts, versions, line_ids)
+                first, line_id, kv, level, _flags, _at = _RANGE.unpack(v)
+                firsts[i], lasts[i], versions[i], levels[i], line_ids[i] = (
+                    first, _U64.unpack(k)[0], kv, level, line_id)
+        table = RangeTable(gen, firsts, lasts, versions, levels, line_ids)
         with self._cache_lock:
             self._range_cache = table
         return table

@@ -1,0 +1,55 @@
+"""Shared fixtures: an initialised data directory, and the real `scangate` CLI."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+import scangate
+
+# The console script installed next to the interpreter that runs the tests.
+SCANGATE_BIN = Path(sys.executable).parent / "scangate"
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Iterator[scangate.DataDir]:
+    """A freshly initialised data directory at tmp_path/"data", closed afterwards."""
+    dd = scangate.init_data_dir(tmp_path / "data")
+    try:
+        yield dd
+    finally:
+        dd.close()
+
+
+RunCli = Callable[..., "subprocess.CompletedProcess[bytes] | subprocess.CompletedProcess[str]"]
+
+
+@pytest.fixture
+def run_cli() -> RunCli:
+    """Run the installed `scangate` console script as a subprocess.
+
+    run_cli(*args, input=None, text=True, env=None, timeout=120) -> CompletedProcess.
+    ``input`` is str or bytes (matching ``text``); stdout and stderr are captured;
+    the exit status is not checked. ``env`` adds to (does not replace) os.environ.
+    """
+    assert SCANGATE_BIN.exists(), f"console script not found at {SCANGATE_BIN}"
+
+    def run(*args: object, input: str | bytes | None = None, text: bool = True,
+            env: dict[str, str] | None = None, timeout: float = 120):  # type: ignore[no-untyped-def]
+        full_env = {**os.environ, **(env or {})}
+        kwargs = {"encoding": "utf-8", "errors": "backslashreplace"} if text else {}
+        return subprocess.run(
+            [str(SCANGATE_BIN), *map(str, args)],
+            input=input,
+            capture_output=True,
+            env=full_env,
+            timeout=timeout,
+            check=False,
+            **kwargs,
+        )
+
+    return run
