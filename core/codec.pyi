@@ -61,6 +61,8 @@ def resolve_codes(
     range_versions: npt.NDArray[np.uint16],
     range_levels: npt.NDArray[np.uint8],
     range_lines: npt.NDArray[np.int64],
-) -> tuple[
-    npt.NDArray[np.uint64], npt.NDArray[np.uint8], npt.NDArray[np.int64], npt.NDArray[np.uint8]
-]: ...
+    serials: npt.NDArray[np.uint64],
+    levels: npt.NDArray[np.uint8],
+    lines: npt.NDArray[np.int64],
+    hits: npt.NDArray[np.uint8],
+) -> None: ...

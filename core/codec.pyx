@@ -596,31 +596,29 @@ def lookup_ranges(const uint64_t[::1] serials not None, const uint16_t[::1] vers
 def resolve_codes(const uint8_t[:, ::1] plain not None, const uint16_t[::1] versions not None,
                   uint8_t[::1] status not None, const uint64_t[::1] firsts not None,
                   const uint64_t[::1] lasts not None, const uint16_t[::1] range_versions not None,
-                  const uint8_t[::1] range_levels not None, const int64_t[::1] range_lines not None):
-    """unpack_blocks and lookup_ranges in one pass, plus each code's line id.
+                  const uint8_t[::1] range_levels not None, const int64_t[::1] range_lines not None,
+                  uint64_t[::1] serials not None, uint8_t[::1] levels not None,
+                  int64_t[::1] lines not None, uint8_t[::1] hits not None):
+    """unpack_blocks and lookup_ranges in one pass, writing every row's outputs.
 
-    Returns (serials uint64[N], levels uint8[N], line_ids int64[N], hits uint8[M]);
-    the first three are 0, 0, -1 except for rows that end GENUINE (OK); hits[r] is
-    1 when some genuine code fell in range r.
+    For each of the N rows: serials, levels and lines get the serial, level and
+    product line of a row that ends GENUINE (OK), and 0, 0, -1 for any other;
+    hits[r] is set to 1 when a genuine code fell in range r (never cleared).
     """
     cdef Py_ssize_t n = plain.shape[0], i, r = -1
-    if plain.shape[1] != 16 or versions.shape[0] != n or status.shape[0] != n:
-        raise ValueError("plain (N x 16), versions (N) and status (N) disagree")
+    if (plain.shape[1] != 16 or versions.shape[0] != n or status.shape[0] != n
+            or serials.shape[0] != n or levels.shape[0] != n or lines.shape[0] != n):
+        raise ValueError("plain (N x 16), versions, status and the outputs (N) disagree")
     cdef Ranges rg = _ranges(firsts, lasts, range_versions, range_levels)
-    if range_lines.shape[0] != rg.m:
-        raise ValueError("range_lines must have one entry per range")
-    serials_arr = np.zeros(n, dtype=np.uint64)
-    levels_arr = np.zeros(n, dtype=np.uint8)
-    lines_arr = np.full(n, -1, dtype=np.int64)
-    hits_arr = np.zeros(rg.m, dtype=np.uint8)
-    cdef uint64_t[::1] serials = serials_arr
-    cdef uint8_t[::1] levels = levels_arr
-    cdef int64_t[::1] lines = lines_arr
-    cdef uint8_t[::1] hits = hits_arr
+    if range_lines.shape[0] != rg.m or hits.shape[0] != rg.m:
+        raise ValueError("range_lines and hits must have one entry per range")
     cdef uint64_t serial
     cdef uint8_t level
     with nogil:
         for i in range(n):
+            serials[i] = 0
+            levels[i] = 0
+            lines[i] = -1
             if status[i] != ST_OK:
                 continue
             status[i] = _unpack_row(&plain[i, 0], &serial, &level)
@@ -632,7 +630,6 @@ def resolve_codes(const uint8_t[:, ::1] plain not None, const uint16_t[::1] vers
                 levels[i] = level
                 lines[i] = range_lines[r]
                 hits[r] = 1
-    return serials_arr, levels_arr, lines_arr, hits_arr
 
 
 def check_symbol(const uint8_t[::1] symbols not None):

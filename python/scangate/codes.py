@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -16,15 +17,16 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from . import _core
 from .enums import CodeStatus, Level
 from .keys import Keyring, KeyVersion
+if TYPE_CHECKING:
+    from .store import RangeTable
 
 __all__ = [
     "CODE_LEN",
-    "DecodedCodes",
-    "render_codes_into",
-    "iter_rendered_codes",
-    "decode_codes",
-    "authenticate",
     "QR_ALPHANUMERIC",
+    "VerifiedCodes",
+    "iter_rendered_codes",
+    "render_codes_into",
+    "verify_text",
 ]
 
 CODE_LEN = _core.CODE_LEN
@@ -32,6 +34,9 @@ CODE_LEN = _core.CODE_LEN
 QR_ALPHANUMERIC = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:")
 # Codes per chunk: plaintext, ciphertext and text of one chunk stay in L2 cache.
 CHUNK = 8192
+# Codes per verify chunk: a 1 MB block buffer, reused; large enough that the
+# dozen Python-level calls per chunk cost well under a nanosecond per code.
+VERIFY_CHUNK = 65536
 
 
 def _ecb(key: bytes, decrypt: bool):  # type: ignore[no-untyped-def]
@@ -88,24 +93,151 @@ def iter_rendered_codes(
         yield out
 
 
-def _decode_buffer(data: bytes | bytearray | memoryview):  # type: ignore[no-untyped-def]
-    """Decode a newline-separated buffer in one pass (growing the arrays if the
-    lines are shorter than a code, which only happens with bad input)."""
-    buf = np.frombuffer(data, np.uint8)
-    cap = len(buf) // (CODE_LEN + 1) + 64
-    blocks = np.empty((cap, 16), np.uint8)
-    versions = np.zeros(cap, np.uint16)
-    status = np.empty(cap, np.uint8)
+def _with_slack(rows: int) -> np.ndarray:
+    """An (rows x 16) block array whose buffer has one spare row after it: the
+    room update_into needs (len(data) + 15 bytes) to decrypt it in place."""
+    return np.empty((rows + 1, 16), np.uint8)[:rows]
+
+
+def _decrypt_in_place(dec, blocks: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+    """AES-ECB-decrypt ``blocks`` (a leading slice of a _with_slack array) in place,
+    in one call. OpenSSL allows in == out for ECB; the output view starts at the
+    same address and extends into the spare row."""
+    owner = blocks.base if blocks.base is not None else blocks
+    dec.update_into(blocks.reshape(-1), np.ndarray((blocks.size + 16,), np.uint8, buffer=owner))
+
+
+class _Decryptors:
+    """One ECB decryptor per key version, made on first use (ECB keeps no state
+    between update calls, so one decryptor serves every chunk)."""
+
+    def __init__(self, keys: Keyring):
+        self.keys = keys
+        self._by_version: dict[int, object] = {}
+
+    def get(self, version: int):  # type: ignore[no-untyped-def]
+        dec = self._by_version.get(version)
+        if dec is None:
+            kv = self.keys.get(version)
+            if kv is None:
+                return None
+            dec = self._by_version[version] = _ecb(kv.key, decrypt=True)
+        return dec
+
+
+def _decrypt_rows(blocks: np.ndarray, versions: np.ndarray, status: np.ndarray,
+                  seen: list[int], decryptors: _Decryptors) -> None:
+    """Decrypt each OK row under its key version, in place; rows whose key version
+    is unknown become UNKNOWN_KEY. ``seen``: the versions among OK rows."""
+    if len(seen) == 1:
+        # One key version (the usual case): every row in one call; rows that are
+        # not OK decrypt to noise that resolve_codes never looks at.
+        dec = decryptors.get(seen[0])
+        if dec is not None:
+            _decrypt_in_place(dec, blocks)
+        else:
+            status[status == _core.OK] = CodeStatus.UNKNOWN_KEY
+        return
+    for v in seen:
+        rows = np.flatnonzero((status == _core.OK) & (versions == v))
+        dec = decryptors.get(v)
+        if dec is None:
+            status[rows] = CodeStatus.UNKNOWN_KEY
+            continue
+        sub = _with_slack(len(rows))
+        sub[:] = blocks[rows]
+        _decrypt_in_place(dec, sub)
+        blocks[rows] = sub
+
+
+@dataclass
+class VerifiedCodes:
+    """Per-code arrays of a verified batch (see scangate.datadir.VerifyResult)."""
+
+    status: np.ndarray  # uint8 CodeStatus values
+    key_version: np.ndarray  # uint16
+    serial: np.ndarray  # uint64, 0 unless genuine
+    level: np.ndarray  # uint8, 0 unless genuine
+    line_id: np.ndarray  # int64, -1 unless genuine
+    range_hits: np.ndarray  # bool per ledger range: some genuine code fell in it
+
+
+class _Outputs:
+    """The result arrays, grown by doubling when lines are shorter than codes."""
+
+    def __init__(self, cap: int):
+        self.cap = cap
+        self.status = np.empty(cap, np.uint8)
+        self.versions = np.empty(cap, np.uint16)
+        self.serial = np.empty(cap, np.uint64)
+        self.level = np.empty(cap, np.uint8)
+        self.line_id = np.empty(cap, np.int64)
+
+    def ensure(self, size: int) -> None:
+        if size <= self.cap:
+            return
+        self.cap = max(size, 2 * self.cap)
+        for name in ("status", "versions", "serial", "level", "line_id"):
+            old = getattr(self, name)
+            new = np.empty(self.cap, old.dtype)
+            new[: len(old)] = old
+            setattr(self, name, new)
+
+
+def verify_text(
+    codes: bytes | bytearray | memoryview | Sequence[str] | np.ndarray,
+    keys: Keyring,
+    table: RangeTable,
+) -> VerifiedCodes:
+    """Verify codes against keys and the ledger's ranges; one status per input.
+
+    ``codes``: a newline-separated buffer (lines as in split_lines), a list of str,
+    or a fixed-width 'S' array. Work runs in chunks of VERIFY_CHUNK codes: parse into a
+    cache-sized block buffer, decrypt it in place, resolve it into the result
+    arrays, so no batch-sized intermediate is ever allocated.
+    """
+    scratch = _with_slack(VERIFY_CHUNK)
     seen = np.zeros(1024, np.uint8)
-    done, offset = _core.decode_lines(buf, 0, blocks, versions, status, seen)
-    while offset < len(buf):
-        cap *= 2
-        blocks = np.resize(blocks, (cap, 16))
-        versions = np.resize(versions, cap)
-        status = np.resize(status, cap)
-        more, offset = _core.decode_lines(buf, offset, blocks[done:], versions[done:], status[done:], seen)
-        done += more
-    return blocks[:done], versions[:done], status[:done], np.flatnonzero(seen).astype(np.uint16)
+    hits = np.zeros(len(table.firsts), np.uint8)
+    decryptors = _Decryptors(keys)
+
+    def finish(out: _Outputs, done: int, k: int, versions_seen: list[int]) -> None:
+        end = done + k
+        _decrypt_rows(scratch[:k], out.versions[done:end], out.status[done:end], versions_seen, decryptors)
+        _core.resolve_codes(
+            scratch[:k], out.versions[done:end], out.status[done:end],
+            table.firsts, table.lasts, table.key_versions, table.levels, table.line_ids,
+            out.serial[done:end], out.level[done:end], out.line_id[done:end], hits,
+        )
+
+    if isinstance(codes, (bytes, bytearray, memoryview)):
+        buf = np.frombuffer(codes, np.uint8)
+        out = _Outputs(len(buf) // (CODE_LEN + 1) + 64)
+        done = offset = 0
+        while offset < len(buf):
+            if done == out.cap:   # only bad input (short lines) outgrows the estimate
+                out.ensure(done + VERIFY_CHUNK)
+            room = min(VERIFY_CHUNK, out.cap - done)
+            k, offset = _core.decode_lines(
+                buf, offset, scratch, out.versions[done : done + room], out.status[done : done + room], seen
+            )
+            versions_seen = np.flatnonzero(seen).tolist()
+            seen[versions_seen] = 0
+            finish(out, done, k, versions_seen)
+            done += k
+    else:
+        buf, starts, ends = _spans_from_input(codes)
+        done = len(starts)
+        out = _Outputs(done)
+        for a in range(0, done, VERIFY_CHUNK):
+            b = min(a + VERIFY_CHUNK, done)
+            blocks, versions, status = _core.decode_spans(buf, starts[a:b], ends[a:b])
+            scratch[: b - a] = blocks
+            out.versions[a:b] = versions
+            out.status[a:b] = status
+            finish(out, a, b - a, np.unique(versions[status == _core.OK]).tolist())
+    return VerifiedCodes(out.status[:done], out.versions[:done], out.serial[:done],
+                         out.level[:done], out.line_id[:done], hits.view(bool))
 
 
 def _spans_from_input(codes: Sequence[str] | np.ndarray):  # type: ignore[no-untyped-def]
@@ -122,69 +254,3 @@ def _spans_from_input(codes: Sequence[str] | np.ndarray):  # type: ignore[no-unt
     lengths = np.fromiter((len(e) for e in encoded), np.int64, len(encoded))
     ends = np.cumsum(lengths)
     return np.frombuffer(b"".join(encoded), np.uint8), ends - lengths, ends
-
-
-@dataclass
-class DecodedCodes:
-    """Decrypted, authenticated codes (before the ledger lookup)."""
-
-    status: np.ndarray  # uint8, CodeStatus values
-    key_version: np.ndarray  # uint16
-    serial: np.ndarray  # uint64, 0 where not authenticated
-    level: np.ndarray  # uint8, 0 where not authenticated
-
-
-def decode_codes(codes: bytes | bytearray | memoryview | Sequence[str] | np.ndarray):  # type: ignore[no-untyped-def]
-    """Parse text (a newline-separated buffer, a list of str, or an 'S' array) into
-    cipher blocks. Returns (blocks, versions, status, versions_seen)."""
-    if isinstance(codes, (bytes, bytearray, memoryview)):
-        return _decode_buffer(codes)
-    buf, starts, ends = _spans_from_input(codes)
-    blocks, versions, status = _core.decode_spans(buf, starts, ends)
-    return blocks, versions, status, np.unique(versions[status == _core.OK])
-
-
-def _decrypt_in_place(key: bytes, blocks: np.ndarray) -> None:
-    """AES-ECB-decrypt the rows of ``blocks`` in place, a cache-sized chunk at a time."""
-    dec = _ecb(key, decrypt=True)
-    scratch = np.empty(CHUNK * 16 + 16, np.uint8)
-    flat = blocks.reshape(-1)
-    for start in range(0, len(flat), CHUNK * 16):
-        part = flat[start : start + CHUNK * 16]
-        dec.update_into(part, scratch)
-        part[:] = scratch[: len(part)]
-
-
-def decrypt_codes(
-    blocks: np.ndarray, versions: np.ndarray, status: np.ndarray, seen: np.ndarray, keys: Keyring
-) -> None:
-    """Decrypt each OK block under its key version, in place; rows whose key
-    version is not in ``keys`` become UNKNOWN_KEY. ``seen`` lists the key versions
-    present among OK rows."""
-    if len(seen) == 1:
-        kv = keys.get(int(seen[0]))
-        if kv is None:
-            status[status == _core.OK] = CodeStatus.UNKNOWN_KEY
-        else:
-            # One key version (the usual case): decrypt every row in one pass;
-            # rows that are not OK decrypt to noise that is never looked at.
-            _decrypt_in_place(kv.key, blocks)
-        return
-    for v in seen.tolist():
-        rows = np.flatnonzero((status == _core.OK) & (versions == v))
-        kv = keys.get(v)
-        if kv is None:
-            status[rows] = CodeStatus.UNKNOWN_KEY
-            continue
-        sub = np.ascontiguousarray(blocks[rows])
-        _decrypt_in_place(kv.key, sub)
-        blocks[rows] = sub
-
-
-def authenticate(
-    blocks: np.ndarray, versions: np.ndarray, status: np.ndarray, seen: np.ndarray, keys: Keyring
-) -> DecodedCodes:
-    """Decrypt and check blocks without a ledger (in place; for tools and benches)."""
-    decrypt_codes(blocks, versions, status, seen, keys)
-    serial, level = _core.unpack_blocks(blocks, status)
-    return DecodedCodes(status, versions, serial, level)

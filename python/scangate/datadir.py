@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from .codes import QR_ALPHANUMERIC, decode_codes, decrypt_codes, iter_rendered_codes, render_codes_into
+from .codes import QR_ALPHANUMERIC, iter_rendered_codes, render_codes_into, verify_text
 from .enums import CodeStatus, Level
 from .errors import InvalidArgument, NotFound
 from .keys import KEY_FILE_ENV, Keyring, KeyVersion
@@ -189,15 +189,10 @@ class DataDir:
 
         Never raises for bad codes: every input line gets a status.
         """
-        blocks, versions, status, seen = decode_codes(codes)
-        decrypt_codes(blocks, versions, status, seen, self.keys)
         table = self.store.range_table()
-        serial, level, line_id, hits = _core.resolve_codes(
-            blocks, versions, status, table.firsts, table.lasts, table.key_versions, table.levels,
-            table.line_ids,
-        )
-        lines = self.store.get_lines(np.unique(table.line_ids[hits.view(bool)]))
-        return VerifyResult(status, versions, serial, level, line_id, lines)
+        v = verify_text(codes, self.keys, table)
+        lines = self.store.get_lines(np.unique(table.line_ids[v.range_hits]))
+        return VerifyResult(v.status, v.key_version, v.serial, v.level, v.line_id, lines)
 
     def verify_code(self, code: str) -> CodeCheck:
         """Verify one code (a batch of one)."""
