@@ -6,7 +6,7 @@ No I/O, no keys, no policy: AES runs in the caller (``scangate.codes``) through
 ``cryptography``. See docs/code-format.md for the format and its argument.
 """
 cimport cython
-from libc.stdint cimport uint8_t, uint16_t, uint64_t, int64_t
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 from libc.string cimport memcpy, memchr
 
 import numpy as np
@@ -62,6 +62,7 @@ cdef uint8_t _W[_CODE_LEN - 1][32]   # _W[p][s] = a^(28-p) * s
 cdef uint16_t _DEC2[65536]       # two ASCII bytes (first in the low byte) -> 10-bit pair, 0xFFFF if not two symbols
 cdef uint16_t _ENC2[1024]        # 10-bit symbol pair -> two ASCII bytes (first in the low byte)
 cdef uint8_t _CHK2[14][1024]     # _CHK2[k][pair] = contribution of text positions 2k, 2k+1
+cdef uint32_t _ENCCHK[14][1024]  # _ENC2 | _CHK2 << 16: one load per pair when encoding
 
 cdef uint8_t _gf_mul_slow(uint8_t a, uint8_t b):
     cdef uint8_t r = 0
@@ -107,6 +108,7 @@ cdef void _build_tables():
         _ENC2[i] = _ENC[i >> 5] | (<uint16_t>_ENC[i & 31] << 8)
         for j in range(14):
             _CHK2[j][i] = _W[2 * j][i >> 5] ^ _W[2 * j + 1][i & 31]
+            _ENCCHK[j][i] = _ENC2[i] | (<uint32_t>_CHK2[j][i] << 16)
 
 _build_tables()
 
@@ -126,37 +128,41 @@ cdef inline void _store_be64(uint8_t* p, uint64_t v) noexcept nogil:
     memcpy(p, &v, 8)
 
 
-cdef inline uint64_t _group_text(uint64_t g, uint8_t* chk, int k) noexcept nogil:
+cdef inline uint64_t _group_text(uint64_t g, uint32_t* chk, int k) noexcept nogil:
     """8 characters (as little-endian bytes of a uint64) for the 40-bit group g,
-    whose pairs are text pairs k .. k+3; XOR their check contributions into chk."""
-    cdef uint64_t p0 = (g >> 30) & 1023, p1 = (g >> 20) & 1023
-    cdef uint64_t p2 = (g >> 10) & 1023, p3 = g & 1023
-    chk[0] ^= _CHK2[k][p0] ^ _CHK2[k + 1][p1] ^ _CHK2[k + 2][p2] ^ _CHK2[k + 3][p3]
-    return (<uint64_t>_ENC2[p0] | (<uint64_t>_ENC2[p1] << 16)
-            | (<uint64_t>_ENC2[p2] << 32) | (<uint64_t>_ENC2[p3] << 48))
+    whose pairs are text pairs k .. k+3; XOR their check contributions (bits
+    16..23 of each table entry) into chk."""
+    cdef uint32_t e0 = _ENCCHK[k][(g >> 30) & 1023], e1 = _ENCCHK[k + 1][(g >> 20) & 1023]
+    cdef uint32_t e2 = _ENCCHK[k + 2][(g >> 10) & 1023], e3 = _ENCCHK[k + 3][g & 1023]
+    chk[0] ^= e0 ^ e1 ^ e2 ^ e3
+    return ((<uint64_t>(e0 & 0xFFFF)) | (<uint64_t>(e1 & 0xFFFF) << 16)
+            | (<uint64_t>(e2 & 0xFFFF) << 32) | (<uint64_t>(e3 & 0xFFFF) << 48))
 
 
-cdef inline void _encode_one(const uint8_t* c, uint16_t vpair, uint8_t* out) noexcept nogil:
-    """Write the 29 characters of block ``c`` under the version pair ``vpair``.
+cdef inline void _encode_one(const uint8_t* c, uint16_t vtext, uint8_t vcheck,
+                             uint8_t* out) noexcept nogil:
+    """Write the 29 characters of block ``c``; ``vtext`` and ``vcheck`` are the
+    version pair's two characters and check contribution.
 
     Three 40-bit groups (bytes 0-4, 5-9, 10-14) give 8 characters each; byte 15
-    gives the last pair, its second symbol padded with two zero bits.
+    gives the last pair, its second symbol padded with two zero bits. Every table
+    load happens before the first store: a store through a uint8_t pointer may
+    alias anything, so the compiler could not move loads above it.
     """
-    cdef uint64_t hi = _load_be64(c), lo = _load_be64(c + 8), w
-    cdef uint8_t chk = _CHK2[0][vpair]
-    cdef uint16_t v2 = _ENC2[vpair]
-    cdef uint16_t last = <uint16_t>((lo & 0xFF) << 2)
-    memcpy(out, &v2, 2)
-    w = _group_text(hi >> 24, &chk, 1)
-    memcpy(out + 2, &w, 8)
-    w = _group_text(((hi & 0xFFFFFF) << 16) | (lo >> 48), &chk, 5)
-    memcpy(out + 10, &w, 8)
-    w = _group_text((lo >> 8) & <uint64_t>0xFFFFFFFFFFULL, &chk, 9)
-    memcpy(out + 18, &w, 8)
-    chk ^= _CHK2[13][last]
-    v2 = _ENC2[last]
-    memcpy(out + 26, &v2, 2)
-    out[28] = _ENC[chk]
+    cdef uint64_t hi = _load_be64(c), lo = _load_be64(c + 8), w0, w1, w2
+    cdef uint32_t acc = 0, e = _ENCCHK[13][(lo & 0xFF) << 2]
+    cdef uint16_t t = e & 0xFFFF
+    cdef uint8_t chk
+    w0 = _group_text(hi >> 24, &acc, 1)
+    w1 = _group_text(((hi & 0xFFFFFF) << 16) | (lo >> 48), &acc, 5)
+    w2 = _group_text((lo >> 8) & <uint64_t>0xFFFFFFFFFFULL, &acc, 9)
+    chk = _ENC[((acc ^ e) >> 16) ^ vcheck]
+    memcpy(out, &vtext, 2)
+    memcpy(out + 2, &w0, 8)
+    memcpy(out + 10, &w1, 8)
+    memcpy(out + 18, &w2, 8)
+    memcpy(out + 26, &t, 2)
+    out[28] = chk
 
 
 # ---------------------------------------------------------------- public API
@@ -223,7 +229,8 @@ def encode_text(const uint8_t[:, ::1] blocks not None, int key_version,
     if out.shape[0] != blocks.shape[0] or column < 0 or column + _CODE_LEN > out.shape[1]:
         raise ValueError("out must have N rows and room for 29 symbols at column")
     cdef Py_ssize_t n = blocks.shape[0], i
-    cdef uint16_t vpair = key_version
+    cdef uint16_t vtext = _ENC2[key_version]
+    cdef uint8_t vcheck = _CHK2[0][key_version]
     if n == 0:
         return
     cdef const uint8_t* src = &blocks[0, 0]
@@ -231,7 +238,7 @@ def encode_text(const uint8_t[:, ::1] blocks not None, int key_version,
     cdef Py_ssize_t stride = out.strides[0]
     with nogil:
         for i in range(n):
-            _encode_one(src, vpair, dst)
+            _encode_one(src, vtext, vcheck, dst)
             src += 16
             dst += stride
 

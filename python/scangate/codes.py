@@ -33,7 +33,7 @@ CODE_LEN = _core.CODE_LEN
 # Characters QR's alphanumeric mode encodes at 5.5 bits each.
 QR_ALPHANUMERIC = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:")
 # Codes per chunk: plaintext, ciphertext and text of one chunk stay in L2 cache.
-CHUNK = 8192
+CHUNK = 16384
 # Codes per verify chunk: a 1 MB block buffer, reused; large enough that the
 # dozen Python-level calls per chunk cost well under a nanosecond per code.
 VERIFY_CHUNK = 65536
