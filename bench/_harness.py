@@ -22,7 +22,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, default_n: int, def
     """--n, --repeat, --seed and --json, shared by every benchmark."""
     parser.add_argument("--n", type=int, default=default_n, help=f"items per run (default {default_n:_})")
     parser.add_argument("--repeat", type=int, default=default_repeat,
-                        help=f"timed runs at least (more for fast figures, up to 0.25 s in all); "
+                        help=f"timed runs at least (more for fast figures, up to 1 s in all); "
                              f"the best is reported (default {default_repeat})")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed for keys and data")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
@@ -95,7 +95,7 @@ class Timing:
         return {"count": self.count, "best_s": self.best_s, "runs": self.runs, "rate": self.rate}
 
 
-def best_of(fn: Callable[[], T], count: int, repeat: int, min_time_s: float = 0.25) -> tuple[Timing, T]:
+def best_of(fn: Callable[[], T], count: int, repeat: int, min_time_s: float = 1.0) -> tuple[Timing, T]:
     """Run ``fn`` at least ``repeat`` times (and at least once), and more until the
     runs add up to ``min_time_s``, so fast figures get enough samples to shrug off
     a scheduler hiccup. The garbage collector is paused, as timeit does. Returns the

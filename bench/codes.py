@@ -4,7 +4,7 @@
 
 Everything runs in one process pinned to one core, on the same N, the same fixed-seed
 16-byte key (key version 1) and level ``item``; each figure is the best of at least K
-runs, more for fast figures until 0.25 s of runs (time.perf_counter, garbage collector
+runs, more for fast figures until 1 s of runs (time.perf_counter, garbage collector
 paused).
 
 Figures (rates are per second of the best run):
@@ -114,12 +114,12 @@ def _gf32_mul(a: int, b: int) -> int:
 
 
 def _check_weights() -> list[list[int]]:
-    """WEIGHTED[p][s] = a^(28-p) * s for text positions p = 0..28, a = x (value 2)."""
+    """WEIGHTED[p][s] = b^(28-p) * s for text positions p = 0..28, b = x^5 (value 5)."""
     table = []
     for p in range(CODE_LEN):
         w = 1
         for _ in range(CODE_LEN - 1 - p):
-            w = _gf32_mul(w, 2)
+            w = _gf32_mul(w, 5)
         table.append([_gf32_mul(w, s) for s in range(32)])
     return table
 

@@ -58,11 +58,16 @@ cdef extern from *:
 cdef uint8_t _ENC[32]            # symbol value -> ASCII
 cdef uint8_t _DEC[256]           # ASCII -> symbol value, 0xFF invalid, 0xFE hyphen
 cdef uint8_t _GF_MUL[32][32]     # GF(32) multiplication, x^5 + x^2 + 1
-cdef uint8_t _W[_CODE_LEN - 1][32]   # _W[p][s] = a^(28-p) * s
+cdef uint8_t _W[_CODE_LEN - 1][32]   # _W[p][s] = b^(28-p) * s, b = x^5 = x^2 + 1
 cdef uint16_t _DEC2[65536]       # two ASCII bytes (first in the low byte) -> 10-bit pair, 0xFFFF if not two symbols
 cdef uint16_t _ENC2[1024]        # 10-bit symbol pair -> two ASCII bytes (first in the low byte)
-cdef uint8_t _CHK2[14][1024]     # _CHK2[k][pair] = contribution of text positions 2k, 2k+1
-cdef uint32_t _ENCCHK[14][1024]  # _ENC2 | _CHK2 << 16: one load per pair when encoding
+# The check symbol is CRC-5 (x^5 + x^2 + 1) of the 140 bits of the first 28
+# symbols: check = (V(x) x^135 + C(x) x^7 + pad(x) x^5) mod P(x) for version V,
+# block C and the two padding bits. Since x^31 = 1 mod P, C(x) mod P only needs
+# the XOR of C's 31-bit slices (_fold31), then one byte table per byte of it.
+cdef uint8_t _CRC_FOLD[4][256]   # _CRC_FOLD[j][b] = (b(x) x^(8j + 7)) mod P
+cdef uint8_t _CRC_VERSION[1024]  # (v(x) x^135) mod P
+cdef uint8_t _CRC_PAD[4]         # (pad(x) x^5) mod P
 
 cdef uint8_t _gf_mul_slow(uint8_t a, uint8_t b):
     cdef uint8_t r = 0
@@ -94,11 +99,11 @@ cdef void _build_tables():
     for p in range(_CODE_LEN - 1):
         w = 1
         for i in range(_CODE_LEN - 1 - p):
-            w = _GF_MUL[w][2]
+            w = _GF_MUL[w][5]
         for i in range(32):
             _W[p][i] = _GF_MUL[w][i]
-    # Pair tables: text positions (2k, 2k+1), k = 0..13, hold 10 bits each; one
-    # lookup per pair gives both characters or both check contributions.
+    # Pair tables: text positions (2k, 2k+1) hold 10 bits each; one lookup per
+    # pair gives both characters.
     for i in range(65536):
         if _DEC[i & 255] < 32 and _DEC[i >> 8] < 32:
             _DEC2[i] = (<uint16_t>_DEC[i & 255] << 5) | _DEC[i >> 8]
@@ -106,9 +111,28 @@ cdef void _build_tables():
             _DEC2[i] = 0xFFFF
     for i in range(1024):
         _ENC2[i] = _ENC[i >> 5] | (<uint16_t>_ENC[i & 31] << 8)
-        for j in range(14):
-            _CHK2[j][i] = _W[2 * j][i >> 5] ^ _W[2 * j + 1][i & 31]
-            _ENCCHK[j][i] = _ENC2[i] | (<uint32_t>_CHK2[j][i] << 16)
+        _CRC_VERSION[i] = _poly_mod(i, 135)
+    for j in range(4):
+        for i in range(256):
+            _CRC_FOLD[j][i] = _poly_mod(i, 8 * j + 7)
+    for i in range(4):
+        _CRC_PAD[i] = _poly_mod(i, 5)
+
+
+cdef uint8_t _poly_mod(uint64_t value, int shift):
+    """(value(x) * x^shift) mod x^5 + x^2 + 1, bit by bit (tables only)."""
+    cdef uint8_t r = 0
+    cdef int i, k
+    for i in range(63, -1, -1):       # Horner over value's bits, high to low
+        r = (r << 1) | ((value >> i) & 1)
+        if r & 32:
+            r ^= 0x25
+    for k in range(shift):
+        r <<= 1
+        if r & 32:
+            r ^= 0x25
+    return r
+
 
 _build_tables()
 
@@ -128,35 +152,37 @@ cdef inline void _store_be64(uint8_t* p, uint64_t v) noexcept nogil:
     memcpy(p, &v, 8)
 
 
-cdef inline uint64_t _group_text(uint64_t g, uint32_t* chk, int k) noexcept nogil:
-    """8 characters (as little-endian bytes of a uint64) for the 40-bit group g,
-    whose pairs are text pairs k .. k+3; XOR their check contributions (bits
-    16..23 of each table entry) into chk."""
-    cdef uint32_t e0 = _ENCCHK[k][(g >> 30) & 1023], e1 = _ENCCHK[k + 1][(g >> 20) & 1023]
-    cdef uint32_t e2 = _ENCCHK[k + 2][(g >> 10) & 1023], e3 = _ENCCHK[k + 3][g & 1023]
-    chk[0] ^= e0 ^ e1 ^ e2 ^ e3
-    return ((<uint64_t>(e0 & 0xFFFF)) | (<uint64_t>(e1 & 0xFFFF) << 16)
-            | (<uint64_t>(e2 & 0xFFFF) << 32) | (<uint64_t>(e3 & 0xFFFF) << 48))
+cdef inline uint8_t _crc_block(uint64_t hi, uint64_t lo) noexcept nogil:
+    """(C(x) x^7) mod P for the block C = hi:lo (bit i of C = coefficient of x^i)."""
+    cdef uint64_t f = ((lo & 0x7FFFFFFF) ^ ((lo >> 31) & 0x7FFFFFFF)
+                       ^ (((lo >> 62) | (hi << 2)) & 0x7FFFFFFF)
+                       ^ ((hi >> 29) & 0x7FFFFFFF) ^ (hi >> 60))
+    return (_CRC_FOLD[0][f & 255] ^ _CRC_FOLD[1][(f >> 8) & 255]
+            ^ _CRC_FOLD[2][(f >> 16) & 255] ^ _CRC_FOLD[3][f >> 24])
+
+
+cdef inline uint64_t _group_text(uint64_t g) noexcept nogil:
+    """8 characters (as little-endian bytes of a uint64) for the 40-bit group g."""
+    return (<uint64_t>_ENC2[(g >> 30) & 1023] | (<uint64_t>_ENC2[(g >> 20) & 1023] << 16)
+            | (<uint64_t>_ENC2[(g >> 10) & 1023] << 32) | (<uint64_t>_ENC2[g & 1023] << 48))
 
 
 cdef inline void _encode_one(const uint8_t* c, uint16_t vtext, uint8_t vcheck,
                              uint8_t* out) noexcept nogil:
     """Write the 29 characters of block ``c``; ``vtext`` and ``vcheck`` are the
-    version pair's two characters and check contribution.
+    version pair's two characters and its CRC contribution.
 
     Three 40-bit groups (bytes 0-4, 5-9, 10-14) give 8 characters each; byte 15
     gives the last pair, its second symbol padded with two zero bits. Every table
     load happens before the first store: a store through a uint8_t pointer may
     alias anything, so the compiler could not move loads above it.
     """
-    cdef uint64_t hi = _load_be64(c), lo = _load_be64(c + 8), w0, w1, w2
-    cdef uint32_t acc = 0, e = _ENCCHK[13][(lo & 0xFF) << 2]
-    cdef uint16_t t = e & 0xFFFF
-    cdef uint8_t chk
-    w0 = _group_text(hi >> 24, &acc, 1)
-    w1 = _group_text(((hi & 0xFFFFFF) << 16) | (lo >> 48), &acc, 5)
-    w2 = _group_text((lo >> 8) & <uint64_t>0xFFFFFFFFFFULL, &acc, 9)
-    chk = _ENC[((acc ^ e) >> 16) ^ vcheck]
+    cdef uint64_t hi = _load_be64(c), lo = _load_be64(c + 8)
+    cdef uint64_t w0 = _group_text(hi >> 24)
+    cdef uint64_t w1 = _group_text(((hi & 0xFFFFFF) << 16) | (lo >> 48))
+    cdef uint64_t w2 = _group_text((lo >> 8) & <uint64_t>0xFFFFFFFFFFULL)
+    cdef uint16_t t = _ENC2[(lo & 0xFF) << 2]
+    cdef uint8_t chk = _ENC[_crc_block(hi, lo) ^ vcheck]
     memcpy(out, &vtext, 2)
     memcpy(out + 2, &w0, 8)
     memcpy(out + 10, &w1, 8)
@@ -230,7 +256,7 @@ def encode_text(const uint8_t[:, ::1] blocks not None, int key_version,
         raise ValueError("out must have N rows and room for 29 symbols at column")
     cdef Py_ssize_t n = blocks.shape[0], i
     cdef uint16_t vtext = _ENC2[key_version]
-    cdef uint8_t vcheck = _CHK2[0][key_version]
+    cdef uint8_t vcheck = _CRC_VERSION[key_version]
     if n == 0:
         return
     cdef const uint8_t* src = &blocks[0, 0]
@@ -295,23 +321,21 @@ cdef inline uint8_t _decode_pairs(const uint16_t* pair, uint8_t check, uint8_t* 
     Returns ST_OK, ST_TYPO or ST_MALFORMED. The check is tested first, so a
     mistyped code is a typo whatever else it hits.
     """
-    cdef uint8_t chk = 0
-    cdef uint64_t g0, g1, g2
-    cdef int k
-    for k in range(14):
-        chk ^= _CHK2[k][pair[k]]
-    version[0] = pair[0]
-    if chk != check:
-        return ST_TYPO
-    if (pair[13] & 3) or pair[0] == 0:
-        return ST_MALFORMED
+    cdef uint64_t g0, g1, g2, hi, lo
     g0 = (<uint64_t>pair[1] << 30) | (<uint64_t>pair[2] << 20) | (<uint64_t>pair[3] << 10) | pair[4]
     g1 = (<uint64_t>pair[5] << 30) | (<uint64_t>pair[6] << 20) | (<uint64_t>pair[7] << 10) | pair[8]
     g2 = (<uint64_t>pair[9] << 30) | (<uint64_t>pair[10] << 20) | (<uint64_t>pair[11] << 10) | pair[12]
     # bytes 0-7: group 0 and the top 3 bytes of group 1; bytes 8-15: the low 2
     # bytes of group 1, group 2 and the last byte.
-    _store_be64(block, (g0 << 24) | (g1 >> 16))
-    _store_be64(block + 8, ((g1 & 0xFFFF) << 48) | (g2 << 8) | (pair[13] >> 2))
+    hi = (g0 << 24) | (g1 >> 16)
+    lo = ((g1 & 0xFFFF) << 48) | (g2 << 8) | (pair[13] >> 2)
+    version[0] = pair[0]
+    if (_crc_block(hi, lo) ^ _CRC_VERSION[pair[0]] ^ _CRC_PAD[pair[13] & 3]) != check:
+        return ST_TYPO
+    if (pair[13] & 3) or pair[0] == 0:
+        return ST_MALFORMED
+    _store_be64(block, hi)
+    _store_be64(block + 8, lo)
     return ST_OK
 
 

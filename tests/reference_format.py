@@ -27,9 +27,10 @@ RFC4648_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 CODE_LEN = 29  # 2 version symbols + 26 data symbols + 1 check symbol
 DATA_LEN = 26
 
-# GF(32) = GF(2)[x] / (x^5 + x^2 + 1); a = x = 2.
+# GF(32) = GF(2)[x] / (x^5 + x^2 + 1); the weight base b = x^5 = x^2 + 1 = 5, a
+# primitive element (so is x = 2; b = x^5 makes the check a plain CRC-5).
 GF_MODULUS = 0b100101  # x^5 + x^2 + 1
-GF_A = 2
+GF_B = 5
 
 # Status names, as in the spec's status table.
 OK = "ok"
@@ -62,12 +63,12 @@ def gf_pow(x: int, n: int) -> int:
     return r
 
 
-# WEIGHTS[p] = a^(28 - p), the weight of text position p (p = 0..28).
-WEIGHTS = [gf_pow(GF_A, CODE_LEN - 1 - p) for p in range(CODE_LEN)]
+# WEIGHTS[p] = b^(28 - p), the weight of text position p (p = 0..28).
+WEIGHTS = [gf_pow(GF_B, CODE_LEN - 1 - p) for p in range(CODE_LEN)]
 
 
 def check_symbol(symbols: Sequence[int]) -> int:
-    """K = XOR over p = 0..27 of a^(28-p) * s_p, for the first 28 symbol values."""
+    """K = XOR over p = 0..27 of b^(28-p) * s_p, for the first 28 symbol values."""
     if len(symbols) != CODE_LEN - 1:
         raise ValueError("need 28 symbol values")
     k = 0
@@ -79,12 +80,29 @@ def check_symbol(symbols: Sequence[int]) -> int:
 
 
 def weighted_sum(symbols: Sequence[int]) -> int:
-    """sum_{p=0}^{28} a^(28-p) * s_p over all 29 symbols: 0 for every valid text."""
+    """sum_{p=0}^{28} b^(28-p) * s_p over all 29 symbols: 0 for every valid text."""
     assert len(symbols) == CODE_LEN
     total = 0
     for p, s in enumerate(symbols):
         total ^= gf_mul(WEIGHTS[p], s)
     return total
+
+
+def crc5(symbols: Sequence[int]) -> int:
+    """The same check computed the spec's other way: CRC-5 with generator
+    x^5 + x^2 + 1, zero initial value, no reflection, no final XOR, over the 140
+    bits of the 28 symbols (5 bits each, most significant first), shifting a
+    register bit by bit."""
+    if len(symbols) != CODE_LEN - 1:
+        raise ValueError("need 28 symbol values")
+    reg = 0
+    for s in symbols:
+        for bit in range(4, -1, -1):
+            feedback = ((reg >> 4) & 1) ^ ((s >> bit) & 1)
+            reg = (reg << 1) & 31
+            if feedback:
+                reg ^= GF_MODULUS & 31
+    return reg
 
 
 # ---------------------------------------------------------------- plaintext

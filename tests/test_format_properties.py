@@ -121,6 +121,15 @@ def test_reference_field_axioms():
     assert sorted(powers) == list(range(1, 32))  # a is primitive
     assert ref.gf_pow(2, 31) == 1
     assert ref.gf_pow(2, 5) == 0b00101  # x^5 = x^2 + 1
+    assert sorted(ref.gf_pow(ref.GF_B, n) for n in range(31)) == list(range(1, 32))  # b too
+
+
+@settings(max_examples=300, **SETTINGS)
+@given(st.lists(st.integers(0, 31), min_size=28, max_size=28))
+def test_check_symbol_is_crc5(symbols):
+    """The spec's two definitions agree: weighted sum with b = x^5, and CRC-5."""
+    assert ref.check_symbol(symbols) == ref.crc5(symbols)
+    assert core.check_symbol(np.array(symbols, np.uint8)) == ref.crc5(symbols)
 
 
 @settings(max_examples=100, **SETTINGS)
