@@ -38,5 +38,6 @@ setup(
     },
     packages=["scangate", "scangate._core", "scangate.server"],
     package_data={"scangate": ["py.typed"], "scangate._core": ["*.pyi", "*.pxd"]},
+    exclude_package_data={"scangate._core": ["*.c"]},
     ext_modules=cythonize(extensions, compiler_directives=directives),
 )
