@@ -6,7 +6,7 @@ No I/O, no keys, no policy: AES runs in the caller (``scangate.codes``) through
 ``cryptography``. See docs/code-format.md for the format and its argument.
 """
 cimport cython
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
+from libc.stdint cimport uint8_t, uint16_t, uint64_t, int64_t
 from libc.string cimport memcpy, memchr
 
 import numpy as np
@@ -142,10 +142,6 @@ cdef inline uint64_t _load_be64(const uint8_t* p) noexcept nogil:
     cdef uint64_t v
     memcpy(&v, p, 8)
     return sg_bswap64(v)
-
-cdef inline uint64_t _load_be40(const uint8_t* p) noexcept nogil:
-    return ((<uint64_t>p[0] << 32) | (<uint64_t>p[1] << 24) | (<uint64_t>p[2] << 16)
-            | (<uint64_t>p[3] << 8) | <uint64_t>p[4])
 
 cdef inline void _store_be64(uint8_t* p, uint64_t v) noexcept nogil:
     v = sg_bswap64(v)
