@@ -26,6 +26,7 @@ __all__ = [
     "VerifiedCodes",
     "iter_rendered_codes",
     "render_codes_into",
+    "verify_spans",
     "verify_text",
 ]
 
@@ -196,48 +197,59 @@ def verify_text(
     cache-sized block buffer, decrypt it in place, resolve it into the result
     arrays, so no batch-sized intermediate is ever allocated.
     """
+    if not isinstance(codes, (bytes, bytearray, memoryview)):
+        return verify_spans(*_spans_from_input(codes), keys, table)
     scratch = _with_slack(VERIFY_CHUNK)
     seen = np.zeros(1024, np.uint8)
     hits = np.zeros(len(table.firsts), np.uint8)
     decryptors = _Decryptors(keys)
-
-    def finish(out: _Outputs, done: int, k: int, versions_seen: list[int]) -> None:
-        end = done + k
-        _decrypt_rows(scratch[:k], out.versions[done:end], out.status[done:end], versions_seen, decryptors)
-        _core.resolve_codes(
-            scratch[:k], out.versions[done:end], out.status[done:end],
-            table.firsts, table.lasts, table.key_versions, table.levels, table.line_ids,
-            out.serial[done:end], out.level[done:end], out.line_id[done:end], hits,
+    buf = np.frombuffer(codes, np.uint8)
+    out = _Outputs(len(buf) // (CODE_LEN + 1) + 64)
+    done = offset = 0
+    while offset < len(buf):
+        if done == out.cap:   # only bad input (short lines) outgrows the estimate
+            out.ensure(done + VERIFY_CHUNK)
+        room = min(VERIFY_CHUNK, out.cap - done)
+        k, offset = _core.decode_lines(
+            buf, offset, scratch, out.versions[done : done + room], out.status[done : done + room], seen
         )
-
-    if isinstance(codes, (bytes, bytearray, memoryview)):
-        buf = np.frombuffer(codes, np.uint8)
-        out = _Outputs(len(buf) // (CODE_LEN + 1) + 64)
-        done = offset = 0
-        while offset < len(buf):
-            if done == out.cap:   # only bad input (short lines) outgrows the estimate
-                out.ensure(done + VERIFY_CHUNK)
-            room = min(VERIFY_CHUNK, out.cap - done)
-            k, offset = _core.decode_lines(
-                buf, offset, scratch, out.versions[done : done + room], out.status[done : done + room], seen
-            )
-            versions_seen = np.flatnonzero(seen).tolist()
-            seen[versions_seen] = 0
-            finish(out, done, k, versions_seen)
-            done += k
-    else:
-        buf, starts, ends = _spans_from_input(codes)
-        done = len(starts)
-        out = _Outputs(done)
-        for a in range(0, done, VERIFY_CHUNK):
-            b = min(a + VERIFY_CHUNK, done)
-            blocks, versions, status = _core.decode_spans(buf, starts[a:b], ends[a:b])
-            scratch[: b - a] = blocks
-            out.versions[a:b] = versions
-            out.status[a:b] = status
-            finish(out, a, b - a, np.unique(versions[status == _core.OK]).tolist())
+        versions_seen = np.flatnonzero(seen).tolist()
+        seen[versions_seen] = 0
+        _resolve_chunk(scratch, out, done, k, versions_seen, decryptors, table, hits)
+        done += k
     return VerifiedCodes(out.status[:done], out.versions[:done], out.serial[:done],
                          out.level[:done], out.line_id[:done], hits.view(bool))
+
+
+def verify_spans(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, keys: Keyring,
+                 table: RangeTable) -> VerifiedCodes:
+    """Verify the texts buf[starts[i]:ends[i]] (list items, fields of a CSV)."""
+    scratch = _with_slack(VERIFY_CHUNK)
+    hits = np.zeros(len(table.firsts), np.uint8)
+    decryptors = _Decryptors(keys)
+    n = len(starts)
+    out = _Outputs(n)
+    for a in range(0, n, VERIFY_CHUNK):
+        b = min(a + VERIFY_CHUNK, n)
+        blocks, versions, status = _core.decode_spans(buf, starts[a:b], ends[a:b])
+        scratch[: b - a] = blocks
+        out.versions[a:b] = versions
+        out.status[a:b] = status
+        seen = np.unique(versions[status == _core.OK]).tolist()
+        _resolve_chunk(scratch, out, a, b - a, seen, decryptors, table, hits)
+    return VerifiedCodes(out.status, out.versions, out.serial, out.level, out.line_id, hits.view(bool))
+
+
+def _resolve_chunk(scratch: np.ndarray, out: _Outputs, done: int, k: int, versions_seen: list[int],
+                   decryptors: _Decryptors, table: RangeTable, hits: np.ndarray) -> None:
+    """Decrypt scratch[:k] in place and resolve it into out[done:done+k]."""
+    end = done + k
+    _decrypt_rows(scratch[:k], out.versions[done:end], out.status[done:end], versions_seen, decryptors)
+    _core.resolve_codes(
+        scratch[:k], out.versions[done:end], out.status[done:end],
+        table.firsts, table.lasts, table.key_versions, table.levels, table.line_ids,
+        out.serial[done:end], out.level[done:end], out.line_id[done:end], hits,
+    )
 
 
 def _spans_from_input(codes: Sequence[str] | np.ndarray):  # type: ignore[no-untyped-def]
