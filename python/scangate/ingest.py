@@ -1,0 +1,208 @@
+"""Trace inputs: linkage and shipment files, validated whole before anything is
+applied. A file with one bad row applies nothing and names the row.
+
+- Linkage CSV: ``parent,child`` rows (an optional ``parent,child`` header); every
+  row is an EPCIS ADD: the child goes into the parent, leaving any earlier parent.
+- Shipments CSV: ``unit,dealer_id[,shipped_at][,shipment_id]`` with a header;
+  ``shipped_at`` is ISO 8601 (default: now).
+- Dealers CSV: ``dealer_id,name,territory`` with a header; territory is adcode
+  prefixes separated by spaces (``44 3101``).
+- EPCIS 2.0 JSON/JSON-LD documents (see scangate.epcis): AggregationEvents and
+  shipping ObjectEvents whose identifiers are our codes.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _core
+from .codes import verify_spans
+from .datadir import DataDir
+from .enums import CodeStatus, Level
+from .errors import BatchRejected, Problem
+from .trace import ADD, Dealer, Shipment, TraceStore, check_territory, level_allows, now_ms
+
+__all__ = ["LinkReport", "link_csv", "ship_csv", "load_dealers_csv", "resolve_codes_or_problems"]
+
+log = logging.getLogger(__name__)
+
+MAX_PROBLEMS = 1000  # a report names at most this many rows (and counts the rest)
+
+
+@dataclass(frozen=True)
+class LinkReport:
+    rows: int
+    added: int
+    removed: int
+    parents: int
+
+
+def _field_spans(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray):  # type: ignore[no-untyped-def]
+    """(comma position, comma count) per line, vectorised."""
+    commas = np.flatnonzero(buf == ord(","))
+    first = np.searchsorted(commas, starts)
+    count = np.searchsorted(commas, ends) - first
+    pos = np.where(count > 0, commas[np.minimum(first, max(len(commas) - 1, 0))] if len(commas) else -1, -1)
+    return pos, count
+
+
+def _status_problem(status: int) -> str:
+    return {
+        CodeStatus.TYPO: "code has a typo (check symbol wrong)",
+        CodeStatus.MALFORMED: "not a code (malformed)",
+        CodeStatus.COUNTERFEIT: "counterfeit code (does not authenticate)",
+        CodeStatus.UNKNOWN_KEY: "code names an unknown key version",
+        CodeStatus.NOT_ISSUED: "code was never issued",
+    }.get(CodeStatus(status), f"code status {status}")
+
+
+def link_csv(data: DataDir, content: bytes, source: str = "input") -> LinkReport:
+    """Apply a ``parent,child`` CSV as one batch of ADDs, or raise BatchRejected."""
+    buf = np.frombuffer(content, np.uint8)
+    starts, ends = _core.split_lines(buf)
+    first_data = 0
+    if len(starts) and bytes(buf[starts[0] : ends[0]]).strip().lower() == b"parent,child":
+        first_data = 1
+    starts, ends = starts[first_data:], ends[first_data:]
+    line_no = np.arange(len(starts)) + 1 + first_data
+    problems: list[Problem] = []
+
+    def bad(rows: np.ndarray, fld: str, message: str) -> None:
+        for r in rows[: MAX_PROBLEMS - len(problems)].tolist():
+            problems.append(Problem(f"{source}:{int(line_no[r])}", fld, message))
+
+    pos, count = _field_spans(buf, starts, ends)
+    shape_bad = count != 1
+    bad(np.flatnonzero(shape_bad), "row", "expected exactly two fields: parent,child")
+    pos = np.where(shape_bad, starts, pos)
+    table = data.store.range_table()
+    parent = verify_spans(buf, starts, pos, data.keys, table)
+    child = verify_spans(buf, np.where(shape_bad, starts, pos + 1), ends, data.keys, table)
+    ok = ~shape_bad
+    for name, v in (("parent", parent), ("child", child)):
+        not_genuine = ok & (v.status != CodeStatus.GENUINE)
+        for st in np.unique(v.status[not_genuine]).tolist():
+            bad(np.flatnonzero(not_genuine & (v.status == st)), name, _status_problem(st))
+        ok &= v.status == CodeStatus.GENUINE
+    wrong_level = ok & ~level_allows(child.level, parent.level)
+    for r in np.flatnonzero(wrong_level)[: MAX_PROBLEMS].tolist():
+        problems.append(Problem(f"{source}:{int(line_no[r])}", "child",
+                                f"a {Level(int(child.level[r])).label} cannot go into a "
+                                f"{Level(int(parent.level[r])).label}"))
+    ok &= ~wrong_level
+    # a child listed twice must name the same parent
+    order = np.argsort(child.serial, kind="stable")
+    cs, ps = child.serial[order], parent.serial[order]
+    dup = np.flatnonzero((cs[1:] == cs[:-1]) & ok[order][1:] & ok[order][:-1])
+    conflict = dup[ps[dup + 1] != ps[dup]]
+    for d in conflict[: MAX_PROBLEMS].tolist():
+        a, b = order[d], order[d + 1]
+        problems.append(Problem(f"{source}:{int(line_no[b])}", "child",
+                                f"child already put into another parent on line {int(line_no[a])}"))
+    if not ok.all() or len(conflict):
+        problems.sort(key=_line_key)
+        unlisted = int((~ok).sum()) + len(conflict) - len(problems)
+        if unlisted > 0:
+            problems.append(Problem(source, "rows", f"{unlisted} more bad rows not listed"))
+        raise BatchRejected(source, problems)
+    keep = np.ones(len(cs), bool)
+    keep[dup + 1] = False           # the same (parent, child) twice: once is enough
+    sel = order[keep]
+    trace = TraceStore(data.store)
+    result = trace.apply_links(parent.serial[sel], child.serial[sel], np.full(len(sel), ADD, np.uint8))
+    return LinkReport(len(starts), result["added"], result["removed"], result["parents"])
+
+
+def _line_key(p: Problem) -> tuple[int, str]:
+    tail = p.where.rsplit(":", 1)[-1]
+    return (int(tail) if tail.isdigit() else 1 << 62, p.field)
+
+
+def resolve_codes_or_problems(data: DataDir, texts: Sequence[str], paths: Sequence[str],
+                              problems: list[Problem]):  # type: ignore[no-untyped-def]
+    """Verify code texts; append a Problem (with its path) for each not genuine.
+    Returns the VerifyResult."""
+    result = data.verify_codes(list(texts))
+    for i in np.flatnonzero(result.status != CodeStatus.GENUINE).tolist():
+        problems.append(Problem(paths[i], "code", f"{texts[i]!r}: {_status_problem(int(result.status[i]))}"))
+    return result
+
+
+def _parse_time(value: str, where: str, problems: list[Problem]) -> int:
+    if not value.strip():
+        return now_ms()
+    try:
+        stamp = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        problems.append(Problem(where, "shipped_at", f"{value!r} is not an ISO 8601 time"))
+        return 0
+    if stamp.tzinfo is None:
+        problems.append(Problem(where, "shipped_at", f"{value!r} has no time zone offset"))
+        return 0
+    return int(stamp.timestamp() * 1000)
+
+
+def _csv_rows(content: bytes, source: str, required: Sequence[str]) -> list[tuple[int, dict[str, str]]]:
+    try:
+        text = content.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise BatchRejected(source, [Problem(f"{source}:byte {exc.start}", "file", "not UTF-8")]) from None
+    reader = csv.DictReader(io.StringIO(text))
+    missing = [c for c in required if c not in (reader.fieldnames or [])]
+    if missing:
+        raise BatchRejected(source, [Problem(f"{source}:1", "header", f"missing column(s) {', '.join(missing)}")])
+    return [(reader.line_num, row) for row in reader]
+
+
+def load_dealers_csv(data: DataDir, content: bytes, source: str = "input") -> int:
+    """Load or replace dealers and their territories (one transaction)."""
+    problems: list[Problem] = []
+    dealers = []
+    for line, row in _csv_rows(content, source, ("dealer_id", "name", "territory")):
+        where = f"{source}:{line}"
+        dealer_id = (row.get("dealer_id") or "").strip()
+        if not dealer_id:
+            problems.append(Problem(where, "dealer_id", "must not be empty"))
+            continue
+        try:
+            territory = check_territory((row.get("territory") or "").split())
+        except Exception as exc:  # InvalidArgument names the prefix
+            problems.append(Problem(where, "territory", str(exc).split(": ", 1)[-1]))
+            continue
+        dealers.append(Dealer(dealer_id, (row.get("name") or "").strip(), territory))
+    if problems:
+        raise BatchRejected(source, problems)
+    TraceStore(data.store).put_dealers(dealers)
+    return len(dealers)
+
+
+def ship_csv(data: DataDir, content: bytes, source: str = "input") -> int:
+    """Record a shipments CSV (one transaction) or raise BatchRejected."""
+    problems: list[Problem] = []
+    rows = _csv_rows(content, source, ("unit", "dealer_id"))
+    trace = TraceStore(data.store)
+    texts = [(r.get("unit") or "").strip() for _, r in rows]
+    result = resolve_codes_or_problems(data, texts, [f"{source}:{line}" for line, _ in rows], problems)
+    known: dict[str, bool] = {}
+    shipments = []
+    for i, (line, row) in enumerate(rows):
+        where = f"{source}:{line}"
+        dealer_id = (row.get("dealer_id") or "").strip()
+        if dealer_id not in known:
+            known[dealer_id] = trace.dealer(dealer_id) is not None
+        if not known[dealer_id]:
+            problems.append(Problem(where, "dealer_id", f"dealer {dealer_id!r} is not loaded"))
+        at = _parse_time(row.get("shipped_at") or "", where, problems)
+        shipments.append(Shipment(int(result.serial[i]), dealer_id, at, (row.get("shipment_id") or "").strip()))
+    if problems:
+        raise BatchRejected(source, sorted(problems, key=_line_key))
+    trace.record_shipments(shipments)
+    return len(shipments)
+

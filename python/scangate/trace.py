@@ -1,0 +1,386 @@
+"""Trace state in LMDB: bottle -> case -> pallet linkage, dealers, shipments.
+
+Layout (all keys big-endian, so related records sit together and bulk loads in
+serial order are sorted appends):
+
+``links``     child bucket -> parents. Key: ``serial >> 3`` (7 bytes); value: 8 slots
+              of 7-byte parent serials, slot ``serial & 7`` (0: no parent). Issued
+              ranges are dense and packaging lines link nearly every code, so a
+              bucket costs ~9.3 bytes per linked child on disk, against 24 for a
+              key per child.
+``children``  parent serial (7 bytes) -> its children, sorted 7-byte serials.
+``dealers``   dealer id (UTF-8) -> JSON {name, territory: [adcode prefixes]}.
+``shipped``   unit serial (7 bytes) -> JSON of its current shipment.
+``ship_log``  unit serial (7 bytes) + shipped-at ms (8 bytes) -> JSON: history.
+
+Every change is applied in one write transaction by the caller-facing functions;
+validation happens before the transaction opens, so a bad batch changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import struct
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import lmdb
+import numpy as np
+
+from .errors import CorruptionError, InvalidArgument, NotFound
+from .store import Store
+
+__all__ = [
+    "ADD",
+    "DELETE",
+    "Dealer",
+    "Shipment",
+    "TraceStore",
+    "TraceChain",
+]
+
+log = logging.getLogger(__name__)
+
+ADD = 1
+DELETE = 2
+SLOTS = 8
+SERIAL_BYTES = 7
+_MS = struct.Struct(">q")
+
+
+def _keys7(serials: np.ndarray) -> bytes:
+    """Concatenated 7-byte big-endian keys for uint64 serials (< 2^56)."""
+    return np.asarray(serials, ">u8").view(np.uint8).reshape(-1, 8)[:, 1:].tobytes()
+
+
+def _split(raw: bytes, width: int) -> list[bytes]:
+    # Slicing one bytes object: numpy 'S' arrays would strip trailing NUL bytes.
+    return [raw[i : i + width] for i in range(0, len(raw), width)]
+
+
+def _serials7(raw: bytes | memoryview) -> np.ndarray:
+    """uint64 serials from concatenated 7-byte big-endian values."""
+    b = np.frombuffer(raw, np.uint8).reshape(-1, SERIAL_BYTES)
+    out = np.zeros((len(b), 8), np.uint8)
+    out[:, 1:] = b
+    return out.view(">u8").reshape(-1).astype(np.uint64)
+
+
+@dataclass(frozen=True)
+class Dealer:
+    dealer_id: str
+    name: str
+    territory: tuple[str, ...]  # adcode prefixes: "44" Guangdong, "4401" Guangzhou
+
+    def covers(self, adcode: int) -> bool:
+        text = f"{adcode:06d}"
+        return any(text.startswith(p) for p in self.territory)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"dealer_id": self.dealer_id, "name": self.name, "territory": list(self.territory)}
+
+
+@dataclass(frozen=True)
+class Shipment:
+    unit: int  # serial of the shipped unit
+    dealer_id: str
+    shipped_at_ms: int
+    shipment_id: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"unit": self.unit, "dealer_id": self.dealer_id, "shipped_at_ms": self.shipped_at_ms,
+                "shipment_id": self.shipment_id}
+
+
+@dataclass(frozen=True)
+class TraceChain:
+    """Where one unit sits: its ancestors (nearest first) and the shipment that
+    governs it (the most recent shipment of the unit or any ancestor)."""
+
+    serial: int
+    ancestors: tuple[int, ...]
+    shipment: Shipment | None
+    dealer: Dealer | None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def check_territory(territory: Iterable[str]) -> tuple[str, ...]:
+    out = []
+    for p in territory:
+        p = str(p).strip()
+        if not p.isascii() or not p.isdigit() or len(p) not in (2, 4, 6):
+            raise InvalidArgument(f"territory: {p!r} is not a 2, 4 or 6 digit adcode prefix")
+        out.append(p)
+    if not out:
+        raise InvalidArgument("territory: must name at least one adcode prefix")
+    return tuple(sorted(set(out)))
+
+
+class TraceStore:
+    """Linkage, dealers and shipments over the data directory's LMDB environment."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        env = store.env
+        self.env = env
+        self.links_db = env.open_db(b"links")
+        self.children_db = env.open_db(b"children")
+        self.dealers_db = env.open_db(b"dealers")
+        self.shipped_db = env.open_db(b"shipped")
+        self.ship_log_db = env.open_db(b"ship_log")
+
+    # ------------------------------------------------------------------ reads
+    def parents_of(self, serials: np.ndarray, txn: lmdb.Transaction | None = None) -> np.ndarray:
+        """Parent serial of each serial (0: none), in one getmulti over its buckets."""
+        serials = np.asarray(serials, np.uint64)
+        if len(serials) == 0:
+            return np.zeros(0, np.uint64)
+        buckets, inverse = np.unique(serials >> np.uint64(3), return_inverse=True)
+        table = self._load_buckets(buckets, txn)
+        return table[inverse, (serials & np.uint64(7)).astype(np.intp)]
+
+    def _load_buckets(self, buckets: np.ndarray, txn: lmdb.Transaction | None) -> np.ndarray:
+        """(len(buckets) x 8) parent serials for sorted unique bucket keys."""
+        table = np.zeros((len(buckets), SLOTS), np.uint64)
+        keys = _split(_keys7(buckets), SERIAL_BYTES)
+        own = txn is None
+        txn = txn or self.env.begin()
+        try:
+            found = txn.cursor(db=self.links_db).getmulti(keys)
+        finally:
+            if own:
+                txn.abort()
+        if found:
+            index = {k: i for i, k in enumerate(keys)}
+            rows = np.fromiter((index[bytes(k)] for k, _ in found), np.intp, len(found))
+            values = b"".join(bytes(v) for _, v in found)
+            if len(values) != len(found) * SLOTS * SERIAL_BYTES:
+                raise CorruptionError("links: a bucket has the wrong size")
+            table[rows] = _serials7(values).reshape(-1, SLOTS)
+        return table
+
+    def children_of(self, parent: int, txn: lmdb.Transaction | None = None) -> np.ndarray:
+        own = txn is None
+        txn = txn or self.env.begin()
+        try:
+            raw = txn.get(_keys7(np.array([parent], np.uint64)), db=self.children_db)
+            return _serials7(raw) if raw else np.zeros(0, np.uint64)
+        finally:
+            if own:
+                txn.abort()
+
+    def ancestors(self, serials: np.ndarray) -> np.ndarray:
+        """(N x 2) parent and grandparent serials (0: none): item -> case -> pallet."""
+        with self.env.begin() as txn:
+            p1 = self.parents_of(serials, txn)
+            p2 = np.zeros_like(p1)
+            has = p1 != 0
+            if has.any():
+                p2[has] = self.parents_of(p1[has], txn)
+        return np.stack([p1, p2], axis=1)
+
+    # ------------------------------------------------------------------ link
+    def apply_links(self, parents: np.ndarray, children: np.ndarray, actions: np.ndarray,
+                    unpack_all: Sequence[int] = ()) -> dict[str, int]:
+        """Apply ADD/DELETE of (parent, child) pairs, in order of meaning, in one
+        write transaction. ``unpack_all``: parents whose children all leave (an
+        EPCIS DELETE with no childEPCs). The caller has validated codes and levels.
+
+        Semantics (EPCIS): ADD puts the child under the parent, leaving any earlier
+        parent (re-packing); DELETE takes the child out of that parent. Within one
+        batch a child may appear once per action.
+        """
+        parents = np.asarray(parents, np.uint64)
+        children = np.asarray(children, np.uint64)
+        actions = np.asarray(actions, np.uint8)
+        with self.env.begin(write=True) as txn:
+            moved: dict[int, set[int]] = {}   # parent -> children leaving it
+            # unpack-all first: those children lose their parent
+            all_gone = []
+            for parent in unpack_all:
+                kids = self.children_of(int(parent), txn)
+                all_gone.append(kids)
+                moved.setdefault(int(parent), set()).update(kids.tolist())
+            deletes = actions == DELETE
+            adds = actions == ADD
+            touched = np.concatenate([children, *all_gone]) if all_gone else children
+            if len(touched) == 0:
+                return {"added": 0, "removed": 0, "parents": 0}
+            buckets = np.unique(touched >> np.uint64(3))
+            table = self._load_buckets(buckets, txn)
+            slot_row = np.searchsorted(buckets, touched >> np.uint64(3))
+            old = table[slot_row, (touched & np.uint64(7)).astype(np.intp)]
+            # DELETE: only where the child sits under that parent
+            n = len(children)
+            del_ok = deletes & (old[:n] == parents)
+            for kid, parent in zip(children[del_ok].tolist(), parents[del_ok].tolist()):
+                moved.setdefault(parent, set()).add(kid)
+            # ADD: leaving the old parent when different
+            leaving = adds & (old[:n] != 0) & (old[:n] != parents)
+            for kid, parent in zip(children[leaving].tolist(), old[:n][leaving].tolist()):
+                moved.setdefault(parent, set()).add(kid)
+            # new slot values: unpack-all and deletes clear, adds set
+            new = table.copy()
+            if all_gone:
+                gone = np.concatenate(all_gone)
+                new[np.searchsorted(buckets, gone >> np.uint64(3)), (gone & np.uint64(7)).astype(np.intp)] = 0
+            rows = slot_row[:n]
+            slots = (children & np.uint64(7)).astype(np.intp)
+            new[rows[del_ok], slots[del_ok]] = 0
+            new[rows[adds], slots[adds]] = parents[adds]
+            order = np.lexsort((children[adds], parents[adds]))
+            self._write_buckets(txn, buckets, table, new)
+            self._write_children(txn, moved, parents[adds][order], children[adds][order])
+        return {"added": int(adds.sum()), "removed": int(del_ok.sum()) + sum(len(g) for g in all_gone),
+                "parents": len(set(moved) | set(np.unique(parents[adds]).tolist()))}
+
+    def _write_buckets(self, txn: lmdb.Transaction, buckets: np.ndarray, old: np.ndarray,
+                       new: np.ndarray) -> None:
+        changed = (old != new).any(axis=1)
+        keys = _split(_keys7(buckets[changed]), SERIAL_BYTES)
+        values = _split(_keys7(new[changed].reshape(-1)), SLOTS * SERIAL_BYTES)
+        empty = ~new[changed].any(axis=1)
+        cur = txn.cursor(db=self.links_db)
+        puts = [(k, v) for k, v, e in zip(keys, values, empty.tolist()) if not e]
+        for k, e in zip(keys, empty.tolist()):
+            if e:
+                txn.delete(k, db=self.links_db)
+        # Sorted keys beyond the current last key go in with MDB_APPEND: full pages,
+        # no splits (the bulk-load case); otherwise ordinary puts.
+        last = cur.key() if cur.last() else b""
+        append = bool(puts) and puts[0][0] > last
+        cur.putmulti(puts, append=append)
+
+    def _write_children(self, txn: lmdb.Transaction, moved: dict[int, set[int]],
+                        add_parents: np.ndarray, add_children: np.ndarray) -> None:
+        """Rewrite the children arrays of every parent that gains or loses one.
+
+        ``add_parents``/``add_children``: the ADDs sorted by (parent, child). A
+        parent new to the store that loses nothing (the bulk-load case) gets its
+        array straight from one vectorised encoding; the others are merged one by
+        one with what is stored.
+        """
+        groups, first = np.unique(add_parents, return_index=True)
+        bounds = np.append(first, len(add_parents))
+        parents = np.union1d(groups, np.fromiter(moved, np.uint64, len(moved)))
+        if len(parents) == 0:
+            return
+        keys = _split(_keys7(parents), SERIAL_BYTES)
+        cur = txn.cursor(db=self.children_db)
+        existing = {bytes(k): bytes(v) for k, v in cur.getmulti(keys)}
+        encoded = _keys7(add_children)
+        group_of = dict(zip(groups.tolist(), range(len(groups))))
+        puts = []
+        for parent, key in zip(parents.tolist(), keys):
+            g = group_of.get(parent)
+            if key not in existing and parent not in moved:
+                # new parent, only arrivals: its slice of the encoded children
+                puts.append((key, encoded[bounds[g] * SERIAL_BYTES : bounds[g + 1] * SERIAL_BYTES]))
+                continue
+            kids = _serials7(existing[key]) if key in existing else np.zeros(0, np.uint64)
+            gone = moved.get(parent)
+            if gone:
+                kids = kids[~np.isin(kids, np.fromiter(gone, np.uint64, len(gone)))]
+            if g is not None:
+                kids = np.union1d(kids, add_children[bounds[g] : bounds[g + 1]])
+            if len(kids):
+                puts.append((key, _keys7(kids)))
+            elif key in existing:
+                txn.delete(key, db=self.children_db)
+        last = cur.key() if cur.last() else b""
+        cur.putmulti(puts, append=bool(puts) and puts[0][0] > last and not existing)
+
+    # ------------------------------------------------------------------ dealers
+    def put_dealers(self, dealers: Sequence[Dealer]) -> None:
+        with self.env.begin(write=True) as txn:
+            for d in dealers:
+                txn.put(d.dealer_id.encode(), json.dumps(d.to_json()).encode(), db=self.dealers_db)
+
+    def dealer(self, dealer_id: str, txn: lmdb.Transaction | None = None) -> Dealer | None:
+        own = txn is None
+        txn = txn or self.env.begin()
+        try:
+            raw = txn.get(dealer_id.encode(), db=self.dealers_db)
+        finally:
+            if own:
+                txn.abort()
+        if raw is None:
+            return None
+        d = json.loads(raw)
+        return Dealer(d["dealer_id"], d["name"], tuple(d["territory"]))
+
+    def list_dealers(self) -> list[Dealer]:
+        with self.env.begin() as txn:
+            return [self.dealer(bytes(k).decode(), txn) for k, _ in txn.cursor(db=self.dealers_db)]  # type: ignore[misc]
+
+    # ------------------------------------------------------------------ shipments
+    def record_shipments(self, shipments: Sequence[Shipment]) -> None:
+        """Record shipments (one transaction). A later shipment of a unit supersedes
+        the earlier one; every shipment stays in the log."""
+        with self.env.begin(write=True) as txn:
+            for s in shipments:
+                if txn.get(s.dealer_id.encode(), db=self.dealers_db) is None:
+                    raise NotFound(f"dealer {s.dealer_id!r} is not loaded")
+                key = _keys7(np.array([s.unit], np.uint64))
+                value = json.dumps(s.to_json()).encode()
+                txn.put(key + _MS.pack(s.shipped_at_ms), value, db=self.ship_log_db)
+                current = txn.get(key, db=self.shipped_db)
+                if current is None or json.loads(current)["shipped_at_ms"] <= s.shipped_at_ms:
+                    txn.put(key, value, db=self.shipped_db)
+
+    def shipments_of(self, serials: np.ndarray, txn: lmdb.Transaction) -> dict[int, Shipment]:
+        keys = _split(_keys7(np.unique(np.asarray(serials, np.uint64))), SERIAL_BYTES)
+        out = {}
+        for _, v in txn.cursor(db=self.shipped_db).getmulti(keys):
+            d = json.loads(bytes(v))
+            out[d["unit"]] = Shipment(d["unit"], d["dealer_id"], d["shipped_at_ms"], d["shipment_id"])
+        return out
+
+    def shipment_history(self, serial: int) -> list[Shipment]:
+        prefix = _keys7(np.array([serial], np.uint64))
+        out = []
+        with self.env.begin() as txn:
+            cur = txn.cursor(db=self.ship_log_db)
+            if cur.set_range(prefix):
+                for k, v in cur:
+                    if not bytes(k).startswith(prefix):
+                        break
+                    d = json.loads(bytes(v))
+                    out.append(Shipment(d["unit"], d["dealer_id"], d["shipped_at_ms"], d["shipment_id"]))
+        return out
+
+    # ------------------------------------------------------------------ trace
+    def trace(self, serials: np.ndarray) -> list[TraceChain]:
+        """The chain up from each serial: ancestors and the governing shipment."""
+        serials = np.asarray(serials, np.uint64)
+        anc = self.ancestors(serials)
+        chains = []
+        with self.env.begin() as txn:
+            units = np.concatenate([serials, anc[:, 0], anc[:, 1]])
+            ships = self.shipments_of(units[units != 0], txn)
+            dealers: dict[str, Dealer | None] = {}
+            for i, s in enumerate(serials.tolist()):
+                up = tuple(int(a) for a in anc[i] if a)
+                candidates = [ships[u] for u in (s, *up) if u in ships]
+                ship = max(candidates, key=lambda x: x.shipped_at_ms) if candidates else None
+                dealer = None
+                if ship is not None:
+                    if ship.dealer_id not in dealers:
+                        dealers[ship.dealer_id] = self.dealer(ship.dealer_id, txn)
+                    dealer = dealers[ship.dealer_id]
+                chains.append(TraceChain(s, up, ship, dealer))
+        return chains
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def level_allows(child: np.ndarray, parent: np.ndarray) -> np.ndarray:
+    """A level goes only into a higher level: item -> case|pallet, case -> pallet
+    (Level values order item 1 < case 2 < pallet 3)."""
+    return np.asarray(child, np.uint8) < np.asarray(parent, np.uint8)
+
