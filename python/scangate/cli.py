@@ -22,7 +22,9 @@ import numpy as np
 from . import __version__
 from .datadir import DataDir, init_data_dir, open_data_dir
 from .enums import CodeStatus, Level
-from .errors import ScangateError
+from . import ingest
+from .errors import BatchRejected, ScangateError
+from .trace import TraceStore
 
 DATA_ENV = "SCANGATE_DATA"
 DEFAULT_DATA = "scangate-data"
@@ -317,6 +319,143 @@ def ledger(data: Path, as_json: bool) -> None:
         else:
             click.echo(f"line {ln.line_id}: {ln.sku} batch {ln.batch or '-'} {ln.level.label}"
                        f"{' GTIN ' + ln.gtin if ln.gtin else ''}: {row['issued']:,} codes in {len(rs)} ranges")
+
+
+# ---------------------------------------------------------------------- trace
+def _reject(exc: BatchRejected, as_json: bool) -> NoReturn:
+    """Report every problem of a rejected batch, one per line, and exit 2."""
+    if as_json:
+        _emit({"error": str(exc).split(":", 1)[0] + ": rejected, nothing applied",
+               "problems": [{"where": p.where, "field": p.field, "message": p.message} for p in exc.problems]})
+    else:
+        click.echo(f"error: {exc.source}: {len(exc.problems)} problem(s), nothing applied", err=True)
+        for p in exc.problems:
+            click.echo(f"  {p}", err=True)
+    sys.exit(EXIT_ERROR)
+
+
+def _is_json(content: bytes) -> bool:
+    return content.lstrip()[:1] in (b"{", b"[")
+
+
+@cli.command()
+@data_option
+@click.argument("source", type=click.File("rb"))
+@json_option
+def link(data: Path, source: IO[bytes], as_json: bool) -> None:
+    """Record bottle-case-pallet linkage from a parent,child CSV or an EPCIS 2.0
+    document (AggregationEvents). All of the file or none of it."""
+    content = source.read()
+    started = time.perf_counter()
+    with _open(data) as dd:
+        try:
+            if _is_json(content):
+                summary = ingest.apply_epcis(dd, content, source.name).to_json()
+            else:
+                report = ingest.link_csv(dd, content, source.name)
+                summary = {"rows": report.rows, "added": report.added, "removed": report.removed,
+                           "parents": report.parents}
+        except BatchRejected as exc:
+            _reject(exc, as_json)
+    summary["seconds"] = round(time.perf_counter() - started, 3)
+    if as_json:
+        _emit(summary)
+    else:
+        click.echo(", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in summary.items()))
+
+
+@cli.command()
+@data_option
+@click.argument("source", type=click.File("rb"))
+@json_option
+def ship(data: Path, source: IO[bytes], as_json: bool) -> None:
+    """Record shipments from a CSV (unit,dealer_id[,shipped_at][,shipment_id]) or an
+    EPCIS 2.0 document (shipping ObjectEvents). All of the file or none of it."""
+    content = source.read()
+    with _open(data) as dd:
+        try:
+            if _is_json(content):
+                summary = ingest.apply_epcis(dd, content, source.name).to_json()
+            else:
+                summary = {"shipments": ingest.ship_csv(dd, content, source.name)}
+        except BatchRejected as exc:
+            _reject(exc, as_json)
+    if as_json:
+        _emit(summary)
+    else:
+        click.echo(", ".join(f"{k} {v:,}" for k, v in summary.items()))
+
+
+@cli.group()
+def dealers() -> None:
+    """Dealers and their territories (adcode prefixes)."""
+
+
+@dealers.command("load")
+@data_option
+@click.argument("source", type=click.File("rb"))
+@json_option
+def dealers_load(data: Path, source: IO[bytes], as_json: bool) -> None:
+    """Load or replace dealers from a CSV: dealer_id,name,territory."""
+    with _open(data) as dd:
+        try:
+            n = ingest.load_dealers_csv(dd, source.read(), source.name)
+        except BatchRejected as exc:
+            _reject(exc, as_json)
+    _emit({"dealers": n}) if as_json else click.echo(f"{n:,} dealers loaded")
+
+
+@dealers.command("list")
+@data_option
+@json_option
+def dealers_list(data: Path, as_json: bool) -> None:
+    """List dealers and their territories."""
+    with _open(data) as dd:
+        for d in TraceStore(dd.store).list_dealers():
+            _emit(d.to_json()) if as_json else click.echo(f"{d.dealer_id}\t{d.name}\t{' '.join(d.territory)}")
+
+
+@cli.command()
+@data_option
+@click.argument("code")
+@json_option
+def trace(data: Path, code: str, as_json: bool) -> None:
+    """Show where a code sits: product line, case, pallet, shipment, dealer,
+    territory; and, for a case or pallet, its children."""
+    with _open(data) as dd:
+        check = dd.verify_code(code)
+        if not check.genuine or check.serial is None or check.line is None:
+            _emit({"code": code, "status": check.status.label}) if as_json else \
+                click.echo(f"{code}: {check.status.label}")
+            sys.exit(EXIT_NOT_GENUINE)
+        ts = TraceStore(dd.store)
+        chain = ts.trace(np.array([check.serial], np.uint64))[0]
+        children = ts.children_of(check.serial)
+        history = ts.shipment_history(chain.shipment.unit) if chain.shipment else []
+    info: dict[str, Any] = {
+        "code": code, "status": "genuine", "level": check.level.label if check.level else None,
+        "line": check.line.to_json(), "ancestors": list(chain.ancestors),
+        "shipment": chain.shipment.to_json() if chain.shipment else None,
+        "dealer": chain.dealer.to_json() if chain.dealer else None,
+        "shipment_history": [s.to_json() for s in history],
+        "children": len(children),
+    }
+    if as_json:
+        _emit(info)
+        return
+    click.echo(f"{code}: genuine {info['level']} of {check.line.sku} batch {check.line.batch or '-'}")
+    levels = ["case", "pallet"] if check.level and check.level.label == "item" else ["pallet"]
+    for name, serial in zip(levels, chain.ancestors):
+        click.echo(f"  in {name} serial {serial}")
+    if chain.shipment and chain.dealer:
+        when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(chain.shipment.shipped_at_ms / 1000))
+        click.echo(f"  shipped {when} UTC to {chain.dealer.dealer_id} ({chain.dealer.name}), "
+                   f"territory {' '.join(chain.dealer.territory)}"
+                   f"{', ' + str(len(history)) + ' shipments in history' if len(history) > 1 else ''}")
+    else:
+        click.echo("  no shipment recorded")
+    if len(children):
+        click.echo(f"  holds {len(children):,} children")
 
 
 def main() -> None:

@@ -27,9 +27,12 @@ from .codes import verify_spans
 from .datadir import DataDir
 from .enums import CodeStatus, Level
 from .errors import BatchRejected, Problem
-from .trace import ADD, Dealer, Shipment, TraceStore, check_territory, level_allows, now_ms
+from .trace import ADD, DELETE, Dealer, Shipment, TraceStore, check_territory, level_allows, now_ms
 
-__all__ = ["LinkReport", "link_csv", "ship_csv", "load_dealers_csv", "resolve_codes_or_problems"]
+__all__ = [
+    "EpcisReport", "LinkReport", "apply_epcis", "link_csv", "load_dealers_csv", "resolve_codes_or_problems",
+    "ship_csv",
+]
 
 log = logging.getLogger(__name__)
 
@@ -206,3 +209,105 @@ def ship_csv(data: DataDir, content: bytes, source: str = "input") -> int:
     trace.record_shipments(shipments)
     return len(shipments)
 
+
+
+@dataclass(frozen=True)
+class EpcisReport:
+    events: int
+    aggregations: int
+    shipments: int
+    added: int
+    removed: int
+    skipped: int
+
+    def to_json(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+def apply_epcis(data: DataDir, content: bytes | str, source: str = "input",
+                schema: dict | None = None) -> EpcisReport:  # type: ignore[type-arg]
+    """Apply an EPCIS 2.0 document: AggregationEvents (ADD, DELETE; OBSERVE changes
+    nothing) and shipping ObjectEvents, event by event, in one transaction.
+
+    Every identifier must be one of our codes, genuine and issued; a shipment's
+    destination must be a loaded dealer id. Anything else (GS1 SGTIN/SSCC the
+    engine never issued included) is reported with its JSON path and nothing is
+    applied.
+    """
+    from . import epcis
+
+    parsed = epcis.parse_document(content, schema=schema)
+    problems = [Problem(f"{source}:{p.path}", "epcis", p.message) for p in parsed.problems]
+    texts: list[str] = []
+    paths: list[str] = []
+    slots: dict[tuple[int, str, int], int] = {}   # (op, role, position) -> index in texts
+
+    def want(op_i: int, role: str, pos: int, uri: str | None, path: str) -> None:
+        if uri is None:
+            return
+        kind, value = epcis.classify_epc(uri)
+        if kind == "code":       # foreign ones are already in parsed.problems
+            slots[(op_i, role, pos)] = len(texts)
+            texts.append(value)
+            paths.append(f"{source}:{path}")
+
+    for i, op in enumerate(parsed.ops):
+        base = f"epcisBody.eventList[{op.event_index}]"
+        if isinstance(op, epcis.AggregationOp):
+            want(i, "parent", 0, op.parent, f"{base}.parentID")
+            for j, c in enumerate(op.children):
+                want(i, "child", j, c, f"{base}.childEPCs[{j}]")
+        else:
+            for j, u in enumerate(op.units):
+                want(i, "unit", j, u, f"{base}.epcList[{j}]")
+    checks = resolve_codes_or_problems(data, texts, paths, problems) if texts else None
+    trace = TraceStore(data.store)
+    known_dealers: dict[str, bool] = {}
+    for i, op in enumerate(parsed.ops):
+        base = f"{source}:epcisBody.eventList[{op.event_index}]"
+        if isinstance(op, epcis.ShipmentOp):
+            if op.destination not in known_dealers:
+                known_dealers[op.destination] = trace.dealer(op.destination) is not None
+            if not known_dealers[op.destination]:
+                problems.append(Problem(f"{base}.destinationList", "destination",
+                                        f"{op.destination!r} is not a loaded dealer id"))
+        elif op.action == "ADD" and checks is not None and (i, "parent", 0) in slots:
+            p = slots[(i, "parent", 0)]
+            for j in range(len(op.children)):
+                c = slots.get((i, "child", j))
+                if c is not None and checks.status[p] == 0 and checks.status[c] == 0 \
+                        and not level_allows(checks.level[c], checks.level[p]):
+                    problems.append(Problem(f"{base}.childEPCs[{j}]", "child",
+                                            f"a {Level(int(checks.level[c])).label} cannot go into a "
+                                            f"{Level(int(checks.level[p])).label}"))
+    if problems:
+        raise BatchRejected(source, problems)
+
+    def serial(op_i: int, role: str, pos: int) -> int:
+        assert checks is not None
+        return int(checks.serial[slots[(op_i, role, pos)]])
+
+    added = removed = aggregations = shipments = 0
+    with data.store.env.begin(write=True) as txn:
+        for i, op in enumerate(parsed.ops):
+            if isinstance(op, epcis.ShipmentOp):
+                at = int(dt.datetime.fromisoformat(op.event_time.replace("Z", "+00:00")).timestamp() * 1000)
+                trace.record_shipments([Shipment(serial(i, "unit", j), op.destination, at,
+                                                 f"epcis:{op.event_index}")
+                                        for j in range(len(op.units))], txn=txn)
+                shipments += len(op.units)
+                continue
+            aggregations += 1
+            if op.action == "OBSERVE":
+                continue
+            parent = serial(i, "parent", 0)
+            kids = np.array([serial(i, "child", j) for j in range(len(op.children))], np.uint64)
+            action = ADD if op.action == "ADD" else DELETE
+            result = trace.apply_links(np.full(len(kids), parent, np.uint64), kids,
+                                       np.full(len(kids), action, np.uint8),
+                                       unpack_all=[parent] if action == DELETE and not len(kids) else (),
+                                       txn=txn)
+            added += result["added"]
+            removed += result["removed"]
+    return EpcisReport(len(parsed.ops) + len(parsed.skipped), aggregations, shipments, added, removed,
+                       len(parsed.skipped))

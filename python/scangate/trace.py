@@ -184,7 +184,7 @@ class TraceStore:
 
     # ------------------------------------------------------------------ link
     def apply_links(self, parents: np.ndarray, children: np.ndarray, actions: np.ndarray,
-                    unpack_all: Sequence[int] = ()) -> dict[str, int]:
+                    unpack_all: Sequence[int] = (), txn: lmdb.Transaction | None = None) -> dict[str, int]:
         """Apply ADD/DELETE of (parent, child) pairs, in order of meaning, in one
         write transaction. ``unpack_all``: parents whose children all leave (an
         EPCIS DELETE with no childEPCs). The caller has validated codes and levels.
@@ -193,47 +193,49 @@ class TraceStore:
         parent (re-packing); DELETE takes the child out of that parent. Within one
         batch a child may appear once per action.
         """
+        if txn is None:
+            with self.env.begin(write=True) as own:
+                return self.apply_links(parents, children, actions, unpack_all, own)
         parents = np.asarray(parents, np.uint64)
         children = np.asarray(children, np.uint64)
         actions = np.asarray(actions, np.uint8)
-        with self.env.begin(write=True) as txn:
-            moved: dict[int, set[int]] = {}   # parent -> children leaving it
-            # unpack-all first: those children lose their parent
-            all_gone = []
-            for parent in unpack_all:
-                kids = self.children_of(int(parent), txn)
-                all_gone.append(kids)
-                moved.setdefault(int(parent), set()).update(kids.tolist())
-            deletes = actions == DELETE
-            adds = actions == ADD
-            touched = np.concatenate([children, *all_gone]) if all_gone else children
-            if len(touched) == 0:
-                return {"added": 0, "removed": 0, "parents": 0}
-            buckets = np.unique(touched >> np.uint64(3))
-            table = self._load_buckets(buckets, txn)
-            slot_row = np.searchsorted(buckets, touched >> np.uint64(3))
-            old = table[slot_row, (touched & np.uint64(7)).astype(np.intp)]
-            # DELETE: only where the child sits under that parent
-            n = len(children)
-            del_ok = deletes & (old[:n] == parents)
-            for kid, parent in zip(children[del_ok].tolist(), parents[del_ok].tolist()):
-                moved.setdefault(parent, set()).add(kid)
-            # ADD: leaving the old parent when different
-            leaving = adds & (old[:n] != 0) & (old[:n] != parents)
-            for kid, parent in zip(children[leaving].tolist(), old[:n][leaving].tolist()):
-                moved.setdefault(parent, set()).add(kid)
-            # new slot values: unpack-all and deletes clear, adds set
-            new = table.copy()
-            if all_gone:
-                gone = np.concatenate(all_gone)
-                new[np.searchsorted(buckets, gone >> np.uint64(3)), (gone & np.uint64(7)).astype(np.intp)] = 0
-            rows = slot_row[:n]
-            slots = (children & np.uint64(7)).astype(np.intp)
-            new[rows[del_ok], slots[del_ok]] = 0
-            new[rows[adds], slots[adds]] = parents[adds]
-            order = np.lexsort((children[adds], parents[adds]))
-            self._write_buckets(txn, buckets, table, new)
-            self._write_children(txn, moved, parents[adds][order], children[adds][order])
+        moved: dict[int, set[int]] = {}   # parent -> children leaving it
+        # unpack-all first: those children lose their parent
+        all_gone = []
+        for parent in unpack_all:
+            kids = self.children_of(int(parent), txn)
+            all_gone.append(kids)
+            moved.setdefault(int(parent), set()).update(kids.tolist())
+        deletes = actions == DELETE
+        adds = actions == ADD
+        touched = np.concatenate([children, *all_gone]) if all_gone else children
+        if len(touched) == 0:
+            return {"added": 0, "removed": 0, "parents": 0}
+        buckets = np.unique(touched >> np.uint64(3))
+        table = self._load_buckets(buckets, txn)
+        slot_row = np.searchsorted(buckets, touched >> np.uint64(3))
+        old = table[slot_row, (touched & np.uint64(7)).astype(np.intp)]
+        # DELETE: only where the child sits under that parent
+        n = len(children)
+        del_ok = deletes & (old[:n] == parents)
+        for kid, parent in zip(children[del_ok].tolist(), parents[del_ok].tolist()):
+            moved.setdefault(parent, set()).add(kid)
+        # ADD: leaving the old parent when different
+        leaving = adds & (old[:n] != 0) & (old[:n] != parents)
+        for kid, parent in zip(children[leaving].tolist(), old[:n][leaving].tolist()):
+            moved.setdefault(parent, set()).add(kid)
+        # new slot values: unpack-all and deletes clear, adds set
+        new = table.copy()
+        if all_gone:
+            gone = np.concatenate(all_gone)
+            new[np.searchsorted(buckets, gone >> np.uint64(3)), (gone & np.uint64(7)).astype(np.intp)] = 0
+        rows = slot_row[:n]
+        slots = (children & np.uint64(7)).astype(np.intp)
+        new[rows[del_ok], slots[del_ok]] = 0
+        new[rows[adds], slots[adds]] = parents[adds]
+        order = np.lexsort((children[adds], parents[adds]))
+        self._write_buckets(txn, buckets, table, new)
+        self._write_children(txn, moved, parents[adds][order], children[adds][order])
         return {"added": int(adds.sum()), "removed": int(del_ok.sum()) + sum(len(g) for g in all_gone),
                 "parents": len(set(moved) | set(np.unique(parents[adds]).tolist()))}
 
@@ -317,19 +319,21 @@ class TraceStore:
             return [self.dealer(bytes(k).decode(), txn) for k, _ in txn.cursor(db=self.dealers_db)]  # type: ignore[misc]
 
     # ------------------------------------------------------------------ shipments
-    def record_shipments(self, shipments: Sequence[Shipment]) -> None:
+    def record_shipments(self, shipments: Sequence[Shipment], txn: lmdb.Transaction | None = None) -> None:
         """Record shipments (one transaction). A later shipment of a unit supersedes
         the earlier one; every shipment stays in the log."""
-        with self.env.begin(write=True) as txn:
-            for s in shipments:
-                if txn.get(s.dealer_id.encode(), db=self.dealers_db) is None:
-                    raise NotFound(f"dealer {s.dealer_id!r} is not loaded")
-                key = _keys7(np.array([s.unit], np.uint64))
-                value = json.dumps(s.to_json()).encode()
-                txn.put(key + _MS.pack(s.shipped_at_ms), value, db=self.ship_log_db)
-                current = txn.get(key, db=self.shipped_db)
-                if current is None or json.loads(current)["shipped_at_ms"] <= s.shipped_at_ms:
-                    txn.put(key, value, db=self.shipped_db)
+        if txn is None:
+            with self.env.begin(write=True) as own:
+                return self.record_shipments(shipments, own)
+        for s in shipments:
+            if txn.get(s.dealer_id.encode(), db=self.dealers_db) is None:
+                raise NotFound(f"dealer {s.dealer_id!r} is not loaded")
+            key = _keys7(np.array([s.unit], np.uint64))
+            value = json.dumps(s.to_json()).encode()
+            txn.put(key + _MS.pack(s.shipped_at_ms), value, db=self.ship_log_db)
+            current = txn.get(key, db=self.shipped_db)
+            if current is None or json.loads(current)["shipped_at_ms"] <= s.shipped_at_ms:
+                txn.put(key, value, db=self.shipped_db)
 
     def shipments_of(self, serials: np.ndarray, txn: lmdb.Transaction) -> dict[int, Shipment]:
         keys = _split(_keys7(np.unique(np.asarray(serials, np.uint64))), SERIAL_BYTES)
