@@ -57,8 +57,20 @@ def _keys7(serials: np.ndarray) -> bytes:
 
 
 def _split(raw: bytes, width: int) -> list[bytes]:
-    # Slicing one bytes object: numpy 'S' arrays would strip trailing NUL bytes.
-    return [raw[i : i + width] for i in range(0, len(raw), width)]
+    """Cut ``raw`` into ``width``-byte bytes objects. Through a void dtype: numpy's
+    'S' dtype would strip trailing NUL bytes, 'V' keeps every byte."""
+    return np.frombuffer(raw, dtype=f"V{width}").tolist()  # type: ignore[no-any-return]
+
+
+def _unique_sorted(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(unique values, index of each value's unique) for any array; a linear pass
+    when it is already sorted (bulk loads arrive in serial order)."""
+    if len(values) < 2 or bool((values[1:] >= values[:-1]).all()):
+        new = np.empty(len(values), bool)
+        new[:1] = True
+        np.not_equal(values[1:], values[:-1], out=new[1:])
+        return values[new], np.cumsum(new) - 1
+    return np.unique(values, return_inverse=True)  # type: ignore[return-value]
 
 
 def _serials7(raw: bytes | memoryview) -> np.ndarray:
@@ -138,7 +150,7 @@ class TraceStore:
         serials = np.asarray(serials, np.uint64)
         if len(serials) == 0:
             return np.zeros(0, np.uint64)
-        buckets, inverse = np.unique(serials >> np.uint64(3), return_inverse=True)
+        buckets, inverse = _unique_sorted(serials >> np.uint64(3))
         table = self._load_buckets(buckets, txn)
         return table[inverse, (serials & np.uint64(7)).astype(np.intp)]
 
@@ -149,7 +161,9 @@ class TraceStore:
         own = txn is None
         txn = txn or self.env.begin()
         try:
-            found = txn.cursor(db=self.links_db).getmulti(keys)
+            cur = txn.cursor(db=self.links_db)
+            # nothing stored at or after the first bucket (a bulk load): skip the reads
+            found = cur.getmulti(keys) if keys and cur.set_range(keys[0]) else []
         finally:
             if own:
                 txn.abort()
@@ -211,9 +225,8 @@ class TraceStore:
         touched = np.concatenate([children, *all_gone]) if all_gone else children
         if len(touched) == 0:
             return {"added": 0, "removed": 0, "parents": 0}
-        buckets = np.unique(touched >> np.uint64(3))
+        buckets, slot_row = _unique_sorted(touched >> np.uint64(3))
         table = self._load_buckets(buckets, txn)
-        slot_row = np.searchsorted(buckets, touched >> np.uint64(3))
         old = table[slot_row, (touched & np.uint64(7)).astype(np.intp)]
         # DELETE: only where the child sits under that parent
         n = len(children)
@@ -233,23 +246,26 @@ class TraceStore:
         slots = (children & np.uint64(7)).astype(np.intp)
         new[rows[del_ok], slots[del_ok]] = 0
         new[rows[adds], slots[adds]] = parents[adds]
-        order = np.lexsort((children[adds], parents[adds]))
+        ap, ac = parents[adds], children[adds]
+        if len(ap) > 1 and not bool(((ap[1:] > ap[:-1]) | ((ap[1:] == ap[:-1]) & (ac[1:] > ac[:-1]))).all()):
+            order = np.lexsort((ac, ap))   # not already in (parent, child) order
+            ap, ac = ap[order], ac[order]
         self._write_buckets(txn, buckets, table, new)
-        self._write_children(txn, moved, parents[adds][order], children[adds][order])
+        touched_parents = self._write_children(txn, moved, ap, ac)
         return {"added": int(adds.sum()), "removed": int(del_ok.sum()) + sum(len(g) for g in all_gone),
-                "parents": len(set(moved) | set(np.unique(parents[adds]).tolist()))}
+                "parents": touched_parents}
 
     def _write_buckets(self, txn: lmdb.Transaction, buckets: np.ndarray, old: np.ndarray,
                        new: np.ndarray) -> None:
         changed = (old != new).any(axis=1)
-        keys = _split(_keys7(buckets[changed]), SERIAL_BYTES)
-        values = _split(_keys7(new[changed].reshape(-1)), SLOTS * SERIAL_BYTES)
-        empty = ~new[changed].any(axis=1)
+        empty = ~new.any(axis=1)
+        for k in _split(_keys7(buckets[changed & empty]), SERIAL_BYTES):
+            txn.delete(k, db=self.links_db)
+        write = changed & ~empty
+        keys = _split(_keys7(buckets[write]), SERIAL_BYTES)
+        values = _split(_keys7(new[write].reshape(-1)), SLOTS * SERIAL_BYTES)
         cur = txn.cursor(db=self.links_db)
-        puts = [(k, v) for k, v, e in zip(keys, values, empty.tolist()) if not e]
-        for k, e in zip(keys, empty.tolist()):
-            if e:
-                txn.delete(k, db=self.links_db)
+        puts = list(zip(keys, values))
         # Sorted keys beyond the current last key go in with MDB_APPEND: full pages,
         # no splits (the bulk-load case); otherwise ordinary puts.
         last = cur.key() if cur.last() else b""
@@ -257,43 +273,46 @@ class TraceStore:
         cur.putmulti(puts, append=append)
 
     def _write_children(self, txn: lmdb.Transaction, moved: dict[int, set[int]],
-                        add_parents: np.ndarray, add_children: np.ndarray) -> None:
-        """Rewrite the children arrays of every parent that gains or loses one.
+                        add_parents: np.ndarray, add_children: np.ndarray) -> int:
+        """Rewrite the children arrays of every parent that gains or loses one;
+        return how many parents that is.
 
         ``add_parents``/``add_children``: the ADDs sorted by (parent, child). A
         parent new to the store that loses nothing (the bulk-load case) gets its
         array straight from one vectorised encoding; the others are merged one by
         one with what is stored.
         """
-        groups, first = np.unique(add_parents, return_index=True)
-        bounds = np.append(first, len(add_parents))
-        parents = np.union1d(groups, np.fromiter(moved, np.uint64, len(moved)))
+        groups, group_index = _unique_sorted(add_parents)
+        bounds = np.append(np.flatnonzero(np.diff(group_index, prepend=-1)), len(add_parents))
+        parents = np.union1d(groups, np.fromiter(moved, np.uint64, len(moved))) if moved else groups
         if len(parents) == 0:
-            return
+            return 0
         keys = _split(_keys7(parents), SERIAL_BYTES)
         cur = txn.cursor(db=self.children_db)
-        existing = {bytes(k): bytes(v) for k, v in cur.getmulti(keys)}
+        existing = {bytes(k): bytes(v) for k, v in cur.getmulti(keys)} if cur.set_range(keys[0]) else {}
         encoded = _keys7(add_children)
-        group_of = dict(zip(groups.tolist(), range(len(groups))))
-        puts = []
-        for parent, key in zip(parents.tolist(), keys):
-            g = group_of.get(parent)
-            if key not in existing and parent not in moved:
-                # new parent, only arrivals: its slice of the encoded children
-                puts.append((key, encoded[bounds[g] * SERIAL_BYTES : bounds[g + 1] * SERIAL_BYTES]))
-                continue
-            kids = _serials7(existing[key]) if key in existing else np.zeros(0, np.uint64)
-            gone = moved.get(parent)
-            if gone:
-                kids = kids[~np.isin(kids, np.fromiter(gone, np.uint64, len(gone)))]
-            if g is not None:
-                kids = np.union1d(kids, add_children[bounds[g] : bounds[g + 1]])
-            if len(kids):
-                puts.append((key, _keys7(kids)))
-            elif key in existing:
-                txn.delete(key, db=self.children_db)
+        cut = (bounds * SERIAL_BYTES).tolist()
+        if not existing and not moved:
+            # bulk load: every parent is new and only gains children
+            puts = [(k, encoded[a:b]) for k, a, b in zip(keys, cut[:-1], cut[1:])]
+        else:
+            group_of = dict(zip(groups.tolist(), range(len(groups))))
+            puts = []
+            for parent, key in zip(parents.tolist(), keys):
+                g = group_of.get(parent)
+                kids = _serials7(existing[key]) if key in existing else np.zeros(0, np.uint64)
+                gone = moved.get(parent)
+                if gone:
+                    kids = kids[~np.isin(kids, np.fromiter(gone, np.uint64, len(gone)))]
+                if g is not None:
+                    kids = np.union1d(kids, add_children[bounds[g] : bounds[g + 1]])
+                if len(kids):
+                    puts.append((key, _keys7(kids)))
+                elif key in existing:
+                    txn.delete(key, db=self.children_db)
         last = cur.key() if cur.last() else b""
         cur.putmulti(puts, append=bool(puts) and puts[0][0] > last and not existing)
+        return len(parents)
 
     # ------------------------------------------------------------------ dealers
     def put_dealers(self, dealers: Sequence[Dealer]) -> None:
