@@ -6,6 +6,7 @@ Batch-first API::
     with scangate.open_data_dir("data", create=True) as dd:
         issued = scangate.issue_codes(dd, "SKU-1", "item", 1000, batch="L1")
         result = scangate.verify_codes(dd, issued.as_strings())
+        verdicts = scangate.decide_verdicts(dd, [scangate.Scan(code, "user-1", region=440106)])
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .datadir import CodeCheck, DataDir, IssuedCodes, VerifyResult, init_data_dir, open_data_dir
+from .verdicts import Reason, Scan, ScanVerdict, Verdict, VerdictConfig, decide_verdicts
 from .enums import CodeStatus, Level
 from .errors import CorruptionError, InvalidArgument, NotFound, ScangateError
 from .store import IssuedRange, ProductLine
@@ -24,6 +26,12 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CodeCheck",
+    "Reason",
+    "Scan",
+    "ScanVerdict",
+    "Verdict",
+    "VerdictConfig",
+    "decide_verdicts",
     "CodeStatus",
     "CorruptionError",
     "DataDir",

@@ -22,7 +22,7 @@ import numpy as np
 from . import __version__
 from .datadir import DataDir, init_data_dir, open_data_dir
 from .enums import CodeStatus, Level
-from . import ingest
+from . import ingest, verdicts
 from .errors import BatchRejected, ScangateError
 from .trace import TraceStore
 
@@ -456,6 +456,30 @@ def trace(data: Path, code: str, as_json: bool) -> None:
         click.echo("  no shipment recorded")
     if len(children):
         click.echo(f"  holds {len(children):,} children")
+
+
+@cli.command()
+@data_option
+@click.option("--line", "line_id", type=int, default=None, help="Recall a whole product line (its id).")
+@click.option("--range", "serial_range", type=(int, int), default=None, metavar="FIRST LAST",
+              help="Recall serials FIRST..LAST.")
+@click.option("--reason", required=True, help="Why (kept with the recall, shown as evidence).")
+@json_option
+def recall(data: Path, line_id: int | None, serial_range: tuple[int, int] | None, reason: str,
+           as_json: bool) -> None:
+    """Recall a product line or a serial range: its genuine codes become 'revoked'."""
+    if (line_id is None) == (serial_range is None):
+        _fail("give exactly one of --line or --range")
+    with _open(data) as dd:
+        try:
+            if line_id is not None:
+                verdicts.revoke_line(dd, line_id, reason)
+            else:
+                verdicts.revoke_range(dd, serial_range[0], serial_range[1], reason)  # type: ignore[index]
+        except ScangateError as exc:
+            _fail(str(exc))
+    info = {"line": line_id, "range": list(serial_range) if serial_range else None, "reason": reason}
+    _emit(info) if as_json else click.echo(f"recalled {'line ' + str(line_id) if line_id else 'serials %d..%d' % serial_range}: {reason}")  # type: ignore[str-format]
 
 
 def main() -> None:
