@@ -23,6 +23,7 @@ from . import __version__
 from .datadir import DataDir, init_data_dir, open_data_dir
 from .enums import CodeStatus, Level
 from . import ingest, verdicts
+from .config import CONFIG_FILE_NAME, load_config
 from .errors import BatchRejected, ScangateError
 from .trace import TraceStore
 
@@ -456,6 +457,46 @@ def trace(data: Path, code: str, as_json: bool) -> None:
         click.echo("  no shipment recorded")
     if len(children):
         click.echo(f"  holds {len(children):,} children")
+
+
+@cli.command()
+@data_option
+@click.argument("code")
+@click.option("--actor", required=True, help="Who scanned (a user or store id).")
+@click.option("--actor-type", type=click.Choice(["consumer", "store"]), default="consumer", show_default=True)
+@click.option("--region", type=int, default=None, help="6-digit adcode of the scan.")
+@click.option("--lat", type=float, default=None, help="Latitude (with --lon), resolved offline.")
+@click.option("--lon", type=float, default=None)
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help=f"TOML config (default DIR/{CONFIG_FILE_NAME} if present).")
+@json_option
+def scan(data: Path, code: str, actor: str, actor_type: str, region: int | None, lat: float | None,
+         lon: float | None, config_file: Path | None, as_json: bool) -> None:
+    """Decide one scan: genuine or counterfeit, revoked, clone, diverted; and
+    record it in the code's scan history. Exit 0 when genuine, 1 otherwise."""
+    try:
+        config = load_config(config_file, data_dir=data)
+    except ScangateError as exc:
+        _fail(str(exc))
+    with _open(data) as dd:
+        try:
+            v = verdicts.decide_verdicts(dd, [verdicts.Scan(code, actor, actor_type, region, lat, lon)],
+                                         config.verdicts)[0]
+        except ScangateError as exc:
+            _fail(str(exc))
+    if as_json:
+        _emit({"code": code, **v.to_json()})
+    else:
+        click.echo(f"{code}: {v.verdict.label} ({', '.join(r.value for r in v.reasons)})")
+        click.echo(f"  {v.message['zh-CN']}")
+        click.echo(f"  {v.message['en']}")
+        if v.first_scan:
+            when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(v.first_scan["time_ms"] / 1000))
+            click.echo(f"  first scanned {when} UTC in {v.first_scan['region'] or 'unknown region'}; "
+                       f"{v.scan_count} scans")
+        for name, ev in v.evidence.items():
+            click.echo(f"  {name}: {json.dumps(ev, ensure_ascii=False)}")
+    sys.exit(0 if v.verdict is verdicts.Verdict.GENUINE else EXIT_NOT_GENUINE)
 
 
 @cli.command()

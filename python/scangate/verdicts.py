@@ -35,6 +35,7 @@ from .errors import InvalidArgument
 from .trace import TraceStore, _keys7, now_ms
 
 __all__ = [
+    "MESSAGES",
     "Verdict",
     "Reason",
     "Scan",
@@ -59,6 +60,19 @@ class Verdict(enum.IntEnum):
     @property
     def label(self) -> str:
         return self.name.lower()
+
+
+# What a consumer or store app shows for each verdict: (zh-CN, en).
+MESSAGES: dict[Verdict, tuple[str, str]] = {
+    Verdict.GENUINE: ("正品验证通过，感谢您的扫码。", "Genuine product. Thank you for scanning."),
+    Verdict.COUNTERFEIT: ("未能验证此码，可能是假冒产品，请谨慎购买。",
+                          "This code could not be verified; the product may be counterfeit."),
+    Verdict.REVOKED: ("该产品批次已召回，请勿使用，并联系购买渠道。",
+                      "This product batch has been recalled. Please do not use it; contact the seller."),
+    Verdict.SUSPECT_CLONE: ("此码已被多次异常扫描，可能被复制，请谨慎。",
+                            "This code has been scanned in unusual ways and may have been copied."),
+    Verdict.DIVERTED: ("正品，但不在授权销售区域内。", "Genuine, but sold outside its authorised sales region."),
+}
 
 
 class Reason(str, enum.Enum):
@@ -100,8 +114,10 @@ class VerdictConfig:
     def __post_init__(self) -> None:
         if self.max_distinct_actors < 1:
             raise InvalidArgument("max_distinct_actors: must be at least 1")
-        if self.max_speed_kmh <= 0 or self.min_travel_km < 0:
-            raise InvalidArgument("max_speed_kmh must be > 0 and min_travel_km >= 0")
+        if self.max_speed_kmh <= 0:
+            raise InvalidArgument("max_speed_kmh: must be above 0")
+        if self.min_travel_km < 0:
+            raise InvalidArgument("min_travel_km: must be 0 or more")
         if not 0 < self.clone_score_threshold <= 1:
             raise InvalidArgument("clone_score_threshold: must be in (0, 1]")
 
@@ -131,9 +147,15 @@ class ScanVerdict:
     scan_count: int = 0
     evidence: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def message(self) -> dict[str, str]:
+        zh, en = MESSAGES[self.verdict]
+        return {"zh-CN": zh, "en": en}
+
     def to_json(self) -> dict[str, Any]:
         return {
             "verdict": self.verdict.label,
+            "message": self.message,
             "reasons": [r.value for r in self.reasons],
             "code_status": self.code_status.label,
             "region": self.region,
@@ -311,11 +333,11 @@ def decide_verdicts(data: DataDir, scans: Sequence[Scan], config: VerdictConfig 
             line_id = int(checks.line_id[i])
             if line_id in revoked_lines:
                 v.reasons.append(Reason.LINE_RECALLED)
-                v.evidence["recall"] = {"line_id": line_id, "reason": revoked_lines[line_id]}
+                v.evidence["recall_line"] = {"line_id": line_id, "reason": revoked_lines[line_id]}
             hit = np.flatnonzero((r_first <= serial) & (serial <= r_last))
             if len(hit):
                 v.reasons.append(Reason.RANGE_RECALLED)
-                v.evidence["recall"] = {"first": int(r_first[hit[0]]), "last": int(r_last[hit[0]]),
+                v.evidence["recall_range"] = {"first": int(r_first[hit[0]]), "last": int(r_last[hit[0]]),
                                         "reason": r_reason[hit[0]]}
             # ---- clone signals, against the history before this scan
             score_actors = score_travel = 0.0
