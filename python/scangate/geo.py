@@ -62,8 +62,8 @@ _DATA_MODULE = "GeoToolCN"
 _GRID_LAT = (3.0, 54.0)
 _GRID_LON = (73.0, 136.0)
 _CELL_DEG = 0.5
-# The grid is built from blocks of _BLOCK x _BLOCK cells (4 degrees) down.
-_BLOCK = 8
+# The grid is built from blocks of _BLOCK x _BLOCK cells (2 degrees) down.
+_BLOCK = 4
 # Slack, in radians (~6 m), on the candidate bound: covers float rounding in arccos.
 _GRID_EPS = 1e-6
 # Points per chunk in the query loops; bounds the temporaries to tens of MB.
@@ -336,18 +336,13 @@ class DistrictIndex:
         # Most cells have a handful of candidates, a few dozens: group the points
         # by the width their cell needs (8, 16, 32, ...) and gather only that much.
         inside = np.flatnonzero(in_grid)
-        need = self._grid_counts[cell[inside]]
-        low = 0
-        width = 8
-        while low < grid.shape[1]:
-            high = min(width, grid.shape[1])
-            group = inside[(need > low) & (need <= high)]
+        for members, width in _by_width(self._grid_counts[cell[inside]]):
+            group = inside[members]
             for start in range(0, group.size, _CHUNK):
                 sel = group[start : start + _CHUNK]
-                cand = grid[cell[sel], :high]  # (c, high) rows, padded with len(adcodes)
+                cand = grid[cell[sel], :width]  # (c, width) rows, padded with len(adcodes)
                 dots = np.einsum("ckj,cj->ck", self._unit_padded[cand], points[sel])
                 best[sel] = cand[np.arange(sel.size), np.argmax(dots, axis=1)]
-            low, width = high, width * 2
 
         outside = np.flatnonzero(~in_grid)
         for start in range(0, outside.size, _CHUNK):
@@ -366,7 +361,8 @@ class DistrictIndex:
 
         Built in two levels: blocks of _BLOCK x _BLOCK cells against every point,
         then each cell against its block's candidates (a superset of the cell's:
-        the cell lies inside the block), which is ~20x less work than all pairs.
+        the cell lies inside the block), grouped by list length so that little
+        of the work is padding: ~0.2 s instead of ~1 s for all pairs.
         """
         if self._grid is not None:
             return self._grid
@@ -380,47 +376,73 @@ class DistrictIndex:
             brows = -(-nrows // _BLOCK)
             bcols = -(-ncols // _BLOCK)
             bcentres, bradius = _cells(brows, bcols, _CELL_DEG * _BLOCK)
-            everyone = np.broadcast_to(np.arange(n, dtype=np.int32), (bcentres.shape[0], n))
-            blocks, _ = self._prune(bcentres, bradius, everyone)
+            blocks, bneed = self._prune(bcentres, bradius)
 
             centres, radius = _cells(nrows, ncols, _CELL_DEG)
             r = np.arange(nrows).repeat(ncols) // _BLOCK
             c = np.tile(np.arange(ncols), nrows) // _BLOCK
-            grid, counts = self._prune(centres, radius, blocks[r * bcols + c])
+            grid, counts = self._prune(centres, radius, blocks[r * bcols + c], bneed[r * bcols + c])
             self._grid_counts = _readonly(counts)
             self._grid = _readonly(grid)
             return self._grid
 
     def _prune(
-        self, centres: FloatArray, radius: FloatArray, cand: npt.NDArray[np.int32]
+        self,
+        centres: FloatArray,
+        radius: FloatArray,
+        cand: npt.NDArray[np.int32] | None = None,
+        need: npt.NDArray[np.int32] | None = None,
     ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]]:
         """Per cell, the candidates that can be nearest to some point of the cell.
 
-        ``cand`` (cells, K) holds rows into self.adcodes padded with len(adcodes)
-        and must contain each cell's nearest point to its centre. Returns the
-        pruned lists, padded the same way, and their lengths.
+        ``cand`` (cells, K) holds rows into self.adcodes, ``need`` how many of
+        each row are real (the rest is padding); together they must contain each
+        cell's nearest point to its centre. None: every point is a candidate.
+        Returns the pruned lists, padded with len(adcodes), and their lengths.
         """
         n = self.adcodes.size
+        if cand is None or need is None:
+            cand = np.broadcast_to(np.arange(n, dtype=np.int32), (centres.shape[0], n))
+            need = np.full(centres.shape[0], n, dtype=np.int32)
         rows_list: list[npt.NDArray[np.intp]] = []
         cols_list: list[npt.NDArray[np.int32]] = []
-        step = max(1, 2_000_000 // max(cand.shape[1], 1))
-        for start in range(0, centres.shape[0], step):
-            block = cand[start : start + step]
-            dots = np.einsum("ckj,cj->ck", self._unit_padded[block], centres[start : start + step])
-            dots[block == n] = -2.0
-            # Angles compared as cosines (monotone on [0, pi]): no arccos per pair.
-            nearest = np.arccos(np.clip(dots.max(axis=1), -1.0, 1.0))
-            bound = np.minimum(nearest + 2.0 * radius[start : start + step] + _GRID_EPS, np.pi)
-            r, k = np.nonzero(dots >= np.cos(bound)[:, None])
-            rows_list.append(r + start)
-            cols_list.append(block[r, k])
+        for group, width in _by_width(need):
+            step = max(1, 1_000_000 // width)
+            for start in range(0, group.size, step):
+                sel = group[start : start + step]
+                block = cand[sel, :width]
+                dots = np.einsum("ckj,cj->ck", self._unit_padded[block], centres[sel])
+                dots[block == n] = -2.0
+                # Angles compared as cosines (monotone on [0, pi]): no arccos per pair.
+                nearest = np.arccos(np.clip(dots.max(axis=1), -1.0, 1.0))
+                bound = np.minimum(nearest + 2.0 * radius[sel] + _GRID_EPS, np.pi)
+                r, k = np.nonzero(dots >= np.cos(bound)[:, None])
+                rows_list.append(sel[r])
+                cols_list.append(block[r, k])
         rows = np.concatenate(rows_list)
         cols = np.concatenate(cols_list)
+        order = np.argsort(rows, kind="stable")
+        rows = rows[order]
+        cols = cols[order]
         counts = np.bincount(rows, minlength=centres.shape[0]).astype(np.int32)
         first = np.concatenate([[0], np.cumsum(counts)[:-1]])
         out = np.full((centres.shape[0], int(counts.max())), n, dtype=np.int32)
         out[rows, np.arange(rows.size) - first[rows]] = cols
         return out, counts
+
+
+def _by_width(need: npt.NDArray[np.int32]) -> list[tuple[npt.NDArray[np.intp], int]]:
+    """Indices grouped by how many leading entries each needs: widths 8, 16, 32, ..."""
+    groups = []
+    low, width = 0, 8
+    top = int(need.max()) if need.size else 0
+    while low < top:
+        high = min(width, top)
+        members = np.flatnonzero((need > low) & (need <= high))
+        if members.size:
+            groups.append((members, high))
+        low, width = high, width * 2
+    return groups
 
 
 def _cells(nrows: int, ncols: int, size: float) -> tuple[FloatArray, FloatArray]:
