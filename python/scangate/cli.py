@@ -348,15 +348,24 @@ def link(data: Path, source: IO[bytes], as_json: bool) -> None:
     document (AggregationEvents). All of the file or none of it."""
     content = source.read()
     started = time.perf_counter()
-    with _open(data) as dd:
+    stages = ["read", "verify", "check", "apply"]
+    with _open(data) as dd, click.progressbar(
+            length=len(stages), label="linking", file=sys.stderr,
+            hidden=as_json or not sys.stderr.isatty(), item_show_func=lambda s: s) as bar:
+        bar.update(1, "verify")
+
+        def step(stage: str, rows: int) -> None:
+            bar.update(1, f"{stage} {rows:,} rows")
+
         try:
             if _is_json(content):
                 summary = ingest.apply_epcis(dd, content, source.name).to_json()
             else:
-                report = ingest.link_csv(dd, content, source.name)
+                report = ingest.link_csv(dd, content, source.name, progress=step)
                 summary = {"rows": report.rows, "added": report.added, "removed": report.removed,
                            "parents": report.parents}
         except BatchRejected as exc:
+            bar.render_finish()
             _reject(exc, as_json)
     summary["seconds"] = round(time.perf_counter() - started, 3)
     if as_json:

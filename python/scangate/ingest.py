@@ -17,7 +17,7 @@ import csv
 import datetime as dt
 import io
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,8 +66,14 @@ def _status_problem(status: int) -> str:
     }.get(CodeStatus(status), f"code status {status}")
 
 
-def link_csv(data: DataDir, content: bytes, source: str = "input") -> LinkReport:
-    """Apply a ``parent,child`` CSV as one batch of ADDs, or raise BatchRejected."""
+def link_csv(data: DataDir, content: bytes, source: str = "input",
+             progress: Callable[[str, int], None] | None = None) -> LinkReport:
+    """Apply a ``parent,child`` CSV as one batch of ADDs, or raise BatchRejected.
+
+    ``progress(stage, rows)`` is called as each stage starts: "verify", "check",
+    "apply" (for a progress display).
+    """
+    step = progress or (lambda stage, rows: None)
     buf = np.frombuffer(content, np.uint8)
     starts, ends = _core.split_lines(buf)
     first_data = 0
@@ -85,9 +91,11 @@ def link_csv(data: DataDir, content: bytes, source: str = "input") -> LinkReport
     shape_bad = count != 1
     bad(np.flatnonzero(shape_bad), "row", "expected exactly two fields: parent,child")
     pos = np.where(shape_bad, starts, pos)
+    step("verify", len(starts))
     table = data.store.range_table()
     parent = verify_spans(buf, starts, pos, data.keys, table)
     child = verify_spans(buf, np.where(shape_bad, starts, pos + 1), ends, data.keys, table)
+    step("check", len(starts))
     ok = ~shape_bad
     for name, v in (("parent", parent), ("child", child)):
         not_genuine = ok & (v.status != CodeStatus.GENUINE)
@@ -119,6 +127,7 @@ def link_csv(data: DataDir, content: bytes, source: str = "input") -> LinkReport
     keep[dup + 1] = False           # the same (parent, child) twice: once is enough
     sel = order[keep]
     trace = TraceStore(data.store)
+    step("apply", len(starts))
     result = trace.apply_links(parent.serial[sel], child.serial[sel], np.full(len(sel), ADD, np.uint8))
     return LinkReport(len(starts), result["added"], result["removed"], result["parents"])
 
