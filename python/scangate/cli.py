@@ -325,11 +325,11 @@ def ledger(data: Path, as_json: bool) -> None:
 # ---------------------------------------------------------------------- trace
 def _reject(exc: BatchRejected, as_json: bool) -> NoReturn:
     """Report every problem of a rejected batch, one per line, and exit 2."""
+    click.echo(f"error: {exc.source}: {len(exc.problems)} problem(s), nothing applied", err=True)
     if as_json:
-        _emit({"error": str(exc).split(":", 1)[0] + ": rejected, nothing applied",
+        _emit({"error": f"{exc.source}: rejected, nothing applied",
                "problems": [{"where": p.where, "field": p.field, "message": p.message} for p in exc.problems]})
     else:
-        click.echo(f"error: {exc.source}: {len(exc.problems)} problem(s), nothing applied", err=True)
         for p in exc.problems:
             click.echo(f"  {p}", err=True)
     sys.exit(EXIT_ERROR)
@@ -442,9 +442,11 @@ def trace(data: Path, code: str, as_json: bool) -> None:
         chain = ts.trace(np.array([check.serial], np.uint64))[0]
         children = ts.children_of(check.serial)
         history = ts.shipment_history(chain.shipment.unit) if chain.shipment else []
+        ancestor_levels = dd.store.levels_of(np.array(chain.ancestors, np.uint64)).tolist()
     info: dict[str, Any] = {
         "code": code, "status": "genuine", "level": check.level.label if check.level else None,
         "line": check.line.to_json(), "ancestors": list(chain.ancestors),
+        "ancestor_levels": [Level(int(x)).label for x in ancestor_levels],
         "shipment": chain.shipment.to_json() if chain.shipment else None,
         "dealer": chain.dealer.to_json() if chain.dealer else None,
         "shipment_history": [s.to_json() for s in history],
@@ -454,9 +456,8 @@ def trace(data: Path, code: str, as_json: bool) -> None:
         _emit(info)
         return
     click.echo(f"{code}: genuine {info['level']} of {check.line.sku} batch {check.line.batch or '-'}")
-    levels = ["case", "pallet"] if check.level and check.level.label == "item" else ["pallet"]
-    for name, serial in zip(levels, chain.ancestors):
-        click.echo(f"  in {name} serial {serial}")
+    for level, serial in zip(ancestor_levels, chain.ancestors):
+        click.echo(f"  in {Level(int(level)).label} serial {serial}")
     if chain.shipment and chain.dealer:
         when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(chain.shipment.shipped_at_ms / 1000))
         click.echo(f"  shipped {when} UTC to {chain.dealer.dealer_id} ({chain.dealer.name}), "

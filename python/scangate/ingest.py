@@ -26,8 +26,10 @@ from . import _core
 from .codes import verify_spans
 from .datadir import DataDir
 from .enums import CodeStatus, Level
-from .errors import BatchRejected, Problem
-from .trace import ADD, DELETE, Dealer, Shipment, TraceStore, check_territory, level_allows, now_ms
+from .errors import BatchRejected, InvalidArgument, Problem
+from .trace import (
+    ADD, DELETE, Dealer, Shipment, TraceStore, check_dealer_id, check_territory, level_allows, now_ms,
+)
 
 __all__ = [
     "EpcisReport", "LinkReport", "apply_epcis", "link_csv", "load_dealers_csv", "resolve_codes_or_problems",
@@ -76,11 +78,15 @@ def link_csv(data: DataDir, content: bytes, source: str = "input",
     step = progress or (lambda stage, rows: None)
     buf = np.frombuffer(content, np.uint8)
     starts, ends = _core.split_lines(buf)
+    if content[:3] == b"\xef\xbb\xbf" and len(starts):   # a UTF-8 byte order mark (Excel)
+        starts[0] += 3
     first_data = 0
     if len(starts) and bytes(buf[starts[0] : ends[0]]).strip().lower() == b"parent,child":
         first_data = 1
-    starts, ends = starts[first_data:], ends[first_data:]
-    line_no = np.arange(len(starts)) + 1 + first_data
+    line_no = np.arange(len(starts)) + 1
+    blank = ends == starts           # empty lines (a trailing one, say) carry nothing
+    blank[:first_data] = True
+    starts, ends, line_no = starts[~blank], ends[~blank], line_no[~blank]
     problems: list[Problem] = []
 
     def bad(rows: np.ndarray, fld: str, message: str) -> None:
@@ -179,13 +185,14 @@ def load_dealers_csv(data: DataDir, content: bytes, source: str = "input") -> in
     dealers = []
     for line, row in _csv_rows(content, source, ("dealer_id", "name", "territory")):
         where = f"{source}:{line}"
-        dealer_id = (row.get("dealer_id") or "").strip()
-        if not dealer_id:
-            problems.append(Problem(where, "dealer_id", "must not be empty"))
+        try:
+            dealer_id = check_dealer_id(row.get("dealer_id") or "")
+        except InvalidArgument as exc:
+            problems.append(Problem(where, "dealer_id", str(exc).split(": ", 1)[-1]))
             continue
         try:
             territory = check_territory((row.get("territory") or "").split())
-        except Exception as exc:  # InvalidArgument names the prefix
+        except InvalidArgument as exc:  # names the prefix
             problems.append(Problem(where, "territory", str(exc).split(": ", 1)[-1]))
             continue
         dealers.append(Dealer(dealer_id, (row.get("name") or "").strip(), territory))
@@ -207,10 +214,14 @@ def ship_csv(data: DataDir, content: bytes, source: str = "input") -> int:
     for i, (line, row) in enumerate(rows):
         where = f"{source}:{line}"
         dealer_id = (row.get("dealer_id") or "").strip()
-        if dealer_id not in known:
-            known[dealer_id] = trace.dealer(dealer_id) is not None
-        if not known[dealer_id]:
-            problems.append(Problem(where, "dealer_id", f"dealer {dealer_id!r} is not loaded"))
+        try:
+            check_dealer_id(dealer_id)
+            if dealer_id not in known:
+                known[dealer_id] = trace.dealer(dealer_id) is not None
+            if not known[dealer_id]:
+                problems.append(Problem(where, "dealer_id", f"dealer {dealer_id!r} is not loaded"))
+        except InvalidArgument as exc:
+            problems.append(Problem(where, "dealer_id", str(exc).split(": ", 1)[-1]))
         at = _parse_time(row.get("shipped_at") or "", where, problems)
         shipments.append(Shipment(int(result.serial[i]), dealer_id, at, (row.get("shipment_id") or "").strip()))
     if problems:
@@ -276,7 +287,10 @@ def apply_epcis(data: DataDir, content: bytes | str, source: str = "input",
         base = f"{source}:epcisBody.eventList[{op.event_index}]"
         if isinstance(op, epcis.ShipmentOp):
             if op.destination not in known_dealers:
-                known_dealers[op.destination] = trace.dealer(op.destination) is not None
+                try:
+                    known_dealers[op.destination] = trace.dealer(op.destination) is not None
+                except InvalidArgument:
+                    known_dealers[op.destination] = False
             if not known_dealers[op.destination]:
                 problems.append(Problem(f"{base}.destinationList", "destination",
                                         f"{op.destination!r} is not a loaded dealer id"))

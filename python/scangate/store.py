@@ -318,6 +318,17 @@ class Store:
         with self.env.begin() as txn:
             return _U64.unpack(txn.get(_META_NEXT_SERIAL, db=self.meta))[0]
 
+    def levels_of(self, serials: np.ndarray) -> np.ndarray:
+        """The level (uint8, 0: not issued) of each serial, from the issued ranges."""
+        table = self.range_table()
+        serials = np.asarray(serials, np.uint64)
+        idx = np.searchsorted(table.lasts, serials)
+        found = idx < len(table.lasts)
+        found[found] &= table.firsts[idx[found]] <= serials[found]
+        out = np.zeros(len(serials), np.uint8)
+        out[found] = table.levels[idx[found]]
+        return out
+
     def range_table(self) -> RangeTable:
         """The ranges as arrays, re-read only when the ledger generation moved."""
         with self.env.begin() as txn:

@@ -35,6 +35,7 @@ from .store import Store
 
 __all__ = [
     "ADD",
+    "check_dealer_id",
     "DELETE",
     "Dealer",
     "Shipment",
@@ -117,6 +118,22 @@ class TraceChain:
     shipment: Shipment | None
     dealer: Dealer | None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+MAX_DEALER_ID = 128
+
+
+def check_dealer_id(dealer_id: str) -> str:
+    """A dealer id: 1 to 128 characters without control characters (it is an
+    LMDB key, and may be an EPCIS party or location URI)."""
+    dealer_id = dealer_id.strip()
+    if not dealer_id:
+        raise InvalidArgument("dealer_id: must not be empty")
+    if len(dealer_id) > MAX_DEALER_ID:
+        raise InvalidArgument(f"dealer_id: longer than {MAX_DEALER_ID} characters")
+    if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in dealer_id):
+        raise InvalidArgument("dealer_id: contains a control character")
+    return dealer_id
 
 
 def check_territory(territory: Iterable[str]) -> tuple[str, ...]:
@@ -321,6 +338,7 @@ class TraceStore:
                 txn.put(d.dealer_id.encode(), json.dumps(d.to_json()).encode(), db=self.dealers_db)
 
     def dealer(self, dealer_id: str, txn: lmdb.Transaction | None = None) -> Dealer | None:
+        dealer_id = check_dealer_id(dealer_id)
         own = txn is None
         txn = txn or self.env.begin()
         try:

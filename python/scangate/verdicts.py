@@ -169,10 +169,11 @@ class ScanVerdict:
 
 # ---------------------------------------------------------------------- history
 # Scan state per scanned serial (written only for scanned codes):
-#   first ms, first region, count, last ms, last region, last lat, last lon,
-#   distinct actors (saturating), then up to 16 actor hashes, then the first
-#   actor id (UTF-8, at most 64 bytes).
-_HIST = struct.Struct(">qIIqIffHB")
+#   first ms, first region, count, last ms, last region; the last scan that had a
+#   place (ms, region, lat, lon, actor hash): the reference for impossible travel; distinct
+#   actors (saturating), up to 16 actor hashes, then the first actor id (UTF-8, at
+#   most 64 bytes).
+_HIST = struct.Struct(">qIIqIqIffQHB")
 MAX_ACTOR_HASHES = 16
 
 
@@ -183,30 +184,32 @@ class _History:
     count: int
     last_ms: int
     last_region: int
-    last_lat: float
-    last_lon: float
+    loc_ms: int          # the last scan with a place
+    loc_region: int
+    loc_lat: float
+    loc_lon: float
+    loc_actor: int       # its actor's hash
     distinct: int
     hashes: list[int]
     first_actor: str
-    last_actor_hash: int = 0
 
     def pack(self) -> bytes:
         actor = self.first_actor.encode()[:64]
         return (_HIST.pack(self.first_ms, self.first_region, self.count, self.last_ms, self.last_region,
-                           self.last_lat, self.last_lon, self.distinct, len(self.hashes))
-                + struct.pack(f">{len(self.hashes)}Q", *self.hashes)
-                + struct.pack(">Q", self.last_actor_hash) + actor)
+                           self.loc_ms, self.loc_region, self.loc_lat, self.loc_lon, self.loc_actor,
+                           self.distinct,
+                           len(self.hashes))
+                + struct.pack(f">{len(self.hashes)}Q", *self.hashes) + actor)
 
     @classmethod
     def unpack(cls, raw: bytes) -> _History:
         f = _HIST.unpack_from(raw)
-        n = f[8]
-        off = _HIST.size
-        hashes = list(struct.unpack_from(f">{n}Q", raw, off))
-        off += 8 * n
-        (last_hash,) = struct.unpack_from(">Q", raw, off)
-        return cls(f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], hashes,
-                   raw[off + 8 :].decode(errors="replace"), last_hash)
+        n = f[11]
+        hashes = list(struct.unpack_from(f">{n}Q", raw, _HIST.size))
+        return cls(*f[:11], hashes, raw[_HIST.size + 8 * n :].decode(errors="replace"))
+
+    def has_place(self) -> bool:
+        return not np.isnan(self.loc_lat)
 
 
 def _actor_hash(actor: str) -> int:
@@ -351,16 +354,19 @@ def decide_verdicts(data: DataDir, scans: Sequence[Scan], config: VerdictConfig 
                     score_actors = min(1.0, 0.5 + 0.5 * over)
                     v.reasons.append(Reason.CLONE_DISTINCT_ACTORS)
                     v.evidence["distinct_actors"] = {"count": distinct, "threshold": config.max_distinct_actors}
-                if ahash != h.last_actor_hash and not np.isnan(lat[i]) and not np.isnan(h.last_lat):
-                    km = float(geo.haversine_km(np.array([h.last_lat]), np.array([h.last_lon]),
+                if ahash != h.loc_actor and not np.isnan(lat[i]) and h.has_place():
+                    km = float(geo.haversine_km(np.array([h.loc_lat]), np.array([h.loc_lon]),
                                                 np.array([lat[i]]), np.array([lon[i]]))[0])
-                    hours = max((at - h.last_ms) / 3.6e6, 1e-6)
+                    # the real gap between the two placed scans, in either order
+                    # (an offline scanner may upload late)
+                    hours = max(abs(at - h.loc_ms) / 3.6e6, 1e-6)
                     speed = km / hours
                     if km >= config.min_travel_km and speed > config.max_speed_kmh:
                         over = (speed - config.max_speed_kmh) / config.max_speed_kmh
                         score_travel = min(1.0, 0.5 + 0.5 * over)
                         v.reasons.append(Reason.CLONE_IMPOSSIBLE_TRAVEL)
-                        v.evidence["travel"] = {"from_region": h.last_region or None, "to_region": regions[i],
+                        v.evidence["travel"] = {"from_region": h.loc_region or None, "from_time_ms": h.loc_ms,
+                                                "to_region": regions[i],
                                                 "km": round(km, 1), "hours": round(hours, 3),
                                                 "speed_kmh": round(speed, 1),
                                                 "max_speed_kmh": config.max_speed_kmh}
@@ -391,11 +397,12 @@ def decide_verdicts(data: DataDir, scans: Sequence[Scan], config: VerdictConfig 
                 v.verdict = Verdict.DIVERTED
             v.reasons.insert(0, Reason.GENUINE_FIRST_SCAN if h is None else Reason.GENUINE_REPEAT_SCAN)
             # ---- record
-            here_lat = float(lat[i]) if not np.isnan(lat[i]) else float("nan")
-            here_lon = float(lon[i]) if not np.isnan(lon[i]) else float("nan")
+            placed = not np.isnan(lat[i])
+            here_lat = float(lat[i]) if placed else float("nan")
+            here_lon = float(lon[i]) if placed else float("nan")
             if h is None:
-                h = _History(at, regions[i] or 0, 1, at, regions[i] or 0, here_lat, here_lon, 1, [ahash],
-                             scan.actor, ahash)
+                h = _History(at, regions[i] or 0, 1, at, regions[i] or 0, at if placed else 0,
+                             regions[i] or 0, here_lat, here_lon, ahash if placed else 0, 1, [ahash], scan.actor)
             else:
                 if ahash not in h.hashes:
                     h.distinct = min(h.distinct + 1, 65535)
@@ -403,9 +410,9 @@ def decide_verdicts(data: DataDir, scans: Sequence[Scan], config: VerdictConfig 
                         h.hashes.append(ahash)
                 h.count += 1
                 h.last_ms, h.last_region = at, regions[i] or 0
-                if not np.isnan(here_lat):
-                    h.last_lat, h.last_lon = here_lat, here_lon
-                h.last_actor_hash = ahash
+                if placed:   # a placeless scan leaves the travel reference alone
+                    h.loc_ms, h.loc_region, h.loc_lat, h.loc_lon, h.loc_actor = (
+                        at, regions[i] or 0, here_lat, here_lon, ahash)
             histories[serial] = h
             v.scan_count = h.count
             txn.put(key, h.pack(), db=st.scans)
