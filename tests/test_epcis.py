@@ -4,7 +4,6 @@ from __future__ import annotations
 import copy
 import json
 import random
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,10 +18,10 @@ from scangate.epcis import (
     parse_document,
 )
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "epcis"
-needs_fixtures = pytest.mark.skipif(
-    not FIXTURES.is_dir(), reason=f"GS1 EPCIS fixtures not found at {FIXTURES} (shared/ beside the clone)"
-)
+try:
+    from gs1_fixtures import FIXTURES, needs_fixtures, require_fixtures
+except ImportError:  # run as the tests package
+    from tests.gs1_fixtures import FIXTURES, needs_fixtures, require_fixtures
 FIXTURE_NAMES = sorted(p.name for p in FIXTURES.glob("*.jsonld")) if FIXTURES.is_dir() else []
 
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -32,8 +31,7 @@ T0 = "2024-05-01T10:00:00.000Z"
 
 @pytest.fixture(scope="module")
 def schema() -> dict[str, Any]:
-    if not FIXTURES.is_dir():
-        pytest.skip(f"GS1 EPCIS fixtures not found at {FIXTURES}")
+    require_fixtures()
     return load_schema(FIXTURES / "EPCIS-JSON-Schema.json")
 
 

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import lmdb
 import numpy as np
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -19,10 +18,10 @@ from scangate.epcis import load_schema
 from scangate.errors import BatchRejected, Problem
 from scangate.trace import TraceStore
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "epcis"
-needs_fixtures = pytest.mark.skipif(
-    not FIXTURES.is_dir(), reason=f"GS1 EPCIS fixtures not found at {FIXTURES} (shared/ beside the clone)"
-)
+try:
+    from gs1_fixtures import FIXTURES, needs_fixtures, require_fixtures
+except ImportError:  # run as the tests package
+    from tests.gs1_fixtures import FIXTURES, needs_fixtures, require_fixtures
 FIXTURE_NAMES = sorted(p.name for p in FIXTURES.glob("*.jsonld")) if FIXTURES.is_dir() else []
 ALPHABET = _core.ALPHABET.decode() if isinstance(_core.ALPHABET, bytes) else str(_core.ALPHABET)
 TRACE_DBS = (b"links", b"children", b"dealers", b"shipped", b"ship_log")
@@ -475,8 +474,7 @@ def test_epcis_shipping_records_the_dealer(packed: Packed) -> None:
 # ------------------------------------------------------------------ GS1 fixtures
 @pytest.fixture(scope="module")
 def schema() -> dict[str, Any]:
-    if not FIXTURES.is_dir():
-        pytest.skip(f"GS1 EPCIS fixtures not found at {FIXTURES}")
+    require_fixtures()
     return load_schema(FIXTURES / "EPCIS-JSON-Schema.json")
 
 

@@ -14,7 +14,10 @@ import scangate
 from scangate import _core
 from scangate.trace import TraceStore
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "epcis"
+try:
+    from gs1_fixtures import FIXTURES, needs_fixtures
+except ImportError:  # run as the tests package
+    from tests.gs1_fixtures import FIXTURES, needs_fixtures
 ALPHABET = _core.ALPHABET.decode() if isinstance(_core.ALPHABET, bytes) else str(_core.ALPHABET)
 URL = "https://scn.example.com/{}".format
 
@@ -252,7 +255,7 @@ def test_rejected_epcis_file_names_json_paths(site: Site, run_cli) -> None:
     assert ancestors(site, "item", [0, 1]) == [[0, 0], [0, 0]]
 
 
-@pytest.mark.skipif(not FIXTURES.is_dir(), reason="GS1 EPCIS fixtures not found")
+@needs_fixtures
 def test_gs1_aggregation_example_is_rejected_by_the_cli(site: Site, run_cli) -> None:
     path = FIXTURES / "Example_9.6.3-AggregationEvent.jsonld"
     proc = run_cli("link", "--data", site.root, path)

@@ -371,7 +371,6 @@ class DistrictIndex:
                 return self._grid
             nrows = int(round((_GRID_LAT[1] - _GRID_LAT[0]) / _CELL_DEG))
             ncols = int(round((_GRID_LON[1] - _GRID_LON[0]) / _CELL_DEG))
-            n = self.adcodes.size
 
             brows = -(-nrows // _BLOCK)
             bcols = -(-ncols // _BLOCK)
