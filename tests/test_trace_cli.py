@@ -268,6 +268,19 @@ def test_gs1_aggregation_example_is_rejected_by_the_cli(site: Site, run_cli) -> 
     assert "urn:epc:id:sscc:0614141.1234567890" in err[1]
 
 
+@needs_fixtures
+def test_cli_schema_option_validates_before_applying(site: Site, run_cli, tmp_path) -> None:
+    schema = FIXTURES / "EPCIS-JSON-Schema.json"
+    path = FIXTURES / "Example_9.6.3-AggregationEvent.jsonld"
+    proc = run_cli("link", "--data", site.root, path, "--schema", schema)
+    assert proc.returncode == 2 and "4 problem(s), nothing applied" in proc.stderr  # valid per schema
+    broken = tmp_path / "broken.jsonld"
+    broken.write_text(path.read_text().replace('"OBSERVE"', '"PACK"'))
+    proc = run_cli("link", "--data", site.root, broken, "--schema", schema)
+    assert proc.returncode == 2
+    assert any("epcisBody.eventList[0].action" in line and "schema" in line for line in proc.stderr.splitlines())
+
+
 def test_rejected_dealers_and_shipments(site: Site, run_cli) -> None:
     bad = site.write("dealers.csv", "dealer_id,name,territory\nD1,One,44\nD2,Two,44x\nD3,Three,4\n")
     proc = run_cli("dealers", "load", "--data", site.root, bad)

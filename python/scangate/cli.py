@@ -335,6 +335,17 @@ def _reject(exc: BatchRejected, as_json: bool) -> NoReturn:
     sys.exit(EXIT_ERROR)
 
 
+def _schema(path: str | None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    from . import epcis
+
+    try:
+        return epcis.load_schema(path)
+    except Exception as exc:  # a schema that does not load is a usage error
+        _fail(f"--schema {path}: {exc}")
+
+
 def _is_json(content: bytes) -> bool:
     return content.lstrip()[:1] in (b"{", b"[")
 
@@ -342,8 +353,10 @@ def _is_json(content: bytes) -> bool:
 @cli.command()
 @data_option
 @click.argument("source", type=click.File("rb"))
+@click.option("--schema", "schema_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Validate EPCIS documents against this EPCIS 2.0 JSON schema first.")
 @json_option
-def link(data: Path, source: IO[bytes], as_json: bool) -> None:
+def link(data: Path, source: IO[bytes], schema_file: str | None, as_json: bool) -> None:
     """Record bottle-case-pallet linkage from a parent,child CSV or an EPCIS 2.0
     document (AggregationEvents). All of the file or none of it."""
     content = source.read()
@@ -359,7 +372,7 @@ def link(data: Path, source: IO[bytes], as_json: bool) -> None:
 
         try:
             if _is_json(content):
-                summary = ingest.apply_epcis(dd, content, source.name).to_json()
+                summary = ingest.apply_epcis(dd, content, source.name, _schema(schema_file)).to_json()
             else:
                 report = ingest.link_csv(dd, content, source.name, progress=step)
                 summary = {"rows": report.rows, "added": report.added, "removed": report.removed,
@@ -377,15 +390,17 @@ def link(data: Path, source: IO[bytes], as_json: bool) -> None:
 @cli.command()
 @data_option
 @click.argument("source", type=click.File("rb"))
+@click.option("--schema", "schema_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Validate EPCIS documents against this EPCIS 2.0 JSON schema first.")
 @json_option
-def ship(data: Path, source: IO[bytes], as_json: bool) -> None:
+def ship(data: Path, source: IO[bytes], schema_file: str | None, as_json: bool) -> None:
     """Record shipments from a CSV (unit,dealer_id[,shipped_at][,shipment_id]) or an
     EPCIS 2.0 document (shipping ObjectEvents). All of the file or none of it."""
     content = source.read()
     with _open(data) as dd:
         try:
             if _is_json(content):
-                summary = ingest.apply_epcis(dd, content, source.name).to_json()
+                summary = ingest.apply_epcis(dd, content, source.name, _schema(schema_file)).to_json()
             else:
                 summary = {"shipments": ingest.ship_csv(dd, content, source.name)}
         except BatchRejected as exc:
