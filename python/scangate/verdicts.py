@@ -296,9 +296,14 @@ def _resolve_regions(scans: Sequence[Scan]) -> tuple[list[int | None], list[str]
     return regions, sources, lat, lon
 
 
-def decide_verdicts(data: DataDir, scans: Sequence[Scan], config: VerdictConfig | None = None
-                    ) -> list[ScanVerdict]:
-    """Decide a batch of scans and record the genuine ones, in one transaction."""
+def decide_verdicts(data: DataDir, scans: Sequence[Scan], config: VerdictConfig | None = None,
+                    txn: lmdb.Transaction | None = None) -> list[ScanVerdict]:
+    """Decide a batch of scans and record the genuine ones, in one transaction:
+    ``txn`` when given (the caller commits: rewards join the same transaction),
+    else one of its own, committed before returning."""
+    if txn is None:
+        with data.store.env.begin(write=True) as own:
+            return decide_verdicts(data, scans, config, own)
     config = config or VerdictConfig()
     for i, s in enumerate(scans):
         if s.region is not None and not (100000 <= s.region <= 999999):
@@ -314,107 +319,106 @@ def decide_verdicts(data: DataDir, scans: Sequence[Scan], config: VerdictConfig 
     chains = dict(zip(genuine.tolist(), trace.trace(checks.serial[genuine]))) if len(genuine) else {}
     st = _Stores(data)
     out: list[ScanVerdict] = []
-    with st.env.begin(write=True) as txn:
-        revoked_lines, r_first, r_last, r_reason = _recalls(txn, st)
-        histories: dict[int, _History | None] = {}
-        for i, scan in enumerate(scans):
-            status = CodeStatus(int(checks.status[i]))
-            if status is not CodeStatus.GENUINE:
-                out.append(ScanVerdict(Verdict.COUNTERFEIT, [_STATUS_REASON[status]], status,
-                                       regions[i], sources[i]))
-                continue
-            serial = int(checks.serial[i])
-            at = scan.time_ms if scan.time_ms is not None else now_ms()
-            key = _keys7(np.array([serial], np.uint64))
-            if serial not in histories:
-                raw = txn.get(key, db=st.scans)
-                histories[serial] = _History.unpack(raw) if raw else None
-            h = histories[serial]
-            v = ScanVerdict(Verdict.GENUINE, [], status, regions[i], sources[i])
-            ahash = _actor_hash(scan.actor)
-            # ---- recalls
-            line_id = int(checks.line_id[i])
-            if line_id in revoked_lines:
-                v.reasons.append(Reason.LINE_RECALLED)
-                v.evidence["recall_line"] = {"line_id": line_id, "reason": revoked_lines[line_id]}
-            hit = np.flatnonzero((r_first <= serial) & (serial <= r_last))
-            if len(hit):
-                v.reasons.append(Reason.RANGE_RECALLED)
-                v.evidence["recall_range"] = {"first": int(r_first[hit[0]]), "last": int(r_last[hit[0]]),
-                                        "reason": r_reason[hit[0]]}
-            # ---- clone signals, against the history before this scan
-            score_actors = score_travel = 0.0
-            if h is not None:
-                known = ahash in h.hashes
-                distinct = h.distinct + (0 if known else 1)
-                # Only a new actor is evidence: an actor already seen (the first
-                # scanner among them) scanning again is a repeat, not a clone.
-                if not known and distinct > config.max_distinct_actors:
-                    over = (distinct - config.max_distinct_actors) / config.max_distinct_actors
-                    score_actors = min(1.0, 0.5 + 0.5 * over)
-                    v.reasons.append(Reason.CLONE_DISTINCT_ACTORS)
-                    v.evidence["distinct_actors"] = {"count": distinct, "threshold": config.max_distinct_actors}
-                if ahash != h.loc_actor and not np.isnan(lat[i]) and h.has_place():
-                    km = float(geo.haversine_km(np.array([h.loc_lat]), np.array([h.loc_lon]),
-                                                np.array([lat[i]]), np.array([lon[i]]))[0])
-                    # the real gap between the two placed scans, in either order
-                    # (an offline scanner may upload late)
-                    hours = max(abs(at - h.loc_ms) / 3.6e6, 1e-6)
-                    speed = km / hours
-                    if km >= config.min_travel_km and speed > config.max_speed_kmh:
-                        over = (speed - config.max_speed_kmh) / config.max_speed_kmh
-                        score_travel = min(1.0, 0.5 + 0.5 * over)
-                        v.reasons.append(Reason.CLONE_IMPOSSIBLE_TRAVEL)
-                        v.evidence["travel"] = {"from_region": h.loc_region or None, "from_time_ms": h.loc_ms,
-                                                "to_region": regions[i],
-                                                "km": round(km, 1), "hours": round(hours, 3),
-                                                "speed_kmh": round(speed, 1),
-                                                "max_speed_kmh": config.max_speed_kmh}
-                v.first_scan = {"time_ms": h.first_ms, "region": h.first_region or None,
-                                "actor": h.first_actor}
-            v.clone_score = 1.0 - (1.0 - score_actors) * (1.0 - score_travel)
-            # ---- diversion
-            chain = chains[i]
-            if chain.dealer is None:
-                v.reasons.append(Reason.NOT_SHIPPED)
-            else:
-                v.evidence["trace"] = {"ancestors": list(chain.ancestors),
-                                       "shipped_unit": chain.shipment.unit if chain.shipment else None,
-                                       "shipment_id": chain.shipment.shipment_id if chain.shipment else None,
-                                       "dealer_id": chain.dealer.dealer_id,
-                                       "territory": list(chain.dealer.territory)}
-                if regions[i] is not None and not chain.dealer.covers(regions[i]):
-                    v.reasons.append(Reason.DIVERTED_OUTSIDE_TERRITORY)
-                    v.evidence["diversion"] = {"dealer_id": chain.dealer.dealer_id,
-                                               "territory": list(chain.dealer.territory),
-                                               "scan_region": regions[i], "region_source": sources[i]}
-            # ---- verdict by precedence
-            if Reason.LINE_RECALLED in v.reasons or Reason.RANGE_RECALLED in v.reasons:
-                v.verdict = Verdict.REVOKED
-            elif v.clone_score >= config.clone_score_threshold:
-                v.verdict = Verdict.SUSPECT_CLONE
-            elif Reason.DIVERTED_OUTSIDE_TERRITORY in v.reasons:
-                v.verdict = Verdict.DIVERTED
-            v.reasons.insert(0, Reason.GENUINE_FIRST_SCAN if h is None else Reason.GENUINE_REPEAT_SCAN)
-            # ---- record
-            placed = not np.isnan(lat[i])
-            here_lat = float(lat[i]) if placed else float("nan")
-            here_lon = float(lon[i]) if placed else float("nan")
-            if h is None:
-                h = _History(at, regions[i] or 0, 1, at, regions[i] or 0, at if placed else 0,
-                             regions[i] or 0, here_lat, here_lon, ahash if placed else 0, 1, [ahash], scan.actor)
-            else:
-                if ahash not in h.hashes:
-                    h.distinct = min(h.distinct + 1, 65535)
-                    if len(h.hashes) < MAX_ACTOR_HASHES:
-                        h.hashes.append(ahash)
-                h.count += 1
-                h.last_ms, h.last_region = at, regions[i] or 0
-                if placed:   # a placeless scan leaves the travel reference alone
-                    h.loc_ms, h.loc_region, h.loc_lat, h.loc_lon, h.loc_actor = (
-                        at, regions[i] or 0, here_lat, here_lon, ahash)
-            histories[serial] = h
-            v.scan_count = h.count
-            txn.put(key, h.pack(), db=st.scans)
-            out.append(v)
+    revoked_lines, r_first, r_last, r_reason = _recalls(txn, st)
+    histories: dict[int, _History | None] = {}
+    for i, scan in enumerate(scans):
+        status = CodeStatus(int(checks.status[i]))
+        if status is not CodeStatus.GENUINE:
+            out.append(ScanVerdict(Verdict.COUNTERFEIT, [_STATUS_REASON[status]], status,
+                                   regions[i], sources[i]))
+            continue
+        serial = int(checks.serial[i])
+        at = scan.time_ms if scan.time_ms is not None else now_ms()
+        key = _keys7(np.array([serial], np.uint64))
+        if serial not in histories:
+            raw = txn.get(key, db=st.scans)
+            histories[serial] = _History.unpack(raw) if raw else None
+        h = histories[serial]
+        v = ScanVerdict(Verdict.GENUINE, [], status, regions[i], sources[i])
+        ahash = _actor_hash(scan.actor)
+        # ---- recalls
+        line_id = int(checks.line_id[i])
+        if line_id in revoked_lines:
+            v.reasons.append(Reason.LINE_RECALLED)
+            v.evidence["recall_line"] = {"line_id": line_id, "reason": revoked_lines[line_id]}
+        hit = np.flatnonzero((r_first <= serial) & (serial <= r_last))
+        if len(hit):
+            v.reasons.append(Reason.RANGE_RECALLED)
+            v.evidence["recall_range"] = {"first": int(r_first[hit[0]]), "last": int(r_last[hit[0]]),
+                                    "reason": r_reason[hit[0]]}
+        # ---- clone signals, against the history before this scan
+        score_actors = score_travel = 0.0
+        if h is not None:
+            known = ahash in h.hashes
+            distinct = h.distinct + (0 if known else 1)
+            # Only a new actor is evidence: an actor already seen (the first
+            # scanner among them) scanning again is a repeat, not a clone.
+            if not known and distinct > config.max_distinct_actors:
+                over = (distinct - config.max_distinct_actors) / config.max_distinct_actors
+                score_actors = min(1.0, 0.5 + 0.5 * over)
+                v.reasons.append(Reason.CLONE_DISTINCT_ACTORS)
+                v.evidence["distinct_actors"] = {"count": distinct, "threshold": config.max_distinct_actors}
+            if ahash != h.loc_actor and not np.isnan(lat[i]) and h.has_place():
+                km = float(geo.haversine_km(np.array([h.loc_lat]), np.array([h.loc_lon]),
+                                            np.array([lat[i]]), np.array([lon[i]]))[0])
+                # the real gap between the two placed scans, in either order
+                # (an offline scanner may upload late)
+                hours = max(abs(at - h.loc_ms) / 3.6e6, 1e-6)
+                speed = km / hours
+                if km >= config.min_travel_km and speed > config.max_speed_kmh:
+                    over = (speed - config.max_speed_kmh) / config.max_speed_kmh
+                    score_travel = min(1.0, 0.5 + 0.5 * over)
+                    v.reasons.append(Reason.CLONE_IMPOSSIBLE_TRAVEL)
+                    v.evidence["travel"] = {"from_region": h.loc_region or None, "from_time_ms": h.loc_ms,
+                                            "to_region": regions[i],
+                                            "km": round(km, 1), "hours": round(hours, 3),
+                                            "speed_kmh": round(speed, 1),
+                                            "max_speed_kmh": config.max_speed_kmh}
+            v.first_scan = {"time_ms": h.first_ms, "region": h.first_region or None,
+                            "actor": h.first_actor}
+        v.clone_score = 1.0 - (1.0 - score_actors) * (1.0 - score_travel)
+        # ---- diversion
+        chain = chains[i]
+        if chain.dealer is None:
+            v.reasons.append(Reason.NOT_SHIPPED)
+        else:
+            v.evidence["trace"] = {"ancestors": list(chain.ancestors),
+                                   "shipped_unit": chain.shipment.unit if chain.shipment else None,
+                                   "shipment_id": chain.shipment.shipment_id if chain.shipment else None,
+                                   "dealer_id": chain.dealer.dealer_id,
+                                   "territory": list(chain.dealer.territory)}
+            if regions[i] is not None and not chain.dealer.covers(regions[i]):
+                v.reasons.append(Reason.DIVERTED_OUTSIDE_TERRITORY)
+                v.evidence["diversion"] = {"dealer_id": chain.dealer.dealer_id,
+                                           "territory": list(chain.dealer.territory),
+                                           "scan_region": regions[i], "region_source": sources[i]}
+        # ---- verdict by precedence
+        if Reason.LINE_RECALLED in v.reasons or Reason.RANGE_RECALLED in v.reasons:
+            v.verdict = Verdict.REVOKED
+        elif v.clone_score >= config.clone_score_threshold:
+            v.verdict = Verdict.SUSPECT_CLONE
+        elif Reason.DIVERTED_OUTSIDE_TERRITORY in v.reasons:
+            v.verdict = Verdict.DIVERTED
+        v.reasons.insert(0, Reason.GENUINE_FIRST_SCAN if h is None else Reason.GENUINE_REPEAT_SCAN)
+        # ---- record
+        placed = not np.isnan(lat[i])
+        here_lat = float(lat[i]) if placed else float("nan")
+        here_lon = float(lon[i]) if placed else float("nan")
+        if h is None:
+            h = _History(at, regions[i] or 0, 1, at, regions[i] or 0, at if placed else 0,
+                         regions[i] or 0, here_lat, here_lon, ahash if placed else 0, 1, [ahash], scan.actor)
+        else:
+            if ahash not in h.hashes:
+                h.distinct = min(h.distinct + 1, 65535)
+                if len(h.hashes) < MAX_ACTOR_HASHES:
+                    h.hashes.append(ahash)
+            h.count += 1
+            h.last_ms, h.last_region = at, regions[i] or 0
+            if placed:   # a placeless scan leaves the travel reference alone
+                h.loc_ms, h.loc_region, h.loc_lat, h.loc_lon, h.loc_actor = (
+                    at, regions[i] or 0, here_lat, here_lon, ahash)
+        histories[serial] = h
+        v.scan_count = h.count
+        txn.put(key, h.pack(), db=st.scans)
+        out.append(v)
     return out
