@@ -35,6 +35,14 @@ log = logging.getLogger(__name__)
 # billions of scan records; set once, never grown under a running process.
 DEFAULT_MAP_SIZE = 1 << 40
 SCHEMA_VERSION = 1
+# The named databases of one environment (max_dbs leaves room for more).
+DATABASES = (
+    "meta", "lines", "line_index", "ranges",                      # issuance ledger
+    "links", "children", "dealers", "shipped", "ship_log",         # trace
+    "scans", "revoked",                                            # verdicts
+    "campaigns", "requests", "claims", "budgets", "counters",      # rewards
+    "ledger", "outbox", "points",
+)
 
 _U64 = struct.Struct(">Q")
 _U32 = struct.Struct(">I")
@@ -147,7 +155,7 @@ class Store:
         self.env = lmdb.open(
             str(self.path),
             map_size=map_size,
-            max_dbs=32,
+            max_dbs=64,
             subdir=True,
             sync=True,
             metasync=True,
@@ -155,10 +163,15 @@ class Store:
             readahead=False,
             max_readers=512,
         )
-        self.meta = self.env.open_db(b"meta")
-        self.lines_db = self.env.open_db(b"lines")
-        self.line_index_db = self.env.open_db(b"line_index")
-        self.ranges_db = self.env.open_db(b"ranges")
+        # Every named database is opened here, once per environment: py-lmdb's
+        # open_db runs a write transaction of its own, which would deadlock if it
+        # ran later inside a caller's write transaction.
+        with self.env.begin(write=True) as txn:
+            self._dbs = {name: self.env.open_db(name.encode(), txn=txn) for name in DATABASES}
+        self.meta = self._dbs["meta"]
+        self.lines_db = self._dbs["lines"]
+        self.line_index_db = self._dbs["line_index"]
+        self.ranges_db = self._dbs["ranges"]
         self._range_cache: RangeTable | None = None
         self._cache_lock = threading.Lock()
         with self.env.begin(write=True) as txn:
@@ -173,6 +186,13 @@ class Store:
                     f"{self.path}: schema version {_U32.unpack(schema)[0]}, "
                     f"this scangate reads {SCHEMA_VERSION}"
                 )
+
+    def db(self, name: str):  # type: ignore[no-untyped-def]
+        """The handle of a named database (one of DATABASES)."""
+        try:
+            return self._dbs[name]
+        except KeyError:
+            raise CorruptionError(f"no database {name!r}: add it to scangate.store.DATABASES") from None
 
     def close(self) -> None:
         self.env.close()

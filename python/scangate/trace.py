@@ -155,11 +155,11 @@ class TraceStore:
         self.store = store
         env = store.env
         self.env = env
-        self.links_db = env.open_db(b"links")
-        self.children_db = env.open_db(b"children")
-        self.dealers_db = env.open_db(b"dealers")
-        self.shipped_db = env.open_db(b"shipped")
-        self.ship_log_db = env.open_db(b"ship_log")
+        self.links_db = store.db("links")
+        self.children_db = store.db("children")
+        self.dealers_db = store.db("dealers")
+        self.shipped_db = store.db("shipped")
+        self.ship_log_db = store.db("ship_log")
 
     # ------------------------------------------------------------------ reads
     def parents_of(self, serials: np.ndarray, txn: lmdb.Transaction | None = None) -> np.ndarray:

@@ -220,8 +220,8 @@ class _Stores:
     def __init__(self, data: DataDir):
         env = data.store.env
         self.env = env
-        self.scans = env.open_db(b"scans")
-        self.revoked = env.open_db(b"revoked")
+        self.scans = data.store.db("scans")
+        self.revoked = data.store.db("revoked")
 
 
 def scan_history(data: DataDir, code: str) -> dict[str, Any] | None:
