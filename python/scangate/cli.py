@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, NoReturn
@@ -22,7 +23,7 @@ import numpy as np
 from . import __version__
 from .datadir import DataDir, init_data_dir, open_data_dir
 from .enums import CodeStatus, Level
-from . import ingest, verdicts
+from . import ingest, rewards, verdicts
 from .config import CONFIG_FILE_NAME, load_config
 from .errors import BatchRejected, ScangateError
 from .trace import TraceStore
@@ -494,34 +495,145 @@ def trace(data: Path, code: str, as_json: bool) -> None:
 @click.option("--lon", type=float, default=None)
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help=f"TOML config (default DIR/{CONFIG_FILE_NAME} if present).")
+@click.option("--request-id", default=None, help="Idempotency key: a retry with it gets the same decision "
+              "(default: a new random id).")
 @json_option
 def scan(data: Path, code: str, actor: str, actor_type: str, region: int | None, lat: float | None,
-         lon: float | None, config_file: Path | None, as_json: bool) -> None:
-    """Decide one scan: genuine or counterfeit, revoked, clone, diverted; and
-    record it in the code's scan history. Exit 0 when genuine, 1 otherwise."""
+         lon: float | None, config_file: Path | None, request_id: str | None, as_json: bool) -> None:
+    """Decide one scan: the verdict (genuine, counterfeit, revoked, clone, diverted)
+    and the reward under the active campaigns, recorded in one transaction.
+    Exit 0 when the code is genuine, 1 otherwise."""
     try:
         config = load_config(config_file, data_dir=data)
     except ScangateError as exc:
         _fail(str(exc))
+    request = rewards.ScanRequest(request_id or uuid.uuid4().hex, code, actor, actor_type, region, lat, lon)
     with _open(data) as dd:
         try:
-            v = verdicts.decide_verdicts(dd, [verdicts.Scan(code, actor, actor_type, region, lat, lon)],
-                                         config.verdicts)[0]
+            d = rewards.decide_scans(dd, [request], config.verdicts)[0]
         except ScangateError as exc:
             _fail(str(exc))
+    v = d.verdict
     if as_json:
-        _emit({"code": code, **v.to_json()})
+        _emit({"code": code, **d.to_json()})
     else:
-        click.echo(f"{code}: {v.verdict.label} ({', '.join(r.value for r in v.reasons)})")
-        click.echo(f"  {v.message['zh-CN']}")
-        click.echo(f"  {v.message['en']}")
-        if v.first_scan:
-            when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(v.first_scan["time_ms"] / 1000))
-            click.echo(f"  first scanned {when} UTC in {v.first_scan['region'] or 'unknown region'}; "
-                       f"{v.scan_count} scans")
-        for name, ev in v.evidence.items():
+        click.echo(f"{code}: {v['verdict']} ({', '.join(v['reasons'])}), request {d.request_id}")
+        click.echo(f"  {v['message']['zh-CN']}  {v['message']['en']}")
+        if v.get("first_scan"):
+            first = v["first_scan"]
+            when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(first["time_ms"] / 1000))
+            click.echo(f"  first scanned {when} UTC in {first['region'] or 'unknown region'}; "
+                       f"{v['scan_count']} scans")
+        for name, ev in v["evidence"].items():
             click.echo(f"  {name}: {json.dumps(ev, ensure_ascii=False)}")
-    sys.exit(0 if v.verdict is verdicts.Verdict.GENUINE else EXIT_NOT_GENUINE)
+        if d.award is not None:
+            a = d.award
+            click.echo(f"  reward: {a.prize_id} ({a.kind}, {a.amount_fen} fen, {a.points} points) from "
+                       f"{a.campaign_id} by {a.how}, ledger #{a.ledger_seq}")
+        elif d.no_reward is not None:
+            click.echo(f"  no reward: {d.no_reward.name.lower()} ({d.no_reward.value})")
+        click.echo(f"  {d.message['zh-CN']}  {d.message['en']}")
+    sys.exit(0 if v["verdict"] == "genuine" else EXIT_NOT_GENUINE)
+
+
+@cli.group()
+def campaign() -> None:
+    """Reward campaigns (TOML or JSON files, see docs/campaigns.md)."""
+
+
+@campaign.command("load")
+@data_option
+@click.argument("source", type=click.File("r", encoding="utf-8"))
+@json_option
+def campaign_load(data: Path, source: IO[str], as_json: bool) -> None:
+    """Validate and store a campaign; a new one gets a secret and publishes its
+    commitment (SHA-256 of the secret); reloading an id keeps budgets and counters."""
+    with _open(data) as dd:
+        try:
+            rec = rewards.put_campaign(dd, source.read(), source.name)
+        except ScangateError as exc:
+            _fail(str(exc))
+    c = rec["campaign"]
+    _emit({"id": c["id"], "revision": rec["revision"], "commitment": rec["commitment"]}) if as_json else \
+        click.echo(f"campaign {c['id']} revision {rec['revision']} loaded; commitment {rec['commitment']}")
+
+
+@campaign.command("list")
+@data_option
+@json_option
+def campaign_list(data: Path, as_json: bool) -> None:
+    """List campaigns."""
+    with _open(data) as dd:
+        for rec in rewards.list_campaigns(dd):
+            c = rec["campaign"]
+            row = {"id": c["id"], "name": c["name"], "status": c["status"], "start": c["start"], "end": c["end"],
+                   "actor": c["actor"], "revision": rec["revision"]}
+            _emit(row) if as_json else click.echo(
+                f"{c['id']}\t{c['status']}\t{c['actor']}\t{c['start']} .. {c['end']}\t{c['name']}")
+
+
+@campaign.command("show")
+@data_option
+@click.argument("campaign_id")
+def campaign_show(data: Path, campaign_id: str) -> None:
+    """Show a campaign as stored (JSON), with its commitment and budgets used."""
+    with _open(data) as dd:
+        try:
+            rec = rewards.get_campaign(dd, campaign_id)
+        except ScangateError as exc:
+            _fail(str(exc))
+        rec["budgets_used"] = rewards.budgets_used(dd, campaign_id)
+    click.echo(json.dumps(rec, ensure_ascii=False, indent=1))
+
+
+@campaign.command("pause")
+@data_option
+@click.argument("campaign_id")
+@click.option("--resume", is_flag=True, help="Make it active again.")
+def campaign_pause(data: Path, campaign_id: str, resume: bool) -> None:
+    """Pause a campaign (scans win nothing, reason RW-N2), or resume it."""
+    with _open(data) as dd:
+        try:
+            rewards.set_campaign_status(dd, campaign_id, "active" if resume else "paused")
+        except ScangateError as exc:
+            _fail(str(exc))
+    click.echo(f"campaign {campaign_id} {'active' if resume else 'paused'}")
+
+
+@cli.command()
+@data_option
+@click.argument("seqs", type=int, nargs=-1, required=True)
+@json_option
+def audit(data: Path, seqs: tuple[int, ...], as_json: bool) -> None:
+    """Replay ledger entries: recompute each draw's HMAC from the campaign secret and
+    check it against the ledger and the published commitment. Exit 1 if any fails."""
+    ok = True
+    with _open(data) as dd:
+        for seq in seqs:
+            try:
+                entry = rewards.audit_entry(dd, seq)
+            except ScangateError as exc:
+                _fail(str(exc))
+            ok &= entry["verified"]
+            if as_json:
+                _emit(entry)
+            else:
+                failed = [k for k, good in entry["checks"].items() if not good]
+                click.echo(f"#{seq} {entry['campaign_id']} {entry['how']} roll {entry['roll']} / odds "
+                           f"{entry['odds_ppm']} ppm -> {entry['prize_id'] or entry['no_reward']}: "
+                           f"{'verified' if not failed else 'FAILED ' + ', '.join(failed)}")
+    sys.exit(0 if ok else EXIT_NOT_GENUINE)
+
+
+@cli.command()
+@data_option
+@click.argument("actor")
+@json_option
+def points(data: Path, actor: str, as_json: bool) -> None:
+    """An actor's points balance."""
+    with _open(data) as dd:
+        balance = rewards.points_balance(dd, actor)
+    _emit({"actor": actor, "points": balance}) if as_json else click.echo(f"{actor}: {balance:,} points")
 
 
 @cli.command()

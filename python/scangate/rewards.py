@@ -44,6 +44,8 @@ __all__ = [
     "NoReward",
     "ScanRequest",
     "audit_entry",
+    "budgets_used",
+    "points_balance",
     "decide_scans",
     "get_campaign",
     "list_campaigns",
@@ -437,6 +439,27 @@ def _decide_one(state: _State, campaigns: list[tuple[Campaign, bytes]], r: ScanR
         return Decision(r.request_id, verdict_json, None, reason, campaign.id)
     award = Award(campaign.id, prize.id, prize.kind, prize.amount_fen, points, how, seq, payout_key)
     return Decision(r.request_id, verdict_json, award, None, campaign.id)
+
+
+def budgets_used(data: DataDir, campaign_id: str) -> dict[str, dict[str, int]]:
+    """Awards and fen used per prize of a campaign."""
+    prefix = f"{campaign_id}/".encode()
+    out = {}
+    with data.store.env.begin() as txn:
+        cur = txn.cursor(db=data.store.db("budgets"))
+        if cur.set_range(prefix):
+            for k, v in cur:
+                if not bytes(k).startswith(prefix):
+                    break
+                count, amount = _PAIR.unpack(bytes(v))
+                out[bytes(k)[len(prefix):].decode()] = {"count": count, "amount_fen": amount}
+    return out
+
+
+def points_balance(data: DataDir, actor: str) -> int:
+    with data.store.env.begin() as txn:
+        raw = txn.get(actor.encode(), db=data.store.db("points"))
+    return struct.unpack(">q", raw)[0] if raw else 0
 
 
 # ---------------------------------------------------------------------- audit
