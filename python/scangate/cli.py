@@ -25,6 +25,7 @@ from .datadir import DataDir, init_data_dir, open_data_dir
 from .enums import CodeStatus, Level
 from . import ingest, rewards, verdicts
 from .config import CONFIG_FILE_NAME, load_config
+from .payouts import FileAdapter, list_payouts, run_payouts
 from .errors import BatchRejected, ScangateError
 from .trace import TraceStore
 
@@ -658,6 +659,44 @@ def recall(data: Path, line_id: int | None, serial_range: tuple[int, int] | None
             _fail(str(exc))
     info = {"line": line_id, "range": list(serial_range) if serial_range else None, "reason": reason}
     _emit(info) if as_json else click.echo(f"recalled {'line ' + str(line_id) if line_id else 'serials %d..%d' % serial_range}: {reason}")  # type: ignore[str-format]
+
+
+@cli.group()
+def payouts() -> None:
+    """The payout outbox: cash and coupon awards on their way to the payment rail."""
+
+
+@payouts.command("run")
+@data_option
+@click.option("--rate", type=float, default=30.0, show_default=True, help="Payouts per second at most.")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The file adapter's JSON-lines file (default DIR/payouts.jsonl).")
+@click.option("--max", "max_items", type=click.IntRange(min=1), default=None, help="Deliver at most this many.")
+@json_option
+def payouts_run(data: Path, rate: float, out_file: Path | None, max_items: int | None, as_json: bool) -> None:
+    """Deliver due payouts once through the file adapter, rate-limited; a request
+    that fails is retried on a later run with the same idempotency key."""
+    with _open(data) as dd:
+        try:
+            counts = run_payouts(dd, FileAdapter(out_file or data / "payouts.jsonl"), rate_per_s=rate,
+                                 max_items=max_items)
+        except ScangateError as exc:
+            _fail(str(exc))
+    _emit(counts) if as_json else click.echo(f"{counts['confirmed']:,} confirmed, {counts['failed']:,} failed")
+
+
+@payouts.command("list")
+@data_option
+@click.option("--state", type=click.Choice(["pending", "sending", "failed", "confirmed"]), default=None)
+@json_option
+def payouts_list(data: Path, state: str | None, as_json: bool) -> None:
+    """List payout requests (default: all), oldest key first."""
+    with _open(data) as dd:
+        rows = list_payouts(dd, state)
+    for row in rows:
+        _emit(row) if as_json else click.echo(
+            f"{row['key']}\t{row['state']}\t{row['kind']}\t{row['amount_fen']} fen\t{row['actor']}"
+            f"\tattempts {row['attempts']}")
 
 
 def main() -> None:

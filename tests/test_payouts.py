@@ -1,0 +1,180 @@
+"""The payout worker: rate limit, retries with the same key, and crashes that
+neither lose nor duplicate a payout (a real `kill -9` of `scangate payouts run`)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import scangate
+from scangate import rewards
+from scangate.payouts import FileAdapter, list_payouts, run_payouts
+from scangate.rewards import ScanRequest
+
+SCANGATE = str(Path(sys.executable).with_name("scangate"))
+SHANGHAI = dt.timezone(dt.timedelta(hours=8))
+T0 = int(dt.datetime(2026, 4, 2, 10, 0, tzinfo=SHANGHAI).timestamp() * 1000)
+
+CAMPAIGN = """
+id = "cash-all"
+name = "Every scan wins 1 CNY"
+start = 2026-03-01
+end = 2026-07-01
+actor = "consumer"
+odds = "100%"
+
+[[prizes]]
+id = "cny-1"
+kind = "cash"
+amount_fen = 100
+
+[caps]
+per_user_daily_count = 10
+"""
+
+
+def make_awards(root: Path, n: int) -> scangate.DataDir:
+    dd = scangate.init_data_dir(root)
+    rewards.put_campaign(dd, CAMPAIGN, "cash.toml")
+    codes = dd.issue_codes("BEER-500", "item", n).as_strings()
+    # one scan per user so the daily cap never bites: n awards of 100 fen
+    decisions = rewards.decide_scans(dd, [ScanRequest(f"r{i}", c, f"user-{i}", region=510104, time_ms=T0 + i)
+                                          for i, c in enumerate(codes)])
+    assert all(d.award is not None and d.award.payout_key for d in decisions)
+    return dd
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 0.0
+        self.slept = 0.0
+
+    def clock(self) -> float:
+        return self.t
+
+    def sleep(self, s: float) -> None:
+        self.slept += s
+        self.t += s
+
+
+def test_rate_limit_and_confirmation(tmp_path: Path) -> None:
+    dd = make_awards(tmp_path / "d", 61)
+    assert len(list_payouts(dd, "pending")) == 61
+    fake = FakeClock()
+    counts = run_payouts(dd, FileAdapter(tmp_path / "out.jsonl"), rate_per_s=30, clock=fake.clock, sleep=fake.sleep)
+    assert counts == {"confirmed": 61, "failed": 0}
+    assert fake.slept == pytest.approx(60 / 30)          # 61 sends at 30/s: 2 s of waiting
+    assert {r["state"] for r in list_payouts(dd)} == {"confirmed"}
+    lines = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert len(lines) == 61 and len({x["key"] for x in lines}) == 61
+    assert sum(x["amount_fen"] for x in lines) == 61 * 100
+    # a second run has nothing due
+    assert run_payouts(dd, FileAdapter(tmp_path / "out.jsonl"), clock=fake.clock, sleep=fake.sleep) == \
+        {"confirmed": 0, "failed": 0}
+    dd.close()
+
+
+class Flaky:
+    """Fails the first send of every key; records every key it saw."""
+
+    def __init__(self, inner: FileAdapter):
+        self.inner = inner
+        self.calls: list[str] = []
+
+    def send(self, request: dict[str, Any]) -> str:
+        self.calls.append(request["key"])
+        if self.calls.count(request["key"]) == 1:
+            raise ConnectionError("rail timeout")
+        return self.inner.send(request)
+
+
+def test_failures_retry_with_the_same_key_after_backoff(tmp_path: Path) -> None:
+    dd = make_awards(tmp_path / "d", 3)
+    adapter = Flaky(FileAdapter(tmp_path / "out.jsonl"))
+    now = [1_000_000]
+    fake = FakeClock()
+    first = run_payouts(dd, adapter, clock=fake.clock, sleep=fake.sleep, now_ms=lambda: now[0])
+    assert first == {"confirmed": 0, "failed": 3}
+    failed = list_payouts(dd, "failed")
+    assert len(failed) == 3 and all("rail timeout" in r["error"] and r["attempts"] == 1 for r in failed)
+    # not due before the back-off has passed
+    assert run_payouts(dd, adapter, clock=fake.clock, sleep=fake.sleep, now_ms=lambda: now[0] + 10) == \
+        {"confirmed": 0, "failed": 0}
+    now[0] += 60_000
+    assert run_payouts(dd, adapter, clock=fake.clock, sleep=fake.sleep, now_ms=lambda: now[0]) == \
+        {"confirmed": 3, "failed": 0}
+    assert sorted(adapter.calls) == sorted(k for r in failed for k in (r["key"], r["key"]))
+    assert all(r["attempts"] == 2 for r in list_payouts(dd, "confirmed"))
+    dd.close()
+
+
+class PaysThenCrashes:
+    """Pays (through the file) and then fails before the worker can record it:
+    the worst moment for a crash."""
+
+    def __init__(self, inner: FileAdapter):
+        self.inner = inner
+
+    def send(self, request: dict[str, Any]) -> str:
+        self.inner.send(request)
+        raise RuntimeError("crashed after paying")
+
+
+def test_a_crash_after_paying_does_not_pay_twice(tmp_path: Path) -> None:
+    dd = make_awards(tmp_path / "d", 4)
+    out = tmp_path / "out.jsonl"
+    fake = FakeClock()
+    run_payouts(dd, PaysThenCrashes(FileAdapter(out)), clock=fake.clock, sleep=fake.sleep, now_ms=lambda: 0)
+    assert len(list_payouts(dd, "failed")) == 4
+    # the retry sends the same keys; the rail answers with the first confirmation
+    counts = run_payouts(dd, FileAdapter(out), clock=fake.clock, sleep=fake.sleep, now_ms=lambda: 10**12)
+    assert counts == {"confirmed": 4, "failed": 0}
+    keys = [json.loads(x)["key"] for x in out.read_text().splitlines()]
+    assert len(keys) == 4 and len(set(keys)) == 4
+    dd.close()
+
+
+def test_kill_9_during_payouts_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    make_awards(data, 90).close()
+    out = tmp_path / "out.jsonl"
+    proc = subprocess.Popen([SCANGATE, "payouts", "run", "--data", str(data), "--out", str(out), "--rate", "60"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (not out.exists() or len(out.read_text().splitlines()) < 20):
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait(timeout=30) == -signal.SIGKILL
+    delivered_before = len(out.read_text().splitlines())
+    assert 20 <= delivered_before < 90, "the kill did not land mid-run"
+    rerun = subprocess.run([SCANGATE, "payouts", "run", "--data", str(data), "--out", str(out), "--rate", "1000",
+                            "--json"], capture_output=True, text=True, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
+    keys = [json.loads(x)["key"] for x in out.read_text().splitlines()]
+    assert len(keys) == 90 and len(set(keys)) == 90          # every award paid, none twice
+    with scangate.open_data_dir(data) as dd:
+        rows = list_payouts(dd)
+        assert {r["state"] for r in rows} == {"confirmed"} and len(rows) == 90
+
+
+def test_file_adapter_drops_a_line_cut_short_by_a_crash(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    first = FileAdapter(out)
+    request = {"key": "c:1", "actor": "u", "kind": "cash", "amount_fen": 100, "prize_id": "p"}
+    confirmation = first.send(request)
+    with open(out, "ab") as f:
+        f.write(b'{"key": "c:2", "confirm')          # the crash came mid-write
+    again = FileAdapter(out)
+    assert again.send(request) == confirmation       # the same key: the same payment
+    again.send({**request, "key": "c:2"})
+    keys = [json.loads(x)["key"] for x in out.read_text().splitlines()]
+    assert keys == ["c:1", "c:2"]
