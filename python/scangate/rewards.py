@@ -142,7 +142,7 @@ class Decision:
 
     def to_json(self) -> dict[str, Any]:
         return {"request_id": self.request_id, "verdict": self.verdict,
-                "award": asdict(self.award) if self.award else None,
+                "award": dict(self.award.__dict__) if self.award else None,   # flat: no asdict deepcopy
                 "no_reward": self.no_reward.value if self.no_reward else None,
                 "campaign_id": self.campaign_id, "message": self.message}
 
