@@ -1,0 +1,124 @@
+"""Crash test of reward decisions: scans in flight in a real process, `kill -9` at
+random points, restart; the ledger, budgets, points and outbox agree, nothing that
+was acknowledged is lost, and a retry of an acknowledged request gets the same
+decision."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import struct
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import scangate
+from scangate import rewards
+
+CAMPAIGN = """
+id = "crash"
+name = "Crash test"
+start = 2026-03-01
+end = 2026-07-01
+actor = "consumer"
+odds = "50%"
+consolation = "points-3"
+
+[[prizes]]
+id = "cny-2"
+kind = "cash"
+amount_fen = 200
+budget_count = 150
+
+[[prizes]]
+id = "points-3"
+kind = "points"
+points = 3
+
+[caps]
+per_user_daily_count = 10
+"""
+T0 = 1_775_000_000_000  # 2026-04-01, inside the window
+N = 1500
+
+# The driver decides the scans in batches of 15 and prints each decision only
+# after decide_scans returned, i.e. after its transaction committed.
+DRIVER = textwrap.dedent("""
+    import json, sys
+    import scangate
+    from scangate import rewards
+    codes = open(sys.argv[2]).read().split()
+    with scangate.open_data_dir(sys.argv[1]) as dd:
+        for start in range(0, len(codes), 15):
+            batch = [rewards.ScanRequest(f"r{i}", codes[i], f"u{i % 97}", region=510104, time_ms={t0} + i)
+                     for i in range(start, min(start + 15, len(codes)))]
+            for d in rewards.decide_scans(dd, batch):
+                print(json.dumps(d.to_json()), flush=True)
+""").replace("{t0}", str(T0))
+
+
+def run_driver(data: Path, codes: Path, kill_after_lines: int | None) -> list[dict]:
+    acked = []
+    with subprocess.Popen([sys.executable, "-c", DRIVER, str(data), str(codes)],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        for line in proc.stdout:
+            acked.append(json.loads(line))
+            if kill_after_lines is not None and len(acked) >= kill_after_lines:
+                os.kill(proc.pid, signal.SIGKILL)
+                break
+        errors = proc.stderr.read()
+        proc.wait(timeout=120)
+    if kill_after_lines is None:
+        assert proc.returncode == 0, errors
+    else:
+        assert proc.returncode == -signal.SIGKILL, errors
+    return acked
+
+
+def test_kill_9_during_decisions(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    with scangate.init_data_dir(data) as dd:
+        rewards.put_campaign(dd, CAMPAIGN, "crash.toml")
+        (tmp_path / "codes.txt").write_text("\n".join(dd.issue_codes("BEER", "item", N).as_strings()))
+    codes = tmp_path / "codes.txt"
+    rng = random.Random(20261122)
+    acknowledged: dict[str, dict] = {}
+    for _ in range(3):
+        # well before the end: the pipe buffers ~60 decisions, the driver must still be running
+        for d in run_driver(data, codes, kill_after_lines=rng.randrange(50, N - 300)):
+            first = acknowledged.setdefault(d["request_id"], d)
+            assert first == d, "a retry got a different decision"
+    for d in run_driver(data, codes, kill_after_lines=None):     # finish, retrying everything
+        first = acknowledged.setdefault(d["request_id"], d)
+        assert first == d, "a retry got a different decision"
+    assert len(acknowledged) == N
+
+    with scangate.open_data_dir(data) as dd, dd.store.env.begin() as txn:
+        s = dd.store
+        stored = {bytes(k).decode(): json.loads(bytes(v)) for k, v in txn.cursor(db=s.db("requests"))}
+        ledger = [json.loads(bytes(v)) for _, v in txn.cursor(db=s.db("ledger"))]
+        budgets = {bytes(k).decode(): struct.unpack(">QQ", bytes(v)) for k, v in txn.cursor(db=s.db("budgets"))}
+        outbox = [json.loads(bytes(v)) for _, v in txn.cursor(db=s.db("outbox"))]
+        balances = {bytes(k).decode(): struct.unpack(">q", bytes(v))[0] for k, v in txn.cursor(db=s.db("points"))}
+    # nothing acknowledged is lost, and what is stored is what was acknowledged
+    assert {k: stored[k] for k in acknowledged} == acknowledged
+    # one draw per code; ledger, budgets, outbox and points agree
+    assert len({e["serial"] for e in ledger}) == len(ledger) == N
+    assert [e["seq"] for e in ledger] == list(range(1, N + 1))
+    cash = [e for e in ledger if e["prize_id"] == "cny-2"]
+    assert budgets["crash/cny-2"] == (len(cash), 200 * len(cash))
+    assert len(cash) <= 150                                              # never overspent
+    assert sorted(o["key"] for o in outbox) == sorted(e["payout_key"] for e in cash)
+    points = {}
+    for e in ledger:
+        if e["points"]:
+            points[e["actor"]] = points.get(e["actor"], 0) + e["points"]
+    assert points == balances
+    awards = [d["award"] for d in acknowledged.values() if d["award"]]
+    assert sum(a["amount_fen"] for a in awards) == 200 * len(cash)
+    with scangate.open_data_dir(data) as dd:                           # every draw replays
+        assert all(rewards.audit_entry(dd, e["seq"])["verified"] for e in ledger[::25])
