@@ -24,6 +24,7 @@ from . import __version__
 from .datadir import DataDir, init_data_dir, open_data_dir
 from .enums import CodeStatus, Level
 from . import ingest, rewards, verdicts
+from . import points as points_mod
 from .config import CONFIG_FILE_NAME, load_config
 from .payouts import FileAdapter, list_payouts, run_payouts
 from .errors import BatchRejected, ScangateError
@@ -626,39 +627,68 @@ def audit(data: Path, seqs: tuple[int, ...], as_json: bool) -> None:
     sys.exit(0 if ok else EXIT_NOT_GENUINE)
 
 
-@cli.command()
+@cli.group()
+def points() -> None:
+    """Points: balances and history, redemption, the monthly leaderboard."""
+
+
+@points.command("show")
 @data_option
 @click.argument("actor")
 @json_option
-def points(data: Path, actor: str, as_json: bool) -> None:
-    """An actor's points balance."""
+def points_show(data: Path, actor: str, as_json: bool) -> None:
+    """An actor's balance and recent history."""
     with _open(data) as dd:
-        balance = rewards.points_balance(dd, actor)
-    _emit({"actor": actor, "points": balance}) if as_json else click.echo(f"{actor}: {balance:,} points")
+        bal, hist = points_mod.balance(dd, actor), points_mod.history(dd, actor)
+    if as_json:
+        _emit({"actor": actor, "balance": bal, "history": hist})
+        return
+    click.echo(f"{actor}: {bal:,} points")
+    for h in hist[-10:]:
+        click.echo(f"  {h['delta']:+,} ({h['reason']} {h['ref']}) -> {h['balance']:,}")
 
 
-@cli.command()
+@points.command("redeem")
 @data_option
-@click.option("--line", "line_id", type=int, default=None, help="Recall a whole product line (its id).")
-@click.option("--range", "serial_range", type=(int, int), default=None, metavar="FIRST LAST",
-              help="Recall serials FIRST..LAST.")
-@click.option("--reason", required=True, help="Why (kept with the recall, shown as evidence).")
+@click.argument("actor")
+@click.argument("amount", type=click.IntRange(min=1))
+@click.option("--request-id", required=True, help="Idempotency key: a retry spends nothing more.")
 @json_option
-def recall(data: Path, line_id: int | None, serial_range: tuple[int, int] | None, reason: str,
-           as_json: bool) -> None:
-    """Recall a product line or a serial range: its genuine codes become 'revoked'."""
-    if (line_id is None) == (serial_range is None):
-        _fail("give exactly one of --line or --range")
+def points_redeem(data: Path, actor: str, amount: int, request_id: str, as_json: bool) -> None:
+    """Spend points; refused (exit 1) when the balance is short: never overdraws."""
     with _open(data) as dd:
         try:
-            if line_id is not None:
-                verdicts.revoke_line(dd, line_id, reason)
-            else:
-                verdicts.revoke_range(dd, serial_range[0], serial_range[1], reason)  # type: ignore[index]
+            r = points_mod.redeem(dd, actor, amount, request_id)
         except ScangateError as exc:
             _fail(str(exc))
-    info = {"line": line_id, "range": list(serial_range) if serial_range else None, "reason": reason}
-    _emit(info) if as_json else click.echo(f"recalled {'line ' + str(line_id) if line_id else 'serials %d..%d' % serial_range}: {reason}")  # type: ignore[str-format]
+    _emit(r.to_json()) if as_json else click.echo(
+        f"{'redeemed' if r.ok else 'refused (' + str(r.reason) + ')'}: {amount:,} points; balance {r.balance:,}")
+    sys.exit(0 if r.ok else EXIT_NOT_GENUINE)
+
+
+@points.command("leaderboard")
+@data_option
+@click.option("--period", default=None, help="YYYY-MM (default: this month, Asia/Shanghai).")
+@click.option("--top", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--actor", default=None, help="Also show this actor's rank.")
+@json_option
+def points_leaderboard(data: Path, period: str | None, top: int, actor: str | None, as_json: bool) -> None:
+    """Actors (stores) ranked by points earned in a month."""
+    period = period or points_mod.period_of(int(time.time() * 1000))
+    with _open(data) as dd:
+        try:
+            board = points_mod.leaderboard(dd, period, top, actor)
+        except ScangateError as exc:
+            _fail(str(exc))
+    if as_json:
+        _emit(board)
+        return
+    click.echo(f"leaderboard {period}")
+    for row in board["top"]:
+        click.echo(f"  {row['rank']:>3}. {row['actor']}  {row['points']:,}")
+    if actor is not None:
+        mine = board["actor"]
+        click.echo(f"  {actor}: rank {mine['rank'] or '-'} of {mine['of']}, {mine['points']:,} points")
 
 
 @cli.group()

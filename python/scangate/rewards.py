@@ -31,6 +31,7 @@ from typing import Any
 import lmdb
 import numpy as np
 
+from . import points as points_mod
 from .campaigns import Campaign, Prize, campaign_from_json, load_campaign
 from .datadir import DataDir
 from .enums import CodeStatus
@@ -45,7 +46,6 @@ __all__ = [
     "ScanRequest",
     "audit_entry",
     "budgets_used",
-    "points_balance",
     "decide_scans",
     "get_campaign",
     "list_campaigns",
@@ -228,12 +228,6 @@ class _State:
         c, a = self.pair(db, key)
         self.txn.put(key, _PAIR.pack(c + count, a + amount), db=db)
 
-    def balance(self, actor: str) -> int:
-        raw = self.txn.get(actor.encode(), db=self.points)
-        return struct.unpack(">q", raw)[0] if raw else 0
-
-    def add_points(self, actor: str, points: int) -> None:
-        self.txn.put(actor.encode(), struct.pack(">q", self.balance(actor) + points), db=self.points)
 
 
 def _draw(secret: bytes, campaign_id: str, serial: int, actor: str, time_ms: int) -> tuple[str, bytes]:
@@ -408,10 +402,12 @@ def _decide_one(state: _State, campaigns: list[tuple[Campaign, bytes]], r: ScanR
     points = 0
     if prize is not None and prize.kind == "points":
         points = prize.points
-        tier = campaign.tier_for(state.balance(r.actor)) if campaign.store_tiers else None
+        # store tiers follow cumulative points earned (redeeming does not demote)
+        tier = campaign.tier_for(points_mod.earned(state.txn, state.points, r.actor)) if campaign.store_tiers \
+            else None
         if tier is not None:
             points = points * tier.multiplier_pct // 100
-        state.add_points(r.actor, points)
+        points_mod.add_points(state.txn, state.points, r.actor, points, "award", f"ledger:{seq}", time_ms)
     payout_key = None
     if prize is not None:
         state.add_pair(state.budgets, f"{campaign.id}/{prize.id}".encode(), 1, prize.amount_fen)
@@ -454,12 +450,6 @@ def budgets_used(data: DataDir, campaign_id: str) -> dict[str, dict[str, int]]:
                 count, amount = _PAIR.unpack(bytes(v))
                 out[bytes(k)[len(prefix):].decode()] = {"count": count, "amount_fen": amount}
     return out
-
-
-def points_balance(data: DataDir, actor: str) -> int:
-    with data.store.env.begin() as txn:
-        raw = txn.get(actor.encode(), db=data.store.db("points"))
-    return struct.unpack(">q", raw)[0] if raw else 0
 
 
 # ---------------------------------------------------------------------- audit

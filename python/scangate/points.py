@@ -1,0 +1,152 @@
+"""Points: per-actor balance and history, cumulative points for tiers, a monthly
+leaderboard, and redemption that cannot overdraw.
+
+Keys in the ``points`` database (actor ids are UTF-8; "/" inside them is fine
+because each key kind has a fixed prefix and the actor ends the key):
+
+    b/<actor>              balance (signed 64-bit)
+    e/<actor>              cumulative points earned (tiers read this)
+    m/<YYYY-MM>/<actor>    points earned in that month (Asia/Shanghai)
+    h/<actor>\\0<seq>       history entry: JSON {delta, reason, ref, at_ms}
+    r/<request id>         a redemption's result (idempotency)
+
+All writes happen inside the caller's write transaction (the reward decision's,
+or redeem's own), so points, ledger and budgets always agree.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import struct
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import lmdb
+
+from .datadir import DataDir
+from .errors import InvalidArgument
+from .trace import now_ms
+
+__all__ = ["add_points", "balance", "earned", "history", "leaderboard", "redeem", "Redemption", "PERIOD_ZONE"]
+
+PERIOD_ZONE = ZoneInfo("Asia/Shanghai")
+_I64 = struct.Struct(">q")
+
+
+def _get(txn: lmdb.Transaction, db: Any, key: bytes) -> int:
+    raw = txn.get(key, db=db)
+    return _I64.unpack(raw)[0] if raw else 0
+
+
+def _bump(txn: lmdb.Transaction, db: Any, key: bytes, delta: int) -> int:
+    value = _get(txn, db, key) + delta
+    txn.put(key, _I64.pack(value), db=db)
+    return value
+
+
+def period_of(at_ms: int) -> str:
+    return dt.datetime.fromtimestamp(at_ms / 1000, PERIOD_ZONE).strftime("%Y-%m")
+
+
+def add_points(txn: lmdb.Transaction, db: Any, actor: str, delta: int, reason: str, ref: str,
+               at_ms: int) -> int:
+    """Change an actor's balance inside ``txn``; earning also counts towards the
+    cumulative total and the month. Returns the new balance."""
+    a = actor.encode()
+    new = _bump(txn, db, b"b/" + a, delta)
+    if delta > 0:
+        _bump(txn, db, b"e/" + a, delta)
+        _bump(txn, db, f"m/{period_of(at_ms)}/".encode() + a, delta)
+    prefix = b"h/" + a + b"\0"
+    cur = txn.cursor(db=db)
+    # the last history key of this actor: step back from the first key past it
+    found = cur.prev() if cur.set_range(prefix + b"\xff" * 8) else cur.last()
+    last = bytes(cur.key()) if found else b""
+    seq = struct.unpack(">Q", last[len(prefix):])[0] + 1 if last.startswith(prefix) else 1
+    txn.put(prefix + struct.pack(">Q", seq),
+            json.dumps({"delta": delta, "balance": new, "reason": reason, "ref": ref, "at_ms": at_ms}).encode(),
+            db=db)
+    return new
+
+
+def balance(data: DataDir, actor: str) -> int:
+    with data.store.env.begin() as txn:
+        return _get(txn, data.store.db("points"), b"b/" + actor.encode())
+
+
+def earned(txn: lmdb.Transaction, db: Any, actor: str) -> int:
+    return _get(txn, db, b"e/" + actor.encode())
+
+
+def history(data: DataDir, actor: str, limit: int = 100) -> list[dict[str, Any]]:
+    prefix = b"h/" + actor.encode() + b"\0"
+    out = []
+    with data.store.env.begin() as txn:
+        cur = txn.cursor(db=data.store.db("points"))
+        if cur.set_range(prefix):
+            for k, v in cur:
+                if not bytes(k).startswith(prefix) or len(out) >= limit:
+                    break
+                out.append(json.loads(bytes(v)))
+    return out
+
+
+def leaderboard(data: DataDir, period: str, top: int = 10, actor: str | None = None) -> dict[str, Any]:
+    """The month's top ``top`` actors by points earned, and ``actor``'s own rank."""
+    if len(period) != 7 or period[4] != "-":
+        raise InvalidArgument(f"period: {period!r} is not YYYY-MM")
+    prefix = f"m/{period}/".encode()
+    rows = []
+    with data.store.env.begin() as txn:
+        cur = txn.cursor(db=data.store.db("points"))
+        if cur.set_range(prefix):
+            for k, v in cur:
+                if not bytes(k).startswith(prefix):
+                    break
+                rows.append((bytes(k)[len(prefix):].decode(), _I64.unpack(bytes(v))[0]))
+    rows.sort(key=lambda r: (-r[1], r[0]))   # ties: by actor id, so ranks are stable
+    result: dict[str, Any] = {"period": period, "top": [{"rank": i + 1, "actor": a, "points": p}
+                                                         for i, (a, p) in enumerate(rows[:top])]}
+    if actor is not None:
+        mine = next(((i + 1, p) for i, (a, p) in enumerate(rows) if a == actor), None)
+        result["actor"] = {"actor": actor, "rank": mine[0] if mine else None, "points": mine[1] if mine else 0,
+                           "of": len(rows)}
+    return result
+
+
+@dataclass(frozen=True)
+class Redemption:
+    request_id: str
+    actor: str
+    points: int
+    ok: bool
+    balance: int
+    reason: str | None   # "insufficient_points" when refused
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def redeem(data: DataDir, actor: str, points: int, request_id: str, note: str = "") -> Redemption:
+    """Spend points, in one transaction; refused (not raised) when the balance is
+    short, so a redemption can never overdraw. A retry with the same request id
+    returns the first result and spends nothing more."""
+    if points <= 0:
+        raise InvalidArgument(f"points: must be positive, not {points}")
+    if not request_id or len(request_id) > 128:
+        raise InvalidArgument("request_id: 1 to 128 characters")
+    db = data.store.db("points")
+    with data.store.env.begin(write=True) as txn:
+        done = txn.get(b"r/" + request_id.encode(), db=db)
+        if done is not None:
+            return Redemption(**json.loads(done))
+        have = _get(txn, db, b"b/" + actor.encode())
+        if have < points:
+            result = Redemption(request_id, actor, points, False, have, "insufficient_points")
+        else:
+            new = add_points(txn, db, actor, -points, "redeem", note or request_id, now_ms())
+            result = Redemption(request_id, actor, points, True, new, None)
+        txn.put(b"r/" + request_id.encode(), json.dumps(result.to_json()).encode(), db=db)
+    return result
