@@ -299,7 +299,7 @@ CASES: list[tuple[dict[str, Any], str, str]] = [
     ({"verdict_policy": {"counterfeit_can_win": True}}, "verdict_policy.counterfeit_can_win",
      "counterfeit and revoked codes never win"),
     ({"verdict_policy": {"diverted_can_win": 1}}, "verdict_policy.diverted_can_win", "true or false"),
-    ({"plugins": ["nocolon"]}, "plugins[0]", "package.module:attribute"),
+    ({"plugins": ["no colon"]}, "plugins[0]", "package.module:attribute"),
     ({"plugins": ["pkg.mod:"]}, "plugins[0]", "package.module:attribute"),
     ({"plugins": ["1pkg:f"]}, "plugins[0]", "package.module:attribute"),
     ({"plugins": ["a.b:c", "a.b:c"]}, "plugins[1]", "duplicates plugins[0]"),

@@ -78,7 +78,8 @@ _PERCENT_RE = re.compile(r"(\d{1,7})(?:\.(\d+))?%")
 _HHMM_RE = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
 _DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
-_PLUGIN_RE = re.compile(rf"{_DOTTED}:{_DOTTED}")
+# "package.module:attribute", or the name of an entry point in group scangate.rules
+_PLUGIN_RE = re.compile(rf"{_DOTTED}:{_DOTTED}|[A-Za-z0-9][A-Za-z0-9_.-]{{0,63}}")
 _MAX_LABEL = 128
 _MAX_NAME = 200
 
@@ -683,7 +684,8 @@ def _parse_campaign(doc: Any) -> Campaign:
     plugins = []
     for i, ref in enumerate(_array(t, "plugins")):
         if not isinstance(ref, str) or not _PLUGIN_RE.fullmatch(ref):
-            raise _Bad(f"plugins[{i}]", f"must be a \"package.module:attribute\" reference, got {_show(ref)}")
+            raise _Bad(f"plugins[{i}]", f"must be a \"package.module:attribute\" reference or an entry-point "
+                                        f"name, got {_show(ref)}")
         plugins.append(ref)
     _unique(plugins, "plugins")
 

@@ -36,6 +36,7 @@ from .campaigns import Campaign, Prize, campaign_from_json, load_campaign
 from .datadir import DataDir
 from .enums import CodeStatus
 from .errors import CorruptionError, InvalidArgument, NotFound
+from .plugins import RuleContext, RuleResult, run_plugins
 from .trace import _keys7, now_ms
 from .verdicts import Scan, Verdict, VerdictConfig, decide_verdicts
 
@@ -73,6 +74,8 @@ class NoReward(str, enum.Enum):
     TOTAL_CAP_REACHED = "RW-N9"
     BUDGET_EXHAUSTED = "RW-N10"
     LOST_DRAW = "RW-N11"
+    PLUGIN_VETO = "RW-N12"
+    PLUGIN_FAILED = "RW-N13"
 
 
 NO_REWARD_MESSAGES: dict[NoReward, tuple[str, str]] = {
@@ -87,6 +90,9 @@ NO_REWARD_MESSAGES: dict[NoReward, tuple[str, str]] = {
     NoReward.TOTAL_CAP_REACHED: ("您的领奖次数已达活动上限。", "You have reached this campaign's reward limit."),
     NoReward.BUDGET_EXHAUSTED: ("奖品已发完。", "All prizes have been given out."),
     NoReward.LOST_DRAW: ("很遗憾，未中奖，谢谢参与。", "No prize this time. Thank you for taking part."),
+    NoReward.PLUGIN_VETO: ("此次扫码不参与抽奖。", "This scan does not take part in the draw."),
+    NoReward.PLUGIN_FAILED: ("系统繁忙，本次未能参与抽奖，请稍后再扫。",
+                             "The draw is unavailable right now; please scan again later."),
 }
 
 
@@ -102,6 +108,7 @@ class ScanRequest:
     lat: float | None = None
     lon: float | None = None
     time_ms: int | None = None
+    actor_tags: tuple[str, ...] = ()   # from the upstream app (member, vip...), for rule plugins
 
 
 @dataclass(frozen=True)
@@ -369,6 +376,22 @@ def _decide_one(state: _State, campaigns: list[tuple[Campaign, bytes]], r: ScanR
     message, mac = _draw(secret, campaign.id, serial, r.actor, time_ms)
     roll = int.from_bytes(mac[:8], "big") % PPM
     odds = campaign.odds_at(when)
+    rule = RuleResult()
+    if campaign.plugins:
+        ctx = RuleContext(campaign.id, r.code, serial, line.sku, line.batch, line.level.label, verdict_json,
+                          r.actor, r.actor_type, tuple(r.actor_tags),
+                          {"scan_number": n, "awards_today": d_count, "awards_total": t_count}, time_ms,
+                          when.astimezone(campaign.zone), verdict_json.get("region"), None, odds)
+        rule, failures = run_plugins(campaign.plugins, ctx)
+        if rule.odds_ppm is not None and not 0 <= rule.odds_ppm <= PPM:
+            failures.append(("odds", f"odds_ppm {rule.odds_ppm} outside 0..{PPM}"))
+        if failures or rule.veto:
+            for ref, _why in failures:
+                state.add_pair(state.counters, f"pf/{campaign.id}/{ref}".encode(), 1, 0)
+            state.txn.put(n_key, _PAIR.pack(n - 1, 0), db=state.counters)   # not a used scan
+            return no(NoReward.PLUGIN_FAILED if failures else NoReward.PLUGIN_VETO, campaign)
+        if rule.odds_ppm is not None:
+            odds = rule.odds_ppm
     if campaign.first_scan_always_wins and n == 1:
         how = "first_scan"
     elif n in campaign.win_on_nth_scan:
@@ -381,6 +404,10 @@ def _decide_one(state: _State, campaigns: list[tuple[Campaign, bytes]], r: ScanR
         prize = _pick_prize([p for p in campaign.winning_prizes if _budget_left(state, campaign, p)], mac)
         if prize is None:
             reason = NoReward.BUDGET_EXHAUSTED
+    if prize is not None and rule.prize_id is not None and rule.prize_id != prize.id:
+        wanted = next((p for p in campaign.prizes if p.id == rule.prize_id), None)
+        if wanted is not None and _budget_left(state, campaign, wanted):
+            prize = wanted     # a plugin's prize, still within the campaign's budgets
     if prize is None and campaign.consolation is not None:
         consolation = campaign.prize(campaign.consolation)
         if _budget_left(state, campaign, consolation):
@@ -407,6 +434,8 @@ def _decide_one(state: _State, campaigns: list[tuple[Campaign, bytes]], r: ScanR
             else None
         if tier is not None:
             points = points * tier.multiplier_pct // 100
+        if rule.points_multiplier_pct is not None:
+            points = points * max(rule.points_multiplier_pct, 0) // 100
         points_mod.add_points(state.txn, state.points, r.actor, points, "award", f"ledger:{seq}", time_ms)
     payout_key = None
     if prize is not None:
