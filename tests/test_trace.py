@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 import scangate
 from scangate import _core, ingest
@@ -22,6 +21,10 @@ try:
     from gs1_fixtures import FIXTURES, needs_fixtures, require_fixtures
 except ImportError:  # run as the tests package
     from tests.gs1_fixtures import FIXTURES, needs_fixtures, require_fixtures
+try:
+    import forgery
+except ImportError:  # run as the tests package
+    from tests import forgery
 FIXTURE_NAMES = sorted(p.name for p in FIXTURES.glob("*.jsonld")) if FIXTURES.is_dir() else []
 ALPHABET = _core.ALPHABET.decode() if isinstance(_core.ALPHABET, bytes) else str(_core.ALPHABET)
 TRACE_DBS = (b"links", b"children", b"dealers", b"shipped", b"ship_log")
@@ -36,22 +39,12 @@ def typo(code: str, pos: int = 10) -> str:
 
 def counterfeit(n: int, version: int = 1, seed: int = 7) -> list[str]:
     """Well-formed texts (check symbol right) of random blocks: they do not authenticate."""
-    blocks = np.random.default_rng(seed).integers(0, 256, (n, 16), dtype=np.uint8)
-    out = np.zeros((n, _core.CODE_LEN), np.uint8)
-    _core.encode_text(blocks, version, out)
-    return [bytes(r).decode() for r in out]
+    return forgery.random_code_texts(n, version, seed)
 
 
 def forge(dd: scangate.DataDir, serials: list[int], level: int = 1) -> list[str]:
     """Authentic codes (made with the real key) for serials that may never have been issued."""
-    key = dd.keys.current
-    plain = np.zeros((len(serials), 16), np.uint8)
-    _core.pack_serials(np.array(serials, np.uint64), np.full(len(serials), level, np.uint8), plain)
-    enc = Cipher(algorithms.AES(key.key), modes.ECB()).encryptor()
-    blocks = np.frombuffer(enc.update(plain.tobytes()) + enc.finalize(), np.uint8).reshape(-1, 16).copy()
-    out = np.zeros((len(serials), _core.CODE_LEN), np.uint8)
-    _core.encode_text(blocks, key.version, out)
-    return [bytes(r).decode() for r in out]
+    return forgery.forge(dd.keys.current, serials, [level] * len(serials))
 
 
 def db_entries(dd: scangate.DataDir) -> dict[str, int]:

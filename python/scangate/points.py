@@ -17,6 +17,7 @@ or redeem's own), so points, ledger and budgets always agree.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import struct
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ import lmdb
 
 from .datadir import DataDir
 from .errors import InvalidArgument
+from .store import iter_prefix
 from .trace import now_ms
 
 __all__ = ["add_points", "balance", "earned", "history", "leaderboard", "redeem", "Redemption", "PERIOD_ZONE"]
@@ -81,31 +83,18 @@ def earned(txn: lmdb.Transaction, db: Any, actor: str) -> int:
 
 
 def history(data: DataDir, actor: str, limit: int = 100) -> list[dict[str, Any]]:
-    prefix = b"h/" + actor.encode() + b"\0"
-    out = []
     with data.store.env.begin() as txn:
-        cur = txn.cursor(db=data.store.db("points"))
-        if cur.set_range(prefix):
-            for k, v in cur:
-                if not bytes(k).startswith(prefix) or len(out) >= limit:
-                    break
-                out.append(json.loads(bytes(v)))
-    return out
+        rows = iter_prefix(txn, data.store.db("points"), b"h/" + actor.encode() + b"\0")
+        return [json.loads(v) for _, v in itertools.islice(rows, limit)]
 
 
 def leaderboard(data: DataDir, period: str, top: int = 10, actor: str | None = None) -> dict[str, Any]:
     """The month's top ``top`` actors by points earned, and ``actor``'s own rank."""
     if len(period) != 7 or period[4] != "-":
         raise InvalidArgument(f"period: {period!r} is not YYYY-MM")
-    prefix = f"m/{period}/".encode()
-    rows = []
     with data.store.env.begin() as txn:
-        cur = txn.cursor(db=data.store.db("points"))
-        if cur.set_range(prefix):
-            for k, v in cur:
-                if not bytes(k).startswith(prefix):
-                    break
-                rows.append((bytes(k)[len(prefix):].decode(), _I64.unpack(bytes(v))[0]))
+        rows = [(k.decode(), _I64.unpack(v)[0])
+                for k, v in iter_prefix(txn, data.store.db("points"), f"m/{period}/".encode())]
     rows.sort(key=lambda r: (-r[1], r[0]))   # ties: by actor id, so ranks are stable
     result: dict[str, Any] = {"period": period, "top": [{"rank": i + 1, "actor": a, "points": p}
                                                          for i, (a, p) in enumerate(rows[:top])]}

@@ -37,6 +37,7 @@ from .datadir import DataDir
 from .enums import CodeStatus
 from .errors import CorruptionError, InvalidArgument, NotFound
 from .plugins import RuleContext, RuleResult, run_plugins
+from .store import iter_prefix
 from .trace import _keys7, now_ms
 from .verdicts import Scan, Verdict, VerdictConfig, decide_verdicts
 
@@ -194,14 +195,7 @@ def get_campaign(data: DataDir, campaign_id: str, txn: lmdb.Transaction | None =
 
 def list_campaigns(data: DataDir) -> list[dict[str, Any]]:
     with data.store.env.begin() as txn:
-        cur = txn.cursor(db=data.store.db("campaigns"))
-        out = []
-        if cur.set_range(b"c/"):
-            for k, v in cur:
-                if not bytes(k).startswith(b"c/"):
-                    break
-                out.append(json.loads(bytes(v)))
-        return out
+        return [json.loads(v) for _, v in iter_prefix(txn, data.store.db("campaigns"), b"c/")]
 
 
 def set_campaign_status(data: DataDir, campaign_id: str, status: str) -> None:
@@ -311,14 +305,7 @@ def decide_scans(data: DataDir, requests: Sequence[ScanRequest],
 
 
 def _records(txn: lmdb.Transaction, state: _State) -> list[dict[str, Any]]:
-    cur = txn.cursor(db=state.campaigns)
-    out = []
-    if cur.set_range(b"c/"):
-        for k, v in cur:
-            if not bytes(k).startswith(b"c/"):
-                break
-            out.append(json.loads(bytes(v)))
-    return sorted(out, key=lambda rec: rec["campaign"]["id"])
+    return [json.loads(v) for _, v in iter_prefix(txn, state.campaigns, b"c/")]   # in id order
 
 
 def _decide_one(state: _State, campaigns: list[tuple[Campaign, bytes]], r: ScanRequest, time_ms: int,
@@ -468,17 +455,9 @@ def _decide_one(state: _State, campaigns: list[tuple[Campaign, bytes]], r: ScanR
 
 def budgets_used(data: DataDir, campaign_id: str) -> dict[str, dict[str, int]]:
     """Awards and fen used per prize of a campaign."""
-    prefix = f"{campaign_id}/".encode()
-    out = {}
     with data.store.env.begin() as txn:
-        cur = txn.cursor(db=data.store.db("budgets"))
-        if cur.set_range(prefix):
-            for k, v in cur:
-                if not bytes(k).startswith(prefix):
-                    break
-                count, amount = _PAIR.unpack(bytes(v))
-                out[bytes(k)[len(prefix):].decode()] = {"count": count, "amount_fen": amount}
-    return out
+        return {k.decode(): dict(zip(("count", "amount_fen"), _PAIR.unpack(v)))
+                for k, v in iter_prefix(txn, data.store.db("budgets"), f"{campaign_id}/".encode())}
 
 
 # ---------------------------------------------------------------------- audit

@@ -16,6 +16,7 @@ import struct
 import threading
 import time
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from ._core import MAX_SERIAL
 from .enums import Level
 from .errors import CorruptionError, InvalidArgument, NotFound
 
-__all__ = ["Store", "ProductLine", "IssuedRange", "RangeTable", "DEFAULT_MAP_SIZE"]
+__all__ = ["iter_prefix", "Store", "ProductLine", "IssuedRange", "RangeTable", "DEFAULT_MAP_SIZE"]
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +142,19 @@ def _check_gtin(gtin: str) -> str:
     if (10 - total % 10) % 10 != digits[13]:
         raise InvalidArgument(f"gtin: {gtin!r} has a wrong check digit")
     return gtin.zfill(14)
+
+
+def iter_prefix(txn: lmdb.Transaction, db: Any, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """(key without the prefix, value) of every record whose key starts with
+    ``prefix``, in key order: the one range scan the stores share."""
+    cur = txn.cursor(db=db)
+    if not cur.set_range(prefix):
+        return
+    for key, value in cur:
+        key = bytes(key)
+        if not key.startswith(prefix):
+            return
+        yield key[len(prefix):], bytes(value)
 
 
 class Store:

@@ -31,7 +31,7 @@ import lmdb
 import numpy as np
 
 from .errors import CorruptionError, InvalidArgument, NotFound
-from .store import Store
+from .store import Store, iter_prefix
 
 __all__ = [
     "ADD",
@@ -381,17 +381,10 @@ class TraceStore:
         return out
 
     def shipment_history(self, serial: int) -> list[Shipment]:
-        prefix = _keys7(np.array([serial], np.uint64))
-        out = []
         with self.env.begin() as txn:
-            cur = txn.cursor(db=self.ship_log_db)
-            if cur.set_range(prefix):
-                for k, v in cur:
-                    if not bytes(k).startswith(prefix):
-                        break
-                    d = json.loads(bytes(v))
-                    out.append(Shipment(d["unit"], d["dealer_id"], d["shipped_at_ms"], d["shipment_id"]))
-        return out
+            rows = iter_prefix(txn, self.ship_log_db, _keys7(np.array([serial], np.uint64)))
+            return [Shipment(d["unit"], d["dealer_id"], d["shipped_at_ms"], d["shipment_id"])
+                    for d in (json.loads(v) for _, v in rows)]
 
     # ------------------------------------------------------------------ trace
     def trace(self, serials: np.ndarray) -> list[TraceChain]:
