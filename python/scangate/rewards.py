@@ -33,7 +33,7 @@ import numpy as np
 
 from . import points as points_mod
 from .campaigns import Campaign, Prize, campaign_from_json, load_campaign
-from .datadir import DataDir
+from .datadir import DataDir, VerifyResult
 from .enums import CodeStatus
 from .errors import CorruptionError, InvalidArgument, NotFound
 from .plugins import RuleContext, RuleResult, run_plugins
@@ -289,7 +289,9 @@ def decide_scans(data: DataDir, requests: Sequence[ScanRequest],
         scans = [Scan(requests[i].code, requests[i].actor, requests[i].actor_type, requests[i].region,
                       requests[i].lat, requests[i].lon,
                       requests[i].time_ms if requests[i].time_ms is not None else now_ms()) for i in fresh]
-        verdicts = decide_verdicts(data, scans, verdict_config, txn=txn) if scans else []
+        fresh_checks = VerifyResult(*(a[fresh] for a in (checks.status, checks.key_version, checks.serial,
+                                                         checks.level, checks.line_id)), checks.lines)
+        verdicts = decide_verdicts(data, scans, verdict_config, txn=txn, checks=fresh_checks) if scans else []
         for i, scan, v in zip(fresh, scans, verdicts):
             r = requests[i]
             line = checks[i].line if checks.status[i] == CodeStatus.GENUINE else None

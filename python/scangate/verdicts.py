@@ -29,7 +29,7 @@ import numpy as np
 import xxhash
 
 from . import geo
-from .datadir import DataDir
+from .datadir import DataDir, VerifyResult
 from .enums import CodeStatus
 from .errors import InvalidArgument
 from .trace import TraceStore, _keys7, now_ms
@@ -297,13 +297,16 @@ def _resolve_regions(scans: Sequence[Scan]) -> tuple[list[int | None], list[str]
 
 
 def decide_verdicts(data: DataDir, scans: Sequence[Scan], config: VerdictConfig | None = None,
-                    txn: lmdb.Transaction | None = None) -> list[ScanVerdict]:
+                    txn: lmdb.Transaction | None = None, checks: VerifyResult | None = None
+                    ) -> list[ScanVerdict]:
     """Decide a batch of scans and record the genuine ones, in one transaction:
     ``txn`` when given (the caller commits: rewards join the same transaction),
-    else one of its own, committed before returning."""
+    else one of its own, committed before returning. ``checks``: the scans' codes
+    already verified by the caller (``data.verify_codes``), so they are not
+    verified twice."""
     if txn is None:
         with data.store.env.begin(write=True) as own:
-            return decide_verdicts(data, scans, config, own)
+            return decide_verdicts(data, scans, config, own, checks)
     config = config or VerdictConfig()
     for i, s in enumerate(scans):
         if s.region is not None and not (100000 <= s.region <= 999999):
@@ -312,7 +315,10 @@ def decide_verdicts(data: DataDir, scans: Sequence[Scan], config: VerdictConfig 
             raise InvalidArgument(f"scans[{i}]: give both lat and lon, or neither")
         if not s.actor:
             raise InvalidArgument(f"scans[{i}].actor: must not be empty")
-    checks = data.verify_codes([s.code for s in scans])
+    if checks is None:
+        checks = data.verify_codes([s.code for s in scans])
+    elif len(checks) != len(scans):
+        raise InvalidArgument(f"checks: {len(checks)} results for {len(scans)} scans")
     regions, sources, lat, lon = _resolve_regions(scans)
     trace = TraceStore(data.store)
     genuine = np.flatnonzero(checks.status == CodeStatus.GENUINE)
