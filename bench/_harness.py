@@ -8,6 +8,7 @@ import gc
 import json
 import os
 import platform
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -142,3 +143,20 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
 
 def print_json(obj: dict[str, Any]) -> None:
     print(json.dumps(obj, indent=2, sort_keys=False))
+
+
+def run_benchmark(name: str, args: Any, measure: Callable[[Callable[[str], None]], dict[str, Any]],
+                  print_report: Callable[[dict[str, Any]], None]) -> int:
+    """The driver every benchmark shares: pin to one core, measure (progress on
+    stderr), then print the report as tables or, with --json, one JSON object."""
+    pinned = pin_to_one_core()
+
+    def progress(stage: str) -> None:
+        print(f"measuring {stage} ...", file=sys.stderr, flush=True)
+
+    report = {"benchmark": name, "machine": machine_info(pinned), **measure(progress)}
+    if args.json:
+        print_json(report)
+    else:
+        print_report(report)
+    return 0

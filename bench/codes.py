@@ -48,7 +48,6 @@ import base64
 import os
 import random
 import struct
-import sys
 import tempfile
 from bisect import bisect_right
 from collections.abc import Callable
@@ -378,12 +377,5 @@ def print_report(report: dict[str, Any]) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.n < 1 or args.repeat < 1 or args.naive_n < 1:
         raise SystemExit("--n, --repeat and --naive-n must be at least 1")
-    pinned = _harness.pin_to_one_core()
-    progress = lambda s: print(f"measuring {s} ...", file=sys.stderr, flush=True)  # noqa: E731
-    report = {"benchmark": "codes", "machine": _harness.machine_info(pinned),
-              **measure(args.n, args.naive_n, args.repeat, args.seed, progress)}
-    if args.json:
-        _harness.print_json(report)
-    else:
-        print_report(report)
-    return 0
+    return _harness.run_benchmark(
+        "codes", args, lambda progress: measure(args.n, args.naive_n, args.repeat, args.seed, progress), print_report)

@@ -23,7 +23,6 @@ import datetime as dt
 import os
 import shutil
 import struct
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -130,16 +129,7 @@ def measure(n: int, batch: int, repeat: int, progress: Callable[[str], None]) ->
             "targets": [{"name": "decisions vs raw LMDB", "measured": ratio, "required": 0.4, "pass": ratio >= 0.4}]}
 
 
-def run(args: argparse.Namespace) -> int:
-    if args.n < 1 or args.batch < 1:
-        raise SystemExit("--n and --batch must be at least 1")
-    pinned = _harness.pin_to_one_core()
-    progress = lambda s: print(f"measuring {s} ...", file=sys.stderr, flush=True)  # noqa: E731
-    report = {"benchmark": "rewards", "machine": _harness.machine_info(pinned),
-              **measure(args.n, args.batch, args.repeat, progress)}
-    if args.json:
-        _harness.print_json(report)
-        return 0
+def print_report(report: dict[str, Any]) -> None:
     _harness.print_machine_info(report["machine"])
     p, f = report["params"], report["figures"]
     print(f"N = {p['n']:_} scans, {p['batch']} per committed transaction\n")
@@ -153,4 +143,10 @@ def run(args: argparse.Namespace) -> int:
     print()
     t = report["targets"][0]
     print(f"{t['name']}: {t['measured']:.3f}x (required >= {t['required']}x): {'PASS' if t['pass'] else 'FAIL'}")
-    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.n < 1 or args.batch < 1:
+        raise SystemExit("--n and --batch must be at least 1")
+    return _harness.run_benchmark("rewards", args, lambda progress: measure(args.n, args.batch, args.repeat, progress),
+                                  print_report)

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -202,14 +201,8 @@ def print_report(report: dict[str, Any]) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.n < CASE_SIZE * PALLET_SIZE or args.repeat < 1:
         raise SystemExit(f"--n must be at least {CASE_SIZE * PALLET_SIZE} and --repeat at least 1")
-    pinned = _harness.pin_to_one_core()
-    progress = lambda s: print(f"measuring {s} ...", file=sys.stderr, flush=True)  # noqa: E731
-    report = {"benchmark": "trace", "machine": _harness.machine_info(pinned), **measure(args.n, args.repeat, progress)}
-    if args.json:
-        _harness.print_json(report)
-    else:
-        print_report(report)
-    return 0
+    return _harness.run_benchmark("trace", args, lambda progress: measure(args.n, args.repeat, progress),
+                                  print_report)
 
 
 
