@@ -1,0 +1,150 @@
+"""Conversions between the package's types and the ``scangate.v1`` messages.
+
+One place for both directions, so the server and the client agree by
+construction: the server turns a ``Decision`` into a ``ScanDecision`` message and
+the client turns it back (tests/test_wire.py checks the round trip).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf import json_format, struct_pb2
+
+from .enums import CodeStatus, Level
+from .rewards import Award, Decision, NoReward, ScanRequest
+from .verdicts import Reason, Verdict
+from .v1 import common_pb2 as common
+from .v1 import scan_pb2 as scan_pb
+
+__all__ = ["decision_to_proto", "decision_from_proto", "scan_request_to_proto", "scan_request_from_proto",
+           "enum_to_proto", "enum_from_proto", "struct_to_dict"]
+
+# package enum -> (proto enum, value prefix). Members map by name: Verdict.DIVERTED
+# <-> VERDICT_DIVERTED; tests/test_wire.py checks that every member has its value.
+_ENUMS: dict[type, tuple[Any, str]] = {
+    Verdict: (common.Verdict, "VERDICT_"),
+    Reason: (common.VerdictReason, "VERDICT_REASON_"),
+    NoReward: (common.NoRewardReason, "NO_REWARD_REASON_"),
+    CodeStatus: (common.CodeStatus, "CODE_STATUS_"),
+    Level: (common.Level, "LEVEL_"),
+}
+
+
+def enum_to_proto(member: Any) -> int:
+    proto_enum, prefix = _ENUMS[type(member)]
+    return int(proto_enum.Value(prefix + member.name))
+
+
+def enum_from_proto(kind: type, value: int) -> Any:
+    proto_enum, prefix = _ENUMS[kind]
+    return kind[proto_enum.Name(value)[len(prefix):]]
+
+
+def _by_value(kind: type, value: str) -> Any:
+    return kind(value) if not issubclass(kind, int) else kind[value.upper()]
+
+
+_ACTOR_TYPES = {"consumer": common.ACTOR_TYPE_CONSUMER, "store": common.ACTOR_TYPE_STORE}
+_ACTOR_NAMES = {common.ACTOR_TYPE_UNSPECIFIED: "consumer", common.ACTOR_TYPE_CONSUMER: "consumer",
+                common.ACTOR_TYPE_STORE: "store"}
+
+
+def scan_request_to_proto(r: ScanRequest) -> scan_pb.ScanRequest:
+    if r.actor_type not in _ACTOR_TYPES:
+        raise ValueError(f"actor_type: {r.actor_type!r} is not consumer or store")
+    msg = scan_pb.ScanRequest(request_id=r.request_id, code=r.code, actor=r.actor,
+                              actor_type=_ACTOR_TYPES[r.actor_type], region=r.region or 0,
+                              time_ms=r.time_ms or 0, actor_tags=list(r.actor_tags))
+    if r.lat is not None:
+        msg.lat = r.lat
+    if r.lon is not None:
+        msg.lon = r.lon
+    return msg
+
+
+def scan_request_from_proto(m: scan_pb.ScanRequest) -> ScanRequest:
+    """The request as ``decide_scans`` takes it; ``actor_type`` is checked by the caller."""
+    return ScanRequest(
+        request_id=m.request_id, code=m.code, actor=m.actor,
+        actor_type=_ACTOR_NAMES.get(m.actor_type, f"<{m.actor_type}>"),
+        region=m.region or None, lat=m.lat if m.HasField("lat") else None,
+        lon=m.lon if m.HasField("lon") else None, time_ms=m.time_ms or None, actor_tags=tuple(m.actor_tags))
+
+
+def _text(d: dict[str, str]) -> common.LocalizedText:
+    return common.LocalizedText(zh_cn=d.get("zh-CN", ""), en=d.get("en", ""))
+
+
+def _untext(t: common.LocalizedText) -> dict[str, str]:
+    return {"zh-CN": t.zh_cn, "en": t.en}
+
+
+def decision_to_proto(d: Decision) -> scan_pb.ScanDecision:
+    v = d.verdict
+    reasons = [Reason(code) for code in v["reasons"]]
+    info = scan_pb.VerdictInfo(
+        verdict=enum_to_proto(Verdict[v["verdict"].upper()]),
+        reasons=[enum_to_proto(r) for r in reasons], reason_codes=v["reasons"],
+        code_status=enum_to_proto(CodeStatus[v["code_status"].upper()]),
+        region=v["region"] or 0, region_source=v["region_source"], clone_score=v["clone_score"],
+        scan_count=v["scan_count"], message=_text(v["message"]))
+    if v["first_scan"]:
+        f = v["first_scan"]
+        info.first_scan.CopyFrom(scan_pb.FirstScan(time_ms=f.get("time_ms") or 0, region=f.get("region") or 0,
+                                                   actor=f.get("actor") or ""))
+    if v["evidence"]:
+        info.evidence.update(v["evidence"])
+    msg = scan_pb.ScanDecision(request_id=d.request_id, verdict=info, campaign_id=d.campaign_id or "",
+                               message=_text(d.message))
+    if d.award is not None:
+        a = d.award
+        msg.award.CopyFrom(scan_pb.Award(campaign_id=a.campaign_id, prize_id=a.prize_id, kind=a.kind,
+                                         amount_fen=a.amount_fen, points=a.points, how=a.how,
+                                         ledger_seq=a.ledger_seq, payout_key=a.payout_key or ""))
+    if d.no_reward is not None:
+        msg.no_reward = enum_to_proto(d.no_reward)
+        msg.no_reward_code = d.no_reward.value
+    return msg
+
+
+def _plain(value: Any) -> Any:
+    """Struct numbers are doubles: give whole numbers back as int."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _plain(x) for k, x in value.items()}
+    if isinstance(value, list):
+        return [_plain(x) for x in value]
+    return value
+
+
+def struct_to_dict(s: struct_pb2.Struct) -> dict[str, Any]:
+    return _plain(json_format.MessageToDict(s))  # type: ignore[no-any-return]
+
+
+def decision_from_proto(m: scan_pb.ScanDecision) -> Decision:
+    v = m.verdict
+    first = None
+    if v.HasField("first_scan"):
+        first = {"time_ms": v.first_scan.time_ms, "region": v.first_scan.region or None,
+                 "actor": v.first_scan.actor or None}
+    verdict = {
+        "verdict": enum_from_proto(Verdict, v.verdict).label,
+        "message": _untext(v.message),
+        "reasons": [enum_from_proto(Reason, r).value for r in v.reasons],
+        "code_status": enum_from_proto(CodeStatus, v.code_status).label,
+        "region": v.region or None,
+        "region_source": v.region_source,
+        "clone_score": v.clone_score,
+        "first_scan": first,
+        "scan_count": v.scan_count,
+        "evidence": struct_to_dict(v.evidence),
+    }
+    award = None
+    if m.HasField("award"):
+        a = m.award
+        award = Award(a.campaign_id, a.prize_id, a.kind, a.amount_fen, a.points, a.how, a.ledger_seq,
+                      a.payout_key or None)
+    no_reward = enum_from_proto(NoReward, m.no_reward) if m.no_reward else None
+    return Decision(m.request_id, verdict, award, no_reward, m.campaign_id or None)

@@ -1,0 +1,125 @@
+"""Token authentication with roles.
+
+Tokens live in a TOML file (default ``DATA/tokens.toml``), one table per client,
+holding only the SHA-256 of the token, so the file leaks no credential:
+
+    [[tokens]]
+    name = "wechat-mini-program"
+    role = "scanner"
+    sha256 = "9f86d0..."
+
+``scangate tokens add NAME --role ROLE`` makes a token, prints it once and stores
+its hash. A client sends ``authorization: Bearer <token>`` metadata. Roles:
+
+    scanner   scan, trace, verify, points: upstream consumer and store apps
+    line      issue codes, verify, upload links, shipments and EPCIS: packaging lines
+    admin     everything, including campaigns, dealers, redemptions and payouts
+
+With no tokens configured the server runs open (and says so in its log); set
+``server.require_auth = true`` to refuse that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from scangate.errors import InvalidArgument
+
+__all__ = ["ROLES", "Principal", "TokenTable", "add_token", "allowed"]
+
+ROLES = ("scanner", "line", "admin")
+_S = "/scangate.v1."
+# method -> roles besides admin that may call it
+_ACCESS: dict[str, tuple[str, ...]] = {
+    _S + "ScanService/Scan": ("scanner",),
+    _S + "ScanService/ScanStream": ("scanner",),
+    _S + "TraceService/Trace": ("scanner", "line"),
+    _S + "CodeService/VerifyCodes": ("scanner", "line"),
+    _S + "PointsService/GetPoints": ("scanner",),
+    _S + "PointsService/Leaderboard": ("scanner",),
+    _S + "CodeService/IssueCodes": ("line",),
+    _S + "TraceService/UploadLinks": ("line",),
+    _S + "TraceService/UploadShipments": ("line",),
+    _S + "TraceService/UploadEpcis": ("line",),
+}
+# open to anyone: load-balancer health checks and schema discovery (the API is public)
+PUBLIC_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
+
+
+def allowed(role: str, method: str) -> bool:
+    return role == "admin" or role in _ACCESS.get(method, ())
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str
+    role: str
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class TokenTable:
+    def __init__(self, entries: dict[str, Principal]):
+        self._by_digest = entries
+
+    def __len__(self) -> int:
+        return len(self._by_digest)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> TokenTable:
+        """Read a tokens file; InvalidArgument names the entry and field that is wrong."""
+        p = Path(path)
+        try:
+            doc = tomllib.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise InvalidArgument(f"tokens_file: no file {p}") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise InvalidArgument(f"tokens_file: {p}: {exc}") from None
+        entries: dict[str, Principal] = {}
+        for i, t in enumerate(doc.get("tokens", [])):
+            where = f"{p}: tokens[{i}]"
+            if not isinstance(t, dict):
+                raise InvalidArgument(f"{where}: must be a table")
+            name, role, digest = t.get("name"), t.get("role"), t.get("sha256")
+            if not isinstance(name, str) or not name:
+                raise InvalidArgument(f"{where}.name: must be a non-empty string")
+            if role not in ROLES:
+                raise InvalidArgument(f"{where}.role: {role!r} is not one of {', '.join(ROLES)}")
+            if not isinstance(digest, str) or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+                raise InvalidArgument(f"{where}.sha256: must be 64 lower-case hex digits")
+            entries[digest] = Principal(name, role)
+        return cls(entries)
+
+    def identify(self, token: str) -> Principal | None:
+        digest = _digest(token)
+        for known, who in self._by_digest.items():     # constant time per entry
+            if hmac.compare_digest(known, digest):
+                return who
+        return None
+
+
+def add_token(path: str | os.PathLike[str], name: str, role: str) -> str:
+    """Make a token for ``name``, append its hash to the tokens file (created
+    0600), and return the token: the only time it is ever shown."""
+    if role not in ROLES:
+        raise InvalidArgument(f"role: {role!r} is not one of {', '.join(ROLES)}")
+    if not name or any(c in name for c in '"\\\n'):
+        raise InvalidArgument("name: must be non-empty, without quotes, backslashes or newlines")
+    p = Path(path)
+    if p.exists():
+        TokenTable.load(p)          # refuse to append to a broken file
+    token = "sg_" + secrets.token_urlsafe(32)
+    fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "a", encoding="utf-8") as f:
+        f.write(f'\n[[tokens]]\nname = "{name}"\nrole = "{role}"\nsha256 = "{_digest(token)}"\n')
+        f.flush()
+        os.fsync(f.fileno())
+    return token

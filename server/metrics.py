@@ -1,0 +1,27 @@
+"""Prometheus metrics, shared by every worker process.
+
+The supervisor points ``PROMETHEUS_MULTIPROC_DIR`` at a fresh directory before the
+workers start; each worker's metrics go to files there and the supervisor's HTTP
+endpoint (``server.metrics_port``, path /metrics) adds them up, so one scrape sees
+the whole server however many workers it has.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+__all__ = ["REQUESTS", "LATENCY", "VERDICTS", "REASONS", "NO_REWARD", "AWARDS", "COMMIT_BATCH",
+           "COMMIT_SECONDS", "REFUSED"]
+
+REQUESTS = Counter("scangate_requests", "gRPC requests by method and status code", ["method", "code"])
+LATENCY = Histogram("scangate_request_seconds", "gRPC request latency by method", ["method"],
+                    buckets=(.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5, 10))
+VERDICTS = Counter("scangate_verdicts", "scan verdicts", ["verdict"])
+REASONS = Counter("scangate_verdict_reasons", "scan verdict reason codes", ["reason"])
+NO_REWARD = Counter("scangate_no_reward", "scans that won nothing, by reason code", ["reason"])
+AWARDS = Counter("scangate_awards", "rewards granted, by kind", ["kind"])
+COMMIT_BATCH = Histogram("scangate_commit_batch_size", "scans per group commit",
+                         buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024))
+COMMIT_SECONDS = Histogram("scangate_commit_seconds", "time to decide and commit one group",
+                           buckets=(.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1))
+REFUSED = Counter("scangate_rate_limited", "requests refused by a rate limit", ["limit"])

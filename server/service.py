@@ -1,0 +1,622 @@
+"""One worker: the ``scangate.v1`` servicers on a ``grpc.aio`` server.
+
+The servicers translate messages to the package's calls and back; they know
+nothing of how codes are encrypted or stored. Blocking work runs off the event
+loop: scans go to the worker's ``GroupCommitWriter``; uploads, issuance and reads
+run in the default thread pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from google.protobuf import json_format
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+from grpc_reflection.v1alpha import reflection
+from grpc_status import rpc_status
+
+from scangate import ingest, payouts, points, rewards
+from scangate.config import Config
+from scangate.datadir import DataDir
+from scangate.enums import CodeStatus, Level
+from scangate.errors import BatchRejected, CorruptionError, InvalidArgument, NotFound, ScangateError
+from scangate.rewards import Decision, ScanRequest
+from scangate.trace import Dealer, TraceStore, check_dealer_id, check_territory
+from scangate.v1 import campaigns_pb2 as camp_pb
+from scangate.v1 import campaigns_pb2_grpc
+from scangate.v1 import codes_pb2 as codes_pb
+from scangate.v1 import codes_pb2_grpc
+from scangate.v1 import common_pb2 as common
+from scangate.v1 import points_pb2 as points_pb
+from scangate.v1 import points_pb2_grpc
+from scangate.v1 import scan_pb2 as scan_pb
+from scangate.v1 import scan_pb2_grpc
+from scangate.v1 import trace_pb2 as trace_pb
+from scangate.v1 import trace_pb2_grpc
+from scangate.verdicts import Verdict
+from scangate.wire import decision_to_proto, enum_to_proto, scan_request_from_proto
+
+from . import metrics
+from .auth import PUBLIC_PREFIXES, Principal, TokenTable, allowed
+from .limits import RateLimiter
+from .writer import DeadlineExpired, GroupCommitWriter, WriterClosed
+
+log = logging.getLogger("scangate.server")
+
+SERVICE_NAMES = tuple(
+    f"scangate.v1.{name}" for name in
+    ("ScanService", "CodeService", "TraceService", "CampaignService", "PointsService", "PayoutService"))
+MAX_SCAN_BATCH = 1000
+MAX_ISSUE = 100_000_000
+
+
+# ---------------------------------------------------------------------- errors
+class RequestError(Exception):
+    """A request the server refuses, with its gRPC status and field violations."""
+
+    def __init__(self, code: grpc.StatusCode, message: str, violations: Iterable[tuple[str, str]] = ()):
+        super().__init__(message)
+        self.code, self.message, self.violations = code, message, list(violations)
+
+    def status(self) -> grpc.Status:
+        st = status_pb2.Status(code=self.code.value[0], message=self.message)
+        if self.violations:
+            detail = error_details_pb2.BadRequest(field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(field=f, description=d) for f, d in self.violations])
+            st.details.add().Pack(detail)
+        return rpc_status.to_status(st)
+
+
+def bad(field: str, why: str) -> RequestError:
+    return RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"{field}: {why}", [(field, why)])
+
+
+def _split_field(message: str) -> tuple[str, str]:
+    """InvalidArgument messages read 'field: why' by convention."""
+    head, sep, tail = message.partition(": ")
+    return (head, tail) if sep and " " not in head else ("request", message)
+
+
+def to_request_error(exc: BaseException) -> RequestError:
+    if isinstance(exc, RequestError):
+        return exc
+    if isinstance(exc, BatchRejected):
+        violations = [(f"{p.where}.{p.field}" if p.field else p.where, p.message) for p in exc.problems]
+        return RequestError(grpc.StatusCode.INVALID_ARGUMENT, str(exc).splitlines()[0], violations)
+    if isinstance(exc, InvalidArgument):
+        return RequestError(grpc.StatusCode.INVALID_ARGUMENT, str(exc), [_split_field(str(exc))])
+    if isinstance(exc, NotFound):
+        return RequestError(grpc.StatusCode.NOT_FOUND, str(exc))
+    if isinstance(exc, DeadlineExpired):
+        return RequestError(grpc.StatusCode.DEADLINE_EXCEEDED, str(exc))
+    if isinstance(exc, WriterClosed):
+        return RequestError(grpc.StatusCode.UNAVAILABLE, str(exc))
+    if isinstance(exc, CorruptionError):
+        log.error("data corruption: %s", exc)
+        return RequestError(grpc.StatusCode.DATA_LOSS, "stored data is damaged; see the server log")
+    log.exception("internal error", exc_info=exc)
+    return RequestError(grpc.StatusCode.INTERNAL, "internal error; see the server log")
+
+
+# ---------------------------------------------------------------------- interceptor
+@dataclass
+class Guard:
+    """Auth, per-client rate limit and metrics around every call."""
+
+    tokens: TokenTable | None
+    client_limit: RateLimiter
+
+    def check(self, method: str, metadata: Iterable[tuple[str, Any]], peer: str) -> Principal | None:
+        if method.startswith(PUBLIC_PREFIXES):
+            return None
+        who = None
+        if self.tokens is not None:
+            token = next((v for k, v in metadata if k == "authorization"), None)
+            if not isinstance(token, str) or not token.startswith("Bearer "):
+                raise RequestError(grpc.StatusCode.UNAUTHENTICATED, "missing authorization: Bearer <token>")
+            who = self.tokens.identify(token[len("Bearer "):].strip())
+            if who is None:
+                raise RequestError(grpc.StatusCode.UNAUTHENTICATED, "unknown token")
+            if not allowed(who.role, method):
+                raise RequestError(grpc.StatusCode.PERMISSION_DENIED,
+                                   f"role {who.role!r} may not call {method.rsplit('/', 1)[-1]}")
+        client = who.name if who else peer.rsplit(":", 1)[0]
+        if not self.client_limit.allow(client):
+            metrics.REFUSED.labels("client").inc()
+            raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"client {client!r}: request rate limit")
+        return who
+
+
+class GuardInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, guard: Guard):
+        self.guard = guard
+
+    async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]], details: Any) -> Any:
+        handler = await continuation(details)
+        if handler is None:
+            return None
+        method = details.method
+        short = method.rsplit("/", 1)[-1]
+        guard = self.guard
+
+        def enter(context: grpc.aio.ServicerContext) -> None:
+            guard.check(method, context.invocation_metadata() or (), context.peer() or "")
+
+        async def fail(exc: BaseException, context: grpc.aio.ServicerContext) -> None:
+            err = to_request_error(exc)
+            metrics.REQUESTS.labels(short, err.code.name).inc()
+            st = err.status()
+            await context.abort(st.code, st.details, st.trailing_metadata)
+
+        def done(started: float) -> None:
+            metrics.REQUESTS.labels(short, "OK").inc()
+            metrics.LATENCY.labels(short).observe(time.perf_counter() - started)
+
+        if handler.unary_unary:
+            inner = handler.unary_unary
+
+            async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                started = time.perf_counter()
+                try:
+                    enter(context)
+                    reply = await inner(request, context)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:   # noqa: BLE001 - every error becomes a status
+                    await fail(exc, context)
+                done(started)
+                return reply
+
+            return grpc.unary_unary_rpc_method_handler(unary_unary, handler.request_deserializer,
+                                                       handler.response_serializer)
+
+        async def streaming(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            started = time.perf_counter()
+            try:
+                enter(context)
+                behavior = handler.unary_stream or handler.stream_stream
+                async for reply in behavior(request, context):
+                    yield reply
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:   # noqa: BLE001
+                await fail(exc, context)
+            done(started)
+
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(streaming, handler.request_deserializer,
+                                                        handler.response_serializer)
+        if handler.stream_stream:
+            return grpc.stream_stream_rpc_method_handler(streaming, handler.request_deserializer,
+                                                         handler.response_serializer)
+        return handler   # stream-unary: none in scangate.v1
+
+
+# ---------------------------------------------------------------------- scans
+_MAX_ID = 128
+
+
+def check_scan(m: scan_pb.ScanRequest, where: str) -> list[tuple[str, str]]:
+    problems = []
+    if not 1 <= len(m.request_id) <= _MAX_ID:
+        problems.append((f"{where}request_id", "1 to 128 characters"))
+    if not m.code:
+        problems.append((f"{where}code", "missing"))
+    elif len(m.code) > 512:
+        problems.append((f"{where}code", "longer than 512 characters"))
+    if not 1 <= len(m.actor) <= _MAX_ID:
+        problems.append((f"{where}actor", "1 to 128 characters"))
+    if m.actor_type not in (common.ACTOR_TYPE_UNSPECIFIED, common.ACTOR_TYPE_CONSUMER, common.ACTOR_TYPE_STORE):
+        problems.append((f"{where}actor_type", f"{m.actor_type} is not a known ActorType"))
+    if m.region and not 100000 <= m.region <= 999999:
+        problems.append((f"{where}region", f"{m.region} is not a 6-digit adcode"))
+    if m.HasField("lat") != m.HasField("lon"):
+        problems.append((f"{where}lat", "lat and lon go together"))
+    elif m.HasField("lat") and not (-90 <= m.lat <= 90 and -180 <= m.lon <= 180):
+        problems.append((f"{where}lat", "outside -90..90 / -180..180"))
+    if m.time_ms < 0:
+        problems.append((f"{where}time_ms", "negative"))
+    if len(m.actor_tags) > 32:
+        problems.append((f"{where}actor_tags", "at most 32 tags"))
+    return problems
+
+
+class ScanServicer(scan_pb2_grpc.ScanServiceServicer):
+    def __init__(self, writer: GroupCommitWriter, actor_limit: RateLimiter, failure_limit: RateLimiter):
+        self.writer = writer
+        self.actor_limit, self.failure_limit = actor_limit, failure_limit
+
+    def _admit(self, requests: list[ScanRequest]) -> None:
+        for r in requests:
+            if self.failure_limit.blocked(r.actor):
+                metrics.REFUSED.labels("actor_failures").inc()
+                raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                   f"actor {r.actor!r}: too many scans of codes that are not genuine; try later")
+            if not self.actor_limit.allow(r.actor):
+                metrics.REFUSED.labels("actor_scans").inc()
+                raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"actor {r.actor!r}: scan rate limit")
+
+    async def _decide(self, requests: list[ScanRequest], context: grpc.aio.ServicerContext) -> list[Decision]:
+        self._admit(requests)
+        remaining = context.time_remaining()
+        deadline = None if remaining is None else time.monotonic() + remaining
+        if deadline is not None and remaining <= 0:
+            raise DeadlineExpired("deadline passed before the scan was decided")
+        decisions = await asyncio.wrap_future(self.writer.submit(requests, deadline))
+        for r, d in zip(requests, decisions):
+            v = d.verdict
+            metrics.VERDICTS.labels(v["verdict"]).inc()
+            for reason in v["reasons"]:
+                metrics.REASONS.labels(reason).inc()
+            if d.no_reward is not None:
+                metrics.NO_REWARD.labels(d.no_reward.value).inc()
+            if d.award is not None:
+                metrics.AWARDS.labels(d.award.kind).inc()
+            if v["code_status"] != "genuine":
+                self.failure_limit.charge(r.actor)
+        return decisions
+
+    async def Scan(self, request: scan_pb.ScanRequest, context: grpc.aio.ServicerContext) -> scan_pb.ScanDecision:
+        problems = check_scan(request, "")
+        if problems:
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(f"{f}: {d}" for f, d in problems),
+                               problems)
+        (decision,) = await self._decide([scan_request_from_proto(request)], context)
+        return decision_to_proto(decision)
+
+    async def ScanStream(self, request_iterator: AsyncIterator[scan_pb.ScanBatch],
+                         context: grpc.aio.ServicerContext) -> AsyncIterator[scan_pb.ScanDecisionBatch]:
+        async for batch in request_iterator:
+            if not 1 <= len(batch.scans) <= MAX_SCAN_BATCH:
+                raise bad("scans", f"1 to {MAX_SCAN_BATCH} scans per batch, not {len(batch.scans)}")
+            problems = [p for i, m in enumerate(batch.scans) for p in check_scan(m, f"scans[{i}].")]
+            if problems:
+                raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
+                                   f"{len(problems)} problem(s), first: {problems[0][0]}: {problems[0][1]}",
+                                   problems)
+            decisions = await self._decide([scan_request_from_proto(m) for m in batch.scans], context)
+            yield scan_pb.ScanDecisionBatch(decisions=[decision_to_proto(d) for d in decisions])
+
+
+# ---------------------------------------------------------------------- codes
+def _level(value: int, field: str) -> Level:
+    if value == common.LEVEL_UNSPECIFIED:
+        return Level.ITEM
+    try:
+        return Level(value)
+    except ValueError:
+        raise bad(field, f"{value} is not a known Level") from None
+
+
+def _check_count(n: int, field: str, most: int) -> None:
+    if not 1 <= n <= most:
+        raise bad(field, f"1 to {most:,}, not {n}")
+
+
+class CodeServicer(codes_pb2_grpc.CodeServiceServicer):
+    def __init__(self, data: DataDir):
+        self.data = data
+
+    async def IssueCodes(self, request: codes_pb.IssueCodesRequest,
+                         context: grpc.aio.ServicerContext) -> AsyncIterator[codes_pb.IssuedCodeBatch]:
+        _check_count(request.count, "count", MAX_ISSUE)
+        size = request.batch_size or 10_000
+        _check_count(size, "batch_size", 100_000)
+        if request.form not in (codes_pb.CODE_FORM_UNSPECIFIED, codes_pb.CODE_FORM_TEXT, codes_pb.CODE_FORM_URL):
+            raise bad("form", f"{request.form} is not a known CodeForm")
+        if not request.sku:
+            raise bad("sku", "missing")
+        level = _level(request.level, "level")
+        line, rng, key = await asyncio.to_thread(self.data.reserve, request.sku, level, request.count,
+                                                 batch=request.batch, gtin=request.gtin)
+        prefix = self.data.url_prefix if request.form == codes_pb.CODE_FORM_URL else ""
+        first = rng.first
+        chunks = self.data.iter_issue(line, rng, key, prefix=prefix, chunk=size)
+        while True:
+            chunk = await asyncio.to_thread(next, chunks, None)
+            if chunk is None:
+                break
+            texts = chunk.tobytes().decode("ascii").split("\n")[:-1]
+            yield codes_pb.IssuedCodeBatch(line_id=line.line_id, key_version=key.version, first_serial=first,
+                                           codes=texts)
+            first += len(texts)
+        await asyncio.to_thread(self.data.store.complete_range, rng)
+
+    async def VerifyCodes(self, request: codes_pb.VerifyCodesRequest,
+                          context: grpc.aio.ServicerContext) -> codes_pb.VerifyCodesReply:
+        _check_count(len(request.codes), "codes", 100_000)
+        result = await asyncio.to_thread(self.data.verify_codes, list(request.codes))
+        out = []
+        for i in range(len(result)):
+            c = result[i]
+            out.append(codes_pb.CodeCheck(
+                status=enum_to_proto(c.status), key_version=c.key_version, serial=c.serial or 0,
+                level=enum_to_proto(c.level) if c.level else 0, line_id=c.line.line_id if c.line else 0,
+                sku=c.line.sku if c.line else ""))
+        return codes_pb.VerifyCodesReply(results=out)
+
+
+# ---------------------------------------------------------------------- trace
+_ACTIONS = {trace_pb.LINK_ACTION_UNSPECIFIED: "ADD", trace_pb.LINK_ACTION_ADD: "ADD",
+            trace_pb.LINK_ACTION_DELETE: "DELETE"}
+
+
+class TraceServicer(trace_pb2_grpc.TraceServiceServicer):
+    def __init__(self, data: DataDir):
+        self.data = data
+        self.trace = TraceStore(data.store)
+
+    async def UploadLinks(self, request: trace_pb.UploadLinksRequest,
+                          context: grpc.aio.ServicerContext) -> trace_pb.UploadLinksReply:
+        _check_count(len(request.links), "links", 1_000_000)
+        actions = [_ACTIONS.get(link.action, f"<{link.action}>") for link in request.links]
+        report = await asyncio.to_thread(ingest.link_rows, self.data, [link.parent for link in request.links],
+                                         [link.child for link in request.links], actions,
+                                         request.source or "links")
+        return trace_pb.UploadLinksReply(rows=report.rows, added=report.added, removed=report.removed,
+                                         parents=report.parents)
+
+    async def UploadShipments(self, request: trace_pb.UploadShipmentsRequest,
+                              context: grpc.aio.ServicerContext) -> trace_pb.UploadShipmentsReply:
+        rows = request.shipments
+        _check_count(len(rows), "shipments", 1_000_000)
+        n = await asyncio.to_thread(
+            ingest.record_shipment_rows, self.data, [r.unit for r in rows], [r.dealer_id for r in rows],
+            [r.shipped_at_ms for r in rows], [r.shipment_id for r in rows],
+            [f"shipments[{i}]" for i in range(len(rows))], request.source or "shipments")
+        return trace_pb.UploadShipmentsReply(shipments=n)
+
+    async def UploadEpcis(self, request: trace_pb.UploadEpcisRequest,
+                          context: grpc.aio.ServicerContext) -> trace_pb.UploadEpcisReply:
+        if not request.document:
+            raise bad("document", "empty")
+        schema = None
+        if request.validate_schema:
+            from scangate import epcis
+
+            schema = epcis.load_schema()
+        report = await asyncio.to_thread(ingest.apply_epcis, self.data, request.document,
+                                         request.source or "document", schema)
+        return trace_pb.UploadEpcisReply(**report.to_json())
+
+    async def PutDealers(self, request: trace_pb.PutDealersRequest,
+                         context: grpc.aio.ServicerContext) -> trace_pb.PutDealersReply:
+        dealers = []
+        problems = []
+        for i, d in enumerate(request.dealers):
+            try:
+                dealers.append(Dealer(check_dealer_id(d.dealer_id), d.name, check_territory(d.territory)))
+            except InvalidArgument as exc:
+                field = "dealer_id" if "dealer" in str(exc).split(":")[0] else "territory"
+                problems.append((f"dealers[{i}].{field}", str(exc).split(": ", 1)[-1]))
+        if problems:
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"{problems[0][0]}: {problems[0][1]}", problems)
+        await asyncio.to_thread(self.trace.put_dealers, dealers)
+        return trace_pb.PutDealersReply(dealers=len(dealers))
+
+    async def Trace(self, request: trace_pb.TraceRequest, context: grpc.aio.ServicerContext) -> trace_pb.TraceReply:
+        _check_count(len(request.codes), "codes", 10_000)
+        return await asyncio.to_thread(self._trace, list(request.codes))
+
+    def _trace(self, codes: list[str]) -> trace_pb.TraceReply:
+        import numpy as np
+
+        checks = self.data.verify_codes(codes)
+        genuine = np.flatnonzero(checks.status == CodeStatus.GENUINE)
+        chains = dict(zip(genuine.tolist(), self.trace.trace(checks.serial[genuine]))) if len(genuine) else {}
+        out = []
+        for i, code in enumerate(codes):
+            r = trace_pb.TraceResult(code=code, found=i in chains, status=enum_to_proto(CodeStatus(int(checks.status[i]))))
+            chain = chains.get(i)
+            if chain is not None:
+                r.serial = chain.serial
+                r.ancestors.extend(chain.ancestors)
+                if chain.shipment is not None:
+                    s = chain.shipment
+                    r.shipment.CopyFrom(trace_pb.Shipment(unit_serial=s.unit, dealer_id=s.dealer_id,
+                                                          shipped_at_ms=s.shipped_at_ms, shipment_id=s.shipment_id))
+                if chain.dealer is not None:
+                    r.dealer.CopyFrom(trace_pb.Dealer(dealer_id=chain.dealer.dealer_id, name=chain.dealer.name,
+                                                      territory=list(chain.dealer.territory)))
+            out.append(r)
+        return trace_pb.TraceReply(results=out)
+
+
+# ---------------------------------------------------------------------- campaigns
+_STATUS = {"active": camp_pb.CAMPAIGN_STATUS_ACTIVE, "paused": camp_pb.CAMPAIGN_STATUS_PAUSED}
+
+
+def campaign_to_proto(data: DataDir, record: dict[str, Any]) -> camp_pb.Campaign:
+    c = record["campaign"]
+    used = rewards.budgets_used(data, c["id"])
+    return camp_pb.Campaign(
+        campaign_id=c["id"], name=c.get("name", ""), status=_STATUS.get(c.get("status", "active"), 0),
+        revision=record["revision"], commitment=record["commitment"], loaded_at_ms=record["loaded_at_ms"],
+        definition_json=json.dumps(c, ensure_ascii=False, sort_keys=True),
+        budgets=[camp_pb.BudgetUse(prize_id=p, count=u["count"], amount_fen=u["amount_fen"])
+                 for p, u in sorted(used.items())])
+
+
+class CampaignServicer(campaigns_pb2_grpc.CampaignServiceServicer):
+    def __init__(self, data: DataDir):
+        self.data = data
+
+    async def PutCampaign(self, request: camp_pb.PutCampaignRequest,
+                          context: grpc.aio.ServicerContext) -> camp_pb.Campaign:
+        if not request.definition.strip():
+            raise bad("definition", "empty")
+        record = await asyncio.to_thread(rewards.put_campaign, self.data, request.definition,
+                                         request.source or "definition")
+        return await asyncio.to_thread(campaign_to_proto, self.data, record)
+
+    async def GetCampaign(self, request: camp_pb.GetCampaignRequest,
+                          context: grpc.aio.ServicerContext) -> camp_pb.Campaign:
+        if not request.campaign_id:
+            raise bad("campaign_id", "missing")
+        record = await asyncio.to_thread(rewards.get_campaign, self.data, request.campaign_id)
+        return await asyncio.to_thread(campaign_to_proto, self.data, record)
+
+    async def ListCampaigns(self, request: camp_pb.ListCampaignsRequest,
+                            context: grpc.aio.ServicerContext) -> camp_pb.ListCampaignsReply:
+        records = await asyncio.to_thread(rewards.list_campaigns, self.data)
+        return camp_pb.ListCampaignsReply(campaigns=[campaign_to_proto(self.data, r) for r in records])
+
+    async def SetCampaignStatus(self, request: camp_pb.SetCampaignStatusRequest,
+                                context: grpc.aio.ServicerContext) -> camp_pb.Campaign:
+        names = {v: k for k, v in _STATUS.items()}
+        if request.status not in names:
+            raise bad("status", "must be CAMPAIGN_STATUS_ACTIVE or CAMPAIGN_STATUS_PAUSED")
+        if not request.campaign_id:
+            raise bad("campaign_id", "missing")
+        await asyncio.to_thread(rewards.set_campaign_status, self.data, request.campaign_id, names[request.status])
+        return await self.GetCampaign(camp_pb.GetCampaignRequest(campaign_id=request.campaign_id), context)
+
+
+# ---------------------------------------------------------------------- points, payouts
+def _check_actor(actor: str, field: str = "actor") -> None:
+    if not 1 <= len(actor) <= _MAX_ID:
+        raise bad(field, "1 to 128 characters")
+
+
+class PointsServicer(points_pb2_grpc.PointsServiceServicer):
+    def __init__(self, data: DataDir):
+        self.data = data
+
+    async def GetPoints(self, request: points_pb.GetPointsRequest,
+                        context: grpc.aio.ServicerContext) -> points_pb.PointsReply:
+        _check_actor(request.actor)
+        limit = request.history_limit or 20
+        _check_count(limit, "history_limit", 1000)
+        return await asyncio.to_thread(self._points, request.actor, limit)
+
+    def _points(self, actor: str, limit: int) -> points_pb.PointsReply:
+        with self.data.store.env.begin() as txn:
+            earned = points.earned(txn, self.data.store.db("points"), actor)
+        rows = points.history(self.data, actor, limit)
+        return points_pb.PointsReply(
+            actor=actor, balance=points.balance(self.data, actor), earned=earned,
+            history=[points_pb.PointsEntry(delta=h["delta"], balance=h["balance"], reason=h["reason"],
+                                           ref=h["ref"], at_ms=h["at_ms"]) for h in rows])
+
+    async def RedeemPoints(self, request: points_pb.RedeemPointsRequest,
+                           context: grpc.aio.ServicerContext) -> points_pb.RedeemPointsReply:
+        _check_actor(request.actor)
+        r = await asyncio.to_thread(points.redeem, self.data, request.actor, request.points, request.request_id,
+                                    request.note)
+        return points_pb.RedeemPointsReply(ok=r.ok, balance=r.balance, reason=r.reason or "")
+
+    async def Leaderboard(self, request: points_pb.LeaderboardRequest,
+                          context: grpc.aio.ServicerContext) -> points_pb.LeaderboardReply:
+        top = request.top or 10
+        _check_count(top, "top", 1000)
+        board = await asyncio.to_thread(points.leaderboard, self.data, request.period, top, request.actor or None)
+        reply = points_pb.LeaderboardReply(period=board["period"], top=[
+            points_pb.LeaderboardEntry(rank=e["rank"], actor=e["actor"], points=e["points"]) for e in board["top"]])
+        if "actor" in board:
+            a = board["actor"]
+            reply.actor.CopyFrom(points_pb.LeaderboardEntry(rank=a["rank"] or 0, actor=a["actor"], points=a["points"]))
+            reply.ranked = a["of"]
+        return reply
+
+
+_PAYOUT_STATES = {"pending": points_pb.PAYOUT_STATE_PENDING, "sending": points_pb.PAYOUT_STATE_SENDING,
+                  "confirmed": points_pb.PAYOUT_STATE_CONFIRMED, "failed": points_pb.PAYOUT_STATE_FAILED}
+
+
+class PayoutServicer(points_pb2_grpc.PayoutServiceServicer):
+    def __init__(self, data: DataDir):
+        self.data = data
+
+    async def ListPayouts(self, request: points_pb.ListPayoutsRequest,
+                          context: grpc.aio.ServicerContext) -> points_pb.ListPayoutsReply:
+        names = {v: k for k, v in _PAYOUT_STATES.items()}
+        if request.state and request.state not in names:
+            raise bad("state", f"{request.state} is not a known PayoutState")
+        limit = request.limit or 100
+        _check_count(limit, "limit", 10_000)
+        rows = await asyncio.to_thread(payouts.list_payouts, self.data)
+        counts: dict[str, int] = {}
+        for row in rows:
+            counts[row["state"]] = counts.get(row["state"], 0) + 1
+        want = names.get(request.state)
+        chosen = [r for r in rows if want is None or r["state"] == want][:limit]
+        return points_pb.ListPayoutsReply(counts=counts, payouts=[points_pb.Payout(
+            key=r["key"], state=_PAYOUT_STATES.get(r["state"], 0), actor=r.get("actor", ""),
+            campaign_id=r["key"].split(":", 1)[0], prize_id=r.get("prize_id", ""), kind=r.get("kind", ""),
+            amount_fen=r.get("amount_fen", 0), attempts=r.get("attempts", 0),
+            confirmation=str(r.get("confirmation") or ""), error=r.get("error", "")) for r in chosen])
+
+
+# ---------------------------------------------------------------------- the server
+@dataclass
+class Worker:
+    server: grpc.aio.Server
+    port: int
+    writer: GroupCommitWriter
+    health: health_aio.HealthServicer
+
+    async def stop(self, grace: float) -> None:
+        """Refuse new calls, finish those in flight, commit what is queued."""
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+        await asyncio.to_thread(self.writer.close)
+
+
+def _credentials(cfg: Config) -> grpc.ServerCredentials | None:
+    s = cfg.server
+    if not s.tls_cert:
+        return None
+    with open(s.tls_key, "rb") as f:
+        key = f.read()
+    with open(s.tls_cert, "rb") as f:
+        cert = f.read()
+    ca = None
+    if s.tls_client_ca:
+        with open(s.tls_client_ca, "rb") as f:
+            ca = f.read()
+    return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=ca is not None)
+
+
+async def start_worker(data: DataDir, cfg: Config, tokens: TokenTable | None, *, port: int | None = None) -> Worker:
+    """Build and start one worker's server on ``cfg.server.host``:``port``."""
+    s, lim = cfg.server, cfg.limits
+    writer = GroupCommitWriter(data, cfg.verdicts, max_batch=s.max_batch, on_commit=_observe_commit)
+    guard = Guard(tokens, RateLimiter(lim.client_requests_per_second, 1.0))
+    server = grpc.aio.server(interceptors=[GuardInterceptor(guard)], options=[
+        ("grpc.so_reuseport", 1),
+        ("grpc.max_receive_message_length", 256 << 20),
+        ("grpc.max_send_message_length", 256 << 20),
+    ])
+    scan_pb2_grpc.add_ScanServiceServicer_to_server(
+        ScanServicer(writer, RateLimiter(lim.actor_scans_per_minute, 60.0),
+                     RateLimiter(lim.actor_failures_per_hour, 3600.0)), server)
+    codes_pb2_grpc.add_CodeServiceServicer_to_server(CodeServicer(data), server)
+    trace_pb2_grpc.add_TraceServiceServicer_to_server(TraceServicer(data), server)
+    campaigns_pb2_grpc.add_CampaignServiceServicer_to_server(CampaignServicer(data), server)
+    points_pb2_grpc.add_PointsServiceServicer_to_server(PointsServicer(data), server)
+    points_pb2_grpc.add_PayoutServiceServicer_to_server(PayoutServicer(data), server)
+    health = health_aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    reflection.enable_server_reflection(SERVICE_NAMES + (health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                                                         reflection.SERVICE_NAME), server)
+    address = f"{s.host}:{s.port if port is None else port}"
+    creds = _credentials(cfg)
+    bound = server.add_secure_port(address, creds) if creds else server.add_insecure_port(address)
+    await server.start()
+    for name in ("",) + SERVICE_NAMES:
+        await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return Worker(server, bound, writer, health)
+
+
+def _observe_commit(size: int, seconds: float) -> None:
+    metrics.COMMIT_BATCH.observe(size)
+    metrics.COMMIT_SECONDS.observe(seconds)

@@ -1,0 +1,145 @@
+"""The single writer path of a worker process: group commit of scan decisions.
+
+Request handlers hand their scans to ``GroupCommitWriter.submit`` and wait on the
+returned future. One thread takes everything queued (up to ``max_batch`` scans),
+decides it with ``rewards.decide_scans`` in one durable LMDB write transaction and
+resolves the futures only after that transaction committed. While one batch
+commits, the next one gathers, so batches grow with load and every reply still
+follows its own commit. Across worker processes LMDB's writer lock serialises the
+batches.
+
+A scan whose deadline passed while it waited is not decided (its future gets
+``DeadlineExpired``); a batch that fails validation is retried item by item so one
+bad request cannot fail its neighbours.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from scangate.datadir import DataDir
+from scangate.errors import InvalidArgument
+from scangate.rewards import Decision, ScanRequest, decide_scans
+from scangate.verdicts import VerdictConfig
+
+log = logging.getLogger("scangate.server.writer")
+
+__all__ = ["GroupCommitWriter", "DeadlineExpired", "WriterClosed"]
+
+
+class DeadlineExpired(Exception):
+    """The caller's deadline passed before its scans were decided; nothing was written."""
+
+
+class WriterClosed(Exception):
+    """The writer is shutting down and takes no new work."""
+
+
+@dataclass
+class _Item:
+    requests: Sequence[ScanRequest]
+    deadline: float | None            # time.monotonic() seconds
+    future: concurrent.futures.Future[list[Decision]] = field(default_factory=concurrent.futures.Future)
+
+
+class GroupCommitWriter:
+    def __init__(self, data: DataDir, verdict_config: VerdictConfig | None = None, *, max_batch: int = 512,
+                 on_commit: Callable[[int, float], None] | None = None):
+        self._data = data
+        self._config = verdict_config
+        self._max_batch = max_batch
+        self._on_commit = on_commit or (lambda size, seconds: None)
+        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self._closed = False
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="scangate-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, requests: Sequence[ScanRequest], deadline: float | None = None
+               ) -> concurrent.futures.Future[list[Decision]]:
+        """Queue scans for the next group commit; the future gives their decisions."""
+        item = _Item(requests, deadline)
+        with self._lock:
+            if self._closed:
+                raise WriterClosed("the server is shutting down")
+            self._queue.put(item)
+        return item.future
+
+    def close(self, timeout: float | None = None) -> None:
+        """Stop taking work, decide and commit everything already queued, stop."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._queue.put(None)
+        self._thread.join(timeout)
+
+    # ------------------------------------------------------------------ thread
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            first = self._queue.get()
+            if first is None:
+                break
+            items, size = [first], len(first.requests)
+            while size < self._max_batch:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True     # finish this batch, then stop
+                    break
+                items.append(nxt)
+                size += len(nxt.requests)
+            self._decide(items)
+
+    def _decide(self, items: list[_Item]) -> None:
+        now = time.monotonic()
+        live = []
+        for item in items:
+            if not item.future.set_running_or_notify_cancel():
+                continue
+            if item.deadline is not None and item.deadline <= now:
+                item.future.set_exception(DeadlineExpired("deadline passed before the scan was decided"))
+            else:
+                live.append(item)
+        if not live:
+            return
+        requests = [r for item in live for r in item.requests]
+        started = time.perf_counter()
+        try:
+            decisions = decide_scans(self._data, requests, self._config)
+        except InvalidArgument as exc:
+            if len(live) > 1:               # find the bad one; the others go through
+                for item in live:
+                    self._decide_alone(item)
+            else:
+                live[0].future.set_exception(exc)
+            return
+        except BaseException as exc:  # corruption, disk full: every waiter hears it
+            log.exception("group commit of %d scans failed", len(requests))
+            for item in live:
+                item.future.set_exception(exc)
+            return
+        self._on_commit(len(requests), time.perf_counter() - started)
+        pos = 0
+        for item in live:
+            item.future.set_result(decisions[pos : pos + len(item.requests)])
+            pos += len(item.requests)
+
+    def _decide_alone(self, item: _Item) -> None:
+        started = time.perf_counter()
+        try:
+            result = decide_scans(self._data, item.requests, self._config)
+        except BaseException as exc:
+            item.future.set_exception(exc)
+            return
+        self._on_commit(len(item.requests), time.perf_counter() - started)
+        item.future.set_result(result)
+
