@@ -35,6 +35,7 @@ class ServerProcess:
                                      env={**os.environ, **(env or {})})
         self.stdout: list[str] = []
         self.stderr: list[str] = []
+        self._threads: list[threading.Thread] = []
         self._drain(self.proc.stderr, self.stderr)
         self.target = ""
         deadline = time.monotonic() + 90
@@ -49,22 +50,30 @@ class ServerProcess:
                 break
         if not self.target:
             self.proc.kill()
-            self.proc.wait()
+            self.stop()
             raise RuntimeError(f"server did not start: {''.join(self.stdout)}{''.join(self.stderr)[-3000:]}")
         self._drain(self.proc.stdout, self.stdout)
 
-    @staticmethod
-    def _drain(stream, sink: list[str]) -> None:  # type: ignore[no-untyped-def]
+    def _drain(self, stream, sink: list[str]) -> None:  # type: ignore[no-untyped-def]
         def run() -> None:
             for line in stream:
                 sink.append(line)
 
-        threading.Thread(target=run, daemon=True).start()
+        t = threading.Thread(target=run, daemon=True)
+        t.start()
+        self._threads.append(t)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
+        """Signal the server, wait for it to exit, collect its output; its exit status."""
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
-        return self.proc.wait(timeout)
+        code = self.proc.wait(timeout)
+        for t in self._threads:
+            t.join(10)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+        return code
 
     def logs(self) -> str:
         return "".join(self.stdout) + "".join(self.stderr)
@@ -76,8 +85,7 @@ def running(data: Path, *args: str, **kwargs) -> Iterator[ServerProcess]:  # typ
     try:
         yield server
     finally:
-        if server.proc.poll() is None:
-            server.stop()
+        server.stop()
 
 
 def make_tls(dirpath: Path) -> dict[str, Path]:
