@@ -151,9 +151,9 @@ def serve(data_dir: str | os.PathLike[str], cfg: Config, *, log_level: str = "IN
     announce = announce or (lambda message: print(message, flush=True))
     setup_logging(log_level)
     root = Path(data_dir)
+    _load_tokens(root, cfg)                            # fail now, naming the key
     created = not (root / "lmdb" / "data.mdb").exists()
     open_data_dir(root, create=True).close()          # first start: create it
-    _load_tokens(root, cfg)                            # fail now, naming the key
     s = cfg.server
     held = None
     port = s.port
