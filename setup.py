@@ -36,7 +36,7 @@ setup(
         "scangate._core": "core",
         "scangate.server": "server",
     },
-    packages=["scangate", "scangate._core", "scangate.server"],
+    packages=["scangate", "scangate.v1", "scangate._core", "scangate.server"],
     package_data={"scangate": ["py.typed"], "scangate._core": ["*.pyi", "*.pxd"]},
     exclude_package_data={"scangate._core": ["*.c"]},
     ext_modules=cythonize(extensions, compiler_directives=directives),

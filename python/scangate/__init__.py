@@ -19,12 +19,19 @@ import numpy as np
 from .datadir import CodeCheck, DataDir, IssuedCodes, VerifyResult, init_data_dir, open_data_dir
 from .verdicts import Reason, Scan, ScanVerdict, Verdict, VerdictConfig, decide_verdicts
 from .enums import CodeStatus, Level
-from .errors import CorruptionError, InvalidArgument, NotFound, ScangateError
+from .errors import (CorruptionError, InvalidArgument, NotFound, PermissionDenied, RateLimited, RemoteError,
+                     ScangateError, Unavailable)
 from .store import IssuedRange, ProductLine
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncClient",
+    "Client",
+    "PermissionDenied",
+    "RateLimited",
+    "RemoteError",
+    "Unavailable",
     "CodeCheck",
     "Reason",
     "Scan",
@@ -73,3 +80,12 @@ def verify_codes(data: DataDir, codes: bytes | Sequence[str] | np.ndarray) -> Ve
 def verify_code(data: DataDir, code: str) -> CodeCheck:
     """Verify a single code."""
     return data.verify_code(code)
+
+
+def __getattr__(name: str) -> Any:
+    # the gRPC client loads grpc only when asked for
+    if name in ("Client", "AsyncClient"):
+        from . import client
+
+        return getattr(client, name)
+    raise AttributeError(f"module 'scangate' has no attribute {name!r}")

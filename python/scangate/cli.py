@@ -729,6 +729,57 @@ def payouts_list(data: Path, state: str | None, as_json: bool) -> None:
             f"\tattempts {row['attempts']}")
 
 
+@cli.command()
+@data_option
+@click.option("--port", type=int, default=None, help="gRPC port (default 50051; 0 picks a free one).")
+@click.option("--host", default=None, help="Address to listen on (default 127.0.0.1; 0.0.0.0 for all).")
+@click.option("--workers", type=int, default=None, help="Worker processes sharing the port (default 1).")
+@click.option("--metrics-port", type=int, default=None, help="Prometheus /metrics port (default 9464; 0: off).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+              help=f"TOML config file (default DIR/{CONFIG_FILE_NAME} if present).")
+@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]), default="INFO",
+              show_default=True)
+def serve(data: Path, port: int | None, host: str | None, workers: int | None, metrics_port: int | None,
+          config_file: str | None, log_level: str) -> None:
+    """Serve the gRPC API (scangate.v1) on DIR, creating it on first start.
+
+    Runs until SIGTERM or Ctrl-C, then finishes in-flight calls and stops.
+    """
+    from scangate.server.main import resolve_config
+    from scangate.server.main import serve as run_server
+
+    try:
+        cfg = resolve_config(data, config_file, port=port, host=host, workers=workers, metrics_port=metrics_port)
+    except ScangateError as exc:
+        _fail(str(exc))
+    sys.exit(run_server(data, cfg, log_level=log_level, announce=click.echo))
+
+
+@cli.group()
+def tokens() -> None:
+    """API tokens for `scangate serve` (roles: scanner, line, admin)."""
+
+
+@tokens.command("add")
+@data_option
+@click.argument("name")
+@click.option("--role", type=click.Choice(["scanner", "line", "admin"]), required=True)
+@click.option("--file", "tokens_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Tokens file (default DIR/tokens.toml).")
+def tokens_add(data: Path, name: str, role: str, tokens_file: Path | None) -> None:
+    """Make a token for client NAME and print it (once: only its hash is stored)."""
+    from scangate.server.auth import add_token
+
+    path = tokens_file or data / "tokens.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        token = add_token(path, name, role)
+    except ScangateError as exc:
+        _fail(str(exc))
+    click.echo(token)
+    click.echo(f"stored its hash for {name!r} ({role}) in {path}; the server reads it at start", err=True)
+
+
 def main() -> None:
     try:
         cli(standalone_mode=True)

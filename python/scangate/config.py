@@ -7,6 +7,24 @@ at start, failing with the exact key that is wrong.
     min_travel_km = 100.0
     clone_score_threshold = 0.5
 
+    [server]                  # scangate serve (docs/server.md)
+    host = "127.0.0.1"
+    port = 50051
+    workers = 1
+    metrics_port = 9464       # Prometheus /metrics; 0: off
+    tls_cert = ""             # PEM files; both set: TLS
+    tls_key = ""
+    tls_client_ca = ""        # set: mutual TLS, clients must present a certificate
+    tokens_file = ""          # default: DATA/tokens.toml when it exists
+    require_auth = false      # refuse to start without tokens
+    max_batch = 512           # scans per group commit
+    grace_s = 10.0            # SIGTERM: time to finish in-flight work
+
+    [limits]                  # per worker process; 0: off
+    actor_scans_per_minute = 120
+    actor_failures_per_hour = 30   # scans of codes that are not genuine (guessing)
+    client_requests_per_second = 0
+
 An environment variable ``SCANGATE_<SECTION>_<KEY>`` (upper case) overrides the
 file: ``SCANGATE_VERDICTS_MAX_DISTINCT_ACTORS=5``. Without a file, the data
 directory's ``scangate.toml`` is read if present.
@@ -25,17 +43,66 @@ from typing import Any
 from .errors import InvalidArgument
 from .verdicts import VerdictConfig
 
-__all__ = ["Config", "load_config", "CONFIG_FILE_NAME"]
+__all__ = ["Config", "ServerConfig", "LimitsConfig", "load_config", "CONFIG_FILE_NAME"]
 
 CONFIG_FILE_NAME = "scangate.toml"
 
 
 @dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 50051
+    workers: int = 1
+    metrics_port: int = 9464
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
+    tokens_file: str = ""
+    require_auth: bool = False
+    max_batch: int = 512
+    grace_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise InvalidArgument(f"port: {self.port} is not a TCP port (0 to 65535; 0 picks a free one)")
+        if not 0 <= self.metrics_port <= 65535:
+            raise InvalidArgument(f"metrics_port: {self.metrics_port} is not a TCP port")
+        if not 1 <= self.workers <= 256:
+            raise InvalidArgument(f"workers: must be 1 to 256, not {self.workers}")
+        if not 1 <= self.max_batch <= 10_000:
+            raise InvalidArgument(f"max_batch: must be 1 to 10000, not {self.max_batch}")
+        if self.grace_s < 0:
+            raise InvalidArgument(f"grace_s: must be 0 or more, not {self.grace_s}")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise InvalidArgument("tls_cert: tls_cert and tls_key go together")
+        if self.tls_client_ca and not self.tls_cert:
+            raise InvalidArgument("tls_client_ca: mutual TLS needs tls_cert and tls_key too")
+        for name in ("tls_cert", "tls_key", "tls_client_ca"):
+            value = getattr(self, name)
+            if value and not Path(value).is_file():
+                raise InvalidArgument(f"{name}: no file {value}")
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    actor_scans_per_minute: int = 120
+    actor_failures_per_hour: int = 30
+    client_requests_per_second: int = 0
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            if getattr(self, f.name) < 0:
+                raise InvalidArgument(f"{f.name}: must be 0 (off) or more")
+
+
+@dataclass(frozen=True)
 class Config:
     verdicts: VerdictConfig = field(default_factory=VerdictConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
 
 
-_SECTIONS: dict[str, type] = {"verdicts": VerdictConfig}
+_SECTIONS: dict[str, type] = {"verdicts": VerdictConfig, "server": ServerConfig, "limits": LimitsConfig}
 
 
 def _coerce(key: str, value: Any, kind: type) -> Any:
@@ -46,6 +113,16 @@ def _coerce(key: str, value: Any, kind: type) -> Any:
             return int(value)
         except ValueError:
             raise InvalidArgument(f"config: {key}: expected an integer, got {value!r}") from None
+    if kind is bool or kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            return value.lower() in ("1", "true", "yes", "on")
+        raise InvalidArgument(f"config: {key}: expected true or false, got {value!r}")
+    if kind is str or kind == "str":
+        if not isinstance(value, str):
+            raise InvalidArgument(f"config: {key}: expected a string, got {value!r}")
+        return value
     if kind is float or kind == "float":
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise InvalidArgument(f"config: {key}: expected a number, got {value!r}")

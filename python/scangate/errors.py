@@ -4,12 +4,20 @@
     ├── InvalidArgument (ValueError)   the caller passed something wrong
     │   └── BatchRejected               a file or upload had bad entries; none applied
     ├── NotFound (LookupError)         a named thing does not exist
-    └── CorruptionError (RuntimeError) stored state is damaged or inconsistent
+    ├── CorruptionError (RuntimeError) stored state is damaged or inconsistent
+    └── RemoteError                    the gRPC server refused or could not answer
+        ├── PermissionDenied            no token, a wrong token, or a role without the right
+        ├── RateLimited                 a rate limit refused the call; retry later
+        └── Unavailable                 server down, shutting down, or the deadline passed
+
+The client raises InvalidArgument (with ``violations``: the fields the server
+named), NotFound and CorruptionError for the matching gRPC status codes too.
 """
 
 from __future__ import annotations
 
-__all__ = ["ScangateError", "InvalidArgument", "BatchRejected", "Problem", "NotFound", "CorruptionError"]
+__all__ = ["ScangateError", "InvalidArgument", "BatchRejected", "Problem", "NotFound", "CorruptionError",
+           "RemoteError", "PermissionDenied", "RateLimited", "Unavailable"]
 
 from dataclasses import dataclass
 
@@ -51,3 +59,25 @@ class NotFound(ScangateError, LookupError):
 
 class CorruptionError(ScangateError, RuntimeError):
     """Stored state (LMDB, key file) is damaged or contradicts itself."""
+
+
+class RemoteError(ScangateError):
+    """The server answered a call with an error status (``code``: its name)."""
+
+    def __init__(self, message: str, code: str = ""):
+        super().__init__(message)
+        self.code = code
+
+
+class PermissionDenied(RemoteError):
+    """UNAUTHENTICATED or PERMISSION_DENIED: the token is missing, unknown, or its
+    role may not make this call."""
+
+
+class RateLimited(RemoteError):
+    """RESOURCE_EXHAUSTED: a per-actor or per-client limit refused the call."""
+
+
+class Unavailable(RemoteError):
+    """UNAVAILABLE, DEADLINE_EXCEEDED or CANCELLED: retry (scans are idempotent
+    by request id)."""

@@ -206,29 +206,116 @@ def ship_csv(data: DataDir, content: bytes, source: str = "input") -> int:
     """Record a shipments CSV (one transaction) or raise BatchRejected."""
     problems: list[Problem] = []
     rows = _csv_rows(content, source, ("unit", "dealer_id"))
+    wheres = [f"{source}:{line}" for line, _ in rows]
+    times = [_parse_time(row.get("shipped_at") or "", w, problems) for w, (_, row) in zip(wheres, rows)]
+    return record_shipment_rows(data, [(r.get("unit") or "").strip() for _, r in rows],
+                                [(r.get("dealer_id") or "").strip() for _, r in rows], times,
+                                [(r.get("shipment_id") or "").strip() for _, r in rows], wheres, source, problems)
+
+
+def record_shipment_rows(data: DataDir, units: Sequence[str], dealer_ids: Sequence[str], times_ms: Sequence[int],
+                         shipment_ids: Sequence[str], wheres: Sequence[str], source: str,
+                         problems: list[Problem] | None = None) -> int:
+    """Record shipments (one transaction) or raise BatchRejected naming each row
+    (``wheres[i]``) and field; ``problems`` may carry earlier ones (times)."""
+    problems = [] if problems is None else problems
     trace = TraceStore(data.store)
-    texts = [(r.get("unit") or "").strip() for _, r in rows]
-    result = resolve_codes_or_problems(data, texts, [f"{source}:{line}" for line, _ in rows], problems)
+    result = resolve_codes_or_problems(data, units, wheres, problems)
     known: dict[str, bool] = {}
     shipments = []
-    for i, (line, row) in enumerate(rows):
-        where = f"{source}:{line}"
-        dealer_id = (row.get("dealer_id") or "").strip()
+    for i, dealer_id in enumerate(dealer_ids):
         try:
             check_dealer_id(dealer_id)
             if dealer_id not in known:
                 known[dealer_id] = trace.dealer(dealer_id) is not None
             if not known[dealer_id]:
-                problems.append(Problem(where, "dealer_id", f"dealer {dealer_id!r} is not loaded"))
+                problems.append(Problem(wheres[i], "dealer_id", f"dealer {dealer_id!r} is not loaded"))
         except InvalidArgument as exc:
-            problems.append(Problem(where, "dealer_id", str(exc).split(": ", 1)[-1]))
-        at = _parse_time(row.get("shipped_at") or "", where, problems)
-        shipments.append(Shipment(int(result.serial[i]), dealer_id, at, (row.get("shipment_id") or "").strip()))
+            problems.append(Problem(wheres[i], "dealer_id", str(exc).split(": ", 1)[-1]))
+        shipments.append(Shipment(int(result.serial[i]), dealer_id, times_ms[i] or now_ms(), shipment_ids[i]))
     if problems:
         raise BatchRejected(source, sorted(problems, key=_line_key))
     trace.record_shipments(shipments)
     return len(shipments)
 
+
+def link_rows(data: DataDir, parents: Sequence[str], children: Sequence[str], actions: Sequence[str],
+              source: str = "links") -> LinkReport:
+    """Apply aggregation rows in order, in one transaction: ADD puts ``children[i]``
+    under ``parents[i]``; DELETE takes it out, or with child "" unpacks the parent.
+    Rows are named ``links[i]`` in problems; a bad row applies nothing."""
+    problems: list[Problem] = []
+    n = len(parents)
+    if not (len(children) == len(actions) == n):
+        raise InvalidArgument("links: parents, children and actions differ in length")
+    texts, paths, where_of = [], [], []
+    for i in range(n):
+        if actions[i] not in ("ADD", "DELETE"):
+            problems.append(Problem(f"links[{i}]", "action", f"{actions[i]!r} is not ADD or DELETE"))
+        texts.append(parents[i])
+        paths.append(f"links[{i}].parent")
+        if children[i] or actions[i] == "ADD":
+            where_of.append(len(texts))
+            texts.append(children[i])
+            paths.append(f"links[{i}].child")
+        else:
+            where_of.append(-1)
+    checks = resolve_codes_or_problems(data, texts, paths, problems)
+    first_parent: dict[int, tuple[int, int]] = {}
+    parent_idx: list[int] = []   # index of row i's parent in texts
+    k = 0
+    for i in range(n):
+        parent_idx.append(k)
+        k += 1 if where_of[i] < 0 else 2
+    for i in range(n):
+        p, c = parent_idx[i], where_of[i]
+        if actions[i] != "ADD" or c < 0 or checks.status[p] != 0 or checks.status[c] != 0:
+            continue
+        if not level_allows(checks.level[c], checks.level[p]):
+            problems.append(Problem(f"links[{i}]", "child",
+                                    f"a {Level(int(checks.level[c])).label} cannot go into a "
+                                    f"{Level(int(checks.level[p])).label}"))
+        child_serial = int(checks.serial[c])
+        seen = first_parent.setdefault(child_serial, (int(checks.serial[p]), i))
+        if seen[0] != int(checks.serial[p]):
+            problems.append(Problem(f"links[{i}]", "child", f"child already put into another parent in links[{seen[1]}]"))
+    if problems:
+        raise BatchRejected(source, problems)
+    trace = TraceStore(data.store)
+    added = removed = 0
+    parents_touched: set[int] = set()
+    # rows go to apply_links in segments, in order: a segment ends before an
+    # unpack-all row and before a child it already holds (one action per child)
+    with data.store.env.begin(write=True) as txn:
+        seg: list[tuple[int, int, int]] = []
+        held: set[int] = set()
+
+        def flush(unpack: tuple[int, ...] = ()) -> None:
+            nonlocal added, removed
+            arr = np.array(seg, np.uint64).reshape(-1, 3)
+            result = trace.apply_links(arr[:, 0], arr[:, 1], arr[:, 2].astype(np.uint8), unpack_all=unpack, txn=txn)
+            added += result["added"]
+            removed += result["removed"]
+            seg.clear()
+            held.clear()
+
+        for i in range(n):
+            parent = int(checks.serial[parent_idx[i]])
+            parents_touched.add(parent)
+            c = where_of[i]
+            if c < 0:
+                if seg:
+                    flush()
+                flush((parent,))
+                continue
+            child = int(checks.serial[c])
+            if child in held:
+                flush()
+            seg.append((parent, child, ADD if actions[i] == "ADD" else DELETE))
+            held.add(child)
+        if seg:
+            flush()
+    return LinkReport(n, added, removed, len(parents_touched))
 
 
 @dataclass(frozen=True)
