@@ -15,6 +15,7 @@ in-process); other calls return the package's types where it has one
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -43,9 +44,10 @@ from .v1 import trace_pb2_grpc
 from .enums import Level
 from .wire import decision_from_proto, enum_to_proto, scan_request_to_proto
 
-__all__ = ["Client", "AsyncClient", "IssuedBatch", "DEFAULT_TARGET"]
+__all__ = ["Client", "AsyncClient", "IssuedBatch", "DEFAULT_TARGET", "TARGET_ENV", "TOKEN_ENV"]
 
 DEFAULT_TARGET = "127.0.0.1:50051"
+TARGET_ENV, TOKEN_ENV = "SCANGATE_TARGET", "SCANGATE_TOKEN"
 T = TypeVar("T")
 
 
@@ -112,6 +114,7 @@ def _channel_args(token: str | None, root_certificates: bytes | str | Path | Non
     use_tls = tls if tls is not None else any(x is not None for x in (root_certificates, certificate_chain))
     creds = grpc.ssl_channel_credentials(_read(root_certificates), _read(private_key),
                                          _read(certificate_chain)) if use_tls else None
+    token = token if token is not None else os.environ.get(TOKEN_ENV) or None
     metadata = [("authorization", f"Bearer {token}")] if token else []
     return creds, options, metadata
 
@@ -214,16 +217,18 @@ class _Stubs:
 
 # ---------------------------------------------------------------------- the blocking client
 class Client:
-    """A blocking client. ``timeout`` (seconds) is the deadline of every call;
-    streams and uploads get ``stream_timeout``."""
+    """A blocking client. ``target`` defaults to ``$SCANGATE_TARGET`` or
+    127.0.0.1:50051 and ``token`` to ``$SCANGATE_TOKEN``. ``timeout`` (seconds) is
+    the deadline of every call; streams and uploads get ``stream_timeout``."""
 
-    def __init__(self, target: str = DEFAULT_TARGET, *, token: str | None = None,
+    def __init__(self, target: str | None = None, *, token: str | None = None,
                  root_certificates: bytes | str | Path | None = None,
                  certificate_chain: bytes | str | Path | None = None, private_key: bytes | str | Path | None = None,
                  tls: bool | None = None, server_name: str | None = None, timeout: float = 10.0,
                  stream_timeout: float = 600.0):
         creds, options, self._metadata = _channel_args(token, root_certificates, certificate_chain, private_key,
                                                        tls, server_name)
+        target = target or os.environ.get(TARGET_ENV) or DEFAULT_TARGET
         self._channel = (grpc.secure_channel(target, creds, options) if creds
                          else grpc.insecure_channel(target, options))
         self._stub = _Stubs(self._channel)
@@ -336,13 +341,14 @@ class Client:
 class AsyncClient:
     """The same calls for asyncio (``grpc.aio``): ``await c.scan(...)``."""
 
-    def __init__(self, target: str = DEFAULT_TARGET, *, token: str | None = None,
+    def __init__(self, target: str | None = None, *, token: str | None = None,
                  root_certificates: bytes | str | Path | None = None,
                  certificate_chain: bytes | str | Path | None = None, private_key: bytes | str | Path | None = None,
                  tls: bool | None = None, server_name: str | None = None, timeout: float = 10.0,
                  stream_timeout: float = 600.0):
         creds, options, self._metadata = _channel_args(token, root_certificates, certificate_chain, private_key,
                                                        tls, server_name)
+        target = target or os.environ.get(TARGET_ENV) or DEFAULT_TARGET
         self._channel = (grpc.aio.secure_channel(target, creds, options) if creds
                          else grpc.aio.insecure_channel(target, options))
         self._stub = _Stubs(self._channel)
