@@ -7,7 +7,10 @@ because each key kind has a fixed prefix and the actor ends the key):
     b/<actor>              balance (signed 64-bit)
     e/<actor>              cumulative points earned (tiers read this)
     m/<YYYY-MM>/<actor>    points earned in that month (Asia/Shanghai)
-    h/<actor>\\0<seq>       history entry: JSON {delta, reason, ref, at_ms}
+    h/<actor>\\0<seq>       history entry: JSON {delta, balance, reason, ref, at_ms}; seq
+                           (64-bit) is the database's running history number, so an
+                           actor's entries sort in the order they were written
+    q                      the last history number given out
     r/<request id>         a redemption's result (idempotency)
 
 All writes happen inside the caller's write transaction (the reward decision's,
@@ -20,6 +23,7 @@ import datetime as dt
 import itertools
 import json
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -28,13 +32,17 @@ import lmdb
 
 from .datadir import DataDir
 from .errors import InvalidArgument
+from .localtime import LocalClock
 from .store import iter_prefix
 from .trace import now_ms
 
-__all__ = ["add_points", "balance", "earned", "history", "leaderboard", "redeem", "Redemption", "PERIOD_ZONE"]
+__all__ = ["PointsWriter", "add_points", "balance", "earned", "history", "leaderboard", "redeem", "Redemption",
+           "PERIOD_ZONE"]
 
 PERIOD_ZONE = ZoneInfo("Asia/Shanghai")
 _I64 = struct.Struct(">q")
+_U64 = struct.Struct(">Q")
+_HISTORY_SEQ = b"q"
 
 
 def _get(txn: lmdb.Transaction, db: Any, key: bytes) -> int:
@@ -52,24 +60,97 @@ def period_of(at_ms: int) -> str:
     return dt.datetime.fromtimestamp(at_ms / 1000, PERIOD_ZONE).strftime("%Y-%m")
 
 
+_PERIOD_CLOCK = LocalClock(PERIOD_ZONE)
+
+
+def period(at_ms: int) -> str:
+    """period_of, from the cached clock."""
+    day = _PERIOD_CLOCK.day(at_ms)
+    return day[:7] if len(day) == 10 and day[0] != "0" else period_of(at_ms)
+_esc = json.encoder.encode_basestring_ascii
+
+
+def _num(x: Any) -> str:
+    """JSON text of a number, as json.dumps writes it."""
+    return str(x) if type(x) is int else json.dumps(x)
+
+
+class PointsWriter:
+    """Points changes inside one write transaction, for many actors: reads go
+    through a cache that holds this writer's own changes, and the changed records
+    are written once each, in key order, by ``flush`` (before the commit). The
+    result is the same as ``add_points`` call by call."""
+
+    __slots__ = ("_dirty", "_seq", "_values", "db", "txn")
+
+    def __init__(self, txn: lmdb.Transaction, db: Any):
+        self.txn, self.db = txn, db
+        self._values: dict[bytes, int] = {}     # balance, earned and month totals read or changed
+        self._dirty: dict[bytes, bytes] = {}
+        self._seq: int | None = None            # the last history number, once read
+
+    def _get(self, key: bytes) -> int:
+        value = self._values.get(key)
+        if value is None:
+            raw = self.txn.get(key, db=self.db)
+            value = self._values[key] = _I64.unpack(raw)[0] if raw else 0
+        return value
+
+    def _bump(self, key: bytes, delta: int) -> int:
+        value = self._get(key) + delta
+        self._dirty[key] = _I64.pack(value)
+        self._values[key] = value
+        return value
+
+    def prefetch(self, awards: Iterable[tuple[str, str]]) -> None:
+        """Read the records that awards of points to (actor, month) would change,
+        in one sorted getmulti."""
+        keys = sorted({k for actor, month in awards
+                       for a in (actor.encode(),) for k in (b"b/" + a, b"e/" + a, f"m/{month}/".encode() + a)}
+                      - self._values.keys())
+        if keys:
+            values = self._values
+            values.update(dict.fromkeys(keys, 0))
+            for k, v in self.txn.cursor(db=self.db).getmulti(keys):
+                values[k] = _I64.unpack(v)[0]
+
+    def earned(self, actor: str) -> int:
+        return self._get(b"e/" + actor.encode())
+
+    def add(self, actor: str, delta: int, reason: str, ref: str, at_ms: int, month: str = "") -> int:
+        """Change an actor's balance; earning also counts towards the cumulative
+        total and the month (``month``: period(at_ms), when the caller has it).
+        Returns the new balance."""
+        a = actor.encode()
+        new = self._bump(b"b/" + a, delta)
+        if delta > 0:
+            self._bump(b"e/" + a, delta)
+            self._bump(f"m/{month or period(at_ms)}/".encode() + a, delta)
+        seq = self._seq
+        if seq is None:
+            raw = self.txn.get(_HISTORY_SEQ, db=self.db)
+            seq = _U64.unpack(raw)[0] if raw else 0
+        self._seq = seq = seq + 1
+        self._dirty[b"h/" + a + b"\0" + _U64.pack(seq)] = (
+            f'{{"delta": {_num(delta)}, "balance": {_num(new)}, "reason": {_esc(reason)}, "ref": {_esc(ref)}, '
+            f'"at_ms": {_num(at_ms)}}}').encode()
+        return new
+
+    def flush(self) -> None:
+        if self._seq is not None:
+            self._dirty[_HISTORY_SEQ] = _U64.pack(self._seq)
+        if self._dirty:
+            self.txn.cursor(db=self.db).putmulti(sorted(self._dirty.items()))
+            self._dirty.clear()
+
+
 def add_points(txn: lmdb.Transaction, db: Any, actor: str, delta: int, reason: str, ref: str,
                at_ms: int) -> int:
     """Change an actor's balance inside ``txn``; earning also counts towards the
     cumulative total and the month. Returns the new balance."""
-    a = actor.encode()
-    new = _bump(txn, db, b"b/" + a, delta)
-    if delta > 0:
-        _bump(txn, db, b"e/" + a, delta)
-        _bump(txn, db, f"m/{period_of(at_ms)}/".encode() + a, delta)
-    prefix = b"h/" + a + b"\0"
-    cur = txn.cursor(db=db)
-    # the last history key of this actor: step back from the first key past it
-    found = cur.prev() if cur.set_range(prefix + b"\xff" * 8) else cur.last()
-    last = bytes(cur.key()) if found else b""
-    seq = struct.unpack(">Q", last[len(prefix):])[0] + 1 if last.startswith(prefix) else 1
-    txn.put(prefix + struct.pack(">Q", seq),
-            json.dumps({"delta": delta, "balance": new, "reason": reason, "ref": ref, "at_ms": at_ms}).encode(),
-            db=db)
+    writer = PointsWriter(txn, db)
+    new = writer.add(actor, delta, reason, ref, at_ms)
+    writer.flush()
     return new
 
 

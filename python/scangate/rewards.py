@@ -24,22 +24,22 @@ import json
 import logging
 import secrets
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import lmdb
-import numpy as np
 
 from . import points as points_mod
 from .campaigns import Campaign, Prize, campaign_from_json, load_campaign
 from .datadir import DataDir, VerifyResult
 from .enums import CodeStatus
 from .errors import CorruptionError, InvalidArgument, NotFound
+from .localtime import LocalClock
 from .plugins import RuleContext, RuleResult, run_plugins
-from .store import iter_prefix
-from .trace import _keys7, now_ms
-from .verdicts import Scan, Verdict, VerdictConfig, decide_verdicts
+from .store import ProductLine, iter_prefix
+from .trace import SERIAL_BYTES, now_ms
+from .verdicts import Scan, ScanVerdict, Verdict, VerdictConfig, _decide_verdicts
 
 __all__ = [
     "Award",
@@ -134,19 +134,7 @@ class Decision:
 
     @property
     def message(self) -> dict[str, str]:
-        if self.award is not None:
-            if self.award.kind == "cash":
-                zh = f"恭喜您获得 {self.award.amount_fen / 100:.2f} 元红包！"
-                en = f"Congratulations! You won a {self.award.amount_fen / 100:.2f} CNY red packet."
-            elif self.award.kind == "points":
-                zh, en = f"恭喜您获得 {self.award.points} 积分！", f"You earned {self.award.points} points!"
-            else:
-                zh, en = "恭喜您获得一张优惠券！", "You won a coupon!"
-            return {"zh-CN": zh, "en": en}
-        if self.no_reward is not None:
-            zh, en = NO_REWARD_MESSAGES[self.no_reward]
-            return {"zh-CN": zh, "en": en}
-        return self.verdict.get("message", {})
+        return _message(self.award, self.no_reward, self.verdict)
 
     def to_json(self) -> dict[str, Any]:
         return {"request_id": self.request_id, "verdict": self.verdict,
@@ -158,6 +146,23 @@ class Decision:
     def from_json(cls, d: dict[str, Any]) -> Decision:
         return cls(d["request_id"], d["verdict"], Award(**d["award"]) if d["award"] else None,
                    NoReward(d["no_reward"]) if d["no_reward"] else None, d["campaign_id"])
+
+
+def _message(award: Award | None, no_reward: NoReward | None, verdict: dict[str, Any]) -> dict[str, str]:
+    """A decision's message: the award's, else why no reward, else the verdict's."""
+    if award is not None:
+        if award.kind == "cash":
+            zh = f"恭喜您获得 {award.amount_fen / 100:.2f} 元红包！"
+            en = f"Congratulations! You won a {award.amount_fen / 100:.2f} CNY red packet."
+        elif award.kind == "points":
+            zh, en = f"恭喜您获得 {award.points} 积分！", f"You earned {award.points} points!"
+        else:
+            zh, en = "恭喜您获得一张优惠券！", "You won a coupon!"
+        return {"zh-CN": zh, "en": en}
+    if no_reward is not None:
+        zh, en = NO_REWARD_MESSAGES[no_reward]
+        return {"zh-CN": zh, "en": en}
+    return verdict.get("message", {})  # type: ignore[no-any-return]
 
 
 # ---------------------------------------------------------------------- campaigns
@@ -208,27 +213,217 @@ def set_campaign_status(data: DataDir, campaign_id: str, status: str) -> None:
         txn.put(b"c/" + campaign_id.encode(), json.dumps(record).encode(), db=db)
 
 
-# ---------------------------------------------------------------------- state helpers
-class _State:
-    """The reward databases inside one write transaction."""
+# ---------------------------------------------------------------------- batch state
+_MISSING = object()
+_esc = json.encoder.encode_basestring_ascii
+_UTC_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_US = dt.timedelta(microseconds=1)
+# epoch ms that datetime can hold (years 1 to 9999); outside, a decision raises as
+# datetime.fromtimestamp does
+_MIN_MS = (dt.datetime(1, 1, 2, tzinfo=dt.UTC) - _UTC_EPOCH) // dt.timedelta(milliseconds=1)
+_MAX_MS = (dt.datetime(9999, 12, 30, tzinfo=dt.UTC) - _UTC_EPOCH) // dt.timedelta(milliseconds=1)
+_GENUINE = int(CodeStatus.GENUINE)
+_NO_RULE = RuleResult()
+_MESSAGE_KEYS = {"zh-CN", "en"}
+# counters: t/<campaign>/<actor> -> awards, fen awarded (caps) and the user's eligible
+# scans in the campaign (the Nth scan); d/<campaign>/<actor>/<local day> -> _PAIR
+_TOTAL = struct.Struct(">QQQ")
+
+
+_new, _set_attr = object.__new__, object.__setattr__
+_U64 = struct.Struct(">Q")
+
+
+def _decision(request_id: str, verdict: dict[str, Any], award: Award | None, no_reward: NoReward | None,
+              campaign_id: str | None) -> Decision:
+    """``Decision(...)``, the same value, made without the frozen dataclass's
+    field-by-field ``__init__`` (thousands a second: it shows)."""
+    d = _new(Decision)
+    _set_attr(d, "__dict__", {"request_id": request_id, "verdict": verdict, "award": award,
+                              "no_reward": no_reward, "campaign_id": campaign_id})
+    return d  # type: ignore[no-any-return]
+
+
+def _award(campaign_id: str, prize_id: str, kind: str, amount_fen: int, points: int, how: str, ledger_seq: int,
+           payout_key: str | None) -> Award:
+    """``Award(...)``, as ``_decision``."""
+    a = _new(Award)
+    _set_attr(a, "__dict__", {"campaign_id": campaign_id, "prize_id": prize_id, "kind": kind,
+                              "amount_fen": amount_fen, "points": points, "how": how, "ledger_seq": ledger_seq,
+                              "payout_key": payout_key})
+    return a  # type: ignore[no-any-return]
+
+
+def _num(x: Any) -> str:
+    """JSON text of a number (or None), as json.dumps writes it."""
+    return str(x) if type(x) is int else json.dumps(x)
+
+
+class _Cached:
+    """One reward database inside the batch's write transaction: reads go through a
+    cache that holds the batch's own writes, and each changed key is written once,
+    in key order, by ``flush`` (before the commit). Deciding scan after scan against
+    it gives exactly what reading and writing LMDB scan after scan gives."""
+
+    __slots__ = ("db", "dirty", "txn", "values")
+
+    def __init__(self, txn: lmdb.Transaction, db: Any):
+        self.txn, self.db = txn, db
+        self.values: dict[bytes, bytes | None] = {}
+        self.dirty: dict[bytes, bytes] = {}
+
+    def prefetch(self, keys: Iterable[bytes]) -> None:
+        """Read the keys not cached yet in one sorted getmulti."""
+        values = self.values
+        missing = sorted({k for k in keys if k not in values})
+        if missing:
+            values.update(dict.fromkeys(missing))
+            values.update(self.txn.cursor(db=self.db).getmulti(missing))
+
+    def get(self, key: bytes) -> bytes | None:
+        value = self.values.get(key, _MISSING)
+        if value is _MISSING:
+            value = self.values[key] = self.txn.get(key, db=self.db)
+        return value  # type: ignore[return-value]
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self.values[key] = self.dirty[key] = value
+
+    def pair(self, key: bytes) -> tuple[int, int]:
+        raw = self.get(key)
+        return _PAIR.unpack(raw) if raw else (0, 0)  # type: ignore[return-value]
+
+    def add_pair(self, key: bytes, count: int, amount: int) -> None:
+        c, a = self.pair(key)
+        self.put(key, _PAIR.pack(c + count, a + amount))
+
+    def flush(self) -> None:
+        if self.dirty:
+            self.txn.cursor(db=self.db).putmulti(sorted(self.dirty.items()))
+
+
+class _Batch:
+    """The reward databases of one batch's write transaction."""
 
     def __init__(self, data: DataDir, txn: lmdb.Transaction):
         s = data.store
         self.txn = txn
-        self.campaigns, self.requests, self.claims = s.db("campaigns"), s.db("requests"), s.db("claims")
-        self.budgets, self.counters, self.ledger = s.db("budgets"), s.db("counters"), s.db("ledger")
-        self.outbox, self.points = s.db("outbox"), s.db("points")
-        cur = txn.cursor(db=self.ledger)
+        self.campaigns_db, self.requests_db, self.ledger_db = s.db("campaigns"), s.db("requests"), s.db("ledger")
+        self.outbox_db = s.db("outbox")
+        self.claims, self.counters = _Cached(txn, s.db("claims")), _Cached(txn, s.db("counters"))
+        self.budgets = _Cached(txn, s.db("budgets"))
+        self.points = points_mod.PointsWriter(txn, s.db("points"))
+        self.ledger: list[tuple[bytes, bytes]] = []
+        self.outbox: dict[bytes, bytes] = {}
+        self.requests: dict[bytes, bytes] = {}
+        cur = txn.cursor(db=self.ledger_db)
         self.next_seq = struct.unpack(">Q", cur.key())[0] + 1 if cur.last() else 1
 
-    def pair(self, db: Any, key: bytes) -> tuple[int, int]:
-        raw = self.txn.get(key, db=db)
-        return _PAIR.unpack(raw) if raw else (0, 0)
+    def flush(self) -> None:
+        for cached in (self.claims, self.counters, self.budgets):
+            cached.flush()
+        self.points.flush()
+        txn = self.txn
+        if self.ledger:   # sequence numbers past the last entry: appended
+            txn.cursor(db=self.ledger_db).putmulti(self.ledger, append=True)
+        if self.outbox:
+            txn.cursor(db=self.outbox_db).putmulti(sorted(self.outbox.items()))
+        if self.requests:
+            txn.cursor(db=self.requests_db).putmulti(sorted(self.requests.items()))
 
-    def add_pair(self, db: Any, key: bytes, count: int, amount: int) -> None:
-        c, a = self.pair(db, key)
-        self.txn.put(key, _PAIR.pack(c + count, a + amount), db=db)
 
+class _Hmac:
+    """HMAC-SHA256 under one key (RFC 2104) with the padded key's hash states made
+    once: a draw costs two hash copies, not a fresh HMAC set-up. ``audit_entry``
+    recomputes every draw with the standard library's hmac instead."""
+
+    __slots__ = ("inner", "outer")
+
+    def __init__(self, key: bytes):
+        if len(key) > 64:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(64, b"\0")
+        self.inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+        self.outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+
+    def digest(self, message: bytes) -> bytes:
+        inner = self.inner.copy()
+        inner.update(message)
+        outer = self.outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
+
+class _Live:
+    """A stored campaign compiled for deciding: its rules as sets, integers and
+    encoded keys and JSON fragments. Cached per stored record and secret, so a
+    reload or a status change (a new record) compiles anew."""
+
+    def __init__(self, campaign: Campaign, secret: bytes | None):
+        c = self.campaign = campaign
+        self.secret = secret
+        self.hmac = _Hmac(secret) if secret is not None else None
+        self.id = c.id
+        self.id_json = _esc(c.id)
+        self.key = c.id.encode() + b"/"
+        self.actor = c.actor
+        self.active = c.status == "active"
+        self.start_us = (c.start - _UTC_EPOCH) // _US
+        self.end_us = (c.end - _UTC_EPOCH) // _US
+        self.blacklist = frozenset(c.blacklist)
+        self.diverted_ok = c.verdict_policy.diverted_can_win
+        self.clone_ok = c.verdict_policy.suspect_clone_can_win
+        self.caps = c.caps
+        self.slots = tuple((s.start.hour * 60 + s.start.minute, s.end.hour * 60 + s.end.minute, s.odds_ppm)
+                           for s in c.slots)
+        self.nth = frozenset(c.win_on_nth_scan)
+        self.budget_key = {p.id: f"{c.id}/{p.id}".encode() for p in c.prizes}
+        self.winning = tuple((p, self.budget_key[p.id]) for p in c.winning_prizes)
+        self.consolation = c.prize(c.consolation) if c.consolation is not None else None
+        self.has_points = any(p.kind == "points" for p in c.prizes)
+        self.coupon_json = {p.id: json.dumps(asdict(p.coupon)) if p.coupon else "null" for p in c.prizes}
+        # the award's JSON up to its points (Decision.to_json()["award"], key order of Award)
+        self.award_head = {p.id: (f'{{"campaign_id": {self.id_json}, "prize_id": {_esc(p.id)}, '
+                                  f'"kind": {_esc(p.kind)}, "amount_fen": {_num(p.amount_fen)}, "points": ')
+                           for p in c.prizes}
+        self.clock = LocalClock(c.zone)
+        self._regions: dict[int | None, bool] = {}
+
+    def region_allowed(self, region: int | None) -> bool:
+        allowed = self._regions.get(region)
+        if allowed is None:
+            if len(self._regions) >= 100_000:
+                self._regions.clear()
+            allowed = self._regions[region] = self.campaign.region_allowed(region)
+        return allowed
+
+    def odds_at(self, time_ms: int) -> int:
+        """Campaign.odds_at for the instant, from the local minute of the day (slots
+        start and end on whole minutes)."""
+        if not self.slots:
+            return self.campaign.odds_ppm
+        minute = self.clock.minute(time_ms)
+        for start, end, odds in self.slots:
+            if (start <= minute < end) if start < end else (minute >= start or minute < end):
+                return odds
+        return self.campaign.odds_ppm
+
+
+_live_cache: dict[tuple[bytes, bytes | None], _Live] = {}
+
+
+def _live_campaigns(txn: lmdb.Transaction, db: Any) -> list[_Live]:
+    """The stored campaigns in id order, compiled (parsed only when a record is new)."""
+    out = []
+    for key, raw in iter_prefix(txn, db, b"c/"):
+        secret = txn.get(b"s/" + key, db=db)
+        live = _live_cache.get((raw, secret))
+        if live is None:
+            if len(_live_cache) >= 256:
+                _live_cache.clear()
+            live = _live_cache[(raw, secret)] = _Live(campaign_from_json(json.loads(raw)["campaign"]), secret)
+        out.append(live)
+    return out
 
 
 def _draw(secret: bytes, campaign_id: str, serial: int, actor: str, time_ms: int) -> tuple[str, bytes]:
@@ -249,13 +444,43 @@ def _pick_prize(prizes: Sequence[Prize], mac: bytes) -> Prize | None:
     return None  # unreachable
 
 
-def _budget_left(state: _State, c: Campaign, p: Prize) -> bool:
-    count, amount = state.pair(state.budgets, f"{c.id}/{p.id}".encode())
+def _budget_left(budgets: _Cached, key: bytes, p: Prize) -> bool:
+    count, amount = budgets.pair(key)
     if p.budget_count is not None and count + 1 > p.budget_count:
         return False
-    if p.budget_amount_fen is not None and amount + p.amount_fen > p.budget_amount_fen:
-        return False
-    return True
+    return p.budget_amount_fen is None or amount + p.amount_fen <= p.budget_amount_fen
+
+
+def _message_json(message: dict[str, str]) -> str:
+    if message.keys() != _MESSAGE_KEYS:
+        return json.dumps(message)
+    return f'{{"zh-CN": {_esc(message["zh-CN"])}, "en": {_esc(message["en"])}}}'
+
+
+_NO_REWARD_JSON = {r: (_esc(r.value), _message_json({"zh-CN": zh, "en": en}))
+                   for r, (zh, en) in NO_REWARD_MESSAGES.items()}
+_award_message_json: dict[tuple[str, int, int], str] = {}
+
+
+def _decision_json(request_id: str, verdict: dict[str, Any], verdict_json: str, award: Award | None,
+                   award_json: str, no_reward: NoReward | None, campaign_id: str | None) -> str:
+    """``json.dumps(decision.to_json())``, byte for byte (tests/test_rewards_encoding.py),
+    given the verdict's and the award's JSON."""
+    if award is not None:
+        key = (award.kind, award.amount_fen, award.points)
+        message = _award_message_json.get(key)
+        if message is None:
+            if len(_award_message_json) >= 10_000:
+                _award_message_json.clear()
+            message = _award_message_json[key] = _message_json(_message(award, None, verdict))
+        reason = "null"
+    elif no_reward is not None:
+        reason, message = _NO_REWARD_JSON[no_reward]
+    else:
+        reason, message = "null", _message_json(_message(None, None, verdict))
+    return (f'{{"request_id": {_esc(request_id)}, "verdict": {verdict_json}, "award": {award_json}, '
+            f'"no_reward": {reason}, "campaign_id": {"null" if campaign_id is None else _esc(campaign_id)}, '
+            f'"message": {message}}}')
 
 
 # ---------------------------------------------------------------------- decide
@@ -269,15 +494,14 @@ def decide_scans(data: DataDir, requests: Sequence[ScanRequest],
             raise InvalidArgument(f"requests[{i}].actor_type: {r.actor_type!r} is not consumer or store")
     checks = data.verify_codes([r.code for r in requests])
     with data.store.env.begin(write=True) as txn:
-        state = _State(data, txn)
-        campaigns = [(campaign_from_json(rec["campaign"]), txn.get(b"s/" + rec["campaign"]["id"].encode(),
-                                                                    db=state.campaigns))
-                     for rec in _records(txn, state)]
+        batch = _Batch(data, txn)
+        ids = [r.request_id.encode() for r in requests]
+        stored = dict(txn.cursor(db=batch.requests_db).getmulti(sorted(set(ids)))) if ids else {}
         done: dict[str, Decision] = {}
         fresh: list[int] = []
         out: list[Decision | None] = []
         for i, r in enumerate(requests):
-            raw = txn.get(r.request_id.encode(), db=state.requests)
+            raw = stored.get(ids[i])
             if raw is not None:
                 out.append(Decision.from_json(json.loads(raw)))
             elif r.request_id in done:
@@ -286,173 +510,238 @@ def decide_scans(data: DataDir, requests: Sequence[ScanRequest],
                 out.append(None)
                 fresh.append(i)
                 done[r.request_id] = None  # type: ignore[assignment]
-        scans = [Scan(requests[i].code, requests[i].actor, requests[i].actor_type, requests[i].region,
-                      requests[i].lat, requests[i].lon,
-                      requests[i].time_ms if requests[i].time_ms is not None else now_ms()) for i in fresh]
-        fresh_checks = VerifyResult(*(a[fresh] for a in (checks.status, checks.key_version, checks.serial,
-                                                         checks.level, checks.line_id)), checks.lines)
-        verdicts = decide_verdicts(data, scans, verdict_config, txn=txn, checks=fresh_checks) if scans else []
-        for i, scan, v in zip(fresh, scans, verdicts):
-            r = requests[i]
-            line = checks[i].line if checks.status[i] == CodeStatus.GENUINE else None
-            decision = _decide_one(state, campaigns, r, scan.time_ms or now_ms(), v, line,
-                                   int(checks.serial[i]))
-            txn.put(r.request_id.encode(), json.dumps(decision.to_json()).encode(), db=state.requests)
-            done[r.request_id] = decision
-            out[i] = decision
+        if fresh:
+            # the scans to judge: the requests themselves (they have a Scan's fields), a
+            # Scan stamped now for a request without a time
+            scans: list[ScanRequest | Scan] = [
+                r if r.time_ms is not None else Scan(r.code, r.actor, r.actor_type, r.region, r.lat, r.lon, now_ms())
+                for r in (requests[i] for i in fresh)]
+            fresh_checks = VerifyResult(*(a[fresh] for a in (checks.status, checks.key_version, checks.serial,
+                                                             checks.level, checks.line_id)), checks.lines)
+            verdicts = _decide_verdicts(data, scans, verdict_config or VerdictConfig(), txn, fresh_checks)
+            decided = _decide(batch, _live_campaigns(txn, batch.campaigns_db), [requests[i] for i in fresh],
+                              [s.time_ms or now_ms() for s in scans], verdicts, fresh_checks)
+            for i, (decision, text) in zip(fresh, decided):
+                batch.requests[ids[i]] = text.encode()
+                done[requests[i].request_id] = decision
+                out[i] = decision
         for i, d in enumerate(out):
             if d is None:
                 out[i] = done[requests[i].request_id]
+        batch.flush()
     return out  # type: ignore[return-value]
 
 
-def _records(txn: lmdb.Transaction, state: _State) -> list[dict[str, Any]]:
-    return [json.loads(v) for _, v in iter_prefix(txn, state.campaigns, b"c/")]   # in id order
+# A scan past the stateless checks (campaign, window, region, blacklist, verdict
+# policy): its campaign and the keys of the state its decision reads and writes:
+# (campaign, claim key, daily counter key, total counter key, month of the points).
+_Eligible = tuple[_Live, bytes, bytes, bytes, str]
 
 
-def _decide_one(state: _State, campaigns: list[tuple[Campaign, bytes]], r: ScanRequest, time_ms: int,
-                v: Any, line: Any, serial: int) -> Decision:
-    verdict_json = v.to_json()
-
-    def no(reason: NoReward, campaign: Campaign | None) -> Decision:
-        return Decision(r.request_id, verdict_json, None, reason, campaign.id if campaign else None)
-
-    if v.verdict in (Verdict.COUNTERFEIT, Verdict.REVOKED) or line is None:
-        return no(NoReward.VERDICT_NOT_ELIGIBLE, None)
-    when = dt.datetime.fromtimestamp(time_ms / 1000, dt.timezone.utc)
-    candidates = [(c, s) for c, s in campaigns
-                  if c.actor == r.actor_type and c.matches_product(line.sku, line.level.label)]
-    if not candidates:
-        return no(NoReward.NO_CAMPAIGN, None)
-    active = [(c, s) for c, s in candidates if c.status == "active"]
-    if not active:
-        return no(NoReward.CAMPAIGN_PAUSED, candidates[0][0])
-    running = [(c, s) for c, s in active if c.window_contains(when)]
-    if not running:
-        return no(NoReward.OUTSIDE_WINDOW, active[0][0])
-    region = verdict_json.get("region")
-    allowed = [(c, s) for c, s in running if c.region_allowed(region)]
-    if not allowed:
-        return no(NoReward.REGION_EXCLUDED, running[0][0])
-    campaign, secret = allowed[0]
-    if secret is None:
-        raise CorruptionError(f"campaign {campaign.id}: no secret stored")
+def _select(campaigns: list[_Live], candidates: dict[tuple[str, int], list[_Live]], r: ScanRequest,
+            time_ms: int, v: ScanVerdict, line: ProductLine | None, line_id: int,
+            serial: int) -> _Eligible | tuple[NoReward, _Live | None]:
+    """The stateless part of a decision: the deciding campaign and the state keys,
+    or why there is no reward (and the campaign to name)."""
+    verdict = v.verdict
+    if verdict is Verdict.COUNTERFEIT or verdict is Verdict.REVOKED or line is None:
+        return NoReward.VERDICT_NOT_ELIGIBLE, None
+    matching = candidates.get((r.actor_type, line_id))
+    if matching is None:
+        sku, level = line.sku, line.level.label
+        matching = candidates[(r.actor_type, line_id)] = [
+            c for c in campaigns if c.actor == r.actor_type and c.campaign.matches_product(sku, level)]
+    if not _MIN_MS <= time_ms <= _MAX_MS:
+        dt.datetime.fromtimestamp(time_ms / 1000, dt.UTC)   # raises, as before
+    at_us = time_ms * 1000
+    region = v.region
+    if len(matching) == 1:      # the usual case: one campaign for the product
+        c = matching[0]
+        if not c.active:
+            return NoReward.CAMPAIGN_PAUSED, c
+        if not c.start_us <= at_us < c.end_us:
+            return NoReward.OUTSIDE_WINDOW, c
+        if not c.region_allowed(region):
+            return NoReward.REGION_EXCLUDED, c
+    else:
+        if not matching:
+            return NoReward.NO_CAMPAIGN, None
+        active = [c for c in matching if c.active]
+        if not active:
+            return NoReward.CAMPAIGN_PAUSED, matching[0]
+        running = [c for c in active if c.start_us <= at_us < c.end_us]
+        if not running:
+            return NoReward.OUTSIDE_WINDOW, active[0]
+        allowed = [c for c in running if c.region_allowed(region)]
+        if not allowed:
+            return NoReward.REGION_EXCLUDED, running[0]
+        c = allowed[0]
+    if c.secret is None:
+        raise CorruptionError(f"campaign {c.id}: no secret stored")
     # precedence: blacklist > must-win > eligible
-    if r.actor in campaign.blacklist:
-        return no(NoReward.BLACKLISTED, campaign)
-    policy = campaign.verdict_policy
-    if (v.verdict is Verdict.DIVERTED and not policy.diverted_can_win) or \
-            (v.verdict is Verdict.SUSPECT_CLONE and not policy.suspect_clone_can_win):
-        return no(NoReward.VERDICT_NOT_ELIGIBLE, campaign)
-    claim_key = _keys7(np.array([serial], np.uint64))
-    if state.txn.get(claim_key, db=state.claims) is not None:
-        return no(NoReward.ALREADY_CLAIMED, campaign)
-    day = campaign.local_day(when)
-    actor_key = f"{campaign.id}/{r.actor}".encode()
-    daily_key = b"d/" + actor_key + f"/{day}".encode()
-    total_key = b"t/" + actor_key
-    caps = campaign.caps
-    d_count, d_amount = state.pair(state.counters, daily_key)
-    t_count, t_amount = state.pair(state.counters, total_key)
+    if r.actor in c.blacklist:
+        return NoReward.BLACKLISTED, c
+    if (verdict is Verdict.DIVERTED and not c.diverted_ok) or \
+            (verdict is Verdict.SUSPECT_CLONE and not c.clone_ok):
+        return NoReward.VERDICT_NOT_ELIGIBLE, c
+    actor_key = c.key + r.actor.encode()
+    return (c, serial.to_bytes(SERIAL_BYTES, "big"), b"d/" + actor_key + b"/" + c.clock.day(time_ms).encode(),
+            b"t/" + actor_key, points_mod.period(time_ms) if c.has_points else "")
+
+
+def _decide(b: _Batch, campaigns: list[_Live], requests: list[ScanRequest], times: list[int],
+            verdicts: list[ScanVerdict], checks: VerifyResult) -> list[tuple[Decision, str]]:
+    """The fresh scans' decisions, in order, and their JSON texts (request records):
+    first the stateless checks of every scan, then one read of all the state they
+    need, then scan after scan against the batch's cached state."""
+    status, serials, line_ids = checks.status.tolist(), checks.serial.tolist(), checks.line_id.tolist()
+    lines = checks.lines
+    candidates: dict[tuple[str, int], list[_Live]] = {}
+    selected = [_select(campaigns, candidates, r, t, v, lines[line_ids[i]] if status[i] == _GENUINE else None,
+                        line_ids[i], serials[i])
+                for i, (r, t, v) in enumerate(zip(requests, times, verdicts))]
+    eligible = [(i, e) for i, e in enumerate(selected) if len(e) == 5]
+    if eligible:
+        b.claims.prefetch([e[1] for _, e in eligible])
+        b.counters.prefetch([k for _, e in eligible for k in (e[2], e[3])])
+        b.points.prefetch([(requests[i].actor, e[4]) for i, e in eligible if e[4]])
+    out = []
+    for i, e in enumerate(selected):
+        r, v = requests[i], verdicts[i]
+        if len(e) == 5:
+            out.append(_decide_eligible(b, e, r, times[i], v, lines[line_ids[i]], serials[i]))  # type: ignore[arg-type]
+        else:
+            reason, c = e  # type: ignore[misc]
+            cid = c.id if c is not None else None
+            vj = v.to_json()
+            out.append((_decision(r.request_id, vj, None, reason, cid),
+                        _decision_json(r.request_id, vj, v.json_text(), None, "null", reason, cid)))
+    return out
+
+
+def _decide_eligible(b: _Batch, e: _Eligible, r: ScanRequest, time_ms: int, v: ScanVerdict,
+                     line: ProductLine, serial: int) -> tuple[Decision, str]:
+    """The stateful part of a decision: claim, caps, draw, prize, writes."""
+    c, claim_key, daily_key, total_key, month = e
+    verdict = v.to_json()
+
+    def no(reason: NoReward) -> tuple[Decision, str]:
+        return (_decision(r.request_id, verdict, None, reason, c.id),
+                _decision_json(r.request_id, verdict, v.json_text(), None, "null", reason, c.id))
+
+    if b.claims.get(claim_key) is not None:
+        return no(NoReward.ALREADY_CLAIMED)
+    counters = b.counters
+    caps = c.caps
+    d_count, d_amount = counters.pair(daily_key)
+    raw = counters.get(total_key)
+    t_count, t_amount, n = _TOTAL.unpack(raw) if raw else (0, 0, 0)
     if caps.per_user_daily_count is not None and d_count >= caps.per_user_daily_count:
-        return no(NoReward.DAILY_CAP_REACHED, campaign)
+        return no(NoReward.DAILY_CAP_REACHED)
     if caps.per_user_total_count is not None and t_count >= caps.per_user_total_count:
-        return no(NoReward.TOTAL_CAP_REACHED, campaign)
-    # the user's Nth eligible scan in this campaign
-    n_key = b"n/" + actor_key
-    n = state.pair(state.counters, n_key)[0] + 1
-    state.txn.put(n_key, _PAIR.pack(n, 0), db=state.counters)
-    message, mac = _draw(secret, campaign.id, serial, r.actor, time_ms)
-    roll = int.from_bytes(mac[:8], "big") % PPM
-    odds = campaign.odds_at(when)
-    rule = RuleResult()
+        return no(NoReward.TOTAL_CAP_REACHED)
+    # the user's Nth eligible scan in this campaign (written back with the outcome:
+    # a scan refused below by a plugin or a cash cap is not a used scan)
+    n += 1
+    actor = r.actor
+    message = f"{c.id}|{serial}|{actor}|{time_ms}"     # the draw, as _draw; audit_entry replays it
+    mac = c.hmac.digest(message.encode())  # type: ignore[union-attr]
+    roll = _U64.unpack_from(mac)[0] % PPM   # int.from_bytes(mac[:8], "big")
+    odds = c.odds_at(time_ms)
+    rule = _NO_RULE
+    campaign = c.campaign
     if campaign.plugins:
-        ctx = RuleContext(campaign.id, r.code, serial, line.sku, line.batch, line.level.label, verdict_json,
-                          r.actor, r.actor_type, tuple(r.actor_tags),
+        when = dt.datetime.fromtimestamp(time_ms / 1000, dt.UTC)
+        ctx = RuleContext(c.id, r.code, serial, line.sku, line.batch, line.level.label, verdict,
+                          actor, r.actor_type, tuple(r.actor_tags),
                           {"scan_number": n, "awards_today": d_count, "awards_total": t_count}, time_ms,
-                          when.astimezone(campaign.zone), verdict_json.get("region"), None, odds)
+                          when.astimezone(campaign.zone), verdict.get("region"), None, odds)
         rule, failures = run_plugins(campaign.plugins, ctx)
         if rule.odds_ppm is not None and not 0 <= rule.odds_ppm <= PPM:
             failures.append(("odds", f"odds_ppm {rule.odds_ppm} outside 0..{PPM}"))
         if failures or rule.veto:
             for ref, _why in failures:
-                state.add_pair(state.counters, f"pf/{campaign.id}/{ref}".encode(), 1, 0)
-            state.txn.put(n_key, _PAIR.pack(n - 1, 0), db=state.counters)   # not a used scan
-            return no(NoReward.PLUGIN_FAILED if failures else NoReward.PLUGIN_VETO, campaign)
+                counters.add_pair(f"pf/{c.id}/{ref}".encode(), 1, 0)
+            return no(NoReward.PLUGIN_FAILED if failures else NoReward.PLUGIN_VETO)
         if rule.odds_ppm is not None:
             odds = rule.odds_ppm
     if campaign.first_scan_always_wins and n == 1:
         how = "first_scan"
-    elif n in campaign.win_on_nth_scan:
+    elif n in c.nth:
         how = "nth_scan"
     else:
         how = "draw" if roll < odds else "lost"
+    budgets = b.budgets
     prize: Prize | None = None
     reason: NoReward | None = None
     if how != "lost":
-        prize = _pick_prize([p for p in campaign.winning_prizes if _budget_left(state, campaign, p)], mac)
+        prize = _pick_prize([p for p, key in c.winning if _budget_left(budgets, key, p)], mac)
         if prize is None:
             reason = NoReward.BUDGET_EXHAUSTED
     if prize is not None and rule.prize_id is not None and rule.prize_id != prize.id:
         wanted = next((p for p in campaign.prizes if p.id == rule.prize_id), None)
-        if wanted is not None and _budget_left(state, campaign, wanted):
+        if wanted is not None and _budget_left(budgets, c.budget_key[wanted.id], wanted):
             prize = wanted     # a plugin's prize, still within the campaign's budgets
-    if prize is None and campaign.consolation is not None:
-        consolation = campaign.prize(campaign.consolation)
-        if _budget_left(state, campaign, consolation):
-            prize, how, reason = consolation, "consolation", None
+    consolation = c.consolation
+    if prize is None and consolation is not None and \
+            _budget_left(budgets, c.budget_key[consolation.id], consolation):
+        prize, how, reason = consolation, "consolation", None
     if prize is None and reason is None:
         reason = NoReward.LOST_DRAW
     if prize is not None and prize.kind == "cash" and how != "consolation":
         if caps.per_user_daily_amount_fen is not None and d_amount + prize.amount_fen > caps.per_user_daily_amount_fen:
-            prize, reason = None, NoReward.DAILY_CAP_REACHED
-        elif caps.per_user_total_amount_fen is not None and \
-                t_amount + prize.amount_fen > caps.per_user_total_amount_fen:
-            prize, reason = None, NoReward.TOTAL_CAP_REACHED
-    if reason in (NoReward.DAILY_CAP_REACHED, NoReward.TOTAL_CAP_REACHED):
-        state.txn.put(n_key, _PAIR.pack(n - 1, 0), db=state.counters)   # not a used scan
-        return no(reason, campaign)
+            return no(NoReward.DAILY_CAP_REACHED)
+        if caps.per_user_total_amount_fen is not None and t_amount + prize.amount_fen > caps.per_user_total_amount_fen:
+            return no(NoReward.TOTAL_CAP_REACHED)
     # ---- commit the outcome: one draw per code, won or lost
-    seq = state.next_seq
-    state.next_seq += 1
+    seq = b.next_seq
+    b.next_seq += 1
     points = 0
-    if prize is not None and prize.kind == "points":
-        points = prize.points
-        # store tiers follow cumulative points earned (redeeming does not demote)
-        tier = campaign.tier_for(points_mod.earned(state.txn, state.points, r.actor)) if campaign.store_tiers \
-            else None
-        if tier is not None:
-            points = points * tier.multiplier_pct // 100
-        if rule.points_multiplier_pct is not None:
-            points = points * max(rule.points_multiplier_pct, 0) // 100
-        points_mod.add_points(state.txn, state.points, r.actor, points, "award", f"ledger:{seq}", time_ms)
     payout_key = None
-    if prize is not None:
-        state.add_pair(state.budgets, f"{campaign.id}/{prize.id}".encode(), 1, prize.amount_fen)
-        if how != "consolation":
-            state.add_pair(state.counters, daily_key, 1, prize.amount_fen)
-            state.add_pair(state.counters, total_key, 1, prize.amount_fen)
-        if prize.kind in ("cash", "coupon"):
-            payout_key = f"{campaign.id}:{serial}"
-            state.txn.put(payout_key.encode(), json.dumps({
-                "key": payout_key, "state": "pending", "attempts": 0, "ledger_seq": seq,
-                "actor": r.actor, "prize_id": prize.id, "kind": prize.kind, "amount_fen": prize.amount_fen,
-                "coupon": asdict(prize.coupon) if prize.coupon else None, "created_ms": now_ms(),
-            }).encode(), db=state.outbox)
-    entry = {
-        "seq": seq, "request_id": r.request_id, "campaign_id": campaign.id, "serial": serial,
-        "actor": r.actor, "time_ms": time_ms, "draw_input": message, "hmac": mac.hex(), "roll": roll,
-        "odds_ppm": odds, "scan_number": n, "how": how,
-        "prize_id": prize.id if prize else None, "amount_fen": prize.amount_fen if prize else 0,
-        "points": points, "payout_key": payout_key, "no_reward": reason.value if reason else None,
-    }
-    state.txn.put(struct.pack(">Q", seq), json.dumps(entry).encode(), db=state.ledger)
-    state.txn.put(claim_key, json.dumps({"campaign_id": campaign.id, "ledger_seq": seq}).encode(),
-                  db=state.claims)
+    actor_json = _esc(actor)
     if prize is None:
-        return Decision(r.request_id, verdict_json, None, reason, campaign.id)
-    award = Award(campaign.id, prize.id, prize.kind, prize.amount_fen, points, how, seq, payout_key)
-    return Decision(r.request_id, verdict_json, award, None, campaign.id)
+        counters.put(total_key, _TOTAL.pack(t_count, t_amount, n))
+    else:
+        amount = prize.amount_fen
+        if prize.kind == "points":
+            points = prize.points
+            # store tiers follow cumulative points earned (redeeming does not demote)
+            tier = campaign.tier_for(b.points.earned(actor)) if campaign.store_tiers else None
+            if tier is not None:
+                points = points * tier.multiplier_pct // 100
+            if rule.points_multiplier_pct is not None:
+                points = points * max(rule.points_multiplier_pct, 0) // 100
+            b.points.add(actor, points, "award", f"ledger:{seq}", time_ms, month)
+        budgets.add_pair(c.budget_key[prize.id], 1, amount)
+        if how != "consolation":
+            counters.put(daily_key, _PAIR.pack(d_count + 1, d_amount + amount))
+            counters.put(total_key, _TOTAL.pack(t_count + 1, t_amount + amount, n))
+        else:
+            counters.put(total_key, _TOTAL.pack(t_count, t_amount, n))
+        if prize.kind in ("cash", "coupon"):
+            payout_key = f"{c.id}:{serial}"
+            b.outbox[payout_key.encode()] = (
+                f'{{"key": {_esc(payout_key)}, "state": "pending", "attempts": 0, "ledger_seq": {seq}, '
+                f'"actor": {actor_json}, "prize_id": {_esc(prize.id)}, "kind": {_esc(prize.kind)}, '
+                f'"amount_fen": {amount}, "coupon": {c.coupon_json[prize.id]}, '
+                f'"created_ms": {now_ms()}}}').encode()
+    payout_json = "null" if payout_key is None else _esc(payout_key)
+    points_json = _num(points)
+    b.ledger.append((struct.pack(">Q", seq), (
+        f'{{"seq": {seq}, "request_id": {_esc(r.request_id)}, "campaign_id": {c.id_json}, "serial": {serial}, '
+        f'"actor": {actor_json}, "time_ms": {_num(time_ms)}, "draw_input": {_esc(message)}, '
+        f'"hmac": "{mac.hex()}", "roll": {roll}, "odds_ppm": {_num(odds)}, "scan_number": {n}, '
+        f'"how": "{how}", "prize_id": {"null" if prize is None else _esc(prize.id)}, '
+        f'"amount_fen": {prize.amount_fen if prize else 0}, "points": {points_json}, "payout_key": {payout_json}, '
+        f'"no_reward": {"null" if reason is None else _NO_REWARD_JSON[reason][0]}}}').encode()))
+    b.claims.put(claim_key, f'{{"campaign_id": {c.id_json}, "ledger_seq": {seq}}}'.encode())
+    if prize is None:
+        return (_decision(r.request_id, verdict, None, reason, c.id),
+                _decision_json(r.request_id, verdict, v.json_text(), None, "null", reason, c.id))
+    award = _award(c.id, prize.id, prize.kind, prize.amount_fen, points, how, seq, payout_key)
+    award_json = f'{c.award_head[prize.id]}{points_json}, "how": "{how}", "ledger_seq": {seq}, "payout_key": {payout_json}}}'
+    return (_decision(r.request_id, verdict, award, None, c.id),
+            _decision_json(r.request_id, verdict, v.json_text(), award, award_json, None, c.id))
 
 
 def budgets_used(data: DataDir, campaign_id: str) -> dict[str, dict[str, int]]:

@@ -203,14 +203,16 @@ class TraceStore:
             if own:
                 txn.abort()
 
-    def ancestors(self, serials: np.ndarray) -> np.ndarray:
+    def ancestors(self, serials: np.ndarray, txn: lmdb.Transaction | None = None) -> np.ndarray:
         """(N x 2) parent and grandparent serials (0: none): item -> case -> pallet."""
-        with self.env.begin() as txn:
-            p1 = self.parents_of(serials, txn)
-            p2 = np.zeros_like(p1)
-            has = p1 != 0
-            if has.any():
-                p2[has] = self.parents_of(p1[has], txn)
+        if txn is None:
+            with self.env.begin() as own:
+                return self.ancestors(serials, own)
+        p1 = self.parents_of(serials, txn)
+        p2 = np.zeros_like(p1)
+        has = p1 != 0
+        if has.any():
+            p2[has] = self.parents_of(p1[has], txn)
         return np.stack([p1, p2], axis=1)
 
     # ------------------------------------------------------------------ link
@@ -387,26 +389,36 @@ class TraceStore:
                     for d in (json.loads(v) for _, v in rows)]
 
     # ------------------------------------------------------------------ trace
-    def trace(self, serials: np.ndarray) -> list[TraceChain]:
-        """The chain up from each serial: ancestors and the governing shipment."""
+    def trace(self, serials: np.ndarray, txn: lmdb.Transaction | None = None) -> list[TraceChain]:
+        """The chain up from each serial: ancestors and the governing shipment.
+        ``txn``: read inside the caller's transaction (a verdict batch's)."""
+        if txn is None:
+            with self.env.begin() as own:
+                return self.trace(serials, own)
+        return [TraceChain(*parts) for parts in self.chains(serials, txn)]
+
+    def chains(self, serials: np.ndarray, txn: lmdb.Transaction
+               ) -> list[tuple[int, tuple[int, ...], Shipment | None, Dealer | None]]:
+        """``trace`` as plain tuples (serial, ancestors, shipment, dealer), for batches."""
         serials = np.asarray(serials, np.uint64)
-        anc = self.ancestors(serials)
-        chains = []
-        with self.env.begin() as txn:
-            units = np.concatenate([serials, anc[:, 0], anc[:, 1]])
-            ships = self.shipments_of(units[units != 0], txn)
-            dealers: dict[str, Dealer | None] = {}
-            for i, s in enumerate(serials.tolist()):
-                up = tuple(int(a) for a in anc[i] if a)
+        anc = self.ancestors(serials, txn)
+        units = np.concatenate([serials, anc[:, 0], anc[:, 1]])
+        ships = self.shipments_of(units[units != 0], txn)
+        dealers: dict[str, Dealer | None] = {}
+        out: list[tuple[int, tuple[int, ...], Shipment | None, Dealer | None]] = []
+        for s, (p1, p2) in zip(serials.tolist(), anc.tolist()):
+            up = (p1, p2) if p2 else (p1,) if p1 else ()
+            ship = None
+            if ships:
                 candidates = [ships[u] for u in (s, *up) if u in ships]
                 ship = max(candidates, key=lambda x: x.shipped_at_ms) if candidates else None
-                dealer = None
-                if ship is not None:
-                    if ship.dealer_id not in dealers:
-                        dealers[ship.dealer_id] = self.dealer(ship.dealer_id, txn)
-                    dealer = dealers[ship.dealer_id]
-                chains.append(TraceChain(s, up, ship, dealer))
-        return chains
+            dealer = None
+            if ship is not None:
+                if ship.dealer_id not in dealers:
+                    dealers[ship.dealer_id] = self.dealer(ship.dealer_id, txn)
+                dealer = dealers[ship.dealer_id]
+            out.append((s, up, ship, dealer))
+        return out
 
 
 def now_ms() -> int:

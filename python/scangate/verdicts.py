@@ -19,6 +19,7 @@ from __future__ import annotations
 import enum
 import json
 import logging
+import math
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from . import geo
 from .datadir import DataDir, VerifyResult
 from .enums import CodeStatus
 from .errors import InvalidArgument
-from .trace import TraceStore, _keys7, now_ms
+from .trace import SERIAL_BYTES, TraceStore, _keys7, now_ms
 
 __all__ = [
     "MESSAGES",
@@ -153,11 +154,12 @@ class ScanVerdict:
         return {"zh-CN": zh, "en": en}
 
     def to_json(self) -> dict[str, Any]:
+        zh, en = MESSAGES[self.verdict]
         return {
-            "verdict": self.verdict.label,
-            "message": self.message,
-            "reasons": [r.value for r in self.reasons],
-            "code_status": self.code_status.label,
+            "verdict": _VERDICT_LABEL[self.verdict],
+            "message": {"zh-CN": zh, "en": en},
+            "reasons": [_REASON_VALUE[r] for r in self.reasons],
+            "code_status": _STATUS_LABEL[self.code_status],
             "region": self.region,
             "region_source": self.region_source,
             "clone_score": round(self.clone_score, 3),
@@ -165,6 +167,47 @@ class ScanVerdict:
             "scan_count": self.scan_count,
             "evidence": self.evidence,
         }
+
+
+    def json_text(self) -> str:
+        """``json.dumps(self.to_json())``, byte for byte, without the generic encoder:
+        the fields by a template, evidence by json.dumps only when there is any
+        (tests/test_rewards_encoding.py holds the two equal)."""
+        first, region, evidence = self.first_scan, self.region, self.evidence
+        if first is None:
+            first_text = "null"
+        elif tuple(first) == _FIRST_SCAN_KEYS:
+            fr = first["region"]
+            first_text = (f'{{"time_ms": {_number(first["time_ms"])}, '
+                          f'"region": {"null" if fr is None else _number(fr)}, "actor": {_esc(first["actor"])}}}')
+        else:
+            first_text = json.dumps(first)
+        return (f'{{"verdict": {_VERDICT_JSON[self.verdict]}, "message": {_MESSAGE_JSON[self.verdict]}, '
+                f'"reasons": [{", ".join([_REASON_JSON[r] for r in self.reasons])}], '
+                f'"code_status": {_STATUS_JSON[self.code_status]}, '
+                f'"region": {"null" if region is None else _number(region)}, '
+                f'"region_source": {_esc(self.region_source)}, '
+                f'"clone_score": {_number(round(self.clone_score, 3))}, "first_scan": {first_text}, '
+                f'"scan_count": {_number(self.scan_count)}, "evidence": {json.dumps(evidence) if evidence else "{}"}}}')
+
+
+_esc = json.encoder.encode_basestring_ascii
+_VERDICT_LABEL = {v: v.label for v in Verdict}
+_STATUS_LABEL = {s: s.label for s in CodeStatus}
+_REASON_VALUE = {r: r.value for r in Reason}
+_VERDICT_JSON = {v: _esc(v.label) for v in Verdict}
+_STATUS_JSON = {s: _esc(s.label) for s in CodeStatus}
+_REASON_JSON = {r: _esc(r.value) for r in Reason}
+_MESSAGE_JSON = {v: f'{{"zh-CN": {_esc(zh)}, "en": {_esc(en)}}}' for v, (zh, en) in MESSAGES.items()}
+_FIRST_SCAN_KEYS = ("time_ms", "region", "actor")
+
+
+def _number(x: Any) -> str:
+    """A number's JSON text as json.dumps writes it."""
+    kind = type(x)
+    if kind is int or (kind is float and x - x == 0):   # finite
+        return repr(x)
+    return json.dumps(x)
 
 
 # ---------------------------------------------------------------------- history
@@ -175,6 +218,10 @@ class ScanVerdict:
 #   most 64 bytes).
 _HIST = struct.Struct(">qIIqIqIffQHB")
 MAX_ACTOR_HASHES = 16
+# the fixed part and n actor hashes, for every n a record can hold (the count is a byte)
+_HIST_WITH = [struct.Struct(f">qIIqIqIffQHB{n}Q") for n in range(256)]
+_NAN = float("nan")
+_GENUINE = int(CodeStatus.GENUINE)
 
 
 @dataclass
@@ -194,22 +241,20 @@ class _History:
     first_actor: str
 
     def pack(self) -> bytes:
-        actor = self.first_actor.encode()[:64]
-        return (_HIST.pack(self.first_ms, self.first_region, self.count, self.last_ms, self.last_region,
-                           self.loc_ms, self.loc_region, self.loc_lat, self.loc_lon, self.loc_actor,
-                           self.distinct,
-                           len(self.hashes))
-                + struct.pack(f">{len(self.hashes)}Q", *self.hashes) + actor)
+        hashes = self.hashes
+        return (_HIST_WITH[len(hashes)].pack(self.first_ms, self.first_region, self.count, self.last_ms,
+                                            self.last_region, self.loc_ms, self.loc_region, self.loc_lat,
+                                            self.loc_lon, self.loc_actor, self.distinct, len(hashes), *hashes)
+                + self.first_actor.encode()[:64])
 
     @classmethod
     def unpack(cls, raw: bytes) -> _History:
-        f = _HIST.unpack_from(raw)
-        n = f[11]
-        hashes = list(struct.unpack_from(f">{n}Q", raw, _HIST.size))
-        return cls(*f[:11], hashes, raw[_HIST.size + 8 * n :].decode(errors="replace"))
+        n = raw[_HIST.size - 1]
+        f = _HIST_WITH[n].unpack_from(raw)
+        return cls(*f[:11], list(f[12:]), raw[_HIST.size + 8 * n :].decode(errors="replace"))
 
     def has_place(self) -> bool:
-        return not np.isnan(self.loc_lat)
+        return self.loc_lat == self.loc_lat   # not NaN
 
 
 def _actor_hash(actor: str) -> int:
@@ -273,27 +318,51 @@ def _recalls(txn: lmdb.Transaction, st: _Stores) -> tuple[dict[int, str], np.nda
 
 
 # ---------------------------------------------------------------------- decide
-def _resolve_regions(scans: Sequence[Scan]) -> tuple[list[int | None], list[str], np.ndarray, np.ndarray]:
-    """Adcode and coordinates of each scan; lat/lon resolved to the nearest district."""
-    n = len(scans)
+_centroids: dict[int, tuple[float, float]] = {}   # adcode -> centroid, from the (immutable) default index
+
+
+def _resolve_regions(scans: Sequence[Scan]) -> tuple[list[int | None], list[str], list[float], list[float]]:
+    """Adcode and coordinates of each scan; lat/lon resolved to the nearest district,
+    an adcode without lat/lon placed at its district's centroid (NaN: unknown)."""
     regions: list[int | None] = [s.region for s in scans]
-    sources = ["adcode" if s.region is not None else "none" for s in scans]
-    lat = np.array([s.lat if s.lat is not None else np.nan for s in scans], np.float64)
-    lon = np.array([s.lon if s.lon is not None else np.nan for s in scans], np.float64)
-    need_geo = [i for i in range(n) if scans[i].region is None and scans[i].lat is not None]
-    has_region = [i for i in range(n) if scans[i].region is not None and scans[i].lat is None]
-    if need_geo or has_region:
+    sources = ["adcode" if r is not None else "none" for r in regions]
+    lat = [float(s.lat) if s.lat is not None else _NAN for s in scans]
+    lon = [float(s.lon) if s.lon is not None else _NAN for s in scans]
+    need_geo = [i for i, s in enumerate(scans) if s.region is None and s.lat is not None]
+    has_region = [i for i, s in enumerate(scans) if s.region is not None and s.lat is None]
+    if need_geo:
         index = geo.default_index()
         src = f"geo:{index.source.package}@{index.source.version}"
-        if need_geo:
-            codes, _dist = index.nearest(lat[need_geo], lon[need_geo])
-            for i, c in zip(need_geo, codes.tolist()):
-                regions[i] = int(c) or None
-                sources[i] = src if c else "none"
-        if has_region:
-            clat, clon = index.centroid(np.array([scans[i].region for i in has_region], np.int64))
-            lat[has_region], lon[has_region] = clat, clon
+        codes, _dist = index.nearest(np.array([lat[i] for i in need_geo], np.float64),
+                                     np.array([lon[i] for i in need_geo], np.float64))
+        for i, c in zip(need_geo, codes.tolist()):
+            regions[i] = int(c) or None
+            sources[i] = src if c else "none"
+    if has_region:
+        unknown = sorted({r for i in has_region if (r := regions[i]) not in _centroids})  # type: ignore[misc]
+        if unknown:
+            clat, clon = geo.default_index().centroid(np.array(unknown, np.int64))
+            if len(_centroids) > 100_000:
+                _centroids.clear()
+            _centroids.update(zip(unknown, zip(clat.tolist(), clon.tolist())))
+        for i in has_region:
+            lat[i], lon[i] = _centroids[regions[i]]  # type: ignore[index]
     return regions, sources, lat, lon
+
+
+def _range_recalls(serials: np.ndarray, r_first: np.ndarray, r_last: np.ndarray) -> np.ndarray:
+    """For each serial, the index of the first recalled range (in key order, by first
+    serial) that contains it, or -1. Vectorised: among the ranges starting at or
+    before a serial, the first whose last reaches it is where the running maximum of
+    ``last`` first reaches it."""
+    out = np.full(len(serials), -1, np.int64)
+    if len(r_first) == 0 or len(serials) == 0:
+        return out
+    starts_before = np.searchsorted(r_first, serials, side="right")
+    first_reaching = np.searchsorted(np.maximum.accumulate(r_last), serials, side="left")
+    hit = first_reaching < starts_before
+    out[hit] = first_reaching[hit]
+    return out
 
 
 def decide_verdicts(data: DataDir, scans: Sequence[Scan], config: VerdictConfig | None = None,
@@ -307,7 +376,13 @@ def decide_verdicts(data: DataDir, scans: Sequence[Scan], config: VerdictConfig 
     if txn is None:
         with data.store.env.begin(write=True) as own:
             return decide_verdicts(data, scans, config, own, checks)
-    config = config or VerdictConfig()
+    return _decide_verdicts(data, scans, config or VerdictConfig(), txn, checks)
+
+
+def _decide_verdicts(data: DataDir, scans: Sequence[Any], config: VerdictConfig, txn: lmdb.Transaction,
+                     checks: VerifyResult | None) -> list[ScanVerdict]:
+    """decide_verdicts inside ``txn``. ``scans``: Scan objects, or anything with their
+    attributes (the rewards engine passes its requests)."""
     for i, s in enumerate(scans):
         if s.region is not None and not (100000 <= s.region <= 999999):
             raise InvalidArgument(f"scans[{i}].region: {s.region} is not a 6-digit adcode")
@@ -320,53 +395,70 @@ def decide_verdicts(data: DataDir, scans: Sequence[Scan], config: VerdictConfig 
     elif len(checks) != len(scans):
         raise InvalidArgument(f"checks: {len(checks)} results for {len(scans)} scans")
     regions, sources, lat, lon = _resolve_regions(scans)
-    trace = TraceStore(data.store)
-    genuine = np.flatnonzero(checks.status == CodeStatus.GENUINE)
-    chains = dict(zip(genuine.tolist(), trace.trace(checks.serial[genuine]))) if len(genuine) else {}
     st = _Stores(data)
-    out: list[ScanVerdict] = []
+    status = checks.status.tolist()
+    serials = checks.serial.tolist()
+    line_ids = checks.line_id.tolist()
+    genuine = np.flatnonzero(checks.status == CodeStatus.GENUINE)
+    chains = dict(zip(genuine.tolist(), TraceStore(data.store).chains(checks.serial[genuine], txn))) \
+        if len(genuine) else {}
     revoked_lines, r_first, r_last, r_reason = _recalls(txn, st)
+    range_hit = _range_recalls(checks.serial, r_first, r_last).tolist() if len(r_first) else None
+    # every genuine code's history before this batch, in one sorted getmulti
+    keys = {serials[i]: serials[i].to_bytes(SERIAL_BYTES, "big") for i in genuine.tolist()}
+    stored = dict(txn.cursor(db=st.scans).getmulti(sorted(keys.values()))) if keys else {}
     histories: dict[int, _History | None] = {}
+    out: list[ScanVerdict] = []
+    max_actors = config.max_distinct_actors
     for i, scan in enumerate(scans):
-        status = CodeStatus(int(checks.status[i]))
-        if status is not CodeStatus.GENUINE:
-            out.append(ScanVerdict(Verdict.COUNTERFEIT, [_STATUS_REASON[status]], status,
+        code_status = status[i]
+        if code_status != _GENUINE:
+            st_enum = CodeStatus(code_status)
+            out.append(ScanVerdict(Verdict.COUNTERFEIT, [_STATUS_REASON[st_enum]], st_enum,
                                    regions[i], sources[i]))
             continue
-        serial = int(checks.serial[i])
+        serial = serials[i]
         at = scan.time_ms if scan.time_ms is not None else now_ms()
-        key = _keys7(np.array([serial], np.uint64))
-        if serial not in histories:
-            raw = txn.get(key, db=st.scans)
-            histories[serial] = _History.unpack(raw) if raw else None
-        h = histories[serial]
-        v = ScanVerdict(Verdict.GENUINE, [], status, regions[i], sources[i])
+        if serial in histories:
+            h = histories[serial]
+        else:
+            raw = stored.get(keys[serial])
+            h = _History.unpack(raw) if raw is not None else None
+        region = regions[i]
+        reasons: list[Reason] = [Reason.GENUINE_FIRST_SCAN if h is None else Reason.GENUINE_REPEAT_SCAN]
+        evidence: dict[str, Any] = {}
         ahash = _actor_hash(scan.actor)
         # ---- recalls
-        line_id = int(checks.line_id[i])
+        line_id = line_ids[i]
+        revoked = False
         if line_id in revoked_lines:
-            v.reasons.append(Reason.LINE_RECALLED)
-            v.evidence["recall_line"] = {"line_id": line_id, "reason": revoked_lines[line_id]}
-        hit = np.flatnonzero((r_first <= serial) & (serial <= r_last))
-        if len(hit):
-            v.reasons.append(Reason.RANGE_RECALLED)
-            v.evidence["recall_range"] = {"first": int(r_first[hit[0]]), "last": int(r_last[hit[0]]),
-                                    "reason": r_reason[hit[0]]}
+            revoked = True
+            reasons.append(Reason.LINE_RECALLED)
+            evidence["recall_line"] = {"line_id": line_id, "reason": revoked_lines[line_id]}
+        hit = range_hit[i] if range_hit is not None else -1
+        if hit >= 0:
+            revoked = True
+            reasons.append(Reason.RANGE_RECALLED)
+            evidence["recall_range"] = {"first": int(r_first[hit]), "last": int(r_last[hit]),
+                                        "reason": r_reason[hit]}
         # ---- clone signals, against the history before this scan
         score_actors = score_travel = 0.0
+        here_lat, here_lon = lat[i], lon[i]
+        placed = not math.isnan(here_lat)
+        first_scan = None
         if h is not None:
             known = ahash in h.hashes
             distinct = h.distinct + (0 if known else 1)
             # Only a new actor is evidence: an actor already seen (the first
             # scanner among them) scanning again is a repeat, not a clone.
-            if not known and distinct > config.max_distinct_actors:
-                over = (distinct - config.max_distinct_actors) / config.max_distinct_actors
+            if not known and distinct > max_actors:
+                over = (distinct - max_actors) / max_actors
                 score_actors = min(1.0, 0.5 + 0.5 * over)
-                v.reasons.append(Reason.CLONE_DISTINCT_ACTORS)
-                v.evidence["distinct_actors"] = {"count": distinct, "threshold": config.max_distinct_actors}
-            if ahash != h.loc_actor and not np.isnan(lat[i]) and h.has_place():
+                reasons.append(Reason.CLONE_DISTINCT_ACTORS)
+                evidence["distinct_actors"] = {"count": distinct, "threshold": max_actors}
+            if ahash != h.loc_actor and placed and h.has_place():
                 km = float(geo.haversine_km(np.array([h.loc_lat]), np.array([h.loc_lon]),
-                                            np.array([lat[i]]), np.array([lon[i]]))[0])
+                                            np.array([here_lat]), np.array([here_lon]))[0])
                 # the real gap between the two placed scans, in either order
                 # (an offline scanner may upload late)
                 hours = max(abs(at - h.loc_ms) / 3.6e6, 1e-6)
@@ -374,57 +466,61 @@ def decide_verdicts(data: DataDir, scans: Sequence[Scan], config: VerdictConfig 
                 if km >= config.min_travel_km and speed > config.max_speed_kmh:
                     over = (speed - config.max_speed_kmh) / config.max_speed_kmh
                     score_travel = min(1.0, 0.5 + 0.5 * over)
-                    v.reasons.append(Reason.CLONE_IMPOSSIBLE_TRAVEL)
-                    v.evidence["travel"] = {"from_region": h.loc_region or None, "from_time_ms": h.loc_ms,
-                                            "to_region": regions[i],
-                                            "km": round(km, 1), "hours": round(hours, 3),
-                                            "speed_kmh": round(speed, 1),
-                                            "max_speed_kmh": config.max_speed_kmh}
-            v.first_scan = {"time_ms": h.first_ms, "region": h.first_region or None,
-                            "actor": h.first_actor}
-        v.clone_score = 1.0 - (1.0 - score_actors) * (1.0 - score_travel)
+                    reasons.append(Reason.CLONE_IMPOSSIBLE_TRAVEL)
+                    evidence["travel"] = {"from_region": h.loc_region or None, "from_time_ms": h.loc_ms,
+                                          "to_region": region,
+                                          "km": round(km, 1), "hours": round(hours, 3),
+                                          "speed_kmh": round(speed, 1),
+                                          "max_speed_kmh": config.max_speed_kmh}
+            first_scan = {"time_ms": h.first_ms, "region": h.first_region or None, "actor": h.first_actor}
+        clone_score = 1.0 - (1.0 - score_actors) * (1.0 - score_travel)
         # ---- diversion
-        chain = chains[i]
-        if chain.dealer is None:
-            v.reasons.append(Reason.NOT_SHIPPED)
+        diverted = False
+        _s, ancestors, shipment, dealer = chains[i]
+        if dealer is None:
+            reasons.append(Reason.NOT_SHIPPED)
         else:
-            v.evidence["trace"] = {"ancestors": list(chain.ancestors),
-                                   "shipped_unit": chain.shipment.unit if chain.shipment else None,
-                                   "shipment_id": chain.shipment.shipment_id if chain.shipment else None,
-                                   "dealer_id": chain.dealer.dealer_id,
-                                   "territory": list(chain.dealer.territory)}
-            if regions[i] is not None and not chain.dealer.covers(regions[i]):
-                v.reasons.append(Reason.DIVERTED_OUTSIDE_TERRITORY)
-                v.evidence["diversion"] = {"dealer_id": chain.dealer.dealer_id,
-                                           "territory": list(chain.dealer.territory),
-                                           "scan_region": regions[i], "region_source": sources[i]}
+            evidence["trace"] = {"ancestors": list(ancestors),
+                                 "shipped_unit": shipment.unit if shipment else None,
+                                 "shipment_id": shipment.shipment_id if shipment else None,
+                                 "dealer_id": dealer.dealer_id,
+                                 "territory": list(dealer.territory)}
+            if region is not None and not dealer.covers(region):
+                diverted = True
+                reasons.append(Reason.DIVERTED_OUTSIDE_TERRITORY)
+                evidence["diversion"] = {"dealer_id": dealer.dealer_id,
+                                         "territory": list(dealer.territory),
+                                         "scan_region": region, "region_source": sources[i]}
         # ---- verdict by precedence
-        if Reason.LINE_RECALLED in v.reasons or Reason.RANGE_RECALLED in v.reasons:
-            v.verdict = Verdict.REVOKED
-        elif v.clone_score >= config.clone_score_threshold:
-            v.verdict = Verdict.SUSPECT_CLONE
-        elif Reason.DIVERTED_OUTSIDE_TERRITORY in v.reasons:
-            v.verdict = Verdict.DIVERTED
-        v.reasons.insert(0, Reason.GENUINE_FIRST_SCAN if h is None else Reason.GENUINE_REPEAT_SCAN)
+        if revoked:
+            verdict = Verdict.REVOKED
+        elif clone_score >= config.clone_score_threshold:
+            verdict = Verdict.SUSPECT_CLONE
+        elif diverted:
+            verdict = Verdict.DIVERTED
+        else:
+            verdict = Verdict.GENUINE
         # ---- record
-        placed = not np.isnan(lat[i])
-        here_lat = float(lat[i]) if placed else float("nan")
-        here_lon = float(lon[i]) if placed else float("nan")
+        if not placed:
+            here_lat = here_lon = _NAN
         if h is None:
-            h = _History(at, regions[i] or 0, 1, at, regions[i] or 0, at if placed else 0,
-                         regions[i] or 0, here_lat, here_lon, ahash if placed else 0, 1, [ahash], scan.actor)
+            h = _History(at, region or 0, 1, at, region or 0, at if placed else 0,
+                         region or 0, here_lat, here_lon, ahash if placed else 0, 1, [ahash], scan.actor)
         else:
             if ahash not in h.hashes:
                 h.distinct = min(h.distinct + 1, 65535)
                 if len(h.hashes) < MAX_ACTOR_HASHES:
                     h.hashes.append(ahash)
             h.count += 1
-            h.last_ms, h.last_region = at, regions[i] or 0
+            h.last_ms, h.last_region = at, region or 0
             if placed:   # a placeless scan leaves the travel reference alone
                 h.loc_ms, h.loc_region, h.loc_lat, h.loc_lon, h.loc_actor = (
-                    at, regions[i] or 0, here_lat, here_lon, ahash)
+                    at, region or 0, here_lat, here_lon, ahash)
         histories[serial] = h
-        v.scan_count = h.count
-        txn.put(key, h.pack(), db=st.scans)
-        out.append(v)
+        out.append(ScanVerdict(verdict, reasons, CodeStatus.GENUINE, region, sources[i], clone_score, first_scan,
+                               h.count, evidence))
+    # one write per scanned code, its state after the batch, in key order
+    if histories:
+        txn.cursor(db=st.scans).putmulti(sorted([(keys[s], h.pack()) for s, h in histories.items()
+                                                 if h is not None]))
     return out
