@@ -9,6 +9,7 @@ import sys
 # subcommand -> (module, one-line help). A module provides add_arguments() and run().
 BENCHMARKS: dict[str, tuple[str, str]] = {
     "codes": ("bench.codes", "issue and verify throughput against naive Python and raw AES"),
+    "grpc": ("bench.grpc", "scangate serve Scan and ScanStream against a bare grpcio echo server, by worker count"),
     "rewards": ("bench.rewards", "reward decisions with durable group commit against raw LMDB put + append"),
     "trace": ("bench.trace", "linkage load and trace lookups against raw LMDB putmulti/getmulti"),
 }

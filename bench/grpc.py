@@ -1,0 +1,795 @@
+"""Scan decisions over gRPC (``scangate serve``) against a bare grpcio echo server.
+
+``python -m bench grpc [--n N] [--workers 1,2] [--concurrency C] [--clients K]
+[--connections M] [--batch B] [--streams S] [--repeat R] [--json]``
+
+For each worker count N of --workers, in one run:
+
+Scan (scangate)
+    A real ``scangate serve --workers N --metrics-port 0`` on a fresh data
+    directory holding one active campaign (bench/rewards.py CAMPAIGN: odds 20%, cash
+    and points prizes, budgets) and freshly issued codes. Each unary
+    ``ScanService.Scan`` carries a fresh request_id, a distinct genuine code and a
+    distinct user, so every call does the full work: verify, verdict, reward draw and
+    a durable (synced) group commit before the reply.
+echo (bare grpc)
+    ``bench/_echo.py``: a supervisor and N ``grpc.aio`` worker processes started
+    with ``spawn`` on one port (``grpc.so_reuseport``), the process model of
+    ``scangate serve``. A generic handler on the same method path parses the
+    ``ScanRequest`` and returns a pre-built ``ScanDecision`` whose serialised size is
+    that of a real decision (the median-sized reply of Scan's warm-up). The same
+    request bytes as the Scan run are sent.
+ScanStream (scangate)
+    The same server: S concurrent bidirectional streams, each sending a
+    ``ScanBatch`` of B scans (distinct genuine codes) and waiting for its
+    ``ScanDecisionBatch`` before sending the next.
+
+The load generator is K separate processes (``multiprocessing`` spawn), each an
+asyncio ``grpc.aio`` client keeping its share of C calls in flight over its share of
+M TCP connections (``grpc.use_local_subchannel_pool``, so SO_REUSEPORT can spread
+them over the workers), with identical client code for Scan and echo (raw bytes in
+and out; the replies are parsed and checked after the timed region). Every figure
+comes after a warm-up on the same connections and counts N requests; rate is
+requests over the wall time from the common start to the last reply (the best of
+--repeat timed runs), latency percentiles are per call. SO_REUSEPORT hashes each
+connection to one worker; the benchmark reads the split from /proc and reconnects
+(up to 20 times) while it is lopsided, and prints it ("conns per worker").
+
+"server CPU us" / "client CPU us": user + system CPU time per request of every
+process of the server (its process group: supervisor and workers) and of the load
+generators during the timed run, from /proc. Unlike the rates, these barely move
+when other work shares the machine, so they are the figures to compare across runs.
+
+The shared driver pins the benchmark to one core; this benchmark undoes that before
+starting any process, so the servers and the load generator share every CPU the
+benchmark may use (a client on the server's core would measure the scheduler).
+
+--repeat R runs each timed figure R times (fresh codes each time) and keeps the
+best; --seed is accepted like every benchmark's, but nothing here depends on it.
+
+Targets (the gRPC issue), at the first worker count: unary Scan >= 0.8x echo
+requests/s and Scan p99 <= 2x echo p99. A FAIL is reported, never turned into a
+non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import multiprocessing.connection
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import _harness
+
+SCAN_METHOD = "/scangate.v1.ScanService/Scan"
+STREAM_METHOD = "/scangate.v1.ScanService/ScanStream"
+RPS_TARGET = 0.8       # Scan >= 0.8x echo requests/s
+P99_TARGET = 2.0       # Scan p99 <= 2x echo p99
+REGION = 510104
+START_TIMEOUT_S = 120
+CHANNEL_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.use_local_subchannel_pool", 1),   # one TCP connection per channel
+    ("grpc.max_receive_message_length", 256 << 20),
+    ("grpc.max_send_message_length", 256 << 20),
+]
+CALL_TIMEOUT_S = 120.0
+
+
+# ====================================================================== load generator (child process)
+def _client_main(conn: multiprocessing.connection.Connection) -> None:
+    """A load-generator process: runs the jobs the benchmark sends, one at a time."""
+    try:
+        asyncio.run(_client_loop(conn))
+    except (EOFError, KeyboardInterrupt):
+        pass
+
+
+async def _client_loop(conn: multiprocessing.connection.Connection) -> None:
+    import grpc
+
+    loop = asyncio.get_running_loop()
+    channels: list[Any] = []
+
+    async def recv() -> Any:
+        return await loop.run_in_executor(None, conn.recv)
+
+    while True:
+        job = await recv()
+        kind = job[0]
+        if kind == "exit":
+            break
+        try:
+            if kind == "connect":
+                _, target, n_channels = job
+                for ch in channels:
+                    await ch.close()
+                channels = [grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS) for _ in range(n_channels)]
+                await asyncio.wait_for(asyncio.gather(*(ch.channel_ready() for ch in channels)), 60)
+                conn.send(("ok", None))
+            elif kind == "close":
+                for ch in channels:
+                    await ch.close()
+                channels = []
+                conn.send(("ok", None))
+            elif kind == "unary":
+                _, requests, concurrency = job
+                conn.send(("ready", None))
+                if (await recv())[0] != "go":
+                    raise RuntimeError("expected go")
+                conn.send(("ok", await _run_unary(channels, requests, concurrency)))
+            elif kind == "stream":
+                _, batches, streams = job
+                conn.send(("ready", None))
+                if (await recv())[0] != "go":
+                    raise RuntimeError("expected go")
+                conn.send(("ok", await _run_stream(channels, batches, streams)))
+            else:
+                raise ValueError(f"unknown job {kind!r}")
+        except Exception as exc:  # noqa: BLE001 - the benchmark reports it
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+    for ch in channels:
+        await ch.close()
+
+
+async def _run_unary(channels: list[Any], requests: list[bytes], concurrency: int
+                     ) -> tuple[float, float, list[float], list[bytes]]:
+    calls = [ch.unary_unary(SCAN_METHOD) for ch in channels]   # bytes in, bytes out
+    latencies = [0.0] * len(requests)
+    replies: list[bytes] = [b""] * len(requests)
+    todo = iter(range(len(requests)))
+    clock = time.perf_counter
+
+    async def worker(k: int) -> None:
+        call = calls[k % len(calls)]
+        for i in todo:
+            t = clock()
+            replies[i] = await call(requests[i], timeout=CALL_TIMEOUT_S)
+            latencies[i] = clock() - t
+
+    t0 = time.monotonic()
+    await asyncio.gather(*(worker(k) for k in range(min(concurrency, len(requests)))))
+    t1 = time.monotonic()
+    return t0, t1, latencies, replies
+
+
+async def _run_stream(channels: list[Any], batches: list[bytes], streams: int
+                      ) -> tuple[float, float, list[float], list[bytes]]:
+    import grpc
+
+    eof = grpc.aio.EOF
+    latencies = [0.0] * len(batches)
+    replies: list[bytes] = [b""] * len(batches)
+    todo = iter(range(len(batches)))
+    clock = time.perf_counter
+
+    async def stream(k: int) -> None:
+        call = channels[k % len(channels)].stream_stream(STREAM_METHOD)(timeout=CALL_TIMEOUT_S)
+        for i in todo:
+            t = clock()
+            await call.write(batches[i])
+            reply = await call.read()
+            if reply is eof:
+                raise RuntimeError(f"stream ended early: {await call.code()} {await call.details()}")
+            replies[i] = reply
+            latencies[i] = clock() - t
+        await call.done_writing()
+        if await call.read() is not eof:
+            raise RuntimeError("unexpected extra reply on the stream")
+
+    t0 = time.monotonic()
+    await asyncio.gather(*(stream(k) for k in range(min(streams, len(batches)))))
+    t1 = time.monotonic()
+    return t0, t1, latencies, replies
+
+
+class Clients:
+    """K load-generator processes, driven in lock step: each gets its share of a job,
+    says ready, and all start on one 'go'."""
+
+    def __init__(self, k: int):
+        ctx = multiprocessing.get_context("spawn")
+        self.procs: list[multiprocessing.process.BaseProcess] = []
+        self.conns: list[multiprocessing.connection.Connection] = []
+        for i in range(k):
+            parent, child = ctx.Pipe(duplex=True)
+            p = ctx.Process(target=_client_main, args=(child,), name=f"bench-grpc-client-{i}", daemon=True)
+            p.start()
+            child.close()
+            self.procs.append(p)
+            self.conns.append(parent)
+
+    def _gather(self, timeout: float = 600) -> list[Any]:
+        out = []
+        for i, c in enumerate(self.conns):
+            if not c.poll(timeout):
+                raise RuntimeError(f"load generator {i} did not answer within {timeout:.0f} s")
+            status, value = c.recv()
+            if status == "error":
+                raise RuntimeError(f"load generator {i}: {value}")
+            out.append(value)
+        return out
+
+    def connect(self, target: str, connections: Sequence[int]) -> None:
+        for c, n in zip(self.conns, connections, strict=True):
+            c.send(("connect", target, n))
+        self._gather(90)
+
+    def close_channels(self) -> None:
+        for c in self.conns:
+            c.send(("close",))
+        self._gather(60)
+
+    def run(self, kind: str, shares: Sequence[Any], width: Sequence[int]) -> list[Any]:
+        for c, share, w in zip(self.conns, shares, width, strict=True):
+            c.send((kind, share, w))
+        self._gather(120)
+        for c in self.conns:
+            c.send(("go",))
+        return self._gather()
+
+    def stop(self) -> None:
+        for c in self.conns:
+            try:
+                c.send(("exit",))
+            except (OSError, ValueError):
+                pass
+        for p in self.procs:
+            p.join(10)
+            if p.is_alive():
+                p.kill()
+                p.join()
+        for c in self.conns:
+            c.close()
+
+
+def _cpu_seconds(pids: Sequence[int] = (), pgid: int | None = None) -> float | None:
+    """User + system CPU seconds of the given processes and of every process in
+    process group ``pgid``, from /proc (None where there is no /proc)."""
+    if not os.path.isdir("/proc/self"):
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    wanted = set(pids)
+    candidates = (os.listdir("/proc") if pgid is not None else [str(p) for p in wanted])
+    for entry in candidates:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(entry) in wanted or (pgid is not None and int(fields[2]) == pgid):
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def _tcp_sockets(port: int) -> tuple[set[int], set[int]]:
+    """Socket inodes on local port ``port``: (listening, established), from /proc/net."""
+    listening, established = set(), set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table, encoding="ascii") as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            cols = row.split()
+            if len(cols) < 10 or int(cols[1].rsplit(":", 1)[1], 16) != port:
+                continue
+            if cols[3] == "0A":
+                listening.add(int(cols[9]))
+            elif cols[3] == "01":
+                established.add(int(cols[9]))
+    return listening, established
+
+
+def connections_per_worker(pgid: int, port: int) -> list[int] | None:
+    """How many established connections each worker of the server in process group
+    ``pgid`` holds on ``port`` (a worker: a process with a listening socket on it),
+    most first; None where /proc does not tell."""
+    if not os.path.isdir("/proc/net"):
+        return None
+    listening, established = _tcp_sockets(port)
+    counts = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as f:
+                if int(f.read().rsplit(")", 1)[1].split()[2]) != pgid:
+                    continue
+            inodes = set()
+            for fd in os.listdir(f"/proc/{entry}/fd"):
+                link = os.readlink(f"/proc/{entry}/fd/{fd}")
+                if link.startswith("socket:["):
+                    inodes.add(int(link[8:-1]))
+        except OSError:
+            continue
+        if inodes & listening:
+            counts.append(len(inodes & established))
+    return sorted(counts, reverse=True) or None
+
+
+def _split(total: int, parts: int) -> list[int]:
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
+
+def _slices(items: list[Any], weights: Sequence[int]) -> list[list[Any]]:
+    """Cut ``items`` into contiguous pieces proportional to ``weights``."""
+    total, out, start, acc = sum(weights), [], 0, 0
+    for w in weights:
+        acc += w
+        end = len(items) * acc // total
+        out.append(items[start:end])
+        start = end
+    return out
+
+
+# ====================================================================== servers
+class ServerProcess:
+    """A server in its own process group, ready once its stdout announces the port."""
+
+    def __init__(self, cmd: list[str], ready: re.Pattern[str], label: str, env: dict[str, str] | None = None):
+        self.label = label
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     env={**os.environ, **(env or {})}, start_new_session=True)
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self._drain(self.proc.stderr, self.err)
+        found = threading.Event()
+        self.target = ""
+
+        def read_stdout() -> None:
+            assert self.proc.stdout is not None
+            for line in self.proc.stdout:
+                self.out.append(line)
+                m = ready.search(line)
+                if m and not self.target:
+                    self.target = f"{m.group('host')}:{m.group('port')}"
+                    found.set()
+            found.set()
+
+        threading.Thread(target=read_stdout, daemon=True).start()
+        found.wait(START_TIMEOUT_S)
+        if not self.target:
+            self.stop()
+            raise RuntimeError(f"{label} did not start:\n{self.logs()}")
+
+    @staticmethod
+    def _drain(stream: Any, sink: list[str]) -> None:
+        def run() -> None:
+            sink.extend(stream)     # list.extend appends line by line as the stream yields
+
+        threading.Thread(target=run, daemon=True).start()
+
+    def logs(self, tail: int = 4000) -> str:
+        return ("".join(self.out) + "".join(self.err))[-tail:]
+
+    def stop(self, timeout: float = 60) -> None:
+        """SIGTERM, wait; then SIGKILL the whole process group (workers included)."""
+        pgid = self.proc.pid   # start_new_session: the group is the server's own
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(pgid, 0)          # anything left in the group (an orphaned worker)?
+            except ProcessLookupError:
+                break
+            os.killpg(pgid, sig)
+            time.sleep(1.0)
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
+_SCANGATE_READY = re.compile(r"serving .+ on (?:tls://)?(?P<host>[\d.]+):(?P<port>\d+) with \d+ worker")
+_ECHO_READY = re.compile(r"echo: serving on (?P<host>[\d.]+):(?P<port>\d+) with \d+ worker")
+
+
+def start_scangate(data: Path, workers: int) -> ServerProcess:
+    exe = Path(sys.executable).parent / "scangate"
+    cmd = ([str(exe)] if exe.exists() else [sys.executable, "-c", "from scangate.cli import main; main()"])
+    cmd += ["serve", "--data", str(data), "--port", "0", "--workers", str(workers), "--metrics-port", "0",
+            "--log-level", "WARNING"]
+    return ServerProcess(cmd, _SCANGATE_READY, f"scangate serve --workers {workers}")
+
+
+def start_echo(workers: int, reply: bytes) -> ServerProcess:
+    cmd = [sys.executable, "-m", "bench._echo", "--port", "0", "--workers", str(workers), "--reply-hex", reply.hex()]
+    root = str(Path(__file__).resolve().parent.parent)
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    return ServerProcess(cmd, _ECHO_READY, f"echo --workers {workers}", env)
+
+
+# ====================================================================== measurement
+@dataclass
+class Config:
+    n: int
+    warmup: int
+    repeat: int
+    concurrency: int
+    clients: int
+    connections: int
+    workers: list[int]
+    batch: int
+    streams: int
+
+
+def _percentiles(latencies: list[float]) -> dict[str, float]:
+    import numpy as np
+
+    a = np.asarray(latencies) * 1000.0
+    p50, p90, p99 = np.percentile(a, [50, 90, 99])
+    return {"p50_ms": float(p50), "p90_ms": float(p90), "p99_ms": float(p99), "max_ms": float(a.max()),
+            "mean_ms": float(a.mean())}
+
+
+def _merge(results: list[tuple[float, float, list[float], list[bytes]]], count: int) -> tuple[dict[str, Any], list[bytes]]:
+    results = [r for r in results if r[2]]          # a client with no share did nothing
+    t0 = min(r[0] for r in results)
+    t1 = max(r[1] for r in results)
+    latencies = [x for r in results for x in r[2]]
+    replies = [x for r in results for x in r[3]]
+    seconds = t1 - t0
+    return {"count": count, "seconds": seconds, "rate": count / seconds, **_percentiles(latencies)}, replies
+
+
+def _scan_requests(codes: list[str], tag: str, first: int) -> list[Any]:
+    from scangate.v1 import common_pb2 as common
+    from scangate.v1 import scan_pb2 as scan_pb
+
+    from .rewards import T0
+
+    return [scan_pb.ScanRequest(request_id=f"{tag}-{first + i}", code=code, actor=f"user-{tag}-{first + i}",
+                                actor_type=common.ACTOR_TYPE_CONSUMER, region=REGION, time_ms=T0 + first + i)
+            for i, code in enumerate(codes)]
+
+
+def _check_decisions(requests: list[Any], replies: list[bytes], what: str, batched: bool = False) -> None:
+    """Parse the replies (ScanDecision, or ScanDecisionBatch if ``batched``); every
+    decision must answer its request, in order, and find the code genuine."""
+    from scangate.v1 import common_pb2 as common
+    from scangate.v1 import scan_pb2 as scan_pb
+
+    if batched:
+        decisions = [d for raw in replies for d in scan_pb.ScanDecisionBatch.FromString(raw).decisions]
+    else:
+        decisions = [scan_pb.ScanDecision.FromString(raw) for raw in replies]
+    if len(decisions) != len(requests):
+        raise AssertionError(f"{what}: {len(decisions)} decisions for {len(requests)} requests")
+    for req, d in zip(requests, decisions):
+        if d.request_id != req.request_id or d.verdict.code_status != common.CODE_STATUS_GENUINE:
+            raise AssertionError(f"{what}: reply {d.request_id!r} to {req.request_id!r}, code status "
+                                 f"{d.verdict.code_status}")
+
+
+class Bench:
+    def __init__(self, cfg: Config, root: Path, clients: Clients, progress: Callable[[str], None]):
+        self.cfg, self.root, self.clients, self.progress = cfg, root, clients, progress
+        self.conc = _split(cfg.concurrency, cfg.clients)
+        self.conns = [max(1, c) for c in _split(cfg.connections, cfg.clients)]
+        self.stream_width = _split(cfg.streams, cfg.clients)
+        self.echo_reply: bytes | None = None
+        self.server_pgid: int | None = None
+        self.scan_reply_sizes: list[int] = []
+
+    def connect(self, server: ServerProcess, workers: int) -> list[int] | None:
+        """Open the load generators' connections to ``server``. SO_REUSEPORT hashes
+        each connection to a worker; with a few connections per worker the split is
+        often lopsided, so reconnect (up to 20 times) until no worker has more than
+        about half its fair share above another. Returns the split."""
+        port = int(server.target.rsplit(":", 1)[1])
+        total = sum(self.conns)
+        slack = max(1, round(total / workers / 2))
+        split = None
+        for _ in range(20 if workers > 1 else 1):
+            self.clients.connect(server.target, self.conns)
+            split = connections_per_worker(server.proc.pid, port)
+            if split is None or (len(split) == workers and split[0] - split[-1] <= slack):
+                break
+        return split
+
+    def _timed(self, kind: str, shares: list[Any], width: list[int]) -> tuple[list[Any], dict[str, Any]]:
+        """Run one job on the load generators; also the CPU time the server (its
+        whole process group) and the load generators used meanwhile."""
+        client_pids = [p.pid for p in self.clients.procs if p.pid is not None]
+        s0, c0 = _cpu_seconds(pgid=self.server_pgid), _cpu_seconds(client_pids)
+        results = self.clients.run(kind, shares, width)
+        s1, c1 = _cpu_seconds(pgid=self.server_pgid), _cpu_seconds(client_pids)
+        cpu = {"server_cpu_s": None if s0 is None or s1 is None else s1 - s0,
+               "client_cpu_s": None if c0 is None or c1 is None else c1 - c0}
+        return results, cpu
+
+    @staticmethod
+    def _per_item(stats: dict[str, Any], cpu: dict[str, Any]) -> dict[str, Any]:
+        n = stats["count"]
+        return {**stats, **cpu,
+                "server_cpu_us": None if cpu["server_cpu_s"] is None else 1e6 * cpu["server_cpu_s"] / n,
+                "client_cpu_us": None if cpu["client_cpu_s"] is None else 1e6 * cpu["client_cpu_s"] / n}
+
+    def unary(self, requests_bytes: list[bytes]) -> tuple[dict[str, Any], list[bytes]]:
+        results, cpu = self._timed("unary", _slices(requests_bytes, self.conc), self.conc)
+        stats, replies = _merge(results, len(requests_bytes))
+        return self._per_item(stats, cpu), replies
+
+    def stream(self, batches: list[bytes], scans: int) -> tuple[dict[str, Any], list[bytes]]:
+        results, cpu = self._timed("stream", _slices(batches, self.stream_width), self.stream_width)
+        stats, replies = _merge(results, len(batches))
+        stats = {**stats, "count": scans, "rate": scans / stats["seconds"], "batches": len(batches)}
+        return self._per_item(stats, cpu), replies
+
+    def best(self, runs: list[dict[str, Any]]) -> dict[str, Any]:
+        best = max(runs, key=lambda r: r["rate"])
+        return {**best, "runs": len(runs)}
+
+    def measure_workers(self, workers: int) -> dict[str, Any]:
+        import scangate
+        from scangate import rewards
+        from scangate.v1 import scan_pb2 as scan_pb
+
+        from .rewards import CAMPAIGN
+
+        cfg = self.cfg
+        stream_n = -(-cfg.n // cfg.batch) * cfg.batch
+        stream_warm = max(1, cfg.streams) * cfg.batch
+        total = cfg.warmup + cfg.repeat * cfg.n + stream_warm + cfg.repeat * stream_n
+        self.progress(f"workers={workers}: data directory with {total:_} codes")
+        data = self.root / f"data-{workers}"
+        dd = scangate.init_data_dir(data)
+        try:
+            rewards.put_campaign(dd, CAMPAIGN, "bench.toml")
+            codes = dd.issue_codes("BENCH", "item", total).as_strings()
+        finally:
+            dd.close()
+        tag = f"w{workers}"
+        pos = 0
+
+        def take(k: int) -> list[Any]:
+            nonlocal pos
+            reqs = _scan_requests(codes[pos : pos + k], tag, pos)
+            pos += k
+            return reqs
+
+        out: dict[str, Any] = {"workers": workers}
+        self.progress(f"workers={workers}: starting scangate serve")
+        server = start_scangate(data, workers)
+        self.server_pgid = server.proc.pid
+        try:
+            out["scan_connections"] = self.connect(server, workers)
+            self.progress(f"workers={workers}: unary Scan warm-up ({cfg.warmup:_})")
+            warm = take(cfg.warmup)
+            _, replies = self.unary([r.SerializeToString() for r in warm])
+            _check_decisions(warm, replies, "Scan warm-up")
+            self.scan_reply_sizes += [len(r) for r in replies]
+            if self.echo_reply is None:
+                self.echo_reply = sorted(replies, key=len)[len(replies) // 2]
+            runs, last_requests = [], None
+            for k in range(cfg.repeat):
+                self.progress(f"workers={workers}: unary Scan, {cfg.n:_} requests, {cfg.concurrency} in flight"
+                              f" (run {k + 1} of {cfg.repeat})")
+                reqs = take(cfg.n)
+                raw = [r.SerializeToString() for r in reqs]
+                stats, replies = self.unary(raw)
+                _check_decisions(reqs, replies, "Scan")
+                self.scan_reply_sizes += [len(r) for r in replies]
+                runs.append(stats)
+                last_requests = raw
+            out["scan"] = self.best(runs)
+
+            def batches(k: int) -> tuple[list[Any], list[bytes]]:
+                reqs = take(k)
+                return reqs, [scan_pb.ScanBatch(scans=reqs[i : i + cfg.batch]).SerializeToString()
+                              for i in range(0, k, cfg.batch)]
+
+            if cfg.streams:
+                self.progress(f"workers={workers}: ScanStream warm-up")
+                reqs, raw_batches = batches(stream_warm)
+                _, replies = self.stream(raw_batches, len(reqs))
+                _check_decisions(reqs, replies, "ScanStream warm-up", batched=True)
+                runs = []
+                for k in range(cfg.repeat):
+                    self.progress(f"workers={workers}: ScanStream, {stream_n:_} scans in batches of {cfg.batch},"
+                                  f" {cfg.streams} streams (run {k + 1} of {cfg.repeat})")
+                    reqs, raw_batches = batches(stream_n)
+                    stats, replies = self.stream(raw_batches, len(reqs))
+                    _check_decisions(reqs, replies, "ScanStream", batched=True)
+                    runs.append(stats)
+                out["stream"] = self.best(runs)
+            self.clients.close_channels()
+        except BaseException:
+            print(f"--- {server.label} log tail ---\n{server.logs()}", file=sys.stderr)
+            raise
+        finally:
+            self.progress(f"workers={workers}: stopping scangate serve")
+            server.stop()
+
+        assert self.echo_reply is not None and last_requests is not None
+        self.progress(f"workers={workers}: starting echo server")
+        echo = start_echo(workers, self.echo_reply)
+        self.server_pgid = echo.proc.pid
+        try:
+            out["echo_connections"] = self.connect(echo, workers)
+            self.progress(f"workers={workers}: echo warm-up")
+            self.unary(last_requests[: cfg.warmup])
+            runs = []
+            for k in range(cfg.repeat):
+                self.progress(f"workers={workers}: echo, {cfg.n:_} requests (run {k + 1} of {cfg.repeat})")
+                stats, replies = self.unary(last_requests)
+                if any(r != self.echo_reply for r in replies):
+                    raise AssertionError("echo: a reply differs from the pre-built decision")
+                runs.append(stats)
+            out["echo"] = self.best(runs)
+            self.clients.close_channels()
+        except BaseException:
+            print(f"--- {echo.label} log tail ---\n{echo.logs()}", file=sys.stderr)
+            raise
+        finally:
+            self.progress(f"workers={workers}: stopping echo server")
+            echo.stop()
+        out["scan_x_echo"] = out["scan"]["rate"] / out["echo"]["rate"]
+        out["p99_x_echo"] = out["scan"]["p99_ms"] / out["echo"]["p99_ms"]
+        if "stream" in out:
+            out["stream_x_unary"] = out["stream"]["rate"] / out["scan"]["rate"]
+        return out
+
+
+def measure(cfg: Config, cpus: set[int] | None, progress: Callable[[str], None]) -> dict[str, Any]:
+    if cpus is not None and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, cpus)    # undo the driver's pin: children inherit this
+    def on_sigterm(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)   # unwind: the finally blocks stop every server
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    root = Path(tempfile.mkdtemp(prefix="scangate-bench-grpc-"))
+    clients = None
+    try:
+        progress(f"starting {cfg.clients} load-generator process(es)")
+        clients = Clients(cfg.clients)
+        bench = Bench(cfg, root, clients, progress)
+        per_workers = [bench.measure_workers(w) for w in cfg.workers]
+    finally:
+        if clients is not None:
+            clients.stop()
+        shutil.rmtree(root, ignore_errors=True)
+        signal.signal(signal.SIGTERM, previous)
+    head = per_workers[0]
+    sizes = bench.scan_reply_sizes
+    assert bench.echo_reply is not None
+    return {
+        "params": {"n": cfg.n, "warmup": cfg.warmup, "repeat": cfg.repeat, "concurrency": cfg.concurrency,
+                   "clients": cfg.clients, "connections": cfg.connections, "workers": cfg.workers,
+                   "batch": cfg.batch, "streams": cfg.streams,
+                   "cpus_used": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None},
+        "reply_bytes": {"echo": len(bench.echo_reply), "scan_min": min(sizes), "scan_max": max(sizes),
+                        "scan_mean": sum(sizes) / len(sizes)},
+        "runs": per_workers,
+        "loadavg_1min_end": os.getloadavg()[0],
+        "targets": [
+            {"name": f"unary Scan vs echo requests/s ({head['workers']} worker(s))", "measured": head["scan_x_echo"],
+             "required": f">= {RPS_TARGET}", "pass": head["scan_x_echo"] >= RPS_TARGET},
+            {"name": f"unary Scan p99 vs echo p99 ({head['workers']} worker(s))", "measured": head["p99_x_echo"],
+             "required": f"<= {P99_TARGET}", "pass": head["p99_x_echo"] <= P99_TARGET},
+        ],
+    }
+
+
+# ====================================================================== report
+def _rate(r: float, unit: str) -> str:
+    return f"{_harness.format_rate(r)}{unit}"
+
+
+def _us(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0f}"
+
+
+def print_report(report: dict[str, Any]) -> None:
+    _harness.print_machine_info(report["machine"])
+    p, sizes = report["params"], report["reply_bytes"]
+    cpus = p["cpus_used"]
+    print(f"(the driver's one-core pin is undone here: servers and load generators share CPUs "
+          f"{','.join(map(str, cpus)) if cpus else 'all'}; load average {report['loadavg_1min_end']:.2f} at end)")
+    print(f"Load generator: {p['clients']} process(es), asyncio grpc.aio, {p['concurrency']} calls in flight over "
+          f"{p['connections']} connection(s); {p['n']:_} requests per figure after {p['warmup']:_} warm-up, "
+          f"best of {p['repeat']}")
+    print(f"Reply size: echo {sizes['echo']} bytes; Scan {sizes['scan_min']}..{sizes['scan_max']} "
+          f"(mean {sizes['scan_mean']:.0f})\n")
+    head = report["runs"][0]
+    w = head["workers"]
+    print(f"Unary Scan against echo, {w} worker(s) (CPU: microseconds of CPU time per request, all server "
+          f"processes / all load generators):")
+    rows = []
+    for key, label in (("scan", "Scan (scangate serve)"), ("echo", "echo (bare grpc.aio)")):
+        f = head[key]
+        rows.append([label, f"{f['count']:_}", f"{f['seconds']:.2f}", _rate(f["rate"], "req/s"),
+                     f"{f['p50_ms']:.2f}", f"{f['p90_ms']:.2f}", f"{f['p99_ms']:.2f}", f"{f['max_ms']:.1f}",
+                     _us(f["server_cpu_us"]), _us(f["client_cpu_us"])])
+    _harness.print_table(["figure", "requests", "seconds", "rate", "p50 ms", "p90 ms", "p99 ms", "max ms",
+                          "server CPU us", "client CPU us"], rows)
+    print()
+    for t in report["targets"]:
+        print(f"{t['name']}: {t['measured']:.3f}x (required {t['required']}x): {'PASS' if t['pass'] else 'FAIL'}")
+    if "stream" in head:
+        s = head["stream"]
+        print(f"\nScanStream, {w} worker(s), batches of {p['batch']}, {p['streams']} streams: "
+              f"{_rate(s['rate'], 'decisions/s')} ({s['count']:_} in {s['seconds']:.2f} s; per batch p50 "
+              f"{s['p50_ms']:.1f} ms, p99 {s['p99_ms']:.1f} ms; server CPU {_us(s['server_cpu_us'])} us per "
+              f"decision) = {head['stream_x_unary']:.2f}x unary Scan ({_rate(head['scan']['rate'], 'req/s')})")
+    print("\nWorker scaling (unary, same load generator; server CPU us per request):")
+    base = report["runs"][0]
+    rows = []
+    for r in report["runs"]:
+        row = [str(r["workers"]), _rate(r["scan"]["rate"], "req/s"), f"{r['scan']['rate'] / base['scan']['rate']:.2f}x",
+               f"{r['scan']['p99_ms']:.1f}", _us(r["scan"]["server_cpu_us"]), _rate(r["echo"]["rate"], "req/s"),
+               f"{r['echo']['rate'] / base['echo']['rate']:.2f}x", f"{r['echo']['p99_ms']:.1f}",
+               _us(r["echo"]["server_cpu_us"]), f"{r['scan_x_echo']:.3f}x"]
+        row += ([_rate(r["stream"]["rate"], "dec/s"), f"{r['stream_x_unary']:.2f}x"] if "stream" in r else ["", ""])
+        row.append(f"{_split_text(r.get('scan_connections'))} / {_split_text(r.get('echo_connections'))}")
+        rows.append(row)
+    _harness.print_table(["workers", "Scan", "scaling", "p99 ms", "CPU us", "echo", "scaling", "p99 ms", "CPU us",
+                          "Scan/echo", "ScanStream", "stream/unary", "conns per worker"], rows)
+
+
+def _split_text(split: list[int] | None) -> str:
+    return "?" if not split else "+".join(map(str, split))
+
+
+def _workers(text: str) -> list[int]:
+    try:
+        out = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma list of worker counts: {text!r}") from None
+    if not out or any(not 1 <= w <= 256 for w in out):
+        raise argparse.ArgumentTypeError(f"worker counts are 1 to 256: {text!r}")
+    return out
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    _harness.add_common_arguments(parser, default_n=5_000, default_repeat=1)
+    parser.add_argument("--workers", type=_workers, default=[1, 2],
+                        help="comma list of server worker counts (default 1,2); targets use the first")
+    parser.add_argument("--concurrency", type=int, default=32, help="unary calls in flight in all (default 32)")
+    parser.add_argument("--clients", type=int, default=1, help="load-generator processes (default 1)")
+    parser.add_argument("--connections", type=int, default=None,
+                        help="TCP connections in all (default max(8, 4 x the largest worker count), "
+                             "at most --concurrency)")
+    parser.add_argument("--warmup", type=int, default=None, help="warm-up requests per server (default n/10)")
+    parser.add_argument("--batch", type=int, default=100, help="scans per ScanStream batch (default 100)")
+    parser.add_argument("--streams", type=int, default=4, help="concurrent ScanStream calls (default 4; 0: skip)")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.n < 1 or args.repeat < 1 or args.concurrency < 1 or args.clients < 1 or args.batch < 1:
+        raise SystemExit("--n, --repeat, --concurrency, --clients and --batch must be at least 1")
+    if args.streams < 0:
+        raise SystemExit("--streams must be 0 or more")
+    if args.batch > 1000:
+        raise SystemExit("--batch: the server takes at most 1000 scans per batch")
+    if args.clients > args.concurrency:
+        raise SystemExit("--clients must not exceed --concurrency")
+    connections = args.connections or min(args.concurrency, max(8, 4 * max(args.workers)))
+    if connections < 1:
+        raise SystemExit("--connections must be at least 1")
+    cfg = Config(n=args.n, warmup=args.warmup if args.warmup is not None else max(args.concurrency, args.n // 10),
+                 repeat=args.repeat, concurrency=args.concurrency, clients=args.clients,
+                 connections=max(connections, args.clients), workers=args.workers, batch=args.batch,
+                 streams=args.streams)
+    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    return _harness.run_benchmark("grpc", args, lambda progress: measure(cfg, cpus, progress), print_report)
