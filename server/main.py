@@ -28,6 +28,8 @@ from typing import Any
 from scangate.config import Config, load_config
 from scangate.errors import InvalidArgument
 
+from .scanlink import writer_main
+
 log = logging.getLogger("scangate.server")
 
 __all__ = ["serve", "resolve_config", "setup_logging"]
@@ -80,8 +82,8 @@ def _load_tokens(data_dir: Path, cfg: Config):  # type: ignore[no-untyped-def]
 
 
 # ---------------------------------------------------------------------- worker
-def _worker_main(data_dir: str, cfg: Config, port: int, ready: multiprocessing.connection.Connection,
-                 log_level: str) -> None:
+def _worker_main(data_dir: str, cfg: Config, port: int, writer_socket: str,
+                 ready: multiprocessing.connection.Connection, log_level: str) -> None:
     import asyncio
 
     setup_logging(log_level)
@@ -93,7 +95,7 @@ def _worker_main(data_dir: str, cfg: Config, port: int, ready: multiprocessing.c
 
         data = open_data_dir(data_dir)
         tokens = _load_tokens(Path(data_dir), cfg)
-        worker = await start_worker(data, cfg, tokens, port=port)
+        worker = await start_worker(data, cfg, tokens, writer_socket=writer_socket, port=port)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -174,6 +176,8 @@ def serve(data_dir: str | os.PathLike[str], cfg: Config, *, log_level: str = "IN
         metrics_url = f"http://{s.host}:{httpd.server_port}/metrics"
     ctx = multiprocessing.get_context("spawn")
     stopping = False
+    sockets_dir = tempfile.mkdtemp(prefix="scangate-")          # 0700: only this user reaches the writer
+    writer_socket = os.path.join(sockets_dir, "writer.sock")
 
     def on_signal(signum: int, frame: Any) -> None:
         nonlocal stopping
@@ -182,27 +186,34 @@ def serve(data_dir: str | os.PathLike[str], cfg: Config, *, log_level: str = "IN
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    def start(slot: int) -> multiprocessing.process.BaseProcess:
+    def launch(name: str, target: Any, *args: Any) -> multiprocessing.process.BaseProcess:
         parent_end, child_end = ctx.Pipe(duplex=False)
-        p = ctx.Process(target=_worker_main, args=(str(root), cfg, port, child_end, log_level),
-                        name=f"scangate-worker-{slot}", daemon=False)
+        p = ctx.Process(target=target, args=(*args, child_end, log_level), name=name, daemon=False)
         p.start()
         child_end.close()
         if not parent_end.poll(60):
-            raise RuntimeError(f"worker {slot} did not start within 60 s")
+            raise RuntimeError(f"{name} did not start within 60 s")
         try:
             parent_end.recv()
         except EOFError:
-            raise RuntimeError(f"worker {slot} failed to start; see its log above") from None
+            raise RuntimeError(f"{name} failed to start; see its log above") from None
         return p
 
+    def start_writer() -> multiprocessing.process.BaseProcess:
+        return launch("scangate-writer", writer_main, str(root), cfg, writer_socket)
+
+    def start(slot: int) -> multiprocessing.process.BaseProcess:
+        return launch(f"scangate-worker-{slot}", _worker_main, str(root), cfg, port, writer_socket)
+
     workers: list[multiprocessing.process.BaseProcess] = []
+    writer = None
     try:
+        writer = start_writer()
         for slot in range(s.workers):
             workers.append(start(slot))
     except RuntimeError as exc:
         log.error("%s", exc)
-        for p in workers:
+        for p in workers + ([writer] if writer else []):
             p.terminate()
         return 1
     where = f"{'tls://' if s.tls_cert else ''}{s.host}:{port}"
@@ -213,27 +224,38 @@ def serve(data_dir: str | os.PathLike[str], cfg: Config, *, log_level: str = "IN
     try:
         while not stopping:
             time.sleep(0.2)
+            if not writer.is_alive() and not stopping:
+                log.error("writer (pid %s) exited with %s; restarting", writer.pid, writer.exitcode)
+                _mark_dead(writer.pid)
+                writer = start_writer()
             for slot, p in enumerate(workers):
                 if not p.is_alive() and not stopping:
                     log.error("worker %d (pid %s) exited with %s; restarting", slot, p.pid, p.exitcode)
                     _mark_dead(p.pid)
                     workers[slot] = start(slot)
     finally:
-        for p in workers:
-            if p.is_alive():
-                os.kill(p.pid, signal.SIGTERM)   # type: ignore[arg-type]
-        deadline = time.monotonic() + s.grace_s + 30
-        for p in workers:
-            p.join(max(0.0, deadline - time.monotonic()))
-            if p.is_alive():
-                log.error("worker pid %s did not stop in time; killing it", p.pid)
-                p.kill()
-                p.join()
+        # workers first (they finish their calls, whose scans the writer commits), then the writer
+        _stop(workers, s.grace_s + 30)
+        _stop([writer], s.grace_s + 30)
         if held is not None:
             held.close()
         shutil.rmtree(metrics_dir, ignore_errors=True)
+        shutil.rmtree(sockets_dir, ignore_errors=True)
     announce("scangate: stopped")
     return 0
+
+
+def _stop(processes: list[multiprocessing.process.BaseProcess], timeout: float) -> None:
+    for p in processes:
+        if p.is_alive():
+            os.kill(p.pid, signal.SIGTERM)   # type: ignore[arg-type]
+    deadline = time.monotonic() + timeout
+    for p in processes:
+        p.join(max(0.0, deadline - time.monotonic()))
+        if p.is_alive():
+            log.error("%s (pid %s) did not stop in time; killing it", p.name, p.pid)
+            p.kill()
+            p.join()
 
 
 def _mark_dead(pid: int | None) -> None:

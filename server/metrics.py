@@ -8,10 +8,13 @@ the whole server however many workers it has.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import Counter, Histogram
 
 __all__ = ["REQUESTS", "LATENCY", "VERDICTS", "REASONS", "NO_REWARD", "AWARDS", "COMMIT_BATCH",
-           "COMMIT_SECONDS", "REFUSED"]
+           "COMMIT_SECONDS", "REFUSED", "request", "verdict", "reason", "no_reward", "award", "refused",
+           "observe_commit"]
 
 REQUESTS = Counter("scangate_requests", "gRPC requests by method and status code", ["method", "code"])
 LATENCY = Histogram("scangate_request_seconds", "gRPC request latency by method", ["method"],
@@ -25,3 +28,46 @@ COMMIT_BATCH = Histogram("scangate_commit_batch_size", "scans per group commit",
 COMMIT_SECONDS = Histogram("scangate_commit_seconds", "time to decide and commit one group",
                            buckets=(.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1))
 REFUSED = Counter("scangate_rate_limited", "requests refused by a rate limit", ["limit"])
+
+
+# Labelled children, looked up once: ``labels()`` costs microseconds per call.
+_cache: dict[tuple[int, str], Any] = {}
+
+
+def _child(metric: Any, *values: str) -> Any:
+    key = (id(metric), "\0".join(values))
+    child = _cache.get(key)
+    if child is None:
+        child = _cache[key] = metric.labels(*values)
+    return child
+
+
+def request(method: str, code: str, seconds: float | None = None) -> None:
+    _child(REQUESTS, method, code).inc()
+    if seconds is not None:
+        _child(LATENCY, method).observe(seconds)
+
+
+def verdict(label: str) -> None:
+    _child(VERDICTS, label).inc()
+
+
+def reason(code: str) -> None:
+    _child(REASONS, code).inc()
+
+
+def no_reward(code: str) -> None:
+    _child(NO_REWARD, code).inc()
+
+
+def award(kind: str) -> None:
+    _child(AWARDS, kind).inc()
+
+
+def refused(limit: str) -> None:
+    _child(REFUSED, limit).inc()
+
+
+def observe_commit(size: int, seconds: float) -> None:
+    COMMIT_BATCH.observe(size)
+    COMMIT_SECONDS.observe(seconds)

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from google.protobuf import json_format
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
@@ -29,7 +28,6 @@ from scangate.config import Config
 from scangate.datadir import DataDir
 from scangate.enums import CodeStatus, Level
 from scangate.errors import BatchRejected, CorruptionError, InvalidArgument, NotFound, ScangateError
-from scangate.rewards import Decision, ScanRequest
 from scangate.trace import Dealer, TraceStore, check_dealer_id, check_territory
 from scangate.v1 import campaigns_pb2 as camp_pb
 from scangate.v1 import campaigns_pb2_grpc
@@ -39,16 +37,15 @@ from scangate.v1 import common_pb2 as common
 from scangate.v1 import points_pb2 as points_pb
 from scangate.v1 import points_pb2_grpc
 from scangate.v1 import scan_pb2 as scan_pb
-from scangate.v1 import scan_pb2_grpc
 from scangate.v1 import trace_pb2 as trace_pb
 from scangate.v1 import trace_pb2_grpc
-from scangate.verdicts import Verdict
-from scangate.wire import decision_to_proto, enum_to_proto, scan_request_from_proto
+from scangate.wire import enum_to_proto
 
 from . import metrics
 from .auth import PUBLIC_PREFIXES, Principal, TokenTable, allowed
 from .limits import RateLimiter
-from .writer import DeadlineExpired, GroupCommitWriter, WriterClosed
+from .scanlink import LinkDown, RemoteStatus, WriterLink
+from .writer import DeadlineExpired, WriterClosed
 
 log = logging.getLogger("scangate.server")
 
@@ -67,13 +64,26 @@ class RequestError(Exception):
         super().__init__(message)
         self.code, self.message, self.violations = code, message, list(violations)
 
-    def status(self) -> grpc.Status:
+    def status_proto(self) -> status_pb2.Status:
         st = status_pb2.Status(code=self.code.value[0], message=self.message)
         if self.violations:
             detail = error_details_pb2.BadRequest(field_violations=[
                 error_details_pb2.BadRequest.FieldViolation(field=f, description=d) for f, d in self.violations])
             st.details.add().Pack(detail)
-        return rpc_status.to_status(st)
+        return st
+
+    def status(self) -> grpc.Status:
+        return rpc_status.to_status(self.status_proto())
+
+    @classmethod
+    def from_proto(cls, st: status_pb2.Status) -> RequestError:
+        violations = []
+        for detail in st.details:
+            bad = error_details_pb2.BadRequest()
+            if detail.Unpack(bad):
+                violations += [(v.field, v.description) for v in bad.field_violations]
+        code = next((c for c in grpc.StatusCode if c.value[0] == st.code), grpc.StatusCode.UNKNOWN)
+        return cls(code, st.message, violations)
 
 
 def bad(field: str, why: str) -> RequestError:
@@ -98,8 +108,10 @@ def to_request_error(exc: BaseException) -> RequestError:
         return RequestError(grpc.StatusCode.NOT_FOUND, str(exc))
     if isinstance(exc, DeadlineExpired):
         return RequestError(grpc.StatusCode.DEADLINE_EXCEEDED, str(exc))
-    if isinstance(exc, WriterClosed):
+    if isinstance(exc, (WriterClosed, LinkDown)):
         return RequestError(grpc.StatusCode.UNAVAILABLE, str(exc))
+    if isinstance(exc, RemoteStatus):
+        return RequestError.from_proto(exc.status)
     if isinstance(exc, CorruptionError):
         log.error("data corruption: %s", exc)
         return RequestError(grpc.StatusCode.DATA_LOSS, "stored data is damaged; see the server log")
@@ -131,7 +143,7 @@ class Guard:
                                    f"role {who.role!r} may not call {method.rsplit('/', 1)[-1]}")
         client = who.name if who else peer.rsplit(":", 1)[0]
         if not self.client_limit.allow(client):
-            metrics.REFUSED.labels("client").inc()
+            metrics.refused("client")
             raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"client {client!r}: request rate limit")
         return who
 
@@ -153,13 +165,12 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
 
         async def fail(exc: BaseException, context: grpc.aio.ServicerContext) -> None:
             err = to_request_error(exc)
-            metrics.REQUESTS.labels(short, err.code.name).inc()
+            metrics.request(short, err.code.name)
             st = err.status()
             await context.abort(st.code, st.details, st.trailing_metadata)
 
         def done(started: float) -> None:
-            metrics.REQUESTS.labels(short, "OK").inc()
-            metrics.LATENCY.labels(short).observe(time.perf_counter() - started)
+            metrics.request(short, "OK", time.perf_counter() - started)
 
         if handler.unary_unary:
             inner = handler.unary_unary
@@ -230,51 +241,54 @@ def check_scan(m: scan_pb.ScanRequest, where: str) -> list[tuple[str, str]]:
     return problems
 
 
-class ScanServicer(scan_pb2_grpc.ScanServiceServicer):
-    def __init__(self, writer: GroupCommitWriter, actor_limit: RateLimiter, failure_limit: RateLimiter):
-        self.writer = writer
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+class ScanServicer:
+    """Scan and ScanStream: validate and rate-limit here, decide in the writer
+    process, send its serialised decisions on unchanged."""
+
+    def __init__(self, link: WriterLink, actor_limit: RateLimiter, failure_limit: RateLimiter):
+        self.link = link
         self.actor_limit, self.failure_limit = actor_limit, failure_limit
 
-    def _admit(self, requests: list[ScanRequest]) -> None:
-        for r in requests:
-            if self.failure_limit.blocked(r.actor):
-                metrics.REFUSED.labels("actor_failures").inc()
+    def _admit(self, scans: Iterable[scan_pb.ScanRequest]) -> None:
+        for m in scans:
+            if self.failure_limit.blocked(m.actor):
+                metrics.refused("actor_failures")
                 raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                   f"actor {r.actor!r}: too many scans of codes that are not genuine; try later")
-            if not self.actor_limit.allow(r.actor):
-                metrics.REFUSED.labels("actor_scans").inc()
-                raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"actor {r.actor!r}: scan rate limit")
+                                   f"actor {m.actor!r}: too many scans of codes that are not genuine; try later")
+            if not self.actor_limit.allow(m.actor):
+                metrics.refused("actor_scans")
+                raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"actor {m.actor!r}: scan rate limit")
 
-    async def _decide(self, requests: list[ScanRequest], context: grpc.aio.ServicerContext) -> list[Decision]:
-        self._admit(requests)
+    async def _decide(self, batch: scan_pb.ScanBatch, context: grpc.aio.ServicerContext) -> list[bytes]:
+        self._admit(batch.scans)
         remaining = context.time_remaining()
-        deadline = None if remaining is None else time.monotonic() + remaining
-        if deadline is not None and remaining <= 0:
+        if remaining is not None and remaining <= 0:
             raise DeadlineExpired("deadline passed before the scan was decided")
-        decisions = await asyncio.wrap_future(self.writer.submit(requests, deadline))
-        for r, d in zip(requests, decisions):
-            v = d.verdict
-            metrics.VERDICTS.labels(v["verdict"]).inc()
-            for reason in v["reasons"]:
-                metrics.REASONS.labels(reason).inc()
-            if d.no_reward is not None:
-                metrics.NO_REWARD.labels(d.no_reward.value).inc()
-            if d.award is not None:
-                metrics.AWARDS.labels(d.award.kind).inc()
-            if v["code_status"] != "genuine":
-                self.failure_limit.charge(r.actor)
-        return decisions
+        results = await self.link.decide(batch, remaining)
+        for m, (genuine, _) in zip(batch.scans, results):
+            if not genuine:
+                self.failure_limit.charge(m.actor)
+        return [blob for _, blob in results]
 
-    async def Scan(self, request: scan_pb.ScanRequest, context: grpc.aio.ServicerContext) -> scan_pb.ScanDecision:
+    async def Scan(self, request: scan_pb.ScanRequest, context: grpc.aio.ServicerContext) -> bytes:
         problems = check_scan(request, "")
         if problems:
             raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(f"{f}: {d}" for f, d in problems),
                                problems)
-        (decision,) = await self._decide([scan_request_from_proto(request)], context)
-        return decision_to_proto(decision)
+        (blob,) = await self._decide(scan_pb.ScanBatch(scans=[request]), context)
+        return blob
 
     async def ScanStream(self, request_iterator: AsyncIterator[scan_pb.ScanBatch],
-                         context: grpc.aio.ServicerContext) -> AsyncIterator[scan_pb.ScanDecisionBatch]:
+                         context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
         async for batch in request_iterator:
             if not 1 <= len(batch.scans) <= MAX_SCAN_BATCH:
                 raise bad("scans", f"1 to {MAX_SCAN_BATCH} scans per batch, not {len(batch.scans)}")
@@ -283,8 +297,18 @@ class ScanServicer(scan_pb2_grpc.ScanServiceServicer):
                 raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
                                    f"{len(problems)} problem(s), first: {problems[0][0]}: {problems[0][1]}",
                                    problems)
-            decisions = await self._decide([scan_request_from_proto(m) for m in batch.scans], context)
-            yield scan_pb.ScanDecisionBatch(decisions=[decision_to_proto(d) for d in decisions])
+            blobs = await self._decide(batch, context)
+            # a ScanDecisionBatch is field 1 (length-delimited) repeated: tag 0x0a, length, bytes
+            yield b"".join(b"\x0a" + _varint(len(b)) + b for b in blobs)
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        raw = bytes   # replies are already serialised
+        return grpc.method_handlers_generic_handler("scangate.v1.ScanService", {
+            "Scan": grpc.unary_unary_rpc_method_handler(
+                self.Scan, request_deserializer=scan_pb.ScanRequest.FromString, response_serializer=raw),
+            "ScanStream": grpc.stream_stream_rpc_method_handler(
+                self.ScanStream, request_deserializer=scan_pb.ScanBatch.FromString, response_serializer=raw),
+        })
 
 
 # ---------------------------------------------------------------------- codes
@@ -561,14 +585,13 @@ class PayoutServicer(points_pb2_grpc.PayoutServiceServicer):
 class Worker:
     server: grpc.aio.Server
     port: int
-    writer: GroupCommitWriter
     health: health_aio.HealthServicer
 
     async def stop(self, grace: float) -> None:
-        """Refuse new calls, finish those in flight, commit what is queued."""
+        """Refuse new calls and finish those in flight (their scans are committed
+        by the writer process before they are answered)."""
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
-        await asyncio.to_thread(self.writer.close)
 
 
 def _credentials(cfg: Config) -> grpc.ServerCredentials | None:
@@ -586,19 +609,20 @@ def _credentials(cfg: Config) -> grpc.ServerCredentials | None:
     return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=ca is not None)
 
 
-async def start_worker(data: DataDir, cfg: Config, tokens: TokenTable | None, *, port: int | None = None) -> Worker:
-    """Build and start one worker's server on ``cfg.server.host``:``port``."""
+async def start_worker(data: DataDir, cfg: Config, tokens: TokenTable | None, *, writer_socket: str,
+                       port: int | None = None) -> Worker:
+    """Build and start one worker's server on ``cfg.server.host``:``port``; its
+    scans go to the writer process listening on ``writer_socket``."""
     s, lim = cfg.server, cfg.limits
-    writer = GroupCommitWriter(data, cfg.verdicts, max_batch=s.max_batch, on_commit=_observe_commit)
     guard = Guard(tokens, RateLimiter(lim.client_requests_per_second, 1.0))
     server = grpc.aio.server(interceptors=[GuardInterceptor(guard)], options=[
         ("grpc.so_reuseport", 1),
         ("grpc.max_receive_message_length", 256 << 20),
         ("grpc.max_send_message_length", 256 << 20),
     ])
-    scan_pb2_grpc.add_ScanServiceServicer_to_server(
-        ScanServicer(writer, RateLimiter(lim.actor_scans_per_minute, 60.0),
-                     RateLimiter(lim.actor_failures_per_hour, 3600.0)), server)
+    scans = ScanServicer(WriterLink(writer_socket), RateLimiter(lim.actor_scans_per_minute, 60.0),
+                         RateLimiter(lim.actor_failures_per_hour, 3600.0))
+    server.add_generic_rpc_handlers((scans.handler(),))
     codes_pb2_grpc.add_CodeServiceServicer_to_server(CodeServicer(data), server)
     trace_pb2_grpc.add_TraceServiceServicer_to_server(TraceServicer(data), server)
     campaigns_pb2_grpc.add_CampaignServiceServicer_to_server(CampaignServicer(data), server)
@@ -614,9 +638,4 @@ async def start_worker(data: DataDir, cfg: Config, tokens: TokenTable | None, *,
     await server.start()
     for name in ("",) + SERVICE_NAMES:
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return Worker(server, bound, writer, health)
-
-
-def _observe_commit(size: int, seconds: float) -> None:
-    metrics.COMMIT_BATCH.observe(size)
-    metrics.COMMIT_SECONDS.observe(seconds)
+    return Worker(server, bound, health)

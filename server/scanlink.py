@@ -1,0 +1,285 @@
+"""The single writer path of ``scangate serve``: one writer process decides and
+commits the scans of every worker.
+
+Workers parse, validate and rate-limit each call, then hand its scans over a Unix
+socket to the writer process. There, one ``GroupCommitWriter`` gathers whatever
+every worker sent while the previous commit was syncing, decides it with
+``rewards.decide_scans`` in one durable LMDB write transaction, and answers each
+item with its decisions already serialised as ``scangate.v1.ScanDecision`` bytes,
+which the worker sends on unchanged. The CPU of deciding runs beside the workers'
+event loops instead of competing with them for one interpreter lock, and batches
+from all workers share a commit.
+
+Frames (big-endian) on the socket, each preceded by its length (u32):
+
+    worker -> writer   item id (u64), deadline in ms from now (u32, 0xFFFFFFFF: none),
+                       a serialised ScanBatch
+    writer -> worker   item id (u64), ok (u8); ok: per scan a flag (u8, 1: the code is
+                       genuine), its length (u32) and ScanDecision bytes; not ok: a
+                       serialised google.rpc.Status
+
+The socket lives in a private (0700) directory made by the supervisor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import signal
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+from google.rpc import status_pb2
+
+from scangate.config import Config
+from scangate.rewards import Decision
+from scangate.v1 import scan_pb2 as scan_pb
+from scangate.wire import decision_to_proto, scan_request_from_proto
+
+from . import metrics
+
+log = logging.getLogger("scangate.server.writer")
+
+__all__ = ["writer_main", "WriterLink", "LinkDown"]
+
+_LEN = struct.Struct(">I")
+_REQ = struct.Struct(">QI")
+_REP = struct.Struct(">QB")
+_ITEM = struct.Struct(">BI")
+NO_DEADLINE = 0xFFFFFFFF
+
+
+class LinkDown(Exception):
+    """The writer process is not reachable (restarting, or the server is stopping)."""
+
+
+# ---------------------------------------------------------------------- writer process
+def _encode_ok(item_id: int, decisions: list[Decision]) -> bytes:
+    parts = [_REP.pack(item_id, 1)]
+    for d in decisions:
+        blob = decision_to_proto(d).SerializeToString()
+        parts.append(_ITEM.pack(d.verdict["code_status"] == "genuine", len(blob)))
+        parts.append(blob)
+    body = b"".join(parts)
+    return _LEN.pack(len(body)) + body
+
+
+def _encode_error(item_id: int, status: status_pb2.Status) -> bytes:
+    body = _REP.pack(item_id, 0) + status.SerializeToString()
+    return _LEN.pack(len(body)) + body
+
+
+def _count(decisions: list[Decision]) -> None:
+    for d in decisions:
+        v = d.verdict
+        metrics.verdict(v["verdict"])
+        for reason in v["reasons"]:
+            metrics.reason(reason)
+        if d.no_reward is not None:
+            metrics.no_reward(d.no_reward.value)
+        if d.award is not None:
+            metrics.award(d.award.kind)
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            return None
+        buf += chunk
+    return bytes(buf)
+
+
+def _serve_connection(sock: socket.socket, writer: Any, inflight: Callable[[int], None]) -> None:
+    """One worker's connection: read items, submit them, answer each after commit."""
+    from .service import to_request_error
+
+    send_lock = threading.Lock()
+
+    def send(frame: bytes) -> None:
+        with send_lock:
+            try:
+                sock.sendall(frame)
+            except OSError:
+                pass             # the worker went away; its callers see LinkDown
+
+    while True:
+        head = _recv_exact(sock, _LEN.size)
+        if head is None:
+            break
+        body = _recv_exact(sock, _LEN.unpack(head)[0])
+        if body is None:
+            break
+        item_id, deadline_ms = _REQ.unpack_from(body)
+        batch = scan_pb.ScanBatch.FromString(body[_REQ.size:])
+        requests = [scan_request_from_proto(m) for m in batch.scans]
+        deadline = None if deadline_ms == NO_DEADLINE else time.monotonic() + deadline_ms / 1000
+        inflight(1)
+
+        def done(fut: Any, item_id: int = item_id) -> None:
+            try:
+                exc = fut.exception()
+                if exc is None:
+                    decisions = fut.result()
+                    _count(decisions)
+                    send(_encode_ok(item_id, decisions))
+                else:
+                    err = to_request_error(exc)
+                    send(_encode_error(item_id, err.status_proto()))
+            finally:
+                inflight(-1)
+
+        writer.submit(requests, deadline).add_done_callback(done)
+    sock.close()
+
+
+def writer_main(data_dir: str, cfg: Config, path: str, ready: Any, log_level: str) -> None:
+    """The writer process: accept worker connections on ``path`` until SIGTERM,
+    then commit everything accepted and exit."""
+    from scangate.datadir import open_data_dir
+
+    from .main import setup_logging
+    from .writer import GroupCommitWriter
+
+    setup_logging(log_level)
+    data = open_data_dir(data_dir)
+    writer = GroupCommitWriter(data, cfg.verdicts, max_batch=cfg.server.max_batch, on_commit=metrics.observe_commit)
+    pending = [0]
+    lock = threading.Lock()
+
+    def inflight(delta: int) -> None:
+        with lock:
+            pending[0] += delta
+
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    if os.path.exists(path):
+        os.unlink(path)
+    server.bind(path)
+    server.listen(256)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, signal.SIG_IGN)         # the supervisor decides when we stop
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            threading.Thread(target=_serve_connection, args=(conn, writer, inflight), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    ready.send(os.getpid())
+    ready.close()
+    log.info("writer serving", extra={"socket": path})
+    stop.wait()
+    # workers have stopped first (the supervisor's order); commit what was accepted
+    server.close()
+    deadline = time.monotonic() + cfg.server.grace_s + 10
+    while pending[0] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    writer.close()
+    data.close()
+    log.info("writer stopped")
+
+
+# ---------------------------------------------------------------------- worker side
+class WriterLink(asyncio.Protocol):
+    """A worker's connection to the writer process (asyncio)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._transport: asyncio.Transport | None = None
+        self._buf = bytearray()
+        self._waiting: dict[int, asyncio.Future[Any]] = {}
+        self._ids = itertools.count(1)
+        self._connecting: asyncio.Lock | None = None
+
+    async def _ensure(self) -> asyncio.Transport:
+        if self._transport is not None and not self._transport.is_closing():
+            return self._transport
+        if self._connecting is None:
+            self._connecting = asyncio.Lock()
+        async with self._connecting:
+            if self._transport is None or self._transport.is_closing():
+                loop = asyncio.get_running_loop()
+                for attempt in range(50):             # the writer may be restarting
+                    try:
+                        await loop.create_unix_connection(lambda: self, self.path)
+                        break
+                    except OSError:
+                        if attempt == 49:
+                            raise LinkDown("the writer process is not reachable") from None
+                        await asyncio.sleep(0.1)
+        assert self._transport is not None
+        return self._transport
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+        self._buf.clear()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        waiting, self._waiting = self._waiting, {}
+        for fut in waiting.values():
+            if not fut.done():
+                fut.set_exception(LinkDown("the writer process went away; the scan may or may not be "
+                                           "committed: retry with the same request_id"))
+
+    def data_received(self, data: bytes) -> None:
+        buf = self._buf
+        buf += data
+        pos = 0
+        while len(buf) - pos >= _LEN.size:
+            (n,) = _LEN.unpack_from(buf, pos)
+            if len(buf) - pos - _LEN.size < n:
+                break
+            body = bytes(buf[pos + _LEN.size : pos + _LEN.size + n])
+            pos += _LEN.size + n
+            item_id, ok = _REP.unpack_from(body)
+            fut = self._waiting.pop(item_id, None)
+            if fut is None or fut.done():
+                continue
+            if ok:
+                out = []
+                at = _REP.size
+                while at < len(body):
+                    genuine, size = _ITEM.unpack_from(body, at)
+                    at += _ITEM.size
+                    out.append((bool(genuine), body[at : at + size]))
+                    at += size
+                fut.set_result(out)
+            else:
+                fut.set_exception(RemoteStatus(status_pb2.Status.FromString(body[_REP.size:])))
+        del buf[:pos]
+
+    async def decide(self, batch: scan_pb.ScanBatch, timeout_s: float | None) -> list[tuple[bool, bytes]]:
+        """Send one item; its decisions as (genuine, ScanDecision bytes), in order."""
+        transport = await self._ensure()
+        item_id = next(self._ids)
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiting[item_id] = fut
+        ms = NO_DEADLINE if timeout_s is None else max(0, min(int(timeout_s * 1000), NO_DEADLINE - 1))
+        payload = batch.SerializeToString()
+        transport.write(_LEN.pack(_REQ.size + len(payload)) + _REQ.pack(item_id, ms) + payload)
+        return await fut  # type: ignore[no-any-return]
+
+
+class RemoteStatus(Exception):
+    """The writer refused an item with this google.rpc.Status."""
+
+    def __init__(self, status: status_pb2.Status):
+        super().__init__(status.message)
+        self.status = status
+
+    @property
+    def code(self) -> grpc.StatusCode:
+        return next(c for c in grpc.StatusCode if c.value[0] == self.status.code)
