@@ -48,20 +48,20 @@ def request(method: str, code: str, seconds: float | None = None) -> None:
         _child(LATENCY, method).observe(seconds)
 
 
-def verdict(label: str) -> None:
-    _child(VERDICTS, label).inc()
+def verdict(label: str, n: int = 1) -> None:
+    _child(VERDICTS, label).inc(n)
 
 
-def reason(code: str) -> None:
-    _child(REASONS, code).inc()
+def reason(code: str, n: int = 1) -> None:
+    _child(REASONS, code).inc(n)
 
 
-def no_reward(code: str) -> None:
-    _child(NO_REWARD, code).inc()
+def no_reward(code: str, n: int = 1) -> None:
+    _child(NO_REWARD, code).inc(n)
 
 
-def award(kind: str) -> None:
-    _child(AWARDS, kind).inc()
+def award(kind: str, n: int = 1) -> None:
+    _child(AWARDS, kind).inc(n)
 
 
 def refused(limit: str) -> None:

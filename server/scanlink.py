@@ -76,16 +76,35 @@ def _encode_error(item_id: int, status: status_pb2.Status) -> bytes:
     return _LEN.pack(len(body)) + body
 
 
-def _count(decisions: list[Decision]) -> None:
-    for d in decisions:
-        v = d.verdict
-        metrics.verdict(v["verdict"])
-        for reason in v["reasons"]:
-            metrics.reason(reason)
-        if d.no_reward is not None:
-            metrics.no_reward(d.no_reward.value)
-        if d.award is not None:
-            metrics.award(d.award.kind)
+class _Tally:
+    """Verdict and reward counts, added up in memory and written to the shared
+    metric files once per commit (a multiprocess counter increment costs a lock
+    and an mmap write)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[tuple[Callable[..., None], str], int] = {}
+
+    def add(self, decisions: list[Decision]) -> None:
+        with self._lock:
+            c = self._counts
+            for d in decisions:
+                v = d.verdict
+                key = (metrics.verdict, v["verdict"])
+                c[key] = c.get(key, 0) + 1
+                for r in v["reasons"]:
+                    c[(metrics.reason, r)] = c.get((metrics.reason, r), 0) + 1
+                if d.no_reward is not None:
+                    key = (metrics.no_reward, d.no_reward.value)
+                    c[key] = c.get(key, 0) + 1
+                if d.award is not None:
+                    c[(metrics.award, d.award.kind)] = c.get((metrics.award, d.award.kind), 0) + 1
+
+    def flush(self) -> None:
+        with self._lock:
+            counts, self._counts = self._counts, {}
+        for (record, label), n in counts.items():
+            record(label, n)
 
 
 def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
@@ -98,7 +117,7 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
     return bytes(buf)
 
 
-def _serve_connection(sock: socket.socket, writer: Any, inflight: Callable[[int], None]) -> None:
+def _serve_connection(sock: socket.socket, writer: Any, inflight: Callable[[int], None], tally: _Tally) -> None:
     """One worker's connection: read items, submit them, answer each after commit."""
     from .service import to_request_error
 
@@ -129,8 +148,8 @@ def _serve_connection(sock: socket.socket, writer: Any, inflight: Callable[[int]
                 exc = fut.exception()
                 if exc is None:
                     decisions = fut.result()
-                    _count(decisions)
                     send(_encode_ok(item_id, decisions))
+                    tally.add(decisions)
                 else:
                     err = to_request_error(exc)
                     send(_encode_error(item_id, err.status_proto()))
@@ -151,7 +170,13 @@ def writer_main(data_dir: str, cfg: Config, path: str, ready: Any, log_level: st
 
     setup_logging(log_level)
     data = open_data_dir(data_dir)
-    writer = GroupCommitWriter(data, cfg.verdicts, max_batch=cfg.server.max_batch, on_commit=metrics.observe_commit)
+    tally = _Tally()
+
+    def on_commit(size: int, seconds: float) -> None:
+        metrics.observe_commit(size, seconds)
+        tally.flush()        # the previous commit's decisions
+
+    writer = GroupCommitWriter(data, cfg.verdicts, max_batch=cfg.server.max_batch, on_commit=on_commit)
     pending = [0]
     lock = threading.Lock()
 
@@ -174,7 +199,7 @@ def writer_main(data_dir: str, cfg: Config, path: str, ready: Any, log_level: st
                 conn, _ = server.accept()
             except OSError:
                 return
-            threading.Thread(target=_serve_connection, args=(conn, writer, inflight), daemon=True).start()
+            threading.Thread(target=_serve_connection, args=(conn, writer, inflight, tally), daemon=True).start()
 
     threading.Thread(target=accept, daemon=True).start()
     ready.send(os.getpid())
@@ -187,6 +212,7 @@ def writer_main(data_dir: str, cfg: Config, path: str, ready: Any, log_level: st
     while pending[0] and time.monotonic() < deadline:
         time.sleep(0.01)
     writer.close()
+    tally.flush()
     data.close()
     log.info("writer stopped")
 

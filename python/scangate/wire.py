@@ -31,18 +31,25 @@ _ENUMS: dict[type, tuple[Any, str]] = {
 }
 
 
+# keyed by (type, member): IntEnum members of different enums compare equal
+_TO: dict[tuple[type, Any], int] = {(kind, m): int(e.Value(prefix + m.name))
+                                    for kind, (e, prefix) in _ENUMS.items() for m in kind}
+_FROM: dict[tuple[type, int], Any] = {(kind, v): m for (kind, m), v in _TO.items()}
+# the labels and documented codes that decisions carry, straight to wire values
+_VERDICT_BY_LABEL = {v.label: _TO[(Verdict, v)] for v in Verdict}
+_STATUS_BY_LABEL = {s.label: _TO[(CodeStatus, s)] for s in CodeStatus}
+_REASON_BY_CODE = {r.value: _TO[(Reason, r)] for r in Reason}
+
+
 def enum_to_proto(member: Any) -> int:
-    proto_enum, prefix = _ENUMS[type(member)]
-    return int(proto_enum.Value(prefix + member.name))
+    return _TO[(type(member), member)]
 
 
 def enum_from_proto(kind: type, value: int) -> Any:
-    proto_enum, prefix = _ENUMS[kind]
-    return kind[proto_enum.Name(value)[len(prefix):]]
-
-
-def _by_value(kind: type, value: str) -> Any:
-    return kind(value) if not issubclass(kind, int) else kind[value.upper()]
+    try:
+        return _FROM[(kind, value)]
+    except KeyError:
+        raise ValueError(f"{value} is not a known {kind.__name__}") from None
 
 
 _ACTOR_TYPES = {"consumer": common.ACTOR_TYPE_CONSUMER, "store": common.ACTOR_TYPE_STORE}
@@ -72,8 +79,8 @@ def scan_request_from_proto(m: scan_pb.ScanRequest) -> ScanRequest:
         lon=m.lon if m.HasField("lon") else None, time_ms=m.time_ms or None, actor_tags=tuple(m.actor_tags))
 
 
-def _text(d: dict[str, str]) -> common.LocalizedText:
-    return common.LocalizedText(zh_cn=d.get("zh-CN", ""), en=d.get("en", ""))
+def _text(d: dict[str, str]) -> dict[str, str]:
+    return {"zh_cn": d.get("zh-CN", ""), "en": d.get("en", "")}
 
 
 def _untext(t: common.LocalizedText) -> dict[str, str]:
@@ -82,28 +89,26 @@ def _untext(t: common.LocalizedText) -> dict[str, str]:
 
 def decision_to_proto(d: Decision) -> scan_pb.ScanDecision:
     v = d.verdict
-    reasons = [Reason(code) for code in v["reasons"]]
-    info = scan_pb.VerdictInfo(
-        verdict=enum_to_proto(Verdict[v["verdict"].upper()]),
-        reasons=[enum_to_proto(r) for r in reasons], reason_codes=v["reasons"],
-        code_status=enum_to_proto(CodeStatus[v["code_status"].upper()]),
-        region=v["region"] or 0, region_source=v["region_source"], clone_score=v["clone_score"],
-        scan_count=v["scan_count"], message=_text(v["message"]))
-    if v["first_scan"]:
-        f = v["first_scan"]
-        info.first_scan.CopyFrom(scan_pb.FirstScan(time_ms=f.get("time_ms") or 0, region=f.get("region") or 0,
-                                                   actor=f.get("actor") or ""))
-    if v["evidence"]:
-        info.evidence.update(v["evidence"])
+    info: dict[str, Any] = {
+        "verdict": _VERDICT_BY_LABEL[v["verdict"]], "reasons": [_REASON_BY_CODE[c] for c in v["reasons"]],
+        "reason_codes": v["reasons"], "code_status": _STATUS_BY_LABEL[v["code_status"]],
+        "region": v["region"] or 0, "region_source": v["region_source"], "clone_score": v["clone_score"],
+        "scan_count": v["scan_count"], "message": _text(v["message"])}
+    f = v["first_scan"]
+    if f:
+        info["first_scan"] = {"time_ms": f.get("time_ms") or 0, "region": f.get("region") or 0,
+                              "actor": f.get("actor") or ""}
     msg = scan_pb.ScanDecision(request_id=d.request_id, verdict=info, campaign_id=d.campaign_id or "",
                                message=_text(d.message))
-    if d.award is not None:
-        a = d.award
-        msg.award.CopyFrom(scan_pb.Award(campaign_id=a.campaign_id, prize_id=a.prize_id, kind=a.kind,
-                                         amount_fen=a.amount_fen, points=a.points, how=a.how,
-                                         ledger_seq=a.ledger_seq, payout_key=a.payout_key or ""))
+    if v["evidence"]:
+        msg.verdict.evidence.update(v["evidence"])
+    a = d.award
+    if a is not None:
+        msg.award.campaign_id, msg.award.prize_id, msg.award.kind = a.campaign_id, a.prize_id, a.kind
+        msg.award.amount_fen, msg.award.points, msg.award.how = a.amount_fen, a.points, a.how
+        msg.award.ledger_seq, msg.award.payout_key = a.ledger_seq, a.payout_key or ""
     if d.no_reward is not None:
-        msg.no_reward = enum_to_proto(d.no_reward)
+        msg.no_reward = _TO[(NoReward, d.no_reward)]
         msg.no_reward_code = d.no_reward.value
     return msg
 
