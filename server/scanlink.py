@@ -117,18 +117,37 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
     return bytes(buf)
 
 
-def _serve_connection(sock: socket.socket, writer: Any, inflight: Callable[[int], None], tally: _Tally) -> None:
+class _Outbox:
+    """Replies to one worker, gathered while a batch's futures resolve and sent
+    with one write when the batch is done (``flush``)."""
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.frames: list[bytes] = []
+        self.lock = threading.Lock()
+
+    def add(self, frame: bytes) -> None:
+        with self.lock:
+            self.frames.append(frame)
+
+    def flush(self) -> None:
+        with self.lock:
+            frames, self.frames = self.frames, []
+        if frames:
+            try:
+                self.sock.sendall(b"".join(frames))
+            except OSError:
+                pass             # the worker went away; its callers see LinkDown
+
+
+def _serve_connection(sock: socket.socket, writer: Any, inflight: Callable[[int], None], tally: _Tally,
+                      outboxes: set[_Outbox]) -> None:
     """One worker's connection: read items, submit them, answer each after commit."""
     from .service import to_request_error
 
-    send_lock = threading.Lock()
-
-    def send(frame: bytes) -> None:
-        with send_lock:
-            try:
-                sock.sendall(frame)
-            except OSError:
-                pass             # the worker went away; its callers see LinkDown
+    outbox = _Outbox(sock)
+    outboxes.add(outbox)
+    send = outbox.add
 
     while True:
         head = _recv_exact(sock, _LEN.size)
@@ -157,6 +176,7 @@ def _serve_connection(sock: socket.socket, writer: Any, inflight: Callable[[int]
                 inflight(-1)
 
         writer.submit(requests, deadline).add_done_callback(done)
+    outboxes.discard(outbox)
     sock.close()
 
 
@@ -176,7 +196,14 @@ def writer_main(data_dir: str, cfg: Config, path: str, ready: Any, log_level: st
         metrics.observe_commit(size, seconds)
         tally.flush()        # the previous commit's decisions
 
-    writer = GroupCommitWriter(data, cfg.verdicts, max_batch=cfg.server.max_batch, on_commit=on_commit)
+    outboxes: set[_Outbox] = set()
+
+    def after_batch() -> None:
+        for box in list(outboxes):
+            box.flush()
+
+    writer = GroupCommitWriter(data, cfg.verdicts, max_batch=cfg.server.max_batch, on_commit=on_commit,
+                               after_batch=after_batch)
     pending = [0]
     lock = threading.Lock()
 
@@ -199,7 +226,8 @@ def writer_main(data_dir: str, cfg: Config, path: str, ready: Any, log_level: st
                 conn, _ = server.accept()
             except OSError:
                 return
-            threading.Thread(target=_serve_connection, args=(conn, writer, inflight, tally), daemon=True).start()
+            threading.Thread(target=_serve_connection, args=(conn, writer, inflight, tally, outboxes),
+                             daemon=True).start()
 
     threading.Thread(target=accept, daemon=True).start()
     ready.send(os.getpid())
@@ -228,6 +256,7 @@ class WriterLink(asyncio.Protocol):
         self._waiting: dict[int, asyncio.Future[Any]] = {}
         self._ids = itertools.count(1)
         self._connecting: asyncio.Lock | None = None
+        self._pending: list[bytes] = []      # frames written together at the end of this loop turn
 
     async def _ensure(self) -> asyncio.Transport:
         if self._transport is not None and not self._transport.is_closing():
@@ -295,8 +324,15 @@ class WriterLink(asyncio.Protocol):
         self._waiting[item_id] = fut
         ms = NO_DEADLINE if timeout_s is None else max(0, min(int(timeout_s * 1000), NO_DEADLINE - 1))
         payload = batch.SerializeToString()
-        transport.write(_LEN.pack(_REQ.size + len(payload)) + _REQ.pack(item_id, ms) + payload)
+        if not self._pending:
+            asyncio.get_running_loop().call_soon(self._flush, transport)
+        self._pending.append(_LEN.pack(_REQ.size + len(payload)) + _REQ.pack(item_id, ms) + payload)
         return await fut  # type: ignore[no-any-return]
+
+    def _flush(self, transport: asyncio.Transport) -> None:
+        frames, self._pending = self._pending, []
+        if not transport.is_closing():
+            transport.write(b"".join(frames))
 
 
 class RemoteStatus(Exception):

@@ -50,11 +50,13 @@ class _Item:
 
 class GroupCommitWriter:
     def __init__(self, data: DataDir, verdict_config: VerdictConfig | None = None, *, max_batch: int = 512,
-                 on_commit: Callable[[int, float], None] | None = None):
+                 on_commit: Callable[[int, float], None] | None = None,
+                 after_batch: Callable[[], None] | None = None):
         self._data = data
         self._config = verdict_config
         self._max_batch = max_batch
         self._on_commit = on_commit or (lambda size, seconds: None)
+        self._after_batch = after_batch or (lambda: None)   # once a batch's futures are all resolved
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._closed = False
         self._lock = threading.Lock()
@@ -97,7 +99,10 @@ class GroupCommitWriter:
                     break
                 items.append(nxt)
                 size += len(nxt.requests)
-            self._decide(items)
+            try:
+                self._decide(items)
+            finally:
+                self._after_batch()
 
     def _decide(self, items: list[_Item]) -> None:
         now = time.monotonic()
