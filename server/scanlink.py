@@ -107,16 +107,6 @@ class _Tally:
             record(label, n)
 
 
-def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        if not chunk:
-            return None
-        buf += chunk
-    return bytes(buf)
-
-
 class _Outbox:
     """Replies to one worker, gathered while a batch's futures resolve and sent
     with one write when the batch is done (``flush``)."""
@@ -149,35 +139,49 @@ def _serve_connection(sock: socket.socket, writer: Any, inflight: Callable[[int]
     outboxes.add(outbox)
     send = outbox.add
 
+    buf = bytearray()
     while True:
-        head = _recv_exact(sock, _LEN.size)
-        if head is None:
+        try:
+            chunk = sock.recv(1 << 18)       # whatever has arrived: often many frames
+        except OSError:
             break
-        body = _recv_exact(sock, _LEN.unpack(head)[0])
-        if body is None:
+        if not chunk:
             break
-        item_id, deadline_ms = _REQ.unpack_from(body)
-        batch = scan_pb.ScanBatch.FromString(body[_REQ.size:])
-        requests = [scan_request_from_proto(m) for m in batch.scans]
-        deadline = None if deadline_ms == NO_DEADLINE else time.monotonic() + deadline_ms / 1000
-        inflight(1)
-
-        def done(fut: Any, item_id: int = item_id) -> None:
-            try:
-                exc = fut.exception()
-                if exc is None:
-                    decisions = fut.result()
-                    send(_encode_ok(item_id, decisions))
-                    tally.add(decisions)
-                else:
-                    err = to_request_error(exc)
-                    send(_encode_error(item_id, err.status_proto()))
-            finally:
-                inflight(-1)
-
-        writer.submit(requests, deadline).add_done_callback(done)
+        buf += chunk
+        pos = 0
+        while len(buf) - pos >= _LEN.size:
+            (n,) = _LEN.unpack_from(buf, pos)
+            if len(buf) - pos - _LEN.size < n:
+                break
+            body = bytes(buf[pos + _LEN.size : pos + _LEN.size + n])
+            pos += _LEN.size + n
+            _submit(body, writer, inflight, tally, send, to_request_error)
+        del buf[:pos]
     outboxes.discard(outbox)
     sock.close()
+
+
+def _submit(body: bytes, writer: Any, inflight: Callable[[int], None], tally: _Tally,
+            send: Callable[[bytes], None], to_request_error: Callable[[BaseException], Any]) -> None:
+    item_id, deadline_ms = _REQ.unpack_from(body)
+    batch = scan_pb.ScanBatch.FromString(body[_REQ.size:])
+    requests = [scan_request_from_proto(m) for m in batch.scans]
+    deadline = None if deadline_ms == NO_DEADLINE else time.monotonic() + deadline_ms / 1000
+    inflight(1)
+
+    def done(fut: Any) -> None:
+        try:
+            exc = fut.exception()
+            if exc is None:
+                decisions = fut.result()
+                send(_encode_ok(item_id, decisions))
+                tally.add(decisions)
+            else:
+                send(_encode_error(item_id, to_request_error(exc).status_proto()))
+        finally:
+            inflight(-1)
+
+    writer.submit(requests, deadline).add_done_callback(done)
 
 
 def writer_main(data_dir: str, cfg: Config, path: str, ready: Any, log_level: str) -> None:
