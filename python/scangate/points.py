@@ -50,12 +50,6 @@ def _get(txn: lmdb.Transaction, db: Any, key: bytes) -> int:
     return _I64.unpack(raw)[0] if raw else 0
 
 
-def _bump(txn: lmdb.Transaction, db: Any, key: bytes, delta: int) -> int:
-    value = _get(txn, db, key) + delta
-    txn.put(key, _I64.pack(value), db=db)
-    return value
-
-
 def period_of(at_ms: int) -> str:
     return dt.datetime.fromtimestamp(at_ms / 1000, PERIOD_ZONE).strftime("%Y-%m")
 
@@ -96,18 +90,14 @@ class PointsWriter:
             value = self._values[key] = _I64.unpack(raw)[0] if raw else 0
         return value
 
-    def _bump(self, key: bytes, delta: int) -> int:
-        value = self._get(key) + delta
-        self._dirty[key] = _I64.pack(value)
-        self._values[key] = value
-        return value
-
     def prefetch(self, awards: Iterable[tuple[str, str]]) -> None:
         """Read the records that awards of points to (actor, month) would change,
         in one sorted getmulti."""
-        keys = sorted({k for actor, month in awards
-                       for a in (actor.encode(),) for k in (b"b/" + a, b"e/" + a, f"m/{month}/".encode() + a)}
-                      - self._values.keys())
+        wanted = set()
+        for actor, month in awards:
+            a = actor.encode()
+            wanted.update((b"b/" + a, b"e/" + a, f"m/{month}/".encode() + a))
+        keys = sorted(wanted - self._values.keys())
         if keys:
             values = self._values
             values.update(dict.fromkeys(keys, 0))
@@ -122,16 +112,20 @@ class PointsWriter:
         total and the month (``month``: period(at_ms), when the caller has it).
         Returns the new balance."""
         a = actor.encode()
-        new = self._bump(b"b/" + a, delta)
+        values, dirty = self._values, self._dirty
+        key = b"b/" + a
+        new = values[key] + delta if key in values else self._get(key) + delta
+        values[key], dirty[key] = new, _I64.pack(new)
         if delta > 0:
-            self._bump(b"e/" + a, delta)
-            self._bump(f"m/{month or period(at_ms)}/".encode() + a, delta)
+            for key in (b"e/" + a, f"m/{month or period(at_ms)}/".encode() + a):
+                value = values[key] + delta if key in values else self._get(key) + delta
+                values[key], dirty[key] = value, _I64.pack(value)
         seq = self._seq
         if seq is None:
             raw = self.txn.get(_HISTORY_SEQ, db=self.db)
             seq = _U64.unpack(raw)[0] if raw else 0
         self._seq = seq = seq + 1
-        self._dirty[b"h/" + a + b"\0" + _U64.pack(seq)] = (
+        dirty[b"h/" + a + b"\0" + _U64.pack(seq)] = (
             f'{{"delta": {_num(delta)}, "balance": {_num(new)}, "reason": {_esc(reason)}, "ref": {_esc(ref)}, '
             f'"at_ms": {_num(at_ms)}}}').encode()
         return new

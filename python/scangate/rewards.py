@@ -225,9 +225,10 @@ _MAX_MS = (dt.datetime(9999, 12, 30, tzinfo=dt.UTC) - _UTC_EPOCH) // dt.timedelt
 _GENUINE = int(CodeStatus.GENUINE)
 _NO_RULE = RuleResult()
 _MESSAGE_KEYS = {"zh-CN", "en"}
-# counters: t/<campaign>/<actor> -> awards, fen awarded (caps) and the user's eligible
-# scans in the campaign (the Nth scan); d/<campaign>/<actor>/<local day> -> _PAIR
-_TOTAL = struct.Struct(">QQQ")
+# counters: t/<campaign>/<actor> -> (awards, fen awarded: the caps; the user's eligible
+# scans in the campaign: the Nth scan), d/<campaign>/<actor>/<local day> -> (awards,
+# fen) that day, pf/<campaign>/<plugin> -> (failures, 0); budgets: <campaign>/<prize>
+# -> (awards, fen)
 
 
 _new, _set_attr = object.__new__, object.__setattr__
@@ -259,11 +260,9 @@ def _num(x: Any) -> str:
     return str(x) if type(x) is int else json.dumps(x)
 
 
-class _Cached:
-    """One reward database inside the batch's write transaction: reads go through a
-    cache that holds the batch's own writes, and each changed key is written once,
-    in key order, by ``flush`` (before the commit). Deciding scan after scan against
-    it gives exactly what reading and writing LMDB scan after scan gives."""
+class _Claims:
+    """The claims inside the batch's write transaction: read through a cache that
+    holds the batch's own claims, written once each, in key order, by ``flush``."""
 
     __slots__ = ("db", "dirty", "txn", "values")
 
@@ -273,33 +272,76 @@ class _Cached:
         self.dirty: dict[bytes, bytes] = {}
 
     def prefetch(self, keys: Iterable[bytes]) -> None:
-        """Read the keys not cached yet in one sorted getmulti."""
+        """Read the keys not cached yet in one sorted getmulti: afterwards ``values``
+        holds every one of them (None: no claim)."""
         values = self.values
         missing = sorted({k for k in keys if k not in values})
         if missing:
             values.update(dict.fromkeys(missing))
             values.update(self.txn.cursor(db=self.db).getmulti(missing))
 
-    def get(self, key: bytes) -> bytes | None:
-        value = self.values.get(key, _MISSING)
-        if value is _MISSING:
-            value = self.values[key] = self.txn.get(key, db=self.db)
-        return value  # type: ignore[return-value]
-
     def put(self, key: bytes, value: bytes) -> None:
         self.values[key] = self.dirty[key] = value
-
-    def pair(self, key: bytes) -> tuple[int, int]:
-        raw = self.get(key)
-        return _PAIR.unpack(raw) if raw else (0, 0)  # type: ignore[return-value]
-
-    def add_pair(self, key: bytes, count: int, amount: int) -> None:
-        c, a = self.pair(key)
-        self.put(key, _PAIR.pack(c + count, a + amount))
 
     def flush(self) -> None:
         if self.dirty:
             self.txn.cursor(db=self.db).putmulti(sorted(self.dirty.items()))
+
+
+class _Counts:
+    """Counters or budgets inside the batch's write transaction, as tuples of
+    unsigned integers (stored big-endian, 8 bytes each): read through a cache that
+    holds the batch's own changes, each changed key written once, in key order, by
+    ``flush``. Deciding scan after scan against it gives exactly what reading and
+    writing LMDB scan after scan gives."""
+
+    __slots__ = ("db", "dirty", "txn", "values")
+
+    def __init__(self, txn: lmdb.Transaction, db: Any):
+        self.txn, self.db = txn, db
+        self.values: dict[bytes, tuple[int, ...] | None] = {}
+        self.dirty: set[bytes] = set()
+
+    def prefetch(self, keys: Iterable[bytes]) -> None:
+        """Read the keys not cached yet in one sorted getmulti: afterwards ``values``
+        holds every one of them (None: not stored)."""
+        values = self.values
+        missing = sorted({k for k in keys if k not in values})
+        if missing:
+            values.update(dict.fromkeys(missing))
+            for key, raw in self.txn.cursor(db=self.db).getmulti(missing):
+                values[key] = _unpack_counts(raw)
+
+    def get(self, key: bytes) -> tuple[int, ...] | None:
+        value = self.values.get(key, _MISSING)
+        if value is _MISSING:
+            raw = self.txn.get(key, db=self.db)
+            value = self.values[key] = _unpack_counts(raw) if raw is not None else None
+        return value  # type: ignore[return-value]
+
+    def pair(self, key: bytes) -> tuple[int, int]:
+        return self.get(key) or (0, 0)  # type: ignore[return-value]
+
+    def put(self, key: bytes, value: tuple[int, ...]) -> None:
+        self.values[key] = value
+        self.dirty.add(key)
+
+    def add_pair(self, key: bytes, count: int, amount: int) -> None:
+        c, a = self.pair(key)
+        self.put(key, (c + count, a + amount))
+
+    def flush(self) -> None:
+        if self.dirty:
+            values = self.values
+            self.txn.cursor(db=self.db).putmulti(
+                [(k, _COUNTS[len(v)].pack(*v)) for k in sorted(self.dirty) if (v := values[k]) is not None])
+
+
+_COUNTS = {2: _PAIR, 3: struct.Struct(">QQQ")}
+
+
+def _unpack_counts(raw: bytes) -> tuple[int, ...]:
+    return _COUNTS[len(raw) // 8].unpack(raw)
 
 
 class _Batch:
@@ -310,8 +352,8 @@ class _Batch:
         self.txn = txn
         self.campaigns_db, self.requests_db, self.ledger_db = s.db("campaigns"), s.db("requests"), s.db("ledger")
         self.outbox_db = s.db("outbox")
-        self.claims, self.counters = _Cached(txn, s.db("claims")), _Cached(txn, s.db("counters"))
-        self.budgets = _Cached(txn, s.db("budgets"))
+        self.claims = _Claims(txn, s.db("claims"))
+        self.counters, self.budgets = _Counts(txn, s.db("counters")), _Counts(txn, s.db("budgets"))
         self.points = points_mod.PointsWriter(txn, s.db("points"))
         self.ledger: list[tuple[bytes, bytes]] = []
         self.outbox: dict[bytes, bytes] = {}
@@ -320,8 +362,9 @@ class _Batch:
         self.next_seq = struct.unpack(">Q", cur.key())[0] + 1 if cur.last() else 1
 
     def flush(self) -> None:
-        for cached in (self.claims, self.counters, self.budgets):
-            cached.flush()
+        self.claims.flush()
+        self.counters.flush()
+        self.budgets.flush()
         self.points.flush()
         txn = self.txn
         if self.ledger:   # sequence numbers past the last entry: appended
@@ -444,7 +487,7 @@ def _pick_prize(prizes: Sequence[Prize], mac: bytes) -> Prize | None:
     return None  # unreachable
 
 
-def _budget_left(budgets: _Cached, key: bytes, p: Prize) -> bool:
+def _budget_left(budgets: _Counts, key: bytes, p: Prize) -> bool:
     count, amount = budgets.pair(key)
     if p.budget_count is not None and count + 1 > p.budget_count:
         return False
@@ -460,27 +503,6 @@ def _message_json(message: dict[str, str]) -> str:
 _NO_REWARD_JSON = {r: (_esc(r.value), _message_json({"zh-CN": zh, "en": en}))
                    for r, (zh, en) in NO_REWARD_MESSAGES.items()}
 _award_message_json: dict[tuple[str, int, int], str] = {}
-
-
-def _decision_json(request_id: str, verdict: dict[str, Any], verdict_json: str, award: Award | None,
-                   award_json: str, no_reward: NoReward | None, campaign_id: str | None) -> str:
-    """``json.dumps(decision.to_json())``, byte for byte (tests/test_rewards_encoding.py),
-    given the verdict's and the award's JSON."""
-    if award is not None:
-        key = (award.kind, award.amount_fen, award.points)
-        message = _award_message_json.get(key)
-        if message is None:
-            if len(_award_message_json) >= 10_000:
-                _award_message_json.clear()
-            message = _award_message_json[key] = _message_json(_message(award, None, verdict))
-        reason = "null"
-    elif no_reward is not None:
-        reason, message = _NO_REWARD_JSON[no_reward]
-    else:
-        reason, message = "null", _message_json(_message(None, None, verdict))
-    return (f'{{"request_id": {_esc(request_id)}, "verdict": {verdict_json}, "award": {award_json}, '
-            f'"no_reward": {reason}, "campaign_id": {"null" if campaign_id is None else _esc(campaign_id)}, '
-            f'"message": {message}}}')
 
 
 # ---------------------------------------------------------------------- decide
@@ -606,47 +628,49 @@ def _decide(b: _Batch, campaigns: list[_Live], requests: list[ScanRequest], time
         b.counters.prefetch([k for _, e in eligible for k in (e[2], e[3])])
         b.points.prefetch([(requests[i].actor, e[4]) for i, e in eligible if e[4]])
     out = []
-    for i, e in enumerate(selected):
-        r, v = requests[i], verdicts[i]
+    for r, t, v, e, line_id, serial in zip(requests, times, verdicts, selected, line_ids, serials):
         if len(e) == 5:
-            out.append(_decide_eligible(b, e, r, times[i], v, lines[line_ids[i]], serials[i]))  # type: ignore[arg-type]
+            out.append(_decide_eligible(b, e, r, t, v, lines[line_id], serial))  # type: ignore[arg-type]
         else:
-            reason, c = e  # type: ignore[misc]
-            cid = c.id if c is not None else None
-            vj = v.to_json()
-            out.append((_decision(r.request_id, vj, None, reason, cid),
-                        _decision_json(r.request_id, vj, v.json_text(), None, "null", reason, cid)))
+            out.append(_no_reward(r, v, v.to_json(), e[0], e[1]))  # type: ignore[misc]
     return out
+
+
+def _no_reward(r: ScanRequest, v: ScanVerdict, verdict: dict[str, Any], reason: NoReward,
+               campaign: _Live | None) -> tuple[Decision, str]:
+    """A decision without a reward, and its JSON."""
+    cid = campaign.id if campaign is not None else None
+    reason_json, message_json = _NO_REWARD_JSON[reason]
+    text = (f'{{"request_id": {_esc(r.request_id)}, "verdict": {v.json_text()}, "award": null, '
+            f'"no_reward": {reason_json}, "campaign_id": {"null" if campaign is None else campaign.id_json}, '
+            f'"message": {message_json}}}')
+    return _decision(r.request_id, verdict, None, reason, cid), text
 
 
 def _decide_eligible(b: _Batch, e: _Eligible, r: ScanRequest, time_ms: int, v: ScanVerdict,
                      line: ProductLine, serial: int) -> tuple[Decision, str]:
-    """The stateful part of a decision: claim, caps, draw, prize, writes."""
+    """The stateful part of a decision: claim, caps, draw, prize, writes. The keys
+    of ``e`` were prefetched, so their values are in the caches."""
     c, claim_key, daily_key, total_key, month = e
     verdict = v.to_json()
-
-    def no(reason: NoReward) -> tuple[Decision, str]:
-        return (_decision(r.request_id, verdict, None, reason, c.id),
-                _decision_json(r.request_id, verdict, v.json_text(), None, "null", reason, c.id))
-
-    if b.claims.get(claim_key) is not None:
-        return no(NoReward.ALREADY_CLAIMED)
+    claims = b.claims
+    if claims.values[claim_key] is not None:
+        return _no_reward(r, v, verdict, NoReward.ALREADY_CLAIMED, c)
     counters = b.counters
     caps = c.caps
-    d_count, d_amount = counters.pair(daily_key)
-    raw = counters.get(total_key)
-    t_count, t_amount, n = _TOTAL.unpack(raw) if raw else (0, 0, 0)
+    d_count, d_amount = counters.values[daily_key] or (0, 0)
+    t_count, t_amount, n = counters.values[total_key] or (0, 0, 0)
     if caps.per_user_daily_count is not None and d_count >= caps.per_user_daily_count:
-        return no(NoReward.DAILY_CAP_REACHED)
+        return _no_reward(r, v, verdict, NoReward.DAILY_CAP_REACHED, c)
     if caps.per_user_total_count is not None and t_count >= caps.per_user_total_count:
-        return no(NoReward.TOTAL_CAP_REACHED)
+        return _no_reward(r, v, verdict, NoReward.TOTAL_CAP_REACHED, c)
     # the user's Nth eligible scan in this campaign (written back with the outcome:
     # a scan refused below by a plugin or a cash cap is not a used scan)
     n += 1
     actor = r.actor
     message = f"{c.id}|{serial}|{actor}|{time_ms}"     # the draw, as _draw; audit_entry replays it
     mac = c.hmac.digest(message.encode())  # type: ignore[union-attr]
-    roll = _U64.unpack_from(mac)[0] % PPM   # int.from_bytes(mac[:8], "big")
+    roll = _U64.unpack_from(mac)[0] % PPM   # int.from_bytes(mac[:8], "big") % PPM
     odds = c.odds_at(time_ms)
     rule = _NO_RULE
     campaign = c.campaign
@@ -662,10 +686,10 @@ def _decide_eligible(b: _Batch, e: _Eligible, r: ScanRequest, time_ms: int, v: S
         if failures or rule.veto:
             for ref, _why in failures:
                 counters.add_pair(f"pf/{c.id}/{ref}".encode(), 1, 0)
-            return no(NoReward.PLUGIN_FAILED if failures else NoReward.PLUGIN_VETO)
+            return _no_reward(r, v, verdict, NoReward.PLUGIN_FAILED if failures else NoReward.PLUGIN_VETO, c)
         if rule.odds_ppm is not None:
             odds = rule.odds_ppm
-    if campaign.first_scan_always_wins and n == 1:
+    if n == 1 and campaign.first_scan_always_wins:
         how = "first_scan"
     elif n in c.nth:
         how = "nth_scan"
@@ -690,17 +714,17 @@ def _decide_eligible(b: _Batch, e: _Eligible, r: ScanRequest, time_ms: int, v: S
         reason = NoReward.LOST_DRAW
     if prize is not None and prize.kind == "cash" and how != "consolation":
         if caps.per_user_daily_amount_fen is not None and d_amount + prize.amount_fen > caps.per_user_daily_amount_fen:
-            return no(NoReward.DAILY_CAP_REACHED)
+            return _no_reward(r, v, verdict, NoReward.DAILY_CAP_REACHED, c)
         if caps.per_user_total_amount_fen is not None and t_amount + prize.amount_fen > caps.per_user_total_amount_fen:
-            return no(NoReward.TOTAL_CAP_REACHED)
+            return _no_reward(r, v, verdict, NoReward.TOTAL_CAP_REACHED, c)
     # ---- commit the outcome: one draw per code, won or lost
     seq = b.next_seq
-    b.next_seq += 1
+    b.next_seq = seq + 1
     points = 0
     payout_key = None
     actor_json = _esc(actor)
     if prize is None:
-        counters.put(total_key, _TOTAL.pack(t_count, t_amount, n))
+        counters.put(total_key, (t_count, t_amount, n))
     else:
         amount = prize.amount_fen
         if prize.kind == "points":
@@ -714,10 +738,10 @@ def _decide_eligible(b: _Batch, e: _Eligible, r: ScanRequest, time_ms: int, v: S
             b.points.add(actor, points, "award", f"ledger:{seq}", time_ms, month)
         budgets.add_pair(c.budget_key[prize.id], 1, amount)
         if how != "consolation":
-            counters.put(daily_key, _PAIR.pack(d_count + 1, d_amount + amount))
-            counters.put(total_key, _TOTAL.pack(t_count + 1, t_amount + amount, n))
+            counters.put(daily_key, (d_count + 1, d_amount + amount))
+            counters.put(total_key, (t_count + 1, t_amount + amount, n))
         else:
-            counters.put(total_key, _TOTAL.pack(t_count, t_amount, n))
+            counters.put(total_key, (t_count, t_amount, n))
         if prize.kind in ("cash", "coupon"):
             payout_key = f"{c.id}:{serial}"
             b.outbox[payout_key.encode()] = (
@@ -726,22 +750,30 @@ def _decide_eligible(b: _Batch, e: _Eligible, r: ScanRequest, time_ms: int, v: S
                 f'"amount_fen": {amount}, "coupon": {c.coupon_json[prize.id]}, '
                 f'"created_ms": {now_ms()}}}').encode()
     payout_json = "null" if payout_key is None else _esc(payout_key)
-    points_json = _num(points)
-    b.ledger.append((struct.pack(">Q", seq), (
-        f'{{"seq": {seq}, "request_id": {_esc(r.request_id)}, "campaign_id": {c.id_json}, "serial": {serial}, '
+    points_json = str(points) if type(points) is int else json.dumps(points)
+    request_json = _esc(r.request_id)
+    b.ledger.append((_U64.pack(seq), (
+        f'{{"seq": {seq}, "request_id": {request_json}, "campaign_id": {c.id_json}, "serial": {serial}, '
         f'"actor": {actor_json}, "time_ms": {_num(time_ms)}, "draw_input": {_esc(message)}, '
         f'"hmac": "{mac.hex()}", "roll": {roll}, "odds_ppm": {_num(odds)}, "scan_number": {n}, '
         f'"how": "{how}", "prize_id": {"null" if prize is None else _esc(prize.id)}, '
         f'"amount_fen": {prize.amount_fen if prize else 0}, "points": {points_json}, "payout_key": {payout_json}, '
         f'"no_reward": {"null" if reason is None else _NO_REWARD_JSON[reason][0]}}}').encode()))
-    b.claims.put(claim_key, f'{{"campaign_id": {c.id_json}, "ledger_seq": {seq}}}'.encode())
+    claims.put(claim_key, f'{{"campaign_id": {c.id_json}, "ledger_seq": {seq}}}'.encode())
     if prize is None:
-        return (_decision(r.request_id, verdict, None, reason, c.id),
-                _decision_json(r.request_id, verdict, v.json_text(), None, "null", reason, c.id))
+        return _no_reward(r, v, verdict, reason, c)  # type: ignore[arg-type]
     award = _award(c.id, prize.id, prize.kind, prize.amount_fen, points, how, seq, payout_key)
-    award_json = f'{c.award_head[prize.id]}{points_json}, "how": "{how}", "ledger_seq": {seq}, "payout_key": {payout_json}}}'
-    return (_decision(r.request_id, verdict, award, None, c.id),
-            _decision_json(r.request_id, verdict, v.json_text(), award, award_json, None, c.id))
+    key = (prize.kind, prize.amount_fen, points)
+    message_json = _award_message_json.get(key)
+    if message_json is None:
+        if len(_award_message_json) >= 10_000:
+            _award_message_json.clear()
+        message_json = _award_message_json[key] = _message_json(_message(award, None, verdict))
+    text = (f'{{"request_id": {request_json}, "verdict": {v.json_text()}, '
+            f'"award": {c.award_head[prize.id]}{points_json}, "how": "{how}", "ledger_seq": {seq}, '
+            f'"payout_key": {payout_json}}}, "no_reward": null, "campaign_id": {c.id_json}, '
+            f'"message": {message_json}}}')
+    return _decision(r.request_id, verdict, award, None, c.id), text
 
 
 def budgets_used(data: DataDir, campaign_id: str) -> dict[str, dict[str, int]]:

@@ -187,6 +187,7 @@ class Store:
         self.line_index_db = self._dbs["line_index"]
         self.ranges_db = self._dbs["ranges"]
         self._range_cache: RangeTable | None = None
+        self._line_cache: dict[int, ProductLine] = {}
         self._cache_lock = threading.Lock()
         with self.env.begin(write=True) as txn:
             schema = txn.get(_META_SCHEMA, db=self.meta)
@@ -292,8 +293,17 @@ class Store:
             return self._load_line(txn, line_id)
 
     def get_lines(self, line_ids: np.ndarray | list[int]) -> dict[int, ProductLine]:
-        with self.env.begin() as txn:
-            return {int(i): self._load_line(txn, int(i)) for i in set(np.asarray(line_ids).tolist())}
+        """The lines of these ids; a line never changes once written, so each is read
+        from LMDB once per Store (verification asks for the same few every batch)."""
+        ids = [int(i) for i in set(np.asarray(line_ids).tolist())]
+        cache = self._line_cache
+        missing = [i for i in ids if i not in cache]
+        if missing:
+            with self.env.begin() as txn:
+                loaded = {i: self._load_line(txn, i) for i in missing}
+            with self._cache_lock:
+                cache.update(loaded)
+        return {i: cache[i] for i in ids}
 
     def list_lines(self) -> list[ProductLine]:
         with self.env.begin() as txn:

@@ -375,9 +375,13 @@ class TraceStore:
                 txn.put(key, value, db=self.shipped_db)
 
     def shipments_of(self, serials: np.ndarray, txn: lmdb.Transaction) -> dict[int, Shipment]:
-        keys = _split(_keys7(np.unique(np.asarray(serials, np.uint64))), SERIAL_BYTES)
+        serials = np.asarray(serials, np.uint64)
+        cur = txn.cursor(db=self.shipped_db)
+        if len(serials) == 0 or not cur.first():   # none asked for, or none recorded
+            return {}
+        keys = _split(_keys7(_unique_sorted(np.sort(serials))[0]), SERIAL_BYTES)
         out = {}
-        for _, v in txn.cursor(db=self.shipped_db).getmulti(keys):
+        for _, v in cur.getmulti(keys):
             d = json.loads(bytes(v))
             out[d["unit"]] = Shipment(d["unit"], d["dealer_id"], d["shipped_at_ms"], d["shipment_id"])
         return out

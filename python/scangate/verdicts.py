@@ -162,7 +162,7 @@ class ScanVerdict:
             "code_status": _STATUS_LABEL[self.code_status],
             "region": self.region,
             "region_source": self.region_source,
-            "clone_score": round(self.clone_score, 3),
+            "clone_score": _round3(self.clone_score),
             "first_scan": self.first_scan,
             "scan_count": self.scan_count,
             "evidence": self.evidence,
@@ -172,8 +172,16 @@ class ScanVerdict:
     def json_text(self) -> str:
         """``json.dumps(self.to_json())``, byte for byte, without the generic encoder:
         the fields by a template, evidence by json.dumps only when there is any
-        (tests/test_rewards_encoding.py holds the two equal)."""
-        first, region, evidence = self.first_scan, self.region, self.evidence
+        (tests/test_rewards_encoding.py holds the two equal). The text of a verdict
+        without first scan and evidence (most first scans) is kept by its fields."""
+        first, region, evidence, count = self.first_scan, self.region, self.evidence, self.scan_count
+        score = _number(_round3(self.clone_score))
+        key = None
+        if first is None and not evidence and (region is None or type(region) is int) and type(count) is int:
+            key = (self.verdict, self.code_status, self.region_source, region, count, score, *self.reasons)
+            text = _plain_json.get(key)
+            if text is not None:
+                return text
         if first is None:
             first_text = "null"
         elif tuple(first) == _FIRST_SCAN_KEYS:
@@ -182,15 +190,21 @@ class ScanVerdict:
                           f'"region": {"null" if fr is None else _number(fr)}, "actor": {_esc(first["actor"])}}}')
         else:
             first_text = json.dumps(first)
-        return (f'{{"verdict": {_VERDICT_JSON[self.verdict]}, "message": {_MESSAGE_JSON[self.verdict]}, '
+        text = (f'{{"verdict": {_VERDICT_JSON[self.verdict]}, "message": {_MESSAGE_JSON[self.verdict]}, '
                 f'"reasons": [{", ".join([_REASON_JSON[r] for r in self.reasons])}], '
                 f'"code_status": {_STATUS_JSON[self.code_status]}, '
                 f'"region": {"null" if region is None else _number(region)}, '
                 f'"region_source": {_esc(self.region_source)}, '
-                f'"clone_score": {_number(round(self.clone_score, 3))}, "first_scan": {first_text}, '
-                f'"scan_count": {_number(self.scan_count)}, "evidence": {json.dumps(evidence) if evidence else "{}"}}}')
+                f'"clone_score": {score}, "first_scan": {first_text}, '
+                f'"scan_count": {_number(count)}, "evidence": {json.dumps(evidence) if evidence else "{}"}}}')
+        if key is not None:
+            if len(_plain_json) >= 20_000:
+                _plain_json.clear()
+            _plain_json[key] = text
+        return text
 
 
+_plain_json: dict[tuple[Any, ...], str] = {}
 _esc = json.encoder.encode_basestring_ascii
 _VERDICT_LABEL = {v: v.label for v in Verdict}
 _STATUS_LABEL = {s: s.label for s in CodeStatus}
@@ -200,6 +214,11 @@ _STATUS_JSON = {s: _esc(s.label) for s in CodeStatus}
 _REASON_JSON = {r: _esc(r.value) for r in Reason}
 _MESSAGE_JSON = {v: f'{{"zh-CN": {_esc(zh)}, "en": {_esc(en)}}}' for v, (zh, en) in MESSAGES.items()}
 _FIRST_SCAN_KEYS = ("time_ms", "region", "actor")
+
+
+def _round3(score: float) -> float:
+    """round(score, 3), without the call for a float zero (most scans: no clone signal)."""
+    return score if score == 0.0 and type(score) is float else round(score, 3)
 
 
 def _number(x: Any) -> str:
@@ -407,7 +426,9 @@ def _decide_verdicts(data: DataDir, scans: Sequence[Any], config: VerdictConfig,
     # every genuine code's history before this batch, in one sorted getmulti
     keys = {serials[i]: serials[i].to_bytes(SERIAL_BYTES, "big") for i in genuine.tolist()}
     stored = dict(txn.cursor(db=st.scans).getmulti(sorted(keys.values()))) if keys else {}
-    histories: dict[int, _History | None] = {}
+    histories: dict[int, _History] = {}   # codes scanned again within the batch: their state
+    # codes scanned once so far in the batch, never before: their first scan's fields
+    firsts: dict[int, tuple[int, int, int, float, float, int, int, str]] = {}
     out: list[ScanVerdict] = []
     max_actors = config.max_distinct_actors
     for i, scan in enumerate(scans):
@@ -419,11 +440,15 @@ def _decide_verdicts(data: DataDir, scans: Sequence[Any], config: VerdictConfig,
             continue
         serial = serials[i]
         at = scan.time_ms if scan.time_ms is not None else now_ms()
-        if serial in histories:
-            h = histories[serial]
-        else:
-            raw = stored.get(keys[serial])
-            h = _History.unpack(raw) if raw is not None else None
+        h = histories.get(serial)
+        if h is None:
+            first = firsts.pop(serial, None)
+            if first is not None:     # scanned before in this batch, for the first time
+                t0, r0, loc_ms, lat0, lon0, loc_actor, hash0, actor0 = first
+                h = _History(t0, r0, 1, t0, r0, loc_ms, r0, lat0, lon0, loc_actor, 1, [hash0], actor0)
+            else:
+                raw = stored.get(keys[serial])
+                h = _History.unpack(raw) if raw is not None else None
         region = regions[i]
         reasons: list[Reason] = [Reason.GENUINE_FIRST_SCAN if h is None else Reason.GENUINE_REPEAT_SCAN]
         evidence: dict[str, Any] = {}
@@ -503,9 +528,10 @@ def _decide_verdicts(data: DataDir, scans: Sequence[Any], config: VerdictConfig,
         # ---- record
         if not placed:
             here_lat = here_lon = _NAN
-        if h is None:
-            h = _History(at, region or 0, 1, at, region or 0, at if placed else 0,
-                         region or 0, here_lat, here_lon, ahash if placed else 0, 1, [ahash], scan.actor)
+        if h is None:   # the first scan: its fields, packed at the end (no _History for most codes)
+            firsts[serial] = (at, region or 0, at if placed else 0, here_lat, here_lon, ahash if placed else 0,
+                              ahash, scan.actor)
+            count = 1
         else:
             if ahash not in h.hashes:
                 h.distinct = min(h.distinct + 1, 65535)
@@ -516,11 +542,29 @@ def _decide_verdicts(data: DataDir, scans: Sequence[Any], config: VerdictConfig,
             if placed:   # a placeless scan leaves the travel reference alone
                 h.loc_ms, h.loc_region, h.loc_lat, h.loc_lon, h.loc_actor = (
                     at, region or 0, here_lat, here_lon, ahash)
-        histories[serial] = h
-        out.append(ScanVerdict(verdict, reasons, CodeStatus.GENUINE, region, sources[i], clone_score, first_scan,
-                               h.count, evidence))
+            histories[serial] = h
+            count = h.count
+        out.append(_verdict(verdict, reasons, region, sources[i], clone_score, first_scan, count, evidence))
     # one write per scanned code, its state after the batch, in key order
-    if histories:
-        txn.cursor(db=st.scans).putmulti(sorted([(keys[s], h.pack()) for s, h in histories.items()
-                                                 if h is not None]))
+    records = [(keys[serial], h.pack()) for serial, h in histories.items()]
+    first_record = _HIST_WITH[1].pack
+    records += [(keys[serial], first_record(t0, r0, 1, t0, r0, loc_ms, r0, lat0, lon0, loc_actor, 1, 1, hash0)
+                 + actor0.encode()[:64])    # as _History(...).pack()
+                for serial, (t0, r0, loc_ms, lat0, lon0, loc_actor, hash0, actor0) in firsts.items()]
+    if records:
+        txn.cursor(db=st.scans).putmulti(sorted(records))
     return out
+
+
+_new, _set_attr = object.__new__, object.__setattr__
+
+
+def _verdict(verdict: Verdict, reasons: list[Reason], region: int | None, source: str, clone_score: float,
+             first_scan: dict[str, Any] | None, scan_count: int, evidence: dict[str, Any]) -> ScanVerdict:
+    """``ScanVerdict(verdict, reasons, CodeStatus.GENUINE, ...)``, the same value,
+    without the dataclass's attribute-by-attribute ``__init__``."""
+    v = _new(ScanVerdict)
+    _set_attr(v, "__dict__", {"verdict": verdict, "reasons": reasons, "code_status": CodeStatus.GENUINE,
+                              "region": region, "region_source": source, "clone_score": clone_score,
+                              "first_scan": first_scan, "scan_count": scan_count, "evidence": evidence})
+    return v  # type: ignore[no-any-return]
