@@ -169,19 +169,21 @@ def _submit(body: bytes, writer: Any, inflight: Callable[[int], None], tally: _T
     deadline = None if deadline_ms == NO_DEADLINE else time.monotonic() + deadline_ms / 1000
     inflight(1)
 
-    def done(fut: Any) -> None:
+    def reply(decisions: list[Decision] | None, error: BaseException | None) -> None:
         try:
-            exc = fut.exception()
-            if exc is None:
-                decisions = fut.result()
+            if error is None:
+                assert decisions is not None
                 send(_encode_ok(item_id, decisions))
                 tally.add(decisions)
             else:
-                send(_encode_error(item_id, to_request_error(exc).status_proto()))
+                send(_encode_error(item_id, to_request_error(error).status_proto()))
         finally:
             inflight(-1)
 
-    writer.submit(requests, deadline).add_done_callback(done)
+    try:
+        writer.submit_callback(requests, deadline, reply)
+    except BaseException as exc:      # WriterClosed: answer at once
+        reply(None, exc)
 
 
 def writer_main(data_dir: str, cfg: Config, path: str, ready: Any, log_level: str) -> None:
@@ -320,14 +322,15 @@ class WriterLink(asyncio.Protocol):
                 fut.set_exception(RemoteStatus(status_pb2.Status.FromString(body[_REP.size:])))
         del buf[:pos]
 
-    async def decide(self, batch: scan_pb.ScanBatch, timeout_s: float | None) -> list[tuple[bool, bytes]]:
-        """Send one item; its decisions as (genuine, ScanDecision bytes), in order."""
+    async def decide(self, batch: bytes, timeout_s: float | None) -> list[tuple[bool, bytes]]:
+        """Send one item (a serialised ScanBatch); its decisions as (genuine,
+        ScanDecision bytes), in order."""
         transport = await self._ensure()
         item_id = next(self._ids)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiting[item_id] = fut
         ms = NO_DEADLINE if timeout_s is None else max(0, min(int(timeout_s * 1000), NO_DEADLINE - 1))
-        payload = batch.SerializeToString()
+        payload = batch
         if not self._pending:
             asyncio.get_running_loop().call_soon(self._flush, transport)
         self._pending.append(_LEN.pack(_REQ.size + len(payload)) + _REQ.pack(item_id, ms) + payload)

@@ -12,7 +12,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,14 +149,23 @@ class Guard:
 
 
 class GuardInterceptor(grpc.aio.ServerInterceptor):
+    """Wraps each method's handler once (cached by method name) with the guard
+    and the request metrics."""
+
     def __init__(self, guard: Guard):
         self.guard = guard
+        self._wrapped: dict[str, Any] = {}
 
     async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]], details: Any) -> Any:
-        handler = await continuation(details)
-        if handler is None:
-            return None
-        method = details.method
+        wrapped = self._wrapped.get(details.method)
+        if wrapped is None:
+            handler = await continuation(details)
+            if handler is None:
+                return None
+            wrapped = self._wrapped[details.method] = self._wrap(details.method, handler)
+        return wrapped
+
+    def _wrap(self, method: str, handler: Any) -> Any:
         short = method.rsplit("/", 1)[-1]
         guard = self.guard
 
@@ -268,28 +277,31 @@ class ScanServicer:
                 metrics.refused("actor_scans")
                 raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"actor {m.actor!r}: scan rate limit")
 
-    async def _decide(self, batch: scan_pb.ScanBatch, context: grpc.aio.ServicerContext) -> list[bytes]:
-        self._admit(batch.scans)
+    async def _decide(self, scans: Sequence[scan_pb.ScanRequest], batch_bytes: bytes,
+                      context: grpc.aio.ServicerContext) -> list[bytes]:
+        self._admit(scans)
         remaining = context.time_remaining()
         if remaining is not None and remaining <= 0:
             raise DeadlineExpired("deadline passed before the scan was decided")
-        results = await self.link.decide(batch, remaining)
-        for m, (genuine, _) in zip(batch.scans, results):
+        results = await self.link.decide(batch_bytes, remaining)
+        for m, (genuine, _) in zip(scans, results):
             if not genuine:
                 self.failure_limit.charge(m.actor)
         return [blob for _, blob in results]
 
-    async def Scan(self, request: scan_pb.ScanRequest, context: grpc.aio.ServicerContext) -> bytes:
-        problems = check_scan(request, "")
+    async def Scan(self, request: tuple[bytes, scan_pb.ScanRequest], context: grpc.aio.ServicerContext) -> bytes:
+        raw, m = request
+        problems = check_scan(m, "")
         if problems:
             raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(f"{f}: {d}" for f, d in problems),
                                problems)
-        (blob,) = await self._decide(scan_pb.ScanBatch(scans=[request]), context)
+        # the request's own bytes as a one-scan ScanBatch: field 1, length-delimited
+        (blob,) = await self._decide((m,), b"\x0a" + _varint(len(raw)) + raw, context)
         return blob
 
-    async def ScanStream(self, request_iterator: AsyncIterator[scan_pb.ScanBatch],
+    async def ScanStream(self, request_iterator: AsyncIterator[tuple[bytes, scan_pb.ScanBatch]],
                          context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
-        async for batch in request_iterator:
+        async for raw, batch in request_iterator:
             if not 1 <= len(batch.scans) <= MAX_SCAN_BATCH:
                 raise bad("scans", f"1 to {MAX_SCAN_BATCH} scans per batch, not {len(batch.scans)}")
             problems = [p for i, m in enumerate(batch.scans) for p in check_scan(m, f"scans[{i}].")]
@@ -297,17 +309,22 @@ class ScanServicer:
                 raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
                                    f"{len(problems)} problem(s), first: {problems[0][0]}: {problems[0][1]}",
                                    problems)
-            blobs = await self._decide(batch, context)
+            blobs = await self._decide(batch.scans, raw, context)
             # a ScanDecisionBatch is field 1 (length-delimited) repeated: tag 0x0a, length, bytes
             yield b"".join(b"\x0a" + _varint(len(b)) + b for b in blobs)
 
     def handler(self) -> grpc.GenericRpcHandler:
-        raw = bytes   # replies are already serialised
+        """Requests arrive as (their bytes, parsed): the bytes go to the writer
+        unchanged. Replies leave as the writer serialised them."""
+        def keep(parse: Callable[[bytes], Any]) -> Callable[[bytes], tuple[bytes, Any]]:
+            return lambda raw: (raw, parse(raw))
+
         return grpc.method_handlers_generic_handler("scangate.v1.ScanService", {
             "Scan": grpc.unary_unary_rpc_method_handler(
-                self.Scan, request_deserializer=scan_pb.ScanRequest.FromString, response_serializer=raw),
+                self.Scan, request_deserializer=keep(scan_pb.ScanRequest.FromString), response_serializer=bytes),
             "ScanStream": grpc.stream_stream_rpc_method_handler(
-                self.ScanStream, request_deserializer=scan_pb.ScanBatch.FromString, response_serializer=raw),
+                self.ScanStream, request_deserializer=keep(scan_pb.ScanBatch.FromString),
+                response_serializer=bytes),
         })
 
 

@@ -21,7 +21,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from scangate.datadir import DataDir
 from scangate.errors import InvalidArgument
@@ -41,11 +41,15 @@ class WriterClosed(Exception):
     """The writer is shutting down and takes no new work."""
 
 
+Reply = Callable[[list[Decision] | None, BaseException | None], None]
+
+
 @dataclass
 class _Item:
     requests: Sequence[ScanRequest]
     deadline: float | None            # time.monotonic() seconds
-    future: concurrent.futures.Future[list[Decision]] = field(default_factory=concurrent.futures.Future)
+    reply: Reply                      # (decisions, None) after commit, or (None, error)
+    live: Callable[[], bool] = lambda: True   # False: the caller gave up (a cancelled future)
 
 
 class GroupCommitWriter:
@@ -66,12 +70,25 @@ class GroupCommitWriter:
     def submit(self, requests: Sequence[ScanRequest], deadline: float | None = None
                ) -> concurrent.futures.Future[list[Decision]]:
         """Queue scans for the next group commit; the future gives their decisions."""
-        item = _Item(requests, deadline)
+        future: concurrent.futures.Future[list[Decision]] = concurrent.futures.Future()
+
+        def reply(decisions: list[Decision] | None, error: BaseException | None) -> None:
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(decisions)  # type: ignore[arg-type]
+
+        self.submit_callback(requests, deadline, reply, future.set_running_or_notify_cancel)
+        return future
+
+    def submit_callback(self, requests: Sequence[ScanRequest], deadline: float | None, reply: Reply,
+                        live: Callable[[], bool] | None = None) -> None:
+        """Queue scans; ``reply`` is called from the writer thread, after the commit."""
+        item = _Item(requests, deadline, reply, live or (lambda: True))
         with self._lock:
             if self._closed:
                 raise WriterClosed("the server is shutting down")
             self._queue.put(item)
-        return item.future
 
     def close(self, timeout: float | None = None) -> None:
         """Stop taking work, decide and commit everything already queued, stop."""
@@ -108,10 +125,10 @@ class GroupCommitWriter:
         now = time.monotonic()
         live = []
         for item in items:
-            if not item.future.set_running_or_notify_cancel():
+            if not item.live():
                 continue
             if item.deadline is not None and item.deadline <= now:
-                item.future.set_exception(DeadlineExpired("deadline passed before the scan was decided"))
+                item.reply(None, DeadlineExpired("deadline passed before the scan was decided"))
             else:
                 live.append(item)
         if not live:
@@ -125,17 +142,17 @@ class GroupCommitWriter:
                 for item in live:
                     self._decide_alone(item)
             else:
-                live[0].future.set_exception(exc)
+                live[0].reply(None, exc)
             return
         except BaseException as exc:  # corruption, disk full: every waiter hears it
             log.exception("group commit of %d scans failed", len(requests))
             for item in live:
-                item.future.set_exception(exc)
+                item.reply(None, exc)
             return
         self._on_commit(len(requests), time.perf_counter() - started)
         pos = 0
         for item in live:
-            item.future.set_result(decisions[pos : pos + len(item.requests)])
+            item.reply(decisions[pos : pos + len(item.requests)], None)
             pos += len(item.requests)
 
     def _decide_alone(self, item: _Item) -> None:
@@ -143,8 +160,8 @@ class GroupCommitWriter:
         try:
             result = decide_scans(self._data, item.requests, self._config)
         except BaseException as exc:
-            item.future.set_exception(exc)
+            item.reply(None, exc)
             return
         self._on_commit(len(item.requests), time.perf_counter() - started)
-        item.future.set_result(result)
+        item.reply(result, None)
 
