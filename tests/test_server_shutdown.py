@@ -87,3 +87,30 @@ def test_sigterm_under_load_loses_nothing_acknowledged(tmp_path: Path) -> None:
         for rid in list(acknowledged)[::50]:
             i = int(rid.split("-")[1])
             assert c.scan(codes[i], f"user-{i % 50}", request_id=rid, region=510104) == acknowledged[rid]
+
+
+def test_a_killed_writer_is_restarted_and_retries_are_exact(tmp_path: Path) -> None:
+    import json
+    import os
+
+    data = tmp_path / "d"
+    with scangate.init_data_dir(data) as dd:
+        rewards.put_campaign(dd, CAMPAIGN, "load.toml")
+        codes = dd.issue_codes("BEER", "item", 20).as_strings()
+    with running(data) as srv, scangate.Client(srv.target, timeout=10) as c:
+        first = c.scan(codes[0], "u1", request_id="before", region=510104)
+        writer_pid = next(json.loads(line)["pid"] for line in srv.stderr
+                          if line.startswith("{") and '"writer serving"' in line)
+        os.kill(writer_pid, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                again = c.scan(codes[0], "u1", request_id="before", region=510104)
+                break
+            except scangate.Unavailable:
+                assert time.monotonic() < deadline, srv.logs()[-3000:]
+                time.sleep(0.2)
+        assert again == first                                  # the committed decision, not a new one
+        after = c.scan(codes[1], "u2", request_id="after", region=510104)
+        assert after.award is not None and after.award.ledger_seq == first.award.ledger_seq + 1  # type: ignore[union-attr]
+        assert "restarting" in srv.logs()
