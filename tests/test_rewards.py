@@ -25,7 +25,7 @@ from scangate.rewards import Decision, NoReward, ScanRequest
 TZ = ZoneInfo("Asia/Shanghai")
 CHENGDU, BEIJING, SHANGHAI, GUANGZHOU = 510104, 110101, 310101, 440106
 ALPHABET = _core.ALPHABET.decode() if isinstance(_core.ALPHABET, bytes) else str(_core.ALPHABET)
-REWARD_DBS = ("budgets", "counters", "claims", "ledger", "outbox", "points", "requests")
+REWARD_DBS = ("budgets", "counters", "claims", "ledger", "outbox", "points", "requests", "decisions")
 
 
 # ------------------------------------------------------------------ helpers

@@ -362,11 +362,13 @@ class RewardsMachine(RuleBasedStateMachine):
     @invariant()
     def retries_are_stored(self) -> None:
         # every request decided so far has exactly one stored answer equal to its first
+        # (the requests index points at the decision's entry in the decision log)
         with self.dd.store.env.begin() as txn:
-            db = self.dd.store.db("requests")
-            assert txn.stat(db)["entries"] == len(self.sent)
+            db, log = self.dd.store.db("requests"), self.dd.store.db("decisions")
+            assert txn.stat(db)["entries"] == txn.stat(log)["entries"] == len(self.sent)
             for s in self.sent[-3:]:
-                assert json.loads(bytes(txn.get(s.request.request_id.encode(), db=db))) == s.decision
+                pointer = bytes(txn.get(s.request.request_id.encode(), db=db))
+                assert json.loads(bytes(txn.get(pointer, db=log))) == s.decision
 
     @invariant()
     def last_entries_audit(self) -> None:

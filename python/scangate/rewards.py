@@ -355,11 +355,26 @@ class _Batch:
         self.claims = _Claims(txn, s.db("claims"))
         self.counters, self.budgets = _Counts(txn, s.db("counters")), _Counts(txn, s.db("budgets"))
         self.points = points_mod.PointsWriter(txn, s.db("points"))
+        self.decisions_db = s.db("decisions")
         self.ledger: list[tuple[bytes, bytes]] = []
         self.outbox: dict[bytes, bytes] = {}
-        self.requests: dict[bytes, bytes] = {}
+        self.requests: dict[bytes, bytes] = {}    # request id -> its decision's JSON, in decision order
         cur = txn.cursor(db=self.ledger_db)
         self.next_seq = struct.unpack(">Q", cur.key())[0] + 1 if cur.last() else 1
+
+    def stored(self, request_ids: Sequence[bytes]) -> dict[bytes, bytes]:
+        """The stored decisions (JSON) of the request ids that have one."""
+        txn = self.txn
+        index = txn.cursor(db=self.requests_db).getmulti(sorted(set(request_ids)))
+        if not index:
+            return {}
+        # an 8-byte value points into the decision log; a longer one is a decision
+        # stored inline (data written before the log existed)
+        inline = {rid: value for rid, value in index if len(value) != 8}
+        log = dict(txn.cursor(db=self.decisions_db).getmulti(sorted({v for _, v in index if len(v) == 8})))
+        out = {rid: log[value] for rid, value in index if len(value) == 8}
+        out.update(inline)
+        return out
 
     def flush(self) -> None:
         self.claims.flush()
@@ -371,8 +386,18 @@ class _Batch:
             txn.cursor(db=self.ledger_db).putmulti(self.ledger, append=True)
         if self.outbox:
             txn.cursor(db=self.outbox_db).putmulti(sorted(self.outbox.items()))
-        if self.requests:
-            txn.cursor(db=self.requests_db).putmulti(sorted(self.requests.items()))
+        if self.requests:   # the decisions appended to the log, the request index pointing at them
+            cur = txn.cursor(db=self.decisions_db)
+            number = _U64.unpack(cur.key())[0] + 1 if cur.last() else 1
+            index, log = [], []
+            for request_id, text in self.requests.items():
+                key = _U64.pack(number)
+                number += 1
+                index.append((request_id, key))
+                log.append((key, text))
+            cur.putmulti(log, append=True)
+            index.sort()
+            txn.cursor(db=self.requests_db).putmulti(index)
 
 
 class _Hmac:
@@ -425,6 +450,7 @@ class _Live:
         self.consolation = c.prize(c.consolation) if c.consolation is not None else None
         self.has_points = any(p.kind == "points" for p in c.prizes)
         self.coupon_json = {p.id: json.dumps(asdict(p.coupon)) if p.coupon else "null" for p in c.prizes}
+        self.prize_json = {p.id: _esc(p.id) for p in c.prizes}
         # the award's JSON up to its points (Decision.to_json()["award"], key order of Award)
         self.award_head = {p.id: (f'{{"campaign_id": {self.id_json}, "prize_id": {_esc(p.id)}, '
                                   f'"kind": {_esc(p.kind)}, "amount_fen": {_num(p.amount_fen)}, "points": ')
@@ -518,7 +544,7 @@ def decide_scans(data: DataDir, requests: Sequence[ScanRequest],
     with data.store.env.begin(write=True) as txn:
         batch = _Batch(data, txn)
         ids = [r.request_id.encode() for r in requests]
-        stored = dict(txn.cursor(db=batch.requests_db).getmulti(sorted(set(ids)))) if ids else {}
+        stored = batch.stored(ids) if ids else {}
         done: dict[str, Decision] = {}
         fresh: list[int] = []
         out: list[Decision | None] = []
@@ -721,11 +747,14 @@ def _decide_eligible(b: _Batch, e: _Eligible, r: ScanRequest, time_ms: int, v: S
     seq = b.next_seq
     b.next_seq = seq + 1
     points = 0
-    payout_key = None
+    payout_json = "null"
     actor_json = _esc(actor)
     if prize is None:
         counters.put(total_key, (t_count, t_amount, n))
+        prize_json = "null"
+        amount = 0
     else:
+        prize_json = c.prize_json[prize.id]
         amount = prize.amount_fen
         if prize.kind == "points":
             points = prize.points
@@ -744,26 +773,29 @@ def _decide_eligible(b: _Batch, e: _Eligible, r: ScanRequest, time_ms: int, v: S
             counters.put(total_key, (t_count, t_amount, n))
         if prize.kind in ("cash", "coupon"):
             payout_key = f"{c.id}:{serial}"
+            payout_json = f'"{payout_key}"'    # campaign ids and serials need no escaping
             b.outbox[payout_key.encode()] = (
-                f'{{"key": {_esc(payout_key)}, "state": "pending", "attempts": 0, "ledger_seq": {seq}, '
-                f'"actor": {actor_json}, "prize_id": {_esc(prize.id)}, "kind": {_esc(prize.kind)}, '
+                f'{{"key": {payout_json}, "state": "pending", "attempts": 0, "ledger_seq": {seq}, '
+                f'"actor": {actor_json}, "prize_id": {prize_json}, "kind": "{prize.kind}", '
                 f'"amount_fen": {amount}, "coupon": {c.coupon_json[prize.id]}, '
                 f'"created_ms": {now_ms()}}}').encode()
-    payout_json = "null" if payout_key is None else _esc(payout_key)
     points_json = str(points) if type(points) is int else json.dumps(points)
+    time_json = str(time_ms) if type(time_ms) is int else json.dumps(time_ms)
     request_json = _esc(r.request_id)
+    # the draw input's JSON: escaping works character by character, and only the
+    # actor's characters can need it
     b.ledger.append((_U64.pack(seq), (
         f'{{"seq": {seq}, "request_id": {request_json}, "campaign_id": {c.id_json}, "serial": {serial}, '
-        f'"actor": {actor_json}, "time_ms": {_num(time_ms)}, "draw_input": {_esc(message)}, '
-        f'"hmac": "{mac.hex()}", "roll": {roll}, "odds_ppm": {_num(odds)}, "scan_number": {n}, '
-        f'"how": "{how}", "prize_id": {"null" if prize is None else _esc(prize.id)}, '
-        f'"amount_fen": {prize.amount_fen if prize else 0}, "points": {points_json}, "payout_key": {payout_json}, '
+        f'"actor": {actor_json}, "time_ms": {time_json}, "draw_input": "{c.id}|{serial}|{actor_json[1:-1]}|{time_ms}", '
+        f'"hmac": "{mac.hex()}", "roll": {roll}, "odds_ppm": {_num(odds)}, "scan_number": {n}, "how": "{how}", '
+        f'"prize_id": {prize_json}, "amount_fen": {amount}, "points": {points_json}, "payout_key": {payout_json}, '
         f'"no_reward": {"null" if reason is None else _NO_REWARD_JSON[reason][0]}}}').encode()))
     claims.put(claim_key, f'{{"campaign_id": {c.id_json}, "ledger_seq": {seq}}}'.encode())
     if prize is None:
         return _no_reward(r, v, verdict, reason, c)  # type: ignore[arg-type]
-    award = _award(c.id, prize.id, prize.kind, prize.amount_fen, points, how, seq, payout_key)
-    key = (prize.kind, prize.amount_fen, points)
+    award = _award(c.id, prize.id, prize.kind, amount, points, how, seq,
+                   payout_json[1:-1] if prize.kind in ("cash", "coupon") else None)
+    key = (prize.kind, amount, points)
     message_json = _award_message_json.get(key)
     if message_json is None:
         if len(_award_message_json) >= 10_000:

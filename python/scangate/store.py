@@ -42,7 +42,7 @@ DATABASES = (
     "links", "children", "dealers", "shipped", "ship_log",         # trace
     "scans", "revoked",                                            # verdicts
     "campaigns", "requests", "claims", "budgets", "counters",      # rewards
-    "ledger", "outbox", "points",
+    "ledger", "outbox", "points", "decisions",
 )
 
 _U64 = struct.Struct(">Q")
