@@ -162,3 +162,24 @@ def test_scans_per_minute_limit(tmp_path: Path) -> None:
         with pytest.raises(scangate.RateLimited, match="scan rate limit"):
             c.scan(codes[3], "busy", region=510104)
         c.scan(codes[3], "calm", region=510104)
+
+
+def test_per_client_request_limit(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    codes = _issue(data)
+    with running(data, env={"SCANGATE_LIMITS_CLIENT_REQUESTS_PER_SECOND": "3"}) as srv, \
+            scangate.Client(srv.target) as c:
+        outcomes = []
+        for _ in range(8):           # well inside one second: 3 pass, the rest are refused
+            try:
+                c.verify_codes(codes[:1])
+                outcomes.append("ok")
+            except scangate.RateLimited as exc:
+                assert "request rate limit" in str(exc)
+                outcomes.append("limited")
+        assert outcomes[:3] == ["ok"] * 3 and "limited" in outcomes[3:]
+        with grpc.insecure_channel(srv.target) as ch:      # health checks are never limited
+            from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+            stub = health_pb2_grpc.HealthStub(ch)
+            assert all(stub.Check(health_pb2.HealthCheckRequest(), timeout=5).status == 1 for _ in range(10))
