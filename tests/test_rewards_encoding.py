@@ -191,6 +191,9 @@ def test_records_are_json_dumps_byte_for_byte(dd: scangate.DataDir) -> None:
         assert rows, name
         for _, value in rows:
             assert value == json.dumps(json.loads(value)).encode(), (name, value)
+    for _, value in _records(dd, "ledger"):   # every draw replays, actors that need escaping included
+        entry = json.loads(value)
+        assert rewards.audit_entry(dd, entry["seq"])["verified"] is True, entry
     history = [v for k, v in _records(dd, "points") if k.startswith(b"h/")]
     assert history
     for value in history:

@@ -548,24 +548,29 @@ def decide_scans(data: DataDir, requests: Sequence[ScanRequest],
         done: dict[str, Decision] = {}
         fresh: list[int] = []
         out: list[Decision | None] = []
-        for i, r in enumerate(requests):
-            raw = stored.get(ids[i])
-            if raw is not None:
-                out.append(Decision.from_json(json.loads(raw)))
-            elif r.request_id in done:
-                out.append(done[r.request_id])   # the same request twice in one batch
-            else:
-                out.append(None)
-                fresh.append(i)
-                done[r.request_id] = None  # type: ignore[assignment]
+        if not stored and len(set(ids)) == len(ids):   # the usual batch: every request new, once
+            fresh = list(range(len(requests)))
+            out = [None] * len(requests)
+        else:
+            for i, r in enumerate(requests):
+                raw = stored.get(ids[i])
+                if raw is not None:
+                    out.append(Decision.from_json(json.loads(raw)))
+                elif r.request_id in done:
+                    out.append(done[r.request_id])   # the same request twice in one batch
+                else:
+                    out.append(None)
+                    fresh.append(i)
+                    done[r.request_id] = None  # type: ignore[assignment]
         if fresh:
             # the scans to judge: the requests themselves (they have a Scan's fields), a
             # Scan stamped now for a request without a time
             scans: list[ScanRequest | Scan] = [
                 r if r.time_ms is not None else Scan(r.code, r.actor, r.actor_type, r.region, r.lat, r.lon, now_ms())
                 for r in (requests[i] for i in fresh)]
-            fresh_checks = VerifyResult(*(a[fresh] for a in (checks.status, checks.key_version, checks.serial,
-                                                             checks.level, checks.line_id)), checks.lines)
+            fresh_checks = checks if len(fresh) == len(requests) else VerifyResult(
+                *(a[fresh] for a in (checks.status, checks.key_version, checks.serial, checks.level,
+                                     checks.line_id)), checks.lines)
             verdicts = _decide_verdicts(data, scans, verdict_config or VerdictConfig(), txn, fresh_checks)
             decided = _decide(batch, _live_campaigns(txn, batch.campaigns_db), [requests[i] for i in fresh],
                               [s.time_ms or now_ms() for s in scans], verdicts, fresh_checks)
