@@ -275,7 +275,7 @@ class _Claims:
         """Read the keys not cached yet in one sorted getmulti: afterwards ``values``
         holds every one of them (None: no claim)."""
         values = self.values
-        missing = sorted({k for k in keys if k not in values})
+        missing = sorted(set(keys).difference(values))
         if missing:
             values.update(dict.fromkeys(missing))
             values.update(self.txn.cursor(db=self.db).getmulti(missing))
@@ -306,7 +306,7 @@ class _Counts:
         """Read the keys not cached yet in one sorted getmulti: afterwards ``values``
         holds every one of them (None: not stored)."""
         values = self.values
-        missing = sorted({k for k in keys if k not in values})
+        missing = sorted(set(keys).difference(values))
         if missing:
             values.update(dict.fromkeys(missing))
             for key, raw in self.txn.cursor(db=self.db).getmulti(missing):
