@@ -10,8 +10,24 @@ ledger entry and the payout request. It returns after the commit, so a decision
 that reached a caller is durable, and budgets and caps hold whatever the
 concurrency: LMDB has one writer at a time.
 
-Not in this module yet (see the rewards issue): the payout worker that drains the
-outbox, rule plugins, points redemption and the leaderboard.
+A batch first runs the stateless checks of every scan, then reads the state they
+need in a few sorted getmultis, decides scan after scan against a write-back cache
+(so the result is the same as reading and writing LMDB scan after scan), and writes
+each changed key once before the commit. Records (JSON ones are byte for byte what
+json.dumps writes; tests/test_rewards_encoding.py):
+
+    requests   request id -> 8-byte number of its decision in ``decisions``
+    decisions  number -> json.dumps(Decision.to_json()); appended only
+    claims     serial (7 bytes) -> JSON {campaign_id, ledger_seq}
+    counters   t/<campaign>/<actor> -> awards, fen, eligible scans (3 x u64);
+               d/<campaign>/<actor>/<local day> and pf/<campaign>/<plugin> -> 2 x u64
+    budgets    <campaign>/<prize> -> awards, fen (2 x u64)
+    ledger     seq (u64) -> JSON entry (draw input, HMAC, roll, odds, outcome)
+    outbox     <campaign>:<serial> -> JSON payout request
+    points     see scangate.points
+
+The payout worker is scangate.payouts, rule plugins scangate.plugins, points
+redemption and the leaderboard scangate.points.
 """
 
 from __future__ import annotations
