@@ -169,8 +169,12 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
         short = method.rsplit("/", 1)[-1]
         guard = self.guard
 
+        # nothing to check: auth off and no client limit, or a public method
+        active = not method.startswith(PUBLIC_PREFIXES) and (guard.tokens is not None or guard.client_limit.enabled)
+
         def enter(context: grpc.aio.ServicerContext) -> None:
-            guard.check(method, context.invocation_metadata() or (), context.peer() or "")
+            if active:
+                guard.check(method, context.invocation_metadata() or (), context.peer() or "")
 
         async def fail(exc: BaseException, context: grpc.aio.ServicerContext) -> None:
             err = to_request_error(exc)
