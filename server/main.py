@@ -12,6 +12,7 @@ every worker to finish its in-flight calls and commit what it acknowledged.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -96,6 +97,8 @@ def _worker_main(data_dir: str, cfg: Config, port: int, writer_socket: str,
         data = open_data_dir(data_dir)
         tokens = _load_tokens(Path(data_dir), cfg)
         worker = await start_worker(data, cfg, tokens, writer_socket=writer_socket, port=port)
+        gc.collect()
+        gc.freeze()          # startup objects (modules, descriptors) leave the collector's sight
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

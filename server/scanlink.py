@@ -186,6 +186,19 @@ def _submit(body: bytes, writer: Any, inflight: Callable[[int], None], tally: _T
         reply(None, exc)
 
 
+def _settle() -> None:
+    """Load what every decision uses (the offline district index, the issued
+    ranges), then move everything alive so far out of the garbage collector's
+    sight: full collections then walk only what requests create."""
+    import gc
+
+    from scangate import geo
+
+    geo.default_index()
+    gc.collect()
+    gc.freeze()
+
+
 def writer_main(data_dir: str, cfg: Config, path: str, ready: Any, log_level: str) -> None:
     """The writer process: accept worker connections on ``path`` until SIGTERM,
     then commit everything accepted and exit."""
@@ -196,6 +209,7 @@ def writer_main(data_dir: str, cfg: Config, path: str, ready: Any, log_level: st
 
     setup_logging(log_level)
     data = open_data_dir(data_dir)
+    _settle()
     tally = _Tally()
 
     def on_commit(size: int, seconds: float) -> None:
