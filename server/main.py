@@ -29,7 +29,7 @@ from typing import Any
 from scangate.config import Config, load_config
 from scangate.errors import InvalidArgument
 
-from .scanlink import writer_main
+from .scanlink import SERVER_GC_THRESHOLDS, writer_main
 
 log = logging.getLogger("scangate.server")
 
@@ -99,6 +99,7 @@ def _worker_main(data_dir: str, cfg: Config, port: int, writer_socket: str,
         worker = await start_worker(data, cfg, tokens, writer_socket=writer_socket, port=port)
         gc.collect()
         gc.freeze()          # startup objects (modules, descriptors) leave the collector's sight
+        gc.set_threshold(*SERVER_GC_THRESHOLDS)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
