@@ -83,7 +83,7 @@ def _load_tokens(data_dir: Path, cfg: Config):  # type: ignore[no-untyped-def]
 
 
 # ---------------------------------------------------------------------- worker
-def _worker_main(data_dir: str, cfg: Config, port: int, writer_socket: str,
+def _worker_main(data_dir: str, cfg: Config, tokens: Any, port: int, writer_socket: str,
                  ready: multiprocessing.connection.Connection, log_level: str) -> None:
     import asyncio
 
@@ -95,7 +95,6 @@ def _worker_main(data_dir: str, cfg: Config, port: int, writer_socket: str,
         from .service import start_worker
 
         data = open_data_dir(data_dir)
-        tokens = _load_tokens(Path(data_dir), cfg)
         worker = await start_worker(data, cfg, tokens, writer_socket=writer_socket, port=port)
         gc.collect()
         gc.freeze()          # startup objects (modules, descriptors) leave the collector's sight
@@ -157,7 +156,7 @@ def serve(data_dir: str | os.PathLike[str], cfg: Config, *, log_level: str = "IN
     announce = announce or (lambda message: print(message, flush=True))
     setup_logging(log_level)
     root = Path(data_dir)
-    _load_tokens(root, cfg)                            # fail now, naming the key
+    tokens = _load_tokens(root, cfg)                   # fail now, naming the key; workers get the table
     created = not (root / "lmdb" / "data.mdb").exists()
     open_data_dir(root, create=True).close()          # first start: create it
     s = cfg.server
@@ -207,7 +206,7 @@ def serve(data_dir: str | os.PathLike[str], cfg: Config, *, log_level: str = "IN
         return launch("scangate-writer", writer_main, str(root), cfg, writer_socket)
 
     def start(slot: int) -> multiprocessing.process.BaseProcess:
-        return launch(f"scangate-worker-{slot}", _worker_main, str(root), cfg, port, writer_socket)
+        return launch(f"scangate-worker-{slot}", _worker_main, str(root), cfg, tokens, port, writer_socket)
 
     workers: list[multiprocessing.process.BaseProcess] = []
     writer = None

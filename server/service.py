@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from google.rpc import code_pb2, error_details_pb2, status_pb2
+import numpy as np
+from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
@@ -27,8 +28,8 @@ from scangate import ingest, payouts, points, rewards
 from scangate.config import Config
 from scangate.datadir import DataDir
 from scangate.enums import CodeStatus, Level
-from scangate.errors import BatchRejected, CorruptionError, InvalidArgument, NotFound, ScangateError
-from scangate.trace import Dealer, TraceStore, check_dealer_id, check_territory
+from scangate.errors import BatchRejected, CorruptionError, InvalidArgument, NotFound
+from scangate.trace import TraceStore
 from scangate.v1 import campaigns_pb2 as camp_pb
 from scangate.v1 import campaigns_pb2_grpc
 from scangate.v1 import codes_pb2 as codes_pb
@@ -435,26 +436,15 @@ class TraceServicer(trace_pb2_grpc.TraceServiceServicer):
 
     async def PutDealers(self, request: trace_pb.PutDealersRequest,
                          context: grpc.aio.ServicerContext) -> trace_pb.PutDealersReply:
-        dealers = []
-        problems = []
-        for i, d in enumerate(request.dealers):
-            try:
-                dealers.append(Dealer(check_dealer_id(d.dealer_id), d.name, check_territory(d.territory)))
-            except InvalidArgument as exc:
-                field = "dealer_id" if "dealer" in str(exc).split(":")[0] else "territory"
-                problems.append((f"dealers[{i}].{field}", str(exc).split(": ", 1)[-1]))
-        if problems:
-            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"{problems[0][0]}: {problems[0][1]}", problems)
-        await asyncio.to_thread(self.trace.put_dealers, dealers)
-        return trace_pb.PutDealersReply(dealers=len(dealers))
+        rows = [(f"dealers[{i}]", d.dealer_id, d.name, list(d.territory)) for i, d in enumerate(request.dealers)]
+        n = await asyncio.to_thread(ingest.load_dealers, self.data, rows, "dealers")
+        return trace_pb.PutDealersReply(dealers=n)
 
     async def Trace(self, request: trace_pb.TraceRequest, context: grpc.aio.ServicerContext) -> trace_pb.TraceReply:
         _check_count(len(request.codes), "codes", 10_000)
         return await asyncio.to_thread(self._trace, list(request.codes))
 
     def _trace(self, codes: list[str]) -> trace_pb.TraceReply:
-        import numpy as np
-
         checks = self.data.verify_codes(codes)
         genuine = np.flatnonzero(checks.status == CodeStatus.GENUINE)
         chains = dict(zip(genuine.tolist(), self.trace.trace(checks.serial[genuine]))) if len(genuine) else {}
@@ -512,8 +502,11 @@ class CampaignServicer(campaigns_pb2_grpc.CampaignServiceServicer):
 
     async def ListCampaigns(self, request: camp_pb.ListCampaignsRequest,
                             context: grpc.aio.ServicerContext) -> camp_pb.ListCampaignsReply:
-        records = await asyncio.to_thread(rewards.list_campaigns, self.data)
-        return camp_pb.ListCampaignsReply(campaigns=[campaign_to_proto(self.data, r) for r in records])
+        def read() -> camp_pb.ListCampaignsReply:    # LMDB reads stay off the event loop
+            return camp_pb.ListCampaignsReply(campaigns=[campaign_to_proto(self.data, r)
+                                                         for r in rewards.list_campaigns(self.data)])
+
+        return await asyncio.to_thread(read)
 
     async def SetCampaignStatus(self, request: camp_pb.SetCampaignStatusRequest,
                                 context: grpc.aio.ServicerContext) -> camp_pb.Campaign:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -11,8 +10,7 @@ import pytest
 
 import scangate
 
-# The console script installed next to the interpreter that runs the tests.
-SCANGATE_BIN = Path(sys.executable).parent / "scangate"
+from serverproc import SCANGATE_BIN  # the console script next to the interpreter that runs the tests
 
 
 @pytest.fixture

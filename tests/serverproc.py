@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+# The console script installed next to the interpreter that runs the tests.
 SCANGATE_BIN = Path(sys.executable).parent / "scangate"
 _SERVING = re.compile(r"serving (.+) on (?:tls://)?([\d.]+):(\d+) with (\d+) worker")
 

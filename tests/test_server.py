@@ -275,3 +275,10 @@ def test_metrics_add_up_over_workers(server, client: scangate.Client, world: dic
     assert after["scangate_commit_batch_size_count"] > before.get("scangate_commit_batch_size_count", 0)
     assert 'scangate_payout_queue_depth{state="pending"}' in after
     assert after['scangate_payout_queue_depth{state="pending"}'] == client.list_payouts().counts["pending"]
+
+
+def test_put_dealers_names_each_bad_row(client: scangate.Client) -> None:
+    with pytest.raises(scangate.InvalidArgument) as exc:
+        client.put_dealers([Dealer("OK-1", "fine", ("51",)), Dealer("", "no id", ("44",)),
+                            Dealer("BAD-T", "bad territory", ("4x",))])
+    assert [f for f, _ in exc.value.violations] == ["dealers[1].dealer_id", "dealers[2].territory"]  # type: ignore[attr-defined]

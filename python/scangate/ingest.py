@@ -181,21 +181,28 @@ def _csv_rows(content: bytes, source: str, required: Sequence[str]) -> list[tupl
 
 def load_dealers_csv(data: DataDir, content: bytes, source: str = "input") -> int:
     """Load or replace dealers and their territories (one transaction)."""
+    rows = _csv_rows(content, source, ("dealer_id", "name", "territory"))
+    return load_dealers(data, [(f"{source}:{line}", row.get("dealer_id") or "", row.get("name") or "",
+                                (row.get("territory") or "").split()) for line, row in rows], source)
+
+
+def load_dealers(data: DataDir, rows: Sequence[tuple[str, str, str, Sequence[str]]], source: str = "input") -> int:
+    """Load or replace dealers from (where, dealer_id, name, territory prefixes)
+    rows in one transaction, or raise BatchRejected naming each row and field."""
     problems: list[Problem] = []
     dealers = []
-    for line, row in _csv_rows(content, source, ("dealer_id", "name", "territory")):
-        where = f"{source}:{line}"
+    for where, dealer_id, name, territory in rows:
         try:
-            dealer_id = check_dealer_id(row.get("dealer_id") or "")
+            dealer_id = check_dealer_id(dealer_id)
         except InvalidArgument as exc:
             problems.append(Problem(where, "dealer_id", str(exc).split(": ", 1)[-1]))
             continue
         try:
-            territory = check_territory((row.get("territory") or "").split())
+            prefixes = check_territory(territory)
         except InvalidArgument as exc:  # names the prefix
             problems.append(Problem(where, "territory", str(exc).split(": ", 1)[-1]))
             continue
-        dealers.append(Dealer(dealer_id, (row.get("name") or "").strip(), territory))
+        dealers.append(Dealer(dealer_id, name.strip(), prefixes))
     if problems:
         raise BatchRejected(source, problems)
     TraceStore(data.store).put_dealers(dealers)
