@@ -10,7 +10,6 @@ import json
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import grpc
 import pytest
