@@ -125,9 +125,12 @@ class PointsWriter:
             raw = self.txn.get(_HISTORY_SEQ, db=self.db)
             seq = _U64.unpack(raw)[0] if raw else 0
         self._seq = seq = seq + 1
+        # JSON as json.dumps writes it: integers (the usual case) by str()
+        numbers = (f"{delta}, \"balance\": {new}" if type(delta) is int and type(new) is int
+                   else f"{_num(delta)}, \"balance\": {_num(new)}")
         dirty[b"h/" + a + b"\0" + _U64.pack(seq)] = (
-            f'{{"delta": {_num(delta)}, "balance": {_num(new)}, "reason": {_esc(reason)}, "ref": {_esc(ref)}, '
-            f'"at_ms": {_num(at_ms)}}}').encode()
+            f'{{"delta": {numbers}, "reason": {_esc(reason)}, "ref": {_esc(ref)}, '
+            f'"at_ms": {at_ms if type(at_ms) is int else _num(at_ms)}}}').encode()
         return new
 
     def flush(self) -> None:

@@ -354,6 +354,7 @@ class _Counts:
 
 
 _COUNTS = {2: _PAIR, 3: struct.Struct(">QQQ")}
+_ZERO2, _ZERO3 = (0, 0), (0, 0, 0)
 
 
 def _unpack_counts(raw: bytes) -> tuple[int, ...]:
@@ -462,8 +463,14 @@ class _Live:
                            for s in c.slots)
         self.nth = frozenset(c.win_on_nth_scan)
         self.budget_key = {p.id: f"{c.id}/{p.id}".encode() for p in c.prizes}
-        self.winning = tuple((p, self.budget_key[p.id]) for p in c.winning_prizes)
-        self.consolation = c.prize(c.consolation) if c.consolation is not None else None
+        # per prize: (prize, budget key, count budget, fen budget, fen per award, weight)
+        self.entry = {p.id: (p, self.budget_key[p.id], p.budget_count, p.budget_amount_fen, p.amount_fen, p.weight)
+                      for p in c.prizes}
+        self.winning = tuple(self.entry[p.id] for p in c.winning_prizes)
+        self.consolation = self.entry[c.consolation] if c.consolation is not None else None
+        self.plugins = c.plugins
+        self.first_scan_wins = c.first_scan_always_wins
+        self.tiers = bool(c.store_tiers)
         self.has_points = any(p.kind == "points" for p in c.prizes)
         self.coupon_json = {p.id: json.dumps(asdict(p.coupon)) if p.coupon else "null" for p in c.prizes}
         self.prize_json = {p.id: _esc(p.id) for p in c.prizes}
@@ -472,6 +479,7 @@ class _Live:
                                   f'"kind": {_esc(p.kind)}, "amount_fen": {_num(p.amount_fen)}, "points": ')
                            for p in c.prizes}
         self.clock = LocalClock(c.zone)
+        self.month_from_day = c.zone == points_mod.PERIOD_ZONE
         self._regions: dict[int | None, bool] = {}
 
     def region_allowed(self, region: int | None) -> bool:
@@ -517,23 +525,31 @@ def _draw(secret: bytes, campaign_id: str, serial: int, actor: str, time_ms: int
     return message, hmac.new(secret, message.encode(), hashlib.sha256).digest()
 
 
-def _pick_prize(prizes: Sequence[Prize], mac: bytes) -> Prize | None:
-    total = sum(p.weight for p in prizes)
+# A prize compiled for deciding (_Live.entry): the prize, its budget key, its count
+# and fen budgets (None: unlimited), the fen one award costs, its weight in the draw.
+_Entry = tuple[Prize, bytes, "int | None", "int | None", int, int]
+
+
+def _pick_prize(budgets: dict[bytes, Any], entries: Sequence[_Entry], mac: bytes) -> _Entry | None:
+    """The prize a win draws, by weight, among those with budget left (None: none)."""
+    left = [e for e in entries if _budget_left(budgets, e)]
+    total = sum(e[5] for e in left)
     if total == 0:
         return None
-    point = int.from_bytes(mac[8:16], "big") % total
-    for p in prizes:
-        if point < p.weight:
-            return p
-        point -= p.weight
+    point = _U64.unpack_from(mac, 8)[0] % total     # int.from_bytes(mac[8:16], "big") % total
+    for e in left:
+        if point < e[5]:
+            return e
+        point -= e[5]
     return None  # unreachable
 
 
-def _budget_left(budgets: _Counts, key: bytes, p: Prize) -> bool:
-    count, amount = budgets.pair(key)
-    if p.budget_count is not None and count + 1 > p.budget_count:
-        return False
-    return p.budget_amount_fen is None or amount + p.amount_fen <= p.budget_amount_fen
+def _budget_left(budgets: dict[bytes, Any], e: _Entry) -> bool:
+    """Whether one more award of the prize stays within its budgets (``budgets``:
+    the batch's budget values, prefetched)."""
+    _p, key, count_max, fen_max, fen, _w = e
+    count, amount = budgets[key] or _ZERO2
+    return (count_max is None or count < count_max) and (fen_max is None or amount + fen <= fen_max)
 
 
 def _message_json(message: dict[str, str]) -> str:
@@ -551,54 +567,86 @@ _award_message_json: dict[tuple[str, int, int], str] = {}
 def decide_scans(data: DataDir, requests: Sequence[ScanRequest],
                  verdict_config: VerdictConfig | None = None) -> list[Decision]:
     """Decide a batch of scans in one write transaction; see the module docstring."""
+    _check_requests(requests)
+    checks = data.verify_codes([r.code for r in requests])
+    with data.store.env.begin(write=True) as txn:
+        return _decide_in(data, requests, checks, verdict_config, txn)
+
+
+def _check_requests(requests: Sequence[ScanRequest]) -> None:
     for i, r in enumerate(requests):
         if not r.request_id or len(r.request_id) > 128:
             raise InvalidArgument(f"requests[{i}].request_id: 1 to 128 characters")
         if r.actor_type not in ("consumer", "store"):
             raise InvalidArgument(f"requests[{i}].actor_type: {r.actor_type!r} is not consumer or store")
-    checks = data.verify_codes([r.code for r in requests])
-    with data.store.env.begin(write=True) as txn:
-        batch = _Batch(data, txn)
-        ids = [r.request_id.encode() for r in requests]
-        stored = batch.stored(ids) if ids else {}
-        done: dict[str, Decision] = {}
-        fresh: list[int] = []
-        out: list[Decision | None] = []
-        if not stored and len(set(ids)) == len(ids):   # the usual batch: every request new, once
-            fresh = list(range(len(requests)))
-            out = [None] * len(requests)
-        else:
-            for i, r in enumerate(requests):
-                raw = stored.get(ids[i])
-                if raw is not None:
-                    out.append(Decision.from_json(json.loads(raw)))
-                elif r.request_id in done:
-                    out.append(done[r.request_id])   # the same request twice in one batch
-                else:
-                    out.append(None)
-                    fresh.append(i)
-                    done[r.request_id] = None  # type: ignore[assignment]
-        if fresh:
-            # the scans to judge: the requests themselves (they have a Scan's fields), a
-            # Scan stamped now for a request without a time
-            scans: list[ScanRequest | Scan] = [
-                r if r.time_ms is not None else Scan(r.code, r.actor, r.actor_type, r.region, r.lat, r.lon, now_ms())
-                for r in (requests[i] for i in fresh)]
-            fresh_checks = checks if len(fresh) == len(requests) else VerifyResult(
-                *(a[fresh] for a in (checks.status, checks.key_version, checks.serial, checks.level,
-                                     checks.line_id)), checks.lines)
-            verdicts = _decide_verdicts(data, scans, verdict_config or VerdictConfig(), txn, fresh_checks)
-            decided = _decide(batch, _live_campaigns(txn, batch.campaigns_db), [requests[i] for i in fresh],
-                              [s.time_ms or now_ms() for s in scans], verdicts, fresh_checks)
-            for i, (decision, text) in zip(fresh, decided):
-                batch.requests[ids[i]] = text.encode()
-                done[requests[i].request_id] = decision
-                out[i] = decision
-        for i, d in enumerate(out):
-            if d is None:
-                out[i] = done[requests[i].request_id]
-        batch.flush()
+
+
+def _decide_in(data: DataDir, requests: Sequence[ScanRequest], checks: VerifyResult,
+               verdict_config: VerdictConfig | None, txn: Any) -> list[Decision]:
+    """decide_scans inside ``txn``: an LMDB write transaction, or a pipelined batch's
+    stand-in for one (scangate.pipeline), which the deciding code cannot tell apart."""
+    batch = _Batch(data, txn)
+    ids = [r.request_id.encode() for r in requests]
+    stored = batch.stored(ids) if ids else {}
+    done: dict[str, Decision] = {}
+    fresh: list[int] = []
+    out: list[Decision | None] = []
+    if not stored and len(set(ids)) == len(ids):   # the usual batch: every request new, once
+        fresh = list(range(len(requests)))
+        out = [None] * len(requests)
+    else:
+        for i, r in enumerate(requests):
+            raw = stored.get(ids[i])
+            if raw is not None:
+                out.append(Decision.from_json(json.loads(raw)))
+            elif r.request_id in done:
+                out.append(done[r.request_id])   # the same request twice in one batch
+            else:
+                out.append(None)
+                fresh.append(i)
+                done[r.request_id] = None  # type: ignore[assignment]
+    if fresh:
+        # the scans to judge: the requests themselves (they have a Scan's fields), a
+        # Scan stamped now for a request without a time
+        scans: list[ScanRequest | Scan] = [
+            r if r.time_ms is not None else Scan(r.code, r.actor, r.actor_type, r.region, r.lat, r.lon, now_ms())
+            for r in (requests[i] for i in fresh)]
+        fresh_checks = checks if len(fresh) == len(requests) else VerifyResult(
+            *(a[fresh] for a in (checks.status, checks.key_version, checks.serial, checks.level,
+                                 checks.line_id)), checks.lines)
+        verdicts = _decide_verdicts(data, scans, verdict_config or VerdictConfig(), txn, fresh_checks)
+        decided = _decide(batch, _live_campaigns(txn, batch.campaigns_db), [requests[i] for i in fresh],
+                          [s.time_ms or now_ms() for s in scans], verdicts, fresh_checks)
+        for i, (decision, text) in zip(fresh, decided):
+            batch.requests[ids[i]] = text.encode()
+            done[requests[i].request_id] = decision
+            out[i] = decision
+    for i, d in enumerate(out):
+        if d is None:
+            out[i] = done[requests[i].request_id]
+    batch.flush()
     return out  # type: ignore[return-value]
+
+
+# Enum members read by the per-scan code, as module constants: on Python 3.11 each
+# ``Enum.MEMBER`` lookup goes through EnumType.__getattr__'s slow attribute hook.
+_ALREADY_CLAIMED = NoReward.ALREADY_CLAIMED
+_BLACKLISTED = NoReward.BLACKLISTED
+_BUDGET_EXHAUSTED = NoReward.BUDGET_EXHAUSTED
+_CAMPAIGN_PAUSED = NoReward.CAMPAIGN_PAUSED
+_DAILY_CAP_REACHED = NoReward.DAILY_CAP_REACHED
+_LOST_DRAW = NoReward.LOST_DRAW
+_NO_CAMPAIGN = NoReward.NO_CAMPAIGN
+_OUTSIDE_WINDOW = NoReward.OUTSIDE_WINDOW
+_PLUGIN_FAILED = NoReward.PLUGIN_FAILED
+_PLUGIN_VETO = NoReward.PLUGIN_VETO
+_REGION_EXCLUDED = NoReward.REGION_EXCLUDED
+_TOTAL_CAP_REACHED = NoReward.TOTAL_CAP_REACHED
+_VERDICT_NOT_ELIGIBLE = NoReward.VERDICT_NOT_ELIGIBLE
+_V_COUNTERFEIT = Verdict.COUNTERFEIT
+_V_DIVERTED = Verdict.DIVERTED
+_V_REVOKED = Verdict.REVOKED
+_V_SUSPECT_CLONE = Verdict.SUSPECT_CLONE
 
 
 # A scan past the stateless checks (campaign, window, region, blacklist, verdict
@@ -613,8 +661,8 @@ def _select(campaigns: list[_Live], candidates: dict[tuple[str, int], list[_Live
     """The stateless part of a decision: the deciding campaign and the state keys,
     or why there is no reward (and the campaign to name)."""
     verdict = v.verdict
-    if verdict is Verdict.COUNTERFEIT or verdict is Verdict.REVOKED or line is None:
-        return NoReward.VERDICT_NOT_ELIGIBLE, None
+    if verdict is _V_COUNTERFEIT or verdict is _V_REVOKED or line is None:
+        return _VERDICT_NOT_ELIGIBLE, None
     matching = candidates.get((r.actor_type, line_id))
     if matching is None:
         sku, level = line.sku, line.level.label
@@ -627,35 +675,39 @@ def _select(campaigns: list[_Live], candidates: dict[tuple[str, int], list[_Live
     if len(matching) == 1:      # the usual case: one campaign for the product
         c = matching[0]
         if not c.active:
-            return NoReward.CAMPAIGN_PAUSED, c
+            return _CAMPAIGN_PAUSED, c
         if not c.start_us <= at_us < c.end_us:
-            return NoReward.OUTSIDE_WINDOW, c
+            return _OUTSIDE_WINDOW, c
         if not c.region_allowed(region):
-            return NoReward.REGION_EXCLUDED, c
+            return _REGION_EXCLUDED, c
     else:
         if not matching:
-            return NoReward.NO_CAMPAIGN, None
+            return _NO_CAMPAIGN, None
         active = [c for c in matching if c.active]
         if not active:
-            return NoReward.CAMPAIGN_PAUSED, matching[0]
+            return _CAMPAIGN_PAUSED, matching[0]
         running = [c for c in active if c.start_us <= at_us < c.end_us]
         if not running:
-            return NoReward.OUTSIDE_WINDOW, active[0]
+            return _OUTSIDE_WINDOW, active[0]
         allowed = [c for c in running if c.region_allowed(region)]
         if not allowed:
-            return NoReward.REGION_EXCLUDED, running[0]
+            return _REGION_EXCLUDED, running[0]
         c = allowed[0]
     if c.secret is None:
         raise CorruptionError(f"campaign {c.id}: no secret stored")
     # precedence: blacklist > must-win > eligible
     if r.actor in c.blacklist:
-        return NoReward.BLACKLISTED, c
-    if (verdict is Verdict.DIVERTED and not c.diverted_ok) or \
-            (verdict is Verdict.SUSPECT_CLONE and not c.clone_ok):
-        return NoReward.VERDICT_NOT_ELIGIBLE, c
+        return _BLACKLISTED, c
+    if (verdict is _V_DIVERTED and not c.diverted_ok) or \
+            (verdict is _V_SUSPECT_CLONE and not c.clone_ok):
+        return _VERDICT_NOT_ELIGIBLE, c
     actor_key = c.key + r.actor.encode()
-    return (c, serial.to_bytes(SERIAL_BYTES, "big"), b"d/" + actor_key + b"/" + c.clock.day(time_ms).encode(),
-            b"t/" + actor_key, points_mod.period(time_ms) if c.has_points else "")
+    day = c.clock.day(time_ms)
+    # the points' month (Asia/Shanghai): the campaign's own day when it keeps that zone
+    month = ("" if not c.has_points else day[:7] if c.month_from_day and len(day) == 10 and day[0] != "0"
+             else points_mod.period(time_ms))
+    return (c, serial.to_bytes(SERIAL_BYTES, "big"), b"d/" + actor_key + b"/" + day.encode(),
+            b"t/" + actor_key, month)
 
 
 def _decide(b: _Batch, campaigns: list[_Live], requests: list[ScanRequest], times: list[int],
@@ -674,6 +726,7 @@ def _decide(b: _Batch, campaigns: list[_Live], requests: list[ScanRequest], time
         b.claims.prefetch([e[1] for _, e in eligible])
         b.counters.prefetch([k for _, e in eligible for k in (e[2], e[3])])
         b.points.prefetch([(requests[i].actor, e[4]) for i, e in eligible if e[4]])
+        b.budgets.prefetch({entry[1] for c in {e[0] for _, e in eligible} for entry in c.entry.values()})
     out = []
     for r, t, v, e, line_id, serial in zip(requests, times, verdicts, selected, line_ids, serials):
         if len(e) == 5:
@@ -702,15 +755,15 @@ def _decide_eligible(b: _Batch, e: _Eligible, r: ScanRequest, time_ms: int, v: S
     verdict = v.to_json()
     claims = b.claims
     if claims.values[claim_key] is not None:
-        return _no_reward(r, v, verdict, NoReward.ALREADY_CLAIMED, c)
+        return _no_reward(r, v, verdict, _ALREADY_CLAIMED, c)
     counters = b.counters
     caps = c.caps
-    d_count, d_amount = counters.values[daily_key] or (0, 0)
-    t_count, t_amount, n = counters.values[total_key] or (0, 0, 0)
+    d_count, d_amount = counters.values[daily_key] or _ZERO2
+    t_count, t_amount, n = counters.values[total_key] or _ZERO3
     if caps.per_user_daily_count is not None and d_count >= caps.per_user_daily_count:
-        return _no_reward(r, v, verdict, NoReward.DAILY_CAP_REACHED, c)
+        return _no_reward(r, v, verdict, _DAILY_CAP_REACHED, c)
     if caps.per_user_total_count is not None and t_count >= caps.per_user_total_count:
-        return _no_reward(r, v, verdict, NoReward.TOTAL_CAP_REACHED, c)
+        return _no_reward(r, v, verdict, _TOTAL_CAP_REACHED, c)
     # the user's Nth eligible scan in this campaign (written back with the outcome:
     # a scan refused below by a plugin or a cash cap is not a used scan)
     n += 1
@@ -721,7 +774,7 @@ def _decide_eligible(b: _Batch, e: _Eligible, r: ScanRequest, time_ms: int, v: S
     odds = c.odds_at(time_ms)
     rule = _NO_RULE
     campaign = c.campaign
-    if campaign.plugins:
+    if c.plugins:
         when = dt.datetime.fromtimestamp(time_ms / 1000, dt.UTC)
         ctx = RuleContext(c.id, r.code, serial, line.sku, line.batch, line.level.label, verdict,
                           actor, r.actor_type, tuple(r.actor_tags),
@@ -733,45 +786,48 @@ def _decide_eligible(b: _Batch, e: _Eligible, r: ScanRequest, time_ms: int, v: S
         if failures or rule.veto:
             for ref, _why in failures:
                 counters.add_pair(f"pf/{c.id}/{ref}".encode(), 1, 0)
-            return _no_reward(r, v, verdict, NoReward.PLUGIN_FAILED if failures else NoReward.PLUGIN_VETO, c)
+            return _no_reward(r, v, verdict, _PLUGIN_FAILED if failures else _PLUGIN_VETO, c)
         if rule.odds_ppm is not None:
             odds = rule.odds_ppm
-    if n == 1 and campaign.first_scan_always_wins:
+    if n == 1 and c.first_scan_wins:
         how = "first_scan"
     elif n in c.nth:
         how = "nth_scan"
     else:
         how = "draw" if roll < odds else "lost"
-    budgets = b.budgets
-    prize: Prize | None = None
+    budgets = b.budgets.values      # prefetched: every budget key of the batch's campaigns
+    won: _Entry | None = None
     reason: NoReward | None = None
     if how != "lost":
-        prize = _pick_prize([p for p, key in c.winning if _budget_left(budgets, key, p)], mac)
-        if prize is None:
-            reason = NoReward.BUDGET_EXHAUSTED
-    if prize is not None and rule.prize_id is not None and rule.prize_id != prize.id:
-        wanted = next((p for p in campaign.prizes if p.id == rule.prize_id), None)
-        if wanted is not None and _budget_left(budgets, c.budget_key[wanted.id], wanted):
-            prize = wanted     # a plugin's prize, still within the campaign's budgets
+        won = _pick_prize(budgets, c.winning, mac)
+        if won is None:
+            reason = _BUDGET_EXHAUSTED
+    if won is not None and rule.prize_id is not None and rule.prize_id != won[0].id:
+        wanted = c.entry.get(rule.prize_id)
+        if wanted is not None and _budget_left(budgets, wanted):
+            won = wanted     # a plugin's prize, still within the campaign's budgets
     consolation = c.consolation
-    if prize is None and consolation is not None and \
-            _budget_left(budgets, c.budget_key[consolation.id], consolation):
-        prize, how, reason = consolation, "consolation", None
-    if prize is None and reason is None:
-        reason = NoReward.LOST_DRAW
+    if won is None and consolation is not None and _budget_left(budgets, consolation):
+        won, how, reason = consolation, "consolation", None
+    if won is None and reason is None:
+        reason = _LOST_DRAW
+    prize = won[0] if won is not None else None
     if prize is not None and prize.kind == "cash" and how != "consolation":
         if caps.per_user_daily_amount_fen is not None and d_amount + prize.amount_fen > caps.per_user_daily_amount_fen:
-            return _no_reward(r, v, verdict, NoReward.DAILY_CAP_REACHED, c)
+            return _no_reward(r, v, verdict, _DAILY_CAP_REACHED, c)
         if caps.per_user_total_amount_fen is not None and t_amount + prize.amount_fen > caps.per_user_total_amount_fen:
-            return _no_reward(r, v, verdict, NoReward.TOTAL_CAP_REACHED, c)
-    # ---- commit the outcome: one draw per code, won or lost
+            return _no_reward(r, v, verdict, _TOTAL_CAP_REACHED, c)
+    # ---- commit the outcome: one draw per code, won or lost (the caches' values and
+    # dirty sets written directly: this runs for every scan)
     seq = b.next_seq
     b.next_seq = seq + 1
     points = 0
     payout_json = "null"
     actor_json = _esc(actor)
+    counter_values, counters_dirty = counters.values, counters.dirty
     if prize is None:
-        counters.put(total_key, (t_count, t_amount, n))
+        counter_values[total_key] = (t_count, t_amount, n)
+        counters_dirty.add(total_key)
         prize_json = "null"
         amount = 0
     else:
@@ -780,18 +836,23 @@ def _decide_eligible(b: _Batch, e: _Eligible, r: ScanRequest, time_ms: int, v: S
         if prize.kind == "points":
             points = prize.points
             # store tiers follow cumulative points earned (redeeming does not demote)
-            tier = campaign.tier_for(b.points.earned(actor)) if campaign.store_tiers else None
+            tier = campaign.tier_for(b.points.earned(actor)) if c.tiers else None
             if tier is not None:
                 points = points * tier.multiplier_pct // 100
             if rule.points_multiplier_pct is not None:
                 points = points * max(rule.points_multiplier_pct, 0) // 100
             b.points.add(actor, points, "award", f"ledger:{seq}", time_ms, month)
-        budgets.add_pair(c.budget_key[prize.id], 1, amount)
+        budget_key = won[1]  # type: ignore[index]
+        count, fen = budgets[budget_key] or _ZERO2
+        budgets[budget_key] = (count + 1, fen + amount)
+        b.budgets.dirty.add(budget_key)
         if how != "consolation":
-            counters.put(daily_key, (d_count + 1, d_amount + amount))
-            counters.put(total_key, (t_count + 1, t_amount + amount, n))
+            counter_values[daily_key] = (d_count + 1, d_amount + amount)
+            counter_values[total_key] = (t_count + 1, t_amount + amount, n)
+            counters_dirty.add(daily_key)
         else:
-            counters.put(total_key, (t_count, t_amount, n))
+            counter_values[total_key] = (t_count, t_amount, n)
+        counters_dirty.add(total_key)
         if prize.kind in ("cash", "coupon"):
             payout_key = f"{c.id}:{serial}"
             payout_json = f'"{payout_key}"'    # campaign ids and serials need no escaping
