@@ -15,6 +15,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 import scangate
 from scangate import rewards
 
@@ -59,10 +61,32 @@ DRIVER = textwrap.dedent("""
                 print(json.dumps(d.to_json()), flush=True)
 """).replace("{t0}", str(T0))
 
+# The same through DecisionPipeline: a batch is decided while the one before it
+# commits; each decision is printed only after its own batch's future completed.
+PIPELINE_DRIVER = textwrap.dedent("""
+    import collections, json, sys
+    import scangate
+    from scangate import rewards
+    from scangate.pipeline import DecisionPipeline
+    codes = open(sys.argv[2]).read().split()
+    with scangate.open_data_dir(sys.argv[1]) as dd, DecisionPipeline(dd, depth=3) as pipeline:
+        pending = collections.deque()
+        for start in range(0, len(codes), 15):
+            batch = [rewards.ScanRequest(f"r{i}", codes[i], f"u{i % 97}", region=510104, time_ms={t0} + i)
+                     for i in range(start, min(start + 15, len(codes)))]
+            pending.append(pipeline.submit(batch))
+            while pending and (len(pending) >= 3 or pending[0].done()):
+                for d in pending.popleft().result():
+                    print(json.dumps(d.to_json()), flush=True)
+        for f in pending:
+            for d in f.result():
+                print(json.dumps(d.to_json()), flush=True)
+""").replace("{t0}", str(T0))
 
-def run_driver(data: Path, codes: Path, kill_after_lines: int | None) -> list[dict]:
+
+def run_driver(data: Path, codes: Path, kill_after_lines: int | None, driver: str = DRIVER) -> list[dict]:
     acked = []
-    with subprocess.Popen([sys.executable, "-c", DRIVER, str(data), str(codes)],
+    with subprocess.Popen([sys.executable, "-c", driver, str(data), str(codes)],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
         assert proc.stdout is not None and proc.stderr is not None
         for line in proc.stdout:
@@ -79,7 +103,8 @@ def run_driver(data: Path, codes: Path, kill_after_lines: int | None) -> list[di
     return acked
 
 
-def test_kill_9_during_decisions(tmp_path: Path) -> None:
+@pytest.mark.parametrize("driver", [DRIVER, PIPELINE_DRIVER], ids=["decide_scans", "pipeline"])
+def test_kill_9_during_decisions(tmp_path: Path, driver: str) -> None:
     data = tmp_path / "d"
     with scangate.init_data_dir(data) as dd:
         rewards.put_campaign(dd, CAMPAIGN, "crash.toml")
@@ -89,10 +114,10 @@ def test_kill_9_during_decisions(tmp_path: Path) -> None:
     acknowledged: dict[str, dict] = {}
     for _ in range(3):
         # well before the end: the pipe buffers ~60 decisions, the driver must still be running
-        for d in run_driver(data, codes, kill_after_lines=rng.randrange(50, N - 300)):
+        for d in run_driver(data, codes, kill_after_lines=rng.randrange(50, N - 300), driver=driver):
             first = acknowledged.setdefault(d["request_id"], d)
             assert first == d, "a retry got a different decision"
-    for d in run_driver(data, codes, kill_after_lines=None):     # finish, retrying everything
+    for d in run_driver(data, codes, kill_after_lines=None, driver=driver):     # finish, retrying everything
         first = acknowledged.setdefault(d["request_id"], d)
         assert first == d, "a retry got a different decision"
     assert len(acknowledged) == N

@@ -1,0 +1,294 @@
+"""Pipelined group commit: decide the next batch of scans while the last one syncs.
+
+``rewards.decide_scans`` decides a batch inside its write transaction and then
+waits for the commit, whose two fsyncs (data, then meta: LMDB's durable defaults)
+leave the CPU idle for a millisecond or more. ``DecisionPipeline`` fills that
+time: the caller's thread decides batch k+1 while a committer thread commits
+batch k, and each batch's decisions are handed out only after its own commit
+returned, so durability is what ``decide_scans`` gives.
+
+Deciding ahead of the commit is optimistic concurrency control:
+
+- Batch k+1 is decided against a read-only snapshot overlaid with the writes of
+  the batches still in flight (decided, not yet committed), through a stand-in
+  for the write transaction (``_Speculative``) that the deciding code cannot tell
+  from the real one: the same ``rewards._decide_in`` runs in both.
+- Every read of a database that deciding writes (scan state, claims, counters,
+  budgets, points, ledger, outbox, decisions, request index) is recorded with the
+  value seen, and so is the last key of the append-only logs.
+- The committer opens the real write transaction and checks that every recorded
+  value is still what it is there. If so, it writes the batch's records and
+  commits. If not (another process redeemed points, a batch before it failed and
+  was decided again, anything else that wrote those keys), it discards them and
+  decides the batch again inside the write transaction, exactly as
+  ``decide_scans`` does. Either way the outcome is one that deciding the batches
+  one after the other in write transactions could give.
+- Databases that deciding only reads (campaigns, trace, recalls, issuance) are
+  read from the snapshot without checks: a campaign paused, a shipment recorded
+  or a code recalled while a batch is in flight takes effect from the next batch,
+  as if it had committed just after this one (that writer reads nothing a
+  decision writes, so the order is a serial one).
+
+A crash loses only batches whose futures had not completed: nothing acknowledged.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections import deque
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future
+from typing import Any
+
+from . import rewards
+from .datadir import DataDir
+from .errors import InvalidArgument
+from .verdicts import VerdictConfig
+
+__all__ = ["DecisionPipeline", "WRITTEN_DATABASES"]
+
+# The databases a reward decision writes: reads of them are checked at commit.
+WRITTEN_DATABASES = ("scans", "claims", "counters", "budgets", "points", "ledger", "outbox", "decisions", "requests")
+
+# While a pipeline runs, the committer thread must get the GIL back quickly when
+# its fsync returns; CPython hands it over only every switch interval (5 ms by
+# default, longer than a commit), so a pipeline lowers it to this while open.
+SWITCH_INTERVAL_S = 0.0002
+
+
+class _Speculative:
+    """Stands in for the write transaction of one pipelined batch (see the module
+    docstring): reads from a snapshot under the in-flight batches' writes,
+    recording what it saw in the databases deciding writes; writes are kept."""
+
+    __slots__ = ("appended", "lasts", "overlay", "reads", "snapshot", "writes", "written")
+
+    def __init__(self, snapshot: Any, overlay: dict[Any, dict[bytes, bytes]], written: frozenset[Any]):
+        self.snapshot = snapshot
+        self.overlay = overlay           # db -> key -> value written by the batches in flight
+        self.written = written
+        self.reads: dict[Any, dict[bytes, bytes | None]] = {}    # db -> key -> value seen (None: absent)
+        self.lasts: dict[Any, bytes | None] = {}                 # db -> last key seen
+        self.writes: dict[Any, dict[bytes, bytes]] = {}          # db -> key -> value, this batch's
+        self.appended: set[Any] = set()                          # dbs written with append=True
+
+    # -- the part of lmdb.Transaction that deciding uses
+    def get(self, key: bytes, default: Any = None, db: Any = None) -> Any:
+        if db not in self.written:
+            return self.snapshot.get(key, default, db=db)
+        value = self._read(db, [key])[key]
+        return default if value is None else value
+
+    def cursor(self, db: Any = None) -> Any:
+        if db not in self.written:
+            return self.snapshot.cursor(db=db)
+        return _SpeculativeCursor(self, db)
+
+    # -- reads and writes of the written databases
+    def _read(self, db: Any, keys: Iterable[bytes]) -> dict[bytes, bytes | None]:
+        own = self.writes.get(db, {})
+        overlay = self.overlay.get(db, {})
+        seen = self.reads.setdefault(db, {})
+        out: dict[bytes, bytes | None] = {}
+        missing = []
+        for key in keys:
+            if key in own:                 # this batch's own write: nothing to check
+                out[key] = own[key]
+            elif key in overlay:
+                out[key] = seen[key] = overlay[key]
+            else:
+                missing.append(key)
+        if missing:
+            found = dict(self.snapshot.cursor(db=db).getmulti(missing))
+            for key in missing:
+                out[key] = seen[key] = found.get(key)
+        return out
+
+    def _last(self, db: Any) -> bytes | None:
+        cur = self.snapshot.cursor(db=db)
+        last = bytes(cur.key()) if cur.last() else None
+        overlay = self.overlay.get(db)
+        if overlay:
+            top = max(overlay)
+            last = top if last is None or top > last else last
+        self.lasts[db] = last
+        own = self.writes.get(db)
+        if own:
+            top = max(own)
+            return top if last is None or top > last else last
+        return last
+
+    # -- at commit, in the real write transaction
+    def still_valid(self, txn: Any) -> bool:
+        """Whether every value this batch read is still the value in ``txn``."""
+        for db, seen in self.reads.items():
+            if seen:
+                actual = dict(txn.cursor(db=db).getmulti(sorted(seen)))
+                if actual != {k: v for k, v in seen.items() if v is not None}:
+                    return False
+        for db, last in self.lasts.items():
+            cur = txn.cursor(db=db)
+            if (bytes(cur.key()) if cur.last() else None) != last:
+                return False
+        return True
+
+    def apply(self, txn: Any) -> None:
+        for db, items in self.writes.items():
+            txn.cursor(db=db).putmulti(sorted(items.items()), append=db in self.appended)
+
+
+class _SpeculativeCursor:
+    """The cursor operations deciding uses on a written database; anything else is
+    an AttributeError, so a new use cannot slip past the checks."""
+
+    __slots__ = ("_db", "_key", "_txn")
+
+    def __init__(self, txn: _Speculative, db: Any):
+        self._txn, self._db, self._key = txn, db, b""
+
+    def getmulti(self, keys: Iterable[bytes]) -> list[tuple[bytes, bytes]]:
+        return [(k, v) for k, v in self._txn._read(self._db, keys).items() if v is not None]
+
+    def putmulti(self, items: Iterable[tuple[bytes, bytes]], append: bool = False) -> tuple[int, int]:
+        own = self._txn.writes.setdefault(self._db, {})
+        before = len(own)
+        items = list(items)
+        own.update(items)
+        if append:
+            self._txn.appended.add(self._db)
+        return len(items), len(own) - before
+
+    def last(self) -> bool:
+        last = self._txn._last(self._db)
+        self._key = last if last is not None else b""
+        return last is not None
+
+    def key(self) -> bytes:
+        return self._key
+
+
+class _Batch:
+    __slots__ = ("checks", "decisions", "future", "requests", "spec")
+
+    def __init__(self, requests: Sequence[rewards.ScanRequest], checks: Any, spec: _Speculative,
+                 decisions: list[rewards.Decision]):
+        self.requests, self.checks, self.spec, self.decisions = requests, checks, spec, decisions
+        self.future: Future[list[rewards.Decision]] = Future()
+
+
+class DecisionPipeline:
+    """``rewards.decide_scans`` for a stream of batches, each decided while the one
+    before it commits (see the module docstring). ``submit`` decides a batch in
+    the calling thread and returns a future that completes after the batch's own
+    durable commit; at most ``depth`` batches are in flight (``submit`` waits).
+    One pipeline per data directory and process, used from one thread; use it as
+    a context manager, or call ``close``.
+
+        with DecisionPipeline(data) as pipeline:
+            futures = [pipeline.submit(batch) for batch in batches]
+            decisions = [f.result() for f in futures]
+    """
+
+    def __init__(self, data: DataDir, verdict_config: VerdictConfig | None = None, depth: int = 2):
+        if depth < 1:
+            raise InvalidArgument(f"depth: must be at least 1, got {depth}")
+        self._data, self._config = data, verdict_config
+        self._written = frozenset(data.store.db(name) for name in WRITTEN_DATABASES)
+        self._in_flight: deque[_Batch] = deque()      # decided, not yet committed, oldest first
+        self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(depth)
+        self._queue: deque[_Batch | None] = deque()
+        self._ready = threading.Condition(self._lock)
+        self.batches = 0          # batches committed
+        self.redecided = 0        # batches whose reads had changed: decided again at commit
+        self._closed = False
+        self._interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(self._interval, SWITCH_INTERVAL_S))
+        self._thread = threading.Thread(target=self._commit_loop, name="scangate-commit", daemon=True)
+        self._thread.start()
+
+    def __enter__(self) -> DecisionPipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def submit(self, requests: Sequence[rewards.ScanRequest]) -> Future[list[rewards.Decision]]:
+        """Decide ``requests`` (as decide_scans) against the state the batches before
+        it leave; the future's result is the decisions, once committed. A bad
+        request raises here, and nothing of the batch is queued."""
+        if self._closed:
+            raise InvalidArgument("pipeline: closed")
+        rewards._check_requests(requests)
+        checks = self._data.verify_codes([r.code for r in requests])
+        self._slots.acquire()
+        try:
+            # the batches in flight are read BEFORE the snapshot begins: one that
+            # commits in between is then in both, with the same values
+            with self._lock:
+                in_flight = list(self._in_flight)
+            overlay: dict[Any, dict[bytes, bytes]] = {}
+            for b in in_flight:                       # oldest first: newer writes win
+                for db, items in b.spec.writes.items():
+                    overlay.setdefault(db, {}).update(items)
+            with self._data.store.env.begin() as snapshot:
+                spec = _Speculative(snapshot, overlay, self._written)
+                decisions = rewards._decide_in(self._data, requests, checks, self._config, spec)
+                spec.snapshot = None
+        except BaseException:
+            self._slots.release()
+            raise
+        batch = _Batch(requests, checks, spec, decisions)
+        with self._lock:
+            self._in_flight.append(batch)
+            self._queue.append(batch)
+            self._ready.notify()
+        return batch.future
+
+    def decide(self, requests: Sequence[rewards.ScanRequest]) -> list[rewards.Decision]:
+        """Submit one batch and wait for its commit."""
+        return self.submit(requests).result()
+
+    def close(self) -> None:
+        """Commit what is in flight, stop the committer, restore the switch interval."""
+        if self._closed:
+            return
+        self._closed = True
+        with self._lock:
+            self._queue.append(None)
+            self._ready.notify()
+        self._thread.join()
+        sys.setswitchinterval(self._interval)
+
+    # ------------------------------------------------------------- committer
+    def _commit_loop(self) -> None:
+        env = self._data.store.env
+        while True:
+            with self._lock:
+                while not self._queue:
+                    self._ready.wait()
+                batch = self._queue.popleft()
+            if batch is None:
+                return
+            try:
+                with env.begin(write=True) as txn:
+                    if batch.spec.still_valid(txn):
+                        batch.spec.apply(txn)
+                        decisions = batch.decisions
+                    else:
+                        self.redecided += 1
+                        decisions = rewards._decide_in(self._data, batch.requests,
+                                                       self._data.verify_codes([r.code for r in batch.requests]),
+                                                       self._config, txn)
+                self.batches += 1
+                result: BaseException | list[rewards.Decision] = decisions
+            except BaseException as e:   # the batch is not committed: its caller gets the error
+                result = e
+            with self._lock:
+                self._in_flight.popleft()      # only after the commit returned (see submit)
+            self._slots.release()
+            if isinstance(result, BaseException):
+                batch.future.set_exception(result)
+            else:
+                batch.future.set_result(result)
