@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 import scangate
 from scangate import points, rewards
 from scangate.pipeline import DecisionPipeline

@@ -16,7 +16,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 import scangate
 from scangate import rewards
 

@@ -39,14 +39,14 @@ import threading
 from collections import deque
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, Self
 
 from . import rewards
 from .datadir import DataDir
 from .errors import InvalidArgument
 from .verdicts import VerdictConfig
 
-__all__ = ["DecisionPipeline", "WRITTEN_DATABASES"]
+__all__ = ["WRITTEN_DATABASES", "DecisionPipeline"]
 
 # The databases a reward decision writes: reads of them are checked at commit.
 WRITTEN_DATABASES = ("scans", "claims", "counters", "budgets", "points", "ledger", "outbox", "decisions", "requests")
@@ -208,7 +208,7 @@ class DecisionPipeline:
         self._thread = threading.Thread(target=self._commit_loop, name="scangate-commit", daemon=True)
         self._thread.start()
 
-    def __enter__(self) -> DecisionPipeline:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -283,7 +283,7 @@ class DecisionPipeline:
                                                        self._config, txn)
                 self.batches += 1
                 result: BaseException | list[rewards.Decision] = decisions
-            except BaseException as e:   # the batch is not committed: its caller gets the error
+            except BaseException as e:  # noqa: BLE001  (the batch is not committed: its caller gets the error)
                 result = e
             with self._lock:
                 self._in_flight.popleft()      # only after the commit returned (see submit)
