@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Any
 
 import lmdb
-
 import scangate
 from scangate import rewards
 from scangate.pipeline import DecisionPipeline
