@@ -72,7 +72,7 @@ def _num(x: Any) -> str:
 class PointsWriter:
     """Points changes inside one write transaction, for many actors: reads go
     through a cache that holds this writer's own changes, and the changed records
-    are written once each, in key order, by ``flush`` (before the commit). The
+    are written once each by ``flush`` (before the commit). The
     result is the same as ``add_points`` call by call."""
 
     __slots__ = ("_dirty", "_seq", "_values", "db", "txn")
@@ -137,7 +137,7 @@ class PointsWriter:
         if self._seq is not None:
             self._dirty[_HISTORY_SEQ] = _U64.pack(self._seq)
         if self._dirty:
-            self.txn.cursor(db=self.db).putmulti(sorted(self._dirty.items()))
+            self.txn.cursor(db=self.db).putmulti(list(self._dirty.items()))
             self._dirty.clear()
 
 

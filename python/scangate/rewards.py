@@ -278,7 +278,7 @@ def _num(x: Any) -> str:
 
 class _Claims:
     """The claims inside the batch's write transaction: read through a cache that
-    holds the batch's own claims, written once each, in key order, by ``flush``."""
+    holds the batch's own claims, written once each by ``flush``."""
 
     __slots__ = ("db", "dirty", "txn", "values")
 
@@ -301,13 +301,13 @@ class _Claims:
 
     def flush(self) -> None:
         if self.dirty:
-            self.txn.cursor(db=self.db).putmulti(sorted(self.dirty.items()))
+            self.txn.cursor(db=self.db).putmulti(list(self.dirty.items()))
 
 
 class _Counts:
     """Counters or budgets inside the batch's write transaction, as tuples of
     unsigned integers (stored big-endian, 8 bytes each): read through a cache that
-    holds the batch's own changes, each changed key written once, in key order, by
+    holds the batch's own changes, each changed key written once by
     ``flush``. Deciding scan after scan against it gives exactly what reading and
     writing LMDB scan after scan gives."""
 
@@ -350,7 +350,7 @@ class _Counts:
         if self.dirty:
             values = self.values
             self.txn.cursor(db=self.db).putmulti(
-                [(k, _COUNTS[len(v)].pack(*v)) for k in sorted(self.dirty) if (v := values[k]) is not None])
+                [(k, _COUNTS[len(v)].pack(*v)) for k in self.dirty if (v := values[k]) is not None])
 
 
 _COUNTS = {2: _PAIR, 3: struct.Struct(">QQQ")}
@@ -402,7 +402,7 @@ class _Batch:
         if self.ledger:   # sequence numbers past the last entry: appended
             txn.cursor(db=self.ledger_db).putmulti(self.ledger, append=True)
         if self.outbox:
-            txn.cursor(db=self.outbox_db).putmulti(sorted(self.outbox.items()))
+            txn.cursor(db=self.outbox_db).putmulti(list(self.outbox.items()))
         if self.requests:   # the decisions appended to the log, the request index pointing at them
             cur = txn.cursor(db=self.decisions_db)
             number = _U64.unpack(cur.key())[0] + 1 if cur.last() else 1
@@ -413,7 +413,6 @@ class _Batch:
                 index.append((request_id, key))
                 log.append((key, text))
             cur.putmulti(log, append=True)
-            index.sort()
             txn.cursor(db=self.requests_db).putmulti(index)
 
 
