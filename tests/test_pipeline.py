@@ -127,6 +127,7 @@ def test_pipeline_decides_and_stores_what_decide_scans_does(twin_dirs: tuple[Pat
         got = [as_json(f.result()) for f in futures]
         assert pipeline.batches == len(batches)
         assert pipeline.redecided == 0      # nobody else wrote: every speculation held
+        assert pipeline.checked == 0        # ... as the transaction ids showed
     assert got == expected
     sa, sb = stored(a), stored(b)
     for name in DATABASES:
@@ -148,7 +149,7 @@ def test_a_write_between_decision_and_commit_is_not_lost(twin_dirs: tuple[Path, 
             for i in range(20):
                 points.add_points(txn, db, f"u{i}", 1_000, "manual", "test", T0)
         decisions = future.result()
-        assert pipeline.redecided == 1
+        assert pipeline.checked == pipeline.redecided == 1
         winners_of_points = {d.request_id for d in decisions if d.award and d.award.kind == "points"}
         assert winners_of_points
         for i in range(20):
@@ -166,7 +167,7 @@ def test_a_claim_made_elsewhere_while_in_flight_is_respected(twin_dirs: tuple[Pa
                                dd.verify_codes([codes[5]]), None, txn)
         (late,) = future.result()
         assert late.no_reward is rewards.NoReward.ALREADY_CLAIMED
-        assert pipeline.redecided == 1
+        assert pipeline.checked == pipeline.redecided == 1
 
 
 def test_a_failed_commit_fails_its_batch_only(twin_dirs: tuple[Path, Path, list[str]],

@@ -18,7 +18,9 @@ Deciding ahead of the commit is optimistic concurrency control:
   value seen, and so is the last key of the append-only logs.
 - The committer opens the real write transaction and checks that every recorded
   value is still what it is there. If so, it writes the batch's records and
-  commits. If not (another process redeemed points, a batch before it failed and
+  commits. (It can skip reading them again when LMDB's transaction ids show that
+  every commit since the batch's snapshot was one of this pipeline's batches,
+  written as decided: those writes are exactly the overlay the batch read.) If not (another process redeemed points, a batch before it failed and
   was decided again, anything else that wrote those keys), it discards them and
   decides the batch again inside the write transaction, exactly as
   ``decide_scans`` does. Either way the outcome is one that deciding the batches
@@ -169,11 +171,14 @@ class _SpeculativeCursor:
 
 
 class _Batch:
-    __slots__ = ("checks", "decisions", "future", "requests", "spec")
+    __slots__ = ("checks", "decisions", "future", "number", "over", "requests", "snapshot_id", "spec")
 
-    def __init__(self, requests: Sequence[rewards.ScanRequest], checks: Any, spec: _Speculative,
-                 decisions: list[rewards.Decision]):
+    def __init__(self, number: int, requests: Sequence[rewards.ScanRequest], checks: Any, spec: _Speculative,
+                 decisions: list[rewards.Decision], snapshot_id: int, over: list[int]):
+        self.number = number
         self.requests, self.checks, self.spec, self.decisions = requests, checks, spec, decisions
+        self.snapshot_id = snapshot_id      # the last transaction committed when it was decided
+        self.over = over                    # the numbers of the batches whose writes it read as overlay
         self.future: Future[list[rewards.Decision]] = Future()
 
 
@@ -201,7 +206,12 @@ class DecisionPipeline:
         self._queue: deque[_Batch | None] = deque()
         self._ready = threading.Condition(self._lock)
         self.batches = 0          # batches committed
+        self.checked = 0          # batches whose reads were read again at commit
         self.redecided = 0        # batches whose reads had changed: decided again at commit
+        self._as_decided: set[int] = set()   # ids of the transactions that wrote a batch as decided
+        self._lost: set[int] = set()         # numbers of the batches that did not commit
+        self._depth = depth
+        self._submitted = 0
         self._closed = False
         self._interval = sys.getswitchinterval()
         sys.setswitchinterval(min(self._interval, SWITCH_INTERVAL_S))
@@ -233,13 +243,16 @@ class DecisionPipeline:
                 for db, items in b.spec.writes.items():
                     overlay.setdefault(db, {}).update(items)
             with self._data.store.env.begin() as snapshot:
+                snapshot_id = snapshot.id()
                 spec = _Speculative(snapshot, overlay, self._written)
                 decisions = rewards._decide_in(self._data, requests, checks, self._config, spec)
                 spec.snapshot = None
         except BaseException:
             self._slots.release()
             raise
-        batch = _Batch(requests, checks, spec, decisions)
+        self._submitted += 1
+        batch = _Batch(self._submitted, requests, checks, spec, decisions, snapshot_id,
+                       [b.number for b in in_flight])
         with self._lock:
             self._in_flight.append(batch)
             self._queue.append(batch)
@@ -273,7 +286,18 @@ class DecisionPipeline:
                 return
             try:
                 with env.begin(write=True) as txn:
-                    if batch.spec.still_valid(txn):
+                    tid = txn.id()
+                    # committed write transactions have consecutive ids: if every one
+                    # since the snapshot wrote a batch of ours as decided, and every
+                    # batch in the overlay did commit, the batch read exactly what is
+                    # here now
+                    self._as_decided = {i for i in self._as_decided if i > batch.snapshot_id}
+                    self._lost = {n for n in self._lost if n >= batch.number - self._depth}
+                    unchanged = all(i in self._as_decided for i in range(batch.snapshot_id + 1, tid)) \
+                        and not self._lost.intersection(batch.over)
+                    if not unchanged:
+                        self.checked += 1
+                    if unchanged or batch.spec.still_valid(txn):
                         batch.spec.apply(txn)
                         decisions = batch.decisions
                     else:
@@ -281,10 +305,14 @@ class DecisionPipeline:
                         decisions = rewards._decide_in(self._data, batch.requests,
                                                        self._data.verify_codes([r.code for r in batch.requests]),
                                                        self._config, txn)
+                        tid = -1
+                if tid >= 0:
+                    self._as_decided.add(tid)
                 self.batches += 1
                 result: BaseException | list[rewards.Decision] = decisions
             except BaseException as e:  # noqa: BLE001  (the batch is not committed: its caller gets the error)
                 result = e
+                self._lost.add(batch.number)
             with self._lock:
                 self._in_flight.popleft()      # only after the commit returned (see submit)
             self._slots.release()
