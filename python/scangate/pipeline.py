@@ -89,22 +89,31 @@ class _Speculative:
 
     # -- reads and writes of the written databases
     def _read(self, db: Any, keys: Iterable[bytes]) -> dict[bytes, bytes | None]:
-        own = self.writes.get(db, {})
-        overlay = self.overlay.get(db, {})
-        seen = self.reads.setdefault(db, {})
-        out: dict[bytes, bytes | None] = {}
-        missing = []
-        for key in keys:
-            if key in own:                 # this batch's own write: nothing to check
-                out[key] = own[key]
-            elif key in overlay:
-                out[key] = seen[key] = overlay[key]
-            else:
-                missing.append(key)
+        """The values of ``keys`` (None: absent), recorded unless this batch wrote
+        them itself. Set and dict operations, not a loop per key: this runs for
+        every key a decision reads."""
+        keys = list(keys)
+        own = self.writes.get(db)
+        mine = None
+        if own:
+            mine = {k: own[k] for k in own.keys() & keys}
+            if mine:
+                keys = [k for k in keys if k not in mine]
+        overlay = self.overlay.get(db)
+        from_overlay = None
+        missing = keys
+        if overlay:
+            from_overlay = {k: overlay[k] for k in overlay.keys() & keys}
+            if from_overlay:
+                missing = [k for k in keys if k not in from_overlay]
+        out: dict[bytes, bytes | None] = dict.fromkeys(missing)
         if missing:
-            found = dict(self.snapshot.cursor(db=db).getmulti(missing))
-            for key in missing:
-                out[key] = seen[key] = found.get(key)
+            out.update(self.snapshot.cursor(db=db).getmulti(missing))
+        if from_overlay:
+            out.update(from_overlay)
+        self.reads.setdefault(db, {}).update(out)
+        if mine:
+            out.update(mine)
         return out
 
     def _last(self, db: Any) -> bytes | None:
