@@ -146,7 +146,10 @@ class _Speculative:
 
     def apply(self, txn: Any) -> None:
         for db, items in self.writes.items():
-            txn.cursor(db=db).putmulti(sorted(items.items()), append=db in self.appended)
+            if db in self.appended:       # in key order, as MDB_APPEND needs (already so: cheap)
+                txn.cursor(db=db).putmulti(sorted(items.items()), append=True)
+            else:
+                txn.cursor(db=db).putmulti(list(items.items()))
 
 
 class _SpeculativeCursor:
