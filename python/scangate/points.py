@@ -92,12 +92,12 @@ class PointsWriter:
 
     def prefetch(self, awards: Iterable[tuple[str, str]]) -> None:
         """Read the records that awards of points to (actor, month) would change,
-        in one sorted getmulti."""
+        in one getmulti."""
         wanted = []
         for actor, month in awards:
             a = actor.encode()
             wanted += (b"b/" + a, b"e/" + a, b"m/" + month.encode() + b"/" + a)
-        keys = sorted(set(wanted).difference(self._values))
+        keys = list(set(wanted).difference(self._values))
         if keys:
             values = self._values
             values.update(dict.fromkeys(keys, 0))

@@ -11,7 +11,7 @@ that reached a caller is durable, and budgets and caps hold whatever the
 concurrency: LMDB has one writer at a time.
 
 A batch first runs the stateless checks of every scan, then reads the state they
-need in a few sorted getmultis, decides scan after scan against a write-back cache
+need in a few getmultis, decides scan after scan against a write-back cache
 (so the result is the same as reading and writing LMDB scan after scan), and writes
 each changed key once before the commit. Records (JSON ones are byte for byte what
 json.dumps writes; tests/test_rewards_encoding.py):
@@ -288,10 +288,10 @@ class _Claims:
         self.dirty: dict[bytes, bytes] = {}
 
     def prefetch(self, keys: Iterable[bytes]) -> None:
-        """Read the keys not cached yet in one sorted getmulti: afterwards ``values``
+        """Read the keys not cached yet in one getmulti: afterwards ``values``
         holds every one of them (None: no claim)."""
         values = self.values
-        missing = sorted(set(keys).difference(values))
+        missing = list(set(keys).difference(values))
         if missing:
             values.update(dict.fromkeys(missing))
             values.update(self.txn.cursor(db=self.db).getmulti(missing))
@@ -319,10 +319,10 @@ class _Counts:
         self.dirty: set[bytes] = set()
 
     def prefetch(self, keys: Iterable[bytes]) -> None:
-        """Read the keys not cached yet in one sorted getmulti: afterwards ``values``
+        """Read the keys not cached yet in one getmulti: afterwards ``values``
         holds every one of them (None: not stored)."""
         values = self.values
-        missing = sorted(set(keys).difference(values))
+        missing = list(set(keys).difference(values))
         if missing:
             values.update(dict.fromkeys(missing))
             for key, raw in self.txn.cursor(db=self.db).getmulti(missing):
@@ -382,7 +382,7 @@ class _Batch:
     def stored(self, request_ids: Sequence[bytes]) -> dict[bytes, bytes]:
         """The stored decisions (JSON) of the request ids that have one."""
         txn = self.txn
-        index = txn.cursor(db=self.requests_db).getmulti(sorted(set(request_ids)))
+        index = txn.cursor(db=self.requests_db).getmulti(list(set(request_ids)))
         if not index:
             return {}
         # an 8-byte value points into the decision log; a longer one is a decision
