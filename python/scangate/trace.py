@@ -50,6 +50,10 @@ DELETE = 2
 SLOTS = 8
 SERIAL_BYTES = 7
 _MS = struct.Struct(">q")
+# Batches of up to this many serials (a verdict batch) are traced with Python ints
+# and bytes: at that size numpy's fixed cost per call (a few microseconds, a dozen
+# calls per batch) outweighs the per-serial loop it saves. Larger ones use numpy.
+SMALL_BATCH = 512
 
 
 def _keys7(serials: np.ndarray) -> bytes:
@@ -89,8 +93,8 @@ class Dealer:
     territory: tuple[str, ...]  # adcode prefixes: "44" Guangdong, "4401" Guangzhou
 
     def covers(self, adcode: int) -> bool:
-        text = f"{adcode:06d}"
-        return any(text.startswith(p) for p in self.territory)
+        # str.startswith takes a tuple: true when any prefix matches (false for none)
+        return f"{adcode:06d}".startswith(self.territory)
 
     def to_json(self) -> dict[str, Any]:
         return {"dealer_id": self.dealer_id, "name": self.name, "territory": list(self.territory)}
@@ -106,6 +110,23 @@ class Shipment:
     def to_json(self) -> dict[str, Any]:
         return {"unit": self.unit, "dealer_id": self.dealer_id, "shipped_at_ms": self.shipped_at_ms,
                 "shipment_id": self.shipment_id}
+
+
+# Shipment values parsed, by their stored bytes (a value is a pure function of its
+# bytes and Shipment is immutable): a verdict batch reads the same few case and
+# pallet shipments again and again.
+_shipments_parsed: dict[bytes, Shipment] = {}
+
+
+def _shipment(raw: bytes) -> Shipment:
+    ship = _shipments_parsed.get(raw)
+    if ship is None:
+        d = json.loads(raw)
+        ship = Shipment(d["unit"], d["dealer_id"], d["shipped_at_ms"], d["shipment_id"])
+        if len(_shipments_parsed) >= 4096:
+            _shipments_parsed.clear()
+        _shipments_parsed[raw] = ship
+    return ship
 
 
 @dataclass(frozen=True)
@@ -170,6 +191,30 @@ class TraceStore:
         buckets, inverse = _unique_sorted(serials >> np.uint64(3))
         table = self._load_buckets(buckets, txn)
         return table[inverse, (serials & np.uint64(7)).astype(np.intp)]
+
+    def _parents_small(self, serials: list[int], txn: lmdb.Transaction) -> list[int]:
+        """``parents_of`` for a small batch of Python ints: the same reads (one
+        getmulti over the sorted buckets), decoded without numpy."""
+        if not serials:
+            return []
+        keys = [b.to_bytes(SERIAL_BYTES, "big") for b in sorted({s >> 3 for s in serials})]
+        cur = txn.cursor(db=self.links_db)
+        if not cur.set_range(keys[0]):   # nothing stored at or after the first bucket
+            return [0] * len(serials)
+        buckets = {int.from_bytes(k, "big"): bytes(v) for k, v in cur.getmulti(keys)}
+        size = SLOTS * SERIAL_BYTES
+        if any(len(v) != size for v in buckets.values()):
+            # a damaged bucket: the array path raises (or decodes) exactly as always
+            return self.parents_of(np.array(serials, np.uint64), txn).tolist()  # type: ignore[no-any-return]
+        out = []
+        for s in serials:
+            bucket = buckets.get(s >> 3)
+            if bucket is None:
+                out.append(0)
+            else:
+                at = (s & 7) * SERIAL_BYTES
+                out.append(int.from_bytes(bucket[at : at + SERIAL_BYTES], "big"))
+        return out
 
     def _load_buckets(self, buckets: np.ndarray, txn: lmdb.Transaction | None) -> np.ndarray:
         """(len(buckets) x 8) parent serials for sorted unique bucket keys."""
@@ -374,16 +419,19 @@ class TraceStore:
             if current is None or json.loads(current)["shipped_at_ms"] <= s.shipped_at_ms:
                 txn.put(key, value, db=self.shipped_db)
 
-    def shipments_of(self, serials: np.ndarray, txn: lmdb.Transaction) -> dict[int, Shipment]:
-        serials = np.asarray(serials, np.uint64)
+    def shipments_of(self, serials: np.ndarray | Sequence[int], txn: lmdb.Transaction) -> dict[int, Shipment]:
         cur = txn.cursor(db=self.shipped_db)
         if len(serials) == 0 or not cur.first():   # none asked for, or none recorded
             return {}
-        keys = _split(_keys7(_unique_sorted(np.sort(serials))[0]), SERIAL_BYTES)
+        if len(serials) <= SMALL_BATCH:
+            units = serials.tolist() if isinstance(serials, np.ndarray) else serials
+            keys = [u.to_bytes(SERIAL_BYTES, "big") for u in sorted(set(units))]
+        else:
+            keys = _split(_keys7(_unique_sorted(np.sort(np.asarray(serials, np.uint64)))[0]), SERIAL_BYTES)
         out = {}
         for _, v in cur.getmulti(keys):
-            d = json.loads(bytes(v))
-            out[d["unit"]] = Shipment(d["unit"], d["dealer_id"], d["shipped_at_ms"], d["shipment_id"])
+            ship = _shipment(bytes(v))
+            out[ship.unit] = ship
         return out
 
     def shipment_history(self, serial: int) -> list[Shipment]:
@@ -401,21 +449,37 @@ class TraceStore:
                 return self.trace(serials, own)
         return [TraceChain(*parts) for parts in self.chains(serials, txn)]
 
-    def chains(self, serials: np.ndarray, txn: lmdb.Transaction
+    def chains(self, serials: np.ndarray | Sequence[int], txn: lmdb.Transaction
                ) -> list[tuple[int, tuple[int, ...], Shipment | None, Dealer | None]]:
         """``trace`` as plain tuples (serial, ancestors, shipment, dealer), for batches."""
-        serials = np.asarray(serials, np.uint64)
-        anc = self.ancestors(serials, txn)
-        units = np.concatenate([serials, anc[:, 0], anc[:, 1]])
-        ships = self.shipments_of(units[units != 0], txn)
+        ship_units: list[int] | np.ndarray   # the units and their ancestors, without 0
+        if len(serials) <= SMALL_BATCH:
+            units = serials.tolist() if isinstance(serials, np.ndarray) else list(serials)
+            p1s = self._parents_small(units, txn)
+            linked = [p for p in p1s if p]
+            grand = dict(zip(linked, self._parents_small(linked, txn))) if linked else {}
+            pairs = [(p, grand[p]) if p else (0, 0) for p in p1s] if linked else [(0, 0)] * len(units)
+            ship_units = [s for s in units if s] + [p for pair in pairs for p in pair if p]
+        else:
+            array = np.asarray(serials, np.uint64)
+            anc = self.ancestors(array, txn)
+            flat = np.concatenate([array, anc[:, 0], anc[:, 1]])
+            ship_units = flat[flat != 0]
+            units, pairs = array.tolist(), anc.tolist()
+        ups = [(p1, p2) if p2 else (p1,) if p1 else () for p1, p2 in pairs]
+        ships = self.shipments_of(ship_units, txn)
+        if not ships:
+            return [(s, up, None, None) for s, up in zip(units, ups)]
         dealers: dict[str, Dealer | None] = {}
         out: list[tuple[int, tuple[int, ...], Shipment | None, Dealer | None]] = []
-        for s, (p1, p2) in zip(serials.tolist(), anc.tolist()):
-            up = (p1, p2) if p2 else (p1,) if p1 else ()
-            ship = None
-            if ships:
-                candidates = [ships[u] for u in (s, *up) if u in ships]
-                ship = max(candidates, key=lambda x: x.shipped_at_ms) if candidates else None
+        for s, up in zip(units, ups):
+            # the most recent shipment of the unit or an ancestor; on a tie the
+            # first in (unit, parent, grandparent) order
+            ship = ships.get(s)
+            for u in up:
+                other = ships.get(u)
+                if other is not None and (ship is None or other.shipped_at_ms > ship.shipped_at_ms):
+                    ship = other
             dealer = None
             if ship is not None:
                 if ship.dealer_id not in dealers:
@@ -423,6 +487,16 @@ class TraceStore:
                 dealer = dealers[ship.dealer_id]
             out.append((s, up, ship, dealer))
         return out
+
+    def shipped_chains(self, serials: Sequence[int], txn: lmdb.Transaction
+                       ) -> list[tuple[tuple[int, ...], Shipment, Dealer] | None]:
+        """For each serial, (ancestors, governing shipment, its dealer), or None when
+        no shipment governs it or its dealer is not loaded: what a verdict needs.
+        When no shipment is recorded at all (no trace data) nothing else is read."""
+        if not serials or not txn.cursor(db=self.shipped_db).first():
+            return [None] * len(serials)
+        return [(up, ship, dealer) if ship is not None and dealer is not None else None
+                for _s, up, ship, dealer in self.chains(serials, txn)]
 
 
 def now_ms() -> int:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import enum
 import json
 import logging
-import math
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -154,34 +153,37 @@ class ScanVerdict:
         return {"zh-CN": zh, "en": en}
 
     def to_json(self) -> dict[str, Any]:
-        zh, en = MESSAGES[self.verdict]
+        label, zh, en = _VERDICT_PARTS[self.verdict]
+        score = self.clone_score
         return {
-            "verdict": _VERDICT_LABEL[self.verdict],
+            "verdict": label,
             "message": {"zh-CN": zh, "en": en},
-            "reasons": [_REASON_VALUE[r] for r in self.reasons],
+            "reasons": list(map(_REASON_VALUE.__getitem__, self.reasons)),
             "code_status": _STATUS_LABEL[self.code_status],
             "region": self.region,
             "region_source": self.region_source,
-            "clone_score": _round3(self.clone_score),
+            "clone_score": score if score == 0.0 and type(score) is float else round(score, 3),
             "first_scan": self.first_scan,
             "scan_count": self.scan_count,
             "evidence": self.evidence,
         }
 
-
     def json_text(self) -> str:
         """``json.dumps(self.to_json())``, byte for byte, without the generic encoder:
-        the fields by a template, evidence by json.dumps only when there is any
-        (tests/test_rewards_encoding.py holds the two equal). The text of a verdict
-        without first scan and evidence (most first scans) is kept by its fields."""
+        the fields by a template, evidence by ``_evidence_json`` (json.dumps for what
+        it does not write); tests/test_rewards_encoding.py holds the two equal. The
+        text up to the evidence of a verdict without a first scan (most first scans)
+        is kept by its fields."""
         first, region, evidence, count = self.first_scan, self.region, self.evidence, self.scan_count
-        score = _number(_round3(self.clone_score))
+        score = self.clone_score
+        # a float zero (most scans) is its own round(score, 3), and its repr is its JSON
+        score_text = repr(score) if score == 0.0 and type(score) is float else _number(round(score, 3))
         key = None
-        if first is None and not evidence and (region is None or type(region) is int) and type(count) is int:
-            key = (self.verdict, self.code_status, self.region_source, region, count, score, *self.reasons)
-            text = _plain_json.get(key)
-            if text is not None:
-                return text
+        if first is None and (region is None or type(region) is int) and type(count) is int:
+            key = (self.verdict, self.code_status, self.region_source, region, count, score_text, *self.reasons)
+            kept = _json_heads.get(key)
+            if kept is not None:
+                return f"{kept[0]}{_evidence_json(evidence)}}}" if evidence else kept[1]
         if first is None:
             first_text = "null"
         elif tuple(first) == _FIRST_SCAN_KEYS:
@@ -190,21 +192,23 @@ class ScanVerdict:
                           f'"region": {"null" if fr is None else _number(fr)}, "actor": {_esc(first["actor"])}}}')
         else:
             first_text = json.dumps(first)
-        text = (f'{{"verdict": {_VERDICT_JSON[self.verdict]}, "message": {_MESSAGE_JSON[self.verdict]}, '
+        head = (f'{{"verdict": {_VERDICT_JSON[self.verdict]}, "message": {_MESSAGE_JSON[self.verdict]}, '
                 f'"reasons": [{", ".join([_REASON_JSON[r] for r in self.reasons])}], '
                 f'"code_status": {_STATUS_JSON[self.code_status]}, '
                 f'"region": {"null" if region is None else _number(region)}, '
                 f'"region_source": {_esc(self.region_source)}, '
-                f'"clone_score": {score}, "first_scan": {first_text}, '
-                f'"scan_count": {_number(count)}, "evidence": {json.dumps(evidence) if evidence else "{}"}}}')
+                f'"clone_score": {score_text}, "first_scan": {first_text}, '
+                f'"scan_count": {_number(count)}, "evidence": ')
         if key is not None:
-            if len(_plain_json) >= 20_000:
-                _plain_json.clear()
-            _plain_json[key] = text
-        return text
+            if len(_json_heads) >= 20_000:
+                _json_heads.clear()
+            _json_heads[key] = (head, head + "{}}")
+        return f"{head}{_evidence_json(evidence) if evidence else '{}'}}}"
 
 
-_plain_json: dict[tuple[Any, ...], str] = {}
+# json_text's text up to the evidence, and the whole text with no evidence, by the
+# fields that make them (verdicts without a first scan)
+_json_heads: dict[tuple[Any, ...], tuple[str, str]] = {}
 _esc = json.encoder.encode_basestring_ascii
 _VERDICT_LABEL = {v: v.label for v in Verdict}
 _STATUS_LABEL = {s: s.label for s in CodeStatus}
@@ -214,11 +218,29 @@ _STATUS_JSON = {s: _esc(s.label) for s in CodeStatus}
 _REASON_JSON = {r: _esc(r.value) for r in Reason}
 _MESSAGE_JSON = {v: f'{{"zh-CN": {_esc(zh)}, "en": {_esc(en)}}}' for v, (zh, en) in MESSAGES.items()}
 _FIRST_SCAN_KEYS = ("time_ms", "region", "actor")
+_VERDICT_PARTS = {v: (v.label, zh, en) for v, (zh, en) in MESSAGES.items()}
 
 
-def _round3(score: float) -> float:
-    """round(score, 3), without the call for a float zero (most scans: no clone signal)."""
-    return score if score == 0.0 and type(score) is float else round(score, 3)
+def _evidence_json(evidence: dict[str, Any]) -> str:
+    """``json.dumps(evidence)``, byte for byte. The evidence of most shipped scans is
+    just their trace, with the value types _decide_verdicts gives it: that is
+    written by a template, far cheaper than json.dumps's set-up per call;
+    anything else (other keys, other types, a caller's changes) by json.dumps."""
+    if len(evidence) == 1:
+        trace = evidence.get("trace")
+        if type(trace) is dict and tuple(trace) == _TRACE_KEYS:
+            ancestors, unit, shipment_id, dealer_id, territory = trace.values()
+            if (type(ancestors) is list and type(territory) is list and type(dealer_id) is str
+                    and type(unit) is int and type(shipment_id) is str
+                    and all(type(a) is int for a in ancestors) and all(type(p) is str for p in territory)):
+                return (f'{{"trace": {{"ancestors": [{", ".join(map(repr, ancestors))}], '
+                        f'"shipped_unit": {unit!r}, "shipment_id": {_esc(shipment_id)}, '
+                        f'"dealer_id": {_esc(dealer_id)}, '
+                        f'"territory": [{", ".join(map(_esc, territory))}]}}}}')
+    return json.dumps(evidence)
+
+
+_TRACE_KEYS = ("ancestors", "shipped_unit", "shipment_id", "dealer_id", "territory")
 
 
 def _number(x: Any) -> str:
@@ -276,8 +298,7 @@ class _History:
         return self.loc_lat == self.loc_lat   # not NaN
 
 
-def _actor_hash(actor: str) -> int:
-    return xxhash.xxh64_intdigest(actor.encode())
+_xxh64 = xxhash.xxh64_intdigest   # an actor's hash: _xxh64(actor.encode())
 
 
 class _Stores:
@@ -340,15 +361,63 @@ def _recalls(txn: lmdb.Transaction, st: _Stores) -> tuple[dict[int, str], np.nda
 _centroids: dict[int, tuple[float, float]] = {}   # adcode -> centroid, from the (immutable) default index
 
 
-def _resolve_regions(scans: Sequence[Scan]) -> tuple[list[int | None], list[str], list[float], list[float]]:
-    """Adcode and coordinates of each scan; lat/lon resolved to the nearest district,
-    an adcode without lat/lon placed at its district's centroid (NaN: unknown)."""
-    regions: list[int | None] = [s.region for s in scans]
-    sources = ["adcode" if r is not None else "none" for r in regions]
-    lat = [float(s.lat) if s.lat is not None else _NAN for s in scans]
-    lon = [float(s.lon) if s.lon is not None else _NAN for s in scans]
-    need_geo = [i for i, s in enumerate(scans) if s.region is None and s.lat is not None]
-    has_region = [i for i, s in enumerate(scans) if s.region is not None and s.lat is None]
+def _check_and_place(scans: Sequence[Scan]) -> tuple[list[int | None], list[str], list[Any], list[Any],
+                                                    list[int], list[int], list[int]]:
+    """Check every scan's fields (InvalidArgument naming the first bad one) and,
+    in the same pass, take its place: adcode, source, lat and lon (an adcode's
+    cached centroid; NaN: unknown), and which scans ``_resolve_places`` must
+    complete (lat/lon given, to convert; lat/lon without an adcode; an adcode
+    whose centroid is not cached)."""
+    regions: list[int | None] = []
+    sources: list[str] = []
+    lat: list[float] = []
+    lon: list[float] = []
+    given: list[int] = []
+    need_geo: list[int] = []
+    unplaced: list[int] = []
+    centroids = _centroids
+    for i, s in enumerate(scans):
+        region, s_lat, s_lon = s.region, s.lat, s.lon
+        if region is not None and not (100000 <= region <= 999999):
+            raise InvalidArgument(f"scans[{i}].region: {region} is not a 6-digit adcode")
+        if (s_lat is None) != (s_lon is None):
+            raise InvalidArgument(f"scans[{i}]: give both lat and lon, or neither")
+        if not s.actor:
+            raise InvalidArgument(f"scans[{i}].actor: must not be empty")
+        regions.append(region)
+        if s_lat is not None:   # converted to float by _resolve_places, after the checks
+            lat.append(s_lat)
+            lon.append(s_lon)
+            given.append(i)
+            if region is None:
+                need_geo.append(i)
+                sources.append("none")
+            else:
+                sources.append("adcode")
+        elif region is not None:
+            sources.append("adcode")
+            c = centroids.get(region)
+            if c is None:
+                unplaced.append(i)
+                c = (_NAN, _NAN)
+            lat.append(c[0])
+            lon.append(c[1])
+        else:
+            sources.append("none")
+            lat.append(_NAN)
+            lon.append(_NAN)
+    return regions, sources, lat, lon, given, need_geo, unplaced
+
+
+def _resolve_places(regions: list[int | None], sources: list[str], lat: list[Any], lon: list[Any],
+                    given: list[int], need_geo: list[int], unplaced: list[int]) -> None:
+    """Complete ``_check_and_place``'s lists in place: lat/lon given made floats,
+    resolved to the nearest district without an adcode; an adcode without lat/lon
+    placed at its district's centroid."""
+    for i in given:   # every lat, then every lon: a bad value raises as it always did
+        lat[i] = float(lat[i])
+    for i in given:
+        lon[i] = float(lon[i])
     if need_geo:
         index = geo.default_index()
         src = f"geo:{index.source.package}@{index.source.version}"
@@ -357,16 +426,14 @@ def _resolve_regions(scans: Sequence[Scan]) -> tuple[list[int | None], list[str]
         for i, c in zip(need_geo, codes.tolist()):
             regions[i] = int(c) or None
             sources[i] = src if c else "none"
-    if has_region:
-        unknown = sorted({r for i in has_region if (r := regions[i]) not in _centroids})  # type: ignore[misc]
-        if unknown:
-            clat, clon = geo.default_index().centroid(np.array(unknown, np.int64))
-            if len(_centroids) > 100_000:
-                _centroids.clear()
-            _centroids.update(zip(unknown, zip(clat.tolist(), clon.tolist())))
-        for i in has_region:
+    if unplaced:
+        unknown = sorted({regions[i] for i in unplaced})  # type: ignore[type-var]
+        clat, clon = geo.default_index().centroid(np.array(unknown, np.int64))
+        if len(_centroids) > 100_000:
+            _centroids.clear()
+        _centroids.update(zip(unknown, zip(clat.tolist(), clon.tolist())))  # type: ignore[arg-type]
+        for i in unplaced:
             lat[i], lon[i] = _centroids[regions[i]]  # type: ignore[index]
-    return regions, sources, lat, lon
 
 
 def _range_recalls(serials: np.ndarray, r_first: np.ndarray, r_last: np.ndarray) -> np.ndarray:
@@ -398,80 +465,96 @@ def decide_verdicts(data: DataDir, scans: Sequence[Scan], config: VerdictConfig 
     return _decide_verdicts(data, scans, config or VerdictConfig(), txn, checks)
 
 
+# Enum members read by the per-scan loop, as module constants: on Python 3.11 each
+# ``Enum.MEMBER`` lookup goes through EnumType.__getattr__'s slow attribute hook.
+_S_GENUINE = CodeStatus.GENUINE
+_R_CLONE_DISTINCT_ACTORS = Reason.CLONE_DISTINCT_ACTORS
+_R_CLONE_IMPOSSIBLE_TRAVEL = Reason.CLONE_IMPOSSIBLE_TRAVEL
+_R_DIVERTED_OUTSIDE_TERRITORY = Reason.DIVERTED_OUTSIDE_TERRITORY
+_R_GENUINE_FIRST_SCAN = Reason.GENUINE_FIRST_SCAN
+_R_GENUINE_REPEAT_SCAN = Reason.GENUINE_REPEAT_SCAN
+_R_LINE_RECALLED = Reason.LINE_RECALLED
+_R_NOT_SHIPPED = Reason.NOT_SHIPPED
+_R_RANGE_RECALLED = Reason.RANGE_RECALLED
+_V_COUNTERFEIT = Verdict.COUNTERFEIT
+_V_DIVERTED = Verdict.DIVERTED
+_V_GENUINE = Verdict.GENUINE
+_V_REVOKED = Verdict.REVOKED
+_V_SUSPECT_CLONE = Verdict.SUSPECT_CLONE
+
+
 def _decide_verdicts(data: DataDir, scans: Sequence[Any], config: VerdictConfig, txn: lmdb.Transaction,
                      checks: VerifyResult | None) -> list[ScanVerdict]:
     """decide_verdicts inside ``txn``. ``scans``: Scan objects, or anything with their
     attributes (the rewards engine passes its requests)."""
-    for i, s in enumerate(scans):
-        if s.region is not None and not (100000 <= s.region <= 999999):
-            raise InvalidArgument(f"scans[{i}].region: {s.region} is not a 6-digit adcode")
-        if (s.lat is None) != (s.lon is None):
-            raise InvalidArgument(f"scans[{i}]: give both lat and lon, or neither")
-        if not s.actor:
-            raise InvalidArgument(f"scans[{i}].actor: must not be empty")
+    regions, sources, lat, lon, given, need_geo, unplaced = _check_and_place(scans)
     if checks is None:
         checks = data.verify_codes([s.code for s in scans])
     elif len(checks) != len(scans):
         raise InvalidArgument(f"checks: {len(checks)} results for {len(scans)} scans")
-    regions, sources, lat, lon = _resolve_regions(scans)
+    _resolve_places(regions, sources, lat, lon, given, need_geo, unplaced)
     st = _Stores(data)
     status = checks.status.tolist()
     serials = checks.serial.tolist()
     line_ids = checks.line_id.tolist()
-    genuine = np.flatnonzero(checks.status == CodeStatus.GENUINE)
-    chains = dict(zip(genuine.tolist(), TraceStore(data.store).chains(checks.serial[genuine], txn))) \
-        if len(genuine) else {}
+    genuine = [i for i, c in enumerate(status) if c == _GENUINE]
+    chains = dict(zip(genuine, TraceStore(data.store).shipped_chains([serials[i] for i in genuine], txn)))
     revoked_lines, r_first, r_last, r_reason = _recalls(txn, st)
     range_hit = _range_recalls(checks.serial, r_first, r_last).tolist() if len(r_first) else None
     # every genuine code's history before this batch, in one sorted getmulti
-    keys = {serials[i]: serials[i].to_bytes(SERIAL_BYTES, "big") for i in genuine.tolist()}
+    keys = {serials[i]: serials[i].to_bytes(SERIAL_BYTES, "big") for i in genuine}
     stored = dict(txn.cursor(db=st.scans).getmulti(sorted(keys.values()))) if keys else {}
     histories: dict[int, _History] = {}   # codes scanned again within the batch: their state
     # codes scanned once so far in the batch, never before: their first scan's fields
     firsts: dict[int, tuple[int, int, int, float, float, int, int, str]] = {}
     out: list[ScanVerdict] = []
     max_actors = config.max_distinct_actors
+    clone_threshold = config.clone_score_threshold
+    covered: dict[tuple[str, int], bool] = {}   # (dealer, region) -> inside the territory
     for i, scan in enumerate(scans):
         code_status = status[i]
         if code_status != _GENUINE:
             st_enum = CodeStatus(code_status)
-            out.append(ScanVerdict(Verdict.COUNTERFEIT, [_STATUS_REASON[st_enum]], st_enum,
+            out.append(ScanVerdict(_V_COUNTERFEIT, [_STATUS_REASON[st_enum]], st_enum,
                                    regions[i], sources[i]))
             continue
         serial = serials[i]
-        at = scan.time_ms if scan.time_ms is not None else now_ms()
+        at = scan.time_ms
+        if at is None:
+            at = now_ms()
         h = histories.get(serial)
         if h is None:
-            first = firsts.pop(serial, None)
+            first = firsts.pop(serial, None) if firsts else None
             if first is not None:     # scanned before in this batch, for the first time
                 t0, r0, loc_ms, lat0, lon0, loc_actor, hash0, actor0 = first
                 h = _History(t0, r0, 1, t0, r0, loc_ms, r0, lat0, lon0, loc_actor, 1, [hash0], actor0)
-            else:
+            elif stored:
                 raw = stored.get(keys[serial])
                 h = _History.unpack(raw) if raw is not None else None
         region = regions[i]
-        reasons: list[Reason] = [Reason.GENUINE_FIRST_SCAN if h is None else Reason.GENUINE_REPEAT_SCAN]
+        reasons: list[Reason] = [_R_GENUINE_FIRST_SCAN if h is None else _R_GENUINE_REPEAT_SCAN]
         evidence: dict[str, Any] = {}
-        ahash = _actor_hash(scan.actor)
+        ahash = _xxh64(scan.actor.encode())
         # ---- recalls
-        line_id = line_ids[i]
         revoked = False
-        if line_id in revoked_lines:
+        if revoked_lines:
+            line_id = line_ids[i]
+            if line_id in revoked_lines:
+                revoked = True
+                reasons.append(_R_LINE_RECALLED)
+                evidence["recall_line"] = {"line_id": line_id, "reason": revoked_lines[line_id]}
+        if range_hit is not None and (hit := range_hit[i]) >= 0:
             revoked = True
-            reasons.append(Reason.LINE_RECALLED)
-            evidence["recall_line"] = {"line_id": line_id, "reason": revoked_lines[line_id]}
-        hit = range_hit[i] if range_hit is not None else -1
-        if hit >= 0:
-            revoked = True
-            reasons.append(Reason.RANGE_RECALLED)
+            reasons.append(_R_RANGE_RECALLED)
             evidence["recall_range"] = {"first": int(r_first[hit]), "last": int(r_last[hit]),
                                         "reason": r_reason[hit]}
         # ---- clone signals, against the history before this scan
-        score_actors = score_travel = 0.0
         here_lat, here_lon = lat[i], lon[i]
-        placed = not math.isnan(here_lat)
+        placed = here_lat == here_lat  # noqa: PLR0124 - not NaN, without a call per scan
         first_scan = None
+        clone_score = 0.0
         if h is not None:
+            score_actors = score_travel = 0.0
             known = ahash in h.hashes
             distinct = h.distinct + (0 if known else 1)
             # Only a new actor is evidence: an actor already seen (the first
@@ -479,7 +562,7 @@ def _decide_verdicts(data: DataDir, scans: Sequence[Any], config: VerdictConfig,
             if not known and distinct > max_actors:
                 over = (distinct - max_actors) / max_actors
                 score_actors = min(1.0, 0.5 + 0.5 * over)
-                reasons.append(Reason.CLONE_DISTINCT_ACTORS)
+                reasons.append(_R_CLONE_DISTINCT_ACTORS)
                 evidence["distinct_actors"] = {"count": distinct, "threshold": max_actors}
             if ahash != h.loc_actor and placed and h.has_place():
                 km = float(geo.haversine_km(np.array([h.loc_lat]), np.array([h.loc_lon]),
@@ -491,40 +574,45 @@ def _decide_verdicts(data: DataDir, scans: Sequence[Any], config: VerdictConfig,
                 if km >= config.min_travel_km and speed > config.max_speed_kmh:
                     over = (speed - config.max_speed_kmh) / config.max_speed_kmh
                     score_travel = min(1.0, 0.5 + 0.5 * over)
-                    reasons.append(Reason.CLONE_IMPOSSIBLE_TRAVEL)
+                    reasons.append(_R_CLONE_IMPOSSIBLE_TRAVEL)
                     evidence["travel"] = {"from_region": h.loc_region or None, "from_time_ms": h.loc_ms,
                                           "to_region": region,
                                           "km": round(km, 1), "hours": round(hours, 3),
                                           "speed_kmh": round(speed, 1),
                                           "max_speed_kmh": config.max_speed_kmh}
             first_scan = {"time_ms": h.first_ms, "region": h.first_region or None, "actor": h.first_actor}
-        clone_score = 1.0 - (1.0 - score_actors) * (1.0 - score_travel)
+            clone_score = 1.0 - (1.0 - score_actors) * (1.0 - score_travel)
         # ---- diversion
         diverted = False
-        _s, ancestors, shipment, dealer = chains[i]
-        if dealer is None:
-            reasons.append(Reason.NOT_SHIPPED)
+        chain = chains[i]
+        if chain is None:
+            reasons.append(_R_NOT_SHIPPED)
         else:
+            ancestors, shipment, dealer = chain
             evidence["trace"] = {"ancestors": list(ancestors),
-                                 "shipped_unit": shipment.unit if shipment else None,
-                                 "shipment_id": shipment.shipment_id if shipment else None,
+                                 "shipped_unit": shipment.unit,
+                                 "shipment_id": shipment.shipment_id,
                                  "dealer_id": dealer.dealer_id,
                                  "territory": list(dealer.territory)}
-            if region is not None and not dealer.covers(region):
-                diverted = True
-                reasons.append(Reason.DIVERTED_OUTSIDE_TERRITORY)
-                evidence["diversion"] = {"dealer_id": dealer.dealer_id,
-                                         "territory": list(dealer.territory),
-                                         "scan_region": region, "region_source": sources[i]}
+            if region is not None:
+                inside = covered.get((dealer.dealer_id, region))
+                if inside is None:
+                    inside = covered[dealer.dealer_id, region] = dealer.covers(region)
+                if not inside:
+                    diverted = True
+                    reasons.append(_R_DIVERTED_OUTSIDE_TERRITORY)
+                    evidence["diversion"] = {"dealer_id": dealer.dealer_id,
+                                             "territory": list(dealer.territory),
+                                             "scan_region": region, "region_source": sources[i]}
         # ---- verdict by precedence
         if revoked:
-            verdict = Verdict.REVOKED
-        elif clone_score >= config.clone_score_threshold:
-            verdict = Verdict.SUSPECT_CLONE
+            verdict = _V_REVOKED
+        elif clone_score >= clone_threshold:
+            verdict = _V_SUSPECT_CLONE
         elif diverted:
-            verdict = Verdict.DIVERTED
+            verdict = _V_DIVERTED
         else:
-            verdict = Verdict.GENUINE
+            verdict = _V_GENUINE
         # ---- record
         if not placed:
             here_lat = here_lon = _NAN
@@ -544,7 +632,13 @@ def _decide_verdicts(data: DataDir, scans: Sequence[Any], config: VerdictConfig,
                     at, region or 0, here_lat, here_lon, ahash)
             histories[serial] = h
             count = h.count
-        out.append(_verdict(verdict, reasons, region, sources[i], clone_score, first_scan, count, evidence))
+        # ScanVerdict(verdict, reasons, CodeStatus.GENUINE, ...), the same value, without
+        # the dataclass's attribute-by-attribute __init__
+        v = _new(ScanVerdict)
+        _set_attr(v, "__dict__", {"verdict": verdict, "reasons": reasons, "code_status": _S_GENUINE,
+                                  "region": region, "region_source": sources[i], "clone_score": clone_score,
+                                  "first_scan": first_scan, "scan_count": count, "evidence": evidence})
+        out.append(v)
     # one write per scanned code, its state after the batch, in key order
     records = [(keys[serial], h.pack()) for serial, h in histories.items()]
     first_record = _HIST_WITH[1].pack
@@ -557,14 +651,3 @@ def _decide_verdicts(data: DataDir, scans: Sequence[Any], config: VerdictConfig,
 
 
 _new, _set_attr = object.__new__, object.__setattr__
-
-
-def _verdict(verdict: Verdict, reasons: list[Reason], region: int | None, source: str, clone_score: float,
-             first_scan: dict[str, Any] | None, scan_count: int, evidence: dict[str, Any]) -> ScanVerdict:
-    """``ScanVerdict(verdict, reasons, CodeStatus.GENUINE, ...)``, the same value,
-    without the dataclass's attribute-by-attribute ``__init__``."""
-    v = _new(ScanVerdict)
-    _set_attr(v, "__dict__", {"verdict": verdict, "reasons": reasons, "code_status": CodeStatus.GENUINE,
-                              "region": region, "region_source": source, "clone_score": clone_score,
-                              "first_scan": first_scan, "scan_count": scan_count, "evidence": evidence})
-    return v  # type: ignore[no-any-return]
