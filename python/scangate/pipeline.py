@@ -251,7 +251,9 @@ class DecisionPipeline:
             with self._lock:
                 in_flight = list(self._in_flight)
             overlay: dict[Any, dict[bytes, bytes]] = {}
-            for b in in_flight:                       # oldest first: newer writes win
+            if len(in_flight) == 1:                   # the usual case: that batch's writes, not a copy
+                overlay = in_flight[0].spec.writes    # (never changed once submitted)
+            for b in in_flight if len(in_flight) > 1 else ():   # oldest first: newer writes win
                 for db, items in b.spec.writes.items():
                     overlay.setdefault(db, {}).update(items)
             with self._data.store.env.begin() as snapshot:
