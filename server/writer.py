@@ -1,12 +1,12 @@
-"""The single writer path: group commit of scan decisions.
+"""The single writer path of a worker process: group commit of scan decisions.
 
 Request handlers hand their scans to ``GroupCommitWriter.submit`` and wait on the
-returned future. One thread takes everything queued (up to ``max_batch`` scans)
-and decides it through a ``scangate.pipeline.DecisionPipeline``: the batch is
-decided while the batch before it commits, and its futures are resolved (by the
-pipeline's committer thread) only after its own durable commit. Meanwhile the next
-batch gathers, so batches grow with load and every reply still follows its own
-commit.
+returned future. One thread takes everything queued (up to ``max_batch`` scans),
+decides it with ``rewards.decide_scans`` in one durable LMDB write transaction and
+resolves the futures only after that transaction committed. While one batch
+commits, the next one gathers, so batches grow with load and every reply still
+follows its own commit. Across worker processes LMDB's writer lock serialises the
+batches.
 
 A scan whose deadline passed while it waited is not decided (its future gets
 ``DeadlineExpired``); a batch that fails validation is retried item by item so one
@@ -25,8 +25,7 @@ from dataclasses import dataclass
 
 from scangate.datadir import DataDir
 from scangate.errors import InvalidArgument
-from scangate.pipeline import DecisionPipeline
-from scangate.rewards import Decision, ScanRequest
+from scangate.rewards import Decision, ScanRequest, decide_scans
 from scangate.verdicts import VerdictConfig
 
 log = logging.getLogger("scangate.server.writer")
@@ -62,7 +61,6 @@ class GroupCommitWriter:
         self._max_batch = max_batch
         self._on_commit = on_commit or (lambda size, seconds: None)
         self._after_batch = after_batch or (lambda: None)   # once a batch's futures are all resolved
-        self._pipeline = DecisionPipeline(data, verdict_config)
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._closed = False
         self._lock = threading.Lock()
@@ -99,8 +97,6 @@ class GroupCommitWriter:
                 self._closed = True
                 self._queue.put(None)
         self._thread.join(timeout)
-        if not self._thread.is_alive():
-            self._pipeline.close()      # commit what is in flight; its replies go out
 
     # ------------------------------------------------------------------ thread
     def _run(self) -> None:
@@ -140,7 +136,7 @@ class GroupCommitWriter:
         requests = [r for item in live for r in item.requests]
         started = time.perf_counter()
         try:
-            future = self._pipeline.submit(requests)
+            decisions = decide_scans(self._data, requests, self._config)
         except InvalidArgument as exc:
             if len(live) > 1:               # find the bad one; the others go through
                 for item in live:
@@ -148,39 +144,24 @@ class GroupCommitWriter:
             else:
                 live[0].reply(None, exc)
             return
-        except BaseException as exc:  # corruption: every waiter hears it
-            self._fail(live, exc)
+        except BaseException as exc:  # corruption, disk full: every waiter hears it
+            log.exception("group commit of %d scans failed", len(requests))
+            for item in live:
+                item.reply(None, exc)
             return
-        future.add_done_callback(lambda f: self._committed(live, f, started))
-
-    def _committed(self, items: list[_Item], future: concurrent.futures.Future[list[Decision]],
-                   started: float) -> None:
-        """In the pipeline's committer thread, once the batch committed (or failed)."""
-        try:
-            exc = future.exception()
-            if exc is not None:          # disk full, corruption: every waiter hears it
-                self._fail(items, exc)
-                return
-            decisions = future.result()
-            self._on_commit(len(decisions), time.perf_counter() - started)
-            pos = 0
-            for item in items:
-                item.reply(decisions[pos : pos + len(item.requests)], None)
-                pos += len(item.requests)
-        finally:
-            self._after_batch()
-
-    def _fail(self, items: list[_Item], exc: BaseException) -> None:
-        log.error("group commit of %d scans failed: %s", sum(len(i.requests) for i in items), exc,
-                  exc_info=exc)
-        for item in items:
-            item.reply(None, exc)
+        self._on_commit(len(requests), time.perf_counter() - started)
+        pos = 0
+        for item in live:
+            item.reply(decisions[pos : pos + len(item.requests)], None)
+            pos += len(item.requests)
 
     def _decide_alone(self, item: _Item) -> None:
         started = time.perf_counter()
         try:
-            future = self._pipeline.submit(item.requests)
+            result = decide_scans(self._data, item.requests, self._config)
         except BaseException as exc:
             item.reply(None, exc)
             return
-        future.add_done_callback(lambda f: self._committed([item], f, started))
+        self._on_commit(len(item.requests), time.perf_counter() - started)
+        item.reply(result, None)
+
