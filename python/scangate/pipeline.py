@@ -183,12 +183,12 @@ class _SpeculativeCursor:
 
 
 class _Batch:
-    __slots__ = ("checks", "decisions", "future", "number", "over", "requests", "snapshot_id", "spec")
+    __slots__ = ("decisions", "future", "number", "over", "requests", "snapshot_id", "spec")
 
-    def __init__(self, number: int, requests: Sequence[rewards.ScanRequest], checks: Any, spec: _Speculative,
+    def __init__(self, number: int, requests: Sequence[rewards.ScanRequest], spec: _Speculative,
                  decisions: list[rewards.Decision], snapshot_id: int, over: list[int]):
         self.number = number
-        self.requests, self.checks, self.spec, self.decisions = requests, checks, spec, decisions
+        self.requests, self.spec, self.decisions = requests, spec, decisions
         self.snapshot_id = snapshot_id      # the last transaction committed when it was decided
         self.over = over                    # the numbers of the batches whose writes it read as overlay
         self.future: Future[list[rewards.Decision]] = Future()
@@ -250,12 +250,14 @@ class DecisionPipeline:
             # commits in between is then in both, with the same values
             with self._lock:
                 in_flight = list(self._in_flight)
-            overlay: dict[Any, dict[bytes, bytes]] = {}
-            if len(in_flight) == 1:                   # the usual case: that batch's writes, not a copy
-                overlay = in_flight[0].spec.writes    # (never changed once submitted)
-            for b in in_flight if len(in_flight) > 1 else ():   # oldest first: newer writes win
-                for db, items in b.spec.writes.items():
-                    overlay.setdefault(db, {}).update(items)
+            overlay: dict[Any, dict[bytes, bytes]]
+            if len(in_flight) == 1:      # the usual case: that batch's writes (never changed once submitted)
+                overlay = in_flight[0].spec.writes
+            else:
+                overlay = {}
+                for b in in_flight:      # oldest first: newer writes win
+                    for db, items in b.spec.writes.items():
+                        overlay.setdefault(db, {}).update(items)
             with self._data.store.env.begin() as snapshot:
                 snapshot_id = snapshot.id()
                 spec = _Speculative(snapshot, overlay, self._written)
@@ -265,7 +267,7 @@ class DecisionPipeline:
             self._slots.release()
             raise
         self._submitted += 1
-        batch = _Batch(self._submitted, requests, checks, spec, decisions, snapshot_id,
+        batch = _Batch(self._submitted, requests, spec, decisions, snapshot_id,
                        [b.number for b in in_flight])
         with self._lock:
             self._in_flight.append(batch)
