@@ -136,7 +136,7 @@ class _Outbox:
 def _serve_connection(sock: socket.socket, writer: Any, inflight: Callable[[int], None], tally: _Tally,
                       outboxes: set[_Outbox]) -> None:
     """One worker's connection: read items, submit them, answer each after commit."""
-    from .service import to_request_error
+    from .errors import to_request_error
 
     outbox = _Outbox(sock)
     outboxes.add(outbox)

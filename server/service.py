@@ -18,17 +18,14 @@ from typing import Any
 
 import grpc
 import numpy as np
-from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
-from grpc_status import rpc_status
 
 from scangate import ingest, payouts, points, rewards
 from scangate.config import Config
 from scangate.datadir import DataDir
 from scangate.enums import CodeStatus, Level
-from scangate.errors import BatchRejected, CorruptionError, InvalidArgument, NotFound
 from scangate.trace import TraceStore
 from scangate.v1 import campaigns_pb2 as camp_pb
 from scangate.v1 import campaigns_pb2_grpc
@@ -44,9 +41,10 @@ from scangate.wire import enum_to_proto
 
 from . import metrics
 from .auth import PUBLIC_PREFIXES, Principal, TokenTable, allowed
+from .errors import RequestError, bad, to_request_error
 from .limits import RateLimiter
-from .scanlink import LinkDown, RemoteStatus, WriterLink
-from .writer import DeadlineExpired, WriterClosed
+from .scanlink import WriterLink
+from .writer import DeadlineExpired
 
 log = logging.getLogger("scangate.server")
 
@@ -55,69 +53,6 @@ SERVICE_NAMES = tuple(
     ("ScanService", "CodeService", "TraceService", "CampaignService", "PointsService", "PayoutService"))
 MAX_SCAN_BATCH = 1000
 MAX_ISSUE = 100_000_000
-
-
-# ---------------------------------------------------------------------- errors
-class RequestError(Exception):
-    """A request the server refuses, with its gRPC status and field violations."""
-
-    def __init__(self, code: grpc.StatusCode, message: str, violations: Iterable[tuple[str, str]] = ()):
-        super().__init__(message)
-        self.code, self.message, self.violations = code, message, list(violations)
-
-    def status_proto(self) -> status_pb2.Status:
-        st = status_pb2.Status(code=self.code.value[0], message=self.message)
-        if self.violations:
-            detail = error_details_pb2.BadRequest(field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(field=f, description=d) for f, d in self.violations])
-            st.details.add().Pack(detail)
-        return st
-
-    def status(self) -> grpc.Status:
-        return rpc_status.to_status(self.status_proto())
-
-    @classmethod
-    def from_proto(cls, st: status_pb2.Status) -> RequestError:
-        violations = []
-        for detail in st.details:
-            bad = error_details_pb2.BadRequest()
-            if detail.Unpack(bad):
-                violations += [(v.field, v.description) for v in bad.field_violations]
-        code = next((c for c in grpc.StatusCode if c.value[0] == st.code), grpc.StatusCode.UNKNOWN)
-        return cls(code, st.message, violations)
-
-
-def bad(field: str, why: str) -> RequestError:
-    return RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"{field}: {why}", [(field, why)])
-
-
-def _split_field(message: str) -> tuple[str, str]:
-    """InvalidArgument messages read 'field: why' by convention."""
-    head, sep, tail = message.partition(": ")
-    return (head, tail) if sep and " " not in head else ("request", message)
-
-
-def to_request_error(exc: BaseException) -> RequestError:
-    if isinstance(exc, RequestError):
-        return exc
-    if isinstance(exc, BatchRejected):
-        violations = [(f"{p.where}.{p.field}" if p.field else p.where, p.message) for p in exc.problems]
-        return RequestError(grpc.StatusCode.INVALID_ARGUMENT, str(exc).splitlines()[0], violations)
-    if isinstance(exc, InvalidArgument):
-        return RequestError(grpc.StatusCode.INVALID_ARGUMENT, str(exc), [_split_field(str(exc))])
-    if isinstance(exc, NotFound):
-        return RequestError(grpc.StatusCode.NOT_FOUND, str(exc))
-    if isinstance(exc, DeadlineExpired):
-        return RequestError(grpc.StatusCode.DEADLINE_EXCEEDED, str(exc))
-    if isinstance(exc, (WriterClosed, LinkDown)):
-        return RequestError(grpc.StatusCode.UNAVAILABLE, str(exc))
-    if isinstance(exc, RemoteStatus):
-        return RequestError.from_proto(exc.status)
-    if isinstance(exc, CorruptionError):
-        log.error("data corruption: %s", exc)
-        return RequestError(grpc.StatusCode.DATA_LOSS, "stored data is damaged; see the server log")
-    log.exception("internal error", exc_info=exc)
-    return RequestError(grpc.StatusCode.INTERNAL, "internal error; see the server log")
 
 
 # ---------------------------------------------------------------------- interceptor
