@@ -108,40 +108,46 @@ def _server_gc() -> None:
     gc.set_threshold(*SERVER_GC_THRESHOLDS)
 
 
-def measure_scangate(root: Path, n: int, batch: int) -> tuple[_harness.Timing, float]:
-    """The rate, and the process's CPU seconds (user and system) while deciding."""
-    dd, batches = _prepared(root / "scangate", n, batch)
+def _timed(n: int, run: Callable[[], int]) -> tuple[_harness.Timing, float]:
+    """Time ``run`` (which returns how many it did) under the server's GC settings:
+    the rate, and the process's CPU seconds (user and system, all threads)."""
     _server_gc()
     t0, c0 = time.perf_counter(), time.process_time()
-    decided = sum(len(rewards.decide_scans(dd, b)) for b in batches)
+    done = run()
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
-    dd.close()
-    if decided != n:
-        raise AssertionError(f"decided {decided} of {n}")
+    if done != n:
+        raise AssertionError(f"did {done} of {n}")
     return _harness.Timing(n, elapsed, 1), cpu
 
 
+def measure_scangate(root: Path, n: int, batch: int) -> tuple[_harness.Timing, float]:
+    dd, batches = _prepared(root / "scangate", n, batch)
+    with dd:
+        return _timed(n, lambda: sum(len(rewards.decide_scans(dd, b)) for b in batches))
+
+
 def measure_pipeline(root: Path, n: int, batch: int) -> tuple[_harness.Timing, float, int]:
-    """The pipelined rate, the CPU seconds of both threads, and how many batches
-    had to be decided again (none expected: nothing else writes)."""
+    """Also how many batches had to be decided again (none expected: nothing else
+    writes)."""
     dd, batches = _prepared(root / "pipeline", n, batch)
-    decided = 0
-    _server_gc()
-    t0, c0 = time.perf_counter(), time.process_time()
-    with DecisionPipeline(dd) as pipeline:
-        # as a client would: take each batch's decisions when they are committed,
-        # not all of them at the end
-        pending: collections.deque[Future[list[rewards.Decision]]] = collections.deque()
-        for b in batches:
-            pending.append(pipeline.submit(b))
-            while pending and pending[0].done():
-                decided += len(pending.popleft().result())
-        decided += sum(len(f.result()) for f in pending)
-    elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
-    dd.close()
-    if decided != n:
-        raise AssertionError(f"decided {decided} of {n}")
-    return _harness.Timing(n, elapsed, 1), cpu, pipeline.redecided
+
+    def run() -> int:
+        decided = 0
+        with DecisionPipeline(dd) as pipeline:
+            # as a client would: take each batch's decisions when they are committed,
+            # not all of them at the end
+            pending: collections.deque[Future[list[rewards.Decision]]] = collections.deque()
+            for b in batches:
+                pending.append(pipeline.submit(b))
+                while pending and pending[0].done():
+                    decided += len(pending.popleft().result())
+            redecided.append(pipeline.redecided)
+            return decided + sum(len(f.result()) for f in pending)
+
+    redecided: list[int] = []
+    with dd:
+        timing, cpu = _timed(n, run)
+    return timing, cpu, redecided[0]
 
 
 def measure_raw(root: Path, n: int, batch: int) -> tuple[_harness.Timing, float]:
@@ -150,18 +156,21 @@ def measure_raw(root: Path, n: int, batch: int) -> tuple[_harness.Timing, float]
     claims, ledger = env.open_db(b"claims"), env.open_db(b"ledger")
     keys = [os.urandom(8) for _ in range(n)]
     entry = b"x" * 200
-    _server_gc()
-    t0, c0 = time.perf_counter(), time.process_time()
-    seq = 0
-    for start in range(0, n, batch):
-        with env.begin(write=True) as txn:
-            for k in keys[start : start + batch]:
-                seq += 1
-                txn.put(k, struct.pack(">Q", seq), db=claims)
-                txn.put(struct.pack(">Q", seq), entry, db=ledger, append=True)
-    elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
-    env.close()
-    return _harness.Timing(n, elapsed, 1), cpu
+
+    def run() -> int:
+        seq = 0
+        for start in range(0, n, batch):
+            with env.begin(write=True) as txn:
+                for k in keys[start : start + batch]:
+                    seq += 1
+                    txn.put(k, struct.pack(">Q", seq), db=claims)
+                    txn.put(struct.pack(">Q", seq), entry, db=ledger, append=True)
+        return seq
+
+    try:
+        return _timed(n, run)
+    finally:
+        env.close()
 
 
 def measure(n: int, batch: int, repeat: int, progress: Callable[[str], None]) -> dict[str, Any]:

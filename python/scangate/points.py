@@ -32,6 +32,8 @@ import lmdb
 
 from .datadir import DataDir
 from .errors import InvalidArgument
+from .jsontext import esc as _esc
+from .jsontext import number as _num
 from .localtime import LocalClock
 from .store import iter_prefix
 from .trace import now_ms
@@ -57,16 +59,12 @@ def period_of(at_ms: int) -> str:
 _PERIOD_CLOCK = LocalClock(PERIOD_ZONE)
 
 
-def period(at_ms: int) -> str:
-    """period_of, from the cached clock."""
-    day = _PERIOD_CLOCK.day(at_ms)
+def period(at_ms: int, day: str | None = None) -> str:
+    """period_of, from the cached clock; ``day``: the Asia/Shanghai date of
+    ``at_ms`` (YYYY-MM-DD) when the caller has it already."""
+    if day is None:
+        day = _PERIOD_CLOCK.day(at_ms)
     return day[:7] if len(day) == 10 and day[0] != "0" else period_of(at_ms)
-_esc = json.encoder.encode_basestring_ascii
-
-
-def _num(x: Any) -> str:
-    """JSON text of a number, as json.dumps writes it."""
-    return str(x) if type(x) is int else json.dumps(x)
 
 
 class PointsWriter:
@@ -125,12 +123,9 @@ class PointsWriter:
             raw = self.txn.get(_HISTORY_SEQ, db=self.db)
             seq = _U64.unpack(raw)[0] if raw else 0
         self._seq = seq = seq + 1
-        # JSON as json.dumps writes it: integers (the usual case) by str()
-        numbers = (f"{delta}, \"balance\": {new}" if type(delta) is int and type(new) is int
-                   else f"{_num(delta)}, \"balance\": {_num(new)}")
         dirty[b"h/" + a + b"\0" + _U64.pack(seq)] = (
-            f'{{"delta": {numbers}, "reason": {_esc(reason)}, "ref": {_esc(ref)}, '
-            f'"at_ms": {at_ms if type(at_ms) is int else _num(at_ms)}}}').encode()
+            f'{{"delta": {_num(delta)}, "balance": {_num(new)}, "reason": {_esc(reason)}, "ref": {_esc(ref)}, '
+            f'"at_ms": {_num(at_ms)}}}').encode()
         return new
 
     def flush(self) -> None:

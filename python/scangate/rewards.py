@@ -51,6 +51,8 @@ from .campaigns import Campaign, Prize, campaign_from_json, load_campaign
 from .datadir import DataDir, VerifyResult
 from .enums import CodeStatus
 from .errors import CorruptionError, InvalidArgument, NotFound
+from .jsontext import esc as _esc
+from .jsontext import number as _num
 from .localtime import LocalClock
 from .plugins import RuleContext, RuleResult, run_plugins
 from .store import ProductLine, iter_prefix
@@ -231,7 +233,6 @@ def set_campaign_status(data: DataDir, campaign_id: str, status: str) -> None:
 
 # ---------------------------------------------------------------------- batch state
 _MISSING = object()
-_esc = json.encoder.encode_basestring_ascii
 _UTC_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _US = dt.timedelta(microseconds=1)
 # epoch ms that datetime can hold (years 1 to 9999); outside, a decision raises as
@@ -269,11 +270,6 @@ def _award(campaign_id: str, prize_id: str, kind: str, amount_fen: int, points: 
                               "amount_fen": amount_fen, "points": points, "how": how, "ledger_seq": ledger_seq,
                               "payout_key": payout_key})
     return a  # type: ignore[no-any-return]
-
-
-def _num(x: Any) -> str:
-    """JSON text of a number (or None), as json.dumps writes it."""
-    return str(x) if type(x) is int else json.dumps(x)
 
 
 class _Claims:
@@ -702,9 +698,8 @@ def _select(campaigns: list[_Live], candidates: dict[tuple[str, int], list[_Live
         return _VERDICT_NOT_ELIGIBLE, c
     actor_key = c.key + r.actor.encode()
     day = c.clock.day(time_ms)
-    # the points' month (Asia/Shanghai): the campaign's own day when it keeps that zone
-    month = ("" if not c.has_points else day[:7] if c.month_from_day and len(day) == 10 and day[0] != "0"
-             else points_mod.period(time_ms))
+    # the points' month (Asia/Shanghai): from the campaign's own day when it keeps that zone
+    month = points_mod.period(time_ms, day if c.month_from_day else None) if c.has_points else ""
     return (c, serial.to_bytes(SERIAL_BYTES, "big"), b"d/" + actor_key + b"/" + day.encode(),
             b"t/" + actor_key, month)
 
@@ -816,17 +811,14 @@ def _decide_eligible(b: _Batch, e: _Eligible, r: ScanRequest, time_ms: int, v: S
             return _no_reward(r, v, verdict, _DAILY_CAP_REACHED, c)
         if caps.per_user_total_amount_fen is not None and t_amount + prize.amount_fen > caps.per_user_total_amount_fen:
             return _no_reward(r, v, verdict, _TOTAL_CAP_REACHED, c)
-    # ---- commit the outcome: one draw per code, won or lost (the caches' values and
-    # dirty sets written directly: this runs for every scan)
+    # ---- commit the outcome: one draw per code, won or lost
     seq = b.next_seq
     b.next_seq = seq + 1
     points = 0
     payout_json = "null"
     actor_json = _esc(actor)
-    counter_values, counters_dirty = counters.values, counters.dirty
     if prize is None:
-        counter_values[total_key] = (t_count, t_amount, n)
-        counters_dirty.add(total_key)
+        counters.put(total_key, (t_count, t_amount, n))
         prize_json = "null"
         amount = 0
     else:
@@ -841,17 +833,12 @@ def _decide_eligible(b: _Batch, e: _Eligible, r: ScanRequest, time_ms: int, v: S
             if rule.points_multiplier_pct is not None:
                 points = points * max(rule.points_multiplier_pct, 0) // 100
             b.points.add(actor, points, "award", f"ledger:{seq}", time_ms, month)
-        budget_key = won[1]  # type: ignore[index]
-        count, fen = budgets[budget_key] or _ZERO2
-        budgets[budget_key] = (count + 1, fen + amount)
-        b.budgets.dirty.add(budget_key)
+        b.budgets.add_pair(won[1], 1, amount)  # type: ignore[index]
         if how != "consolation":
-            counter_values[daily_key] = (d_count + 1, d_amount + amount)
-            counter_values[total_key] = (t_count + 1, t_amount + amount, n)
-            counters_dirty.add(daily_key)
+            counters.put(daily_key, (d_count + 1, d_amount + amount))
+            counters.put(total_key, (t_count + 1, t_amount + amount, n))
         else:
-            counter_values[total_key] = (t_count, t_amount, n)
-        counters_dirty.add(total_key)
+            counters.put(total_key, (t_count, t_amount, n))
         if prize.kind in ("cash", "coupon"):
             payout_key = f"{c.id}:{serial}"
             payout_json = f'"{payout_key}"'    # campaign ids and serials need no escaping
@@ -860,8 +847,7 @@ def _decide_eligible(b: _Batch, e: _Eligible, r: ScanRequest, time_ms: int, v: S
                 f'"actor": {actor_json}, "prize_id": {prize_json}, "kind": "{prize.kind}", '
                 f'"amount_fen": {amount}, "coupon": {c.coupon_json[prize.id]}, '
                 f'"created_ms": {now_ms()}}}').encode()
-    points_json = str(points) if type(points) is int else json.dumps(points)
-    time_json = str(time_ms) if type(time_ms) is int else json.dumps(time_ms)
+    points_json, time_json = _num(points), _num(time_ms)
     request_json = _esc(r.request_id)
     # the draw input's JSON: escaping works character by character, and only the
     # actor's characters can need it

@@ -32,6 +32,8 @@ from . import geo
 from .datadir import DataDir, VerifyResult
 from .enums import CodeStatus
 from .errors import InvalidArgument
+from .jsontext import esc as _esc
+from .jsontext import number as _number
 from .trace import SERIAL_BYTES, TraceStore, _keys7, now_ms
 
 __all__ = [
@@ -209,8 +211,6 @@ class ScanVerdict:
 # json_text's text up to the evidence, and the whole text with no evidence, by the
 # fields that make them (verdicts without a first scan)
 _json_heads: dict[tuple[Any, ...], tuple[str, str]] = {}
-_esc = json.encoder.encode_basestring_ascii
-_VERDICT_LABEL = {v: v.label for v in Verdict}
 _STATUS_LABEL = {s: s.label for s in CodeStatus}
 _REASON_VALUE = {r: r.value for r in Reason}
 _VERDICT_JSON = {v: _esc(v.label) for v in Verdict}
@@ -241,14 +241,6 @@ def _evidence_json(evidence: dict[str, Any]) -> str:
 
 
 _TRACE_KEYS = ("ancestors", "shipped_unit", "shipment_id", "dealer_id", "territory")
-
-
-def _number(x: Any) -> str:
-    """A number's JSON text as json.dumps writes it."""
-    kind = type(x)
-    if kind is int or (kind is float and x - x == 0):   # finite
-        return repr(x)
-    return json.dumps(x)
 
 
 # ---------------------------------------------------------------------- history
