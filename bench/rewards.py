@@ -85,10 +85,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=100, help="scans per write transaction (default 100)")
 
 
-def _prepared(root: Path, n: int, batch: int) -> tuple[scangate.DataDir, list[list[ScanRequest]]]:
+def _prepared(root: Path, n: int, batch: int, map_size: int = scangate.store.DEFAULT_MAP_SIZE
+              ) -> tuple[scangate.DataDir, list[list[ScanRequest]]]:
     """A data directory with the campaign, n fresh codes in batches, and two
     warm-up batches of other codes already decided."""
-    dd = scangate.init_data_dir(root)
+    dd = scangate.init_data_dir(root, map_size=map_size)
     rewards.put_campaign(dd, CAMPAIGN, "bench.toml")
     codes = dd.issue_codes("BENCH", "item", n + 2 * batch).as_strings()
     warm = [ScanRequest(f"w{i}", c, f"warm-{i}", region=510104, time_ms=T0 + i) for i, c in enumerate(codes[n:])]

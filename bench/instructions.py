@@ -1,0 +1,76 @@
+"""Instructions per reward decision, counted by valgrind: a figure that, unlike
+the wall clock, does not move with the disk or with other work on the machine.
+
+``python -m bench.instructions [--n N] [--batch B]``
+
+Runs this module twice under ``valgrind --tool=callgrind``: once deciding N scans
+(after the same set-up and two warm-up batches as ``python -m bench rewards``),
+once stopping before deciding, and prints (instructions of the first - of the
+second) / N. ``OPENBLAS_NUM_THREADS=1`` and ``PYTHONHASHSEED=0`` are set so that
+repeated runs agree to a few hundred instructions per decision. Needs valgrind
+(Debian: ``apt-get install valgrind``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from scangate import rewards
+
+from .rewards import _prepared
+
+MAP_SIZE = 1 << 30      # valgrind cannot map the default terabyte
+
+
+def _child(mode: str, n: int, batch: int) -> None:
+    root = Path(tempfile.mkdtemp(prefix="scangate-bench-instructions-"))
+    try:
+        dd, batches = _prepared(root / "d", n, batch, map_size=MAP_SIZE)
+        with dd:
+            if mode == "decide":
+                for b in batches:
+                    rewards.decide_scans(dd, b)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _count(mode: str, n: int, batch: int) -> int:
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+    done = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+                           "-m", "bench.instructions", "--child", mode, "--n", str(n), "--batch", str(batch)],
+                          env=env, capture_output=True, text=True, check=False)
+    m = re.search(r"Collected : (\d+)", done.stderr)
+    if done.returncode != 0 or m is None:
+        raise SystemExit(f"valgrind run ({mode}) failed:\n{done.stderr[-3000:]}")
+    return int(m.group(1))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.instructions", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=3000, help="decisions counted (default 3000)")
+    parser.add_argument("--batch", type=int, default=100, help="scans per transaction (default 100)")
+    parser.add_argument("--child", choices=("setup", "decide"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.n < 1 or args.batch < 1:
+        raise SystemExit("--n and --batch must be at least 1")
+    if args.child:
+        _child(args.child, args.n, args.batch)
+        return 0
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind is not installed (Debian: apt-get install valgrind)")
+    setup, decide = _count("setup", args.n, args.batch), _count("decide", args.n, args.batch)
+    print(f"decide_scans: {(decide - setup) / args.n:,.0f} instructions per decision "
+          f"({args.n:_} decisions, {args.batch} per transaction; callgrind)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
