@@ -4,6 +4,7 @@ leaderboard, and redemption that is idempotent and cannot overdraw."""
 from __future__ import annotations
 
 import datetime as dt
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -72,6 +73,31 @@ def test_tier_multiplier_follows_cumulative_points(stores) -> None:  # type: ign
     hist = points.history(dd, "store-a")
     assert [h["delta"] for h in hist] == [100, 100, 100, 150, 150, -550, 150]
     assert hist[-1]["balance"] == 200
+
+
+def test_accounts_written_before_balance_and_earned_shared_a_record(stores) -> None:  # type: ignore[no-untyped-def]
+    """Older data: b/<actor> holds the balance alone (8 bytes), e/<actor> the points
+    earned. They are read as they are, and the next change writes both to b/."""
+    dd, cases = stores
+    db = dd.store.db("points")
+    with dd.store.env.begin(write=True) as txn:     # 320 earned (silver), 20 left after redeeming
+        txn.put(b"b/store-old", struct.pack(">q", 20), db=db)
+        txn.put(b"e/store-old", struct.pack(">q", 320), db=db)
+    assert points.balance(dd, "store-old") == 20
+    with dd.store.env.begin() as txn:
+        assert points.earned(txn, db, "store-old") == 320
+    # the tier follows the 320 earned before: silver, x1.5
+    assert scan(dd, cases[0], "store-old", "o0", APRIL).award.points == 150  # type: ignore[union-attr]
+    with dd.store.env.begin() as txn:
+        assert struct.unpack(">qq", txn.get(b"b/store-old", db=db)) == (170, 470)
+        assert points.earned(txn, db, "store-old") == 470
+    assert points.redeem(dd, "store-old", 170, "old-1").balance == 0
+    with dd.store.env.begin(write=True) as txn:     # redeeming an old-format account keeps what it earned
+        txn.put(b"b/store-older", struct.pack(">q", 50), db=db)
+        txn.put(b"e/store-older", struct.pack(">q", 80), db=db)
+    assert points.redeem(dd, "store-older", 30, "older-1").balance == 20
+    with dd.store.env.begin() as txn:
+        assert struct.unpack(">qq", txn.get(b"b/store-older", db=db)) == (20, 80)
 
 
 def test_redeem_never_overdraws_and_is_idempotent(stores) -> None:  # type: ignore[no-untyped-def]

@@ -173,6 +173,47 @@ def test_ten_per_day_then_scan_limit_reached(dd: scangate.DataDir) -> None:
     assert pairs(dd, "budgets")[b"c1/cny-1"] == (12, 1200)
 
 
+def test_daily_caps_hold_for_scans_of_any_day_in_any_order(dd: scangate.DataDir) -> None:
+    """A scan's time is the client's: a late upload can be dated before scans already
+    decided. Each local day keeps its own count and amount (the t/ record holds one
+    day, a d/ record any other), whichever order its scans arrive in."""
+    tail = "[caps]\nper_user_daily_count = 2\nper_user_daily_amount_fen = 250\n"
+    rewards.put_campaign(dd, campaign(prizes=CASH_1, tail=tail), "x.toml")
+    cs = iter(codes(dd, 12))
+    day = {d: ms(2026, 3, d, 10) for d in (10, 11, 12)}
+    assert won(scan1(dd, next(cs), "u1", t=day[11]))            # 11th: 1
+    assert won(scan1(dd, next(cs), "u1", t=day[10]))            # 10th: 1 (uploaded late)
+    assert won(scan1(dd, next(cs), "u1", t=day[10] + 1))        # 10th: 2
+    assert scan1(dd, next(cs), "u1", t=day[10] + 2).no_reward is NoReward.DAILY_CAP_REACHED
+    assert won(scan1(dd, next(cs), "u1", t=day[11] + 1))        # 11th: 2, its first still counted
+    assert scan1(dd, next(cs), "u1", t=day[11] + 2).no_reward is NoReward.DAILY_CAP_REACHED
+    assert scan1(dd, next(cs), "u1", t=day[10] + 3).no_reward is NoReward.DAILY_CAP_REACHED
+    # within one batch, days interleaved: the 12th has room for two, the others none
+    batch = [req(next(cs), "u1", t=t) for t in (day[12], day[10] + 4, day[12] + 1, day[11] + 3, day[12] + 2)]
+    assert [d.no_reward for d in rewards.decide_scans(dd, batch)] == [
+        None, NoReward.DAILY_CAP_REACHED, None, NoReward.DAILY_CAP_REACHED, NoReward.DAILY_CAP_REACHED]
+    assert pairs(dd, "budgets")[b"c1/cny-1"] == (6, 600)
+
+
+def test_daily_counters_written_before_the_day_moved_into_the_total(dd: scangate.DataDir) -> None:
+    """Older data: t/ holds awards, fen and scans only (3 x u64), every day its own d/
+    record. Those are still what the caps read."""
+    rewards.put_campaign(dd, campaign(prizes=CASH_1, tail="[caps]\nper_user_daily_count = 2\n"), "x.toml")
+    cs = codes(dd, 3)
+    db = dd.store.db("counters")
+    with dd.store.env.begin(write=True) as txn:
+        txn.put(b"t/c1/u1", struct.pack(">QQQ", 5, 500, 7), db=db)
+        txn.put(b"d/c1/u1/2026-03-10", struct.pack(">QQ", 2, 200), db=db)
+    assert scan1(dd, cs[0], "u1", t=ms(2026, 3, 10, 18)).no_reward is NoReward.DAILY_CAP_REACHED
+    d = scan1(dd, cs[1], "u1", t=ms(2026, 3, 11, 9))
+    assert won(d) and d.award.amount_fen == 100      # type: ignore[union-attr]
+    # awards, fen, eligible scans (the refused one is not counted), then the day held:
+    # the 11th (20523 days after 1970-01-01) with 1 award of 100 fen
+    with dd.store.env.begin() as txn:
+        assert struct.unpack(">QQQqQQ", txn.get(b"t/c1/u1", db=db)) == (6, 600, 8, 20523, 1, 100)
+    assert scan1(dd, cs[2], "u1", t=ms(2026, 3, 10, 19)).no_reward is NoReward.DAILY_CAP_REACHED
+
+
 # ------------------------------------------------------------------ guaranteed wins
 def test_third_purchase_wins(dd: scangate.DataDir) -> None:
     rewards.put_campaign(dd, campaign(odds="0%", extra="win_on_nth_scan = [3]"), "x.toml")

@@ -130,8 +130,11 @@ def test_kill_9_during_decisions(tmp_path: Path, driver: str) -> None:
         ledger = [json.loads(bytes(v)) for _, v in txn.cursor(db=s.db("ledger"))]
         budgets = {bytes(k).decode(): struct.unpack(">QQ", bytes(v)) for k, v in txn.cursor(db=s.db("budgets"))}
         outbox = [json.loads(bytes(v)) for _, v in txn.cursor(db=s.db("outbox"))]
-        balances = {bytes(k)[2:].decode(): struct.unpack(">q", bytes(v))[0]
+        # b/<actor>: balance and points earned (nothing is redeemed here: equal)
+        accounts = {bytes(k)[2:].decode(): struct.unpack(">qq", bytes(v))
                     for k, v in txn.cursor(db=s.db("points")) if bytes(k).startswith(b"b/")}
+    assert all(b == e for b, e in accounts.values())
+    balances = {actor: b for actor, (b, _e) in accounts.items()}
     # nothing acknowledged is lost, and what is stored is what was acknowledged
     assert {k: stored[k] for k in acknowledged} == acknowledged
     # one draw per code; ledger, budgets, outbox and points agree

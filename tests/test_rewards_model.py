@@ -38,7 +38,9 @@ ACTORS = ["u0", "u1", "u2", "farm"]          # "farm" is blacklisted
 CHENGDU, BEIJING = 510104, 110101            # Beijing ("11") is excluded
 T0 = int(datetime(2026, 3, 1, 0, 0, tzinfo=TZ).timestamp() * 1000)
 END = datetime(2026, 3, 9, tzinfo=TZ)
-STEPS = [0, 60_000, 60_000, 3 * 3_600_000, 24 * 3_600_000]
+# clock steps between batches: back a day too (a scan uploaded late), so daily caps
+# are checked across days in any order
+STEPS = [0, 60_000, 60_000, 3 * 3_600_000, 24 * 3_600_000, -24 * 3_600_000]
 NTH = (4,)
 CAPS = {"daily_count": 2, "daily_fen": 500, "total_count": 3, "total_fen": 600}
 CASH_FEN = 300

@@ -8,6 +8,7 @@ and does the rest in integer arithmetic, with the same results:
 
     clock = LocalClock(ZoneInfo("Asia/Shanghai"))
     clock.day(ms)          # "2026-03-10", as dt.datetime(...).date().isoformat()
+    clock.day_number(ms)   # that date as days since 1970-01-01; clock.iso_day(n) back
     clock.minute(ms)       # 0..1439, minutes since local midnight
 
 An hour whose two ends have different offsets (a DST change inside it) is never
@@ -64,7 +65,14 @@ class LocalClock:
 
     def day(self, time_ms: int) -> str:
         """The local date of ``time_ms`` as YYYY-MM-DD."""
-        number = self.local_ms(time_ms) // _DAY_MS
+        return self.iso_day(self.local_ms(time_ms) // _DAY_MS)
+
+    def day_number(self, time_ms: int) -> int:
+        """The local date of ``time_ms`` as days since 1970-01-01."""
+        return self.local_ms(time_ms) // _DAY_MS
+
+    def iso_day(self, number: int) -> str:
+        """The date ``number`` days after 1970-01-01 as YYYY-MM-DD."""
         text = self._days.get(number)
         if text is None:
             if len(self._days) >= _MAX_CACHED:

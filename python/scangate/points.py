@@ -4,8 +4,12 @@ leaderboard, and redemption that cannot overdraw.
 Keys in the ``points`` database (actor ids are UTF-8; "/" inside them is fine
 because each key kind has a fixed prefix and the actor ends the key):
 
-    b/<actor>              balance (signed 64-bit)
-    e/<actor>              cumulative points earned (tiers read this)
+    b/<actor>              balance and cumulative points earned (tiers read it):
+                           two signed 64-bit integers. In data written before
+                           they shared the record it holds the balance alone
+                           (8 bytes) and e/<actor> the points earned; such an
+                           actor's next change writes both here, and e/ is no
+                           longer read
     m/<YYYY-MM>/<actor>    points earned in that month (Asia/Shanghai)
     h/<actor>\\0<seq>       history entry: JSON {delta, balance, reason, ref, at_ms}; seq
                            (64-bit) is the database's running history number, so an
@@ -38,7 +42,7 @@ from .localtime import LocalClock
 from .store import iter_prefix
 from .trace import now_ms
 
-__all__ = ["PointsWriter", "add_points", "balance", "earned", "history", "leaderboard", "redeem", "Redemption",
+__all__ = ["AwardKeys", "PointsWriter", "award_keys", "add_points", "balance", "earned", "history", "leaderboard", "redeem", "Redemption",
            "PERIOD_ZONE"]
 
 PERIOD_ZONE = ZoneInfo("Asia/Shanghai")
@@ -47,9 +51,21 @@ _U64 = struct.Struct(">Q")
 _HISTORY_SEQ = b"q"
 
 
-def _get(txn: lmdb.Transaction, db: Any, key: bytes) -> int:
-    raw = txn.get(key, db=db)
-    return _I64.unpack(raw)[0] if raw else 0
+_ACCOUNT = struct.Struct(">qq")     # b/<actor>: balance, earned
+_NO_ACCOUNT = (0, 0)
+
+
+def _account(txn: lmdb.Transaction, db: Any, actor: bytes, raw: bytes | None = None) -> tuple[int, int]:
+    """An actor's (balance, earned) from its b/ record (``raw``, when the caller
+    read it already), or from the older pair of b/ and e/ records."""
+    if raw is None:
+        raw = txn.get(b"b/" + actor, db=db)
+        if raw is None:
+            return _NO_ACCOUNT
+    if len(raw) == _ACCOUNT.size:
+        return _ACCOUNT.unpack(raw)  # type: ignore[return-value]
+    earned_raw = txn.get(b"e/" + actor, db=db)
+    return _I64.unpack(raw)[0], _I64.unpack(earned_raw)[0] if earned_raw else 0
 
 
 def period_of(at_ms: int) -> str:
@@ -67,66 +83,114 @@ def period(at_ms: int, day: str | None = None) -> str:
     return day[:7] if len(day) == 10 and day[0] != "0" else period_of(at_ms)
 
 
+# The records an award of points changes: the actor's account (b/) and month
+# (m/) keys, and the prefix of its history keys (h/).
+AwardKeys = tuple[bytes, bytes, bytes]
+
+
+def award_keys(actor: bytes, month: str) -> AwardKeys:
+    """The keys of the records an award to ``actor`` (UTF-8) in ``month``
+    (YYYY-MM) changes."""
+    return b"b/" + actor, b"m/" + month.encode() + b"/" + actor, b"h/" + actor + b"\0"
+
+
 class PointsWriter:
     """Points changes inside one write transaction, for many actors: reads go
     through a cache that holds this writer's own changes, and the changed records
     are written once each by ``flush`` (before the commit). The
     result is the same as ``add_points`` call by call."""
 
-    __slots__ = ("_dirty", "_seq", "_values", "db", "txn")
+    __slots__ = ("_accounts", "_dirty", "_months", "_seq", "db", "txn")
 
     def __init__(self, txn: lmdb.Transaction, db: Any):
         self.txn, self.db = txn, db
-        self._values: dict[bytes, int] = {}     # balance, earned and month totals read or changed
+        self._accounts: dict[bytes, tuple[int, int]] = {}   # b/ key -> (balance, earned), read or changed
+        self._months: dict[bytes, int] = {}                  # m/ key -> the month's points, read or changed
         self._dirty: dict[bytes, bytes] = {}
         self._seq: int | None = None            # the last history number, once read
 
-    def _get(self, key: bytes) -> int:
-        value = self._values.get(key)
+    def _account(self, key: bytes) -> tuple[int, int]:
+        account = self._accounts.get(key)
+        if account is None:
+            account = self._accounts[key] = _account(self.txn, self.db, key[2:])
+        return account
+
+    def _month(self, key: bytes) -> int:
+        value = self._months.get(key)
         if value is None:
             raw = self.txn.get(key, db=self.db)
-            value = self._values[key] = _I64.unpack(raw)[0] if raw else 0
+            value = self._months[key] = _I64.unpack(raw)[0] if raw else 0
         return value
 
     def prefetch(self, awards: Iterable[tuple[str, str]]) -> None:
         """Read the records that awards of points to (actor, month) would change,
         in one getmulti."""
-        wanted = []
-        for actor, month in awards:
-            a = actor.encode()
-            wanted += (b"b/" + a, b"e/" + a, b"m/" + month.encode() + b"/" + a)
-        keys = list(set(wanted).difference(self._values))
-        if keys:
-            values = self._values
-            values.update(dict.fromkeys(keys, 0))
-            for k, v in self.txn.cursor(db=self.db).getmulti(keys):
-                values[k] = _I64.unpack(v)[0]
+        self.prefetch_keys(k for actor, month in awards for k in award_keys(actor.encode(), month)[:2])
+
+    def prefetch_keys(self, wanted: Iterable[bytes]) -> None:
+        """Read account (b/) and month (m/) records, keys as ``award_keys`` gives
+        them, not cached yet, in one getmulti."""
+        accounts, months = self._accounts, self._months
+        keys = [k for k in set(wanted) if k not in accounts and k not in months]
+        if not keys:
+            return
+        found = dict(self.txn.cursor(db=self.db).getmulti(keys))
+        txn, db = self.txn, self.db
+        for key in keys:
+            raw = found.get(key)
+            if key[:2] == b"b/":
+                accounts[key] = _NO_ACCOUNT if raw is None else _account(txn, db, key[2:], raw)
+            else:
+                months[key] = _I64.unpack(raw)[0] if raw else 0
 
     def earned(self, actor: str) -> int:
-        return self._get(b"e/" + actor.encode())
+        return self._account(b"b/" + actor.encode())[1]
 
     def add(self, actor: str, delta: int, reason: str, ref: str, at_ms: int, month: str = "") -> int:
         """Change an actor's balance; earning also counts towards the cumulative
         total and the month (``month``: period(at_ms), when the caller has it).
         Returns the new balance."""
         a = actor.encode()
-        values, dirty = self._values, self._dirty
-        key = b"b/" + a
-        new = values[key] + delta if key in values else self._get(key) + delta
-        values[key], dirty[key] = new, _I64.pack(new)
-        if delta > 0:
-            for key in (b"e/" + a, f"m/{month or period(at_ms)}/".encode() + a):
-                value = values[key] + delta if key in values else self._get(key) + delta
-                values[key], dirty[key] = value, _I64.pack(value)
-        seq = self._seq
-        if seq is None:
-            raw = self.txn.get(_HISTORY_SEQ, db=self.db)
-            seq = _U64.unpack(raw)[0] if raw else 0
-        self._seq = seq = seq + 1
-        dirty[b"h/" + a + b"\0" + _U64.pack(seq)] = (
-            f'{{"delta": {_num(delta)}, "balance": {_num(new)}, "reason": {_esc(reason)}, "ref": {_esc(ref)}, '
-            f'"at_ms": {_num(at_ms)}}}').encode()
+        keys = award_keys(a, month or period(at_ms)) if delta > 0 else (b"b/" + a, b"", b"h/" + a + b"\0")
+        new = self._change(keys, delta)
+        self._history(keys[2], f'{{"delta": {_num(delta)}, "balance": {_num(new)}, "reason": {_esc(reason)}, '
+                               f'"ref": {_esc(ref)}, "at_ms": {_num(at_ms)}}}')
         return new
+
+    def credit(self, keys: AwardKeys, delta: int, seq: int, at_ms_json: str) -> int:
+        """``add(actor, delta, "award", f"ledger:{seq}", at_ms, month)`` for an
+        integer ``delta`` of 0 or more, by the keys ``award_keys(actor, month)`` gave and
+        the JSON text of ``at_ms``: the reward decision's form, which has them
+        already. Writes the same records; returns the new balance."""
+        new = self._change(keys, delta)
+        # as add() writes it: ints are their own JSON text; "award" and "ledger:<n>"
+        # need no escaping
+        self._history(keys[2], f'{{"delta": {delta}, "balance": {new}, "reason": "award", "ref": "ledger:{seq}", '
+                               f'"at_ms": {at_ms_json}}}')
+        return new
+
+    def _change(self, keys: AwardKeys, delta: int) -> int:
+        """Add ``delta`` to the balance and, when it is positive, to the earned and
+        month totals; the new balance."""
+        key = keys[0]
+        balance, earned = self._accounts.get(key) or self._account(key)
+        balance += delta
+        if delta > 0:
+            earned += delta
+            month_key = keys[1]
+            month = (self._months[month_key] if month_key in self._months else self._month(month_key)) + delta
+            self._months[month_key], self._dirty[month_key] = month, _I64.pack(month)
+        self._accounts[key], self._dirty[key] = (balance, earned), _ACCOUNT.pack(balance, earned)
+        return balance
+
+    def _history(self, prefix: bytes, text: str) -> None:
+        """Append a history entry under the next history number."""
+        number = self._seq
+        if number is None:
+            raw = self.txn.get(_HISTORY_SEQ, db=self.db)
+            number = _U64.unpack(raw)[0] if raw else 0
+        self._seq = number = number + 1
+        self._dirty[prefix + _U64.pack(number)] = text.encode()
 
     def flush(self) -> None:
         if self._seq is not None:
@@ -148,11 +212,11 @@ def add_points(txn: lmdb.Transaction, db: Any, actor: str, delta: int, reason: s
 
 def balance(data: DataDir, actor: str) -> int:
     with data.store.env.begin() as txn:
-        return _get(txn, data.store.db("points"), b"b/" + actor.encode())
+        return _account(txn, data.store.db("points"), actor.encode())[0]
 
 
 def earned(txn: lmdb.Transaction, db: Any, actor: str) -> int:
-    return _get(txn, db, b"e/" + actor.encode())
+    return _account(txn, db, actor.encode())[1]
 
 
 def history(data: DataDir, actor: str, limit: int = 100) -> list[dict[str, Any]]:
@@ -204,7 +268,7 @@ def redeem(data: DataDir, actor: str, points: int, request_id: str, note: str = 
         done = txn.get(b"r/" + request_id.encode(), db=db)
         if done is not None:
             return Redemption(**json.loads(done))
-        have = _get(txn, db, b"b/" + actor.encode())
+        have = _account(txn, db, actor.encode())[0]
         if have < points:
             result = Redemption(request_id, actor, points, False, have, "insufficient_points")
         else:

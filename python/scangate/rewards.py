@@ -19,8 +19,14 @@ json.dumps writes; tests/test_rewards_encoding.py):
     requests   request id -> 8-byte number of its decision in ``decisions``
     decisions  number -> json.dumps(Decision.to_json()); appended only
     claims     serial (7 bytes) -> JSON {campaign_id, ledger_seq}
-    counters   t/<campaign>/<actor> -> awards, fen, eligible scans (3 x u64);
-               d/<campaign>/<actor>/<local day> and pf/<campaign>/<plugin> -> 2 x u64
+    counters   t/<campaign>/<actor> -> awards, fen, eligible scans (3 x u64), then
+               the awards of one local day: day number (days since 1970-01-01,
+               i64), awards, fen (u64); a record of 3 holds no day (as all did
+               in data written before the day moved in);
+               d/<campaign>/<actor>/<local day> -> awards, fen of any other day
+               (2 x u64): written when an award on another day takes the t/
+               record's place, read when a scan's day is not the one t/ holds;
+               pf/<campaign>/<plugin> -> failures, 0 (2 x u64)
     budgets    <campaign>/<prize> -> awards, fen (2 x u64)
     ledger     seq (u64) -> JSON entry (draw input, HMAC, roll, odds, outcome)
     outbox     <campaign>:<serial> -> JSON payout request
@@ -242,10 +248,7 @@ _MAX_MS = (dt.datetime(9999, 12, 30, tzinfo=dt.UTC) - _UTC_EPOCH) // dt.timedelt
 _GENUINE = int(CodeStatus.GENUINE)
 _NO_RULE = RuleResult()
 _MESSAGE_KEYS = {"zh-CN", "en"}
-# counters: t/<campaign>/<actor> -> (awards, fen awarded: the caps; the user's eligible
-# scans in the campaign: the Nth scan), d/<campaign>/<actor>/<local day> -> (awards,
-# fen) that day, pf/<campaign>/<plugin> -> (failures, 0); budgets: <campaign>/<prize>
-# -> (awards, fen)
+# counters and budgets: see the module docstring
 
 
 _new, _set_attr = object.__new__, object.__setattr__
@@ -349,8 +352,8 @@ class _Counts:
                 [(k, _COUNTS[len(v)].pack(*v)) for k in self.dirty if (v := values[k]) is not None])
 
 
-_COUNTS = {2: _PAIR, 3: struct.Struct(">QQQ")}
-_ZERO2, _ZERO3 = (0, 0), (0, 0, 0)
+_COUNTS = {2: _PAIR, 3: struct.Struct(">QQQ"), 6: struct.Struct(">QQQqQQ")}
+_ZERO2 = (0, 0)
 
 
 def _unpack_counts(raw: bytes) -> tuple[int, ...]:
@@ -646,8 +649,10 @@ _V_SUSPECT_CLONE = Verdict.SUSPECT_CLONE
 
 # A scan past the stateless checks (campaign, window, region, blacklist, verdict
 # policy): its campaign and the keys of the state its decision reads and writes:
-# (campaign, claim key, daily counter key, total counter key, month of the points).
-_Eligible = tuple[_Live, bytes, bytes, bytes, str]
+# (campaign, claim key, the scan's local day (days since 1970-01-01, YYYY-MM-DD),
+# total counter key, the keys of the points records an award would change, None
+# when the campaign has no points prize).
+_Eligible = tuple[_Live, bytes, tuple[int, str], bytes, "points_mod.AwardKeys | None"]
 
 
 def _select(campaigns: list[_Live], candidates: dict[tuple[str, int], list[_Live]], r: ScanRequest,
@@ -696,12 +701,14 @@ def _select(campaigns: list[_Live], candidates: dict[tuple[str, int], list[_Live
     if (verdict is _V_DIVERTED and not c.diverted_ok) or \
             (verdict is _V_SUSPECT_CLONE and not c.clone_ok):
         return _VERDICT_NOT_ELIGIBLE, c
-    actor_key = c.key + r.actor.encode()
-    day = c.clock.day(time_ms)
+    actor = r.actor.encode()
+    clock = c.clock
+    number = clock.day_number(time_ms)
+    day = clock.iso_day(number)
     # the points' month (Asia/Shanghai): from the campaign's own day when it keeps that zone
-    month = points_mod.period(time_ms, day if c.month_from_day else None) if c.has_points else ""
-    return (c, serial.to_bytes(SERIAL_BYTES, "big"), b"d/" + actor_key + b"/" + day.encode(),
-            b"t/" + actor_key, month)
+    point_keys = points_mod.award_keys(actor, points_mod.period(time_ms, day if c.month_from_day else None)) \
+        if c.has_points else None
+    return c, serial.to_bytes(SERIAL_BYTES, "big"), (number, day), b"t/" + c.key + actor, point_keys
 
 
 def _decide(b: _Batch, campaigns: list[_Live], requests: list[ScanRequest], times: list[int],
@@ -718,8 +725,8 @@ def _decide(b: _Batch, campaigns: list[_Live], requests: list[ScanRequest], time
     eligible = [(i, e) for i, e in enumerate(selected) if len(e) == 5]
     if eligible:
         b.claims.prefetch([e[1] for _, e in eligible])
-        b.counters.prefetch([k for _, e in eligible for k in (e[2], e[3])])
-        b.points.prefetch([(requests[i].actor, e[4]) for i, e in eligible if e[4]])
+        b.counters.prefetch([e[3] for _, e in eligible])
+        b.points.prefetch_keys([k for _, e in eligible if (keys := e[4]) for k in keys[:2]])
         b.budgets.prefetch({entry[1] for c in {e[0] for _, e in eligible} for entry in c.entry.values()})
     out = []
     for r, t, v, e, line_id, serial in zip(requests, times, verdicts, selected, line_ids, serials):
@@ -728,6 +735,11 @@ def _decide(b: _Batch, campaigns: list[_Live], requests: list[ScanRequest], time
         else:
             out.append(_no_reward(r, v, v.to_json(), e[0], e[1]))  # type: ignore[misc]
     return out
+
+
+def _day_key(total_key: bytes, day: str) -> bytes:
+    """The d/ record of one local day (YYYY-MM-DD) beside a t/ record."""
+    return b"d/" + total_key[2:] + b"/" + day.encode()
 
 
 def _no_reward(r: ScanRequest, v: ScanVerdict, verdict: dict[str, Any], reason: NoReward,
@@ -745,15 +757,24 @@ def _decide_eligible(b: _Batch, e: _Eligible, r: ScanRequest, time_ms: int, v: S
                      line: ProductLine, serial: int) -> tuple[Decision, str]:
     """The stateful part of a decision: claim, caps, draw, prize, writes. The keys
     of ``e`` were prefetched, so their values are in the caches."""
-    c, claim_key, daily_key, total_key, month = e
+    c, claim_key, today, total_key, point_keys = e
     verdict = v.to_json()
     claims = b.claims
     if claims.values[claim_key] is not None:
         return _no_reward(r, v, verdict, _ALREADY_CLAIMED, c)
     counters = b.counters
     caps = c.caps
-    d_count, d_amount = counters.values[daily_key] or _ZERO2
-    t_count, t_amount, n = counters.values[total_key] or _ZERO3
+    total = counters.values[total_key]
+    if total is None:       # no awards, no scans: no day records either
+        t_count = t_amount = n = d_count = d_amount = 0
+        held: tuple[int, ...] = ()
+    else:
+        t_count, t_amount, n = total[0], total[1], total[2]
+        held = total[3:]    # the day the record holds: (day number, awards, fen), or ()
+        if held and held[0] == today[0]:
+            d_count, d_amount = held[1], held[2]
+        else:
+            d_count, d_amount = counters.pair(_day_key(total_key, today[1]))
     if caps.per_user_daily_count is not None and d_count >= caps.per_user_daily_count:
         return _no_reward(r, v, verdict, _DAILY_CAP_REACHED, c)
     if caps.per_user_total_count is not None and t_count >= caps.per_user_total_count:
@@ -815,10 +836,11 @@ def _decide_eligible(b: _Batch, e: _Eligible, r: ScanRequest, time_ms: int, v: S
     seq = b.next_seq
     b.next_seq = seq + 1
     points = 0
+    time_json = _num(time_ms)
     payout_json = "null"
     actor_json = _esc(actor)
     if prize is None:
-        counters.put(total_key, (t_count, t_amount, n))
+        counters.put(total_key, (t_count, t_amount, n, *held))
         prize_json = "null"
         amount = 0
     else:
@@ -832,13 +854,15 @@ def _decide_eligible(b: _Batch, e: _Eligible, r: ScanRequest, time_ms: int, v: S
                 points = points * tier.multiplier_pct // 100
             if rule.points_multiplier_pct is not None:
                 points = points * max(rule.points_multiplier_pct, 0) // 100
-            b.points.add(actor, points, "award", f"ledger:{seq}", time_ms, month)
+            b.points.credit(point_keys, points, seq, time_json)  # type: ignore[arg-type]
         b.budgets.add_pair(won[1], 1, amount)  # type: ignore[index]
         if how != "consolation":
-            counters.put(daily_key, (d_count + 1, d_amount + amount))
-            counters.put(total_key, (t_count + 1, t_amount + amount, n))
+            if held and held[0] != today[0] and (held[1] or held[2]):
+                # today takes the record's day place: the day it held keeps its awards
+                counters.put(_day_key(total_key, c.clock.iso_day(held[0])), (held[1], held[2]))
+            counters.put(total_key, (t_count + 1, t_amount + amount, n, today[0], d_count + 1, d_amount + amount))
         else:
-            counters.put(total_key, (t_count, t_amount, n))
+            counters.put(total_key, (t_count, t_amount, n, *held))
         if prize.kind in ("cash", "coupon"):
             payout_key = f"{c.id}:{serial}"
             payout_json = f'"{payout_key}"'    # campaign ids and serials need no escaping
@@ -847,7 +871,7 @@ def _decide_eligible(b: _Batch, e: _Eligible, r: ScanRequest, time_ms: int, v: S
                 f'"actor": {actor_json}, "prize_id": {prize_json}, "kind": "{prize.kind}", '
                 f'"amount_fen": {amount}, "coupon": {c.coupon_json[prize.id]}, '
                 f'"created_ms": {now_ms()}}}').encode()
-    points_json, time_json = _num(points), _num(time_ms)
+    points_json = _num(points)
     request_json = _esc(r.request_id)
     # the draw input's JSON: escaping works character by character, and only the
     # actor's characters can need it
