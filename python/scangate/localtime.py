@@ -69,7 +69,10 @@ class LocalClock:
 
     def day_number(self, time_ms: int) -> int:
         """The local date of ``time_ms`` as days since 1970-01-01."""
-        return self.local_ms(time_ms) // _DAY_MS
+        offset = self._offsets.get(time_ms // _HOUR_MS)     # offset_ms's cache, read here: once a scan
+        if offset is None:
+            offset = self.offset_ms(time_ms)
+        return (time_ms + offset) // _DAY_MS
 
     def iso_day(self, number: int) -> str:
         """The date ``number`` days after 1970-01-01 as YYYY-MM-DD."""

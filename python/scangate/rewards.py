@@ -405,14 +405,9 @@ class _Batch:
         if self.requests:   # the decisions appended to the log, the request index pointing at them
             cur = txn.cursor(db=self.decisions_db)
             number = _U64.unpack(cur.key())[0] + 1 if cur.last() else 1
-            index, log = [], []
-            for request_id, text in self.requests.items():
-                key = _U64.pack(number)
-                number += 1
-                index.append((request_id, key))
-                log.append((key, text))
-            cur.putmulti(log, append=True)
-            txn.cursor(db=self.requests_db).putmulti(index)
+            keys = list(map(_U64.pack, range(number, number + len(self.requests))))
+            cur.putmulti(list(zip(keys, self.requests.values())), append=True)
+            txn.cursor(db=self.requests_db).putmulti(list(zip(self.requests, keys)))
 
 
 class _Hmac:
@@ -457,6 +452,7 @@ class _Live:
         self.diverted_ok = c.verdict_policy.diverted_can_win
         self.clone_ok = c.verdict_policy.suspect_clone_can_win
         self.caps = c.caps
+        self.odds = c.odds_ppm
         self.slots = tuple((s.start.hour * 60 + s.start.minute, s.end.hour * 60 + s.end.minute, s.odds_ppm)
                            for s in c.slots)
         self.nth = frozenset(c.win_on_nth_scan)
@@ -786,7 +782,7 @@ def _decide_eligible(b: _Batch, e: _Eligible, r: ScanRequest, time_ms: int, v: S
     message = f"{c.id}|{serial}|{actor}|{time_ms}"     # the draw, as _draw; audit_entry replays it
     mac = c.hmac.digest(message.encode())  # type: ignore[union-attr]
     roll = _U64.unpack_from(mac)[0] % PPM   # int.from_bytes(mac[:8], "big") % PPM
-    odds = c.odds_at(time_ms)
+    odds = c.odds_at(time_ms) if c.slots else c.odds
     rule = _NO_RULE
     campaign = c.campaign
     if c.plugins:
@@ -855,7 +851,9 @@ def _decide_eligible(b: _Batch, e: _Eligible, r: ScanRequest, time_ms: int, v: S
             if rule.points_multiplier_pct is not None:
                 points = points * max(rule.points_multiplier_pct, 0) // 100
             b.points.credit(point_keys, points, seq, time_json)  # type: ignore[arg-type]
-        b.budgets.add_pair(won[1], 1, amount)  # type: ignore[index]
+        budget_key = won[1]  # type: ignore[index]
+        count, spent = budgets[budget_key] or _ZERO2       # prefetched, as _pick_prize read it
+        b.budgets.put(budget_key, (count + 1, spent + amount))
         if how != "consolation":
             if held and held[0] != today[0] and (held[1] or held[2]):
                 # today takes the record's day place: the day it held keeps its awards
