@@ -157,11 +157,12 @@ class PointsWriter:
                                f'"ref": {_esc(ref)}, "at_ms": {_num(at_ms)}}}')
         return new
 
-    def credit(self, keys: AwardKeys, delta: int, seq: int, at_ms_json: str) -> int:
+    def credit(self, keys: AwardKeys, delta: int, seq: str, at_ms_json: str) -> int:
         """``add(actor, delta, "award", f"ledger:{seq}", at_ms, month)`` for an
-        integer ``delta`` of 0 or more, by the keys ``award_keys(actor, month)`` gave and
-        the JSON text of ``at_ms``: the reward decision's form, which has them
-        already. Writes the same records; returns the new balance."""
+        integer ``delta`` of 0 or more, by the keys ``award_keys(actor, month)`` gave,
+        the ledger number as text and the JSON text of ``at_ms``: the reward
+        decision's form, which has them already. Writes the same records; returns
+        the new balance."""
         new = self._change(keys, delta)
         # as add() writes it: ints are their own JSON text; "award" and "ledger:<n>"
         # need no escaping

@@ -779,7 +779,9 @@ def _decide_eligible(b: _Batch, e: _Eligible, r: ScanRequest, time_ms: int, v: S
     # a scan refused below by a plugin or a cash cap is not a used scan)
     n += 1
     actor = r.actor
-    message = f"{c.id}|{serial}|{actor}|{time_ms}"     # the draw, as _draw; audit_entry replays it
+    # numbers each record repeats, as text once (an int's str is its JSON)
+    serial_text, time_text = str(serial), str(time_ms)
+    message = f"{c.id}|{serial_text}|{actor}|{time_text}"   # the draw, as _draw; audit_entry replays it
     mac = c.hmac.digest(message.encode())  # type: ignore[union-attr]
     roll = _U64.unpack_from(mac)[0] % PPM   # int.from_bytes(mac[:8], "big") % PPM
     odds = c.odds_at(time_ms) if c.slots else c.odds
@@ -831,8 +833,9 @@ def _decide_eligible(b: _Batch, e: _Eligible, r: ScanRequest, time_ms: int, v: S
     # ---- commit the outcome: one draw per code, won or lost
     seq = b.next_seq
     b.next_seq = seq + 1
+    seq_text = str(seq)
     points = 0
-    time_json = _num(time_ms)
+    time_json = time_text if type(time_ms) is int else _num(time_ms)
     payout_json = "null"
     actor_json = _esc(actor)
     if prize is None:
@@ -850,7 +853,7 @@ def _decide_eligible(b: _Batch, e: _Eligible, r: ScanRequest, time_ms: int, v: S
                 points = points * tier.multiplier_pct // 100
             if rule.points_multiplier_pct is not None:
                 points = points * max(rule.points_multiplier_pct, 0) // 100
-            b.points.credit(point_keys, points, seq, time_json)  # type: ignore[arg-type]
+            b.points.credit(point_keys, points, seq_text, time_json)  # type: ignore[arg-type]
         budget_key = won[1]  # type: ignore[index]
         count, spent = budgets[budget_key] or _ZERO2       # prefetched, as _pick_prize read it
         b.budgets.put(budget_key, (count + 1, spent + amount))
@@ -862,24 +865,22 @@ def _decide_eligible(b: _Batch, e: _Eligible, r: ScanRequest, time_ms: int, v: S
         else:
             counters.put(total_key, (t_count, t_amount, n, *held))
         if prize.kind in ("cash", "coupon"):
-            payout_key = f"{c.id}:{serial}"
+            payout_key = f"{c.id}:{serial_text}"
             payout_json = f'"{payout_key}"'    # campaign ids and serials need no escaping
             b.outbox[payout_key.encode()] = (
-                f'{{"key": {payout_json}, "state": "pending", "attempts": 0, "ledger_seq": {seq}, '
+                f'{{"key": {payout_json}, "state": "pending", "attempts": 0, "ledger_seq": {seq_text}, '
                 f'"actor": {actor_json}, "prize_id": {prize_json}, "kind": "{prize.kind}", '
                 f'"amount_fen": {amount}, "coupon": {c.coupon_json[prize.id]}, '
                 f'"created_ms": {now_ms()}}}').encode()
     points_json = _num(points)
     request_json = _esc(r.request_id)
-    # the draw input's JSON: escaping works character by character, and only the
-    # actor's characters can need it
     b.ledger.append((_U64.pack(seq), (
-        f'{{"seq": {seq}, "request_id": {request_json}, "campaign_id": {c.id_json}, "serial": {serial}, '
-        f'"actor": {actor_json}, "time_ms": {time_json}, "draw_input": "{c.id}|{serial}|{actor_json[1:-1]}|{time_ms}", '
+        f'{{"seq": {seq_text}, "request_id": {request_json}, "campaign_id": {c.id_json}, "serial": {serial_text}, '
+        f'"actor": {actor_json}, "time_ms": {time_json}, "draw_input": {_esc(message)}, '
         f'"hmac": "{mac.hex()}", "roll": {roll}, "odds_ppm": {_num(odds)}, "scan_number": {n}, "how": "{how}", '
         f'"prize_id": {prize_json}, "amount_fen": {amount}, "points": {points_json}, "payout_key": {payout_json}, '
         f'"no_reward": {"null" if reason is None else _NO_REWARD_JSON[reason][0]}}}').encode()))
-    claims.put(claim_key, f'{{"campaign_id": {c.id_json}, "ledger_seq": {seq}}}'.encode())
+    claims.put(claim_key, f'{{"campaign_id": {c.id_json}, "ledger_seq": {seq_text}}}'.encode())
     if prize is None:
         return _no_reward(r, v, verdict, reason, c)  # type: ignore[arg-type]
     award = _award(c.id, prize.id, prize.kind, amount, points, how, seq,
@@ -891,7 +892,7 @@ def _decide_eligible(b: _Batch, e: _Eligible, r: ScanRequest, time_ms: int, v: S
             _award_message_json.clear()
         message_json = _award_message_json[key] = _message_json(_message(award, None, verdict))
     text = (f'{{"request_id": {request_json}, "verdict": {v.json_text()}, '
-            f'"award": {c.award_head[prize.id]}{points_json}, "how": "{how}", "ledger_seq": {seq}, '
+            f'"award": {c.award_head[prize.id]}{points_json}, "how": "{how}", "ledger_seq": {seq_text}, '
             f'"payout_key": {payout_json}}}, "no_reward": null, "campaign_id": {c.id_json}, '
             f'"message": {message_json}}}')
     return _decision(r.request_id, verdict, award, None, c.id), text
