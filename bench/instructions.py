@@ -4,7 +4,8 @@ the wall clock, does not move with the disk or with other work on the machine.
 ``python -m bench.instructions [--n N] [--batch B]``
 
 Runs this module twice under ``valgrind --tool=callgrind``: once deciding N scans
-(after the same set-up and two warm-up batches as ``python -m bench rewards``),
+(after the same set-up and two warm-up batches as ``python -m bench rewards``, and
+under the same garbage-collector settings: the server writer's),
 once stopping before deciding, and prints (instructions of the first - of the
 second) / N. ``OPENBLAS_NUM_THREADS=1`` and ``PYTHONHASHSEED=0`` are set so that
 repeated runs agree to a few hundred instructions per decision. Needs valgrind
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from scangate import rewards
 
-from .rewards import _prepared
+from .rewards import _prepared, _server_gc
 
 MAP_SIZE = 1 << 30      # valgrind cannot map the default terabyte
 
@@ -34,6 +35,7 @@ def _child(mode: str, n: int, batch: int) -> None:
     try:
         dd, batches = _prepared(root / "d", n, batch, map_size=MAP_SIZE)
         with dd:
+            _server_gc()        # as bench rewards times it (both modes: the difference is deciding)
             if mode == "decide":
                 for b in batches:
                     rewards.decide_scans(dd, b)
