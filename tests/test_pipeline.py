@@ -182,11 +182,11 @@ def test_a_failed_commit_fails_its_batch_only(twin_dirs: tuple[Path, Path, list[
     real_apply = pipeline_mod._Speculative.apply
     calls = []
 
-    def failing_once(self: Any, txn: Any) -> None:
+    def failing_once(self: Any, txn: Any) -> bool:
         calls.append(1)
         if len(calls) == 1:
             raise OSError("disk full")
-        real_apply(self, txn)
+        return real_apply(self, txn)
 
     monkeypatch.setattr(pipeline_mod._Speculative, "apply", failing_once)
     with scangate.open_data_dir(b, map_size=1 << 30) as dd, DecisionPipeline(dd) as pipeline:
@@ -212,3 +212,59 @@ def test_bad_input_raises_at_submit_and_queues_nothing(twin_dirs: tuple[Path, Pa
     with pytest.raises(scangate.InvalidArgument, match="depth"):
         DecisionPipeline(dd, depth=0)
     assert stored(b)["requests"] == []
+
+
+def test_an_append_refused_at_commit_is_reported(tmp_path: Path) -> None:
+    """The commit replays the putmulti calls deciding made; an append LMDB refuses
+    (a key not past the end) makes ``apply`` say so, since the last key the next
+    batches took from this one's appends (``top``) is then not the real one."""
+    from scangate import pipeline as pipeline_mod
+
+    with scangate.init_data_dir(tmp_path / "d", map_size=1 << 30) as dd:
+        env, ledger = dd.store.env, dd.store.db("ledger")
+        written = frozenset(dd.store.db(name) for name in pipeline_mod.WRITTEN_DATABASES)
+        specs = []
+        for items in ([(b"\0" * 7 + b"\1", b"a"), (b"\0" * 7 + b"\2", b"b")],      # in order: lands
+                      [(b"\0" * 7 + b"\4", b"c"), (b"\0" * 7 + b"\3", b"d")]):     # out of order: one refused
+            with env.begin() as snapshot:
+                spec = pipeline_mod._Speculative(snapshot, [], written)
+                assert spec.cursor(db=ledger).putmulti(items, append=True) == (2, 2)
+                assert spec.top(ledger) == items[-1][0]
+                spec.decided()
+            specs.append(spec)
+        with env.begin(write=True) as txn:
+            assert specs[0].apply(txn) is True
+            assert specs[1].apply(txn) is False
+            assert [bytes(k) for k, _ in txn.cursor(db=ledger)] == [b"\0" * 7 + bytes([i]) for i in (1, 2, 4)]
+
+
+def test_a_batch_whose_append_is_refused_fails_and_the_next_are_decided_again(
+        twin_dirs: tuple[Path, Path, list[str]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refused append (which the checks before the commit rule out) fails its
+    batch: nothing of it is committed, its caller gets the error, and the batches
+    decided on its writes are decided again: stored bytes equal deciding only
+    those, one after the other."""
+    a, b, codes = twin_dirs
+    batches = workload(codes, 5)[:3]
+    from scangate import pipeline as pipeline_mod
+
+    real_apply = pipeline_mod._Speculative.apply
+    landed: list[bool] = []
+
+    def first_reported_refused(self: Any, txn: Any) -> bool:
+        landed.append(real_apply(self, txn))
+        return len(landed) > 1
+
+    monkeypatch.setattr(pipeline_mod._Speculative, "apply", first_reported_refused)
+    with scangate.open_data_dir(a, map_size=1 << 30) as dd:
+        expected = [as_json(rewards.decide_scans(dd, batch)) for batch in batches[1:]]
+    with scangate.open_data_dir(b, map_size=1 << 30) as dd, DecisionPipeline(dd, depth=3) as pipeline:
+        with dd.store.env.begin(write=True):        # all three decided before the first commits
+            futures = [pipeline.submit(batch) for batch in batches]
+        with pytest.raises(scangate.CorruptionError, match="did not land"):
+            futures[0].result()
+        got = [as_json(f.result()) for f in futures[1:]]
+        assert landed == [True]                      # the two after it were decided again, not applied
+        assert pipeline.checked == 2 and pipeline.redecided == 2
+    assert got == expected
+    assert stored(a) == stored(b)

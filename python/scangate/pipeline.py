@@ -20,11 +20,13 @@ Deciding ahead of the commit is optimistic concurrency control:
   value is still what it is there. If so, it writes the batch's records and
   commits. (It can skip reading them again when LMDB's transaction ids show that
   every commit since the batch's snapshot was one of this pipeline's batches,
-  written as decided: those writes are exactly the overlay the batch read.) If not (another process redeemed points, a batch before it failed and
-  was decided again, anything else that wrote those keys), it discards them and
-  decides the batch again inside the write transaction, exactly as
-  ``decide_scans`` does. Either way the outcome is one that deciding the batches
-  one after the other in write transactions could give.
+  written as decided: those writes are exactly the overlay the batch read. An
+  append that would not land past the end of its log fails the batch.) If not (another process redeemed
+  points, a batch before it failed and was decided again, anything else that
+  wrote those keys), it discards them and decides the batch again inside the
+  write transaction, exactly as ``decide_scans`` does. Either way the outcome is
+  one that deciding the batches one after the other in write transactions could
+  give.
 - Databases that deciding only reads (campaigns, trace, recalls, issuance) are
   read from the snapshot without checks: a campaign paused, a shipment recorded
   or a code recalled while a batch is in flight takes effect from the next batch,
@@ -45,7 +47,7 @@ from typing import Any, Self
 
 from . import rewards
 from .datadir import DataDir
-from .errors import InvalidArgument
+from .errors import CorruptionError, InvalidArgument
 from .verdicts import VerdictConfig
 
 __all__ = ["WRITTEN_DATABASES", "DecisionPipeline"]
@@ -62,81 +64,132 @@ SWITCH_INTERVAL_S = 0.0002
 class _Speculative:
     """Stands in for the write transaction of one pipelined batch (see the module
     docstring): reads from a snapshot under the in-flight batches' writes,
-    recording what it saw in the databases deciding writes; writes are kept."""
+    recording what it saw in the databases deciding writes; writes are kept.
 
-    __slots__ = ("appended", "lasts", "overlay", "reads", "snapshot", "writes", "written")
+    Every key a decision reads or writes passes through here, so the work per key
+    is kept to what C does in bulk (list, set and dict operations) and to what is
+    needed: reads are recorded as they came back, merged only if the commit must
+    check them (rarely); writes are kept as the putmulti calls deciding made,
+    which the commit replays, and are merged into a dict per database (key ->
+    value, for reads of them by this batch or a later one) as they come, except
+    appends: the logs are read only when a request is retried, so their writes
+    are merged only then."""
 
-    def __init__(self, snapshot: Any, overlay: dict[Any, dict[bytes, bytes]], written: frozenset[Any]):
+    __slots__ = ("behind", "lasts", "merged", "overlays", "puts", "reads", "snapshot", "unmerged", "written")
+
+    def __init__(self, snapshot: Any, behind: list[_Speculative], written: frozenset[Any]):
         self.snapshot = snapshot
-        self.overlay = overlay           # db -> key -> value written by the batches in flight
+        self.behind = behind             # the batches in flight when this one began, oldest first
         self.written = written
-        self.reads: dict[Any, dict[bytes, bytes | None]] = {}    # db -> key -> value seen (None: absent)
-        self.lasts: dict[Any, bytes | None] = {}                 # db -> last key seen
-        self.writes: dict[Any, dict[bytes, bytes]] = {}          # db -> key -> value, this batch's
-        self.appended: set[Any] = set()                          # dbs written with append=True
+        self.overlays: dict[Any, dict[bytes, bytes] | None] = {}   # db -> key -> value written by ``behind``
+        # each read: (db, the keys read, the (key, value) pairs of those found); a
+        # key absent from the pairs was absent
+        self.reads: list[tuple[Any, list[bytes], list[tuple[bytes, bytes]]]] = []
+        self.lasts: dict[Any, bytes | None] = {}            # db -> last key seen
+        self.puts: list[tuple[Any, list[tuple[bytes, bytes]], bool]] = []   # (db, items, append) in call order
+        self.merged: dict[Any, dict[bytes, bytes]] = {}     # db -> key -> value: ``puts`` merged, a later one winning
+        self.unmerged: set[Any] = set()                     # dbs with appends not in ``merged`` yet
+
+    def decided(self) -> None:
+        """Drops what only deciding needed: the snapshot (it ends), and the batches
+        behind (else each batch would keep the one before it alive)."""
+        self.snapshot = None
+        self.behind, self.overlays = [], {}
 
     # -- the part of lmdb.Transaction that deciding uses
     def get(self, key: bytes, default: Any = None, db: Any = None) -> Any:
         if db not in self.written:
             return self.snapshot.get(key, default, db=db)
-        value = self._read(db, [key])[key]
-        return default if value is None else value
+        for _, value in self._read(db, [key]):
+            return value
+        return default
 
     def cursor(self, db: Any = None) -> Any:
         if db not in self.written:
             return self.snapshot.cursor(db=db)
         return _SpeculativeCursor(self, db)
 
-    # -- reads and writes of the written databases
-    def _read(self, db: Any, keys: Iterable[bytes]) -> dict[bytes, bytes | None]:
-        """The values of ``keys`` (None: absent), recorded unless this batch wrote
-        them itself. Set and dict operations, not a loop per key: this runs for
-        every key a decision reads."""
-        keys = list(keys)
-        own = self.writes.get(db)
-        mine = None
-        if own:
-            mine = {k: own[k] for k in own.keys() & keys}
-            if mine:
-                keys = [k for k in keys if k not in mine]
-        overlay = self.overlay.get(db)
-        from_overlay = None
-        missing = keys
-        if overlay:
-            from_overlay = {k: overlay[k] for k in overlay.keys() & keys}
-            if from_overlay:
-                missing = [k for k in keys if k not in from_overlay]
-        out: dict[bytes, bytes | None] = dict.fromkeys(missing)
-        if missing:
-            out.update(self.snapshot.cursor(db=db).getmulti(missing))
-        if from_overlay:
-            out.update(from_overlay)
-        self.reads.setdefault(db, {}).update(out)
-        if mine:
-            out.update(mine)
-        return out
+    # -- this batch's writes
+    def writes(self, db: Any) -> dict[bytes, bytes] | None:
+        """This batch's writes to ``db`` (key -> value; None: none), its appends
+        merged now if they were not yet."""
+        if db in self.unmerged:
+            self.unmerged.discard(db)
+            merged = self.merged[db] = {}
+            for d, items, _ in self.puts:
+                if d == db:
+                    merged.update(items)
+        return self.merged.get(db)
+
+    def top(self, db: Any) -> bytes | None:
+        """The greatest key this batch wrote to ``db`` (None: none). An append
+        lands only past the end of its database (LMDB refuses it otherwise; the
+        commit checks that none was refused), so while the puts to ``db`` are
+        appends not merged, that is the last key of the last one: no max over
+        them (this runs for each log in every batch)."""
+        if db in self.unmerged:
+            for d, items, _ in reversed(self.puts):
+                if d == db and items:
+                    return items[-1][0]
+        writes = self.writes(db)
+        return max(writes) if writes else None
+
+    # -- reads of the written databases
+    def _overlay(self, db: Any) -> dict[bytes, bytes] | None:
+        """The writes to ``db`` of the batches in flight (a newer one winning)."""
+        if db not in self.overlays:
+            if len(self.behind) == 1:      # the usual case: that batch's writes (never changed once decided)
+                self.overlays[db] = self.behind[0].writes(db)
+            else:
+                overlay = self.overlays[db] = {}
+                for b in self.behind:      # oldest first: newer writes win
+                    overlay.update(b.writes(db) or {})
+        return self.overlays[db]
+
+    def _read(self, db: Any, keys: list[bytes]) -> list[tuple[bytes, bytes]]:
+        """The (key, value) pairs of ``keys`` that exist (a new list, as getmulti
+        gives), the reads recorded unless this batch wrote the key itself. List,
+        set and dict operations, not a loop per key: this runs for every key a
+        decision reads. The usual read meets none of the keys written before it
+        (by this batch or those in flight): then it is one getmulti on the snapshot."""
+        own = self.writes(db)
+        mine: list[tuple[bytes, bytes]] = []
+        if own and not own.keys().isdisjoint(keys):
+            mine = [(k, own[k]) for k in own.keys() & keys]
+            keys = [k for k in keys if k not in own]
+        overlay = self._overlay(db) if self.behind else None
+        if overlay and not overlay.keys().isdisjoint(keys):
+            hits = overlay.keys() & keys
+            found = self.snapshot.cursor(db=db).getmulti([k for k in keys if k not in hits])
+            found += [(k, overlay[k]) for k in hits]
+        else:
+            found = self.snapshot.cursor(db=db).getmulti(keys) if keys else []
+        self.reads.append((db, keys, found))
+        return found + mine      # a new list: the caller's to keep, not the record
 
     def _last(self, db: Any) -> bytes | None:
         cur = self.snapshot.cursor(db=db)
         last = bytes(cur.key()) if cur.last() else None
-        overlay = self.overlay.get(db)
-        if overlay:
-            top = max(overlay)
-            last = top if last is None or top > last else last
+        for b in self.behind:
+            top = b.top(db)
+            if top is not None and (last is None or top > last):
+                last = top
         self.lasts[db] = last
-        own = self.writes.get(db)
-        if own:
-            top = max(own)
-            return top if last is None or top > last else last
-        return last
+        top = self.top(db)
+        return top if top is not None and (last is None or top > last) else last
 
     # -- at commit, in the real write transaction
     def still_valid(self, txn: Any) -> bool:
         """Whether every value this batch read is still the value in ``txn``."""
-        for db, seen in self.reads.items():
-            if seen:
-                actual = dict(txn.cursor(db=db).getmulti(sorted(seen)))
-                if actual != {k: v for k, v in seen.items() if v is not None}:
+        seen: dict[Any, dict[bytes, bytes | None]] = {}   # db -> key -> value seen (None: absent)
+        for db, keys, found in self.reads:
+            values = seen.setdefault(db, {})
+            values.update(dict.fromkeys(keys))
+            values.update(found)
+        for db, values in seen.items():
+            if values:
+                actual = dict(txn.cursor(db=db).getmulti(sorted(values)))
+                if actual != {k: v for k, v in values.items() if v is not None}:
                     return False
         for db, last in self.lasts.items():
             cur = txn.cursor(db=db)
@@ -144,12 +197,17 @@ class _Speculative:
                 return False
         return True
 
-    def apply(self, txn: Any) -> None:
-        for db, items in self.writes.items():
-            if db in self.appended:       # in key order, as MDB_APPEND needs (already so: cheap)
-                txn.cursor(db=db).putmulti(sorted(items.items()), append=True)
-            else:
-                txn.cursor(db=db).putmulti(list(items.items()))
+    def apply(self, txn: Any) -> bool:
+        """Writes the batch as its putmulti calls would have in a real write
+        transaction. False if LMDB refused an append (a key not past the end):
+        then ``top`` was wrong, and the batches that read this one's writes must
+        have their reads checked."""
+        landed = True
+        for db, items, append in self.puts:
+            _, added = txn.cursor(db=db).putmulti(items, append=append)
+            if append and added != len(items):
+                landed = False
+        return landed
 
 
 class _SpeculativeCursor:
@@ -162,16 +220,25 @@ class _SpeculativeCursor:
         self._txn, self._db, self._key = txn, db, b""
 
     def getmulti(self, keys: Iterable[bytes]) -> list[tuple[bytes, bytes]]:
-        return [(k, v) for k, v in self._txn._read(self._db, keys).items() if v is not None]
+        return self._txn._read(self._db, list(keys))    # a copy: the caller may reuse its list
 
     def putmulti(self, items: Iterable[tuple[bytes, bytes]], append: bool = False) -> tuple[int, int]:
-        own = self._txn.writes.setdefault(self._db, {})
-        before = len(own)
-        items = list(items)
-        own.update(items)
-        if append:
-            self._txn.appended.add(self._db)
-        return len(items), len(own) - before
+        """(consumed, added): appending adds them all, as LMDB does for keys past
+        the end (deciding appends only those); otherwise the keys new to this
+        batch's writes count as added."""
+        txn, db = self._txn, self._db
+        items = list(items)       # a copy, kept until the commit
+        if append and db not in txn.merged:      # a log: merged only if read (see _Speculative)
+            txn.puts.append((db, items, append))
+            txn.unmerged.add(db)
+            return len(items), len(items)
+        merged = txn.writes(db)
+        if merged is None:
+            merged = txn.merged[db] = {}
+        before = len(merged)
+        merged.update(items)
+        txn.puts.append((db, items, append))
+        return len(items), len(merged) - before
 
     def last(self) -> bool:
         last = self._txn._last(self._db)
@@ -250,19 +317,11 @@ class DecisionPipeline:
             # commits in between is then in both, with the same values
             with self._lock:
                 in_flight = list(self._in_flight)
-            overlay: dict[Any, dict[bytes, bytes]]
-            if len(in_flight) == 1:      # the usual case: that batch's writes (never changed once submitted)
-                overlay = in_flight[0].spec.writes
-            else:
-                overlay = {}
-                for b in in_flight:      # oldest first: newer writes win
-                    for db, items in b.spec.writes.items():
-                        overlay.setdefault(db, {}).update(items)
             with self._data.store.env.begin() as snapshot:
                 snapshot_id = snapshot.id()
-                spec = _Speculative(snapshot, overlay, self._written)
+                spec = _Speculative(snapshot, [b.spec for b in in_flight], self._written)
                 decisions = rewards._decide_in(self._data, requests, checks, self._config, spec)
-                spec.snapshot = None
+                spec.decided()
         except BaseException:
             self._slots.release()
             raise
@@ -314,7 +373,13 @@ class DecisionPipeline:
                     if not unchanged:
                         self.checked += 1
                     if unchanged or batch.spec.still_valid(txn):
-                        batch.spec.apply(txn)
+                        if not batch.spec.apply(txn):
+                            # cannot happen while the checks above hold (the logs end where
+                            # the batch read they end); if it does, the batch is not
+                            # committed (its caller gets this error) and the batches that
+                            # read its writes are checked, as after any failed commit
+                            raise CorruptionError(f"pipeline: batch {batch.number}: an append did not land "
+                                                  "past the end of its log; not committed")
                         decisions = batch.decisions
                     else:
                         self.redecided += 1
