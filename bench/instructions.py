@@ -1,13 +1,14 @@
 """Instructions per reward decision, counted by valgrind: a figure that, unlike
 the wall clock, does not move with the disk or with other work on the machine.
 
-``python -m bench.instructions [--n N] [--batch B]``
+``python -m bench.instructions [--n N] [--batch B] [--pipeline]``
 
 Runs this module twice under ``valgrind --tool=callgrind``: once deciding N scans
 (after the same set-up and two warm-up batches as ``python -m bench rewards``, and
 under the same garbage-collector settings: the server writer's),
 once stopping before deciding, and prints (instructions of the first - of the
-second) / N. ``OPENBLAS_NUM_THREADS=1`` and ``PYTHONHASHSEED=0`` are set so that
+second) / N. ``--pipeline`` decides through ``DecisionPipeline`` instead of
+``decide_scans`` batch after batch (both threads counted). ``OPENBLAS_NUM_THREADS=1`` and ``PYTHONHASHSEED=0`` are set so that
 repeated runs agree to a few hundred instructions per decision. Needs valgrind
 (Debian: ``apt-get install valgrind``).
 """
@@ -24,6 +25,7 @@ import tempfile
 from pathlib import Path
 
 from scangate import rewards
+from scangate.pipeline import DecisionPipeline
 
 from .rewards import _prepared, _server_gc
 
@@ -39,6 +41,11 @@ def _child(mode: str, n: int, batch: int) -> None:
             if mode == "decide":
                 for b in batches:
                     rewards.decide_scans(dd, b)
+            elif mode == "pipeline":
+                with DecisionPipeline(dd) as pipeline:
+                    futures = [pipeline.submit(b) for b in batches]
+                    for f in futures:
+                        f.result()
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -59,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=3000, help="decisions counted (default 3000)")
     parser.add_argument("--batch", type=int, default=100, help="scans per transaction (default 100)")
-    parser.add_argument("--child", choices=("setup", "decide"), help=argparse.SUPPRESS)
+    parser.add_argument("--pipeline", action="store_true", help="decide through DecisionPipeline")
+    parser.add_argument("--child", choices=("setup", "decide", "pipeline"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.n < 1 or args.batch < 1:
         raise SystemExit("--n and --batch must be at least 1")
@@ -68,8 +76,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (Debian: apt-get install valgrind)")
-    setup, decide = _count("setup", args.n, args.batch), _count("decide", args.n, args.batch)
-    print(f"decide_scans: {(decide - setup) / args.n:,.0f} instructions per decision "
+    mode = "pipeline" if args.pipeline else "decide"
+    setup, decide = _count("setup", args.n, args.batch), _count(mode, args.n, args.batch)
+    print(f"{'DecisionPipeline' if args.pipeline else 'decide_scans'}: {(decide - setup) / args.n:,.0f} "
+          f"instructions per decision "
           f"({args.n:_} decisions, {args.batch} per transaction; callgrind)")
     return 0
 
