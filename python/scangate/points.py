@@ -42,8 +42,19 @@ from .localtime import LocalClock
 from .store import iter_prefix
 from .trace import now_ms
 
-__all__ = ["AwardKeys", "PointsWriter", "award_keys", "add_points", "balance", "earned", "history", "leaderboard", "redeem", "Redemption",
-           "PERIOD_ZONE"]
+__all__ = [
+    "PERIOD_ZONE",
+    "AwardKeys",
+    "PointsWriter",
+    "Redemption",
+    "add_points",
+    "award_keys",
+    "balance",
+    "earned",
+    "history",
+    "leaderboard",
+    "redeem",
+]
 
 PERIOD_ZONE = ZoneInfo("Asia/Shanghai")
 _I64 = struct.Struct(">q")
