@@ -8,8 +8,9 @@ Runs this module twice under ``valgrind --tool=callgrind``: once deciding N scan
 under the same garbage-collector settings: the server writer's),
 once stopping before deciding, and prints (instructions of the first - of the
 second) / N. ``--pipeline`` decides through ``DecisionPipeline`` instead of
-``decide_scans`` batch after batch (both threads counted). ``OPENBLAS_NUM_THREADS=1`` and ``PYTHONHASHSEED=0`` are set so that
-repeated runs agree to a few hundred instructions per decision. Needs valgrind
+``decide_scans`` batch after batch (both threads counted).
+``OPENBLAS_NUM_THREADS=1`` and ``PYTHONHASHSEED=0`` are set so that repeated runs
+agree to a few hundred instructions per decision. Needs valgrind
 (Debian: ``apt-get install valgrind``).
 """
 

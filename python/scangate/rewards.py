@@ -874,10 +874,11 @@ def _decide_eligible(b: _Batch, e: _Eligible, r: ScanRequest, time_ms: int, v: S
                 f'"created_ms": {now_ms()}}}').encode()
     points_json = str(points)       # an int: prize points, scaled by integer percentages
     request_json = _esc(r.request_id)
+    odds_json = odds if type(odds) is int else _num(odds)     # a plugin's odds need not be an int
     b.ledger.append((_U64.pack(seq), (
         f'{{"seq": {seq_text}, "request_id": {request_json}, "campaign_id": {c.id_json}, "serial": {serial_text}, '
         f'"actor": {actor_json}, "time_ms": {time_json}, "draw_input": {_esc(message)}, '
-        f'"hmac": "{mac.hex()}", "roll": {roll}, "odds_ppm": {odds if type(odds) is int else _num(odds)}, "scan_number": {n}, "how": "{how}", '
+        f'"hmac": "{mac.hex()}", "roll": {roll}, "odds_ppm": {odds_json}, "scan_number": {n}, "how": "{how}", '
         f'"prize_id": {prize_json}, "amount_fen": {amount}, "points": {points_json}, "payout_key": {payout_json}, '
         f'"no_reward": {"null" if reason is None else _NO_REWARD_JSON[reason][0]}}}').encode()))
     claims.put(claim_key, f'{{"campaign_id": {c.id_json}, "ledger_seq": {seq_text}}}'.encode())
