@@ -65,7 +65,7 @@ class LocalClock:
 
     def day(self, time_ms: int) -> str:
         """The local date of ``time_ms`` as YYYY-MM-DD."""
-        return self.iso_day(self.local_ms(time_ms) // _DAY_MS)
+        return self.iso_day(self.day_number(time_ms))
 
     def day_number(self, time_ms: int) -> int:
         """The local date of ``time_ms`` as days since 1970-01-01."""

@@ -133,11 +133,6 @@ class PointsWriter:
             value = self._months[key] = _I64.unpack(raw)[0] if raw else 0
         return value
 
-    def prefetch(self, awards: Iterable[tuple[str, str]]) -> None:
-        """Read the records that awards of points to (actor, month) would change,
-        in one getmulti."""
-        self.prefetch_keys(k for actor, month in awards for k in award_keys(actor.encode(), month)[:2])
-
     def prefetch_keys(self, wanted: Iterable[bytes]) -> None:
         """Read account (b/) and month (m/) records, keys as ``award_keys`` gives
         them, not cached yet, in one getmulti."""
@@ -153,6 +148,9 @@ class PointsWriter:
                 accounts[key] = _NO_ACCOUNT if raw is None else _account(txn, db, key[2:], raw)
             else:
                 months[key] = _I64.unpack(raw)[0] if raw else 0
+
+    def balance(self, actor: str) -> int:
+        return self._account(b"b/" + actor.encode())[0]
 
     def earned(self, actor: str) -> int:
         return self._account(b"b/" + actor.encode())[1]
@@ -185,12 +183,12 @@ class PointsWriter:
         """Add ``delta`` to the balance and, when it is positive, to the earned and
         month totals; the new balance."""
         key = keys[0]
-        balance, earned = self._accounts.get(key) or self._account(key)
+        balance, earned = self._account(key)
         balance += delta
         if delta > 0:
             earned += delta
             month_key = keys[1]
-            month = (self._months[month_key] if month_key in self._months else self._month(month_key)) + delta
+            month = self._month(month_key) + delta
             self._months[month_key], self._dirty[month_key] = month, _I64.pack(month)
         self._accounts[key], self._dirty[key] = (balance, earned), _ACCOUNT.pack(balance, earned)
         return balance
@@ -280,11 +278,13 @@ def redeem(data: DataDir, actor: str, points: int, request_id: str, note: str = 
         done = txn.get(b"r/" + request_id.encode(), db=db)
         if done is not None:
             return Redemption(**json.loads(done))
-        have = _account(txn, db, actor.encode())[0]
+        writer = PointsWriter(txn, db)
+        have = writer.balance(actor)
         if have < points:
             result = Redemption(request_id, actor, points, False, have, "insufficient_points")
         else:
-            new = add_points(txn, db, actor, -points, "redeem", note or request_id, now_ms())
+            new = writer.add(actor, -points, "redeem", note or request_id, now_ms())
+            writer.flush()
             result = Redemption(request_id, actor, points, True, new, None)
         txn.put(b"r/" + request_id.encode(), json.dumps(result.to_json()).encode(), db=db)
     return result
