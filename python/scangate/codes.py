@@ -98,18 +98,20 @@ def iter_rendered_codes(
         yield out
 
 
-def _with_slack(rows: int) -> np.ndarray:
-    """An (rows x 16) block array whose buffer has one spare row after it: the
-    room update_into needs (len(data) + 15 bytes) to decrypt it in place."""
-    return np.empty((rows + 1, 16), np.uint8)[:rows]
+def _plain_buffer(rows: int) -> np.ndarray:
+    """A flat output buffer for decrypting up to ``rows`` blocks in one call,
+    reused chunk after chunk. update_into wants len(data) + 15 bytes of room, so
+    it has one spare block. Decryption never writes over its input: cryptography
+    51 refuses overlapping buffers, and OpenSSL never promised in == out."""
+    return np.empty(rows * 16 + 16, np.uint8)
 
 
-def _decrypt_in_place(dec, blocks: np.ndarray) -> None:  # type: ignore[no-untyped-def]
-    """AES-ECB-decrypt ``blocks`` (a leading slice of a _with_slack array) in place,
-    in one call. OpenSSL allows in == out for ECB; the output view starts at the
-    same address and extends into the spare row."""
-    owner = blocks.base if blocks.base is not None else blocks
-    dec.update_into(blocks.reshape(-1), np.ndarray((blocks.size + 16,), np.uint8, buffer=owner))
+def _decrypt_into(dec, blocks: np.ndarray, plain_buf: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """AES-ECB-decrypt the C-contiguous (k x 16) ``blocks`` into ``plain_buf`` (from
+    _plain_buffer, at least k rows) in one call; return its (k x 16) view."""
+    k = blocks.shape[0]
+    dec.update_into(blocks.reshape(-1), plain_buf)
+    return plain_buf[: k * 16].reshape(k, 16)
 
 
 _thread_decryptors = threading.local()
@@ -141,29 +143,28 @@ class _Decryptors:
         return dec
 
 
-def _decrypt_rows(blocks: np.ndarray, versions: np.ndarray, status: np.ndarray,
-                  seen: list[int], decryptors: _Decryptors) -> None:
-    """Decrypt each OK row under its key version, in place; rows whose key version
-    is unknown become UNKNOWN_KEY. ``seen``: the versions among OK rows."""
+def _decrypt_rows(blocks: np.ndarray, plain_buf: np.ndarray, versions: np.ndarray, status: np.ndarray,
+                  seen: list[int], decryptors: _Decryptors) -> np.ndarray:
+    """Decrypt each OK row of ``blocks`` under its key version into ``plain_buf``
+    and return the (k x 16) plaintext view; rows whose key version is unknown
+    become UNKNOWN_KEY. ``seen``: the versions among OK rows. Rows that are not OK
+    hold noise that resolve_codes never looks at."""
     if len(seen) == 1:
-        # One key version (the usual case): every row in one call; rows that are
-        # not OK decrypt to noise that resolve_codes never looks at.
+        # One key version (the usual case): every row in one call.
         dec = decryptors.get(seen[0])
         if dec is not None:
-            _decrypt_in_place(dec, blocks)
-        else:
-            status[status == _core.OK] = CodeStatus.UNKNOWN_KEY
-        return
+            return _decrypt_into(dec, blocks, plain_buf)
+        status[status == _core.OK] = CodeStatus.UNKNOWN_KEY
+        return plain_buf[: blocks.shape[0] * 16].reshape(-1, 16)
+    plain = plain_buf[: blocks.shape[0] * 16].reshape(-1, 16)
     for v in seen:
         rows = np.flatnonzero((status == _core.OK) & (versions == v))
         dec = decryptors.get(v)
         if dec is None:
             status[rows] = CodeStatus.UNKNOWN_KEY
             continue
-        sub = _with_slack(len(rows))
-        sub[:] = blocks[rows]
-        _decrypt_in_place(dec, sub)
-        blocks[rows] = sub
+        plain[rows] = _decrypt_into(dec, blocks[rows], _plain_buffer(len(rows)))
+    return plain
 
 
 @dataclass
@@ -209,12 +210,13 @@ def verify_text(
 
     ``codes``: a newline-separated buffer (lines as in split_lines), a list of str,
     or a fixed-width 'S' array. Work runs in chunks of VERIFY_CHUNK codes: parse into a
-    cache-sized block buffer, decrypt it in place, resolve it into the result
-    arrays, so no batch-sized intermediate is ever allocated.
+    cache-sized block buffer, decrypt it into a second one, resolve that into the
+    result arrays, so no batch-sized intermediate is ever allocated.
     """
     if not isinstance(codes, (bytes, bytearray, memoryview)):
         return verify_spans(*_spans_from_input(codes), keys, table)
-    scratch = _with_slack(VERIFY_CHUNK)
+    scratch = np.empty((VERIFY_CHUNK, 16), np.uint8)   # ciphertext blocks of one chunk
+    plain_buf = _plain_buffer(VERIFY_CHUNK)            # their plaintext
     seen = np.zeros(1024, np.uint8)
     hits = np.zeros(len(table.firsts), np.uint8)
     decryptors = _Decryptors(keys)
@@ -230,7 +232,7 @@ def verify_text(
         )
         versions_seen = np.flatnonzero(seen).tolist()
         seen[versions_seen] = 0
-        _resolve_chunk(scratch, out, done, k, versions_seen, decryptors, table, hits)
+        _resolve_chunk(scratch[:k], plain_buf, out, done, versions_seen, decryptors, table, hits)
         done += k
     return VerifiedCodes(out.status[:done], out.versions[:done], out.serial[:done],
                          out.level[:done], out.line_id[:done], hits.view(bool))
@@ -242,20 +244,19 @@ def verify_spans(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, keys: Ke
     n = len(starts)
     if 0 < n <= SMALL_BATCH:
         return _verify_small(buf, starts, ends, keys, table)
-    scratch = _with_slack(min(VERIFY_CHUNK, n))   # a small batch: no megabyte to map and unmap
+    plain_buf = _plain_buffer(min(VERIFY_CHUNK, n))   # a small batch: no megabyte to map and unmap
     hits = np.zeros(len(table.firsts), np.uint8)
     decryptors = _Decryptors(keys)
     out = _Outputs(n)
     for a in range(0, n, VERIFY_CHUNK):
         b = min(a + VERIFY_CHUNK, n)
         blocks, versions, status = _core.decode_spans(buf, starts[a:b], ends[a:b])
-        scratch[: b - a] = blocks
         out.versions[a:b] = versions
         out.status[a:b] = status
         ok = versions[status == _core.OK]
         # the key versions among OK rows; one (the usual case) without a sort
         seen = [int(ok[0])] if len(ok) and bool((ok == ok[0]).all()) else np.unique(ok).tolist()
-        _resolve_chunk(scratch, out, a, b - a, seen, decryptors, table, hits)
+        _resolve_chunk(blocks, plain_buf, out, a, seen, decryptors, table, hits)
     return VerifiedCodes(out.status, out.versions, out.serial, out.level, out.line_id, hits.view(bool))
 
 
@@ -277,9 +278,7 @@ def _verify_small(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, keys: K
         # resolve_codes never looks at
         plain = np.frombuffer(dec.update(blocks), np.uint8).reshape(n, 16)
     else:   # no OK row, several key versions, or an unknown one
-        plain = _with_slack(n)
-        plain[:] = blocks
-        _decrypt_rows(plain, versions, status, seen, decryptors)
+        plain = _decrypt_rows(blocks, _plain_buffer(n), versions, status, seen, decryptors)
     hits = np.zeros(len(table.firsts), np.uint8)
     serial, level, line_id = np.empty(n, np.uint64), np.empty(n, np.uint8), np.empty(n, np.int64)
     _core.resolve_codes(plain, versions, status, table.firsts, table.lasts, table.key_versions, table.levels,
@@ -287,13 +286,16 @@ def _verify_small(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, keys: K
     return VerifiedCodes(status, versions, serial, level, line_id, hits.view(bool))
 
 
-def _resolve_chunk(scratch: np.ndarray, out: _Outputs, done: int, k: int, versions_seen: list[int],
-                   decryptors: _Decryptors, table: RangeTable, hits: np.ndarray) -> None:
-    """Decrypt scratch[:k] in place and resolve it into out[done:done+k]."""
-    end = done + k
-    _decrypt_rows(scratch[:k], out.versions[done:end], out.status[done:end], versions_seen, decryptors)
+def _resolve_chunk(blocks: np.ndarray, plain_buf: np.ndarray, out: _Outputs, done: int,
+                   versions_seen: list[int], decryptors: _Decryptors, table: RangeTable,
+                   hits: np.ndarray) -> None:
+    """Decrypt the (k x 16) ciphertext ``blocks`` into ``plain_buf`` and resolve
+    them into out[done:done+k]."""
+    end = done + blocks.shape[0]
+    plain = _decrypt_rows(blocks, plain_buf, out.versions[done:end], out.status[done:end], versions_seen,
+                          decryptors)
     _core.resolve_codes(
-        scratch[:k], out.versions[done:end], out.status[done:end],
+        plain, out.versions[done:end], out.status[done:end],
         table.firsts, table.lasts, table.key_versions, table.levels, table.line_ids,
         out.serial[done:end], out.level[done:end], out.line_id[done:end], hits,
     )
