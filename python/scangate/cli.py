@@ -1,8 +1,11 @@
 """The `scangate` command line.
 
 Every command prints for people on a terminal and, with ``--json``, one JSON object
-per line for scripts. Exit status: 0 success; 1 ``verify`` found codes that are not
-genuine; 2 an error (the one-line reason is on stderr).
+per line for scripts. Exit statuses (EXIT_HELP says them to users): 0 success; 1 the
+answer is no (a code that is not genuine, an audit that fails, a refused
+redemption); 2 bad input or usage, with the reason on stderr; 3 an unexpected
+failure (a bug), one line on stderr, the traceback with ``--verbose``; 130
+interrupted. A script can tell a verdict from a crash by the status alone.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import logging
 import os
 import sys
 import time
+import traceback
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,12 +32,24 @@ from . import points as points_mod
 from .config import CONFIG_FILE_NAME, load_config
 from .payouts import FileAdapter, list_payouts, run_payouts
 from .errors import BatchRejected, ScangateError
+from .outfile import open_codes_output
 from .trace import TraceStore
 
 DATA_ENV = "SCANGATE_DATA"
 DEFAULT_DATA = "scangate-data"
 EXIT_NOT_GENUINE = 1
 EXIT_ERROR = 2
+EXIT_INTERNAL = 3
+EXIT_INTERRUPTED = 130   # 128 + SIGINT, as shells report it
+EXIT_HELP = """\b
+Exit status:
+  0  success
+  1  the answer is no: a code that is not genuine (verify, trace, scan),
+     an audit that fails, a refused points redemption
+  2  bad input or usage; the reason is on stderr
+  3  an unexpected failure (a bug); one line on stderr, the traceback
+     with --verbose
+  130  interrupted (Ctrl-C)"""
 # verify reads its input in slices of this many bytes (cut at a newline)
 VERIFY_SLICE = 32 << 20
 
@@ -65,11 +81,19 @@ def _emit(obj: dict[str, Any]) -> None:
     click.echo(json.dumps(obj, ensure_ascii=False))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Options:
+    """What main() needs to know of the global options after a command failed."""
+
+    verbose = 0
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_HELP)
 @click.version_option(__version__, prog_name="scangate")
-@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+@click.option("-v", "--verbose", count=True,
+              help="More log output (-v info, -vv debug); tracebacks of unexpected failures.")
 def cli(verbose: int) -> None:
     """scangate: issue, trace and verify one-item-one-code codes."""
+    _Options.verbose = verbose
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -151,19 +175,23 @@ def _csv_rows(chunk: np.ndarray, first_seq: int, prefix: str) -> bytes:
 @click.option("--level", type=click.Choice(["item", "case", "pallet"]), default="item", show_default=True)
 @click.option("--count", type=click.IntRange(min=1), required=True, help="Number of codes.")
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False, allow_dash=True),
-              help="Output file ('-' for stdout).")
+              help="Output file, a FIFO or a character device ('-' for stdout). An existing file "
+                   "is refused unless --force.")
+@click.option("--force", is_flag=True, help="Replace an existing OUT file (and a killed run's OUT.part).")
 @click.option("--batch", default="", help="Production batch / lot.")
 @click.option("--gtin", default="", help="GTIN of the product line (checked).")
 @click.option("--attr", multiple=True, metavar="KEY=VALUE", help="Free-form line attribute (repeatable).")
 @click.option("--format", "fmt", type=click.Choice(["text", "url", "csv"]), default="text", show_default=True)
 @json_option
-def issue(data: Path, sku: str, level: str, count: int, out: str, batch: str, gtin: str,
+def issue(data: Path, sku: str, level: str, count: int, out: str, force: bool, batch: str, gtin: str,
           attr: tuple[str, ...], fmt: str, as_json: bool) -> None:
     """Issue COUNT new codes to a file, one per line.
 
     The serial range is reserved durably before any code is written, so a crash
-    never lets a serial be issued twice. The file is written as OUT.part and
-    renamed to OUT when complete.
+    never lets a serial be issued twice. A file is written as OUT.part and
+    appears as OUT only when complete; an existing OUT is never replaced without
+    --force. A FIFO, a character device or '-' is written as a stream; a symbolic
+    link is followed and stays a link.
     """
     attributes = {}
     for item in attr:
@@ -173,35 +201,31 @@ def issue(data: Path, sku: str, level: str, count: int, out: str, batch: str, gt
         attributes[key] = value
     with _open(data) as dd:
         try:
-            line, rng, key = dd.reserve(sku, level, count, batch=batch, gtin=gtin, attributes=attributes)
+            # the output first: a refused one must not cost a serial range
+            output = open_codes_output(out, force=force)
         except ScangateError as exc:
             _fail(str(exc))
-        started = time.perf_counter()
-        prefix = dd.url_prefix
-        chunks = dd.iter_issue(line, rng, key, prefix=prefix if fmt == "url" else "")
-        to_stdout = out == "-"
-        target = Path(out)
-        part = target.with_name(target.name + ".part")
-        stream: IO[bytes] = sys.stdout.buffer if to_stdout else open(part, "wb")
-        show_bar = not to_stdout and not as_json and sys.stderr.isatty()
         try:
+            line, rng, key = dd.reserve(sku, level, count, batch=batch, gtin=gtin, attributes=attributes)
+            started = time.perf_counter()
+            prefix = dd.url_prefix
+            chunks = dd.iter_issue(line, rng, key, prefix=prefix if fmt == "url" else "")
+            show_bar = not output.is_stream and not as_json and sys.stderr.isatty()
             with click.progressbar(length=count, label="issuing", file=sys.stderr,
                                    hidden=not show_bar) as bar:
                 done = 0
                 if fmt == "csv":
-                    stream.write(b"seq,code,url\n")
+                    output.write(b"seq,code,url\n")
                 for chunk in chunks:
-                    stream.write(_csv_rows(chunk, done + 1, prefix) if fmt == "csv" else chunk)
+                    output.write(_csv_rows(chunk, done + 1, prefix) if fmt == "csv" else chunk)
                     done += len(chunk)
                     bar.update(len(chunk))
-            stream.flush()
-            if not to_stdout:
-                os.fsync(stream.fileno())
-        finally:
-            if not to_stdout:
-                stream.close()
-        if not to_stdout:
-            os.replace(part, target)
+            output.commit()
+        except BaseException as exc:
+            output.abort()
+            if isinstance(exc, ScangateError):
+                _fail(str(exc))
+            raise
         rng = dd.store.complete_range(rng)
     elapsed = time.perf_counter() - started
     summary = {
@@ -211,14 +235,14 @@ def issue(data: Path, sku: str, level: str, count: int, out: str, batch: str, gt
         "seconds": round(elapsed, 3), "codes_per_second": int(count / elapsed) if elapsed > 0 else None,
     }
     if as_json:
-        click.echo(json.dumps(summary), err=to_stdout)
+        click.echo(json.dumps(summary), err=out == "-")
     else:
         click.echo(
             f"issued {count:,} {line.level.label} codes for {line.sku}"
             f"{' batch ' + line.batch if line.batch else ''} (line {line.line_id}), serials "
             f"{rng.first:,}..{rng.last:,}, key version {rng.key_version}, to {out} in {elapsed:.2f} s "
             f"({summary['codes_per_second'] or 0:,} codes/s)",
-            err=to_stdout,
+            err=out == "-",
         )
 
 
@@ -752,7 +776,9 @@ def serve(data: Path, port: int | None, host: str | None, workers: int | None, m
         cfg = resolve_config(data, config_file, port=port, host=host, workers=workers, metrics_port=metrics_port)
     except ScangateError as exc:
         _fail(str(exc))
-    sys.exit(run_server(data, cfg, log_level=log_level, announce=click.echo))
+    # run_server returns non-zero when a process could not start (a port in use, a
+    # bad certificate): the reason is in its log, so exit as for bad input.
+    sys.exit(EXIT_ERROR if run_server(data, cfg, log_level=log_level, announce=click.echo) else 0)
 
 
 @cli.group()
@@ -780,13 +806,33 @@ def tokens_add(data: Path, name: str, role: str, tokens_file: Path | None) -> No
     click.echo(f"stored its hash for {name!r} ({role}) in {path}; the server reads it at start", err=True)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> NoReturn:
+    """Run the CLI and exit with one of the statuses of EXIT_HELP.
+
+    click's standalone mode would exit 1 on a crash, on Ctrl-C and on a file it
+    cannot open, which a script reads as "not genuine"; so errors are mapped here.
+    """
     try:
-        cli(standalone_mode=True)
+        status = cli.main(args=argv, prog_name="scangate", standalone_mode=False)
+    except click.exceptions.Abort:   # Ctrl-C or EOF at a prompt (click wraps KeyboardInterrupt)
+        click.echo("interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except click.ClickException as exc:   # usage errors, and files click could not open
+        exc.show()
+        sys.exit(EXIT_ERROR)
     except ScangateError as exc:  # misuse or corruption that a command did not catch
         _fail(str(exc))
-    except OSError as exc:
+    except OSError as exc:   # a file or directory the command could not read or write, a full disk
         _fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
+    except Exception as exc:   # a bug: never let it look like a verdict (1) or a usage error (2)
+        if _Options.verbose:
+            traceback.print_exc()
+        hint = "" if _Options.verbose else "; run with --verbose for the traceback"
+        click.echo(f"internal error: {type(exc).__name__}: {exc}{hint}", err=True)
+        sys.exit(EXIT_INTERNAL)
+    # standalone_mode=False returns a command's ctx.exit() status (--help, --version:
+    # 0); commands that return normally succeeded.
+    sys.exit(status if isinstance(status, int) else 0)
 
 
 if __name__ == "__main__":
