@@ -5,9 +5,8 @@ the one debug switch for the native code.
 """
 import os
 
-import numpy as np
-from Cython.Build import cythonize
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
 DEBUG = os.environ.get("SCANGATE_DEBUG", "") not in ("", "0")
 
@@ -24,11 +23,31 @@ extensions = [
     Extension(
         "scangate._core.codec",
         ["core/codec.pyx"],
-        include_dirs=[np.get_include()],
         define_macros=macros,
         extra_compile_args=cflags,
     )
 ]
+
+
+class CythonBuildExt(build_ext):
+    """Cythonize, with numpy's headers, only when the core is compiled: making the
+    sdist keeps core/codec.pyx as the extension's source (the sdist carries it) and
+    writes no generated C into the tree."""
+
+    def run(self) -> None:
+        import numpy as np
+        from Cython.Build import cythonize
+
+        for ext in self.extensions:
+            if np.get_include() not in ext.include_dirs:
+                ext.include_dirs.append(np.get_include())
+        # the .pyx sources become the generated .c; the Extension objects stay the
+        # ones build_ext has finalized
+        generated = {e.name: e.sources for e in cythonize(self.extensions, compiler_directives=directives)}
+        for ext in self.extensions:
+            ext.sources = generated[ext.name]
+        super().run()
+
 
 setup(
     package_dir={
@@ -37,7 +56,17 @@ setup(
         "scangate.server": "server",
     },
     packages=["scangate", "scangate.v1", "scangate._core", "scangate.server"],
-    package_data={"scangate": ["py.typed"], "scangate._core": ["*.pyi", "*.pxd"]},
-    exclude_package_data={"scangate._core": ["*.c"]},
-    ext_modules=cythonize(extensions, compiler_directives=directives),
+    # The wheel: the modules, the compiled core and exactly this package data (the
+    # typing marker and stubs, the Cython declarations, the .proto files that document
+    # the gRPC API for any gRPC client); never the .pyx, the generated C or
+    # server/proto/generate.py. MANIFEST.in says what the sdist carries besides.
+    include_package_data=False,
+    package_data={
+        "scangate": ["py.typed"],
+        "scangate._core": ["*.pyi", "*.pxd"],
+        "scangate.server": ["proto/scangate/v1/*.proto"],
+    },
+    exclude_package_data={"": ["*.c"]},
+    ext_modules=extensions,
+    cmdclass={"build_ext": CythonBuildExt},
 )
