@@ -1,5 +1,7 @@
-"""The README's promises: `scangate serve` with no flags works, and the Python
-walkthrough runs as printed against a real server."""
+"""The README's promises: its serve command ("Two commands") works in an empty
+directory and listens on the defaults it names, and the Python walkthrough
+("Serving") runs as printed against a real server. The shell blocks are
+tests/test_docs_commands.py's."""
 from __future__ import annotations
 
 import os
@@ -10,13 +12,16 @@ from pathlib import Path
 
 import scangate
 
+from docblocks import README, readme_serve_command, section_blocks
 from serverproc import SCANGATE_BIN, running
-
-README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def test_serve_with_no_flags_creates_the_data_dir_and_listens_on_the_defaults(tmp_path: Path) -> None:
-    proc = subprocess.Popen([str(SCANGATE_BIN), "serve"], cwd=tmp_path, stdout=subprocess.PIPE,
+    # The README's command after its install steps, run with the console script of
+    # the venv these tests run in (the README's own .venv on a CI run).
+    _venv, args = readme_serve_command()
+    assert args == ["serve"], f"the README's serve command now passes {args}: update what this test expects"
+    proc = subprocess.Popen([str(SCANGATE_BIN), *args], cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
@@ -35,9 +40,9 @@ def test_serve_with_no_flags_creates_the_data_dir_and_listens_on_the_defaults(tm
 
 
 def test_walkthrough_runs_as_printed(tmp_path: Path) -> None:
-    text = README.read_text(encoding="utf-8")
-    section = text[text.index("### Serving"):]
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)  # type: ignore[union-attr]
+    found = section_blocks(README, "Serving", "python")
+    assert found, "README.md: no python block under the Serving heading"
+    code = found[0].text
     expected = [m.group(1).strip() for m in re.finditer(r"print\(.*?#\s*(.*)$", code, re.M)]
     with running(tmp_path / "d") as srv:
         r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
