@@ -29,6 +29,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from scangate.datadir import make_private_dir, open_private_file
 from scangate.errors import InvalidArgument
 
 __all__ = ["ROLES", "Principal", "TokenTable", "add_token", "allowed"]
@@ -108,7 +109,8 @@ class TokenTable:
 
 def add_token(path: str | os.PathLike[str], name: str, role: str) -> str:
     """Make a token for ``name``, append its hash to the tokens file (created
-    0600), and return the token: the only time it is ever shown."""
+    0600, in a directory created 0700 if missing), and return the token: the only
+    time it is ever shown."""
     if role not in ROLES:
         raise InvalidArgument(f"role: {role!r} is not one of {', '.join(ROLES)}")
     if not name or any(c in name for c in '"\\\n'):
@@ -116,8 +118,9 @@ def add_token(path: str | os.PathLike[str], name: str, role: str) -> str:
     p = Path(path)
     if p.exists():
         TokenTable.load(p)          # refuse to append to a broken file
+    make_private_dir(p.parent)      # usually the data directory, not created yet: owner-only like the rest
     token = "sg_" + secrets.token_urlsafe(32)
-    fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    fd = open_private_file(p, os.O_WRONLY | os.O_APPEND)
     with os.fdopen(fd, "a", encoding="utf-8") as f:
         f.write(f'\n[[tokens]]\nname = "{name}"\nrole = "{role}"\nsha256 = "{_digest(token)}"\n')
         f.flush()

@@ -7,19 +7,34 @@ same port (SO_REUSEPORT: the kernel spreads connections over the workers). The
 supervisor serves Prometheus metrics for all of them on ``metrics_port``, restarts
 a worker that dies, and on SIGTERM or SIGINT passes the signal on and waits for
 every worker to finish its in-flight calls and commit what it acknowledged.
+
+What a running server keeps on disk lives in its run directory,
+``DATA/run/<supervisor pid>-<random>/`` (0700): ``metrics/`` (prometheus_client's
+multiprocess files) and ``writer.sock`` (the writer's Unix socket). The supervisor
+and each of its processes hold a shared flock on that directory while they live.
+A graceful stop removes it; the next start on the same data directory removes
+every run directory whose lock it can take exclusively, that is, one whose
+processes are all gone (a kill -9, a crash), however the pids were reused since,
+and never one of a server still running. When the socket's path would be longer
+than a Unix socket address allows, the socket goes to a directory under the system
+temp directory, recorded in the run directory and removed with it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import gc
 import logging
 import multiprocessing
 import multiprocessing.connection
 import os
+import re
+import secrets
 import shutil
 import signal
 import socket
+import stat
 import sys
 import tempfile
 import time
@@ -27,9 +42,12 @@ from pathlib import Path
 from typing import Any
 
 from scangate.config import Config, load_config
+from scangate.datadir import make_private_dir, open_private_file
 from scangate.errors import InvalidArgument
 
-from .scanlink import SERVER_GC_THRESHOLDS, writer_main
+# Not imported here: .scanlink, .service and .metrics. A child process imports this
+# module first (its target lives here), and importing .metrics creates its metric
+# files; they must not exist before _child_start made them owner-only.
 
 log = logging.getLogger("scangate.server")
 
@@ -82,10 +100,149 @@ def _load_tokens(data_dir: Path, cfg: Config):  # type: ignore[no-untyped-def]
     return table
 
 
+# ---------------------------------------------------------------------- run directory
+RUN_DIR_NAME = "run"
+_RUN_ENTRY = re.compile(r"^[0-9]+-")           # <supervisor pid>-<random>, made by tempfile.mkdtemp
+# sockaddr_un.sun_path is 108 bytes on Linux, the terminating NUL included
+MAX_SOCKET_PATH = 107
+SOCKET_NAME = "writer.sock"
+_SOCKET_DIR_RECORD = "socket-dir"              # in a run directory: where its socket went instead
+_SOCKET_DIR_PREFIX = "scangate-sock-"
+
+
+@dataclasses.dataclass
+class _RunDir:
+    """The run directory of one server, held (shared flock) while it lives."""
+
+    path: Path
+    socket_dir: Path                           # ``path``, or the fallback under the temp directory
+    fd: int                                    # the supervisor's lock on ``path``
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / "metrics"
+
+    @property
+    def writer_socket(self) -> str:
+        return str(self.socket_dir / SOCKET_NAME)
+
+    def remove(self) -> None:
+        if self.socket_dir != self.path:
+            shutil.rmtree(self.socket_dir, ignore_errors=True)
+        shutil.rmtree(self.path, ignore_errors=True)
+        os.close(self.fd)
+
+
+def _hold_run_dir(path: str | os.PathLike[str]) -> int:
+    """Take a shared lock on a run directory for the life of this process (the
+    kernel drops it when the process dies, however it dies); the descriptor."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    return fd
+
+
+def _open_run_dir(root: Path) -> _RunDir:
+    """Remove the run directories of servers that are gone, then make and hold
+    this server's."""
+    base = Path(os.path.abspath(root)) / RUN_DIR_NAME     # absolute: children and sockets see one path
+    make_private_dir(base)
+    guard = os.open(base, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        # One starting server at a time sweeps and creates, so a sweep never finds
+        # a run directory made but not yet locked. Held for milliseconds.
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        _sweep_run_dirs(base)
+        path = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=base))      # 0700
+        fd = _hold_run_dir(path)
+        socket_dir = path
+        if len(os.fsencode(path / SOCKET_NAME)) > MAX_SOCKET_PATH:
+            socket_dir = Path(tempfile.gettempdir()).absolute() / f"{_SOCKET_DIR_PREFIX}{secrets.token_hex(8)}"
+            if len(os.fsencode(socket_dir / SOCKET_NAME)) > MAX_SOCKET_PATH:
+                _RunDir(path, path, fd).remove()
+                raise InvalidArgument(f"the writer's socket path is too long both under {root} and under "
+                                      f"{socket_dir.parent}; set TMPDIR to a shorter directory")
+            # recorded before it exists: a supervisor killed in between leaves a
+            # record of nothing, never a directory that no record names
+            rec = open_private_file(path / _SOCKET_DIR_RECORD, os.O_WRONLY | os.O_TRUNC)
+            with os.fdopen(rec, "w", encoding="utf-8") as f:
+                f.write(str(socket_dir))
+            os.mkdir(socket_dir, 0o700)        # not make_private_dir: in a shared directory, never adopt one
+        make_private_dir(path / "metrics")
+        return _RunDir(path, socket_dir, fd)
+    finally:
+        os.close(guard)                         # releases the lock
+
+
+def _sweep_run_dirs(base: Path) -> list[str]:
+    """Remove every run directory under ``base`` that no live process holds, with
+    its socket directory; return their paths."""
+    removed: list[str] = []
+    for entry in os.scandir(base):
+        if not _RUN_ENTRY.match(entry.name) or not entry.is_dir(follow_symlinks=False):
+            continue
+        try:
+            fd = os.open(entry.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue                        # a server, or a process it started, still lives
+            _remove_socket_dir(Path(entry.path))
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(entry.path)
+        finally:
+            os.close(fd)
+    if removed:
+        log.info("removed the run directories of stopped servers", extra={"paths": removed})
+    return removed
+
+
+def _remove_socket_dir(run_path: Path) -> None:
+    try:
+        recorded = (run_path / _SOCKET_DIR_RECORD).read_text(encoding="utf-8").strip()
+    except (FileNotFoundError, UnicodeDecodeError):
+        return
+    p = Path(recorded)
+    try:
+        st = os.lstat(p)
+    except (FileNotFoundError, NotADirectoryError, ValueError):
+        return
+    # only what _open_run_dir makes: an absolute path named like ours, a real
+    # directory of this user; a record pointing anywhere else is not followed
+    if (p.is_absolute() and ".." not in p.parts and p.name.startswith(_SOCKET_DIR_PREFIX)
+            and stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid()):
+        shutil.rmtree(p, ignore_errors=True)
+    else:
+        log.warning("not removing %s, named as a socket directory in %s: not one scangate made", p, run_path)
+
+
+def _child_start(run_dir: str) -> None:
+    """First thing in every server child: hold the run directory, so that it stays
+    while any process of this server lives (its supervisor killed or not), and make
+    every file this process creates owner-only. A server child is a process of ours
+    alone, so its umask is ours to set: prometheus_client's metric files and the
+    writer's socket are created through APIs that take no mode."""
+    _hold_run_dir(run_dir)                      # never closed: held until this process exits
+    os.umask(0o077)
+
+
+def _writer_main(run_dir: str, data_dir: str, cfg: Config, path: str,
+                 ready: multiprocessing.connection.Connection, log_level: str) -> None:
+    _child_start(run_dir)
+    from .scanlink import writer_main
+
+    writer_main(data_dir, cfg, path, ready, log_level)
+
+
 # ---------------------------------------------------------------------- worker
-def _worker_main(data_dir: str, cfg: Config, tokens: Any, port: int, writer_socket: str,
+def _worker_main(run_dir: str, data_dir: str, cfg: Config, tokens: Any, port: int, writer_socket: str,
                  ready: multiprocessing.connection.Connection, log_level: str) -> None:
     import asyncio
+
+    _child_start(run_dir)
+    from .scanlink import SERVER_GC_THRESHOLDS
 
     setup_logging(log_level)
 
@@ -159,13 +316,27 @@ def serve(data_dir: str | os.PathLike[str], cfg: Config, *, log_level: str = "IN
     tokens = _load_tokens(root, cfg)                   # fail now, naming the key; workers get the table
     created = not (root / "lmdb" / "data.mdb").exists()
     open_data_dir(root, create=True).close()          # first start: create it
-    s = cfg.server
+    run = _open_run_dir(root)
     held = None
-    port = s.port
-    if port == 0:
-        held = _reserve_port(s.host)
-        port = held.getsockname()[1]
-    metrics_dir = tempfile.mkdtemp(prefix="scangate-metrics-")
+    try:
+        port = cfg.server.port
+        if port == 0:
+            held = _reserve_port(cfg.server.host)
+            port = held.getsockname()[1]
+        code = _supervise(root, cfg, run, port, created, tokens, log_level, announce)
+    finally:
+        if held is not None:
+            held.close()
+        run.remove()
+    if code == 0:
+        announce("scangate: stopped")
+    return code
+
+
+def _supervise(root: Path, cfg: Config, run: _RunDir, port: int, created: bool, tokens: Any, log_level: str,
+               announce: Any) -> int:
+    s = cfg.server
+    metrics_dir = str(run.metrics)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     metrics_url = None
     if s.metrics_port:
@@ -179,8 +350,7 @@ def serve(data_dir: str | os.PathLike[str], cfg: Config, *, log_level: str = "IN
         metrics_url = f"http://{s.host}:{httpd.server_port}/metrics"
     ctx = multiprocessing.get_context("spawn")
     stopping = False
-    sockets_dir = tempfile.mkdtemp(prefix="scangate-")          # 0700: only this user reaches the writer
-    writer_socket = os.path.join(sockets_dir, "writer.sock")
+    writer_socket = run.writer_socket
 
     def on_signal(signum: int, frame: Any) -> None:
         nonlocal stopping
@@ -191,7 +361,7 @@ def serve(data_dir: str | os.PathLike[str], cfg: Config, *, log_level: str = "IN
 
     def launch(name: str, target: Any, *args: Any) -> multiprocessing.process.BaseProcess:
         parent_end, child_end = ctx.Pipe(duplex=False)
-        p = ctx.Process(target=target, args=(*args, child_end, log_level), name=name, daemon=False)
+        p = ctx.Process(target=target, args=(str(run.path), *args, child_end, log_level), name=name, daemon=False)
         p.start()
         child_end.close()
         if not parent_end.poll(60):
@@ -203,7 +373,10 @@ def serve(data_dir: str | os.PathLike[str], cfg: Config, *, log_level: str = "IN
         return p
 
     def start_writer() -> multiprocessing.process.BaseProcess:
-        return launch("scangate-writer", writer_main, str(root), cfg, writer_socket)
+        p = launch("scangate-writer", _writer_main, str(root), cfg, writer_socket)
+        # bind() made it 0777 less the writer's umask (0700): files are 0600 here
+        os.chmod(writer_socket, 0o600)
+        return p
 
     def start(slot: int) -> multiprocessing.process.BaseProcess:
         return launch(f"scangate-worker-{slot}", _worker_main, str(root), cfg, tokens, port, writer_socket)
@@ -223,7 +396,8 @@ def serve(data_dir: str | os.PathLike[str], cfg: Config, *, log_level: str = "IN
     announce(f"scangate: serving {root} on {where} with {s.workers} worker(s)"
              f"{' (created it)' if created else ''}; metrics on {metrics_url or 'off'}; "
              f"auth {'on' if _tokens_path(root, cfg) else 'off'}")
-    log.info("serving", extra={"address": where, "workers": s.workers, "metrics": metrics_url})
+    log.info("serving", extra={"address": where, "workers": s.workers, "metrics": metrics_url,
+                               "run_dir": str(run.path)})
     try:
         while not stopping:
             time.sleep(0.2)
@@ -240,11 +414,6 @@ def serve(data_dir: str | os.PathLike[str], cfg: Config, *, log_level: str = "IN
         # workers first (they finish their calls, whose scans the writer commits), then the writer
         _stop(workers, s.grace_s + 30)
         _stop([writer], s.grace_s + 30)
-        if held is not None:
-            held.close()
-        shutil.rmtree(metrics_dir, ignore_errors=True)
-        shutil.rmtree(sockets_dir, ignore_errors=True)
-    announce("scangate: stopped")
     return 0
 
 

@@ -797,7 +797,6 @@ def tokens_add(data: Path, name: str, role: str, tokens_file: Path | None) -> No
     from scangate.server.auth import add_token
 
     path = tokens_file or data / "tokens.toml"
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
         token = add_token(path, name, role)
     except ScangateError as exc:

@@ -5,13 +5,23 @@ Layout::
 
     DIR/keys.json    key versions, mode 0600 (or the file named by SCANGATE_KEY_FILE)
     DIR/lmdb/        the LMDB environment (data.mdb, lock.mdb)
+    DIR/run/         ``scangate serve``: one directory per running server
+
+The directory holds key material, campaign draw secrets, actor ids and scans, so
+everything scangate creates in it is owner-only: directories 0700, files 0600,
+set at creation (``make_private_dir``, ``open_private_file``) whatever the umask.
+Opening a directory that other users can read logs one warning per path and
+process (``check_private``).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Sequence
+import shlex
+import stat
+import threading
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,11 +43,101 @@ __all__ = [
     "init_data_dir",
     "open_data_dir",
     "DEFAULT_URL_PREFIX",
+    "make_private_dir",
+    "open_private_file",
+    "check_private",
 ]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_URL_PREFIX = "HTTPS://SCN.EXAMPLE.COM/"
+
+
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+# the check lists this many paths in its one line; the fix covers the rest
+_LISTED = 10
+
+
+def make_private_dir(path: str | os.PathLike[str]) -> None:
+    """Create the directory ``path`` and its missing parents, each 0700.
+
+    The mode is given to mkdir itself, so the directory is never reachable by
+    others, not even for a moment; a umask can only take bits away from it. An
+    existing directory is left as it is (its owner chose its mode).
+    """
+    p = Path(path)
+    missing: list[Path] = []
+    while not p.is_dir() and p.parent != p:
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        try:
+            os.mkdir(d, PRIVATE_DIR_MODE)
+        except FileExistsError:
+            if not d.is_dir():
+                raise
+
+
+def open_private_file(path: str | os.PathLike[str], flags: int) -> int:
+    """``os.open(path, flags | O_CREAT)``: a file it creates is 0600 whatever
+    the umask (which can only take bits away); an existing file keeps its mode."""
+    return os.open(path, flags | os.O_CREAT, PRIVATE_FILE_MODE)
+
+
+_warned: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def _open_to_others(root: Path, outside: Iterable[Path]) -> list[tuple[str, int]]:
+    """(path, mode) of ``root``, everything under it, and the ``outside`` files,
+    that group or others may use. Symbolic links (their mode means nothing) and
+    sockets (the 0700 directory around them is what guards them) do not count."""
+    found: list[tuple[str, int]] = []
+
+    def look(path: str, follow: bool) -> None:
+        try:
+            st = os.stat(path) if follow else os.lstat(path)
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            return                      # gone meanwhile (a server's run directory), or not ours to read
+        if not (stat.S_ISLNK(st.st_mode) or stat.S_ISSOCK(st.st_mode)) and st.st_mode & 0o077:
+            found.append((path, stat.S_IMODE(st.st_mode)))
+
+    look(str(root), True)
+    for dirpath, dirnames, filenames in os.walk(root):       # does not follow links
+        for name in dirnames + filenames:
+            look(os.path.join(dirpath, name), False)
+    for path in outside:
+        look(str(path), True)
+    return found
+
+
+def check_private(root: str | os.PathLike[str], also: Iterable[str | os.PathLike[str]] = ()) -> list[str]:
+    """Warn when the data directory ``root``, anything in it, or a file of
+    ``also`` (a key file kept elsewhere) can be read or entered by group or others.
+
+    One WARNING line names the paths and the fix, once per process and path: a
+    server's processes and a long-lived client warn once, not at every open.
+    Returns the paths warned about now.
+    """
+    root = Path(root)
+    top = os.path.abspath(root)
+    outside = [Path(p) for p in also if not (os.path.abspath(p) + os.sep).startswith(top + os.sep)]
+    found = _open_to_others(root, outside)
+    with _warned_lock:
+        new = [(p, m) for p, m in found if os.path.abspath(p) not in _warned]
+        _warned.update(os.path.abspath(p) for p, _ in new)
+    if not new:
+        return []
+    listed = ", ".join(f"{p} ({m:04o})" for p, m in new[:_LISTED])
+    more = f" and {len(new) - _LISTED} more" if len(new) > _LISTED else ""
+    named = {str(p) for p, _ in new}
+    elsewhere = [str(p) for p in outside if str(p) in named]
+    fixes = [f"chmod -R go= {shlex.quote(str(root))}"] if named - set(elsewhere) else []
+    fixes += [f"chmod go= {shlex.quote(p)}" for p in elsewhere]
+    log.warning("%s: group or others can read or enter %s%s; scangate keeps code keys, campaign secrets, "
+                "actor ids and scans there. Fix: %s", root, listed, more, "; ".join(fixes))
+    return sorted(named)
 
 
 def _key_path(root: Path) -> Path:
@@ -212,10 +312,11 @@ def init_data_dir(path: str | os.PathLike[str], *, url_prefix: str = DEFAULT_URL
         raise InvalidArgument("url_prefix: must be printable ASCII without spaces")
     if bad:
         log.warning("url prefix %r has characters outside QR alphanumeric mode: %s", url_prefix, "".join(bad))
-    root.mkdir(parents=True, exist_ok=True)
+    make_private_dir(root)
     keys = Keyring.create(key_path)
     store = Store(root / "lmdb", map_size=map_size, create=True)
     store.url_prefix = url_prefix
+    check_private(root, [key_path])          # a directory that existed before keeps its mode: say so
     return DataDir(root, store, keys)
 
 
@@ -227,5 +328,6 @@ def open_data_dir(path: str | os.PathLike[str], *, create: bool = False,
         if create:
             return init_data_dir(root, map_size=map_size)
         raise NotFound(f"no scangate data directory at {root} (run: scangate init --data {root})")
+    check_private(root, [_key_path(root)])
     keys = Keyring.load(_key_path(root))
     return DataDir(root, Store(root / "lmdb", map_size=map_size), keys)

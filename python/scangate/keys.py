@@ -1,7 +1,8 @@
 """The key file: AES-128 keys by version. Keys never enter LMDB, logs or replies.
 
-The file is JSON, owner-only (0600), written atomically (temp file, fsync, rename,
-fsync of the directory) so a crash leaves either the old or the new key set.
+The file is JSON, owner-only (0600 whatever the umask), written atomically (temp
+file, fsync, rename, fsync of the directory) so a crash leaves either the old or
+the new key set.
 """
 
 from __future__ import annotations
@@ -87,9 +88,7 @@ class Keyring:
             raise CorruptionError(f"key file {path} is unreadable: {failure}")
         if not versions:
             raise CorruptionError(f"key file {path} holds no key")
-        if path.stat().st_mode & 0o077:
-            log.warning("key file %s is readable by group or others; chmod 600 it", path)
-        return cls(path, versions)
+        return cls(path, versions)      # its mode is checked with the data directory's (check_private)
 
     @classmethod
     def create(cls, path: Path) -> Keyring:
@@ -122,8 +121,13 @@ class Keyring:
             ],
         }
         data = json.dumps(doc, indent=1).encode()
+        from .datadir import open_private_file   # here: datadir imports this module
+
         tmp = self.path.with_name(self.path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        # A leftover .tmp (a crash) would keep its own mode through O_TRUNC and then
+        # become the key file: start from a new file, created 0600.
+        tmp.unlink(missing_ok=True)
+        fd = open_private_file(tmp, os.O_WRONLY | os.O_EXCL)
         try:
             os.write(fd, data)
             os.fsync(fd)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-from .datadir import DataDir
+from .datadir import DataDir, open_private_file
 from .errors import InvalidArgument
 
 __all__ = ["PayoutAdapter", "FileAdapter", "run_payouts", "list_payouts", "DEFAULT_RATE_PER_S"]
@@ -65,7 +65,8 @@ class FileAdapter:
         confirmation = f"file-{len(self._seen) + 1}"
         row = {"key": key, "confirmation": confirmation, "actor": request["actor"], "kind": request["kind"],
                "amount_fen": request["amount_fen"], "prize_id": request["prize_id"], "at_ms": int(time.time() * 1000)}
-        with open(self.path, "a", encoding="utf-8") as f:
+        # created owner-only: it lists actor ids and amounts
+        with os.fdopen(open_private_file(self.path, os.O_WRONLY | os.O_APPEND), "a", encoding="utf-8") as f:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
             f.flush()
             os.fsync(f.fileno())

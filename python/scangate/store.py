@@ -164,13 +164,15 @@ class Store:
         self.path = Path(path)
         if not create and not (self.path / "data.mdb").exists():
             raise NotFound(f"no LMDB environment at {self.path}")
-        self.path.mkdir(parents=True, exist_ok=True)
         # Durable defaults on purpose: sync=True, metasync=True, writemap=False.
+        # mode: LMDB creates the directory with it and data.mdb, lock.mdb with it
+        # less the execute bits: owner-only, as they hold secrets and scans.
         self.env = lmdb.open(
             str(self.path),
             map_size=map_size,
             max_dbs=64,
             subdir=True,
+            mode=0o700,
             sync=True,
             metasync=True,
             writemap=False,
