@@ -17,7 +17,7 @@ import pytest
 
 import scangate
 from scangate import rewards
-from scangate.payouts import FileAdapter, list_payouts, run_payouts
+from scangate.payouts import DEFAULT_LEASE_MS, FileAdapter, list_payouts, run_payouts
 from scangate.rewards import ScanRequest
 
 SCANGATE = str(Path(sys.executable).with_name("scangate"))
@@ -159,11 +159,17 @@ def test_kill_9_during_payouts_loses_and_duplicates_nothing(tmp_path: Path) -> N
     rerun = subprocess.run([SCANGATE, "payouts", "run", "--data", str(data), "--out", str(out), "--rate", "1000",
                             "--json"], capture_output=True, text=True, timeout=120)
     assert rerun.returncode == 0, rerun.stderr
-    keys = [json.loads(x)["key"] for x in out.read_text().splitlines()]
-    assert len(keys) == 90 and len(set(keys)) == 90          # every award paid, none twice
     with scangate.open_data_dir(data) as dd:
+        # the killed runner's leased batch waits for its lease to run out ...
+        held = [r for r in list_payouts(dd) if r["state"] != "confirmed"]
+        assert held and all(r["state"] == "sending" and r["lease_owner"] for r in held)
+        # ... and then the next runner sends it again with the same key
+        later = int(time.time() * 1000) + DEFAULT_LEASE_MS + 1
+        run_payouts(dd, FileAdapter(out), rate_per_s=1000, now_ms=lambda: later)
         rows = list_payouts(dd)
         assert {r["state"] for r in rows} == {"confirmed"} and len(rows) == 90
+    keys = [json.loads(x)["key"] for x in out.read_text().splitlines()]
+    assert len(keys) == 90 and len(set(keys)) == 90          # every award paid, none twice
 
 
 def test_file_adapter_drops_a_line_cut_short_by_a_crash(tmp_path: Path) -> None:
