@@ -22,10 +22,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
-from scangate import ingest, payouts, points, rewards
+from scangate import ingest, payouts, points, rewards, verdicts
 from scangate.config import Config
 from scangate.datadir import DataDir
 from scangate.enums import CodeStatus, Level
+from scangate.errors import BatchRejected
 from scangate.trace import TraceStore
 from scangate.v1 import campaigns_pb2 as camp_pb
 from scangate.v1 import campaigns_pb2_grpc
@@ -50,7 +51,8 @@ log = logging.getLogger("scangate.server")
 
 SERVICE_NAMES = tuple(
     f"scangate.v1.{name}" for name in
-    ("ScanService", "CodeService", "TraceService", "CampaignService", "PointsService", "PayoutService"))
+    ("ScanService", "CodeService", "TraceService", "CampaignService", "PointsService", "PayoutService",
+     "RecallService"))
 MAX_SCAN_BATCH = 1000
 MAX_ISSUE = 100_000_000
 
@@ -315,14 +317,22 @@ class CodeServicer(codes_pb2_grpc.CodeServiceServicer):
     async def VerifyCodes(self, request: codes_pb.VerifyCodesRequest,
                           context: grpc.aio.ServicerContext) -> codes_pb.VerifyCodesReply:
         _check_count(len(request.codes), "codes", 100_000)
-        result = await asyncio.to_thread(self.data.verify_codes, list(request.codes))
+        return await asyncio.to_thread(self._verify, list(request.codes))
+
+    def _verify(self, codes: list[str]) -> codes_pb.VerifyCodesReply:
+        result = self.data.verify_codes(codes)
+        recalls = verdicts.RecallIndex(self.data)
+        revoked = recalls.revoked(result.status == CodeStatus.GENUINE, result.serial, result.line_id).tolist()
         out = []
         for i in range(len(result)):
             c = result[i]
-            out.append(codes_pb.CodeCheck(
+            check = codes_pb.CodeCheck(
                 status=enum_to_proto(c.status), key_version=c.key_version, serial=c.serial or 0,
                 level=enum_to_proto(c.level) if c.level else 0, line_id=c.line.line_id if c.line else 0,
-                sku=c.line.sku if c.line else ""))
+                sku=c.line.sku if c.line else "")
+            if revoked[i]:
+                check.recall.CopyFrom(recall_of(recalls, c.serial, c.line.line_id))
+            out.append(check)
         return codes_pb.VerifyCodesReply(results=out)
 
 
@@ -381,6 +391,8 @@ class TraceServicer(trace_pb2_grpc.TraceServiceServicer):
 
     def _trace(self, codes: list[str]) -> trace_pb.TraceReply:
         checks = self.data.verify_codes(codes)
+        recalls = verdicts.RecallIndex(self.data)
+        revoked = recalls.revoked(checks.status == CodeStatus.GENUINE, checks.serial, checks.line_id).tolist()
         genuine = np.flatnonzero(checks.status == CodeStatus.GENUINE)
         chains = dict(zip(genuine.tolist(), self.trace.trace(checks.serial[genuine]))) if len(genuine) else {}
         out = []
@@ -397,8 +409,74 @@ class TraceServicer(trace_pb2_grpc.TraceServiceServicer):
                 if chain.dealer is not None:
                     r.dealer.CopyFrom(trace_pb.Dealer(dealer_id=chain.dealer.dealer_id, name=chain.dealer.name,
                                                       territory=list(chain.dealer.territory)))
+                if revoked[i]:
+                    r.recall.CopyFrom(recall_of(recalls, int(checks.serial[i]), int(checks.line_id[i])))
             out.append(r)
         return trace_pb.TraceReply(results=out)
+
+
+# ---------------------------------------------------------------------- recalls
+_RECALL_KINDS = {"line": common.RECALL_KIND_LINE, "range": common.RECALL_KIND_RANGE,
+                 "codes": common.RECALL_KIND_CODES}
+MAX_RECALL_CODES = 100_000
+
+
+def recall_to_proto(r: verdicts.Recall) -> common.Recall:
+    return common.Recall(kind=_RECALL_KINDS[r.source if r.kind == "range" else "line"], line_id=r.line_id or 0,
+                         first=r.first or 0, last=r.last or 0, reason=r.reason, at_ms=r.at_ms)
+
+
+def recall_of(recalls: verdicts.RecallIndex, serial: int, line_id: int) -> common.Recall:
+    """The recall that revokes a genuine code, as a scan's evidence names it: its
+    line's recall first, else the first range holding its serial."""
+    _reasons, ev = recalls.evidence(serial, line_id)
+    if "recall_line" in ev:
+        return common.Recall(kind=common.RECALL_KIND_LINE, line_id=line_id, reason=ev["recall_line"]["reason"])
+    rng = ev["recall_range"]
+    return common.Recall(kind=common.RECALL_KIND_RANGE, first=rng["first"], last=rng["last"], reason=rng["reason"])
+
+
+class RecallServicer(trace_pb2_grpc.RecallServiceServicer):
+    """Admin only (server/auth.py grants RecallService to no other role)."""
+
+    def __init__(self, data: DataDir):
+        self.data = data
+
+    async def RecallCodes(self, request: trace_pb.RecallCodesRequest,
+                          context: grpc.aio.ServicerContext) -> trace_pb.RecallCodesReply:
+        target = request.WhichOneof("target")
+        if target is None:
+            raise bad("target", "give one of line_id, range or codes")
+        if not request.reason.strip():
+            raise bad("reason", "missing: it is kept with the recall and shown as scan evidence")
+        if target == "line_id":
+            report = await asyncio.to_thread(verdicts.recall_line, self.data, request.line_id, request.reason)
+        elif target == "range":
+            rng = request.range
+            if rng.first < 1:
+                raise bad("range.first", f"serials start at 1, not {rng.first}")
+            if rng.first > rng.last:
+                raise bad("range", f"first {rng.first} is after last {rng.last}")
+            report = await asyncio.to_thread(verdicts.recall_range, self.data, rng.first, rng.last,
+                                             request.reason)
+        else:
+            codes = list(request.codes.codes)
+            _check_count(len(codes), "codes.codes", MAX_RECALL_CODES)
+            try:
+                report = await asyncio.to_thread(verdicts.recall_codes, self.data, codes, request.reason,
+                                                 "codes", list(range(len(codes))))
+            except BatchRejected as exc:   # name each code by its field, as other uploads do
+                raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
+                                   f"codes: {len(exc.problems)} not genuine, nothing recalled",
+                                   [(f"codes.codes[{p.where.removeprefix('line ')}]", p.message)
+                                    for p in exc.problems]) from None
+        return trace_pb.RecallCodesReply(recalls=[recall_to_proto(r) for r in report.recalls],
+                                         added=report.added, codes=report.codes)
+
+    async def ListRecalls(self, request: trace_pb.ListRecallsRequest,
+                          context: grpc.aio.ServicerContext) -> trace_pb.ListRecallsReply:
+        entries = await asyncio.to_thread(verdicts.list_recalls, self.data)
+        return trace_pb.ListRecallsReply(recalls=[recall_to_proto(r) for r in entries])
 
 
 # ---------------------------------------------------------------------- campaigns
@@ -574,6 +652,7 @@ async def start_worker(data: DataDir, cfg: Config, tokens: TokenTable | None, *,
     server.add_generic_rpc_handlers((scans.handler(),))
     codes_pb2_grpc.add_CodeServiceServicer_to_server(CodeServicer(data), server)
     trace_pb2_grpc.add_TraceServiceServicer_to_server(TraceServicer(data), server)
+    trace_pb2_grpc.add_RecallServiceServicer_to_server(RecallServicer(data), server)
     campaigns_pb2_grpc.add_CampaignServiceServicer_to_server(CampaignServicer(data), server)
     points_pb2_grpc.add_PointsServiceServicer_to_server(PointsServicer(data), server)
     points_pb2_grpc.add_PayoutServiceServicer_to_server(PayoutServicer(data), server)

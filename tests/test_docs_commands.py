@@ -358,6 +358,10 @@ def check_synopsis(line: str, positionals: bool = True) -> list[list[str]]:
                         and rest[i] not in ("[", "]"):
                     value = rest[i]
                     i += 1
+                    # an option of several values (`--range FIRST LAST`) takes them all
+                    for _ in range(param.nargs - 1):
+                        if i < len(rest) and rest[i] not in ("[", "]", "|") and not rest[i].startswith("-"):
+                            i += 1
                     # item|case|pallet, or a literal value (not a PLACEHOLDER): the choices
                     if isinstance(param.type, click.Choice) and ("|" in value or not value.isupper()):
                         for choice in value.split("|"):

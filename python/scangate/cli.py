@@ -27,7 +27,7 @@ import numpy as np
 from . import __version__
 from .datadir import DataDir, init_data_dir, open_data_dir
 from .enums import CodeStatus, Level
-from . import ingest, rewards
+from . import ingest, rewards, verdicts
 from . import points as points_mod
 from .config import CONFIG_FILE_NAME, load_config
 from .payouts import FileAdapter, list_payouts, run_payouts
@@ -44,8 +44,8 @@ EXIT_INTERRUPTED = 130   # 128 + SIGINT, as shells report it
 EXIT_HELP = """\b
 Exit status:
   0  success
-  1  the answer is no: a code that is not genuine (verify, trace, scan),
-     an audit that fails, a refused points redemption
+  1  the answer is no: a code that is not genuine or is recalled (verify,
+     trace, scan), an audit that fails, a refused points redemption
   2  bad input or usage; the reason is on stderr
   3  an unexpected failure (a bug); one line on stderr, the traceback
      with --verbose
@@ -278,23 +278,39 @@ def _display(raw: bytes, limit: int = 64) -> str:
 def verify(data: Path, source: IO[bytes], quiet: bool, as_json: bool) -> None:
     """Verify codes from SOURCE (a file, or '-' for stdin), one per line.
 
-    Prints one result per input line, then the counts per status. Exit status 0
-    when every line is genuine, 1 when any is not.
+    Prints one result per input line, then the counts per status. A genuine code
+    under a recall (`scangate recall`) is printed and counted as `revoked`. Exit
+    status 0 when every line is genuine, 1 when any is not (revoked included).
     """
     totals = np.zeros(len(CodeStatus), np.int64)
+    revoked_total = 0
     line_no = 0
     out = sys.stdout
     with _open(data) as dd:
+        # read once: a recall made while verify runs shows from the next run on
+        recalls = verdicts.RecallIndex(dd)
         for chunk in _read_slices(source):
             result = dd.verify_codes(chunk)
             totals += np.bincount(result.status, minlength=len(CodeStatus))
+            revoked = None
+            if recalls:
+                revoked = recalls.revoked(result.status == CodeStatus.GENUINE, result.serial, result.line_id)
+                revoked_total += int(revoked.sum())
             if not quiet:
                 raws = chunk.split(b"\n")
                 if chunk.endswith(b"\n"):
                     raws.pop()
-                _print_results(out, raws, result, line_no, as_json)
+                _print_results(out, raws, result, line_no, as_json, revoked)
             line_no += len(result)
     counts = {s.label: int(totals[s]) for s in CodeStatus}
+    # a recalled code authenticates but must not pass: it is counted as revoked,
+    # not genuine, and makes the exit status 1 like any code that is not genuine
+    # (the key is there only when some were: the summary of a directory without
+    # recalls keeps the shape it always had, one key per CodeStatus)
+    if revoked_total:
+        counts["genuine"] -= revoked_total
+        counts = {"genuine": counts["genuine"], "revoked": revoked_total,
+                  **{k: n for k, n in counts.items() if k != "genuine"}}
     if as_json:
         _emit({"summary": {"lines": line_no, **counts}})
     else:
@@ -303,25 +319,35 @@ def verify(data: Path, source: IO[bytes], quiet: bool, as_json: bool) -> None:
     sys.exit(0 if counts["genuine"] == line_no else EXIT_NOT_GENUINE)
 
 
-def _print_results(out: IO[str], raws: list[bytes], result: Any, first_line: int, as_json: bool) -> None:
+_REVOKED_ROW = -1   # the status a recalled genuine code is printed with (not a CodeStatus)
+
+
+def _print_results(out: IO[str], raws: list[bytes], result: Any, first_line: int, as_json: bool,
+                   revoked: np.ndarray | None = None) -> None:
     # Precompute the tail of each output line per (status, line id): the per-line
     # work is then one format call, which keeps 10 million lines in seconds.
     lines = result.lines
+    status = result.status.astype(np.int16)
+    if revoked is not None:
+        status[revoked] = _REVOKED_ROW
     if as_json:
         tails = {lid: json.dumps({"status": "genuine", "sku": ln.sku, "batch": ln.batch,
                                   "level": ln.level.label})[1:] for lid, ln in lines.items()}
+        rtails = {lid: json.dumps({"status": "revoked", "sku": ln.sku, "batch": ln.batch,
+                                   "level": ln.level.label})[1:] for lid, ln in lines.items()}
         bad = {s.value: json.dumps({"status": s.label})[1:] for s in CodeStatus}
         parts = []
-        for i, (raw, st, lid) in enumerate(zip(raws, result.status.tolist(), result.line_id.tolist())):
-            tail = tails[lid] if st == 0 else bad[st]
+        for i, (raw, st, lid) in enumerate(zip(raws, status.tolist(), result.line_id.tolist())):
+            tail = tails[lid] if st == 0 else rtails[lid] if st == _REVOKED_ROW else bad[st]
             parts.append(f'{{"line": {first_line + i + 1}, "code": {json.dumps(_display(raw, 256))}, {tail}\n')
         out.write("".join(parts))
         return
     tails = {lid: f"\tgenuine\t{ln.sku}\t{ln.batch or '-'}\t{ln.level.label}\n" for lid, ln in lines.items()}
+    rtails = {lid: f"\trevoked\t{ln.sku}\t{ln.batch or '-'}\t{ln.level.label}\n" for lid, ln in lines.items()}
     bad = {s.value: f"\t{s.label}\n" for s in CodeStatus}
     out.write("".join(
-        _display(raw) + (tails[lid] if st == 0 else bad[st])
-        for raw, st, lid in zip(raws, result.status.tolist(), result.line_id.tolist())
+        _display(raw) + (tails[lid] if st == 0 else rtails[lid] if st == _REVOKED_ROW else bad[st])
+        for raw, st, lid in zip(raws, status.tolist(), result.line_id.tolist())
     ))
 
 
@@ -473,20 +499,25 @@ def dealers_list(data: Path, as_json: bool) -> None:
 @json_option
 def trace(data: Path, code: str, as_json: bool) -> None:
     """Show where a code sits: product line, case, pallet, shipment, dealer,
-    territory; and, for a case or pallet, its children."""
+    territory; and, for a case or pallet, its children. A recalled code is shown
+    in full but as `revoked`, with its recall, and exits 1."""
     with _open(data) as dd:
         check = dd.verify_code(code)
         if not check.genuine or check.serial is None or check.line is None:
             _emit({"code": code, "status": check.status.label}) if as_json else \
                 click.echo(f"{code}: {check.status.label}")
             sys.exit(EXIT_NOT_GENUINE)
+        # a recalled code is still traced in full (a recall needs to know where its
+        # units went), but reported revoked, and the answer is no (exit 1)
+        recall_reasons, recall_evidence = verdicts.RecallIndex(dd).evidence(check.serial, check.line.line_id)
         ts = TraceStore(dd.store)
         chain = ts.trace(np.array([check.serial], np.uint64))[0]
         children = ts.children_of(check.serial)
         history = ts.shipment_history(chain.shipment.unit) if chain.shipment else []
         ancestor_levels = dd.store.levels_of(np.array(chain.ancestors, np.uint64)).tolist()
+    status = "revoked" if recall_reasons else "genuine"
     info: dict[str, Any] = {
-        "code": code, "status": "genuine", "level": check.level.label if check.level else None,
+        "code": code, "status": status, "level": check.level.label if check.level else None,
         "line": check.line.to_json(), "ancestors": list(chain.ancestors),
         "ancestor_levels": [Level(int(x)).label for x in ancestor_levels],
         "shipment": chain.shipment.to_json() if chain.shipment else None,
@@ -494,10 +525,15 @@ def trace(data: Path, code: str, as_json: bool) -> None:
         "shipment_history": [s.to_json() for s in history],
         "children": len(children),
     }
+    if recall_reasons:
+        info["reasons"] = [r.value for r in recall_reasons]
+        info["evidence"] = recall_evidence
     if as_json:
         _emit(info)
-        return
-    click.echo(f"{code}: genuine {info['level']} of {check.line.sku} batch {check.line.batch or '-'}")
+        sys.exit(EXIT_NOT_GENUINE if recall_reasons else 0)
+    click.echo(f"{code}: {status} {info['level']} of {check.line.sku} batch {check.line.batch or '-'}")
+    for reason, (name, ev) in zip(recall_reasons, recall_evidence.items()):
+        click.echo(f"  recalled ({reason.value}): {json.dumps(ev, ensure_ascii=False)}")
     for level, serial in zip(ancestor_levels, chain.ancestors):
         click.echo(f"  in {Level(int(level)).label} serial {serial}")
     if chain.shipment and chain.dealer:
@@ -509,6 +545,7 @@ def trace(data: Path, code: str, as_json: bool) -> None:
         click.echo("  no shipment recorded")
     if len(children):
         click.echo(f"  holds {len(children):,} children")
+    sys.exit(EXIT_NOT_GENUINE if recall_reasons else 0)
 
 
 @cli.command()
@@ -560,6 +597,96 @@ def scan(data: Path, code: str, actor: str, actor_type: str, region: int | None,
             click.echo(f"  no reward: {d.no_reward.name.lower()} ({d.no_reward.value})")
         click.echo(f"  {d.message['zh-CN']}  {d.message['en']}")
     sys.exit(0 if v["verdict"] == "genuine" else EXIT_NOT_GENUINE)
+
+
+# ---------------------------------------------------------------------- recalls
+def _when(at_ms: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.gmtime(at_ms / 1000)) + " UTC"
+
+
+def _recall_text(r: verdicts.Recall) -> str:
+    if r.kind == "line":
+        return f"line {r.line_id}"
+    what = f"serial {r.first}" if r.first == r.last else f"serials {r.first}..{r.last} ({r.count:,} codes)"
+    return what + (", from a codes file" if r.source == "codes" else "")
+
+
+def _read_codes_file(source: IO[bytes]) -> tuple[list[str], list[int]]:
+    """The codes of a file, one per line, and their 1-based line numbers; blank
+    lines are skipped (their numbers still count)."""
+    codes, numbers = [], []
+    for n, raw in enumerate(source.read().splitlines(), 1):
+        text = raw.strip()
+        if text:
+            codes.append(text.decode("utf-8", errors="replace"))
+            numbers.append(n)
+    return codes, numbers
+
+
+@cli.command()
+@data_option
+@click.option("--line", "line_id", type=int, default=None, help="Recall a whole product line (its id: `scangate ledger`).")
+@click.option("--range", "serial_range", type=(int, int), default=None, metavar="FIRST LAST",
+              help="Recall serials FIRST..LAST (all of them issued).")
+@click.option("--codes", "codes_file", type=click.File("rb"), default=None, metavar="FILE",
+              help="Recall the codes in FILE, one per line ('-': stdin); each must verify genuine, "
+                   "else nothing is recalled.")
+@click.option("--reason", required=True, help="Why (kept with the recall, shown as scan evidence).")
+@json_option
+def recall(data: Path, line_id: int | None, serial_range: tuple[int, int] | None, codes_file: IO[bytes] | None,
+           reason: str, as_json: bool) -> None:
+    """Recall a product line, a serial range or single codes: from then on verify,
+    trace and scan report their genuine codes as `revoked` (SG-R1, SG-R2), and they
+    win no reward. Recalling the same thing again changes nothing."""
+    given = [x is not None for x in (line_id, serial_range, codes_file)]
+    if sum(given) != 1:
+        _fail("give exactly one of --line, --range or --codes")
+    with _open(data) as dd:
+        try:
+            if line_id is not None:
+                report = verdicts.recall_line(dd, line_id, reason)
+            elif serial_range is not None:
+                report = verdicts.recall_range(dd, serial_range[0], serial_range[1], reason)
+            else:
+                assert codes_file is not None
+                name = getattr(codes_file, "name", "codes")
+                codes, numbers = _read_codes_file(codes_file)
+                report = verdicts.recall_codes(dd, codes, reason, source=str(name), lines=numbers)
+        except BatchRejected as exc:
+            _reject(exc, as_json)
+        except ScangateError as exc:
+            _fail(str(exc))
+    if as_json:
+        _emit({"added": report.added, "codes": report.codes, "recalls": [r.to_json() for r in report.recalls]})
+        return
+    if codes_file is not None:
+        click.echo(f"recalled {report.codes:,} codes in {len(report.recalls):,} entries "
+                   f"({report.added:,} new, the others already recalled): {reason}")
+        return
+    r = report.recalls[0]
+    state = "recalled" if report.added else f"already recalled {_when(r.at_ms)}"
+    click.echo(f"{state}: {_recall_text(r)}: {r.reason}")
+
+
+@cli.group()
+def recalls() -> None:
+    """Recalls made with `scangate recall`."""
+
+
+@recalls.command("list")
+@data_option
+@json_option
+def recalls_list(data: Path, as_json: bool) -> None:
+    """Every recall: product lines, then serial ranges (single codes are ranges of one)."""
+    with _open(data) as dd:
+        entries = verdicts.list_recalls(dd)
+    if as_json:
+        for r in entries:
+            _emit(r.to_json())
+        return
+    for r in entries:
+        click.echo(f"{_recall_text(r)}: {r.reason} ({_when(r.at_ms)})")
+    click.echo(f"{len(entries):,} recalls", err=True)
 
 
 @cli.group()
@@ -726,14 +853,19 @@ def payouts() -> None:
 @click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="The file adapter's JSON-lines file (default DIR/payouts.jsonl).")
 @click.option("--max", "max_items", type=click.IntRange(min=1), default=None, help="Deliver at most this many.")
+@click.option("--lease", "lease_s", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
+              help="Seconds a runner holds the payouts it takes; keep it above twice the rail's timeout.")
 @json_option
-def payouts_run(data: Path, rate: float, out_file: Path | None, max_items: int | None, as_json: bool) -> None:
+def payouts_run(data: Path, rate: float, out_file: Path | None, max_items: int | None, lease_s: float,
+                as_json: bool) -> None:
     """Deliver due payouts once through the file adapter, rate-limited; a request
-    that fails is retried on a later run with the same idempotency key."""
+    that fails is retried on a later run with the same idempotency key. Any number
+    of runners may run at once: each leases what it sends, and a killed runner's
+    payouts are sent again by the next runner once its lease expires."""
     with _open(data) as dd:
         try:
             counts = run_payouts(dd, FileAdapter(out_file or data / "payouts.jsonl"), rate_per_s=rate,
-                                 max_items=max_items)
+                                 max_items=max_items, lease_ms=int(lease_s * 1000))
         except ScangateError as exc:
             _fail(str(exc))
     _emit(counts) if as_json else click.echo(f"{counts['confirmed']:,} confirmed, {counts['failed']:,} failed")
@@ -803,6 +935,45 @@ def tokens_add(data: Path, name: str, role: str, tokens_file: Path | None) -> No
         _fail(str(exc))
     click.echo(token)
     click.echo(f"stored its hash for {name!r} ({role}) in {path}; the server reads it at start", err=True)
+
+
+@tokens.command("list")
+@data_option
+@click.option("--file", "tokens_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Tokens file (default DIR/tokens.toml).")
+@json_option
+def tokens_list(data: Path, tokens_file: Path | None, as_json: bool) -> None:
+    """The clients that hold a token, with their roles (never a token or its hash)."""
+    from scangate.server.auth import list_tokens
+
+    path = tokens_file or data / "tokens.toml"
+    try:
+        entries = list_tokens(path)
+    except ScangateError as exc:
+        _fail(str(exc))
+    for who in entries:
+        _emit({"name": who.name, "role": who.role}) if as_json else click.echo(f"{who.name}\t{who.role}")
+    if not as_json:
+        click.echo(f"{len(entries)} tokens in {path}" + ("" if entries else ": the server runs open"), err=True)
+
+
+@tokens.command("revoke")
+@data_option
+@click.argument("name")
+@click.option("--file", "tokens_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Tokens file (default DIR/tokens.toml).")
+def tokens_revoke(data: Path, name: str, tokens_file: Path | None) -> None:
+    """Remove client NAME's token(s) from the tokens file. A running server reads
+    the file at start: the token stops working when the server next starts."""
+    from scangate.server.auth import revoke_token
+
+    path = tokens_file or data / "tokens.toml"
+    try:
+        n = revoke_token(path, name)
+    except ScangateError as exc:
+        _fail(str(exc))
+    click.echo(f"revoked {n} token{'s' if n > 1 else ''} of {name!r} in {path}; "
+               "a running server keeps accepting it until it is restarted")
 
 
 def main(argv: list[str] | None = None) -> NoReturn:

@@ -7,7 +7,7 @@
 
 Scans come back as ``rewards.Decision`` (as ``decide_scans`` returns them
 in-process); other calls return the package's types where it has one
-(``LinkReport``, ``EpcisReport``, ``Redemption``) and otherwise the typed
+(``LinkReport``, ``EpcisReport``, ``Redemption``, ``verdicts.RecallReport``) and otherwise the typed
 ``scangate.v1`` reply message. Error statuses become the package's exceptions
 (see ``scangate.errors``); INVALID_ARGUMENT carries ``violations``, the
 (field, why) pairs the server named.
@@ -31,10 +31,12 @@ from .ingest import EpcisReport, LinkReport
 from .points import Redemption
 from .rewards import Decision, ScanRequest
 from .trace import Dealer
+from .verdicts import Recall, RecallReport
 from .v1 import campaigns_pb2 as camp_pb
 from .v1 import campaigns_pb2_grpc
 from .v1 import codes_pb2 as codes_pb
 from .v1 import codes_pb2_grpc
+from .v1 import common_pb2 as common_pb
 from .v1 import points_pb2 as points_pb
 from .v1 import points_pb2_grpc
 from .v1 import scan_pb2 as scan_pb
@@ -205,11 +207,39 @@ def _payouts_req(state: str | None, limit: int) -> points_pb.ListPayoutsRequest:
     return points_pb.ListPayoutsRequest(state=_PAYOUT_STATE[state], limit=limit)
 
 
+_RECALL_SOURCES = {common_pb.RECALL_KIND_LINE: "line", common_pb.RECALL_KIND_RANGE: "range",
+                   common_pb.RECALL_KIND_CODES: "codes"}
+
+
+def _recall_req(reason: str, line_id: int | None, serial_range: tuple[int, int] | None,
+                codes: Sequence[str] | None) -> trace_pb.RecallCodesRequest:
+    if sum(x is not None for x in (line_id, serial_range, codes)) != 1:
+        raise InvalidArgument("target: give exactly one of line_id, serial_range or codes")
+    if line_id is not None:
+        return trace_pb.RecallCodesRequest(line_id=line_id, reason=reason)
+    if serial_range is not None:
+        first, last = serial_range
+        return trace_pb.RecallCodesRequest(range=trace_pb.SerialRange(first=first, last=last), reason=reason)
+    return trace_pb.RecallCodesRequest(codes=trace_pb.RecallCodeList(codes=list(codes or ())), reason=reason)
+
+
+def _recall(m: common_pb.Recall) -> Recall:
+    source = _RECALL_SOURCES.get(m.kind, "range")
+    if source == "line":
+        return Recall("line", m.reason, m.at_ms, line_id=m.line_id, source="line")
+    return Recall("range", m.reason, m.at_ms, first=m.first, last=m.last, source=source)
+
+
+def _recall_report(r: trace_pb.RecallCodesReply) -> RecallReport:
+    return RecallReport([_recall(m) for m in r.recalls], r.added)
+
+
 class _Stubs:
     def __init__(self, channel: grpc.Channel | grpc.aio.Channel):
         self.scan = scan_pb2_grpc.ScanServiceStub(channel)
         self.codes = codes_pb2_grpc.CodeServiceStub(channel)
         self.trace = trace_pb2_grpc.TraceServiceStub(channel)
+        self.recalls = trace_pb2_grpc.RecallServiceStub(channel)
         self.campaigns = campaigns_pb2_grpc.CampaignServiceStub(channel)
         self.points = points_pb2_grpc.PointsServiceStub(channel)
         self.payouts = points_pb2_grpc.PayoutServiceStub(channel)
@@ -302,6 +332,17 @@ class Client:
 
     def trace(self, codes: Sequence[str]) -> list[trace_pb.TraceResult]:
         return list(self._call(self._stub.trace.Trace, trace_pb.TraceRequest(codes=codes)).results)
+
+    # recalls (admin)
+    def recall(self, reason: str, *, line_id: int | None = None, serial_range: tuple[int, int] | None = None,
+               codes: Sequence[str] | None = None) -> RecallReport:
+        """Recall a product line, serials first..last, or single codes (exactly one);
+        all or nothing, and asking again adds nothing (``added`` 0)."""
+        req = _recall_req(reason, line_id, serial_range, codes)
+        return _recall_report(self._call(self._stub.recalls.RecallCodes, req, self.stream_timeout))
+
+    def list_recalls(self) -> list[Recall]:
+        return [_recall(m) for m in self._call(self._stub.recalls.ListRecalls, trace_pb.ListRecallsRequest()).recalls]
 
     # campaigns
     def put_campaign(self, definition: str, source: str = "") -> camp_pb.Campaign:
@@ -423,6 +464,16 @@ class AsyncClient:
 
     async def trace(self, codes: Sequence[str]) -> list[trace_pb.TraceResult]:
         return list((await self._call(self._stub.trace.Trace, trace_pb.TraceRequest(codes=codes))).results)
+
+    async def recall(self, reason: str, *, line_id: int | None = None,
+                     serial_range: tuple[int, int] | None = None,
+                     codes: Sequence[str] | None = None) -> RecallReport:
+        req = _recall_req(reason, line_id, serial_range, codes)
+        return _recall_report(await self._call(self._stub.recalls.RecallCodes, req, self.stream_timeout))
+
+    async def list_recalls(self) -> list[Recall]:
+        reply = await self._call(self._stub.recalls.ListRecalls, trace_pb.ListRecallsRequest())
+        return [_recall(m) for m in reply.recalls]
 
     async def put_campaign(self, definition: str, source: str = "") -> camp_pb.Campaign:
         return await self._call(self._stub.campaigns.PutCampaign,  # type: ignore[no-any-return]

@@ -31,19 +31,26 @@ import xxhash
 from . import geo
 from .datadir import DataDir, VerifyResult
 from .enums import CodeStatus
-from .errors import InvalidArgument
+from .errors import BatchRejected, InvalidArgument, NotFound, Problem
 from .jsontext import esc as _esc
 from .jsontext import number as _number
 from .trace import SERIAL_BYTES, TraceStore, _keys7, now_ms
 
 __all__ = [
     "MESSAGES",
+    "Recall",
+    "RecallIndex",
+    "RecallReport",
     "Verdict",
     "Reason",
     "Scan",
     "ScanVerdict",
     "VerdictConfig",
     "decide_verdicts",
+    "list_recalls",
+    "recall_codes",
+    "recall_line",
+    "recall_range",
     "revoke_line",
     "revoke_range",
     "scan_history",
@@ -318,21 +325,236 @@ def scan_history(data: DataDir, code: str) -> dict[str, Any] | None:
 
 
 # ---------------------------------------------------------------------- recalls
-def revoke_line(data: DataDir, line_id: int, reason: str) -> None:
-    data.store.get_line(line_id)  # NotFound if absent
+# The "revoked" database holds one entry per recall:
+#   b"L" + line id (>I)                      -> {"reason", "at_ms"}
+#   b"R" + first (>Q) + last (>Q)            -> {"last", "reason", "at_ms", "source"}
+# Older data directories may hold range keys of b"R" + first only (one range per
+# first serial); they are read the same way. Keying a range by first and last
+# lets a range and a single code inside it (first == last) both exist: a key of
+# the first serial alone made the later one replace the earlier.
+MAX_RECALL_REASON = 500
+RECALL_SOURCES = ("line", "range", "codes")
+
+
+@dataclass(frozen=True)
+class Recall:
+    """One recall: a whole product line, or serials first..last (a single code is
+    a range of one serial). ``source``: how it was asked for (line, range, codes)."""
+
+    kind: str                 # "line" or "range"
+    reason: str
+    at_ms: int
+    line_id: int | None = None
+    first: int | None = None
+    last: int | None = None
+    source: str = "range"
+
+    @property
+    def count(self) -> int | None:
+        """Serials covered by a range recall (None for a line)."""
+        return None if self.first is None or self.last is None else self.last - self.first + 1
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "line_id": self.line_id, "first": self.first, "last": self.last,
+                "reason": self.reason, "at_ms": self.at_ms, "source": self.source}
+
+
+@dataclass(frozen=True)
+class RecallReport:
+    """What one recall request covers: its entries (new or already recalled before:
+    asking twice changes nothing) and how many of them are new."""
+
+    recalls: list[Recall]
+    added: int
+
+    @property
+    def codes(self) -> int:
+        """Serials covered by the range entries (a line recall counts none)."""
+        return sum(r.count or 0 for r in self.recalls)
+
+
+def _check_reason(reason: str) -> str:
+    if not isinstance(reason, str) or not reason.strip():
+        raise InvalidArgument("reason: must not be empty (it is kept with the recall and shown as evidence)")
+    if len(reason) > MAX_RECALL_REASON:
+        raise InvalidArgument(f"reason: {len(reason)} characters, at most {MAX_RECALL_REASON}")
+    if any(c in reason for c in "\r\n\0"):
+        raise InvalidArgument("reason: one line, without newlines or NUL")
+    return reason
+
+
+def _decode_recall(key: bytes, raw: bytes) -> Recall:
+    d = json.loads(raw)
+    if key[:1] == b"L":
+        return Recall("line", d["reason"], d.get("at_ms", 0), line_id=struct.unpack(">I", key[1:5])[0],
+                      source="line")
+    return Recall("range", d["reason"], d.get("at_ms", 0), first=struct.unpack(">Q", key[1:9])[0],
+                  last=int(d["last"]), source=d.get("source", "range"))
+
+
+def _range_key(first: int, last: int) -> bytes:
+    return b"R" + struct.pack(">QQ", first, last)
+
+
+def _check_issued(data: DataDir, first: int, last: int, field: str) -> None:
+    """InvalidArgument naming the first serial of first..last that was never issued."""
+    table = data.store.range_table()
+    firsts, lasts = table.firsts, table.lasts
+    pos = first
+    idx = int(np.searchsorted(lasts, np.uint64(pos)))
+    while pos <= last:
+        if idx >= len(lasts) or int(firsts[idx]) > pos:
+            raise InvalidArgument(f"{field}: serial {pos} of {first}..{last} was never issued; "
+                                  f"a recall covers issued serials only (see `scangate ledger`)")
+        pos = int(lasts[idx]) + 1
+        idx += 1
+
+
+def _put_recall(txn: lmdb.Transaction, st: _Stores, key: bytes, value: dict[str, Any]) -> tuple[Recall, bool]:
+    """Store one recall unless the same one is there: (the stored entry, added)."""
+    old = txn.get(key, db=st.revoked)
+    if old is None and key[:1] == b"R":
+        legacy = key[:9]       # an older directory's key: first serial only
+        raw = txn.get(legacy, db=st.revoked)
+        if raw is not None and json.loads(raw).get("last") == value["last"]:
+            key, old = legacy, raw
+    if old is not None:
+        return _decode_recall(key, bytes(old)), False
+    raw = json.dumps(value, ensure_ascii=False).encode()
+    txn.put(key, raw, db=st.revoked)
+    return _decode_recall(key, raw), True
+
+
+def recall_line(data: DataDir, line_id: int, reason: str) -> RecallReport:
+    """Recall a whole product line: every genuine code of it verdicts ``revoked``
+    (SG-R1). Recalling it again changes nothing (the first recall's reason and
+    time stay). NotFound for a line that does not exist."""
+    _check_reason(reason)
+    if not 0 <= line_id < 2**32:
+        raise InvalidArgument(f"line: {line_id} is not a product line id")
+    try:
+        data.store.get_line(line_id)
+    except NotFound:
+        raise NotFound(f"line: no product line {line_id} (see `scangate ledger`)") from None
     st = _Stores(data)
     with st.env.begin(write=True) as txn:
-        txn.put(b"L" + struct.pack(">I", line_id), json.dumps({"reason": reason, "at_ms": now_ms()}).encode(),
-                db=st.revoked)
+        rec, added = _put_recall(txn, st, b"L" + struct.pack(">I", line_id),
+                                 {"reason": reason, "at_ms": now_ms()})
+    return RecallReport([rec], int(added))
+
+
+def recall_range(data: DataDir, first: int, last: int, reason: str, *, source: str = "range") -> RecallReport:
+    """Recall serials first..last (inclusive; every one of them issued): their
+    codes verdict ``revoked`` (SG-R2). Idempotent: the same range again changes
+    nothing."""
+    _check_reason(reason)
+    if first < 1 or last < 1:
+        raise InvalidArgument(f"range: serials start at 1, not {min(first, last)}")
+    if first > last:
+        raise InvalidArgument(f"range: FIRST {first} is after LAST {last}")
+    _check_issued(data, first, last, "range")
+    st = _Stores(data)
+    with st.env.begin(write=True) as txn:
+        rec, added = _put_recall(txn, st, _range_key(first, last),
+                                 {"last": last, "reason": reason, "at_ms": now_ms(), "source": source})
+    return RecallReport([rec], int(added))
+
+
+def recall_codes(data: DataDir, codes: Sequence[str], reason: str, source: str = "codes",
+                 lines: Sequence[int] | None = None) -> RecallReport:
+    """Recall single codes, by their serials. Every code must verify genuine, else
+    BatchRejected names each line that does not and why (``lines``: each code's
+    line number in its file; default 1, 2, ...), and nothing is recalled.
+    Consecutive serials are kept as one range entry (SG-R2); all entries are
+    written in one transaction; codes already recalled this way are not added
+    again."""
+    _check_reason(reason)
+    if not codes:
+        raise InvalidArgument(f"{source}: no codes given")
+    if lines is not None and len(lines) != len(codes):
+        raise InvalidArgument(f"lines: {len(lines)} line numbers for {len(codes)} codes")
+    numbers = list(lines) if lines is not None else list(range(1, len(codes) + 1))
+    checks = data.verify_codes(list(codes))
+    problems = [Problem(f"line {numbers[i]}", "code",
+                        f"{CodeStatus(int(s)).label}: not a genuine code of ours, so it cannot be recalled")
+                for i, s in enumerate(checks.status.tolist()) if s != CodeStatus.GENUINE]
+    if problems:
+        raise BatchRejected(source, problems)
+    serials = np.unique(checks.serial)
+    # runs of consecutive serials: one range entry each
+    breaks = np.flatnonzero(np.diff(serials) != 1) + 1
+    starts = np.concatenate(([0], breaks)).tolist()
+    ends = np.concatenate((breaks - 1, [len(serials) - 1])).tolist()
+    st = _Stores(data)
+    at = now_ms()
+    out: list[Recall] = []
+    added = 0
+    with st.env.begin(write=True) as txn:
+        for s, e in zip(starts, ends):
+            first, last = int(serials[s]), int(serials[e])
+            rec, new = _put_recall(txn, st, _range_key(first, last),
+                                   {"last": last, "reason": reason, "at_ms": at, "source": "codes"})
+            out.append(rec)
+            added += new
+    return RecallReport(out, added)
+
+
+def list_recalls(data: DataDir) -> list[Recall]:
+    """Every recall: lines first (by id), then ranges by first and last serial."""
+    st = _Stores(data)
+    with st.env.begin() as txn:
+        return [_decode_recall(bytes(k), bytes(v)) for k, v in txn.cursor(db=st.revoked)]
+
+
+def revoke_line(data: DataDir, line_id: int, reason: str) -> None:
+    """Recall a product line (kept for callers of the first API: see recall_line)."""
+    recall_line(data, line_id, reason)
 
 
 def revoke_range(data: DataDir, first: int, last: int, reason: str) -> None:
-    if not 1 <= first <= last:
-        raise InvalidArgument("range: need 1 <= first <= last")
-    st = _Stores(data)
-    with st.env.begin(write=True) as txn:
-        txn.put(b"R" + struct.pack(">Q", first),
-                json.dumps({"last": last, "reason": reason, "at_ms": now_ms()}).encode(), db=st.revoked)
+    """Recall serials first..last (kept for callers of the first API: see recall_range)."""
+    recall_range(data, first, last, reason)
+
+
+class RecallIndex:
+    """The recalls as of one read, for looking up many codes (verify, trace):
+    which genuine codes are revoked and by which recall, with the reason codes and
+    evidence a scan's verdict would carry."""
+
+    def __init__(self, data: DataDir):
+        st = _Stores(data)
+        with st.env.begin() as txn:
+            self.lines, self.r_first, self.r_last, self.r_reason = _recalls(txn, st)
+
+    def __bool__(self) -> bool:
+        return bool(self.lines) or len(self.r_first) > 0
+
+    def revoked(self, genuine: np.ndarray, serials: np.ndarray, line_ids: np.ndarray) -> np.ndarray:
+        """A bool per code: genuine and under a recall."""
+        out = np.zeros(len(serials), bool)
+        if not self:
+            return out
+        if self.lines:
+            out |= np.isin(line_ids, np.fromiter(self.lines, np.int64, len(self.lines)))
+        if len(self.r_first):
+            out |= _range_recalls(np.asarray(serials, np.uint64), self.r_first, self.r_last) >= 0
+        return out & genuine
+
+    def evidence(self, serial: int, line_id: int) -> tuple[list[Reason], dict[str, Any]]:
+        """The recall reason codes and evidence of one genuine code, as a scan's
+        verdict reports them (empty: not recalled)."""
+        reasons: list[Reason] = []
+        evidence: dict[str, Any] = {}
+        if line_id in self.lines:
+            reasons.append(Reason.LINE_RECALLED)
+            evidence["recall_line"] = {"line_id": line_id, "reason": self.lines[line_id]}
+        if len(self.r_first):
+            hit = int(_range_recalls(np.array([serial], np.uint64), self.r_first, self.r_last)[0])
+            if hit >= 0:
+                reasons.append(Reason.RANGE_RECALLED)
+                evidence["recall_range"] = {"first": int(self.r_first[hit]), "last": int(self.r_last[hit]),
+                                            "reason": self.r_reason[hit]}
+        return reasons, evidence
 
 
 def _recalls(txn: lmdb.Transaction, st: _Stores) -> tuple[dict[int, str], np.ndarray, np.ndarray, list[str]]:
@@ -341,9 +563,9 @@ def _recalls(txn: lmdb.Transaction, st: _Stores) -> tuple[dict[int, str], np.nda
     for k, v in txn.cursor(db=st.revoked):
         k, d = bytes(k), json.loads(bytes(v))
         if k[:1] == b"L":
-            lines[struct.unpack(">I", k[1:])[0]] = d["reason"]
+            lines[struct.unpack(">I", k[1:5])[0]] = d["reason"]
         else:
-            firsts.append(struct.unpack(">Q", k[1:])[0])
+            firsts.append(struct.unpack(">Q", k[1:9])[0])
             lasts.append(d["last"])
             reasons.append(d["reason"])
     return lines, np.array(firsts, np.uint64), np.array(lasts, np.uint64), reasons

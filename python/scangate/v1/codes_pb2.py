@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from scangate.v1 import common_pb2 as scangate_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17scangate/v1/codes.proto\x12\x0bscangate.v1\x1a\x18scangate/v1/common.proto\"\xa8\x01\n\x11IssueCodesRequest\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12!\n\x05level\x18\x02 \x01(\x0e\x32\x12.scangate.v1.Level\x12\r\n\x05\x63ount\x18\x03 \x01(\x04\x12\x0c\n\x04gtin\x18\x04 \x01(\t\x12\r\n\x05\x62\x61tch\x18\x05 \x01(\t\x12#\n\x04\x66orm\x18\x06 \x01(\x0e\x32\x15.scangate.v1.CodeForm\x12\x12\n\nbatch_size\x18\x07 \x01(\r\"\\\n\x0fIssuedCodeBatch\x12\x0f\n\x07line_id\x18\x01 \x01(\r\x12\x13\n\x0bkey_version\x18\x02 \x01(\r\x12\x14\n\x0c\x66irst_serial\x18\x03 \x01(\x04\x12\r\n\x05\x63odes\x18\x04 \x03(\t\"#\n\x12VerifyCodesRequest\x12\r\n\x05\x63odes\x18\x01 \x03(\t\"\x9a\x01\n\tCodeCheck\x12\'\n\x06status\x18\x01 \x01(\x0e\x32\x17.scangate.v1.CodeStatus\x12\x13\n\x0bkey_version\x18\x02 \x01(\r\x12\x0e\n\x06serial\x18\x03 \x01(\x04\x12!\n\x05level\x18\x04 \x01(\x0e\x32\x12.scangate.v1.Level\x12\x0f\n\x07line_id\x18\x05 \x01(\r\x12\x0b\n\x03sku\x18\x06 \x01(\t\";\n\x10VerifyCodesReply\x12\'\n\x07results\x18\x01 \x03(\x0b\x32\x16.scangate.v1.CodeCheck*L\n\x08\x43odeForm\x12\x19\n\x15\x43ODE_FORM_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x43ODE_FORM_TEXT\x10\x01\x12\x11\n\rCODE_FORM_URL\x10\x02\x32\xaa\x01\n\x0b\x43odeService\x12L\n\nIssueCodes\x12\x1e.scangate.v1.IssueCodesRequest\x1a\x1c.scangate.v1.IssuedCodeBatch0\x01\x12M\n\x0bVerifyCodes\x12\x1f.scangate.v1.VerifyCodesRequest\x1a\x1d.scangate.v1.VerifyCodesReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17scangate/v1/codes.proto\x12\x0bscangate.v1\x1a\x18scangate/v1/common.proto\"\xa8\x01\n\x11IssueCodesRequest\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12!\n\x05level\x18\x02 \x01(\x0e\x32\x12.scangate.v1.Level\x12\r\n\x05\x63ount\x18\x03 \x01(\x04\x12\x0c\n\x04gtin\x18\x04 \x01(\t\x12\r\n\x05\x62\x61tch\x18\x05 \x01(\t\x12#\n\x04\x66orm\x18\x06 \x01(\x0e\x32\x15.scangate.v1.CodeForm\x12\x12\n\nbatch_size\x18\x07 \x01(\r\"\\\n\x0fIssuedCodeBatch\x12\x0f\n\x07line_id\x18\x01 \x01(\r\x12\x13\n\x0bkey_version\x18\x02 \x01(\r\x12\x14\n\x0c\x66irst_serial\x18\x03 \x01(\x04\x12\r\n\x05\x63odes\x18\x04 \x03(\t\"#\n\x12VerifyCodesRequest\x12\r\n\x05\x63odes\x18\x01 \x03(\t\"\xbf\x01\n\tCodeCheck\x12\'\n\x06status\x18\x01 \x01(\x0e\x32\x17.scangate.v1.CodeStatus\x12\x13\n\x0bkey_version\x18\x02 \x01(\r\x12\x0e\n\x06serial\x18\x03 \x01(\x04\x12!\n\x05level\x18\x04 \x01(\x0e\x32\x12.scangate.v1.Level\x12\x0f\n\x07line_id\x18\x05 \x01(\r\x12\x0b\n\x03sku\x18\x06 \x01(\t\x12#\n\x06recall\x18\x07 \x01(\x0b\x32\x13.scangate.v1.Recall\";\n\x10VerifyCodesReply\x12\'\n\x07results\x18\x01 \x03(\x0b\x32\x16.scangate.v1.CodeCheck*L\n\x08\x43odeForm\x12\x19\n\x15\x43ODE_FORM_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x43ODE_FORM_TEXT\x10\x01\x12\x11\n\rCODE_FORM_URL\x10\x02\x32\xaa\x01\n\x0b\x43odeService\x12L\n\nIssueCodes\x12\x1e.scangate.v1.IssueCodesRequest\x1a\x1c.scangate.v1.IssuedCodeBatch0\x01\x12M\n\x0bVerifyCodes\x12\x1f.scangate.v1.VerifyCodesRequest\x1a\x1d.scangate.v1.VerifyCodesReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'scangate.v1.codes_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CODEFORM']._serialized_start=586
-  _globals['_CODEFORM']._serialized_end=662
+  _globals['_CODEFORM']._serialized_start=623
+  _globals['_CODEFORM']._serialized_end=699
   _globals['_ISSUECODESREQUEST']._serialized_start=67
   _globals['_ISSUECODESREQUEST']._serialized_end=235
   _globals['_ISSUEDCODEBATCH']._serialized_start=237
@@ -41,9 +41,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_VERIFYCODESREQUEST']._serialized_start=331
   _globals['_VERIFYCODESREQUEST']._serialized_end=366
   _globals['_CODECHECK']._serialized_start=369
-  _globals['_CODECHECK']._serialized_end=523
-  _globals['_VERIFYCODESREPLY']._serialized_start=525
-  _globals['_VERIFYCODESREPLY']._serialized_end=584
-  _globals['_CODESERVICE']._serialized_start=665
-  _globals['_CODESERVICE']._serialized_end=835
+  _globals['_CODECHECK']._serialized_end=560
+  _globals['_VERIFYCODESREPLY']._serialized_start=562
+  _globals['_VERIFYCODESREPLY']._serialized_end=621
+  _globals['_CODESERVICE']._serialized_start=702
+  _globals['_CODESERVICE']._serialized_end=872
 # @@protoc_insertion_point(module_scope)

@@ -54,20 +54,22 @@ class VerifyCodesRequest(_message.Message):
     def __init__(self, codes: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CodeCheck(_message.Message):
-    __slots__ = ("status", "key_version", "serial", "level", "line_id", "sku")
+    __slots__ = ("status", "key_version", "serial", "level", "line_id", "sku", "recall")
     STATUS_FIELD_NUMBER: _ClassVar[int]
     KEY_VERSION_FIELD_NUMBER: _ClassVar[int]
     SERIAL_FIELD_NUMBER: _ClassVar[int]
     LEVEL_FIELD_NUMBER: _ClassVar[int]
     LINE_ID_FIELD_NUMBER: _ClassVar[int]
     SKU_FIELD_NUMBER: _ClassVar[int]
+    RECALL_FIELD_NUMBER: _ClassVar[int]
     status: _common_pb2.CodeStatus
     key_version: int
     serial: int
     level: _common_pb2.Level
     line_id: int
     sku: str
-    def __init__(self, status: _Optional[_Union[_common_pb2.CodeStatus, str]] = ..., key_version: _Optional[int] = ..., serial: _Optional[int] = ..., level: _Optional[_Union[_common_pb2.Level, str]] = ..., line_id: _Optional[int] = ..., sku: _Optional[str] = ...) -> None: ...
+    recall: _common_pb2.Recall
+    def __init__(self, status: _Optional[_Union[_common_pb2.CodeStatus, str]] = ..., key_version: _Optional[int] = ..., serial: _Optional[int] = ..., level: _Optional[_Union[_common_pb2.Level, str]] = ..., line_id: _Optional[int] = ..., sku: _Optional[str] = ..., recall: _Optional[_Union[_common_pb2.Recall, _Mapping]] = ...) -> None: ...
 
 class VerifyCodesReply(_message.Message):
     __slots__ = ("results",)

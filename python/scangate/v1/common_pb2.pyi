@@ -1,7 +1,7 @@
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from typing import ClassVar as _ClassVar, Optional as _Optional
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -70,6 +70,13 @@ class NoRewardReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     NO_REWARD_REASON_LOST_DRAW: _ClassVar[NoRewardReason]
     NO_REWARD_REASON_PLUGIN_VETO: _ClassVar[NoRewardReason]
     NO_REWARD_REASON_PLUGIN_FAILED: _ClassVar[NoRewardReason]
+
+class RecallKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RECALL_KIND_UNSPECIFIED: _ClassVar[RecallKind]
+    RECALL_KIND_LINE: _ClassVar[RecallKind]
+    RECALL_KIND_RANGE: _ClassVar[RecallKind]
+    RECALL_KIND_CODES: _ClassVar[RecallKind]
 LEVEL_UNSPECIFIED: Level
 LEVEL_ITEM: Level
 LEVEL_CASE: Level
@@ -118,6 +125,10 @@ NO_REWARD_REASON_BUDGET_EXHAUSTED: NoRewardReason
 NO_REWARD_REASON_LOST_DRAW: NoRewardReason
 NO_REWARD_REASON_PLUGIN_VETO: NoRewardReason
 NO_REWARD_REASON_PLUGIN_FAILED: NoRewardReason
+RECALL_KIND_UNSPECIFIED: RecallKind
+RECALL_KIND_LINE: RecallKind
+RECALL_KIND_RANGE: RecallKind
+RECALL_KIND_CODES: RecallKind
 
 class LocalizedText(_message.Message):
     __slots__ = ("zh_cn", "en")
@@ -126,3 +137,19 @@ class LocalizedText(_message.Message):
     zh_cn: str
     en: str
     def __init__(self, zh_cn: _Optional[str] = ..., en: _Optional[str] = ...) -> None: ...
+
+class Recall(_message.Message):
+    __slots__ = ("kind", "line_id", "first", "last", "reason", "at_ms")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    LINE_ID_FIELD_NUMBER: _ClassVar[int]
+    FIRST_FIELD_NUMBER: _ClassVar[int]
+    LAST_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    AT_MS_FIELD_NUMBER: _ClassVar[int]
+    kind: RecallKind
+    line_id: int
+    first: int
+    last: int
+    reason: str
+    at_ms: int
+    def __init__(self, kind: _Optional[_Union[RecallKind, str]] = ..., line_id: _Optional[int] = ..., first: _Optional[int] = ..., last: _Optional[int] = ..., reason: _Optional[str] = ..., at_ms: _Optional[int] = ...) -> None: ...

@@ -22,47 +22,62 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from scangate.v1 import common_pb2 as scangate_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17scangate/v1/trace.proto\x12\x0bscangate.v1\"N\n\x04Link\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\r\n\x05\x63hild\x18\x02 \x01(\t\x12\'\n\x06\x61\x63tion\x18\x03 \x01(\x0e\x32\x17.scangate.v1.LinkAction\"F\n\x12UploadLinksRequest\x12 \n\x05links\x18\x01 \x03(\x0b\x32\x11.scangate.v1.Link\x12\x0e\n\x06source\x18\x02 \x01(\t\"Q\n\x10UploadLinksReply\x12\x0c\n\x04rows\x18\x01 \x01(\x04\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x02 \x01(\x04\x12\x0f\n\x07removed\x18\x03 \x01(\x04\x12\x0f\n\x07parents\x18\x04 \x01(\x04\"Z\n\x0bShipmentRow\x12\x0c\n\x04unit\x18\x01 \x01(\t\x12\x11\n\tdealer_id\x18\x02 \x01(\t\x12\x15\n\rshipped_at_ms\x18\x03 \x01(\x03\x12\x13\n\x0bshipment_id\x18\x04 \x01(\t\"U\n\x16UploadShipmentsRequest\x12+\n\tshipments\x18\x01 \x03(\x0b\x32\x18.scangate.v1.ShipmentRow\x12\x0e\n\x06source\x18\x02 \x01(\t\")\n\x14UploadShipmentsReply\x12\x11\n\tshipments\x18\x01 \x01(\x04\"O\n\x12UploadEpcisRequest\x12\x10\n\x08\x64ocument\x18\x01 \x01(\x0c\x12\x17\n\x0fvalidate_schema\x18\x02 \x01(\x08\x12\x0e\n\x06source\x18\x03 \x01(\t\"|\n\x10UploadEpcisReply\x12\x0e\n\x06\x65vents\x18\x01 \x01(\x04\x12\x14\n\x0c\x61ggregations\x18\x02 \x01(\x04\x12\x11\n\tshipments\x18\x03 \x01(\x04\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x04 \x01(\x04\x12\x0f\n\x07removed\x18\x05 \x01(\x04\x12\x0f\n\x07skipped\x18\x06 \x01(\x04\"<\n\x06\x44\x65\x61ler\x12\x11\n\tdealer_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tterritory\x18\x03 \x03(\t\"9\n\x11PutDealersRequest\x12$\n\x07\x64\x65\x61lers\x18\x01 \x03(\x0b\x32\x13.scangate.v1.Dealer\"\"\n\x0fPutDealersReply\x12\x0f\n\x07\x64\x65\x61lers\x18\x01 \x01(\x04\"\x1d\n\x0cTraceRequest\x12\r\n\x05\x63odes\x18\x01 \x03(\t\"^\n\x08Shipment\x12\x13\n\x0bunit_serial\x18\x01 \x01(\x04\x12\x11\n\tdealer_id\x18\x02 \x01(\t\x12\x15\n\rshipped_at_ms\x18\x03 \x01(\x03\x12\x13\n\x0bshipment_id\x18\x04 \x01(\t\"\xab\x01\n\x0bTraceResult\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\r\n\x05\x66ound\x18\x02 \x01(\x08\x12\x0e\n\x06status\x18\x03 \x01(\r\x12\x0e\n\x06serial\x18\x04 \x01(\x04\x12\x11\n\tancestors\x18\x05 \x03(\x04\x12\'\n\x08shipment\x18\x06 \x01(\x0b\x32\x15.scangate.v1.Shipment\x12#\n\x06\x64\x65\x61ler\x18\x07 \x01(\x0b\x32\x13.scangate.v1.Dealer\"7\n\nTraceReply\x12)\n\x07results\x18\x01 \x03(\x0b\x32\x18.scangate.v1.TraceResult*V\n\nLinkAction\x12\x1b\n\x17LINK_ACTION_UNSPECIFIED\x10\x00\x12\x13\n\x0fLINK_ACTION_ADD\x10\x01\x12\x16\n\x12LINK_ACTION_DELETE\x10\x02\x32\x90\x03\n\x0cTraceService\x12M\n\x0bUploadLinks\x12\x1f.scangate.v1.UploadLinksRequest\x1a\x1d.scangate.v1.UploadLinksReply\x12Y\n\x0fUploadShipments\x12#.scangate.v1.UploadShipmentsRequest\x1a!.scangate.v1.UploadShipmentsReply\x12M\n\x0bUploadEpcis\x12\x1f.scangate.v1.UploadEpcisRequest\x1a\x1d.scangate.v1.UploadEpcisReply\x12J\n\nPutDealers\x12\x1e.scangate.v1.PutDealersRequest\x1a\x1c.scangate.v1.PutDealersReply\x12;\n\x05Trace\x12\x19.scangate.v1.TraceRequest\x1a\x17.scangate.v1.TraceReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17scangate/v1/trace.proto\x12\x0bscangate.v1\x1a\x18scangate/v1/common.proto\"N\n\x04Link\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\r\n\x05\x63hild\x18\x02 \x01(\t\x12\'\n\x06\x61\x63tion\x18\x03 \x01(\x0e\x32\x17.scangate.v1.LinkAction\"F\n\x12UploadLinksRequest\x12 \n\x05links\x18\x01 \x03(\x0b\x32\x11.scangate.v1.Link\x12\x0e\n\x06source\x18\x02 \x01(\t\"Q\n\x10UploadLinksReply\x12\x0c\n\x04rows\x18\x01 \x01(\x04\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x02 \x01(\x04\x12\x0f\n\x07removed\x18\x03 \x01(\x04\x12\x0f\n\x07parents\x18\x04 \x01(\x04\"Z\n\x0bShipmentRow\x12\x0c\n\x04unit\x18\x01 \x01(\t\x12\x11\n\tdealer_id\x18\x02 \x01(\t\x12\x15\n\rshipped_at_ms\x18\x03 \x01(\x03\x12\x13\n\x0bshipment_id\x18\x04 \x01(\t\"U\n\x16UploadShipmentsRequest\x12+\n\tshipments\x18\x01 \x03(\x0b\x32\x18.scangate.v1.ShipmentRow\x12\x0e\n\x06source\x18\x02 \x01(\t\")\n\x14UploadShipmentsReply\x12\x11\n\tshipments\x18\x01 \x01(\x04\"O\n\x12UploadEpcisRequest\x12\x10\n\x08\x64ocument\x18\x01 \x01(\x0c\x12\x17\n\x0fvalidate_schema\x18\x02 \x01(\x08\x12\x0e\n\x06source\x18\x03 \x01(\t\"|\n\x10UploadEpcisReply\x12\x0e\n\x06\x65vents\x18\x01 \x01(\x04\x12\x14\n\x0c\x61ggregations\x18\x02 \x01(\x04\x12\x11\n\tshipments\x18\x03 \x01(\x04\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x04 \x01(\x04\x12\x0f\n\x07removed\x18\x05 \x01(\x04\x12\x0f\n\x07skipped\x18\x06 \x01(\x04\"<\n\x06\x44\x65\x61ler\x12\x11\n\tdealer_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tterritory\x18\x03 \x03(\t\"9\n\x11PutDealersRequest\x12$\n\x07\x64\x65\x61lers\x18\x01 \x03(\x0b\x32\x13.scangate.v1.Dealer\"\"\n\x0fPutDealersReply\x12\x0f\n\x07\x64\x65\x61lers\x18\x01 \x01(\x04\"\x1d\n\x0cTraceRequest\x12\r\n\x05\x63odes\x18\x01 \x03(\t\"^\n\x08Shipment\x12\x13\n\x0bunit_serial\x18\x01 \x01(\x04\x12\x11\n\tdealer_id\x18\x02 \x01(\t\x12\x15\n\rshipped_at_ms\x18\x03 \x01(\x03\x12\x13\n\x0bshipment_id\x18\x04 \x01(\t\"\xd0\x01\n\x0bTraceResult\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\r\n\x05\x66ound\x18\x02 \x01(\x08\x12\x0e\n\x06status\x18\x03 \x01(\r\x12\x0e\n\x06serial\x18\x04 \x01(\x04\x12\x11\n\tancestors\x18\x05 \x03(\x04\x12\'\n\x08shipment\x18\x06 \x01(\x0b\x32\x15.scangate.v1.Shipment\x12#\n\x06\x64\x65\x61ler\x18\x07 \x01(\x0b\x32\x13.scangate.v1.Dealer\x12#\n\x06recall\x18\x08 \x01(\x0b\x32\x13.scangate.v1.Recall\"7\n\nTraceReply\x12)\n\x07results\x18\x01 \x03(\x0b\x32\x18.scangate.v1.TraceResult\"*\n\x0bSerialRange\x12\r\n\x05\x66irst\x18\x01 \x01(\x04\x12\x0c\n\x04last\x18\x02 \x01(\x04\"\x1f\n\x0eRecallCodeList\x12\r\n\x05\x63odes\x18\x01 \x03(\t\"\x9a\x01\n\x12RecallCodesRequest\x12\x11\n\x07line_id\x18\x01 \x01(\rH\x00\x12)\n\x05range\x18\x02 \x01(\x0b\x32\x18.scangate.v1.SerialRangeH\x00\x12,\n\x05\x63odes\x18\x03 \x01(\x0b\x32\x1b.scangate.v1.RecallCodeListH\x00\x12\x0e\n\x06reason\x18\x04 \x01(\tB\x08\n\x06target\"V\n\x10RecallCodesReply\x12$\n\x07recalls\x18\x01 \x03(\x0b\x32\x13.scangate.v1.Recall\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x02 \x01(\r\x12\r\n\x05\x63odes\x18\x03 \x01(\x04\"\x14\n\x12ListRecallsRequest\"8\n\x10ListRecallsReply\x12$\n\x07recalls\x18\x01 \x03(\x0b\x32\x13.scangate.v1.Recall*V\n\nLinkAction\x12\x1b\n\x17LINK_ACTION_UNSPECIFIED\x10\x00\x12\x13\n\x0fLINK_ACTION_ADD\x10\x01\x12\x16\n\x12LINK_ACTION_DELETE\x10\x02\x32\x90\x03\n\x0cTraceService\x12M\n\x0bUploadLinks\x12\x1f.scangate.v1.UploadLinksRequest\x1a\x1d.scangate.v1.UploadLinksReply\x12Y\n\x0fUploadShipments\x12#.scangate.v1.UploadShipmentsRequest\x1a!.scangate.v1.UploadShipmentsReply\x12M\n\x0bUploadEpcis\x12\x1f.scangate.v1.UploadEpcisRequest\x1a\x1d.scangate.v1.UploadEpcisReply\x12J\n\nPutDealers\x12\x1e.scangate.v1.PutDealersRequest\x1a\x1c.scangate.v1.PutDealersReply\x12;\n\x05Trace\x12\x19.scangate.v1.TraceRequest\x1a\x17.scangate.v1.TraceReply2\xad\x01\n\rRecallService\x12M\n\x0bRecallCodes\x12\x1f.scangate.v1.RecallCodesRequest\x1a\x1d.scangate.v1.RecallCodesReply\x12M\n\x0bListRecalls\x12\x1f.scangate.v1.ListRecallsRequest\x1a\x1d.scangate.v1.ListRecallsReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'scangate.v1.trace_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LINKACTION']._serialized_start=1219
-  _globals['_LINKACTION']._serialized_end=1305
-  _globals['_LINK']._serialized_start=40
-  _globals['_LINK']._serialized_end=118
-  _globals['_UPLOADLINKSREQUEST']._serialized_start=120
-  _globals['_UPLOADLINKSREQUEST']._serialized_end=190
-  _globals['_UPLOADLINKSREPLY']._serialized_start=192
-  _globals['_UPLOADLINKSREPLY']._serialized_end=273
-  _globals['_SHIPMENTROW']._serialized_start=275
-  _globals['_SHIPMENTROW']._serialized_end=365
-  _globals['_UPLOADSHIPMENTSREQUEST']._serialized_start=367
-  _globals['_UPLOADSHIPMENTSREQUEST']._serialized_end=452
-  _globals['_UPLOADSHIPMENTSREPLY']._serialized_start=454
-  _globals['_UPLOADSHIPMENTSREPLY']._serialized_end=495
-  _globals['_UPLOADEPCISREQUEST']._serialized_start=497
-  _globals['_UPLOADEPCISREQUEST']._serialized_end=576
-  _globals['_UPLOADEPCISREPLY']._serialized_start=578
-  _globals['_UPLOADEPCISREPLY']._serialized_end=702
-  _globals['_DEALER']._serialized_start=704
-  _globals['_DEALER']._serialized_end=764
-  _globals['_PUTDEALERSREQUEST']._serialized_start=766
-  _globals['_PUTDEALERSREQUEST']._serialized_end=823
-  _globals['_PUTDEALERSREPLY']._serialized_start=825
-  _globals['_PUTDEALERSREPLY']._serialized_end=859
-  _globals['_TRACEREQUEST']._serialized_start=861
-  _globals['_TRACEREQUEST']._serialized_end=890
-  _globals['_SHIPMENT']._serialized_start=892
-  _globals['_SHIPMENT']._serialized_end=986
-  _globals['_TRACERESULT']._serialized_start=989
-  _globals['_TRACERESULT']._serialized_end=1160
-  _globals['_TRACEREPLY']._serialized_start=1162
-  _globals['_TRACEREPLY']._serialized_end=1217
-  _globals['_TRACESERVICE']._serialized_start=1308
-  _globals['_TRACESERVICE']._serialized_end=1708
+  _globals['_LINKACTION']._serialized_start=1684
+  _globals['_LINKACTION']._serialized_end=1770
+  _globals['_LINK']._serialized_start=66
+  _globals['_LINK']._serialized_end=144
+  _globals['_UPLOADLINKSREQUEST']._serialized_start=146
+  _globals['_UPLOADLINKSREQUEST']._serialized_end=216
+  _globals['_UPLOADLINKSREPLY']._serialized_start=218
+  _globals['_UPLOADLINKSREPLY']._serialized_end=299
+  _globals['_SHIPMENTROW']._serialized_start=301
+  _globals['_SHIPMENTROW']._serialized_end=391
+  _globals['_UPLOADSHIPMENTSREQUEST']._serialized_start=393
+  _globals['_UPLOADSHIPMENTSREQUEST']._serialized_end=478
+  _globals['_UPLOADSHIPMENTSREPLY']._serialized_start=480
+  _globals['_UPLOADSHIPMENTSREPLY']._serialized_end=521
+  _globals['_UPLOADEPCISREQUEST']._serialized_start=523
+  _globals['_UPLOADEPCISREQUEST']._serialized_end=602
+  _globals['_UPLOADEPCISREPLY']._serialized_start=604
+  _globals['_UPLOADEPCISREPLY']._serialized_end=728
+  _globals['_DEALER']._serialized_start=730
+  _globals['_DEALER']._serialized_end=790
+  _globals['_PUTDEALERSREQUEST']._serialized_start=792
+  _globals['_PUTDEALERSREQUEST']._serialized_end=849
+  _globals['_PUTDEALERSREPLY']._serialized_start=851
+  _globals['_PUTDEALERSREPLY']._serialized_end=885
+  _globals['_TRACEREQUEST']._serialized_start=887
+  _globals['_TRACEREQUEST']._serialized_end=916
+  _globals['_SHIPMENT']._serialized_start=918
+  _globals['_SHIPMENT']._serialized_end=1012
+  _globals['_TRACERESULT']._serialized_start=1015
+  _globals['_TRACERESULT']._serialized_end=1223
+  _globals['_TRACEREPLY']._serialized_start=1225
+  _globals['_TRACEREPLY']._serialized_end=1280
+  _globals['_SERIALRANGE']._serialized_start=1282
+  _globals['_SERIALRANGE']._serialized_end=1324
+  _globals['_RECALLCODELIST']._serialized_start=1326
+  _globals['_RECALLCODELIST']._serialized_end=1357
+  _globals['_RECALLCODESREQUEST']._serialized_start=1360
+  _globals['_RECALLCODESREQUEST']._serialized_end=1514
+  _globals['_RECALLCODESREPLY']._serialized_start=1516
+  _globals['_RECALLCODESREPLY']._serialized_end=1602
+  _globals['_LISTRECALLSREQUEST']._serialized_start=1604
+  _globals['_LISTRECALLSREQUEST']._serialized_end=1624
+  _globals['_LISTRECALLSREPLY']._serialized_start=1626
+  _globals['_LISTRECALLSREPLY']._serialized_end=1682
+  _globals['_TRACESERVICE']._serialized_start=1773
+  _globals['_TRACESERVICE']._serialized_end=2173
+  _globals['_RECALLSERVICE']._serialized_start=2176
+  _globals['_RECALLSERVICE']._serialized_end=2349
 # @@protoc_insertion_point(module_scope)

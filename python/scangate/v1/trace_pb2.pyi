@@ -1,3 +1,4 @@
+from scangate.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -139,7 +140,7 @@ class Shipment(_message.Message):
     def __init__(self, unit_serial: _Optional[int] = ..., dealer_id: _Optional[str] = ..., shipped_at_ms: _Optional[int] = ..., shipment_id: _Optional[str] = ...) -> None: ...
 
 class TraceResult(_message.Message):
-    __slots__ = ("code", "found", "status", "serial", "ancestors", "shipment", "dealer")
+    __slots__ = ("code", "found", "status", "serial", "ancestors", "shipment", "dealer", "recall")
     CODE_FIELD_NUMBER: _ClassVar[int]
     FOUND_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -147,6 +148,7 @@ class TraceResult(_message.Message):
     ANCESTORS_FIELD_NUMBER: _ClassVar[int]
     SHIPMENT_FIELD_NUMBER: _ClassVar[int]
     DEALER_FIELD_NUMBER: _ClassVar[int]
+    RECALL_FIELD_NUMBER: _ClassVar[int]
     code: str
     found: bool
     status: int
@@ -154,10 +156,57 @@ class TraceResult(_message.Message):
     ancestors: _containers.RepeatedScalarFieldContainer[int]
     shipment: Shipment
     dealer: Dealer
-    def __init__(self, code: _Optional[str] = ..., found: _Optional[bool] = ..., status: _Optional[int] = ..., serial: _Optional[int] = ..., ancestors: _Optional[_Iterable[int]] = ..., shipment: _Optional[_Union[Shipment, _Mapping]] = ..., dealer: _Optional[_Union[Dealer, _Mapping]] = ...) -> None: ...
+    recall: _common_pb2.Recall
+    def __init__(self, code: _Optional[str] = ..., found: _Optional[bool] = ..., status: _Optional[int] = ..., serial: _Optional[int] = ..., ancestors: _Optional[_Iterable[int]] = ..., shipment: _Optional[_Union[Shipment, _Mapping]] = ..., dealer: _Optional[_Union[Dealer, _Mapping]] = ..., recall: _Optional[_Union[_common_pb2.Recall, _Mapping]] = ...) -> None: ...
 
 class TraceReply(_message.Message):
     __slots__ = ("results",)
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[TraceResult]
     def __init__(self, results: _Optional[_Iterable[_Union[TraceResult, _Mapping]]] = ...) -> None: ...
+
+class SerialRange(_message.Message):
+    __slots__ = ("first", "last")
+    FIRST_FIELD_NUMBER: _ClassVar[int]
+    LAST_FIELD_NUMBER: _ClassVar[int]
+    first: int
+    last: int
+    def __init__(self, first: _Optional[int] = ..., last: _Optional[int] = ...) -> None: ...
+
+class RecallCodeList(_message.Message):
+    __slots__ = ("codes",)
+    CODES_FIELD_NUMBER: _ClassVar[int]
+    codes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, codes: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class RecallCodesRequest(_message.Message):
+    __slots__ = ("line_id", "range", "codes", "reason")
+    LINE_ID_FIELD_NUMBER: _ClassVar[int]
+    RANGE_FIELD_NUMBER: _ClassVar[int]
+    CODES_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    line_id: int
+    range: SerialRange
+    codes: RecallCodeList
+    reason: str
+    def __init__(self, line_id: _Optional[int] = ..., range: _Optional[_Union[SerialRange, _Mapping]] = ..., codes: _Optional[_Union[RecallCodeList, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class RecallCodesReply(_message.Message):
+    __slots__ = ("recalls", "added", "codes")
+    RECALLS_FIELD_NUMBER: _ClassVar[int]
+    ADDED_FIELD_NUMBER: _ClassVar[int]
+    CODES_FIELD_NUMBER: _ClassVar[int]
+    recalls: _containers.RepeatedCompositeFieldContainer[_common_pb2.Recall]
+    added: int
+    codes: int
+    def __init__(self, recalls: _Optional[_Iterable[_Union[_common_pb2.Recall, _Mapping]]] = ..., added: _Optional[int] = ..., codes: _Optional[int] = ...) -> None: ...
+
+class ListRecallsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListRecallsReply(_message.Message):
+    __slots__ = ("recalls",)
+    RECALLS_FIELD_NUMBER: _ClassVar[int]
+    recalls: _containers.RepeatedCompositeFieldContainer[_common_pb2.Recall]
+    def __init__(self, recalls: _Optional[_Iterable[_Union[_common_pb2.Recall, _Mapping]]] = ...) -> None: ...

@@ -274,3 +274,129 @@ class TraceService:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class RecallServiceStub:
+    """Recalls (admin role). A recall takes effect from the next scan batch the
+    server decides; verify and trace report it at once.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.RecallCodes = channel.unary_unary(
+                '/scangate.v1.RecallService/RecallCodes',
+                request_serializer=scangate_dot_v1_dot_trace__pb2.RecallCodesRequest.SerializeToString,
+                response_deserializer=scangate_dot_v1_dot_trace__pb2.RecallCodesReply.FromString,
+                _registered_method=True)
+        self.ListRecalls = channel.unary_unary(
+                '/scangate.v1.RecallService/ListRecalls',
+                request_serializer=scangate_dot_v1_dot_trace__pb2.ListRecallsRequest.SerializeToString,
+                response_deserializer=scangate_dot_v1_dot_trace__pb2.ListRecallsReply.FromString,
+                _registered_method=True)
+
+
+class RecallServiceServicer:
+    """Recalls (admin role). A recall takes effect from the next scan batch the
+    server decides; verify and trace report it at once.
+    """
+
+    def RecallCodes(self, request, context):
+        """Recall a product line, a serial range or single codes. All or nothing: an
+        unknown line (NOT_FOUND), a range not wholly issued, or any code that is not
+        genuine (INVALID_ARGUMENT naming codes[i]) recalls nothing. Idempotent:
+        asking again returns the stored recall and adds nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRecalls(self, request, context):
+        """Every recall: lines, then ranges by serial.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_RecallServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'RecallCodes': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecallCodes,
+                    request_deserializer=scangate_dot_v1_dot_trace__pb2.RecallCodesRequest.FromString,
+                    response_serializer=scangate_dot_v1_dot_trace__pb2.RecallCodesReply.SerializeToString,
+            ),
+            'ListRecalls': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRecalls,
+                    request_deserializer=scangate_dot_v1_dot_trace__pb2.ListRecallsRequest.FromString,
+                    response_serializer=scangate_dot_v1_dot_trace__pb2.ListRecallsReply.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'scangate.v1.RecallService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('scangate.v1.RecallService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class RecallService:
+    """Recalls (admin role). A recall takes effect from the next scan batch the
+    server decides; verify and trace report it at once.
+    """
+
+    @staticmethod
+    def RecallCodes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/scangate.v1.RecallService/RecallCodes',
+            scangate_dot_v1_dot_trace__pb2.RecallCodesRequest.SerializeToString,
+            scangate_dot_v1_dot_trace__pb2.RecallCodesReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRecalls(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/scangate.v1.RecallService/ListRecalls',
+            scangate_dot_v1_dot_trace__pb2.ListRecallsRequest.SerializeToString,
+            scangate_dot_v1_dot_trace__pb2.ListRecallsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
