@@ -41,6 +41,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from scangate import plugins
 from scangate.config import Config, load_config
 from scangate.datadir import make_private_dir, open_private_file
 from scangate.errors import InvalidArgument
@@ -231,6 +232,7 @@ def _child_start(run_dir: str) -> None:
 def _writer_main(run_dir: str, data_dir: str, cfg: Config, path: str,
                  ready: multiprocessing.connection.Connection, log_level: str) -> None:
     _child_start(run_dir)
+    plugins.configure(cfg.plugins.allow, verify=False)   # the supervisor verified them
     from .scanlink import writer_main
 
     writer_main(data_dir, cfg, path, ready, log_level)
@@ -242,6 +244,7 @@ def _worker_main(run_dir: str, data_dir: str, cfg: Config, tokens: Any, port: in
     import asyncio
 
     _child_start(run_dir)
+    plugins.configure(cfg.plugins.allow, verify=False)   # PutCampaign checks campaigns' plugins here
     from .scanlink import SERVER_GC_THRESHOLDS
 
     setup_logging(log_level)
@@ -314,6 +317,7 @@ def serve(data_dir: str | os.PathLike[str], cfg: Config, *, log_level: str = "IN
     setup_logging(log_level)
     root = Path(data_dir)
     tokens = _load_tokens(root, cfg)                   # fail now, naming the key; workers get the table
+    plugins.configure(cfg.plugins.allow)               # fail now, naming plugins.allow[N]
     created = not (root / "lmdb" / "data.mdb").exists()
     open_data_dir(root, create=True).close()          # first start: create it
     run = _open_run_dir(root)

@@ -13,6 +13,8 @@ from all workers share a commit.
 Frames (big-endian) on the socket, each preceded by its length (u32):
 
     worker -> writer   item id (u64), deadline in ms from now (u32, 0xFFFFFFFF: none),
+                       the calling client's name (u16 length, UTF-8; empty: none;
+                       its request ids are scoped to it, ScanRequest.client),
                        a serialised ScanBatch
     writer -> worker   item id (u64), ok (u8); ok: per scan a flag (u8, 1: the code is
                        genuine), its length (u32) and ScanDecision bytes; not ok: a
@@ -50,7 +52,7 @@ log = logging.getLogger("scangate.server.writer")
 __all__ = ["writer_main", "WriterLink", "LinkDown"]
 
 _LEN = struct.Struct(">I")
-_REQ = struct.Struct(">QI")
+_REQ = struct.Struct(">QIH")     # item id, deadline, length of the client's name (which follows)
 _REP = struct.Struct(">QB")
 _ITEM = struct.Struct(">BI")
 NO_DEADLINE = 0xFFFFFFFF
@@ -164,11 +166,21 @@ def _serve_connection(sock: socket.socket, writer: Any, inflight: Callable[[int]
     sock.close()
 
 
+def _request_frame(item_id: int, deadline_ms: int, client: str, batch: bytes) -> bytes:
+    """A worker -> writer frame (see the module docstring), its length first."""
+    name = client.encode()[:0xFFFF]
+    return _LEN.pack(_REQ.size + len(name) + len(batch)) + _REQ.pack(item_id, deadline_ms, len(name)) + name + batch
+
+
 def _submit(body: bytes, writer: Any, inflight: Callable[[int], None], tally: _Tally,
             send: Callable[[bytes], None], to_request_error: Callable[[BaseException], Any]) -> None:
-    item_id, deadline_ms = _REQ.unpack_from(body)
-    batch = scan_pb.ScanBatch.FromString(body[_REQ.size:])
+    item_id, deadline_ms, name_len = _REQ.unpack_from(body)
+    batch = scan_pb.ScanBatch.FromString(body[_REQ.size + name_len:])
     requests = [scan_request_from_proto(m) for m in batch.scans]
+    if name_len:
+        client = body[_REQ.size : _REQ.size + name_len].decode("utf-8", "replace")   # a cut name stays one name
+        for r in requests:      # new, unshared requests: set in place, not rebuilt by dataclasses.replace
+            object.__setattr__(r, "client", client)
     deadline = None if deadline_ms == NO_DEADLINE else time.monotonic() + deadline_ms / 1000
     inflight(1)
 
@@ -340,18 +352,18 @@ class WriterLink(asyncio.Protocol):
                 fut.set_exception(RemoteStatus(status_pb2.Status.FromString(body[_REP.size:])))
         del buf[:pos]
 
-    async def decide(self, batch: bytes, timeout_s: float | None) -> list[tuple[bool, bytes]]:
-        """Send one item (a serialised ScanBatch); its decisions as (genuine,
+    async def decide(self, batch: bytes, timeout_s: float | None, client: str = "") -> list[tuple[bool, bytes]]:
+        """Send one item (a serialised ScanBatch) from ``client`` (the token's
+        name: its request ids are its own; "": none); its decisions as (genuine,
         ScanDecision bytes), in order."""
         transport = await self._ensure()
         item_id = next(self._ids)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiting[item_id] = fut
         ms = NO_DEADLINE if timeout_s is None else max(0, min(int(timeout_s * 1000), NO_DEADLINE - 1))
-        payload = batch
         if not self._pending:
             asyncio.get_running_loop().call_soon(self._flush, transport)
-        self._pending.append(_LEN.pack(_REQ.size + len(payload)) + _REQ.pack(item_id, ms) + payload)
+        self._pending.append(_request_frame(item_id, ms, client, batch))
         return await fut  # type: ignore[no-any-return]
 
     def _flush(self, transport: asyncio.Transport) -> None:

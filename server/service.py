@@ -9,6 +9,7 @@ run in the default thread pool.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 import time
@@ -86,6 +87,11 @@ class Guard:
         return who
 
 
+# The calling token's name, set by the guard for the call's task: request ids are
+# scoped to it (two apps may both send "req-1"); "" with auth off.
+_CLIENT: contextvars.ContextVar[str] = contextvars.ContextVar("scangate_client", default="")
+
+
 class GuardInterceptor(grpc.aio.ServerInterceptor):
     """Wraps each method's handler once (cached by method name) with the guard
     and the request metrics."""
@@ -112,7 +118,9 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
 
         def enter(context: grpc.aio.ServicerContext) -> None:
             if active:
-                guard.check(method, context.invocation_metadata() or (), context.peer() or "")
+                who = guard.check(method, context.invocation_metadata() or (), context.peer() or "")
+                if who is not None:
+                    _CLIENT.set(who.name)
 
         async def fail(exc: BaseException, context: grpc.aio.ServicerContext) -> None:
             err = to_request_error(exc)
@@ -225,7 +233,7 @@ class ScanServicer:
         remaining = context.time_remaining()
         if remaining is not None and remaining <= 0:
             raise DeadlineExpired("deadline passed before the scan was decided")
-        results = await self.link.decide(batch_bytes, remaining)
+        results = await self.link.decide(batch_bytes, remaining, _CLIENT.get())
         for m, (genuine, _) in zip(scans, results):
             if not genuine:
                 self.failure_limit.charge(m.actor)

@@ -10,7 +10,12 @@ batches.
 
 A scan whose deadline passed while it waited is not decided (its future gets
 ``DeadlineExpired``); a batch that fails validation is retried item by item so one
-bad request cannot fail its neighbours.
+bad request cannot fail its neighbours. A request whose id was used for another
+request comes back from ``decide_scans`` as ``RequestIdReused`` in its place,
+nothing of it written: its item is answered with that error (naming
+``scans[i].request_id`` in an item of several scans, whose other scans were
+decided and committed: a retry with their ids returns their decisions), and
+every other item as usual.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from dataclasses import dataclass
 
 from scangate.datadir import DataDir
 from scangate.errors import InvalidArgument
-from scangate.rewards import Decision, ScanRequest, decide_scans
+from scangate.rewards import Decision, RequestIdReused, ScanRequest, decide_scans
 from scangate.verdicts import VerdictConfig
 
 log = logging.getLogger("scangate.server.writer")
@@ -152,7 +157,7 @@ class GroupCommitWriter:
         self._on_commit(len(requests), time.perf_counter() - started)
         pos = 0
         for item in live:
-            item.reply(decisions[pos : pos + len(item.requests)], None)
+            _answer(item, decisions[pos : pos + len(item.requests)])
             pos += len(item.requests)
 
     def _decide_alone(self, item: _Item) -> None:
@@ -163,5 +168,14 @@ class GroupCommitWriter:
             item.reply(None, exc)
             return
         self._on_commit(len(item.requests), time.perf_counter() - started)
-        item.reply(result, None)
+        _answer(item, result)
+
+
+def _answer(item: _Item, results: Sequence[Decision | RequestIdReused]) -> None:
+    """Reply to one item: its decisions, or the refusal of a reused request id in it."""
+    for j, d in enumerate(results):
+        if isinstance(d, RequestIdReused):
+            item.reply(None, d.at(f"scans[{j}].request_id") if len(item.requests) > 1 else d)
+            return
+    item.reply(results, None)  # type: ignore[arg-type]  (no refusal: all decisions)
 

@@ -1,6 +1,8 @@
 """Rule plugins: the example plugins change decisions as documented; a plugin
 that raises, times out or returns garbage never grants a reward, and its failure
-is counted; plugins are found by module:attr and by entry point."""
+is counted; plugins are found by entry point, by the module:attr an entry point
+names, and by a module:attr the operator allowed (hostile plugins:
+test_plugins_hostile.py)."""
 
 from __future__ import annotations
 
@@ -52,6 +54,13 @@ per_user_daily_count = 10
 """
 
 
+@pytest.fixture(autouse=True)
+def clean_policy():  # type: ignore[no-untyped-def]
+    plugins.configure(None, verify=False)
+    yield
+    plugins.configure(None, verify=False)
+
+
 @pytest.fixture()
 def dd(tmp_path: Path):  # type: ignore[no-untyped-def]
     d = scangate.init_data_dir(tmp_path / "d")
@@ -93,7 +102,9 @@ def _install(name: str, fn) -> str:  # type: ignore[no-untyped-def]
     module = types.ModuleType(name)
     module.rule = fn  # type: ignore[attr-defined]
     sys.modules[name] = module
-    return f"{name}:rule"
+    ref = f"{name}:rule"
+    plugins.configure(sorted(plugins.allowed_refs() | {ref}))   # the operator allows it
+    return ref
 
 
 def _raises(ctx):  # type: ignore[no-untyped-def]
@@ -146,7 +157,7 @@ def test_context_is_read_only(dd) -> None:  # type: ignore[no-untyped-def]
     assert d.verdict["verdict"] == "genuine" and seen[0].sku == "BEER"
 
 
-def test_unknown_plugin_reference_fails_safe(dd) -> None:  # type: ignore[no-untyped-def]
-    rewards.put_campaign(dd, campaign(["no_such_module_xyz:rule"]), "c.toml")
-    code = dd.issue_codes("BEER", "item", 1).as_strings()[0]
-    assert decide(dd, code, "u", OTHER_DAY).no_reward is NoReward.PLUGIN_FAILED
+def test_unknown_plugin_reference_is_refused_at_load(dd) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(scangate.InvalidArgument, match=r"^c\.toml: plugins\[0\]: 'no_such_module_xyz:rule' is not"):
+        rewards.put_campaign(dd, campaign(["no_such_module_xyz:rule"]), "c.toml")
+    assert rewards.list_campaigns(dd) == []

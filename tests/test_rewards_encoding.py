@@ -181,7 +181,8 @@ def test_records_are_json_dumps_byte_for_byte(dd: scangate.DataDir) -> None:
     assert any(v["first_scan"] for v in verdicts) and any(v["evidence"].get("trace") for v in verdicts)
     assert {v["verdict"] for v in verdicts} >= {"genuine", "counterfeit", "revoked", "suspect_clone", "diverted"}
     log = dict(_records(dd, "decisions"))
-    stored = {request_id: log[pointer] for request_id, pointer in _records(dd, "requests")}
+    # a request record: the decision's number in the log, then the request's fingerprint
+    stored = {request_id: log[pointer[:8]] for request_id, pointer in _records(dd, "requests")}
     for r, d in zip(requests, decisions):
         assert stored[r.request_id.encode()] == json.dumps(d.to_json()).encode()
         again = rewards.decide_scans(dd, [r])[0]            # a retry: the stored decision

@@ -369,7 +369,7 @@ class RewardsMachine(RuleBasedStateMachine):
             db, log = self.dd.store.db("requests"), self.dd.store.db("decisions")
             assert txn.stat(db)["entries"] == txn.stat(log)["entries"] == len(self.sent)
             for s in self.sent[-3:]:
-                pointer = bytes(txn.get(s.request.request_id.encode(), db=db))
+                pointer = bytes(txn.get(s.request.request_id.encode(), db=db))[:8]   # then the fingerprint
                 assert json.loads(bytes(txn.get(pointer, db=log))) == s.decision
 
     @invariant()

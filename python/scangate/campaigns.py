@@ -14,7 +14,9 @@ Everything is validated when loaded; the first problem raises InvalidArgument
 whose message starts with the source name and the exact field path, for example
 ``caps.toml: prizes[2].budget_amount_fen: must be a non-negative integer (fen)``.
 Money is integer fen (1 CNY = 100 fen), probabilities integer ppm (0 to
-1,000,000), never floats. This module does no I/O: it parses text it is given.
+1,000,000), never floats. This module does no I/O: it parses text it is given
+(except ``load_campaign(..., check_plugins=True)``, which imports the plugins a
+campaign names to refuse those not installed or allowed).
 
 The dataclasses are plain frozen values. Build them with ``load_campaign`` or
 ``campaign_from_json``, which validate; constructing one directly skips that
@@ -313,9 +315,14 @@ def _aware(when: datetime) -> datetime:
 
 
 # ------------------------------------------------------------------- loading
-def load_campaign(text: str, source: str, fmt: Literal["toml", "json"] | None = None) -> Campaign:
+def load_campaign(text: str, source: str, fmt: Literal["toml", "json"] | None = None, *,
+                  check_plugins: bool = False) -> Campaign:
     """Parse and validate a campaign from TOML or JSON text. ``fmt`` None: from the
     suffix of ``source`` (.toml, .json), else JSON if the text starts with ``{``.
+    ``check_plugins``: also refuse plugins the operator did not install or allow,
+    or that cannot be loaded (``scangate.plugins.check_refs``; this imports them),
+    as storing a new campaign does. Stored campaigns are read without it: a plugin
+    uninstalled since must not make a stored campaign unreadable.
     Raises InvalidArgument("<source>: <field path>: <what is wrong>")."""
     if fmt is None:
         lower = source.lower()
@@ -339,7 +346,15 @@ def load_campaign(text: str, source: str, fmt: Literal["toml", "json"] | None = 
             doc = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
         except (_BadJson, json.JSONDecodeError, RecursionError) as exc:
             raise InvalidArgument(f"{source}: invalid JSON: {exc}") from None
-    return campaign_from_json(doc, source)
+    campaign = campaign_from_json(doc, source)
+    if check_plugins and campaign.plugins:
+        from .plugins import check_refs      # here: importing plugins is the only I/O, and only when asked
+
+        try:
+            check_refs(campaign.plugins)
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"{source}: {exc}") from None
+    return campaign
 
 
 def campaign_from_json(data: Mapping[str, Any], source: str = "campaign") -> Campaign:

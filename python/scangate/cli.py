@@ -27,7 +27,7 @@ import numpy as np
 from . import __version__
 from .datadir import DataDir, init_data_dir, open_data_dir
 from .enums import CodeStatus, Level
-from . import ingest, rewards, verdicts
+from . import ingest, plugins, rewards, verdicts
 from . import points as points_mod
 from .config import CONFIG_FILE_NAME, load_config
 from .payouts import FileAdapter, list_payouts, run_payouts
@@ -568,12 +568,15 @@ def scan(data: Path, code: str, actor: str, actor_type: str, region: int | None,
     Exit 0 when the code is genuine, 1 otherwise."""
     try:
         config = load_config(config_file, data_dir=data)
+        plugins.configure(config.plugins.allow)
     except ScangateError as exc:
         _fail(str(exc))
     request = rewards.ScanRequest(request_id or uuid.uuid4().hex, code, actor, actor_type, region, lat, lon)
     with _open(data) as dd:
         try:
             d = rewards.decide_scans(dd, [request], config.verdicts)[0]
+            if isinstance(d, rewards.RequestIdReused):   # a refusal is the request's result, not a raise
+                raise d
         except ScangateError as exc:
             _fail(str(exc))
     v = d.verdict
@@ -700,7 +703,13 @@ def campaign() -> None:
 @json_option
 def campaign_load(data: Path, source: IO[str], as_json: bool) -> None:
     """Validate and store a campaign; a new one gets a secret and publishes its
-    commitment (SHA-256 of the secret); reloading an id keeps budgets and counters."""
+    commitment (SHA-256 of the secret); reloading an id keeps budgets and counters.
+    Its plugins must be installed entry points or allowed in DIR/scangate.toml
+    ([plugins] allow) or SCANGATE_PLUGINS_ALLOW."""
+    try:
+        plugins.configure(load_config(data_dir=data).plugins.allow)
+    except ScangateError as exc:
+        _fail(str(exc))
     with _open(data) as dd:
         try:
             rec = rewards.put_campaign(dd, source.read(), source.name)

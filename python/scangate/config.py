@@ -25,9 +25,13 @@ at start, failing with the exact key that is wrong.
     actor_failures_per_hour = 30   # scans of codes that are not genuine (guessing)
     client_requests_per_second = 0
 
+    [plugins]                 # rule plugins (docs/campaigns.md#rule-plugins)
+    allow = ["mycompany.rules:vip"]   # module:attr a campaign may name, besides entry points
+
 An environment variable ``SCANGATE_<SECTION>_<KEY>`` (upper case) overrides the
 file: ``SCANGATE_VERDICTS_MAX_DISTINCT_ACTORS=5``. Without a file, the data
-directory's ``scangate.toml`` is read if present.
+directory's ``scangate.toml`` is read if present. A list takes a comma-separated
+value: ``SCANGATE_PLUGINS_ALLOW=mycompany.rules:vip,mycompany.rules:antifraud``.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ from typing import Any
 from .errors import InvalidArgument
 from .verdicts import VerdictConfig
 
-__all__ = ["Config", "ServerConfig", "LimitsConfig", "load_config", "CONFIG_FILE_NAME"]
+__all__ = ["Config", "ServerConfig", "LimitsConfig", "PluginsConfig", "load_config", "CONFIG_FILE_NAME"]
 
 CONFIG_FILE_NAME = "scangate.toml"
 
@@ -96,13 +100,32 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True)
+class PluginsConfig:
+    """Which ``module:attr`` rule plugins campaigns may name, besides the entry
+    points of group ``scangate.rules`` (always allowed: installing a package is the
+    operator's act). Checked for shape here; ``scangate.plugins.configure(allow)``
+    imports each when a process applies them, failing on one that cannot load."""
+
+    allow: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        from .plugins import REF_RE
+
+        for i, ref in enumerate(self.allow):
+            if not isinstance(ref, str) or not REF_RE.fullmatch(ref):
+                raise InvalidArgument(f"allow[{i}]: must be a \"package.module:attribute\" reference, got {ref!r}")
+
+
+@dataclass(frozen=True)
 class Config:
     verdicts: VerdictConfig = field(default_factory=VerdictConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    plugins: PluginsConfig = field(default_factory=PluginsConfig)
 
 
-_SECTIONS: dict[str, type] = {"verdicts": VerdictConfig, "server": ServerConfig, "limits": LimitsConfig}
+_SECTIONS: dict[str, type] = {"verdicts": VerdictConfig, "server": ServerConfig, "limits": LimitsConfig,
+                              "plugins": PluginsConfig}
 
 
 def _coerce(key: str, value: Any, kind: type) -> Any:
@@ -123,6 +146,12 @@ def _coerce(key: str, value: Any, kind: type) -> Any:
         if not isinstance(value, str):
             raise InvalidArgument(f"config: {key}: expected a string, got {value!r}")
         return value
+    if kind == "tuple[str, ...]":
+        if isinstance(value, str):      # an environment variable: comma-separated
+            return tuple(p.strip() for p in value.split(",") if p.strip())
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise InvalidArgument(f"config: {key}: expected an array of strings, got {value!r}")
+        return tuple(value)
     if kind is float or kind == "float":
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise InvalidArgument(f"config: {key}: expected a number, got {value!r}")
@@ -154,6 +183,7 @@ def load_config(path: str | os.PathLike[str] | None = None, *, data_dir: str | o
     for name, cls in _SECTIONS.items():
         fields = {f.name: f for f in dataclasses.fields(cls)}
         values: dict[str, Any] = {}
+        from_env: dict[str, str] = {}
         table = doc.get(name, {})
         if not isinstance(table, dict):
             raise InvalidArgument(f"config: [{name}] must be a table")
@@ -165,8 +195,11 @@ def load_config(path: str | os.PathLike[str] | None = None, *, data_dir: str | o
             var = f"SCANGATE_{name}_{key}".upper()
             if var in env:
                 values[key] = _coerce(var, env[var], f.type)  # type: ignore[arg-type]
+                from_env[key] = var
         try:
             sections[name] = cls(**values)
         except InvalidArgument as exc:
-            raise InvalidArgument(f"config: {name}.{exc}") from None
+            # name the variable when the value came from one (messages start with the key)
+            var = next((v for k, v in from_env.items() if str(exc).startswith((f"{k}:", f"{k}["))), None)
+            raise InvalidArgument(f"config: {var + ': ' if var else ''}{name}.{exc}") from None
     return Config(**sections)

@@ -52,6 +52,10 @@ from .verdicts import VerdictConfig
 
 __all__ = ["WRITTEN_DATABASES", "DecisionPipeline"]
 
+# What deciding gives per request, as decide_scans: a decision, or the refusal of a
+# request id reused for another request (in its place, not raised; nothing written).
+_Result = rewards.Decision | rewards.RequestIdReused
+
 # The databases a reward decision writes: reads of them are checked at commit.
 WRITTEN_DATABASES = ("scans", "claims", "counters", "budgets", "points", "ledger", "outbox", "decisions", "requests")
 
@@ -253,12 +257,12 @@ class _Batch:
     __slots__ = ("decisions", "future", "number", "over", "requests", "snapshot_id", "spec")
 
     def __init__(self, number: int, requests: Sequence[rewards.ScanRequest], spec: _Speculative,
-                 decisions: list[rewards.Decision], snapshot_id: int, over: list[int]):
+                 decisions: list[_Result], snapshot_id: int, over: list[int]):
         self.number = number
         self.requests, self.spec, self.decisions = requests, spec, decisions
         self.snapshot_id = snapshot_id      # the last transaction committed when it was decided
         self.over = over                    # the numbers of the batches whose writes it read as overlay
-        self.future: Future[list[rewards.Decision]] = Future()
+        self.future: Future[list[_Result]] = Future()
 
 
 class DecisionPipeline:
@@ -303,10 +307,11 @@ class DecisionPipeline:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def submit(self, requests: Sequence[rewards.ScanRequest]) -> Future[list[rewards.Decision]]:
+    def submit(self, requests: Sequence[rewards.ScanRequest]) -> Future[list[_Result]]:
         """Decide ``requests`` (as decide_scans) against the state the batches before
-        it leave; the future's result is the decisions, once committed. A bad
-        request raises here, and nothing of the batch is queued."""
+        it leave; the future's result is the decisions, once committed (a request
+        id reused for another request: ``rewards.RequestIdReused`` in its place).
+        A bad request raises here, and nothing of the batch is queued."""
         if self._closed:
             raise InvalidArgument("pipeline: closed")
         rewards._check_requests(requests)
@@ -334,7 +339,7 @@ class DecisionPipeline:
             self._ready.notify()
         return batch.future
 
-    def decide(self, requests: Sequence[rewards.ScanRequest]) -> list[rewards.Decision]:
+    def decide(self, requests: Sequence[rewards.ScanRequest]) -> list[_Result]:
         """Submit one batch and wait for its commit."""
         return self.submit(requests).result()
 
@@ -390,7 +395,7 @@ class DecisionPipeline:
                 if tid >= 0:
                     self._as_decided.add(tid)
                 self.batches += 1
-                result: BaseException | list[rewards.Decision] = decisions
+                result: BaseException | list[_Result] = decisions
             except BaseException as e:  # noqa: BLE001  (the batch is not committed: its caller gets the error)
                 result = e
                 self._lost.add(batch.number)

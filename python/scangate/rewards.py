@@ -2,9 +2,10 @@
 
 ``decide_scans`` takes a batch of scan requests and, in ONE LMDB write transaction
 (group commit), for each: returns the stored decision if its request id was seen
-(a retry gets the same answer); decides the verdict (scan history included); picks
-the campaign; checks blacklist, verdict policy, the code's claim and the user's
-caps; draws (an HMAC of the campaign secret and the scan, so every draw can be
+for the same request (a retry gets the same answer; the id reused for another
+request gets ``RequestIdReused`` in its place, and changes nothing); decides the
+verdict (scan history included); picks the campaign; checks blacklist, verdict
+policy, the code's claim and the user's caps; draws (an HMAC of the campaign secret and the scan, so every draw can be
 replayed by ``audit_entry``); and writes the claim, budgets, counters, points, the
 ledger entry and the payout request. It returns after the commit, so a decision
 that reached a caller is durable, and budgets and caps hold whatever the
@@ -16,7 +17,10 @@ need in a few getmultis, decides scan after scan against a write-back cache
 each changed key once before the commit. Records (JSON ones are byte for byte what
 json.dumps writes; tests/test_rewards_encoding.py):
 
-    requests   request id -> 8-byte number of its decision in ``decisions``
+    requests   request id (scoped by ``ScanRequest.client``: _scoped_key) -> 8-byte
+               number of its decision in ``decisions``, then the request's 16-byte
+               fingerprint (_fingerprint; records of 8 bytes, written before it,
+               have none and match any request)
     decisions  number -> json.dumps(Decision.to_json()); appended only
     claims     serial (7 bytes) -> JSON {campaign_id, ledger_seq}
     counters   t/<campaign>/<actor> -> awards, fen, eligible scans (3 x u64), then
@@ -69,6 +73,7 @@ __all__ = [
     "Award",
     "Decision",
     "NoReward",
+    "RequestIdReused",
     "ScanRequest",
     "audit_entry",
     "budgets_used",
@@ -134,6 +139,29 @@ class ScanRequest:
     lon: float | None = None
     time_ms: int | None = None
     actor_tags: tuple[str, ...] = ()   # from the upstream app (member, vip...), for rule plugins
+    # the calling app (the server's token name; "": none): request ids are scoped to it,
+    # so two apps may both send "req-1"
+    client: str = ""
+
+
+class RequestIdReused(InvalidArgument):
+    """A request id already used for a request with other content: refused, and
+    nothing of it written. ``decide_scans`` puts it in the request's place in its
+    result (the rest of the batch is decided as usual); the server answers that
+    call with INVALID_ARGUMENT naming ``field``."""
+
+    def __init__(self, request_id: str, field: str = "request_id"):
+        # "field: why", the convention the server turns into a field violation
+        super().__init__(f"{field}: {request_id!r} was already used for another request (another code, actor, "
+                         "actor type, region or coordinates); a retry must repeat its request")
+        self.request_id, self.field = request_id, field
+
+    def at(self, field: str) -> RequestIdReused:
+        """The same refusal naming another field (``scans[3].request_id``)."""
+        return RequestIdReused(self.request_id, field)
+
+    def __reduce__(self) -> tuple[type[RequestIdReused], tuple[str, str]]:
+        return RequestIdReused, (self.request_id, self.field)    # args is the message: rebuild from the fields
 
 
 @dataclass(frozen=True)
@@ -194,7 +222,7 @@ def put_campaign(data: DataDir, text: str, source: str = "campaign") -> dict[str
     """Validate and store a campaign (TOML or JSON). A new campaign gets a fresh
     32-byte secret and publishes its commitment, SHA-256(secret); reloading an
     existing id replaces the rules and keeps the secret, budgets and counters."""
-    campaign = load_campaign(text, source)
+    campaign = load_campaign(text, source, check_plugins=True)   # refuses plugins not installed or allowed
     db = data.store.db("campaigns")
     with data.store.env.begin(write=True) as txn:
         key = campaign.id.encode()
@@ -253,6 +281,63 @@ _MESSAGE_KEYS = {"zh-CN", "en"}
 
 _new, _set_attr = object.__new__, object.__setattr__
 _U64 = struct.Struct(">Q")
+_POINTER_SIZES = (8, 24)     # a request record: decision number, then (24) the fingerprint
+_blake2b = hashlib.blake2b
+
+
+def _fingerprint(r: ScanRequest) -> bytes:
+    """16 bytes of BLAKE2b over what makes a scan this scan: code, actor, actor
+    type, region and coordinates. A retry must repeat them; a request id reused
+    for anything else is refused (RequestIdReused). Not in it: the request id and
+    client (the record's key already); ``time_ms``, because a retry may be
+    stamped anew (a request without one is stamped by the server at each try, and
+    apps that stamp the send time do the same), and the same code scanned by the
+    same actor at the same place is that scan; and ``actor_tags``, which describe
+    the actor rather than the scan and may be recomputed by a retrying app.
+
+    Encoding: actor type, region, latitude, longitude (Python reprs; coordinates
+    as floats, so 30 and 30.0 are one place), the code's length, each followed by
+    NUL, then the code and the actor: only the two free strings come last, and
+    the code's length fixes where the actor begins, so no two requests share an
+    encoding. ``_fingerprints`` is the same for a batch, faster."""
+    lat, lon = r.lat, r.lon
+    lat_text = repr(lat if lat is None else float(lat))
+    lon_text = repr(lon if lon is None else float(lon))
+    return _blake2b(f"{r.actor_type}\0{r.region}\0{lat_text}\0{lon_text}\0{len(r.code)}\0{r.code}{r.actor}"
+                    .encode("utf-8", "surrogatepass")).digest()[:16]
+
+
+def _fingerprints(requests: Sequence[ScanRequest]) -> list[bytes]:
+    """``_fingerprint`` of each request: written out for the usual request, without
+    coordinates (this runs for every request; the hash object's own work is
+    most of it, so BLAKE2b's 64-byte digest is cut rather than a 16-byte one
+    asked for by keyword, which costs more)."""
+    return [_blake2b(f"{r.actor_type}\0{r.region}\0None\0None\0{len(r.code)}\0{r.code}{r.actor}"
+                     .encode("utf-8", "surrogatepass")).digest()[:16]
+            if r.lat is None and r.lon is None else _fingerprint(r) for r in requests]
+
+
+_client_prefix: dict[str, bytes] = {}
+_MAX_KEY = 511      # LMDB's longest key (its default build)
+
+
+def _scoped_key(client: str, request_id: str) -> bytes:
+    """The request record key of ``request_id`` sent by ``client``: 0xFF (never in
+    the UTF-8 of an unscoped id, the key of a request without a client, so the
+    two cannot meet), 16 bytes of BLAKE2b of the client's name (a fixed length,
+    whatever the name's), then the id; an id too long for an LMDB key after the
+    prefix (511 bytes) becomes 0xFE (never in UTF-8 either) and 32 bytes of its
+    BLAKE2b, so no length of id fails the batch's write."""
+    prefix = _client_prefix.get(client)
+    if prefix is None:
+        if len(_client_prefix) >= 10_000:
+            _client_prefix.clear()
+        prefix = _client_prefix[client] = b"\xff" + _blake2b(
+            client.encode("utf-8", "surrogatepass"), digest_size=16, person=b"scangate-client").digest()
+    rid = request_id.encode()
+    if len(rid) > _MAX_KEY - len(prefix):
+        rid = b"\xfe" + _blake2b(rid, digest_size=32, person=b"scangate-longid").digest()
+    return prefix + rid
 
 
 def _decision(request_id: str, verdict: dict[str, Any], award: Award | None, no_reward: NoReward | None,
@@ -374,21 +459,25 @@ class _Batch:
         self.decisions_db = s.db("decisions")
         self.ledger: list[tuple[bytes, bytes]] = []
         self.outbox: dict[bytes, bytes] = {}
-        self.requests: dict[bytes, bytes] = {}    # request id -> its decision's JSON, in decision order
+        self.requests: dict[bytes, bytes] = {}    # request key -> its decision's JSON, in decision order
+        self.prints: list[bytes] = []             # their requests' fingerprints, in the same order
         cur = txn.cursor(db=self.ledger_db)
         self.next_seq = struct.unpack(">Q", cur.key())[0] + 1 if cur.last() else 1
 
-    def stored(self, request_ids: Sequence[bytes]) -> dict[bytes, bytes]:
-        """The stored decisions (JSON) of the request ids that have one."""
+    def stored(self, request_ids: Sequence[bytes]) -> dict[bytes, tuple[bytes, bytes | None]]:
+        """The stored decisions (JSON) of the request keys that have one, with the
+        fingerprint of the request decided (None: stored before fingerprints)."""
         txn = self.txn
         index = txn.cursor(db=self.requests_db).getmulti(list(set(request_ids)))
         if not index:
             return {}
-        # an 8-byte value points into the decision log; a longer one is a decision
-        # stored inline (data written before the log existed)
-        inline = {rid: value for rid, value in index if len(value) != 8}
-        log = dict(txn.cursor(db=self.decisions_db).getmulti(sorted({v for _, v in index if len(v) == 8})))
-        out = {rid: log[value] for rid, value in index if len(value) == 8}
+        # 8 bytes point into the decision log, 24 add the fingerprint; anything else
+        # is a decision stored inline (data written before the log existed): JSON,
+        # never 8 or 24 bytes long
+        inline = {rid: (value, None) for rid, value in index if len(value) not in _POINTER_SIZES}
+        log = dict(txn.cursor(db=self.decisions_db).getmulti(
+            sorted({v[:8] for _, v in index if len(v) in _POINTER_SIZES})))
+        out = {rid: (log[value[:8]], value[8:] or None) for rid, value in index if len(value) in _POINTER_SIZES}
         out.update(inline)
         return out
 
@@ -407,7 +496,8 @@ class _Batch:
             number = _U64.unpack(cur.key())[0] + 1 if cur.last() else 1
             keys = list(map(_U64.pack, range(number, number + len(self.requests))))
             cur.putmulti(list(zip(keys, self.requests.values())), append=True)
-            txn.cursor(db=self.requests_db).putmulti(list(zip(self.requests, keys)))
+            txn.cursor(db=self.requests_db).putmulti(
+                [(rid, number + fingerprint) for rid, number, fingerprint in zip(self.requests, keys, self.prints)])
 
 
 class _Hmac:
@@ -559,8 +649,12 @@ _award_message_json: dict[tuple[str, int, int], str] = {}
 
 # ---------------------------------------------------------------------- decide
 def decide_scans(data: DataDir, requests: Sequence[ScanRequest],
-                 verdict_config: VerdictConfig | None = None) -> list[Decision]:
-    """Decide a batch of scans in one write transaction; see the module docstring."""
+                 verdict_config: VerdictConfig | None = None) -> list[Decision | RequestIdReused]:
+    """Decide a batch of scans in one write transaction; see the module docstring.
+    One result per request, in order: its decision, or ``RequestIdReused`` (not
+    raised) where its request id (within its ``client``) was used before, stored
+    or earlier in the batch, for a request with other content; such a request
+    writes nothing and leaves the rest of the batch as it would be without it."""
     _check_requests(requests)
     checks = data.verify_codes([r.code for r in requests])
     with data.store.env.begin(write=True) as txn:
@@ -576,29 +670,32 @@ def _check_requests(requests: Sequence[ScanRequest]) -> None:
 
 
 def _decide_in(data: DataDir, requests: Sequence[ScanRequest], checks: VerifyResult,
-               verdict_config: VerdictConfig | None, txn: Any) -> list[Decision]:
+               verdict_config: VerdictConfig | None, txn: Any) -> list[Decision | RequestIdReused]:
     """decide_scans inside ``txn``: an LMDB write transaction, or a pipelined batch's
     stand-in for one (scangate.pipeline), which the deciding code cannot tell apart."""
     batch = _Batch(data, txn)
-    ids = [r.request_id.encode() for r in requests]
+    ids = [r.request_id.encode() if not r.client else _scoped_key(r.client, r.request_id) for r in requests]
+    prints = _fingerprints(requests)
     stored = batch.stored(ids) if ids else {}
-    done: dict[str, Decision] = {}
+    firsts: dict[bytes, int] = {}     # request key -> the first fresh request with it in the batch
     fresh: list[int] = []
-    out: list[Decision | None] = []
+    out: list[Decision | RequestIdReused | None] = []
     if not stored and len(set(ids)) == len(ids):   # the usual batch: every request new, once
         fresh = list(range(len(requests)))
         out = [None] * len(requests)
     else:
         for i, r in enumerate(requests):
-            raw = stored.get(ids[i])
-            if raw is not None:
-                out.append(Decision.from_json(json.loads(raw)))
-            elif r.request_id in done:
-                out.append(done[r.request_id])   # the same request twice in one batch
+            key = ids[i]
+            found = stored.get(key)
+            if found is not None:       # a retry gets the stored decision; another request, a refusal
+                raw, fingerprint = found
+                out.append(Decision.from_json(json.loads(raw)) if fingerprint is None or fingerprint == prints[i]
+                           else RequestIdReused(r.request_id))
             else:
                 out.append(None)
-                fresh.append(i)
-                done[r.request_id] = None  # type: ignore[assignment]
+                if key not in firsts:   # else the id's second use in the batch: settled below
+                    fresh.append(i)
+                    firsts[key] = i
     if fresh:
         # the scans to judge: the requests themselves (they have a Scan's fields), a
         # Scan stamped now for a request without a time
@@ -611,13 +708,14 @@ def _decide_in(data: DataDir, requests: Sequence[ScanRequest], checks: VerifyRes
         verdicts = _decide_verdicts(data, scans, verdict_config or VerdictConfig(), txn, fresh_checks)
         decided = _decide(batch, _live_campaigns(txn, batch.campaigns_db), [requests[i] for i in fresh],
                           [s.time_ms or now_ms() for s in scans], verdicts, fresh_checks)
+        batch.prints = prints if len(fresh) == len(requests) else [prints[i] for i in fresh]
         for i, (decision, text) in zip(fresh, decided):
             batch.requests[ids[i]] = text.encode()
-            done[requests[i].request_id] = decision
             out[i] = decision
     for i, d in enumerate(out):
-        if d is None:
-            out[i] = done[requests[i].request_id]
+        if d is None:   # the same id twice in one batch: the first one's decision if the same request
+            first = firsts[ids[i]]
+            out[i] = out[first] if prints[i] == prints[first] else RequestIdReused(requests[i].request_id)
     batch.flush()
     return out  # type: ignore[return-value]
 

@@ -1,0 +1,285 @@
+"""Request ids are bound to their request (the idempotency-key contract, issue 12
+item 1): the same id with the same request returns the stored decision; the same
+id with another request (code, actor, actor type, region, coordinates) is refused
+with ``RequestIdReused``, naming ``request_id``, and writes nothing: no scan, no
+claim, no counter, no budget. Within one batch too, where the refusal is that
+request's result and the rest of the batch is decided as usual. Ids are scoped to
+``ScanRequest.client`` (the server's token name). Records stored before
+fingerprints (8-byte pointers, inline decisions) still answer retries.
+
+Through ``decide_scans``, ``DecisionPipeline``, the group-commit writer, the
+writer link's frames, and a real server with ``scangate.Client``."""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+import scangate
+from scangate import rewards
+from scangate.pipeline import DecisionPipeline
+from scangate.rewards import Decision, RequestIdReused, ScanRequest
+
+from serverproc import running
+
+CAMPAIGN = """
+id = "c1"
+name = "request ids"
+timezone = "Asia/Shanghai"
+start = 2026-03-01
+end = 2030-01-01
+actor = "consumer"
+odds = "100%"
+
+[[prizes]]
+id = "cny-1"
+kind = "cash"
+amount_fen = 100
+budget_count = 1000
+"""
+NOON = 1_773_115_200_000          # 2026-03-10 12:00 Beijing time
+CHENGDU = 510104
+# everything a scan or a decision writes
+WRITTEN = ("scans", "budgets", "counters", "claims", "ledger", "outbox", "points", "requests", "decisions")
+
+
+@pytest.fixture
+def dd(tmp_path: Path) -> Iterator[scangate.DataDir]:
+    d = scangate.init_data_dir(tmp_path / "d")
+    rewards.put_campaign(d, CAMPAIGN, "c1.toml")
+    try:
+        yield d
+    finally:
+        d.close()
+
+
+def req(rid: str, code: str, actor: str, **kw: Any) -> ScanRequest:
+    kw.setdefault("region", CHENGDU)
+    kw.setdefault("time_ms", NOON)
+    return ScanRequest(rid, code, actor, **kw)
+
+
+def snapshot(dd: scangate.DataDir) -> dict[str, list[tuple[bytes, bytes]]]:
+    with dd.store.env.begin() as txn:
+        return {n: [(bytes(k), bytes(v)) for k, v in txn.cursor(db=dd.store.db(n))] for n in WRITTEN}
+
+
+def entries(dd: scangate.DataDir, name: str) -> int:
+    with dd.store.env.begin() as txn:
+        return txn.stat(dd.store.db(name))["entries"]  # type: ignore[no-any-return]
+
+
+def claimed(dd: scangate.DataDir) -> set[int]:
+    with dd.store.env.begin() as txn:
+        return {json.loads(bytes(v))["ledger_seq"] for _, v in txn.cursor(db=dd.store.db("claims"))}
+
+
+def is_refusal(result: object, rid: str) -> bool:
+    if not isinstance(result, RequestIdReused):
+        return False
+    assert result.request_id == rid and result.field == "request_id"
+    assert str(result).startswith("request_id: ") and "another request" in str(result)
+    return True
+
+
+def won(d: object) -> bool:
+    return isinstance(d, Decision) and d.award is not None and d.award.kind == "cash"
+
+
+# ------------------------------------------------------------------ decide_scans
+def test_alice_then_dave_with_her_request_id_is_refused_and_writes_nothing(dd: scangate.DataDir) -> None:
+    a, b = dd.issue_codes("BEER", "item", 2).as_strings()
+    [alice] = rewards.decide_scans(dd, [req("req-1", a, "alice")])
+    assert won(alice)
+    before = snapshot(dd)
+    [dave] = rewards.decide_scans(dd, [req("req-1", b, "dave")])
+    assert is_refusal(dave, "req-1"), dave          # not alice's win
+    assert snapshot(dd) == before                   # no scan, claim, counter, budget, record
+    # each field that defines the request counts on its own
+    for other in (req("req-1", b, "alice"), req("req-1", a, "dave"), req("req-1", a, "alice", region=440106),
+                  req("req-1", a, "alice", actor_type="store"), req("req-1", a, "alice", lat=30.6, lon=104.1)):
+        assert is_refusal(rewards.decide_scans(dd, [other])[0], "req-1"), other
+    assert snapshot(dd) == before
+    # alice's retry still gets her decision, byte for byte, also re-stamped or
+    # with other actor tags (neither makes it another scan)
+    for retry in (req("req-1", a, "alice"), req("req-1", a, "alice", time_ms=NOON + 60_000),
+                  req("req-1", a, "alice", actor_tags=("vip",))):
+        [again] = rewards.decide_scans(dd, [retry])
+        assert isinstance(again, Decision)
+        assert json.dumps(again.to_json()) == json.dumps(alice.to_json())
+    assert snapshot(dd) == before
+    # dave's code was never touched: his own request id wins it
+    assert won(rewards.decide_scans(dd, [req("req-2", b, "dave")])[0])
+
+
+def test_reuse_inside_one_batch_refuses_only_that_request(dd: scangate.DataDir) -> None:
+    a, b, c, d = dd.issue_codes("BEER", "item", 4).as_strings()
+    out = rewards.decide_scans(dd, [req("req-1", a, "alice"), req("req-2", c, "bob"), req("req-1", b, "dave"),
+                                    req("req-1", a, "alice")])
+    assert won(out[0]) and won(out[1])
+    assert is_refusal(out[2], "req-1"), out[2]
+    assert out[3] is out[0]                          # the same request twice: one decision
+    assert entries(dd, "ledger") == 2 and entries(dd, "requests") == 2 and entries(dd, "scans") == 2
+    # next to a stored id reused: the batch's other requests are decided as usual
+    out = rewards.decide_scans(dd, [req("req-3", d, "carol"), req("req-2", b, "dave"), req("req-1", a, "alice")])
+    assert won(out[0]) and is_refusal(out[1], "req-2")
+    assert isinstance(out[2], Decision) and out[2].to_json() == rewards.decide_scans(
+        dd, [req("req-1", a, "alice")])[0].to_json()  # type: ignore[union-attr]
+    assert entries(dd, "ledger") == 3 and entries(dd, "scans") == 3
+    assert won(rewards.decide_scans(dd, [req("req-4", b, "dave")])[0])     # b untouched until now
+
+
+def test_clients_have_their_own_request_ids(dd: scangate.DataDir) -> None:
+    a, b, c = dd.issue_codes("BEER", "item", 3).as_strings()
+    one = rewards.decide_scans(dd, [req("req-1", a, "alice", client="app-one"),
+                                    req("req-1", b, "dave", client="app-two")])
+    assert won(one[0]) and won(one[1])
+    # no client is a scope of its own; within a scope the id is bound as ever
+    [plain] = rewards.decide_scans(dd, [req("req-1", c, "erin")])
+    assert won(plain)
+    assert is_refusal(rewards.decide_scans(dd, [req("req-1", c, "erin", client="app-one")])[0], "req-1")
+    again = rewards.decide_scans(dd, [req("req-1", b, "dave", client="app-two"),
+                                      req("req-1", a, "alice", client="app-one"), req("req-1", c, "erin")])
+    assert [d.to_json() for d in again] == [d.to_json() for d in (one[1], one[0], plain)]  # type: ignore[union-attr]
+    assert entries(dd, "requests") == 3 and entries(dd, "ledger") == 3
+    # an id of 128 four-byte characters still makes a key LMDB takes, under a client too
+    [d] = dd.issue_codes("BEER", "item", 1).as_strings()
+    long_id = "\U0001F600" * 128
+    [first] = rewards.decide_scans(dd, [req(long_id, d, "gina", client="app-one")])
+    assert won(first) and first.request_id == long_id  # type: ignore[union-attr]
+    [again] = rewards.decide_scans(dd, [req(long_id, d, "gina", client="app-one")])
+    assert again.to_json() == first.to_json()  # type: ignore[union-attr]
+    assert is_refusal(rewards.decide_scans(dd, [req(long_id, a, "gina", client="app-one")])[0], long_id)
+
+
+def test_records_stored_before_fingerprints_still_answer(dd: scangate.DataDir) -> None:
+    a, b, c, d = dd.issue_codes("BEER", "item", 4).as_strings()
+    old, inline, new = rewards.decide_scans(dd, [req("old", a, "alice"), req("inline", b, "bob"),
+                                                 req("new", c, "carol")])
+    requests, log = dd.store.db("requests"), dd.store.db("decisions")
+    with dd.store.env.begin(write=True) as txn:
+        # the layouts of older versions: a pointer without a fingerprint, and the
+        # decision itself in the request index
+        txn.put(b"old", bytes(txn.get(b"old", db=requests))[:8], db=requests)
+        pointer = bytes(txn.get(b"inline", db=requests))[:8]
+        txn.put(b"inline", bytes(txn.get(pointer, db=log)), db=requests)
+    before = snapshot(dd)
+    # an unknown request cannot be told from a retry: the stored decision, as before
+    out = rewards.decide_scans(dd, [req("old", d, "dave"), req("inline", d, "dave"), req("new", d, "dave"),
+                                    req("old", a, "alice")])
+    assert [x.to_json() for x in out[:2]] == [old.to_json(), inline.to_json()]  # type: ignore[union-attr]
+    assert is_refusal(out[2], "new")                  # a record with a fingerprint checks it
+    assert out[3].to_json() == old.to_json()          # type: ignore[union-attr]
+    assert snapshot(dd) == before
+
+
+# ------------------------------------------------------------------ pipeline
+def test_pipeline_refuses_a_reused_id_against_the_batch_in_flight_and_the_store(dd: scangate.DataDir) -> None:
+    a, b, c = dd.issue_codes("BEER", "item", 3).as_strings()
+    with DecisionPipeline(dd) as pipeline:
+        first = pipeline.submit([req("req-1", a, "alice")])
+        # decided while the first batch may still be committing: its request index is the overlay
+        second = pipeline.submit([req("req-1", b, "dave"), req("req-2", c, "erin"), req("req-2", b, "dave")])
+        alice, (dave, erin, dave2) = first.result()[0], second.result()
+        third = pipeline.decide([req("req-1", b, "dave"), req("req-1", a, "alice")])
+    assert won(alice) and won(erin)
+    assert is_refusal(dave, "req-1") and is_refusal(dave2, "req-2")
+    assert is_refusal(third[0], "req-1") and third[1].to_json() == alice.to_json()  # type: ignore[union-attr]
+    assert entries(dd, "ledger") == 2 and entries(dd, "scans") == 2 and len(claimed(dd)) == 2
+    assert won(rewards.decide_scans(dd, [req("req-3", b, "dave")])[0])
+
+
+# ------------------------------------------------------------------ server parts
+def test_writer_answers_the_reusing_call_with_invalid_argument(dd: scangate.DataDir) -> None:
+    from scangate.server.errors import to_request_error
+    from scangate.server.writer import GroupCommitWriter, _Item
+
+    a, b, c, d = dd.issue_codes("BEER", "item", 4).as_strings()
+    replies: dict[str, tuple[Any, Any]] = {}
+
+    def item(name: str, *requests: ScanRequest) -> _Item:
+        return _Item(requests, None, lambda out, err: replies.__setitem__(name, (out, err)))
+
+    w = GroupCommitWriter(dd)
+    try:
+        # one group commit: alice's call, dave's with her id, a stream batch reusing it, erin's
+        w._decide([item("alice", req("req-1", a, "alice")), item("dave", req("req-1", b, "dave")),
+                   item("stream", req("s-1", c, "frank"), req("req-1", b, "dave")),
+                   item("erin", req("req-2", d, "erin"))])
+    finally:
+        w.close()
+    assert won(replies["alice"][0][0]) and won(replies["erin"][0][0])
+    assert replies["dave"][0] is None
+    err = to_request_error(replies["dave"][1])
+    assert err.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert [f for f, _ in err.violations] == ["request_id"] and "another request" in err.message
+    assert replies["stream"][0] is None
+    assert [f for f, _ in to_request_error(replies["stream"][1]).violations] == ["scans[1].request_id"]
+
+
+def test_writer_link_carries_the_client_name() -> None:
+    from scangate.server import scanlink
+    from scangate.v1 import scan_pb2 as scan_pb
+    from scangate.wire import scan_request_to_proto
+
+    batch = scan_pb.ScanBatch(scans=[scan_request_to_proto(req("req-1", "CODE", "alice"))]).SerializeToString()
+    got: list[ScanRequest] = []
+
+    class Writer:
+        def submit_callback(self, requests: list[ScanRequest], deadline: Any, reply: Any) -> None:
+            got.extend(requests)
+
+    for client in ("wechat-mini-program", "", "应用"):
+        frame = scanlink._request_frame(7, scanlink.NO_DEADLINE, client, batch)
+        (n,) = scanlink._LEN.unpack_from(frame)
+        assert n == len(frame) - scanlink._LEN.size
+        scanlink._submit(frame[scanlink._LEN.size:], Writer(), lambda d: None, scanlink._Tally(), lambda b: None,
+                         lambda e: e)
+        assert got.pop() == req("req-1", "CODE", "alice", client=client)
+
+
+# ------------------------------------------------------------------ a real server
+def test_server_refuses_a_reused_request_id(tmp_path: Path) -> None:
+    with running(tmp_path / "data") as srv, scangate.Client(srv.target) as c:
+        a, b, d, e = next(c.issue_codes("BEER-500", "item", 4)).codes
+        c.put_campaign(CAMPAIGN.replace("2026-03-01", "2026-01-01"), "c1.toml")
+        alice = c.scan(a, "alice", request_id="req-1", region=CHENGDU)
+        assert won(alice)
+        with pytest.raises(scangate.InvalidArgument) as exc:
+            c.scan(b, "dave", request_id="req-1", region=CHENGDU)
+        assert [f for f, _ in exc.value.violations] == ["request_id"]  # type: ignore[attr-defined]
+        assert "another request" in str(exc.value)
+        assert c.scan(a, "alice", request_id="req-1", region=CHENGDU) == alice
+        # in a stream batch: that call fails naming the scan; the batch's other scan was decided
+        with pytest.raises(scangate.InvalidArgument) as exc:
+            list(c.scan_stream([ScanRequest("s-1", d, "frank", region=CHENGDU),
+                                ScanRequest("req-1", b, "dave", region=CHENGDU)]))
+        assert [f for f, _ in exc.value.violations] == ["scans[1].request_id"]  # type: ignore[attr-defined]
+        [frank] = c.scan_stream([ScanRequest("s-1", d, "frank", region=CHENGDU)])
+        assert won(frank)
+        # dave's code was never scanned: his own id wins it
+        assert won(c.scan(b, "dave", request_id="req-2", region=CHENGDU))
+        assert won(c.scan(e, "erin", region=CHENGDU))
+
+
+def test_server_scopes_request_ids_to_the_calling_token(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with scangate.init_data_dir(data) as dd:
+        a, b = dd.issue_codes("BEER-500", "item", 2).as_strings()
+    from scangate.server.auth import add_token as add
+    t_admin = add(data / "tokens.toml", "ops", "admin")
+    t_one, t_two = add(data / "tokens.toml", "app-one", "scanner"), add(data / "tokens.toml", "app-two", "scanner")
+    with running(data) as srv:
+        with scangate.Client(srv.target, token=t_admin) as ops:
+            ops.put_campaign(CAMPAIGN.replace("2026-03-01", "2026-01-01"), "c1.toml")
+        with scangate.Client(srv.target, token=t_one) as one, scangate.Client(srv.target, token=t_two) as two:
+            first = one.scan(a, "alice", request_id="req-1", region=CHENGDU)
+            second = two.scan(b, "dave", request_id="req-1", region=CHENGDU)   # another app's "req-1"
+            assert won(first) and won(second)
+            assert one.scan(a, "alice", request_id="req-1", region=CHENGDU) == first
+            with pytest.raises(scangate.InvalidArgument):                       # bound within its own scope
+                one.scan(b, "dave", request_id="req-1", region=CHENGDU)
