@@ -12,6 +12,7 @@ import asyncio
 import contextvars
 import json
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -172,31 +173,52 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
 
 
 # ---------------------------------------------------------------------- scans
-_MAX_ID = 128
+_MAX_ID = rewards.MAX_ID_CHARS
 
 
-def check_scan(m: scan_pb.ScanRequest, where: str) -> list[tuple[str, str]]:
-    problems = []
-    if not 1 <= len(m.request_id) <= _MAX_ID:
-        problems.append((f"{where}request_id", "1 to 128 characters"))
-    if not m.code:
-        problems.append((f"{where}code", "missing"))
-    elif len(m.code) > 512:
-        problems.append((f"{where}code", "longer than 512 characters"))
-    if not 1 <= len(m.actor) <= _MAX_ID:
-        problems.append((f"{where}actor", "1 to 128 characters"))
+def _text(value: str, most: int, field: str, problems: list[tuple[str, str]], least: int = 1,
+          empty: str = "") -> None:
+    """A string field: length, no NUL (protobuf already refused invalid UTF-8)."""
+    if not least <= len(value) <= most:
+        problems.append((field, empty if empty and not value else f"{least} to {most} characters"))
+    elif "\x00" in value:
+        problems.append((field, "contains NUL"))
+
+
+def check_scan(m: scan_pb.ScanRequest, where: str, client: str = "") -> list[tuple[str, str]]:
+    """Every field of one scan within the bounds ``rewards.scan_problem`` keeps
+    (same constants): a scan refused here never reaches the writer, so it cannot
+    take a group commit, and the scans beside it, down with it."""
+    problems: list[tuple[str, str]] = []
+    _text(m.request_id, _MAX_ID, f"{where}request_id", problems)
+    # without a client (auth off) the id's UTF-8 is an LMDB key; a client's ids are hashed when too long
+    if not client and len(m.request_id) > rewards.MAX_ID_BYTES // 4 and \
+            len(m.request_id.encode()) > rewards.MAX_ID_BYTES:
+        problems.append((f"{where}request_id", f"at most {rewards.MAX_ID_BYTES} bytes of UTF-8"))
+    _text(m.code, rewards.MAX_CODE_CHARS, f"{where}code", problems, empty="missing")
+    _text(m.actor, _MAX_ID, f"{where}actor", problems)
     if m.actor_type not in (common.ACTOR_TYPE_UNSPECIFIED, common.ACTOR_TYPE_CONSUMER, common.ACTOR_TYPE_STORE):
         problems.append((f"{where}actor_type", f"{m.actor_type} is not a known ActorType"))
     if m.region and not 100000 <= m.region <= 999999:
         problems.append((f"{where}region", f"{m.region} is not a 6-digit adcode"))
     if m.HasField("lat") != m.HasField("lon"):
         problems.append((f"{where}lat", "lat and lon go together"))
-    elif m.HasField("lat") and not (-90 <= m.lat <= 90 and -180 <= m.lon <= 180):
-        problems.append((f"{where}lat", "outside -90..90 / -180..180"))
-    if m.time_ms < 0:
-        problems.append((f"{where}time_ms", "negative"))
-    if len(m.actor_tags) > 32:
-        problems.append((f"{where}actor_tags", "at most 32 tags"))
+    elif m.HasField("lat"):
+        for name, v, most in (("lat", m.lat, 90), ("lon", m.lon, 180)):
+            if not math.isfinite(v):
+                problems.append((f"{where}{name}", f"{v} is not a finite number"))
+            elif not -most <= v <= most:
+                problems.append((f"{where}{name}", f"{v:.6g} is outside -{most}..{most}"))
+    # 0: the server's clock; else a time that can be one at all (the window a
+    # client's clock may be off by is a policy apart)
+    if m.time_ms and not rewards.MIN_TIME_MS <= m.time_ms <= rewards.MAX_TIME_MS:
+        problems.append((f"{where}time_ms", f"{m.time_ms} is not epoch milliseconds from {rewards.MIN_TIME_MS} "
+                                            f"to {rewards.MAX_TIME_MS} (9999-12-30), or 0 for now"))
+    if len(m.actor_tags) > rewards.MAX_TAGS:
+        problems.append((f"{where}actor_tags", f"at most {rewards.MAX_TAGS} tags"))
+    else:
+        for j, tag in enumerate(m.actor_tags):
+            _text(tag, rewards.MAX_TAG_CHARS, f"{where}actor_tags[{j}]", problems, least=0)
     return problems
 
 
@@ -241,7 +263,7 @@ class ScanServicer:
 
     async def Scan(self, request: tuple[bytes, scan_pb.ScanRequest], context: grpc.aio.ServicerContext) -> bytes:
         raw, m = request
-        problems = check_scan(m, "")
+        problems = check_scan(m, "", _CLIENT.get())
         if problems:
             raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(f"{f}: {d}" for f, d in problems),
                                problems)
@@ -254,7 +276,8 @@ class ScanServicer:
         async for raw, batch in request_iterator:
             if not 1 <= len(batch.scans) <= MAX_SCAN_BATCH:
                 raise bad("scans", f"1 to {MAX_SCAN_BATCH} scans per batch, not {len(batch.scans)}")
-            problems = [p for i, m in enumerate(batch.scans) for p in check_scan(m, f"scans[{i}].")]
+            client = _CLIENT.get()
+            problems = [p for i, m in enumerate(batch.scans) for p in check_scan(m, f"scans[{i}].", client)]
             if problems:
                 raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
                                    f"{len(problems)} problem(s), first: {problems[0][0]}: {problems[0][1]}",

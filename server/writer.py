@@ -9,10 +9,18 @@ follows its own commit. Across worker processes LMDB's writer lock serialises th
 batches.
 
 A scan whose deadline passed while it waited is not decided (its future gets
-``DeadlineExpired``); a batch that fails validation is retried item by item so one
-bad request cannot fail its neighbours. A request whose id was used for another
-request comes back from ``decide_scans`` as ``RequestIdReused`` in its place,
-nothing of it written: its item is answered with that error (naming
+``DeadlineExpired``). Scans are range-checked before they get here (the workers'
+``check_scan``, ``decide_scans``'s own validation); should deciding a batch still
+raise, nothing of it was committed (its write transaction aborted), and the
+batch is decided again in two halves, recursively, so the item whose scan raises
+gets the error alone (INVALID_ARGUMENT for an ``InvalidArgument``, INTERNAL for
+anything else) and every other item is decided and committed as usual: one
+poison scan costs about 2*log2(items) extra transactions, a batch that raises
+nothing none. Errors of the store itself (disk, map full, corruption) are not
+tied to a scan: every waiter of the batch hears them at once.
+
+A request whose id was used for another request comes back from ``decide_scans``
+as ``RequestIdReused`` in its place, nothing of it written: its item is answered with that error (naming
 ``scans[i].request_id`` in an item of several scans, whose other scans were
 decided and committed: a retry with their ids returns their decisions), and
 every other item as usual.
@@ -28,8 +36,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import lmdb
+
 from scangate.datadir import DataDir
-from scangate.errors import InvalidArgument
+from scangate.errors import CorruptionError, InvalidArgument
 from scangate.rewards import Decision, RequestIdReused, ScanRequest, decide_scans
 from scangate.verdicts import VerdictConfig
 
@@ -138,37 +148,47 @@ class GroupCommitWriter:
                 live.append(item)
         if not live:
             return
-        requests = [r for item in live for r in item.requests]
+        self._commit(live)
+
+    def _commit(self, items: list[_Item]) -> None:
+        """Decide ``items`` in one transaction and answer them; if that raises for a
+        reason that may be one scan's, decide each half again (see the module
+        docstring). The first try is the whole batch: no cost unless it fails."""
+        requests = [r for item in items for r in item.requests]
         started = time.perf_counter()
         try:
             decisions = decide_scans(self._data, requests, self._config)
-        except InvalidArgument as exc:
-            if len(live) > 1:               # find the bad one; the others go through
-                for item in live:
-                    self._decide_alone(item)
-            else:
-                live[0].reply(None, exc)
-            return
-        except BaseException as exc:  # corruption, disk full: every waiter hears it
-            log.exception("group commit of %d scans failed", len(requests))
-            for item in live:
+        except BaseException as exc:
+            if len(items) > 1 and not _is_systemic(exc):
+                # the transaction was aborted: nothing of this try is written or answered
+                log.warning("group commit of %d scans in %d items raised %s; deciding it again in halves",
+                            len(requests), len(items), type(exc).__name__)
+                half = len(items) // 2
+                self._commit(items[:half])
+                self._commit(items[half:])
+                return
+            if not isinstance(exc, InvalidArgument):   # its traceback: where the caller maps it (server/errors.py)
+                log.error("deciding %d scans in %d items failed: %s", len(requests), len(items), type(exc).__name__)
+            for item in items:      # one item alone, or the store's own error: every waiter hears it
                 item.reply(None, exc)
             return
         self._on_commit(len(requests), time.perf_counter() - started)
         pos = 0
-        for item in live:
+        for item in items:
             _answer(item, decisions[pos : pos + len(item.requests)])
             pos += len(item.requests)
 
-    def _decide_alone(self, item: _Item) -> None:
-        started = time.perf_counter()
-        try:
-            result = decide_scans(self._data, item.requests, self._config)
-        except BaseException as exc:
-            item.reply(None, exc)
-            return
-        self._on_commit(len(item.requests), time.perf_counter() - started)
-        _answer(item, result)
+
+# Errors of the store or the process, not of any scan: deciding the batch again in
+# parts would fail every part the same way, one transaction after another.
+_SYSTEMIC: tuple[type[BaseException], ...] = (
+    OSError, MemoryError, CorruptionError, lmdb.MapFullError, lmdb.DiskError, lmdb.CorruptedError,
+    lmdb.PanicError, lmdb.ReadonlyError, lmdb.InvalidError, lmdb.VersionMismatchError, lmdb.ReadersFullError,
+    lmdb.MapResizedError)
+
+
+def _is_systemic(exc: BaseException) -> bool:
+    return not isinstance(exc, Exception) or isinstance(exc, _SYSTEMIC)
 
 
 def _answer(item: _Item, results: Sequence[Decision | RequestIdReused]) -> None:

@@ -48,6 +48,8 @@ import hashlib
 import hmac
 import json
 import logging
+import math
+import numbers
 import secrets
 import struct
 from collections.abc import Iterable, Sequence
@@ -661,12 +663,105 @@ def decide_scans(data: DataDir, requests: Sequence[ScanRequest],
         return _decide_in(data, requests, checks, verdict_config, txn)
 
 
+# Bounds of a scan's fields (the server's workers check the same ones, from here).
+# Every value outside them is refused before anything is decided: a value that
+# cannot be decided must fail its own request, never the batch whose transaction
+# it would share. time_ms: epoch milliseconds that any time zone's datetime can
+# hold (up to 9999-12-30), far below 2**53, so a double (JSON) holds them exactly;
+# which window of them a client may send is a policy apart.
+MAX_ID_CHARS = 128         # request_id, actor
+MAX_ID_BYTES = 511         # request_id's UTF-8 without a client: its record's LMDB key (a client's
+                           # ids are hashed when too long, _scoped_key)
+MAX_CODE_CHARS = 512
+MAX_TAGS = 32
+MAX_TAG_CHARS = 128
+MIN_TIME_MS = 1
+MAX_TIME_MS = _MAX_MS
+_PREFIX = 24               # characters of an offending value quoted in a message
+
+
+def _short(value: object) -> str:
+    """A short prefix of an offending value for a message, never all of a huge one."""
+    text = repr(value)
+    return text if len(text) <= _PREFIX else text[:_PREFIX] + "..."
+
+
+def text_problem(value: object) -> str | None:
+    """Why a string field cannot be stored as text (None: it can): not a str, a NUL
+    (keys and fingerprints separate fields with it), or a lone surrogate (no UTF-8)."""
+    if not isinstance(value, str):
+        return f"a string, not {type(value).__name__}"
+    if "\x00" in value:
+        return "contains NUL"
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return "not valid UTF-8 (a lone surrogate)"
+    return None
+
+
+def scan_problem(r: ScanRequest) -> tuple[str, str] | None:
+    """The first field of ``r`` outside the bounds above, and why; None when it
+    can be decided."""
+    rid = r.request_id
+    why = text_problem(rid)
+    if why is None and not 1 <= len(rid) <= MAX_ID_CHARS:
+        why = f"1 to {MAX_ID_CHARS} characters"
+    if why is None and not r.client and not rid.isascii() and len(rid.encode()) > MAX_ID_BYTES:
+        why = f"at most {MAX_ID_BYTES} bytes of UTF-8"
+    if why is not None:
+        return "request_id", why
+    why = text_problem(r.code)
+    if why is None and not 1 <= len(r.code) <= MAX_CODE_CHARS:
+        why = f"1 to {MAX_CODE_CHARS} characters"
+    if why is not None:
+        return "code", why
+    why = text_problem(r.actor)
+    if why is None and not 1 <= len(r.actor) <= MAX_ID_CHARS:
+        why = f"1 to {MAX_ID_CHARS} characters"
+    if why is not None:
+        return "actor", why
+    if r.actor_type not in ("consumer", "store"):
+        return "actor_type", f"{_short(r.actor_type)} is not consumer or store"
+    region = r.region
+    if region is not None and (isinstance(region, bool) or not isinstance(region, numbers.Integral)
+                               or not 100000 <= region <= 999999):
+        return "region", f"{_short(region)} is not a 6-digit adcode"
+    if (r.lat is None) != (r.lon is None):
+        return "lat", "lat and lon go together"
+    if r.lat is not None:
+        for name, v, most in (("lat", r.lat, 90), ("lon", r.lon, 180)):
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
+                return name, f"{_short(v)} is not a finite number"
+            if not -most <= v <= most:
+                return name, f"{_short(v)} is outside -{most}..{most}"
+    t = r.time_ms
+    if t is not None and (isinstance(t, bool) or not isinstance(t, numbers.Integral)
+                          or not MIN_TIME_MS <= t <= MAX_TIME_MS):
+        return "time_ms", (f"{_short(t)} is not epoch milliseconds from {MIN_TIME_MS} to {MAX_TIME_MS} "
+                           "(9999-12-30), or None for now")
+    tags = r.actor_tags
+    if not isinstance(tags, (tuple, list)) or len(tags) > MAX_TAGS:
+        return "actor_tags", f"a sequence of at most {MAX_TAGS} tags"
+    for j, tag in enumerate(tags):
+        why = text_problem(tag)
+        if why is None and len(tag) > MAX_TAG_CHARS:
+            why = f"at most {MAX_TAG_CHARS} characters"
+        if why is not None:
+            return f"actor_tags[{j}]", why
+    if r.client:
+        why = text_problem(r.client)
+        if why is not None:
+            return "client", why
+    return None
+
+
 def _check_requests(requests: Sequence[ScanRequest]) -> None:
     for i, r in enumerate(requests):
-        if not r.request_id or len(r.request_id) > 128:
-            raise InvalidArgument(f"requests[{i}].request_id: 1 to 128 characters")
-        if r.actor_type not in ("consumer", "store"):
-            raise InvalidArgument(f"requests[{i}].actor_type: {r.actor_type!r} is not consumer or store")
+        problem = scan_problem(r)
+        if problem is not None:
+            raise InvalidArgument(f"requests[{i}].{problem[0]}: {problem[1]}")
 
 
 def _decide_in(data: DataDir, requests: Sequence[ScanRequest], checks: VerifyResult,
