@@ -24,7 +24,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
-from scangate import ingest, payouts, points, rewards, verdicts
+from scangate import geo, ingest, payouts, points, rewards, verdicts
 from scangate.config import Config
 from scangate.datadir import DataDir
 from scangate.enums import CodeStatus, Level
@@ -201,6 +201,9 @@ def check_scan(m: scan_pb.ScanRequest, where: str, client: str = "") -> list[tup
         problems.append((f"{where}actor_type", f"{m.actor_type} is not a known ActorType"))
     if m.region and not 100000 <= m.region <= 999999:
         problems.append((f"{where}region", f"{m.region} is not a 6-digit adcode"))
+    elif m.region and not geo.default_index().is_district([m.region])[0]:
+        # never evidence of diversion: a code no district has is bad input
+        problems.append((f"{where}region", f"{m.region} is not a district adcode"))
     if m.HasField("lat") != m.HasField("lon"):
         problems.append((f"{where}lat", "lat and lon go together"))
     elif m.HasField("lat"):

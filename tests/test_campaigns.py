@@ -122,7 +122,8 @@ def test_doc_consumer_example(caps_campaign: Campaign) -> None:
     assert c.odds_at(datetime(2026, 3, 2, 23, 0, tzinfo=SHANGHAI)) == 50_000
     assert c.odds_at(datetime(2026, 3, 2, 0, 30, tzinfo=UTC)) == 200_000  # 08:30 in Shanghai
     assert not c.region_allowed(110105) and not c.region_allowed(310104) and not c.region_allowed(440106)
-    assert c.region_allowed(440305) and c.region_allowed(510104) and c.region_allowed(None)
+    assert c.region_allowed(440305) and c.region_allowed(510104)
+    assert not c.region_allowed(None)   # denying location does not dodge the excluded cities (issue 12)
     assert c.matches_product("BEER-500", "item") and not c.matches_product("BEER-500", "case")
     assert not c.matches_product("WINE-750", "item")
     assert c.window_contains(datetime(2026, 6, 30, 23, 59, 59, tzinfo=SHANGHAI))
@@ -674,3 +675,11 @@ def test_round_trip_property(doc: dict[str, Any]) -> None:
     assert again.to_json() == stored
     # and the stored form is also valid TOML-free input to load_campaign
     assert load_campaign(json.dumps(stored), "stored.json") == c
+
+
+def test_an_unknown_region_is_allowed_only_without_regions_or_when_the_campaign_says_so() -> None:
+    excluded = campaign_from_json(mutate(BASE, {"regions_exclude": ["11"]}))
+    assert not excluded.region_allowed(None) and excluded.region_allowed(510104)
+    said = campaign_from_json(mutate(BASE, {"regions_exclude": ["11"], "unknown_region_can_win": True}))
+    assert said.region_allowed(None) and not said.region_allowed(110105)
+    assert campaign_from_json(said.to_json()).unknown_region_can_win

@@ -307,3 +307,15 @@ def test_writer_does_not_split_a_batch_on_a_store_error(dd: Any, monkeypatch: py
             f.result(10)
     w.close()
     assert tries == [1, 5]
+
+
+def test_a_region_no_district_has_is_invalid_input_not_diversion(tmp_path: Path) -> None:
+    # issue 12: 999999 was judged `diverted`; a city code is no place a scan happens either
+    with running(tmp_path / "data") as srv, scangate.Client(srv.target) as c:
+        code = next(c.issue_codes("BEER-500", "item", 1)).codes[0]
+        for region in (999999, 440100):
+            with pytest.raises(scangate.InvalidArgument) as exc:
+                c.scan(code, "alice", region=region)
+            assert [f for f, _ in exc.value.violations] == ["region"]  # type: ignore[attr-defined]
+        first = c.scan(code, "alice", region=440106).verdict
+        assert first["verdict"] == "genuine" and not first.get("first_scan")   # the refused scans left no trace

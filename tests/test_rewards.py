@@ -568,3 +568,14 @@ def test_regions_include_needs_a_known_region(dd: scangate.DataDir) -> None:
     assert scan1(dd, cs[0], "u1", region=None).no_reward is NoReward.REGION_EXCLUDED
     assert scan1(dd, cs[1], "u2", region=GUANGZHOU).no_reward is NoReward.REGION_EXCLUDED
     assert won(scan1(dd, cs[2], "u3", region=CHENGDU))
+
+
+def test_an_unknown_region_cannot_dodge_an_excluded_region(dd: scangate.DataDir) -> None:
+    # issue 12: a user who denies location must not win where the campaign excludes regions
+    rewards.put_campaign(dd, campaign(extra='regions_exclude = ["11", "31", "4401"]'), "x.toml")
+    cs = codes(dd, 3)
+    assert scan1(dd, cs[0], "u1", region=None).no_reward is NoReward.REGION_EXCLUDED
+    assert won(scan1(dd, cs[1], "u2", region=CHENGDU))
+    rewards.put_campaign(dd, campaign(extra='regions_exclude = ["11", "31", "4401"]\n'
+                                            'unknown_region_can_win = true'), "x.toml")
+    assert won(scan1(dd, cs[2], "u3", region=None))

@@ -184,6 +184,9 @@ class Campaign:
     consolation: str | None = None
     caps: Caps = field(default_factory=Caps)
     first_scan_always_wins: bool = False
+    # a scan with no region (the user denied location) may win a campaign that lists
+    # regions only when it says so: otherwise denying location would dodge them
+    unknown_region_can_win: bool = False
     win_on_nth_scan: tuple[int, ...] = ()
     one_reward_per_code: bool = True
     store_tiers: tuple[Tier, ...] = ()
@@ -234,9 +237,10 @@ class Campaign:
     def region_allowed(self, adcode: int | None) -> bool:
         """Whether a scan in the 6-digit adcode may win: it must start with an
         included prefix (if any are listed) and with no excluded prefix. An
-        unknown region (None) is allowed only when no region is included."""
+        unknown region (None) is allowed only when the campaign lists no regions,
+        or says ``unknown_region_can_win``."""
         if adcode is None:
-            return not self.regions_include
+            return self.unknown_region_can_win or not (self.regions_include or self.regions_exclude)
         if isinstance(adcode, bool) or not isinstance(adcode, int) or not 100000 <= adcode <= 999999:
             raise InvalidArgument(f"adcode: must be a 6-digit integer or None, got {adcode!r}")
         code = str(adcode)
@@ -285,6 +289,7 @@ class Campaign:
                 "per_user_total_amount_fen": self.caps.per_user_total_amount_fen,
             },
             "first_scan_always_wins": self.first_scan_always_wins,
+            "unknown_region_can_win": self.unknown_region_can_win,
             "win_on_nth_scan": list(self.win_on_nth_scan),
             "one_reward_per_code": self.one_reward_per_code,
             "store_tiers": [{"name": t.name, "min_points": t.min_points, "multiplier_pct": t.multiplier_pct}
@@ -610,6 +615,7 @@ def _fmt_slot(slot: Slot) -> str:
 _CAMPAIGN_KEYS = (
     "id", "name", "timezone", "start", "end", "status", "actor", "products", "regions_include",
     "regions_exclude", "odds", "odds_ppm", "slots", "prizes", "consolation", "caps", "first_scan_always_wins",
+    "unknown_region_can_win",
     "win_on_nth_scan", "one_reward_per_code", "store_tiers", "blacklist", "verdict_policy", "plugins",
 )
 _PRODUCT_KEYS = ("skus", "levels")
@@ -670,6 +676,7 @@ def _parse_campaign(doc: Any) -> Campaign:
     caps = _parse_caps(t, cash_limits=has_cash and actor == "consumer", has_cash=has_cash)
 
     first = _bool(t, "first_scan_always_wins", False)
+    unknown_region = _bool(t, "unknown_region_can_win", False)
     nth_raw = _array(t, "win_on_nth_scan")
     nth = [_int(n, f"win_on_nth_scan[{i}]", 1, unit="the user's Nth scan in this campaign; 1 = first")
            for i, n in enumerate(nth_raw)]
@@ -708,7 +715,7 @@ def _parse_campaign(doc: Any) -> Campaign:
         id=cid, name=name, timezone=tzname, start=start, end=end, status=status,  # type: ignore[arg-type]
         actor=actor, odds_ppm=odds, prizes=prizes, products=products,  # type: ignore[arg-type]
         regions_include=include, regions_exclude=exclude, slots=slots, consolation=consolation, caps=caps,
-        first_scan_always_wins=first, win_on_nth_scan=tuple(sorted(nth)), one_reward_per_code=True,
+        first_scan_always_wins=first, unknown_region_can_win=unknown_region, win_on_nth_scan=tuple(sorted(nth)), one_reward_per_code=True,
         store_tiers=tiers, blacklist=tuple(blacklist), verdict_policy=policy, plugins=tuple(plugins),
     )
 

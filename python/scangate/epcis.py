@@ -36,6 +36,9 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Union
 from urllib.parse import unquote, urlsplit
 
+from .errors import InvalidArgument
+from .trace import parse_time_ms, quote, text_problem
+
 if TYPE_CHECKING:  # pragma: no cover
     from jsonschema.exceptions import ValidationError
     from jsonschema.protocols import Validator
@@ -119,7 +122,10 @@ def _render(path: _Path | Any) -> str:
 def _show(value: Any, limit: int = 120) -> str:
     """A value for a message: strings as they are, other things as JSON; cut when long."""
     text = value if isinstance(value, str) else json.dumps(value, default=repr)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    text = text if len(text) <= limit else text[: limit - 3] + "..."
+    # a lone surrogate (from a JSON \\udc80 escape) as its escape: messages go to
+    # UTF-8 output, which cannot carry one
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _json_kind(value: Any) -> str:
@@ -309,17 +315,22 @@ def _short_name(value: str, prefixes: tuple[str, ...]) -> str:
     return value
 
 
-def _valid_time(value: str) -> bool:
-    m = _TIME.fullmatch(value)
-    if m is None:
-        return False
-    y, mo, d, h, mi, s = (int(g) for g in m.groups()[:6])
+def _time_problem(value: str) -> str | None:
+    """Why ``value`` is not a usable eventTime, or None. RFC 3339's shape, lower-case
+    ``t`` and ``z`` included (its section 5.6 allows them); a leap second (:60) and
+    times outside 2000-01-01 .. 2100-01-01 UTC are refused (scangate.trace.parse_time_ms)."""
+    if _TIME.fullmatch(value) is None:
+        return (f"eventTime {_show(value, 60)!r} is not an RFC 3339 date-time "
+                "with a time zone (e.g. 2024-05-01T10:00:00Z)")
     try:
-        offset = timedelta(0) if m.group(7) else timedelta(hours=int(m.group(9)), minutes=int(m.group(10)))
-        datetime(y, mo, d, h, mi, min(s, 59), tzinfo=timezone(offset))  # s = 60: leap second
-    except ValueError:
-        return False
-    return s <= 60
+        parse_time_ms(value, "eventTime")
+    except InvalidArgument as exc:
+        return str(exc)
+    return None
+
+
+# The longest string field read from a document (identifiers, destinations, types).
+MAX_STRING = 4096
 
 
 # --------------------------------------------------------------------------- schema
@@ -487,12 +498,20 @@ class _Parser:
         if not value:
             self.problem(p + (key,), f"{key} must not be empty")
             return None
+        why = text_problem(value, MAX_STRING)
+        if why is not None:
+            self.problem(p + (key,), f"{key} {quote(value)}: {why}")
+            return None
         return value
 
     def identifier(self, path: _Path, value: Any) -> str | None:
         """Check one identifier; the canonical code text (for duplicate checks) or None."""
         if not isinstance(value, str):
             self.problem(path, f"identifier must be a string, not {_json_kind(value)}")
+            return None
+        why = text_problem(value, MAX_STRING)
+        if why is not None:
+            self.problem(path, f"identifier {quote(value)}: {why}")
             return None
         kind, detail = classify_epc(value)
         if kind == "code":
@@ -537,9 +556,9 @@ class _Parser:
 
     def event_time(self, ev: dict[str, Any], p: _Path) -> str | None:
         value = self.string(ev, p, "eventTime", required=True)
-        if value is not None and not _valid_time(value):
-            self.problem(p + ("eventTime",), f"eventTime {_show(value, 60)!r} is not an RFC 3339 date-time "
-                                             "with a time zone (e.g. 2024-05-01T10:00:00Z)")
+        why = None if value is None else _time_problem(value)
+        if why is not None:
+            self.problem(p + ("eventTime",), why)
             return None
         return value
 
@@ -728,6 +747,11 @@ def parse_document(data: bytes | str | dict[str, Any], *, schema: dict[str, Any]
             parser.result.problems.extend(schema_problems(doc, schema))
         parser.document(doc)
     result = parser.result
+    for problems in (result.problems, result.skipped):
+        for k, prob in enumerate(problems):   # every message printable as UTF-8, whatever it quotes
+            safe = prob.message.encode("utf-8", "backslashreplace").decode("utf-8")
+            if safe != prob.message:
+                problems[k] = Problem(prob.path, safe)
     log.debug("EPCIS document: %d ops, %d problems, %d skipped events",
               len(result.ops), len(result.problems), len(result.skipped))
     return result

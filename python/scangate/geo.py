@@ -314,6 +314,18 @@ class DistrictIndex:
         known: BoolArray = self._lookup_codes[pos] == codes
         return known
 
+    def is_district(self, adcodes: npt.ArrayLike) -> BoolArray:
+        """Whether each code is a district-level unit of the data (one of ``adcodes``:
+        a district, county, county-level city, a city without districts, Taiwan's
+        710000): the places a scan can be. City and province codes (440100, 440000)
+        and codes the data does not list (999999) are not."""
+        codes = np.asarray(adcodes).astype(np.int64)
+        if self.adcodes.size == 0:
+            return np.zeros(codes.shape, dtype=np.bool_)
+        pos = np.minimum(np.searchsorted(self.adcodes, codes), self.adcodes.size - 1)
+        hit: BoolArray = self.adcodes[pos] == codes
+        return hit
+
     def name(self, adcode: int) -> str | None:
         """The region's name (天河区, 广州市, 广东省), or None if the data names none."""
         code = int(_normalise_codes(np.int64(adcode)))

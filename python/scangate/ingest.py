@@ -4,7 +4,10 @@ applied. A file with one bad row applies nothing and names the row.
 - Linkage CSV: ``parent,child`` rows (an optional ``parent,child`` header); every
   row is an EPCIS ADD: the child goes into the parent, leaving any earlier parent.
 - Shipments CSV: ``unit,dealer_id[,shipped_at][,shipment_id]`` with a header;
-  ``shipped_at`` is ISO 8601 (default: now).
+  ``shipped_at`` is ISO 8601 with a time zone offset (default: now), from
+  2000-01-01 to 2100-01-01 UTC, no leap second (scangate.trace.parse_time_ms).
+- Every CSV: UTF-8; lines end with LF or CRLF (a bare CR is refused, naming its
+  line); text fields without NUL or control characters (scangate.trace.check_text).
 - Dealers CSV: ``dealer_id,name,territory`` with a header; territory is adcode
   prefixes separated by spaces (``44 3101``).
 - EPCIS 2.0 JSON/JSON-LD documents (see scangate.epcis): AggregationEvents and
@@ -14,7 +17,6 @@ applied. A file with one bad row applies nothing and names the row.
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import io
 import logging
 from collections.abc import Callable, Sequence
@@ -28,7 +30,8 @@ from .datadir import DataDir
 from .enums import CodeStatus, Level
 from .errors import BatchRejected, InvalidArgument, Problem
 from .trace import (
-    ADD, DELETE, Dealer, Shipment, TraceStore, check_dealer_id, check_territory, level_allows, now_ms,
+    ADD, DELETE, MAX_NAME, MAX_SHIPMENT_ID, Dealer, Shipment, TraceStore, check_dealer_id, check_territory,
+    check_text, check_time_ms, level_allows, now_ms, parse_time_ms, quote,
 )
 
 __all__ = [
@@ -149,7 +152,7 @@ def resolve_codes_or_problems(data: DataDir, texts: Sequence[str], paths: Sequen
     Returns the VerifyResult."""
     result = data.verify_codes(list(texts))
     for i in np.flatnonzero(result.status != CodeStatus.GENUINE).tolist():
-        problems.append(Problem(paths[i], "code", f"{texts[i]!r}: {_status_problem(int(result.status[i]))}"))
+        problems.append(Problem(paths[i], "code", f"{quote(texts[i])}: {_status_problem(int(result.status[i]))}"))
     return result
 
 
@@ -157,14 +160,16 @@ def _parse_time(value: str, where: str, problems: list[Problem]) -> int:
     if not value.strip():
         return now_ms()
     try:
-        stamp = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        problems.append(Problem(where, "shipped_at", f"{value!r} is not an ISO 8601 time"))
+        return parse_time_ms(value, "shipped_at")
+    except InvalidArgument as exc:
+        problems.append(_problem(where, exc))
         return 0
-    if stamp.tzinfo is None:
-        problems.append(Problem(where, "shipped_at", f"{value!r} has no time zone offset"))
-        return 0
-    return int(stamp.timestamp() * 1000)
+
+
+def _problem(where: str, exc: InvalidArgument) -> Problem:
+    """A Problem from an InvalidArgument "field: why" (the shared checks' form)."""
+    fld, _, why = str(exc).partition(": ")
+    return Problem(where, fld, why)
 
 
 def _csv_rows(content: bytes, source: str, required: Sequence[str]) -> list[tuple[int, dict[str, str]]]:
@@ -172,11 +177,54 @@ def _csv_rows(content: bytes, source: str, required: Sequence[str]) -> list[tupl
         text = content.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise BatchRejected(source, [Problem(f"{source}:byte {exc.start}", "file", "not UTF-8")]) from None
-    reader = csv.DictReader(io.StringIO(text))
-    missing = [c for c in required if c not in (reader.fieldnames or [])]
+    # A CR not followed by LF ends a line for some readers (old Mac files, Excel)
+    # and not for others: the rows would differ by reader. Refuse each such line.
+    if "\r" in text:
+        bare = [text.count("\n", 0, m) + 1 for m in _bare_cr_positions(text)]
+        if bare:
+            lines = list(dict.fromkeys(bare))
+            cr = [Problem(f"{source}:{n}", "row", "a bare carriage return (CR not followed by LF) "
+                          "inside the line: end lines with LF or CRLF") for n in lines[:MAX_PROBLEMS]]
+            if len(lines) > MAX_PROBLEMS:
+                cr.append(Problem(source, "rows", f"{len(lines) - MAX_PROBLEMS} more bad rows not listed"))
+            raise BatchRejected(source, cr)
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    rows: list[tuple[int, dict[str, str]]] = []
+    problems: list[Problem] = []
+    try:
+        fieldnames = reader.fieldnames or []
+    except csv.Error as exc:
+        raise BatchRejected(source, [Problem(f"{source}:{reader.line_num or 1}", "header", f"bad CSV: {exc}")]) \
+            from None
+    missing = [c for c in required if c not in fieldnames]
     if missing:
         raise BatchRejected(source, [Problem(f"{source}:1", "header", f"missing column(s) {', '.join(missing)}")])
-    return [(reader.line_num, row) for row in reader]
+    while True:
+        start = reader.line_num + 1     # the line the next row starts on (csv counts lines consumed)
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:    # a field over csv's size limit, say
+            problems.append(Problem(f"{source}:{start}", "row", f"bad CSV: {exc}"))
+            if len(problems) >= MAX_PROBLEMS:
+                break
+            continue
+        rows.append((reader.line_num, row))
+    if problems:
+        raise BatchRejected(source, problems)
+    return rows
+
+
+def _bare_cr_positions(text: str) -> list[int]:
+    """Offsets of every CR that is not the first half of a CRLF."""
+    out: list[int] = []
+    at = text.find("\r")
+    while at >= 0:
+        if text[at + 1 : at + 2] != "\n":
+            out.append(at)
+        at = text.find("\r", at + 1)
+    return out
 
 
 def load_dealers_csv(data: DataDir, content: bytes, source: str = "input") -> int:
@@ -192,17 +240,21 @@ def load_dealers(data: DataDir, rows: Sequence[tuple[str, str, str, Sequence[str
     problems: list[Problem] = []
     dealers = []
     for where, dealer_id, name, territory in rows:
+        before = len(problems)
         try:
             dealer_id = check_dealer_id(dealer_id)
         except InvalidArgument as exc:
-            problems.append(Problem(where, "dealer_id", str(exc).split(": ", 1)[-1]))
-            continue
+            problems.append(_problem(where, exc))
+        try:
+            name = check_text(name, "name", MAX_NAME).strip()
+        except InvalidArgument as exc:
+            problems.append(_problem(where, exc))
         try:
             prefixes = check_territory(territory)
         except InvalidArgument as exc:  # names the prefix
-            problems.append(Problem(where, "territory", str(exc).split(": ", 1)[-1]))
-            continue
-        dealers.append(Dealer(dealer_id, name.strip(), prefixes))
+            problems.append(_problem(where, exc))
+        if len(problems) == before:
+            dealers.append(Dealer(dealer_id, name, prefixes))
     if problems:
         raise BatchRejected(source, problems)
     TraceStore(data.store).put_dealers(dealers)
@@ -226,17 +278,28 @@ def record_shipment_rows(data: DataDir, units: Sequence[str], dealer_ids: Sequen
     """Record shipments (one transaction) or raise BatchRejected naming each row
     (``wheres[i]``) and field; ``problems`` may carry earlier ones (times)."""
     problems = [] if problems is None else problems
+    if not (len(units) == len(dealer_ids) == len(times_ms) == len(shipment_ids) == len(wheres)):
+        raise InvalidArgument("shipments: units, dealer_ids, times_ms, shipment_ids and wheres differ in length")
     trace = TraceStore(data.store)
     result = resolve_codes_or_problems(data, units, wheres, problems)
     known: dict[str, bool] = {}
     shipments = []
     for i, dealer_id in enumerate(dealer_ids):
+        if times_ms[i]:     # 0: now
+            try:
+                check_time_ms(times_ms[i], "shipped_at")
+            except InvalidArgument as exc:
+                problems.append(_problem(wheres[i], exc))
+        try:
+            check_text(shipment_ids[i], "shipment_id", MAX_SHIPMENT_ID)
+        except InvalidArgument as exc:
+            problems.append(_problem(wheres[i], exc))
         try:
             check_dealer_id(dealer_id)
             if dealer_id not in known:
                 known[dealer_id] = trace.dealer(dealer_id) is not None
             if not known[dealer_id]:
-                problems.append(Problem(wheres[i], "dealer_id", f"dealer {dealer_id!r} is not loaded"))
+                problems.append(Problem(wheres[i], "dealer_id", f"dealer {quote(dealer_id)} is not loaded"))
         except InvalidArgument as exc:
             problems.append(Problem(wheres[i], "dealer_id", str(exc).split(": ", 1)[-1]))
         shipments.append(Shipment(int(result.serial[i]), dealer_id, times_ms[i] or now_ms(), shipment_ids[i]))
@@ -376,18 +439,19 @@ def apply_epcis(data: DataDir, content: bytes | str, source: str = "input",
                 want(i, "unit", j, u, f"{base}.epcList[{j}]")
     checks = resolve_codes_or_problems(data, texts, paths, problems) if texts else None
     trace = TraceStore(data.store)
-    known_dealers: dict[str, bool] = {}
+    known_dealers: dict[str, str | None] = {}   # destination -> why it is not a loaded dealer, or None
     for i, op in enumerate(parsed.ops):
         base = f"{source}:epcisBody.eventList[{op.event_index}]"
         if isinstance(op, epcis.ShipmentOp):
             if op.destination not in known_dealers:
                 try:
-                    known_dealers[op.destination] = trace.dealer(op.destination) is not None
-                except InvalidArgument:
-                    known_dealers[op.destination] = False
-            if not known_dealers[op.destination]:
-                problems.append(Problem(f"{base}.destinationList", "destination",
-                                        f"{op.destination!r} is not a loaded dealer id"))
+                    loaded = trace.dealer(op.destination) is not None
+                    known_dealers[op.destination] = None if loaded else "is not a loaded dealer id"
+                except InvalidArgument as exc:   # not a dealer id at all: say why
+                    known_dealers[op.destination] = f"is not a dealer id: {str(exc).split(': ', 1)[-1]}"
+            why = known_dealers[op.destination]
+            if why is not None:
+                problems.append(Problem(f"{base}.destinationList", "destination", f"{quote(op.destination)} {why}"))
         elif op.action == "ADD" and checks is not None and (i, "parent", 0) in slots:
             p = slots[(i, "parent", 0)]
             for j in range(len(op.children)):
@@ -408,7 +472,7 @@ def apply_epcis(data: DataDir, content: bytes | str, source: str = "input",
     with data.store.env.begin(write=True) as txn:
         for i, op in enumerate(parsed.ops):
             if isinstance(op, epcis.ShipmentOp):
-                at = int(dt.datetime.fromisoformat(op.event_time.replace("Z", "+00:00")).timestamp() * 1000)
+                at = parse_time_ms(op.event_time, "eventTime")   # checked by the parser: cannot raise
                 trace.record_shipments([Shipment(serial(i, "unit", j), op.destination, at,
                                                  f"epcis:{op.event_index}")
                                         for j in range(len(op.units))], txn=txn)

@@ -53,6 +53,7 @@ __all__ = [
     "earned",
     "history",
     "leaderboard",
+    "parse_period",
     "redeem",
 ]
 
@@ -235,10 +236,22 @@ def history(data: DataDir, actor: str, limit: int = 100) -> list[dict[str, Any]]
         return [json.loads(v) for _, v in itertools.islice(rows, limit)]
 
 
+def parse_period(text: str) -> str:
+    """``text`` when it is a real month, YYYY-MM (year 0001-9999, month 01-12);
+    else InvalidArgument naming ``period``. Every caller that takes a period from
+    outside (CLI, server) goes through it: a period is part of the m/ keys."""
+    if not (isinstance(text, str) and len(text) == 7 and text[4] == "-" and text.isascii()
+            and text[:4].isdigit() and text[5:].isdigit()):
+        shown = repr(text[:20]) if isinstance(text, str) else type(text).__name__
+        raise InvalidArgument(f"period: {shown} is not YYYY-MM")
+    if not ("0001" <= text[:4] and "01" <= text[5:] <= "12"):
+        raise InvalidArgument(f"period: {text!r} is not a month (YYYY-MM, month 01 to 12)")
+    return text
+
+
 def leaderboard(data: DataDir, period: str, top: int = 10, actor: str | None = None) -> dict[str, Any]:
     """The month's top ``top`` actors by points earned, and ``actor``'s own rank."""
-    if len(period) != 7 or period[4] != "-":
-        raise InvalidArgument(f"period: {period!r} is not YYYY-MM")
+    period = parse_period(period)
     with data.store.env.begin() as txn:
         rows = [(k.decode(), _I64.unpack(v)[0])
                 for k, v in iter_prefix(txn, data.store.db("points"), f"m/{period}/".encode())]

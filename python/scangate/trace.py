@@ -19,8 +19,10 @@ validation happens before the transaction opens, so a bad batch changes nothing.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
+import re
 import struct
 import time
 from collections.abc import Iterable, Sequence
@@ -35,7 +37,14 @@ from .store import Store, iter_prefix
 
 __all__ = [
     "ADD",
+    "MAX_TIME_MS",
+    "MIN_TIME_MS",
     "check_dealer_id",
+    "check_text",
+    "check_time_ms",
+    "parse_time_ms",
+    "quote",
+    "text_problem",
     "DELETE",
     "Dealer",
     "Shipment",
@@ -142,27 +151,111 @@ class TraceChain:
 
 
 MAX_DEALER_ID = 128
+MAX_NAME = 200          # a dealer's display name
+MAX_SHIPMENT_ID = 128
+
+# Times a shipment (CSV shipped_at, EPCIS eventTime, the Python API's
+# shipped_at_ms) may carry: 2000-01-01T00:00:00Z inclusive to 2100-01-01T00:00:00Z
+# exclusive. Nothing this engine traces was shipped before 2000, and a time far in
+# the future (or int64's extremes) is a typo or an attack that would pin a unit's
+# "latest shipment" for ever and overflow the 64-bit log key.
+MIN_TIME_MS = 946_684_800_000
+MAX_TIME_MS = 4_102_444_800_000
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+# a time's second field of 60 (a leap second), before the fraction and offset
+_LEAP_SECOND = re.compile(r"[Tt ]\d{2}:?\d{2}:?60(?:[.,]\d+)?(?:[Zz]|[+-]\d{2}(?::?\d{2})?)?\Z")
+
+
+def quote(value: str, limit: int = 40) -> str:
+    """A short, printable, ASCII-safe quotation of untrusted text for a message:
+    repr escapes control characters and lone surrogates (which stderr and JSON
+    output could not encode), and a long value is cut."""
+    return repr(value[:limit]) + ("..." if len(value) > limit else "")
+
+
+def text_problem(value: object, max_len: int, *, one_line: bool = True) -> str | None:
+    """Why ``value`` is not acceptable text, or None: it must be a str of at most
+    ``max_len`` characters, with no lone surrogate (not Unicode: it cannot be
+    stored as UTF-8) and no NUL or other control character (C0, DEL, C1; with
+    ``one_line=False`` tab, LF and CR are allowed). The one check every text field
+    (ids, names, territories, EPCIS strings) goes through."""
+    if not isinstance(value, str):
+        return f"must be text, not {type(value).__name__}"
+    if len(value) > max_len:
+        return f"{len(value)} characters, at most {max_len}"
+    if not value.isprintable():     # fast path: printable text has none of the below
+        for c in value:
+            o = ord(c)
+            if 0xD800 <= o <= 0xDFFF:
+                return f"contains a lone surrogate (U+{o:04X}): not valid Unicode text"
+            if o == 0:
+                return "contains a NUL character"
+            if (o < 32 or 127 <= o < 160) and not (not one_line and c in "\t\n\r"):
+                return f"contains a control character (U+{o:04X})"
+    return None
+
+
+def check_text(value: object, field: str, max_len: int, *, one_line: bool = True) -> str:
+    """``value`` when ``text_problem`` finds nothing, else InvalidArgument naming ``field``."""
+    why = text_problem(value, max_len, one_line=one_line)
+    if why is not None:
+        raise InvalidArgument(f"{field}: {why}")
+    return value  # type: ignore[return-value]
+
+
+def check_time_ms(ms: object, field: str) -> int:
+    """``ms`` (milliseconds since 1970 UTC) when it is an int in
+    [MIN_TIME_MS, MAX_TIME_MS); else InvalidArgument naming ``field``."""
+    if type(ms) is not int and not isinstance(ms, np.integer):
+        raise InvalidArgument(f"{field}: must be an integer number of milliseconds, not {type(ms).__name__}")
+    if not MIN_TIME_MS <= int(ms) < MAX_TIME_MS:  # type: ignore[call-overload]
+        raise InvalidArgument(f"{field}: {int(ms)} ms is outside 2000-01-01 .. 2100-01-01 UTC")  # type: ignore[call-overload]
+    return int(ms)  # type: ignore[call-overload]
+
+
+def parse_time_ms(value: str, field: str) -> int:
+    """An ISO 8601 / RFC 3339 date-time with a time zone offset (``Z``/``z`` or
+    ``+08:00``; ``T`` or ``t``) as milliseconds since 1970 UTC, checked by
+    check_time_ms; else InvalidArgument naming ``field``. A leap second (second 60)
+    is refused, not folded into :59: a time that cannot be told apart from the
+    second before it must not order shipments."""
+    text = check_text(value, field, 64).strip()
+    if _LEAP_SECOND.search(text):
+        raise InvalidArgument(f"{field}: {quote(text)} has second 60 (a leap second), which is not accepted; "
+                              "give :59 or the next second")
+    if text[-1:] == "z":            # RFC 3339 allows lower-case z and t (section 5.6 note)
+        text = text[:-1] + "Z"
+    if len(text) > 10 and text[10] == "t":
+        text = text[:10] + "T" + text[11:]
+    try:
+        stamp = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidArgument(f"{field}: {quote(text)} is not an ISO 8601 time") from None
+    if stamp.tzinfo is None:
+        raise InvalidArgument(f"{field}: {quote(text)} has no time zone offset (add Z or +08:00)")
+    ms = (stamp - _EPOCH) // dt.timedelta(milliseconds=1)
+    if not MIN_TIME_MS <= ms < MAX_TIME_MS:
+        raise InvalidArgument(f"{field}: {quote(text)} is outside 2000-01-01 .. 2100-01-01 UTC")
+    return ms
 
 
 def check_dealer_id(dealer_id: str) -> str:
-    """A dealer id: 1 to 128 characters without control characters (it is an
-    LMDB key, and may be an EPCIS party or location URI)."""
+    """A dealer id: 1 to 128 characters without control characters or lone
+    surrogates (it is an LMDB key, and may be an EPCIS party or location URI)."""
+    if not isinstance(dealer_id, str):
+        raise InvalidArgument(f"dealer_id: must be text, not {type(dealer_id).__name__}")
     dealer_id = dealer_id.strip()
     if not dealer_id:
         raise InvalidArgument("dealer_id: must not be empty")
-    if len(dealer_id) > MAX_DEALER_ID:
-        raise InvalidArgument(f"dealer_id: longer than {MAX_DEALER_ID} characters")
-    if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in dealer_id):
-        raise InvalidArgument("dealer_id: contains a control character")
-    return dealer_id
+    return check_text(dealer_id, "dealer_id", MAX_DEALER_ID)
 
 
 def check_territory(territory: Iterable[str]) -> tuple[str, ...]:
     out = []
     for p in territory:
-        p = str(p).strip()
+        p = check_text(p if isinstance(p, str) else str(p), "territory", 64).strip()
         if not p.isascii() or not p.isdigit() or len(p) not in (2, 4, 6):
-            raise InvalidArgument(f"territory: {p!r} is not a 2, 4 or 6 digit adcode prefix")
+            raise InvalidArgument(f"territory: {quote(p)} is not a 2, 4 or 6 digit adcode prefix")
         out.append(p)
     if not out:
         raise InvalidArgument("territory: must name at least one adcode prefix")
@@ -410,7 +503,8 @@ class TraceStore:
             with self.env.begin(write=True) as own:
                 return self.record_shipments(shipments, own)
         for s in shipments:
-            if txn.get(s.dealer_id.encode(), db=self.dealers_db) is None:
+            check_time_ms(s.shipped_at_ms, "shipped_at_ms")
+            if txn.get(check_dealer_id(s.dealer_id).encode(), db=self.dealers_db) is None:
                 raise NotFound(f"dealer {s.dealer_id!r} is not loaded")
             key = _keys7(np.array([s.unit], np.uint64))
             value = json.dumps(s.to_json()).encode()

@@ -640,12 +640,24 @@ def _resolve_places(regions: list[int | None], sources: list[str], lat: list[Any
         for i, c in zip(need_geo, codes.tolist()):
             regions[i] = int(c) or None
             sources[i] = src if c else "none"
-    if unplaced:
-        unknown = sorted({regions[i] for i in unplaced})  # type: ignore[type-var]
-        clat, clon = geo.default_index().centroid(np.array(unknown, np.int64))
+    # Every adcode given must be a real district (geo.DistrictIndex.is_district):
+    # a made-up one (999999) would otherwise be "outside every territory", that is
+    # evidence of diversion. The cache holds only checked districts, so a code is
+    # checked once per process.
+    to_check = [i for i in given if sources[i] == "adcode" and regions[i] not in _centroids] + unplaced
+    if to_check:
+        index = geo.default_index()
+        codes = sorted({regions[i] for i in to_check})  # type: ignore[type-var]
+        real = index.is_district(np.array(codes, np.int64))
+        if not real.all():
+            bad = {c for c, ok in zip(codes, real.tolist()) if not ok}
+            i = next(i for i in sorted(to_check) if regions[i] in bad)
+            raise InvalidArgument(f"scans[{i}].region: {regions[i]} is not a district adcode "
+                                  f"(not in {index.source.package} {index.source.version}'s district table)")
+        clat, clon = index.centroid(np.array(codes, np.int64))
         if len(_centroids) > 100_000:
             _centroids.clear()
-        _centroids.update(zip(unknown, zip(clat.tolist(), clon.tolist())))  # type: ignore[arg-type]
+        _centroids.update(zip(codes, zip(clat.tolist(), clon.tolist())))  # type: ignore[arg-type]
         for i in unplaced:
             lat[i], lon[i] = _centroids[regions[i]]  # type: ignore[index]
 
