@@ -8,7 +8,10 @@ Runs this module twice under ``valgrind --tool=callgrind``: once deciding N scan
 under the same garbage-collector settings: the server writer's),
 once stopping before deciding, and prints (instructions of the first - of the
 second) / N. ``--pipeline`` decides through ``DecisionPipeline`` instead of
-``decide_scans`` batch after batch (both threads counted).
+``decide_scans`` batch after batch (both threads counted). ``--verify`` counts
+instead the instructions per code of ``scangate.codes.verify_text`` over N codes of
+one key version (default N 1,000,000; no LMDB), the figure behind
+``python -m bench codes``'s verify rate.
 ``OPENBLAS_NUM_THREADS=1`` and ``PYTHONHASHSEED=0`` are set so that repeated runs
 agree to a few hundred instructions per decision. Needs valgrind
 (Debian: ``apt-get install valgrind``).
@@ -33,7 +36,34 @@ from .rewards import _prepared, _server_gc
 MAP_SIZE = 1 << 30      # valgrind cannot map the default terabyte
 
 
+def _child_verify(mode: str, n: int) -> None:
+    """N newline-terminated codes of serials 1..N, rendered in memory; verified
+    when ``mode`` is "verify" (the set-up alone otherwise)."""
+    import numpy as np
+
+    from scangate.codes import render_codes_into, verify_text
+    from scangate.enums import Level
+    from scangate.keys import Keyring, KeyVersion
+    from scangate.store import RangeTable
+
+    kv = KeyVersion(1, 0, bytes(range(16)))          # a fixed key: the count must not move
+    keys = Keyring(Path(os.devnull), {1: kv})         # never read or written
+    lines = np.empty((n, 30), np.uint8)
+    lines[:, 29] = 10
+    render_codes_into(kv, 1, Level.ITEM, lines)
+    text = lines.tobytes()
+    table = RangeTable(1, np.array([1], np.uint64), np.array([n], np.uint64), np.array([1], np.uint16),
+                       np.array([int(Level.ITEM)], np.uint8), np.array([1], np.int64))
+    if mode == "verify":
+        result = verify_text(text, keys, table)
+        if not (result.status == 0).all():
+            raise SystemExit("verify_text: a code did not verify genuine")
+
+
 def _child(mode: str, n: int, batch: int) -> None:
+    if mode in ("verify-setup", "verify"):
+        _child_verify(mode, n)
+        return
     root = Path(tempfile.mkdtemp(prefix="scangate-bench-instructions-"))
     try:
         dd, batches = _prepared(root / "d", n, batch, map_size=MAP_SIZE)
@@ -53,9 +83,11 @@ def _child(mode: str, n: int, batch: int) -> None:
 
 def _count(mode: str, n: int, batch: int) -> int:
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
-    done = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
-                           "-m", "bench.instructions", "--child", mode, "--n", str(n), "--batch", str(batch)],
-                          env=env, capture_output=True, text=True, check=False)
+    with tempfile.TemporaryDirectory(prefix="scangate-callgrind-") as tmp:   # its profile: not kept
+        done = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/callgrind.out",
+                               sys.executable, "-m", "bench.instructions", "--child", mode, "--n", str(n),
+                               "--batch", str(batch)],
+                              env=env, capture_output=True, text=True, check=False)
     m = re.search(r"Collected : (\d+)", done.stderr)
     if done.returncode != 0 or m is None:
         raise SystemExit(f"valgrind run ({mode}) failed:\n{done.stderr[-3000:]}")
@@ -65,11 +97,16 @@ def _count(mode: str, n: int, batch: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.instructions", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=3000, help="decisions counted (default 3000)")
+    parser.add_argument("--n", type=int, default=None,
+                        help="decisions counted (default 3000), or codes with --verify (default 1,000,000)")
     parser.add_argument("--batch", type=int, default=100, help="scans per transaction (default 100)")
     parser.add_argument("--pipeline", action="store_true", help="decide through DecisionPipeline")
-    parser.add_argument("--child", choices=("setup", "decide", "pipeline"), help=argparse.SUPPRESS)
+    parser.add_argument("--verify", action="store_true", help="instructions per code of verify_text")
+    parser.add_argument("--child", choices=("setup", "decide", "pipeline", "verify-setup", "verify"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.n is None:
+        args.n = 1_000_000 if args.verify or args.child in ("verify-setup", "verify") else 3000
     if args.n < 1 or args.batch < 1:
         raise SystemExit("--n and --batch must be at least 1")
     if args.child:
@@ -77,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (Debian: apt-get install valgrind)")
+    if args.verify:
+        setup, verify = _count("verify-setup", args.n, args.batch), _count("verify", args.n, args.batch)
+        print(f"verify_text: {(verify - setup) / args.n:,.1f} instructions per code ({args.n:_} codes; callgrind)")
+        return 0
     mode = "pipeline" if args.pipeline else "decide"
     setup, decide = _count("setup", args.n, args.batch), _count(mode, args.n, args.batch)
     print(f"{'DecisionPipeline' if args.pipeline else 'decide_scans'}: {(decide - setup) / args.n:,.0f} "
