@@ -29,7 +29,7 @@ from scangate.config import Config
 from scangate.datadir import DataDir
 from scangate.enums import CodeStatus, Level
 from scangate.errors import BatchRejected
-from scangate.trace import TraceStore
+from scangate.trace import TraceStore, text_problem
 from scangate.v1 import campaigns_pb2 as camp_pb
 from scangate.v1 import campaigns_pb2_grpc
 from scangate.v1 import codes_pb2 as codes_pb
@@ -178,11 +178,12 @@ _MAX_ID = rewards.MAX_ID_CHARS
 
 def _text(value: str, most: int, field: str, problems: list[tuple[str, str]], least: int = 1,
           empty: str = "") -> None:
-    """A string field: length, no NUL (protobuf already refused invalid UTF-8)."""
+    """A string field: its length, then the library's one text check (no NUL or
+    control characters), so that the writer never refuses what a worker let by."""
     if not least <= len(value) <= most:
         problems.append((field, empty if empty and not value else f"{least} to {most} characters"))
-    elif "\x00" in value:
-        problems.append((field, "contains NUL"))
+    elif (why := text_problem(value, most)) is not None:
+        problems.append((field, why))
 
 
 def check_scan(m: scan_pb.ScanRequest, where: str, client: str = "") -> list[tuple[str, str]]:

@@ -69,6 +69,7 @@ from .localtime import LocalClock
 from .plugins import RuleContext, RuleResult, run_plugins
 from .store import ProductLine, iter_prefix
 from .trace import SERIAL_BYTES, now_ms
+from .trace import text_problem as _text_problem   # the one text check: no NUL, controls, lone surrogates
 from .verdicts import Scan, ScanVerdict, Verdict, VerdictConfig, _decide_verdicts
 
 __all__ = [
@@ -686,39 +687,24 @@ def _short(value: object) -> str:
     return text if len(text) <= _PREFIX else text[:_PREFIX] + "..."
 
 
-def text_problem(value: object) -> str | None:
-    """Why a string field cannot be stored as text (None: it can): not a str, a NUL
-    (keys and fingerprints separate fields with it), or a lone surrogate (no UTF-8)."""
-    if not isinstance(value, str):
-        return f"a string, not {type(value).__name__}"
-    if "\x00" in value:
-        return "contains NUL"
-    if not value.isascii():
-        try:
-            value.encode()
-        except UnicodeEncodeError:
-            return "not valid UTF-8 (a lone surrogate)"
-    return None
-
-
 def scan_problem(r: ScanRequest) -> tuple[str, str] | None:
     """The first field of ``r`` outside the bounds above, and why; None when it
     can be decided."""
     rid = r.request_id
-    why = text_problem(rid)
-    if why is None and not 1 <= len(rid) <= MAX_ID_CHARS:
+    why = _text_problem(rid, MAX_ID_CHARS)
+    if why is None and not rid:
         why = f"1 to {MAX_ID_CHARS} characters"
     if why is None and not r.client and not rid.isascii() and len(rid.encode()) > MAX_ID_BYTES:
         why = f"at most {MAX_ID_BYTES} bytes of UTF-8"
     if why is not None:
         return "request_id", why
-    why = text_problem(r.code)
-    if why is None and not 1 <= len(r.code) <= MAX_CODE_CHARS:
+    why = _text_problem(r.code, MAX_CODE_CHARS)
+    if why is None and not r.code:
         why = f"1 to {MAX_CODE_CHARS} characters"
     if why is not None:
         return "code", why
-    why = text_problem(r.actor)
-    if why is None and not 1 <= len(r.actor) <= MAX_ID_CHARS:
+    why = _text_problem(r.actor, MAX_ID_CHARS)
+    if why is None and not r.actor:
         why = f"1 to {MAX_ID_CHARS} characters"
     if why is not None:
         return "actor", why
@@ -745,13 +731,11 @@ def scan_problem(r: ScanRequest) -> tuple[str, str] | None:
     if not isinstance(tags, (tuple, list)) or len(tags) > MAX_TAGS:
         return "actor_tags", f"a sequence of at most {MAX_TAGS} tags"
     for j, tag in enumerate(tags):
-        why = text_problem(tag)
-        if why is None and len(tag) > MAX_TAG_CHARS:
-            why = f"at most {MAX_TAG_CHARS} characters"
+        why = _text_problem(tag, MAX_TAG_CHARS)
         if why is not None:
             return f"actor_tags[{j}]", why
     if r.client:
-        why = text_problem(r.client)
+        why = _text_problem(r.client, len(r.client))   # a token's name: any length its file holds
         if why is not None:
             return "client", why
     return None
