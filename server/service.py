@@ -202,7 +202,7 @@ def check_scan(m: scan_pb.ScanRequest, where: str, client: str = "") -> list[tup
         problems.append((f"{where}actor_type", f"{m.actor_type} is not a known ActorType"))
     if m.region and not 100000 <= m.region <= 999999:
         problems.append((f"{where}region", f"{m.region} is not a 6-digit adcode"))
-    elif m.region and not geo.default_index().is_district([m.region])[0]:
+    elif m.region and not geo.default_index().is_district_code(m.region):
         # never evidence of diversion: a code no district has is bad input
         problems.append((f"{where}region", f"{m.region} is not a district adcode"))
     if m.HasField("lat") != m.HasField("lon"):

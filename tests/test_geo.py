@@ -308,3 +308,12 @@ def test_adcode_matches_batches() -> None:
 def test_adcode_matches_rejects_bad_prefixes(bad: str) -> None:
     with pytest.raises(InvalidArgument):
         adcode_matches(np.array([440106]), [bad])
+
+
+def test_is_district_code_agrees_with_is_district() -> None:
+    # the per-request check (a set) and the batch check (numpy) must never disagree
+    from scangate import geo as _geo
+
+    ix = _geo.default_index()
+    sample = [int(c) for c in ix.adcodes[::97]] + [999999, 440100, 440000, 110000, 100000, 710000, 820000]
+    assert [ix.is_district_code(c) for c in sample] == ix.is_district(sample).tolist()

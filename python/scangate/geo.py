@@ -188,6 +188,8 @@ class DistrictIndex:
         self._unit_padded = _readonly(np.vstack([self._unit, np.zeros((1, 3))]))
 
         self._names: dict[int, str] = {int(c): n for c, n in zip(codes.tolist(), self.names)}
+        # is_district for one code (a request check) without a numpy call per scan
+        self._districts = frozenset(int(c) for c in self.adcodes.tolist())
         table: dict[int, tuple[float, float]] = {
             int(c): (float(a), float(o)) for c, a, o in zip(codes.tolist(), self.lat, self.lon)
         }
@@ -325,6 +327,10 @@ class DistrictIndex:
         pos = np.minimum(np.searchsorted(self.adcodes, codes), self.adcodes.size - 1)
         hit: BoolArray = self.adcodes[pos] == codes
         return hit
+
+    def is_district_code(self, adcode: int) -> bool:
+        """``is_district`` for one code: a set lookup, for checks made per request."""
+        return adcode in self._districts
 
     def name(self, adcode: int) -> str | None:
         """The region's name (天河区, 广州市, 广东省), or None if the data names none."""
