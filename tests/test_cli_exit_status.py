@@ -86,11 +86,22 @@ def test_ctrl_c_exits_130_not_1(tmp_path: Path, run_cli: RunCli) -> None:
     # verify waits on a FIFO nobody writes to; SIGINT then interrupts it
     proc = subprocess.Popen([str(Path(sys.executable).with_name("scangate")), "verify", "--data", str(data),
                              str(fifo)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    writer = -1
     try:
-        time.sleep(1.0)
+        # wait until verify has the FIFO open (a writer can then open it without
+        # blocking), however long its start-up takes on a loaded machine
+        deadline = time.monotonic() + 120
+        while writer < 0 and time.monotonic() < deadline:
+            try:
+                writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:     # ENXIO: no reader yet
+                time.sleep(0.05)
+        assert writer >= 0, "verify never opened its input"
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
     finally:
         proc.kill()
+        if writer >= 0:
+            os.close(writer)
     assert proc.returncode == 130, err
     assert "Traceback" not in err
