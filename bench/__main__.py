@@ -10,6 +10,7 @@ import sys
 BENCHMARKS: dict[str, tuple[str, str]] = {
     "codes": ("bench.codes", "issue and verify throughput against naive Python and raw AES"),
     "grpc": ("bench.grpc", "scangate serve Scan and ScanStream against a bare grpcio echo server, by worker count"),
+    "guessing": ("bench.guessing", "guesses, VerifyCodes and Trace codes per second a client gets past the shared limits"),
     "rewards": ("bench.rewards", "reward decisions with durable group commit against raw LMDB put + append"),
     "trace": ("bench.trace", "linkage load and trace lookups against raw LMDB putmulti/getmulti"),
 }

@@ -409,7 +409,12 @@ def start_scangate(data: Path, workers: int) -> ServerProcess:
     cmd = ([str(exe)] if exe.exists() else [sys.executable, "-c", "from scangate.cli import main; main()"])
     cmd += ["serve", "--data", str(data), "--port", "0", "--workers", str(workers), "--metrics-port", "0",
             "--log-level", "WARNING"]
-    return ServerProcess(cmd, _SCANGATE_READY, f"scangate serve --workers {workers}")
+    # the server's clock starts at the bench's T0, inside its campaign's window
+    # (bench/rewards.py), whatever today's date: the scans carry no time of their own
+    from .rewards import T0_TEXT
+
+    env = {"SCANGATE_CLOCK": T0_TEXT, "SCANGATE_CLOCK_ANCHOR_MS": ""}
+    return ServerProcess(cmd, _SCANGATE_READY, f"scangate serve --workers {workers}", env)
 
 
 def start_echo(workers: int, reply: bytes) -> ServerProcess:
@@ -456,10 +461,8 @@ def _scan_requests(codes: list[str], tag: str, first: int) -> list[Any]:
     from scangate.v1 import common_pb2 as common
     from scangate.v1 import scan_pb2 as scan_pb
 
-    from .rewards import T0
-
     return [scan_pb.ScanRequest(request_id=f"{tag}-{first + i}", code=code, actor=f"user-{tag}-{first + i}",
-                                actor_type=common.ACTOR_TYPE_CONSUMER, region=REGION, time_ms=T0 + first + i)
+                                actor_type=common.ACTOR_TYPE_CONSUMER, region=REGION)
             for i, code in enumerate(codes)]
 
 

@@ -77,7 +77,8 @@ id = "points-5"
 kind = "points"
 points = 5
 """
-T0 = int(dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.timezone(dt.timedelta(hours=8))).timestamp() * 1000)
+T0_TEXT = "2026-06-01T12:00:00+08:00"       # the scans' time: mid-campaign, whatever today's date
+T0 = int(dt.datetime.fromisoformat(T0_TEXT).timestamp() * 1000)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

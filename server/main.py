@@ -10,7 +10,8 @@ every worker to finish its in-flight calls and commit what it acknowledged.
 
 What a running server keeps on disk lives in its run directory,
 ``DATA/run/<supervisor pid>-<random>/`` (0700): ``metrics/`` (prometheus_client's
-multiprocess files) and ``writer.sock`` (the writer's Unix socket). The supervisor
+multiprocess files), ``writer.sock`` (the writer's Unix socket) and ``limits`` (the
+rate limits' buckets, mapped by every worker: server/limits.py). The supervisor
 and each of its processes hold a shared flock on that directory while they live.
 A graceful stop removes it; the next start on the same data directory removes
 every run directory whose lock it can take exclusively, that is, one whose
@@ -41,7 +42,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from scangate import plugins
+from scangate import clock, plugins
 from scangate.config import Config, load_config
 from scangate.datadir import make_private_dir, open_private_file
 from scangate.errors import InvalidArgument
@@ -255,7 +256,10 @@ def _worker_main(run_dir: str, data_dir: str, cfg: Config, tokens: Any, port: in
         from .service import start_worker
 
         data = open_data_dir(data_dir)
-        worker = await start_worker(data, cfg, tokens, writer_socket=writer_socket, port=port)
+        from .limits import limits_path
+
+        worker = await start_worker(data, cfg, tokens, writer_socket=writer_socket, port=port,
+                                    limits_file=str(limits_path(run_dir)))
         gc.collect()
         gc.freeze()          # startup objects (modules, descriptors) leave the collector's sight
         gc.set_threshold(*SERVER_GC_THRESHOLDS)
@@ -385,6 +389,11 @@ def _supervise(root: Path, cfg: Config, run: _RunDir, port: int, created: bool, 
     def start(slot: int) -> multiprocessing.process.BaseProcess:
         return launch(f"scangate-worker-{slot}", _worker_main, str(root), cfg, tokens, port, writer_socket)
 
+    from .limits import LimitTable, limits_path
+
+    # the rate limits' buckets, in one file every worker maps: a client spread over
+    # N workers gets the configured rate, not N times it (server/limits.py)
+    LimitTable.create(limits_path(run.path))
     workers: list[multiprocessing.process.BaseProcess] = []
     writer = None
     try:
@@ -402,6 +411,9 @@ def _supervise(root: Path, cfg: Config, run: _RunDir, port: int, created: bool, 
              f"auth {'on' if _tokens_path(root, cfg) else 'off'}")
     log.info("serving", extra={"address": where, "workers": s.workers, "metrics": metrics_url,
                                "run_dir": str(run.path)})
+    if clock.current() is not clock.system_ms:
+        # a shifted clock decides every scan's day, window and draw: never by accident
+        log.warning("%s is set: deciding on a %s, not the system clock", clock.CLOCK_ENV, clock.current())
     try:
         while not stopping:
             time.sleep(0.2)

@@ -34,14 +34,15 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import grpc
 from google.rpc import status_pb2
 
 from scangate.config import Config
-from scangate.rewards import Decision
+from scangate.geo import gcj02_to_wgs84
+from scangate.rewards import Decision, ScanRequest
 from scangate.v1 import scan_pb2 as scan_pb
 from scangate.wire import decision_to_proto, scan_request_from_proto
 
@@ -172,11 +173,26 @@ def _request_frame(item_id: int, deadline_ms: int, client: str, batch: bytes) ->
     return _LEN.pack(_REQ.size + len(name) + len(batch)) + _REQ.pack(item_id, deadline_ms, len(name)) + name + batch
 
 
+def _to_wgs84(requests: list[ScanRequest], scans: Sequence[scan_pb.ScanRequest], which: list[int]) -> None:
+    """Give ``requests[i]`` for i in ``which`` the WGS-84 point of ``scans[i]``'s
+    GCJ-02 coordinates, before anything reads them: districts are matched,
+    distances measured and request fingerprints taken on WGS-84 (a retry with the
+    same GCJ-02 point converts to the same WGS-84 one). New, unshared requests:
+    set in place, as the client's name below."""
+    lat, lon = gcj02_to_wgs84([scans[i].lat for i in which], [scans[i].lon for i in which])
+    for i, la, lo in zip(which, lat.tolist(), lon.tolist()):
+        object.__setattr__(requests[i], "lat", la)
+        object.__setattr__(requests[i], "lon", lo)
+
+
 def _submit(body: bytes, writer: Any, inflight: Callable[[int], None], tally: _Tally,
             send: Callable[[bytes], None], to_request_error: Callable[[BaseException], Any]) -> None:
     item_id, deadline_ms, name_len = _REQ.unpack_from(body)
     batch = scan_pb.ScanBatch.FromString(body[_REQ.size + name_len:])
     requests = [scan_request_from_proto(m) for m in batch.scans]
+    gcj02 = [i for i, m in enumerate(batch.scans) if m.datum == scan_pb.DATUM_GCJ02 and m.HasField("lat")]
+    if gcj02:
+        _to_wgs84(requests, batch.scans, gcj02)
     if name_len:
         client = body[_REQ.size : _REQ.size + name_len].decode("utf-8", "replace")   # a cut name stays one name
         for r in requests:      # new, unshared requests: set in place, not rebuilt by dataclasses.replace
@@ -239,7 +255,7 @@ def writer_main(data_dir: str, cfg: Config, path: str, ready: Any, log_level: st
             box.flush()
 
     writer = GroupCommitWriter(data, cfg.verdicts, max_batch=cfg.server.max_batch, on_commit=on_commit,
-                               after_batch=after_batch)
+                               after_batch=after_batch, time_policy=cfg.server.scan_time_policy)
     pending = [0]
     lock = threading.Lock()
 

@@ -16,7 +16,7 @@ import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import numpy as np
@@ -28,7 +28,7 @@ from scangate import geo, ingest, payouts, points, rewards, verdicts
 from scangate.config import Config
 from scangate.datadir import DataDir
 from scangate.enums import CodeStatus, Level
-from scangate.errors import BatchRejected
+from scangate.errors import BatchRejected, InvalidArgument, Problem
 from scangate.trace import TraceStore, text_problem
 from scangate.v1 import campaigns_pb2 as camp_pb
 from scangate.v1 import campaigns_pb2_grpc
@@ -44,8 +44,8 @@ from scangate.wire import enum_to_proto
 
 from . import metrics
 from .auth import PUBLIC_PREFIXES, Principal, TokenTable, allowed
-from .errors import RequestError, bad, to_request_error
-from .limits import RateLimiter
+from .errors import Malformed, RequestError, bad, to_request_error, tolerant
+from .limits import EXEMPT_ROLES, LimitTable, Refusal, client_of_peer
 from .scanlink import WriterLink
 from .writer import DeadlineExpired
 
@@ -65,7 +65,7 @@ class Guard:
     """Auth, per-client rate limit and metrics around every call."""
 
     tokens: TokenTable | None
-    client_limit: RateLimiter
+    limits: LimitTable
 
     def check(self, method: str, metadata: Iterable[tuple[str, Any]], peer: str) -> Principal | None:
         if method.startswith(PUBLIC_PREFIXES):
@@ -81,16 +81,48 @@ class Guard:
             if not allowed(who.role, method):
                 raise RequestError(grpc.StatusCode.PERMISSION_DENIED,
                                    f"role {who.role!r} may not call {method.rsplit('/', 1)[-1]}")
-        client = who.name if who else peer.rsplit(":", 1)[0]
-        if not self.client_limit.allow(client):
-            metrics.refused("client")
-            raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"client {client!r}: request rate limit")
+        _PRINCIPAL.set(who)             # the servicers' code limits: exempt roles, the client's name
+        if self.limits.requests_enabled:
+            refuse_if(self.limits.allow_request(who.name if who else client_of_peer(peer)))
         return who
 
 
 # The calling token's name, set by the guard for the call's task: request ids are
 # scoped to it (two apps may both send "req-1"); "" with auth off.
 _CLIENT: contextvars.ContextVar[str] = contextvars.ContextVar("scangate_client", default="")
+# Who the guard found (None: auth off, or the guard had nothing to check).
+_PRINCIPAL: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("scangate_principal", default=None)
+
+
+def refuse_if(refusal: Refusal | None) -> None:
+    if refusal is not None:
+        metrics.refused(refusal.limit)
+        raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, refusal.message)
+
+
+def code_client(limits: LimitTable, context: grpc.aio.ServicerContext) -> str | None:
+    """The client a call's codes count against (server/limits.py): its token's
+    name, or without tokens its peer address; None where the code limits are off
+    or its role is exempt."""
+    if not limits.client_checks:
+        return None
+    who = _PRINCIPAL.get()
+    if who is not None:
+        return None if who.role in EXEMPT_ROLES else who.name
+    return client_of_peer(context.peer() or "")
+
+
+_GENUINE = enum_to_proto(CodeStatus.GENUINE)
+_Answer = TypeVar("_Answer", codes_pb.VerifyCodesReply, trace_pb.TraceReply)
+
+
+def answer_counting(answer: Callable[[list[str]], _Answer], codes: list[str],
+                    client: str | None) -> tuple[_Answer, int]:
+    """``answer(codes)`` (VerifyCodes, Trace) and, for a client the code limits
+    count, how many of its results are not genuine: guesses, charged to it.
+    Runs in the thread pool with the answer."""
+    reply = answer(codes)
+    return reply, 0 if client is None else sum(1 for r in reply.results if r.status != _GENUINE)
 
 
 class GuardInterceptor(grpc.aio.ServerInterceptor):
@@ -115,7 +147,7 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
         guard = self.guard
 
         # nothing to check: auth off and no client limit, or a public method
-        active = not method.startswith(PUBLIC_PREFIXES) and (guard.tokens is not None or guard.client_limit.enabled)
+        active = not method.startswith(PUBLIC_PREFIXES) and (guard.tokens is not None or guard.limits.requests_enabled)
 
         def enter(context: grpc.aio.ServicerContext) -> None:
             if active:
@@ -139,6 +171,8 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
                 started = time.perf_counter()
                 try:
                     enter(context)
+                    if isinstance(request, Malformed):
+                        raise request.error(method, context.peer() or "")
                     reply = await inner(request, context)
                 except asyncio.CancelledError:
                     raise
@@ -147,13 +181,17 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
                 done(started)
                 return reply
 
-            return grpc.unary_unary_rpc_method_handler(unary_unary, handler.request_deserializer,
+            return grpc.unary_unary_rpc_method_handler(unary_unary, tolerant(handler.request_deserializer),
                                                        handler.response_serializer)
 
         async def streaming(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             started = time.perf_counter()
             try:
                 enter(context)
+                if handler.stream_stream:
+                    request = _well_formed(request, method, context)
+                elif isinstance(request, Malformed):
+                    raise request.error(method, context.peer() or "")
                 behavior = handler.unary_stream or handler.stream_stream
                 async for reply in behavior(request, context):
                     yield reply
@@ -164,16 +202,28 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
             done(started)
 
         if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(streaming, handler.request_deserializer,
+            return grpc.unary_stream_rpc_method_handler(streaming, tolerant(handler.request_deserializer),
                                                         handler.response_serializer)
         if handler.stream_stream:
-            return grpc.stream_stream_rpc_method_handler(streaming, handler.request_deserializer,
+            return grpc.stream_stream_rpc_method_handler(streaming, tolerant(handler.request_deserializer),
                                                          handler.response_serializer)
         return handler   # stream-unary: none in scangate.v1
 
 
+async def _well_formed(requests: AsyncIterator[Any], method: str,
+                       context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+    """A request stream that ends with INVALID_ARGUMENT at its first malformed
+    message (the deserializer marked it ``Malformed``)."""
+    async for request in requests:
+        if isinstance(request, Malformed):
+            raise request.error(method, context.peer() or "")
+        yield request
+
+
 # ---------------------------------------------------------------------- scans
 _MAX_ID = rewards.MAX_ID_CHARS
+# the writer converts GCJ-02 to WGS-84 (scanlink._to_wgs84)
+_DATUMS = frozenset((scan_pb.DATUM_UNSPECIFIED, scan_pb.DATUM_WGS84, scan_pb.DATUM_GCJ02))
 
 
 def _text(value: str, most: int, field: str, problems: list[tuple[str, str]], least: int = 1,
@@ -213,6 +263,8 @@ def check_scan(m: scan_pb.ScanRequest, where: str, client: str = "") -> list[tup
                 problems.append((f"{where}{name}", f"{v} is not a finite number"))
             elif not -most <= v <= most:
                 problems.append((f"{where}{name}", f"{v:.6g} is outside -{most}..{most}"))
+    if m.datum not in _DATUMS:
+        problems.append((f"{where}datum", f"{m.datum} is not a known Datum"))
     # 0: the server's clock; else a time that can be one at all (the window a
     # client's clock may be off by is a policy apart)
     if m.time_ms and not rewards.MIN_TIME_MS <= m.time_ms <= rewards.MAX_TIME_MS:
@@ -239,30 +291,25 @@ class ScanServicer:
     """Scan and ScanStream: validate and rate-limit here, decide in the writer
     process, send its serialised decisions on unchanged."""
 
-    def __init__(self, link: WriterLink, actor_limit: RateLimiter, failure_limit: RateLimiter):
+    def __init__(self, link: WriterLink, limits: LimitTable):
         self.link = link
-        self.actor_limit, self.failure_limit = actor_limit, failure_limit
+        self.limits = limits
 
-    def _admit(self, scans: Iterable[scan_pb.ScanRequest]) -> None:
-        for m in scans:
-            if self.failure_limit.blocked(m.actor):
-                metrics.refused("actor_failures")
-                raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                   f"actor {m.actor!r}: too many scans of codes that are not genuine; try later")
-            if not self.actor_limit.allow(m.actor):
-                metrics.refused("actor_scans")
-                raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"actor {m.actor!r}: scan rate limit")
+    def _admit(self, scans: Sequence[scan_pb.ScanRequest], client: str | None) -> None:
+        """The actors' and the client's limits, for the whole call at once."""
+        refuse_if(self.limits.admit(client, [m.actor for m in scans], len(scans)))
 
     async def _decide(self, scans: Sequence[scan_pb.ScanRequest], batch_bytes: bytes,
                       context: grpc.aio.ServicerContext) -> list[bytes]:
-        self._admit(scans)
+        client = code_client(self.limits, context)
+        self._admit(scans, client)
         remaining = context.time_remaining()
         if remaining is not None and remaining <= 0:
             raise DeadlineExpired("deadline passed before the scan was decided")
         results = await self.link.decide(batch_bytes, remaining, _CLIENT.get())
-        for m, (genuine, _) in zip(scans, results):
-            if not genuine:
-                self.failure_limit.charge(m.actor)
+        failed = [m.actor for m, (genuine, _) in zip(scans, results) if not genuine]
+        if failed:              # honest traffic: none, and no second trip to the table
+            self.limits.charge_failures(client, failed, len(failed))
         return [blob for _, blob in results]
 
     async def Scan(self, request: tuple[bytes, scan_pb.ScanRequest], context: grpc.aio.ServicerContext) -> bytes:
@@ -293,8 +340,16 @@ class ScanServicer:
     def handler(self) -> grpc.GenericRpcHandler:
         """Requests arrive as (their bytes, parsed): the bytes go to the writer
         unchanged. Replies leave as the writer serialised them."""
-        def keep(parse: Callable[[bytes], Any]) -> Callable[[bytes], tuple[bytes, Any]]:
-            return lambda raw: (raw, parse(raw))
+        def keep(parse: Callable[[bytes], Any]) -> Callable[[bytes], tuple[bytes, Any] | Malformed]:
+            checked = tolerant(parse)    # bytes that do not parse: Malformed, answered by the guard
+            assert checked is not None
+
+            def parse_kept(raw: bytes) -> tuple[bytes, Any] | Malformed:
+                m = checked(raw)
+                return m if isinstance(m, Malformed) else (raw, m)
+
+            parse_kept.tolerant = True  # type: ignore[attr-defined]  # the guard need not wrap it again
+            return parse_kept
 
         return grpc.method_handlers_generic_handler("scangate.v1.ScanService", {
             "Scan": grpc.unary_unary_rpc_method_handler(
@@ -321,8 +376,9 @@ def _check_count(n: int, field: str, most: int) -> None:
 
 
 class CodeServicer(codes_pb2_grpc.CodeServiceServicer):
-    def __init__(self, data: DataDir):
+    def __init__(self, data: DataDir, limits: LimitTable):
         self.data = data
+        self.limits = limits
 
     async def IssueCodes(self, request: codes_pb.IssueCodesRequest,
                          context: grpc.aio.ServicerContext) -> AsyncIterator[codes_pb.IssuedCodeBatch]:
@@ -352,7 +408,12 @@ class CodeServicer(codes_pb2_grpc.CodeServiceServicer):
     async def VerifyCodes(self, request: codes_pb.VerifyCodesRequest,
                           context: grpc.aio.ServicerContext) -> codes_pb.VerifyCodesReply:
         _check_count(len(request.codes), "codes", 100_000)
-        return await asyncio.to_thread(self._verify, list(request.codes))
+        client = code_client(self.limits, context)
+        refuse_if(self.limits.admit(client, (), len(request.codes)))
+        reply, failed = await asyncio.to_thread(answer_counting, self._verify, list(request.codes), client)
+        if failed:
+            self.limits.charge_failures(client, (), failed)
+        return reply
 
     def _verify(self, codes: list[str]) -> codes_pb.VerifyCodesReply:
         result = self.data.verify_codes(codes)
@@ -372,14 +433,27 @@ class CodeServicer(codes_pb2_grpc.CodeServiceServicer):
 
 
 # ---------------------------------------------------------------------- trace
+_SHIPMENT_FIELDS = {"code": "unit", "shipped_at": "shipped_at_ms"}
 _ACTIONS = {trace_pb.LINK_ACTION_UNSPECIFIED: "ADD", trace_pb.LINK_ACTION_ADD: "ADD",
             trace_pb.LINK_ACTION_DELETE: "DELETE"}
 
 
 class TraceServicer(trace_pb2_grpc.TraceServiceServicer):
-    def __init__(self, data: DataDir):
+    def __init__(self, data: DataDir, epcis_schema: str = "", *, limits: LimitTable):
+        """``epcis_schema``: the GS1 EPCIS 2.0 JSON schema file (``server.epcis_schema``,
+        checked when the configuration loads), read once here."""
         self.data = data
+        self.limits = limits
         self.trace = TraceStore(data.store)
+        self.epcis_schema: dict[str, Any] | None = None
+        if epcis_schema:
+            from scangate import epcis
+
+            try:
+                self.epcis_schema = epcis.load_schema(epcis_schema)
+            except Exception as exc:  # noqa: BLE001 - OSError, ValueError, jsonschema.SchemaError
+                why = getattr(exc, "message", None) or str(exc)     # SchemaError's str is a page long
+                raise InvalidArgument(f"config: server.epcis_schema: {epcis_schema}: {why}") from None
 
     async def UploadLinks(self, request: trace_pb.UploadLinksRequest,
                           context: grpc.aio.ServicerContext) -> trace_pb.UploadLinksReply:
@@ -395,10 +469,14 @@ class TraceServicer(trace_pb2_grpc.TraceServiceServicer):
                               context: grpc.aio.ServicerContext) -> trace_pb.UploadShipmentsReply:
         rows = request.shipments
         _check_count(len(rows), "shipments", 1_000_000)
-        n = await asyncio.to_thread(
-            ingest.record_shipment_rows, self.data, [r.unit for r in rows], [r.dealer_id for r in rows],
-            [r.shipped_at_ms for r in rows], [r.shipment_id for r in rows],
-            [f"shipments[{i}]" for i in range(len(rows))], request.source or "shipments")
+        try:
+            n = await asyncio.to_thread(
+                ingest.record_shipment_rows, self.data, [r.unit for r in rows], [r.dealer_id for r in rows],
+                [r.shipped_at_ms for r in rows], [r.shipment_id for r in rows],
+                [f"shipments[{i}]" for i in range(len(rows))], request.source or "shipments")
+        except BatchRejected as exc:     # the library names CSV columns; a gRPC client sees ShipmentRow's fields
+            raise BatchRejected(exc.source, [Problem(p.where, _SHIPMENT_FIELDS.get(p.field, p.field), p.message)
+                                             for p in exc.problems]) from None
         return trace_pb.UploadShipmentsReply(shipments=n)
 
     async def UploadEpcis(self, request: trace_pb.UploadEpcisRequest,
@@ -407,9 +485,13 @@ class TraceServicer(trace_pb2_grpc.TraceServiceServicer):
             raise bad("document", "empty")
         schema = None
         if request.validate_schema:
-            from scangate import epcis
-
-            schema = epcis.load_schema()
+            # the package ships no copy of the GS1 schema: the operator names theirs
+            if self.epcis_schema is None:
+                raise RequestError(grpc.StatusCode.FAILED_PRECONDITION,
+                                   "validate_schema: this server has no EPCIS schema; its operator sets "
+                                   "server.epcis_schema (SCANGATE_SERVER_EPCIS_SCHEMA) to the GS1 EPCIS 2.0 "
+                                   "JSON schema file")
+            schema = self.epcis_schema
         report = await asyncio.to_thread(ingest.apply_epcis, self.data, request.document,
                                          request.source or "document", schema)
         return trace_pb.UploadEpcisReply(**report.to_json())
@@ -422,7 +504,12 @@ class TraceServicer(trace_pb2_grpc.TraceServiceServicer):
 
     async def Trace(self, request: trace_pb.TraceRequest, context: grpc.aio.ServicerContext) -> trace_pb.TraceReply:
         _check_count(len(request.codes), "codes", 10_000)
-        return await asyncio.to_thread(self._trace, list(request.codes))
+        client = code_client(self.limits, context)
+        refuse_if(self.limits.admit(client, (), len(request.codes)))
+        reply, failed = await asyncio.to_thread(answer_counting, self._trace, list(request.codes), client)
+        if failed:
+            self.limits.charge_failures(client, (), failed)
+        return reply
 
     def _trace(self, codes: list[str]) -> trace_pb.TraceReply:
         checks = self.data.verify_codes(codes)
@@ -672,21 +759,23 @@ def _credentials(cfg: Config) -> grpc.ServerCredentials | None:
 
 
 async def start_worker(data: DataDir, cfg: Config, tokens: TokenTable | None, *, writer_socket: str,
-                       port: int | None = None) -> Worker:
+                       port: int | None = None, limits_file: str | None = None) -> Worker:
     """Build and start one worker's server on ``cfg.server.host``:``port``; its
-    scans go to the writer process listening on ``writer_socket``."""
-    s, lim = cfg.server, cfg.limits
-    guard = Guard(tokens, RateLimiter(lim.client_requests_per_second, 1.0))
+    scans go to the writer process listening on ``writer_socket``; its rate limits
+    are the buckets in ``limits_file``, shared with the server's other workers
+    (None: buckets of this process alone)."""
+    s = cfg.server
+    limits = LimitTable.open(limits_file, cfg.limits) if limits_file else LimitTable.private(cfg.limits)
+    guard = Guard(tokens, limits)
     server = grpc.aio.server(interceptors=[GuardInterceptor(guard)], options=[
         ("grpc.so_reuseport", 1),
         ("grpc.max_receive_message_length", 256 << 20),
         ("grpc.max_send_message_length", 256 << 20),
     ])
-    scans = ScanServicer(WriterLink(writer_socket), RateLimiter(lim.actor_scans_per_minute, 60.0),
-                         RateLimiter(lim.actor_failures_per_hour, 3600.0))
+    scans = ScanServicer(WriterLink(writer_socket), limits)
     server.add_generic_rpc_handlers((scans.handler(),))
-    codes_pb2_grpc.add_CodeServiceServicer_to_server(CodeServicer(data), server)
-    trace_pb2_grpc.add_TraceServiceServicer_to_server(TraceServicer(data), server)
+    codes_pb2_grpc.add_CodeServiceServicer_to_server(CodeServicer(data, limits), server)
+    trace_pb2_grpc.add_TraceServiceServicer_to_server(TraceServicer(data, s.epcis_schema, limits=limits), server)
     trace_pb2_grpc.add_RecallServiceServicer_to_server(RecallServicer(data), server)
     campaigns_pb2_grpc.add_CampaignServiceServicer_to_server(CampaignServicer(data), server)
     points_pb2_grpc.add_PointsServiceServicer_to_server(PointsServicer(data), server)

@@ -17,7 +17,9 @@ gets the error alone (INVALID_ARGUMENT for an ``InvalidArgument``, INTERNAL for
 anything else) and every other item is decided and committed as usual: one
 poison scan costs about 2*log2(items) extra transactions, a batch that raises
 nothing none. Errors of the store itself (disk, map full, corruption) are not
-tied to a scan: every waiter of the batch hears them at once.
+tied to a scan: every waiter of the batch hears them at once (a full disk, quota
+or map as UNAVAILABLE "storage full", see ``storage_full``: nothing was written,
+and the same requests succeed once space is freed).
 
 A request whose id was used for another request comes back from ``decide_scans``
 as ``RequestIdReused`` in its place, nothing of it written: its item is answered with that error (naming
@@ -29,7 +31,9 @@ every other item as usual.
 from __future__ import annotations
 
 import concurrent.futures
+import errno
 import logging
+import os
 import queue
 import threading
 import time
@@ -40,12 +44,13 @@ import lmdb
 
 from scangate.datadir import DataDir
 from scangate.errors import CorruptionError, InvalidArgument
-from scangate.rewards import Decision, RequestIdReused, ScanRequest, decide_scans
+from scangate.clock import ScanTimePolicy
+from scangate.rewards import Decision, RequestRefused, ScanRequest, decide_scans
 from scangate.verdicts import VerdictConfig
 
 log = logging.getLogger("scangate.server.writer")
 
-__all__ = ["GroupCommitWriter", "DeadlineExpired", "WriterClosed"]
+__all__ = ["GroupCommitWriter", "DeadlineExpired", "WriterClosed", "storage_full"]
 
 
 class DeadlineExpired(Exception):
@@ -70,9 +75,10 @@ class _Item:
 class GroupCommitWriter:
     def __init__(self, data: DataDir, verdict_config: VerdictConfig | None = None, *, max_batch: int = 512,
                  on_commit: Callable[[int, float], None] | None = None,
-                 after_batch: Callable[[], None] | None = None):
+                 after_batch: Callable[[], None] | None = None, time_policy: ScanTimePolicy | None = None):
         self._data = data
         self._config = verdict_config
+        self._policy = time_policy or ScanTimePolicy()      # the server passes its window (config [server])
         self._max_batch = max_batch
         self._on_commit = on_commit or (lambda size, seconds: None)
         self._after_batch = after_batch or (lambda: None)   # once a batch's futures are all resolved
@@ -157,7 +163,7 @@ class GroupCommitWriter:
         requests = [r for item in items for r in item.requests]
         started = time.perf_counter()
         try:
-            decisions = decide_scans(self._data, requests, self._config)
+            decisions = decide_scans(self._data, requests, self._config, time_policy=self._policy)
         except BaseException as exc:
             if len(items) > 1 and not _is_systemic(exc):
                 # the transaction was aborted: nothing of this try is written or answered
@@ -167,7 +173,8 @@ class GroupCommitWriter:
                 self._commit(items[:half])
                 self._commit(items[half:])
                 return
-            if not isinstance(exc, InvalidArgument):   # its traceback: where the caller maps it (server/errors.py)
+            # its traceback (or, for a full store, one line a minute): where the caller maps it (server/errors.py)
+            if not isinstance(exc, InvalidArgument) and storage_full(exc) is None:
                 log.error("deciding %d scans in %d items failed: %s", len(requests), len(items), type(exc).__name__)
             for item in items:      # one item alone, or the store's own error: every waiter hears it
                 item.reply(None, exc)
@@ -188,14 +195,65 @@ _SYSTEMIC: tuple[type[BaseException], ...] = (
 
 
 def _is_systemic(exc: BaseException) -> bool:
-    return not isinstance(exc, Exception) or isinstance(exc, _SYSTEMIC)
+    return not isinstance(exc, Exception) or isinstance(exc, _SYSTEMIC) or storage_full(exc) is not None
 
 
-def _answer(item: _Item, results: Sequence[Decision | RequestIdReused]) -> None:
-    """Reply to one item: its decisions, or the refusal of a reused request id in it."""
+def storage_full(exc: BaseException) -> str | None:
+    """What is full, when ``exc`` says the store ran out of room (the disk, a
+    quota, the LMDB map); None for any other error. An operator's problem that
+    goes away when they free space or grow the map: the store's transaction was
+    aborted, nothing was written, and the same request can be retried."""
+    if isinstance(exc, lmdb.MapFullError):
+        return "the LMDB map size of the data directory is reached (grow it or move the data directory)"
+    if isinstance(exc, lmdb.DiskError) or isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return "no space left on the data directory's disk"
+    # EDQUOT has no lmdb class of its own: lmdb.Error with the system's message
+    if isinstance(exc, OSError) and exc.errno == errno.EDQUOT or \
+            isinstance(exc, lmdb.Error) and os.strerror(errno.EDQUOT) in str(exc):
+        return "the disk quota of the data directory's owner is exceeded"
+    # LMDB writes a commit's pages with one pwritev; on a full disk the kernel
+    # writes what fits and LMDB reports the short write as EIO. EIO with the
+    # environment's file system (nearly) full is that; with room left it is a
+    # failing disk, an internal error.
+    if isinstance(exc, lmdb.Error) and os.strerror(errno.EIO) in str(exc) and _lmdb_disk_nearly_full():
+        return "no space left on the data directory's disk"
+    return None
+
+
+# Less free space than this, where LMDB's environment lives, makes an EIO a full disk
+# (one commit writes at most a few MiB: a short write needs less room than that)
+_NEARLY_FULL_BYTES = 64 << 20
+
+
+def _lmdb_disk_nearly_full() -> bool:
+    """Whether a file system holding an LMDB environment this process has open
+    has under ``_NEARLY_FULL_BYTES`` free: its ``data.mdb`` is found among the
+    process's open files (Linux /proc; elsewhere: False, an EIO stays internal)."""
+    try:
+        fds = os.listdir("/proc/self/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.endswith("/data.mdb"):
+            try:
+                st = os.statvfs(os.path.dirname(target))
+            except OSError:
+                continue
+            if st.f_bavail * st.f_frsize < _NEARLY_FULL_BYTES:
+                return True
+    return False
+
+
+def _answer(item: _Item, results: Sequence[Decision | RequestRefused]) -> None:
+    """Reply to one item: its decisions, or the refusal of a request in it (a
+    reused request id, a scan time outside the window)."""
     for j, d in enumerate(results):
-        if isinstance(d, RequestIdReused):
-            item.reply(None, d.at(f"scans[{j}].request_id") if len(item.requests) > 1 else d)
+        if isinstance(d, RequestRefused):
+            item.reply(None, d.at(f"scans[{j}].") if len(item.requests) > 1 else d)
             return
     item.reply(results, None)  # type: ignore[arg-type]  (no refusal: all decisions)
 

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-import scangate
+# Every test, and every process a test starts (servers, the CLI), runs on a clock
+# that starts at TEST_NOW and runs at real speed (scangate.clock): nothing here
+# depends on today's date. Set before scangate is imported, which reads it.
+TEST_NOW = "2026-06-01T12:00:00+08:00"   # mid-day in UTC and in China: no day turns during a run
+os.environ["SCANGATE_CLOCK"] = TEST_NOW
+os.environ.pop("SCANGATE_CLOCK_ANCHOR_MS", None)
+
+import scangate  # noqa: E402
 
 from serverproc import SCANGATE_BIN  # the console script next to the interpreter that runs the tests
 

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import grpc
+
 # The console script installed next to the interpreter that runs the tests.
 SCANGATE_BIN = Path(sys.executable).parent / "scangate"
 _SERVING = re.compile(r"serving (.+) on (?:tls://)?([\d.]+):(\d+) with (\d+) worker")
@@ -26,20 +28,23 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """``scangate serve`` in its own process; ``target`` is host:port once it serves."""
+    """``scangate serve`` in its own process; ``target`` is host:port once it serves.
+    ``new_session``: the leader of a process group of its own (see
+    hostile_clients.KillableServer)."""
 
-    def __init__(self, data: Path, *args: str, env: dict[str, str] | None = None, metrics: bool = False):
+    def __init__(self, data: Path, *args: str, env: dict[str, str] | None = None, metrics: bool = False,
+                 start_timeout: float = 90, new_session: bool = False):
         self.metrics_port = free_port() if metrics else 0
         cmd = [str(SCANGATE_BIN), "serve", "--data", str(data), "--port", "0",
                "--metrics-port", str(self.metrics_port), *args]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     env={**os.environ, **(env or {})})
+                                     env={**os.environ, **(env or {})}, start_new_session=new_session)
         self.stdout: list[str] = []
         self.stderr: list[str] = []
         self._threads: list[threading.Thread] = []
         self._drain(self.proc.stderr, self.stderr)
         self.target = ""
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + start_timeout
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
             self.stdout.append(line)
@@ -50,10 +55,14 @@ class ServerProcess:
             if time.monotonic() > deadline:
                 break
         if not self.target:
-            self.proc.kill()
-            self.stop()
+            self.abort()
             raise RuntimeError(f"server did not start: {''.join(self.stdout)}{''.join(self.stderr)[-3000:]}")
         self._drain(self.proc.stdout, self.stdout)
+
+    def abort(self) -> None:
+        """Kill a server that did not start."""
+        self.proc.kill()
+        self.stop()
 
     def _drain(self, stream, sink: list[str]) -> None:  # type: ignore[no-untyped-def]
         def run() -> None:
@@ -78,6 +87,20 @@ class ServerProcess:
 
     def logs(self) -> str:
         return "".join(self.stdout) + "".join(self.stderr)
+
+
+def violations(err: "grpc.RpcError") -> list[str]:
+    """The fields named by a gRPC error's BadRequest details."""
+    from google.rpc import error_details_pb2
+    from grpc_status import rpc_status
+
+    status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    out = []
+    for detail in status.details if status else ():
+        bad = error_details_pb2.BadRequest()
+        if detail.Unpack(bad):
+            out += [v.field for v in bad.field_violations]
+    return out
 
 
 @contextmanager

@@ -317,3 +317,95 @@ def test_is_district_code_agrees_with_is_district() -> None:
     ix = _geo.default_index()
     sample = [int(c) for c in ix.adcodes[::97]] + [999999, 440100, 440000, 110000, 100000, 710000, 820000]
     assert [ix.is_district_code(c) for c in sample] == ix.is_district(sample).tolist()
+
+
+# -- GCJ-02 ---------------------------------------------------------------------------
+
+# Published pairs (WGS-84 lat, lon -> GCJ-02 lat, lon): eviltransform's test
+# vectors (Shanghai, Shenzhen, Beijing) and coordtransform's (Tiananmen).
+GCJ02_PAIRS = [
+    (31.1774276, 121.5272106, 31.17530398364597, 121.531541859215),
+    (22.543847, 113.912316, 22.540796131694766, 113.9171764808363),
+    (39.911954, 116.377817, 39.91334545536069, 116.38404722455657),
+    (39.915, 116.404, 39.91640428150164, 116.41024449916938),
+]
+
+
+def _gcj02_reference(lat: float, lon: float) -> tuple[float, float]:
+    """The published forward formula, written out scalar by scalar: the oracle
+    the vectorised implementation is held to."""
+    a, ee = 6378245.0, 0.00669342162296594323
+    if not (72.004 <= lon <= 137.8347 and 0.8293 <= lat <= 55.8271):
+        return lat, lon
+    x, y = lon - 105.0, lat - 35.0
+    dlat = -100.0 + 2.0 * x + 3.0 * y + 0.2 * y * y + 0.1 * x * y + 0.2 * math.sqrt(abs(x))
+    dlat += (20.0 * math.sin(6.0 * x * math.pi) + 20.0 * math.sin(2.0 * x * math.pi)) * 2.0 / 3.0
+    dlat += (20.0 * math.sin(y * math.pi) + 40.0 * math.sin(y / 3.0 * math.pi)) * 2.0 / 3.0
+    dlat += (160.0 * math.sin(y / 12.0 * math.pi) + 320 * math.sin(y * math.pi / 30.0)) * 2.0 / 3.0
+    dlon = 300.0 + x + 2.0 * y + 0.1 * x * x + 0.1 * x * y + 0.1 * math.sqrt(abs(x))
+    dlon += (20.0 * math.sin(6.0 * x * math.pi) + 20.0 * math.sin(2.0 * x * math.pi)) * 2.0 / 3.0
+    dlon += (20.0 * math.sin(x * math.pi) + 40.0 * math.sin(x / 3.0 * math.pi)) * 2.0 / 3.0
+    dlon += (150.0 * math.sin(x / 12.0 * math.pi) + 300.0 * math.sin(x / 30.0 * math.pi)) * 2.0 / 3.0
+    rad = lat / 180.0 * math.pi
+    magic = 1 - ee * math.sin(rad) ** 2
+    dlat = (dlat * 180.0) / ((a * (1 - ee)) / (magic * math.sqrt(magic)) * math.pi)
+    dlon = (dlon * 180.0) / (a / math.sqrt(magic) * math.cos(rad) * math.pi)
+    return lat + dlat, lon + dlon
+
+
+@pytest.mark.parametrize("wlat, wlon, glat, glon", GCJ02_PAIRS)
+def test_gcj02_published_pairs(wlat: float, wlon: float, glat: float, glon: float) -> None:
+    from scangate.geo import gcj02_to_wgs84, wgs84_to_gcj02
+
+    f_lat, f_lon = wgs84_to_gcj02(wlat, wlon)
+    assert (float(f_lat), float(f_lon)) == pytest.approx((glat, glon), abs=1e-9)
+    b_lat, b_lon = gcj02_to_wgs84(glat, glon)
+    assert haversine_km(b_lat, b_lon, wlat, wlon) * 1000 < 0.01       # within 1 cm
+    # the shift is what makes converting worth it: hundreds of metres
+    assert 100 < haversine_km(wlat, wlon, glat, glon) * 1000 < 1000
+
+
+def test_gcj02_round_trips_within_a_metre_all_over_china() -> None:
+    from scangate.geo import gcj02_to_wgs84, wgs84_to_gcj02
+
+    rng = np.random.default_rng(20240501)
+    lat = rng.uniform(18.0, 53.5, 5000)
+    lon = rng.uniform(73.5, 135.0, 5000)
+    ref = np.array([_gcj02_reference(a, b) for a, b in zip(lat, lon)])
+    g_lat, g_lon = wgs84_to_gcj02(lat, lon)
+    np.testing.assert_allclose(g_lat, ref[:, 0], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(g_lon, ref[:, 1], rtol=0, atol=1e-12)
+    w_lat, w_lon = gcj02_to_wgs84(g_lat, g_lon)
+    assert float(np.max(haversine_km(w_lat, w_lon, lat, lon))) * 1000 < 1.0
+    # and the other way round: a GCJ-02 point converted, then shifted again, is itself
+    back_lat, back_lon = wgs84_to_gcj02(*gcj02_to_wgs84(lat, lon))
+    assert float(np.max(haversine_km(back_lat, back_lon, lat, lon))) * 1000 < 1.0
+
+
+def test_gcj02_outside_china_is_wgs84() -> None:
+    from scangate.geo import gcj02_to_wgs84, in_gcj02_area, wgs84_to_gcj02
+
+    lat = np.array([48.8566, -33.8688, 0.0, 60.0, 35.0])      # Paris, Sydney, null island, Siberia, 35N 140E
+    lon = np.array([2.3522, 151.2093, 0.0, 100.0, 140.0])
+    assert not in_gcj02_area(lat, lon).any()
+    for fn in (gcj02_to_wgs84, wgs84_to_gcj02):
+        out_lat, out_lon = fn(lat, lon)
+        np.testing.assert_array_equal(out_lat, lat)
+        np.testing.assert_array_equal(out_lon, lon)
+
+
+def test_gcj02_broadcasts_and_leaves_its_inputs_alone() -> None:
+    from scangate.geo import gcj02_to_wgs84
+
+    lat = np.array([[31.2, 48.85], [39.9, 22.5]])
+    lon = np.array([[121.5, 2.35], [116.4, 113.9]])
+    before = lat.copy(), lon.copy()
+    w_lat, w_lon = gcj02_to_wgs84(lat, lon)
+    assert w_lat.shape == w_lon.shape == (2, 2)
+    np.testing.assert_array_equal(lat, before[0])
+    np.testing.assert_array_equal(lon, before[1])
+    assert (w_lat[0, 1], w_lon[0, 1]) == (48.85, 2.35)            # Paris: unchanged
+    s_lat, s_lon = gcj02_to_wgs84(31.2, 121.5)                     # scalars give 0-d arrays
+    assert s_lat.shape == () and float(s_lat) == pytest.approx(w_lat[0, 0], abs=1e-12)
+    one_lat, _ = gcj02_to_wgs84(np.array([39.9, 40.0]), 116.4)     # a scalar against an array
+    assert one_lat.shape == (2,)

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 import scangate
-from scangate import rewards
+from scangate import clock, rewards
 from scangate.payouts import DEFAULT_LEASE_MS, FileAdapter, list_payouts, run_payouts
 from scangate.rewards import ScanRequest
 
@@ -164,7 +164,7 @@ def test_kill_9_during_payouts_loses_and_duplicates_nothing(tmp_path: Path) -> N
         held = [r for r in list_payouts(dd) if r["state"] != "confirmed"]
         assert held and all(r["state"] == "sending" and r["lease_owner"] for r in held)
         # ... and then the next runner sends it again with the same key
-        later = int(time.time() * 1000) + DEFAULT_LEASE_MS + 1
+        later = clock.now_ms() + DEFAULT_LEASE_MS + 1
         run_payouts(dd, FileAdapter(out), rate_per_s=1000, now_ms=lambda: later)
         rows = list_payouts(dd)
         assert {r["state"] for r in rows} == {"confirmed"} and len(rows) == 90

@@ -164,7 +164,7 @@ def test_a_claim_made_elsewhere_while_in_flight_is_respected(twin_dirs: tuple[Pa
             future = pipeline.submit([ScanRequest("late", codes[5], "u1", region=510104, time_ms=T0)])
             # the same code decided by another writer first
             rewards._decide_in(dd, [ScanRequest("early", codes[5], "u2", region=510104, time_ms=T0)],
-                               dd.verify_codes([codes[5]]), None, txn)
+                               dd.verify_codes([codes[5]]), None, txn, T0)
         (late,) = future.result()
         assert late.no_reward is rewards.NoReward.ALREADY_CLAIMED
         assert pipeline.checked == pipeline.redecided == 1

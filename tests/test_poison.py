@@ -17,8 +17,6 @@ from typing import Any
 import grpc
 import lmdb
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 import scangate
 from scangate import rewards
@@ -26,7 +24,7 @@ from scangate.rewards import ScanRequest, decide_scans
 from scangate.server.writer import GroupCommitWriter
 from scangate.v1 import scan_pb2, scan_pb2_grpc
 
-from serverproc import running
+from serverproc import running, violations
 
 NOON = 1_773_115_200_000          # 2026-03-10 12:00 Beijing time
 CHENGDU = 510104
@@ -49,14 +47,6 @@ POISONS: list[tuple[dict[str, Any], str]] = [
 ]
 
 
-def _violations(err: grpc.RpcError) -> list[str]:
-    status = rpc_status.from_call(err)  # type: ignore[arg-type]
-    out = []
-    for detail in status.details if status else ():
-        bad = error_details_pb2.BadRequest()
-        if detail.Unpack(bad):
-            out += [v.field for v in bad.field_violations]
-    return out
 
 
 def _poison_message(code: str, n: int, kw: dict[str, Any]) -> scan_pb2.ScanRequest:
@@ -90,7 +80,7 @@ def test_poison_scans_from_three_clients_fail_alone(server: Any) -> None:
     with scangate.Client(server.target) as admin:
         codes = [c for b in admin.issue_codes("BEER-500", "item", 200) for c in b.codes]
     honest_codes, poison_codes = codes[:150], codes[150:]
-    honest: list[ScanRequest] = [ScanRequest(f"honest-{i}", c, f"user-{i % 7}", region=CHENGDU, time_ms=NOON + i)
+    honest: list[ScanRequest] = [ScanRequest(f"honest-{i}", c, f"user-{i % 7}", region=CHENGDU)
                                  for i, c in enumerate(honest_codes)]
     decided: dict[str, Any] = {}
     failed: list[str] = []
@@ -125,7 +115,7 @@ def test_poison_scans_from_three_clients_fail_alone(server: Any) -> None:
                     stub.Scan(m, timeout=30)
                 except grpc.RpcError as err:
                     with lock:
-                        poison_results.append((field, err.code(), _violations(err)))
+                        poison_results.append((field, err.code(), violations(err)))
                 else:
                     with lock:
                         poison_results.append((field, None, []))
@@ -154,13 +144,13 @@ def test_poison_scans_from_three_clients_fail_alone(server: Any) -> None:
     # stored, and a new scan of each code is its second
     with scangate.Client(server.target) as c:
         again = list(c.scan_stream(honest))
-        fresh = list(c.scan_stream([ScanRequest(f"again-{r.request_id}", r.code, r.actor, region=CHENGDU,
-                                                time_ms=NOON + 10**6) for r in honest]))
+        fresh = list(c.scan_stream([ScanRequest(f"again-{r.request_id}", r.code, r.actor, region=CHENGDU)
+                                for r in honest]))
     assert again == [decided[r.request_id] for r in honest]
     assert [d.verdict["scan_count"] for d in fresh] == [2] * len(honest)
     # no poison was ever decided: none of their codes has a scan
     with scangate.Client(server.target) as c:
-        checks = list(c.scan_stream([ScanRequest(f"check-{i}", code, "auditor", region=CHENGDU, time_ms=NOON)
+        checks = list(c.scan_stream([ScanRequest(f"check-{i}", code, "auditor", region=CHENGDU)
                                      for i, code in enumerate(poison_codes)]))
     assert [d.verdict["scan_count"] for d in checks] == [1] * len(poison_codes)
     assert "internal error" not in server.logs()
@@ -179,9 +169,9 @@ def test_a_poison_scan_in_a_stream_names_its_index(server: Any) -> None:
         with pytest.raises(grpc.RpcError) as raw:
             list(scan_pb2_grpc.ScanServiceStub(ch).ScanStream(iter([batch]), timeout=30))
     assert raw.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert _violations(raw.value) == ["scans[1].time_ms", "scans[2].lat"]
+    assert violations(raw.value) == ["scans[1].time_ms", "scans[2].lat"]
     with scangate.Client(server.target) as c:
-        d = c.scan(codes[0], "auditor", region=CHENGDU, time_ms=NOON)
+        d = c.scan(codes[0], "auditor", region=CHENGDU)
     assert d.verdict["scan_count"] == 1       # the batch's honest scan was not decided either
 
 

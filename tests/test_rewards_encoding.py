@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 import scangate
-from scangate import ingest, points, rewards
+from scangate import audit, ingest, points, rewards
 from scangate.campaigns import load_campaign
 from scangate.rewards import NoReward, ScanRequest
 from scangate.verdicts import (
@@ -192,9 +192,19 @@ def test_records_are_json_dumps_byte_for_byte(dd: scangate.DataDir) -> None:
         assert rows, name
         for _, value in rows:
             assert value == json.dumps(json.loads(value)).encode(), (name, value)
-    for _, value in _records(dd, "ledger"):   # every draw replays, actors that need escaping included
-        entry = json.loads(value)
+    entries = [json.loads(value) for _, value in _records(dd, "ledger")]
+    for entry in entries:   # every decision recomputes, actors that need escaping included
+        assert tuple(entry) == audit.LEDGER_FIELDS, entry
+        assert entry["plugin"] is None or tuple(entry["plugin"]) == audit.PLUGIN_FIELDS, entry
         assert rewards.audit_entry(dd, entry["seq"])["verified"] is True, entry
+    # the templates' every branch: slot or base odds, a plugin's output or none, budgets
+    # read or not, a tier or none
+    assert {e["odds_from"] for e in entries} >= {"base", "slot"} and {type(e["slot"]) for e in entries} == {int,
+                                                                                                       type(None)}
+    assert any(e["plugin"] is None for e in entries) and any(e["plugin"] is not None for e in entries)
+    assert any(isinstance(e["budgets"], dict) for e in entries)
+    assert any(e["tier_pct"] is not None for e in entries) and any(e["tier_pct"] is None for e in entries)
+    assert any(e["client"] == "" for e in entries)
     history = [v for k, v in _records(dd, "points") if k.startswith(b"h/")]
     assert history
     for value in history:

@@ -5,7 +5,6 @@ Prometheus metrics across two workers."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 import urllib.request
 import uuid
@@ -18,6 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
 import scangate
+from scangate import clock, points
 from scangate.rewards import NoReward, ScanRequest
 from scangate.trace import Dealer
 from scangate.v1 import scan_pb2, scan_pb2_grpc
@@ -155,7 +155,7 @@ def test_async_client_scans(server, world: dict) -> None:  # type: ignore[no-unt
             one = await c.scan(world["items"][41], "openid-async", region=510104)
             many = [d async for d in c.scan_stream(
                 [ScanRequest(f"as-{i}", world["items"][42 + i], f"openid-as{i}", region=510104) for i in range(3)])]
-            board = await c.leaderboard(dt.datetime.now().strftime("%Y-%m"))
+            board = await c.leaderboard(points.period_of(clock.now_ms()))
             return [one, many, board]
 
     one, many, _ = asyncio.run(go())
@@ -170,7 +170,7 @@ def test_store_points_and_leaderboard(client: scangate.Client, world: dict) -> N
     assert client.points("store-0").balance == 100
     p = client.points("store-1")
     assert p.balance == 50 and p.earned == 50 and [h.delta for h in p.history] == [50]
-    period = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).strftime("%Y-%m")
+    period = points.period_of(clock.now_ms())     # the server's clock is the tests' (conftest)
     board = client.leaderboard(period, top=10, actor="store-1")
     assert [(e.actor, e.points) for e in board.top][:2] == [("store-0", 100), ("store-1", 50)]
     assert board.actor.rank == 2 and board.ranked >= 2

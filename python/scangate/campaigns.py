@@ -35,7 +35,7 @@ from datetime import UTC, date, datetime, time
 from typing import Any, Literal, NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from .errors import InvalidArgument, NotFound
+from .errors import InvalidArgument, NotFound, quote
 
 __all__ = [
     "CASH_MAX_FEN",
@@ -193,6 +193,8 @@ class Campaign:
     blacklist: tuple[str, ...] = ()
     verdict_policy: VerdictPolicy = field(default_factory=VerdictPolicy)
     plugins: tuple[str, ...] = ()
+    # the brand's consumer hotline, told to a consumer who scans a counterfeit code
+    hotline: str | None = None
 
     # ------------------------------------------------------------ questions
     @property
@@ -300,6 +302,7 @@ class Campaign:
                 "suspect_clone_can_win": self.verdict_policy.suspect_clone_can_win,
             },
             "plugins": list(self.plugins),
+            "hotline": self.hotline,
         }
 
 
@@ -346,6 +349,10 @@ def load_campaign(text: str, source: str, fmt: Literal["toml", "json"] | None = 
             doc = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise InvalidArgument(f"{source}: invalid TOML: {exc}") from None
+        except RecursionError:
+            # tomllib parses nested arrays and inline tables recursively: a few hundred
+            # levels (no campaign needs more than three) exhaust Python's stack
+            raise InvalidArgument(f"{source}: invalid TOML: arrays or inline tables nested too deeply") from None
     else:
         try:
             doc = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
@@ -437,7 +444,7 @@ def _show(value: Any) -> str:
         return "a table"
     if isinstance(value, list | tuple):
         return "an array"
-    return repr(value)
+    return quote(value)
 
 
 def _require(t: _Table, key: str, what: str) -> Any:
@@ -583,7 +590,11 @@ def _local_datetime(value: Any, path: str, tz: ZoneInfo, tzname: str) -> datetim
         raise _Bad(path, "must be an ISO date (2026-03-01) or a date-time without offset "
                          f"(2026-03-01T08:00:00), got {_show(value)}")
     aware = naive.replace(tzinfo=tz)
-    if aware.astimezone(UTC).astimezone(tz).replace(tzinfo=None) != naive:
+    try:
+        round_trip = aware.astimezone(UTC).astimezone(tz).replace(tzinfo=None)
+    except OverflowError:   # within hours of year 1 or 9999: in UTC it is not a datetime
+        raise _Bad(path, f"{naive.isoformat()} in {tzname} is outside the times a scan can have") from None
+    if round_trip != naive:
         raise _Bad(path, f"{naive.isoformat()} ({what}) does not exist in {tzname}: the clocks skip it")
     if aware.utcoffset() != aware.replace(fold=1).utcoffset():
         raise _Bad(path, f"{naive.isoformat()} ({what}) occurs twice in {tzname} (the clocks go back); "
@@ -616,7 +627,7 @@ _CAMPAIGN_KEYS = (
     "id", "name", "timezone", "start", "end", "status", "actor", "products", "regions_include",
     "regions_exclude", "odds", "odds_ppm", "slots", "prizes", "consolation", "caps", "first_scan_always_wins",
     "unknown_region_can_win",
-    "win_on_nth_scan", "one_reward_per_code", "store_tiers", "blacklist", "verdict_policy", "plugins",
+    "win_on_nth_scan", "one_reward_per_code", "store_tiers", "blacklist", "verdict_policy", "plugins", "hotline",
 )
 _PRODUCT_KEYS = ("skus", "levels")
 _SLOT_KEYS = ("start", "end", "odds", "odds_ppm")
@@ -641,7 +652,7 @@ def _parse_campaign(doc: Any) -> Campaign:
         raise bad_zone
     try:
         tz = ZoneInfo(tzname)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):   # OSError: a name too long for a file
         if not available_timezones():
             raise _Bad("timezone", f"no time zone database to look up {tzname!r} in: install the tzdata "
                                    "package (pip install tzdata)") from None
@@ -710,6 +721,9 @@ def _parse_campaign(doc: Any) -> Campaign:
                                         f"name, got {_show(ref)}")
         plugins.append(ref)
     _unique(plugins, "plugins")
+    hotline = t.get("hotline")
+    if hotline is not None:
+        hotline = _label(hotline, "hotline", 32)
 
     return Campaign(
         id=cid, name=name, timezone=tzname, start=start, end=end, status=status,  # type: ignore[arg-type]
@@ -717,6 +731,7 @@ def _parse_campaign(doc: Any) -> Campaign:
         regions_include=include, regions_exclude=exclude, slots=slots, consolation=consolation, caps=caps,
         first_scan_always_wins=first, unknown_region_can_win=unknown_region, win_on_nth_scan=tuple(sorted(nth)), one_reward_per_code=True,
         store_tiers=tiers, blacklist=tuple(blacklist), verdict_policy=policy, plugins=tuple(plugins),
+        hotline=hotline,
     )
 
 

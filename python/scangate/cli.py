@@ -27,7 +27,7 @@ import numpy as np
 from . import __version__
 from .datadir import DataDir, init_data_dir, open_data_dir
 from .enums import CodeStatus, Level
-from . import ingest, plugins, rewards, verdicts
+from . import clock, ingest, plugins, rewards, verdicts
 from . import points as points_mod
 from .config import CONFIG_FILE_NAME, load_config
 from .payouts import FileAdapter, list_payouts, run_payouts
@@ -575,7 +575,7 @@ def scan(data: Path, code: str, actor: str, actor_type: str, region: int | None,
     with _open(data) as dd:
         try:
             d = rewards.decide_scans(dd, [request], config.verdicts)[0]
-            if isinstance(d, rewards.RequestIdReused):   # a refusal is the request's result, not a raise
+            if isinstance(d, rewards.RequestRefused):   # a refusal is the request's result, not a raise
                 raise d
         except ScangateError as exc:
             _fail(str(exc))
@@ -762,28 +762,91 @@ def campaign_pause(data: Path, campaign_id: str, resume: bool) -> None:
     click.echo(f"campaign {campaign_id} {'active' if resume else 'paused'}")
 
 
+@campaign.command("reveal")
+@data_option
+@click.argument("campaign_id")
+@json_option
+def campaign_reveal(data: Path, campaign_id: str, as_json: bool) -> None:
+    """Publish a campaign's secret once its window has ended (before: refused,
+    exit 2), so that anyone can check its draws against the commitment published
+    when it was loaded (docs/campaigns.md, "Verifying draws"). The campaign is
+    closed from then on: no scan can win it, and it cannot be reloaded."""
+    with _open(data) as dd:
+        try:
+            rec = rewards.reveal_secret(dd, campaign_id)
+        except ScangateError as exc:
+            _fail(str(exc))
+    if as_json:
+        _emit(rec)
+    else:
+        click.echo(f"secret {rec['secret']}\ncommitment {rec['commitment']}")
+        click.echo(f"campaign {campaign_id} ended {rec['end']} ({rec['timezone']}); its secret "
+                   f"{'matches' if rec['matches_commitment'] else 'DOES NOT MATCH'} its commitment", err=True)
+
+
+@campaign.command("ledger")
+@data_option
+@click.argument("campaign_id")
+def campaign_ledger(data: Path, campaign_id: str) -> None:
+    """Print a campaign's reward ledger entries, one JSON object per line, as
+    stored: with the revealed secret, what the verifier in docs/campaigns.md
+    checks."""
+    from .audit import export_ledger
+
+    count = 0
+    with _open(data) as dd:
+        try:
+            rewards.get_campaign(dd, campaign_id)
+        except ScangateError as exc:
+            _fail(str(exc))
+        out = sys.stdout.buffer
+        for raw in export_ledger(dd, campaign_id):
+            out.write(raw + b"\n")
+            count += 1
+        out.flush()
+    click.echo(f"{count:,} ledger entries of campaign {campaign_id}", err=True)
+
+
 @cli.command()
 @data_option
-@click.argument("seqs", type=int, nargs=-1, required=True)
+@click.argument("seqs", type=click.IntRange(min=1), nargs=-1)
+@click.option("--all", "audit_all", is_flag=True, help="Every ledger entry; text output names the failures only.")
+@click.option("--campaign", "campaign_id", default=None, help="With --all: only this campaign's entries.")
 @json_option
-def audit(data: Path, seqs: tuple[int, ...], as_json: bool) -> None:
-    """Replay ledger entries: recompute each draw's HMAC from the campaign secret and
-    check it against the ledger and the published commitment. Exit 1 if any fails."""
-    ok = True
+def audit(data: Path, seqs: tuple[int, ...], audit_all: bool, campaign_id: str | None, as_json: bool) -> None:
+    """Recompute reward decisions from the ledger (entries SEQ..., or --all): each
+    draw's HMAC from the campaign secret (checked against its published
+    commitment), the odds of its time slot under the campaign revision it names,
+    the counters and budgets it read (from the entries before it), the prize,
+    amount, points and payout key. Prints the fields that disagree; exit 1 if any
+    entry fails."""
+    from .audit import audit_entry, audit_ledger
+
+    if bool(seqs) == audit_all:
+        _fail("give ledger entry numbers (SEQ...) or --all")
+    if campaign_id is not None and not audit_all:
+        _fail("--campaign goes with --all")
+    ok, count, failures = True, 0, 0
     with _open(data) as dd:
-        for seq in seqs:
-            try:
-                entry = rewards.audit_entry(dd, seq)
-            except ScangateError as exc:
-                _fail(str(exc))
-            ok &= entry["verified"]
-            if as_json:
-                _emit(entry)
-            else:
-                failed = [k for k, good in entry["checks"].items() if not good]
-                click.echo(f"#{seq} {entry['campaign_id']} {entry['how']} roll {entry['roll']} / odds "
-                           f"{entry['odds_ppm']} ppm -> {entry['prize_id'] or entry['no_reward']}: "
-                           f"{'verified' if not failed else 'FAILED ' + ', '.join(failed)}")
+        try:
+            results = audit_ledger(dd, campaign_id=campaign_id) if audit_all else (audit_entry(dd, s) for s in seqs)
+            for entry in results:
+                count += 1
+                failures += not entry["verified"]
+                ok &= entry["verified"]
+                if as_json:
+                    _emit(entry)
+                elif not entry["verified"] or not audit_all:
+                    failed = ", ".join(f"{k} (expected {json.dumps(entry['expected'][k], ensure_ascii=False)})"
+                                       if entry["expected"].get(k) is not None else k for k in entry["failed"])
+                    e = entry.get     # an edited entry may lack any field
+                    click.echo(f"#{e('audited_seq')} {e('campaign_id')} {e('how')} roll {e('roll')} / odds "
+                               f"{e('odds_ppm')} ppm -> {e('prize_id') or e('no_reward')}: "
+                               f"{'verified' if not failed else 'FAILED ' + failed}")
+        except ScangateError as exc:
+            _fail(str(exc))
+    if audit_all and not as_json:
+        click.echo(f"{count:,} ledger entries audited, {failures:,} failed")
     sys.exit(0 if ok else EXIT_NOT_GENUINE)
 
 
@@ -834,7 +897,7 @@ def points_redeem(data: Path, actor: str, amount: int, request_id: str, as_json:
 @json_option
 def points_leaderboard(data: Path, period: str | None, top: int, actor: str | None, as_json: bool) -> None:
     """Actors (stores) ranked by points earned in a month."""
-    period = period or points_mod.period_of(int(time.time() * 1000))
+    period = period or points_mod.period_of(clock.now_ms())
     with _open(data) as dd:
         try:
             board = points_mod.leaderboard(dd, period, top, actor)

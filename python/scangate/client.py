@@ -11,6 +11,12 @@ in-process); other calls return the package's types where it has one
 ``scangate.v1`` reply message. Error statuses become the package's exceptions
 (see ``scangate.errors``); INVALID_ARGUMENT carries ``violations``, the
 (field, why) pairs the server named.
+
+``Unavailable`` (UNAVAILABLE, DEADLINE_EXCEEDED, CANCELLED: the server is
+restarting or stopping, its storage is full, the deadline passed) may be retried:
+nothing was decided, or the decision was committed and a retry returns it. Retry a
+scan with the same ``request_id`` (pass one to ``scan``; a fresh one would be a
+second scan), with a growing pause.
 """
 
 from __future__ import annotations
@@ -121,11 +127,19 @@ def _channel_args(token: str | None, root_certificates: bytes | str | Path | Non
     return creds, options, metadata
 
 
+_DATUMS = {"wgs84": scan_pb.DATUM_WGS84, "gcj02": scan_pb.DATUM_GCJ02}
+
+
 def _scan_req(code: str, actor: str, request_id: str | None, actor_type: str, region: int | None,
-              lat: float | None, lon: float | None, time_ms: int | None, actor_tags: Sequence[str]
-              ) -> scan_pb.ScanRequest:
-    return scan_request_to_proto(ScanRequest(request_id or uuid.uuid4().hex, code, actor, actor_type, region, lat,
-                                             lon, time_ms, tuple(actor_tags)))
+              lat: float | None, lon: float | None, time_ms: int | None, actor_tags: Sequence[str],
+              datum: str = "wgs84") -> scan_pb.ScanRequest:
+    if datum not in _DATUMS:
+        raise InvalidArgument(f"datum: {datum!r} is not wgs84 or gcj02")
+    msg = scan_request_to_proto(ScanRequest(request_id or uuid.uuid4().hex, code, actor, actor_type, region, lat,
+                                            lon, time_ms, tuple(actor_tags)))
+    if datum != "wgs84":
+        msg.datum = _DATUMS[datum]
+    return msg
 
 
 def _batches(requests: Iterable[ScanRequest], size: int) -> Iterator[scan_pb.ScanBatch]:
@@ -249,7 +263,13 @@ class _Stubs:
 class Client:
     """A blocking client. ``target`` defaults to ``$SCANGATE_TARGET`` or
     127.0.0.1:50051 and ``token`` to ``$SCANGATE_TOKEN``. ``timeout`` (seconds) is
-    the deadline of every call; streams and uploads get ``stream_timeout``."""
+    the deadline of every call; streams and uploads get ``stream_timeout``.
+
+    Errors are ``scangate.errors`` classes. ``Unavailable`` may be retried: a scan
+    with the same ``request_id`` (a retry returns the decision if it was committed,
+    and decides it if not), an upload as it was (uploads are all or nothing). A
+    full disk or LMDB map on the server answers ``Unavailable`` ("storage full:
+    ...") until its operator frees space."""
 
     def __init__(self, target: str | None = None, *, token: str | None = None,
                  root_certificates: bytes | str | Path | None = None,
@@ -288,9 +308,11 @@ class Client:
     # scans
     def scan(self, code: str, actor: str, *, request_id: str | None = None, actor_type: str = "consumer",
              region: int | None = None, lat: float | None = None, lon: float | None = None,
-             time_ms: int | None = None, actor_tags: Sequence[str] = ()) -> Decision:
-        """Decide one scan (a fresh request id unless given: pass one to retry safely)."""
-        req = _scan_req(code, actor, request_id, actor_type, region, lat, lon, time_ms, actor_tags)
+             time_ms: int | None = None, actor_tags: Sequence[str] = (), datum: str = "wgs84") -> Decision:
+        """Decide one scan (a fresh request id unless given: pass one to retry
+        safely after ``Unavailable``). ``datum``: of ``lat``/``lon``, "wgs84" or
+        "gcj02" (what WeChat's wx.getLocation reports; the server converts it)."""
+        req = _scan_req(code, actor, request_id, actor_type, region, lat, lon, time_ms, actor_tags, datum)
         return decision_from_proto(self._call(self._stub.scan.Scan, req))
 
     def scan_request(self, request: ScanRequest) -> Decision:
@@ -380,7 +402,8 @@ class Client:
 
 # ---------------------------------------------------------------------- the asyncio client
 class AsyncClient:
-    """The same calls for asyncio (``grpc.aio``): ``await c.scan(...)``."""
+    """The same calls for asyncio (``grpc.aio``): ``await c.scan(...)``; the same
+    errors (``Unavailable`` may be retried, as for ``Client``)."""
 
     def __init__(self, target: str | None = None, *, token: str | None = None,
                  root_certificates: bytes | str | Path | None = None,
@@ -419,8 +442,8 @@ class AsyncClient:
 
     async def scan(self, code: str, actor: str, *, request_id: str | None = None, actor_type: str = "consumer",
                    region: int | None = None, lat: float | None = None, lon: float | None = None,
-                   time_ms: int | None = None, actor_tags: Sequence[str] = ()) -> Decision:
-        req = _scan_req(code, actor, request_id, actor_type, region, lat, lon, time_ms, actor_tags)
+                   time_ms: int | None = None, actor_tags: Sequence[str] = (), datum: str = "wgs84") -> Decision:
+        req = _scan_req(code, actor, request_id, actor_type, region, lat, lon, time_ms, actor_tags, datum)
         return decision_from_proto(await self._call(self._stub.scan.Scan, req))
 
     async def scan_request(self, request: ScanRequest) -> Decision:

@@ -19,11 +19,16 @@ at start, failing with the exact key that is wrong.
     require_auth = false      # refuse to start without tokens
     max_batch = 512           # scans per group commit
     grace_s = 10.0            # SIGTERM: time to finish in-flight work
+    late_scan_s = 300.0       # a client's scan time may be this far in the past (an offline scan)...
+    clock_skew_s = 10.0       # ...and this far ahead (counts as now); outside: INVALID_ARGUMENT time_ms
+    epcis_schema = ""         # the GS1 EPCIS 2.0 JSON schema file: UploadEpcis(validate_schema=true)
 
-    [limits]                  # per worker process; 0: off
+    [limits]                  # shared by all workers; 0: off (docs/server.md)
     actor_scans_per_minute = 120
     actor_failures_per_hour = 30   # scans of codes that are not genuine (guessing)
-    client_requests_per_second = 0
+    client_requests_per_second = 0 # per token name, or peer address without tokens
+    client_codes_per_second = 50000   # codes in Scan, VerifyCodes and Trace calls
+    client_failures_per_hour = 36000  # of those, codes that are not genuine
 
     [plugins]                 # rule plugins (docs/campaigns.md#rule-plugins)
     allow = ["mycompany.rules:vip"]   # module:attr a campaign may name, besides entry points
@@ -44,6 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .clock import ScanTimePolicy
 from .errors import InvalidArgument
 from .verdicts import VerdictConfig
 
@@ -65,6 +71,14 @@ class ServerConfig:
     require_auth: bool = False
     max_batch: int = 512
     grace_s: float = 10.0
+    late_scan_s: float = 300.0
+    clock_skew_s: float = 10.0
+    epcis_schema: str = ""
+
+    @property
+    def scan_time_policy(self) -> ScanTimePolicy:
+        """The window a client's scan time must fall in (scangate.clock)."""
+        return ScanTimePolicy(round(self.late_scan_s * 1000), round(self.clock_skew_s * 1000))
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -75,28 +89,53 @@ class ServerConfig:
             raise InvalidArgument(f"workers: must be 1 to 256, not {self.workers}")
         if not 1 <= self.max_batch <= 10_000:
             raise InvalidArgument(f"max_batch: must be 1 to 10000, not {self.max_batch}")
+        for name in ("late_scan_s", "clock_skew_s"):
+            value = getattr(self, name)
+            if not 0 <= value <= 30 * 86400:
+                raise InvalidArgument(f"{name}: must be 0 to 2592000 seconds (30 days), not {value}")
         if self.grace_s < 0:
             raise InvalidArgument(f"grace_s: must be 0 or more, not {self.grace_s}")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise InvalidArgument("tls_cert: tls_cert and tls_key go together")
         if self.tls_client_ca and not self.tls_cert:
             raise InvalidArgument("tls_client_ca: mutual TLS needs tls_cert and tls_key too")
-        for name in ("tls_cert", "tls_key", "tls_client_ca"):
+        for name in ("tls_cert", "tls_key", "tls_client_ca", "epcis_schema"):
             value = getattr(self, name)
             if value and not Path(value).is_file():
                 raise InvalidArgument(f"{name}: no file {value}")
+        if self.epcis_schema:
+            from .epcis import load_schema      # only when set: it imports jsonschema
+
+            try:
+                load_schema(self.epcis_schema)
+            except Exception as exc:  # noqa: BLE001 - OSError, ValueError, jsonschema.SchemaError
+                why = getattr(exc, "message", None) or str(exc)     # SchemaError's str is a page long
+                raise InvalidArgument(f"epcis_schema: {self.epcis_schema} is not a JSON schema: {why}") from None
 
 
 @dataclass(frozen=True)
 class LimitsConfig:
+    """Rate limits, shared by all worker processes of a server (scangate.server.limits,
+    docs/server.md "Guessing limits"); 0 turns one off. Each is a bucket of that many
+    tokens that refills at that rate."""
+
     actor_scans_per_minute: int = 120
     actor_failures_per_hour: int = 30
     client_requests_per_second: int = 0
+    # across Scan, VerifyCodes and Trace; a call costs its number of codes. Above
+    # what one server decides (a client scanning as fast as it can stays under it);
+    # admin and line tokens are exempt
+    client_codes_per_second: int = 50_000
+    # the same calls' codes that are not genuine: 10 a second on average. An app
+    # back end taking 100 scans a second, 5% of them counterfeits or typos, uses
+    # 18,000 an hour; a guesser gets 10 a second after a burst of 36,000
+    client_failures_per_hour: int = 36_000
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
-            if getattr(self, f.name) < 0:
-                raise InvalidArgument(f"{f.name}: must be 0 (off) or more")
+            value = getattr(self, f.name)
+            if not 0 <= value <= 1_000_000_000:
+                raise InvalidArgument(f"{f.name}: must be 0 (off) to 1000000000, not {value}")
 
 
 @dataclass(frozen=True)

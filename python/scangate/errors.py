@@ -8,7 +8,7 @@
     └── RemoteError                    the gRPC server refused or could not answer
         ├── PermissionDenied            no token, a wrong token, or a role without the right
         ├── RateLimited                 a rate limit refused the call; retry later
-        └── Unavailable                 server down, shutting down, or the deadline passed
+        └── Unavailable                 server down or stopping, storage full, deadline passed: retry
 
 The client raises InvalidArgument (with ``violations``: the fields the server
 named), NotFound and CorruptionError for the matching gRPC status codes too.
@@ -17,9 +17,20 @@ named), NotFound and CorruptionError for the matching gRPC status codes too.
 from __future__ import annotations
 
 __all__ = ["ScangateError", "InvalidArgument", "BatchRejected", "Problem", "NotFound", "CorruptionError",
-           "RemoteError", "PermissionDenied", "RateLimited", "Unavailable"]
+           "RemoteError", "PermissionDenied", "RateLimited", "Unavailable", "quote"]
 
 from dataclasses import dataclass
+
+
+def quote(value: object, limit: int = 40) -> str:
+    """A short, printable, ASCII-safe quotation of an untrusted value for a
+    message: repr escapes control characters and lone surrogates (which stderr
+    and JSON output could not encode), and a long value is cut, so no error
+    message echoes a huge input. The one quoting every error message uses."""
+    if isinstance(value, str):
+        return repr(value[:limit]) + ("..." if len(value) > limit else "")
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 class ScangateError(Exception):
@@ -79,5 +90,8 @@ class RateLimited(RemoteError):
 
 
 class Unavailable(RemoteError):
-    """UNAVAILABLE, DEADLINE_EXCEEDED or CANCELLED: retry (scans are idempotent
-    by request id)."""
+    """UNAVAILABLE, DEADLINE_EXCEEDED or CANCELLED: the server is restarting or
+    stopping, its storage is full (a disk, a quota or the LMDB map: "storage
+    full: ..." until an operator frees space), or the deadline passed. Retry,
+    with a growing pause: a scan with the same request id (a retry returns the
+    decision if one was committed, and decides the scan if not)."""

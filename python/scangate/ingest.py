@@ -25,13 +25,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _core
+from .clock import now_ms
 from .codes import verify_spans
 from .datadir import DataDir
 from .enums import CodeStatus, Level
 from .errors import BatchRejected, InvalidArgument, Problem
 from .trace import (
     ADD, DELETE, MAX_NAME, MAX_SHIPMENT_ID, Dealer, Shipment, TraceStore, check_dealer_id, check_territory,
-    check_text, check_time_ms, level_allows, now_ms, parse_time_ms, quote,
+    check_text, check_time_ms, level_allows, parse_time_ms, quote,
 )
 
 __all__ = [

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ._core import MAX_KEY_VERSION
+from .clock import now_ms
 from .errors import CorruptionError, InvalidArgument, NotFound
 
 __all__ = ["KeyVersion", "Keyring", "KEY_FILE_ENV"]
@@ -106,7 +107,7 @@ class Keyring:
         version = max(self._versions, default=0) + 1
         if version > MAX_KEY_VERSION:
             raise InvalidArgument(f"key versions are exhausted (max {MAX_KEY_VERSION})")
-        kv = KeyVersion(version, int(time.time()), secrets.token_bytes(16))
+        kv = KeyVersion(version, now_ms() // 1000, secrets.token_bytes(16))
         self._save({**self._versions, version: kv})
         self._versions[version] = kv
         log.info("key version %d added to %s", version, self.path)

@@ -33,6 +33,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
+from .clock import now_ms as _clock_ms
 from .datadir import DataDir, open_private_file
 from .errors import InvalidArgument
 
@@ -113,7 +114,7 @@ class FileAdapter:
             confirmation = f"file-{self._lines + 1}"
             row = {"key": key, "confirmation": confirmation, "actor": request["actor"], "kind": request["kind"],
                    "amount_fen": request["amount_fen"], "prize_id": request["prize_id"],
-                   "at_ms": int(time.time() * 1000)}
+                   "at_ms": _clock_ms()}
             line = (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8")
             try:
                 _write_all(fd, line)
@@ -258,7 +259,7 @@ def run_payouts(data: DataDir, adapter: PayoutAdapter, *, rate_per_s: float = DE
         raise InvalidArgument(f"rate_per_s: must be above 0, not {rate_per_s}")
     if lease_ms <= 0:
         raise InvalidArgument(f"lease_ms: must be above 0, not {lease_ms}")
-    now_ms = now_ms or (lambda: int(time.time() * 1000))
+    now_ms = now_ms or _clock_ms
     runner = runner_id or new_runner_id()
     pace = _Pacer(rate_per_s, clock, sleep)
     # no more than half a lease's worth of sends at the rate: a batch is sent

@@ -45,7 +45,8 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
 from typing import Any, Self
 
-from . import rewards
+from . import clock, rewards
+from .clock import Clock, ScanTimePolicy
 from .datadir import DataDir
 from .errors import CorruptionError, InvalidArgument
 from .verdicts import VerdictConfig
@@ -54,7 +55,7 @@ __all__ = ["WRITTEN_DATABASES", "DecisionPipeline"]
 
 # What deciding gives per request, as decide_scans: a decision, or the refusal of a
 # request id reused for another request (in its place, not raised; nothing written).
-_Result = rewards.Decision | rewards.RequestIdReused
+_Result = rewards.Decision | rewards.RequestRefused
 
 # The databases a reward decision writes: reads of them are checked at commit.
 WRITTEN_DATABASES = ("scans", "claims", "counters", "budgets", "points", "ledger", "outbox", "decisions", "requests")
@@ -254,11 +255,11 @@ class _SpeculativeCursor:
 
 
 class _Batch:
-    __slots__ = ("decisions", "future", "number", "over", "requests", "snapshot_id", "spec")
+    __slots__ = ("decisions", "future", "now", "number", "over", "requests", "snapshot_id", "spec")
 
     def __init__(self, number: int, requests: Sequence[rewards.ScanRequest], spec: _Speculative,
-                 decisions: list[_Result], snapshot_id: int, over: list[int]):
-        self.number = number
+                 decisions: list[_Result], snapshot_id: int, over: list[int], now: int):
+        self.number, self.now = number, now     # now: the clock it was decided at, again if decided again
         self.requests, self.spec, self.decisions = requests, spec, decisions
         self.snapshot_id = snapshot_id      # the last transaction committed when it was decided
         self.over = over                    # the numbers of the batches whose writes it read as overlay
@@ -278,10 +279,12 @@ class DecisionPipeline:
             decisions = [f.result() for f in futures]
     """
 
-    def __init__(self, data: DataDir, verdict_config: VerdictConfig | None = None, depth: int = 2):
+    def __init__(self, data: DataDir, verdict_config: VerdictConfig | None = None, depth: int = 2, *,
+                 time_policy: ScanTimePolicy = rewards._TRUSTING, now_ms: Clock | None = None):
         if depth < 1:
             raise InvalidArgument(f"depth: must be at least 1, got {depth}")
         self._data, self._config = data, verdict_config
+        self._policy, self._now_ms = time_policy, now_ms or clock.current()
         self._written = frozenset(data.store.db(name) for name in WRITTEN_DATABASES)
         self._in_flight: deque[_Batch] = deque()      # decided, not yet committed, oldest first
         self._lock = threading.Lock()
@@ -325,14 +328,15 @@ class DecisionPipeline:
             with self._data.store.env.begin() as snapshot:
                 snapshot_id = snapshot.id()
                 spec = _Speculative(snapshot, [b.spec for b in in_flight], self._written)
-                decisions = rewards._decide_in(self._data, requests, checks, self._config, spec)
+                now = self._now_ms()
+                decisions = rewards._decide_in(self._data, requests, checks, self._config, spec, now, self._policy)
                 spec.decided()
         except BaseException:
             self._slots.release()
             raise
         self._submitted += 1
         batch = _Batch(self._submitted, requests, spec, decisions, snapshot_id,
-                       [b.number for b in in_flight])
+                       [b.number for b in in_flight], now)
         with self._lock:
             self._in_flight.append(batch)
             self._queue.append(batch)
@@ -390,7 +394,7 @@ class DecisionPipeline:
                         self.redecided += 1
                         decisions = rewards._decide_in(self._data, batch.requests,
                                                        self._data.verify_codes([r.code for r in batch.requests]),
-                                                       self._config, txn)
+                                                       self._config, txn, batch.now, self._policy)
                         tid = -1
                 if tid >= 0:
                     self._as_decided.add(tid)

@@ -40,7 +40,7 @@ from .jsontext import esc as _esc
 from .jsontext import number as _num
 from .localtime import LocalClock
 from .store import iter_prefix
-from .trace import now_ms
+from .clock import now_ms
 
 __all__ = [
     "PERIOD_ZONE",

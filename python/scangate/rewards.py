@@ -32,7 +32,10 @@ json.dumps writes; tests/test_rewards_encoding.py):
                record's place, read when a scan's day is not the one t/ holds;
                pf/<campaign>/<plugin> -> failures, 0 (2 x u64)
     budgets    <campaign>/<prize> -> awards, fen (2 x u64)
-    ledger     seq (u64) -> JSON entry (draw input, HMAC, roll, odds, outcome)
+    ledger     seq (u64) -> JSON entry: the decision and every input needed to
+               recompute it (scangate.audit.LEDGER_FIELDS)
+    campaigns  c/<id> the current record, s/<id> the secret, r/<id>/<revision>
+               every revision loaded (_revision_key)
     outbox     <campaign>:<serial> -> JSON payout request
     points     see scangate.points
 
@@ -50,9 +53,10 @@ import json
 import logging
 import math
 import numbers
+import operator
 import secrets
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -62,13 +66,15 @@ from . import points as points_mod
 from .campaigns import Campaign, Prize, campaign_from_json, load_campaign
 from .datadir import DataDir, VerifyResult
 from .enums import CodeStatus
-from .errors import CorruptionError, InvalidArgument, NotFound
+from .errors import CorruptionError, InvalidArgument, NotFound, quote
 from .jsontext import esc as _esc
 from .jsontext import number as _num
 from .localtime import LocalClock
 from .plugins import RuleContext, RuleResult, run_plugins
 from .store import ProductLine, iter_prefix
-from .trace import SERIAL_BYTES, now_ms
+from .clock import Clock, ScanTimePolicy, now_ms
+from .clock import current as current_clock
+from .trace import SERIAL_BYTES
 from .trace import text_problem as _text_problem   # the one text check: no NUL, controls, lone surrogates
 from .verdicts import Scan, ScanVerdict, Verdict, VerdictConfig, _decide_verdicts
 
@@ -80,10 +86,12 @@ __all__ = [
     "ScanRequest",
     "audit_entry",
     "budgets_used",
+    "campaign_revisions",
     "decide_scans",
     "get_campaign",
     "list_campaigns",
     "put_campaign",
+    "reveal_secret",
     "set_campaign_status",
 ]
 
@@ -127,6 +135,9 @@ NO_REWARD_MESSAGES: dict[NoReward, tuple[str, str]] = {
     NoReward.PLUGIN_FAILED: ("系统繁忙，本次未能参与抽奖，请稍后再扫。",
                              "The draw is unavailable right now; please scan again later."),
 }
+# Reasons the verdict's message already tells (a counterfeit is not eligible; a
+# code no campaign covers has nothing to add): _message does not repeat them.
+_SAID_BY_VERDICT = frozenset({NoReward.VERDICT_NOT_ELIGIBLE, NoReward.NO_CAMPAIGN})
 
 
 @dataclass(frozen=True)
@@ -147,24 +158,45 @@ class ScanRequest:
     client: str = ""
 
 
-class RequestIdReused(InvalidArgument):
-    """A request id already used for a request with other content: refused, and
-    nothing of it written. ``decide_scans`` puts it in the request's place in its
-    result (the rest of the batch is decided as usual); the server answers that
-    call with INVALID_ARGUMENT naming ``field``."""
+class RequestRefused(InvalidArgument):
+    """One request of a batch refused, nothing of it written: ``decide_scans``
+    puts it in the request's place in its result (not raised; the rest of the
+    batch is decided as usual) and the server answers that call with
+    INVALID_ARGUMENT naming ``field``."""
+
+    def __init__(self, field: str, why: str, name: str = ""):
+        super().__init__(f"{field}: {why}")     # "field: why", which the server makes a field violation
+        self.field, self.why, self.name = field, why, name or field
+
+    def at(self, prefix: str) -> RequestRefused:
+        """The same refusal inside a batch: ``at("scans[3].")`` names ``scans[3].time_ms``."""
+        return type(self)(prefix + self.name, self.why, self.name)
+
+    def __reduce__(self) -> tuple[type[RequestRefused], tuple[str, str, str]]:
+        return type(self), (self.field, self.why, self.name)   # args is the message: rebuild from the fields
+
+
+class RequestIdReused(RequestRefused):
+    """A request id already used for a request with other content."""
 
     def __init__(self, request_id: str, field: str = "request_id"):
-        # "field: why", the convention the server turns into a field violation
-        super().__init__(f"{field}: {request_id!r} was already used for another request (another code, actor, "
-                         "actor type, region or coordinates); a retry must repeat its request")
-        self.request_id, self.field = request_id, field
+        super().__init__(field, f"{quote(request_id)} was already used for another request (another code, actor, "
+                                "actor type, region or coordinates); a retry must repeat its request", "request_id")
+        self.request_id = request_id
 
-    def at(self, field: str) -> RequestIdReused:
-        """The same refusal naming another field (``scans[3].request_id``)."""
-        return RequestIdReused(self.request_id, field)
+    def at(self, prefix: str) -> RequestIdReused:
+        return RequestIdReused(self.request_id, prefix + self.name)
 
-    def __reduce__(self) -> tuple[type[RequestIdReused], tuple[str, str]]:
-        return RequestIdReused, (self.request_id, self.field)    # args is the message: rebuild from the fields
+    def __reduce__(self) -> tuple[type[RequestIdReused], tuple[str, str]]:  # type: ignore[override]
+        return RequestIdReused, (self.request_id, self.field)
+
+
+class ScanTimeRefused(RequestRefused):
+    """A client's scan time outside the window the deciding clock accepts
+    (``scangate.clock.ScanTimePolicy``)."""
+
+    def __init__(self, field: str = "time_ms", why: str = "", name: str = "time_ms"):
+        super().__init__(field, why, name)
 
 
 @dataclass(frozen=True)
@@ -204,7 +236,10 @@ class Decision:
 
 
 def _message(award: Award | None, no_reward: NoReward | None, verdict: dict[str, Any]) -> dict[str, str]:
-    """A decision's message: the award's, else why no reward, else the verdict's."""
+    """A decision's message: the award's; else for a code that is not plainly
+    genuine (counterfeit, typo, recalled, clone, diverted) or a repeat scan, the
+    verdict's own (a warning, "scan again", when and where it was first
+    scanned), followed by why no reward when that is news; else why no reward."""
     if award is not None:
         if award.kind == "cash":
             zh = f"恭喜您获得 {award.amount_fen / 100:.2f} 元红包！"
@@ -214,29 +249,70 @@ def _message(award: Award | None, no_reward: NoReward | None, verdict: dict[str,
         else:
             zh, en = "恭喜您获得一张优惠券！", "You won a coupon!"
         return {"zh-CN": zh, "en": en}
+    told = verdict.get("message") or {}
+    if verdict.get("verdict") != "genuine" or verdict.get("first_scan"):
+        if no_reward is None or no_reward in _SAID_BY_VERDICT:
+            return told  # type: ignore[no-any-return]
+        zh, en = NO_REWARD_MESSAGES[no_reward]
+        return {"zh-CN": told.get("zh-CN", "") + zh, "en": f'{told.get("en", "")} {en}'.lstrip()}
     if no_reward is not None:
         zh, en = NO_REWARD_MESSAGES[no_reward]
         return {"zh-CN": zh, "en": en}
-    return verdict.get("message", {})  # type: ignore[no-any-return]
+    return told  # type: ignore[no-any-return]
 
 
 # ---------------------------------------------------------------------- campaigns
+# The campaigns database: c/<id> the campaign's current record, s/<id> its secret,
+# r/<id>/<revision, u32> the record of every revision loaded (audit recomputes a
+# decision under the revision it was made with: _revision_key). A record is JSON:
+# {campaign, commitment, loaded_at_ms, revision, first_seq (the first ledger entry
+# that can have been decided under it; records stored before it was kept lack it),
+# revealed_at_ms (current record only, once the secret was revealed)}.
+_REVISION = struct.Struct(">I")
+
+
+def _revision_key(campaign_id: str, revision: int) -> bytes:
+    return b"r/" + campaign_id.encode() + b"/" + _REVISION.pack(revision)
+
+
 def put_campaign(data: DataDir, text: str, source: str = "campaign") -> dict[str, Any]:
     """Validate and store a campaign (TOML or JSON). A new campaign gets a fresh
     32-byte secret and publishes its commitment, SHA-256(secret); reloading an
-    existing id replaces the rules and keeps the secret, budgets and counters."""
+    existing id replaces the rules (a new revision; every revision is kept, for
+    audit) and keeps the secret, budgets and counters. A campaign whose secret
+    was revealed cannot be reloaded: anyone could then compute its draws."""
     campaign = load_campaign(text, source, check_plugins=True)   # refuses plugins not installed or allowed
     db = data.store.db("campaigns")
     with data.store.env.begin(write=True) as txn:
         key = campaign.id.encode()
-        old = txn.get(b"c/" + key, db=db)
+        stored = txn.get(b"c/" + key, db=db)
+        old_raw = bytes(stored) if stored is not None else None
+        old = json.loads(old_raw) if old_raw is not None else None
+        if old is not None and old.get("revealed_at_ms") is not None:
+            raise InvalidArgument(f"{source}: id: campaign {campaign.id!r} has ended and its secret was revealed, so "
+                                  "anyone could compute its draws; load the new rules under another id")
         secret = txn.get(b"s/" + key, db=db)
         if secret is None:
             secret = secrets.token_bytes(32)
             txn.put(b"s/" + key, secret, db=db)
-        record = {"campaign": campaign.to_json(), "commitment": hashlib.sha256(secret).hexdigest(),
-                  "loaded_at_ms": now_ms(), "revision": (json.loads(old)["revision"] + 1) if old else 1}
-        txn.put(b"c/" + key, json.dumps(record).encode(), db=db)
+        if old is not None and old_raw is not None:
+            kept = _revision_key(campaign.id, old["revision"])
+            if txn.get(kept, db=db) is None:   # stored before revisions were kept: kept now, before it is replaced
+                txn.put(kept, old_raw, db=db)
+        # decisions under this revision get ledger numbers from the next one on, so
+        # audit can tell an entry that names a revision loaded after it was decided.
+        # A lower bound only: a pipelined batch decided under the revision before
+        # may still append after this commit (scangate.pipeline reads campaigns
+        # unchecked), so an older revision past first_seq is not a fault
+        last = txn.cursor(db=data.store.db("ledger"))
+        first_seq = _U64.unpack(last.key())[0] + 1 if last.last() else 1
+        record: dict[str, Any] = {
+            "campaign": campaign.to_json(), "commitment": hashlib.sha256(secret).hexdigest(),
+            "loaded_at_ms": now_ms(), "revision": old["revision"] + 1 if old is not None else 1,
+            "first_seq": first_seq}
+        raw = json.dumps(record).encode()
+        txn.put(b"c/" + key, raw, db=db)
+        txn.put(_revision_key(campaign.id, record["revision"]), raw, db=db)
     return record
 
 
@@ -251,6 +327,57 @@ def get_campaign(data: DataDir, campaign_id: str, txn: lmdb.Transaction | None =
     if raw is None:
         raise NotFound(f"no campaign {campaign_id!r}")
     return json.loads(raw)  # type: ignore[no-any-return]
+
+
+def campaign_revisions(data: DataDir, campaign_id: str,
+                       txn: lmdb.Transaction | None = None) -> dict[int, dict[str, Any]]:
+    """Every stored revision of a campaign: revision -> its record as loaded (see
+    _revision_key). A campaign loaded before revisions were kept has its current
+    record only, under its revision. Empty: no such campaign."""
+    own = txn is None
+    txn = txn or data.store.env.begin()
+    try:
+        db = data.store.db("campaigns")
+        out = {_REVISION.unpack(k[-4:])[0]: json.loads(bytes(v))
+               for k, v in iter_prefix(txn, db, b"r/" + campaign_id.encode() + b"/")}
+        current = txn.get(b"c/" + campaign_id.encode(), db=db)
+    finally:
+        if own:
+            txn.abort()
+    if current is not None:
+        record = json.loads(bytes(current))
+        out.setdefault(record["revision"], record)
+    return dict(sorted(out.items()))
+
+
+def reveal_secret(data: DataDir, campaign_id: str, now_ms: Clock | None = None) -> dict[str, Any]:
+    """Publish a campaign's secret once its window has ended, so that anyone can
+    check its draws against the commitment published when it was loaded
+    (docs/campaigns.md, "Verifying draws"). Records the reveal: the campaign's
+    window is closed from then on (no draw may use a public secret, not even a
+    late scan dated inside it) and it cannot be reloaded. Asking again returns the
+    same secret. Raises InvalidArgument while the window has not ended (``now_ms``:
+    the clock; default the process's)."""
+    now = (now_ms or current_clock())()      # the process's clock (scangate.clock)
+    db = data.store.db("campaigns")
+    with data.store.env.begin(write=True) as txn:
+        record = get_campaign(data, campaign_id, txn)
+        campaign = campaign_from_json(record["campaign"])
+        end_ms = (campaign.end - _UTC_EPOCH) // dt.timedelta(milliseconds=1)
+        if now < end_ms:
+            raise InvalidArgument(
+                f"campaign_id: campaign {campaign_id!r} runs until {campaign.end.replace(tzinfo=None).isoformat()} "
+                f"({campaign.timezone}); its secret can be revealed only after its window has ended")
+        secret = txn.get(b"s/" + campaign_id.encode(), db=db)
+        if secret is None:
+            raise CorruptionError(f"campaign {campaign_id}: no secret stored")
+        if record.get("revealed_at_ms") is None:
+            record["revealed_at_ms"] = now
+            txn.put(b"c/" + campaign_id.encode(), json.dumps(record).encode(), db=db)
+    return {"campaign_id": campaign_id, "secret": bytes(secret).hex(), "commitment": record["commitment"],
+            "matches_commitment": hashlib.sha256(secret).hexdigest() == record["commitment"],
+            "end": campaign.end.replace(tzinfo=None).isoformat(), "timezone": campaign.timezone,
+            "revealed_at_ms": record["revealed_at_ms"]}
 
 
 def list_campaigns(data: DataDir) -> list[dict[str, Any]]:
@@ -530,8 +657,9 @@ class _Live:
     encoded keys and JSON fragments. Cached per stored record and secret, so a
     reload or a status change (a new record) compiles anew."""
 
-    def __init__(self, campaign: Campaign, secret: bytes | None):
+    def __init__(self, campaign: Campaign, secret: bytes | None, revision: int = 0):
         c = self.campaign = campaign
+        self.revision = revision    # the stored record's: each ledger entry names it
         self.secret = secret
         self.hmac = _Hmac(secret) if secret is not None else None
         self.id = c.id
@@ -568,6 +696,19 @@ class _Live:
         self.clock = LocalClock(c.zone)
         self.month_from_day = c.zone == points_mod.PERIOD_ZONE
         self._regions: dict[int | None, bool] = {}
+        # the ledger entry's fragments that are the same for every scan of this
+        # campaign: campaign and revision; the odds part when no slot or plugin can
+        # change them; the prizes with a budget (JSON id, key, awards, fen: their
+        # budgets left are recorded; a prize without one cannot run out), all of
+        # them for a pick, the consolation prize's alone for a lost draw
+        self.ledger_campaign = f'"campaign_id": {self.id_json}, "revision": {revision}, '
+        self.ledger_odds = (f'"slot": null, "odds_from": "base", "odds_ppm": {_num(self.odds)}, "plugin": null'
+                            if not self.slots and not self.plugins else None)
+        rows = {pid: (self.prize_json[pid], key, count_max, fen_max)
+                for pid, (_p, key, count_max, fen_max, _fen, _w) in self.entry.items()
+                if count_max is not None or fen_max is not None}
+        self.budget_rows = tuple(rows.values())
+        self.consolation_rows = (rows[c.consolation],) if c.consolation in rows else ()
 
     def region_allowed(self, region: int | None) -> bool:
         allowed = self._regions.get(region)
@@ -601,9 +742,20 @@ def _live_campaigns(txn: lmdb.Transaction, db: Any) -> list[_Live]:
         if live is None:
             if len(_live_cache) >= 256:
                 _live_cache.clear()
-            live = _live_cache[(raw, secret)] = _Live(campaign_from_json(json.loads(raw)["campaign"]), secret)
+            live = _live_cache[(raw, secret)] = _compile_live(raw, secret)
         out.append(live)
     return out
+
+
+def _compile_live(raw: bytes, secret: bytes | None) -> _Live:
+    """A stored campaign record compiled, with its revision (each ledger entry
+    names the revision it was decided under). A campaign whose secret was revealed
+    is closed: its window is empty (RW-N3), since anyone can now compute its draws."""
+    record = json.loads(raw)
+    live = _Live(campaign_from_json(record["campaign"]), secret, record["revision"])
+    if record.get("revealed_at_ms") is not None:
+        live.end_us = live.start_us
+    return live
 
 
 def _draw(secret: bytes, campaign_id: str, serial: int, actor: str, time_ms: int) -> tuple[str, bytes]:
@@ -631,6 +783,43 @@ def _pick_prize(budgets: dict[bytes, Any], entries: Sequence[_Entry], mac: bytes
     return None  # unreachable
 
 
+_SLOT_TEXT = tuple(map(str, range(64)))   # a slot's index as JSON (campaigns rarely have more than a few)
+_NO_CLIENT = '""'
+_NO_COUNTS = "[0, 0, 0, 0]"     # a user's first scan in a campaign: no counter record yet
+
+
+def _slot_odds(c: _Live, time_ms: int) -> tuple[int, str]:
+    """``c.odds_at(time_ms)``, and the index (as JSON text) of the slot that gave
+    them, "null" for the base odds: the ledger entry records where its odds came from."""
+    minute = c.clock.minute(time_ms)
+    for i, (start, end, odds) in enumerate(c.slots):
+        if (start <= minute < end) if start < end else (minute >= start or minute < end):
+            return odds, _SLOT_TEXT[i] if i < 64 else str(i)
+    return c.odds, "null"
+
+
+def _plugin_json(rule: RuleResult) -> str:
+    """The plugins' merged output as the ledger entry records it (run_plugins has
+    checked the types: ints, a str, a bool); json.dumps of the same dict."""
+    odds, prize, pct = rule.odds_ppm, rule.prize_id, rule.points_multiplier_pct
+    return (f'{{"odds_ppm": {"null" if odds is None else _num(odds)}, '
+            f'"prize_id": {"null" if prize is None else _esc(prize)}, "veto": {"true" if rule.veto else "false"}, '
+            f'"points_multiplier_pct": {"null" if pct is None else _num(pct)}}}')
+
+
+def _budgets_json(rows: tuple[tuple[str, bytes, int | None, int | None], ...], budgets: dict[bytes, Any]) -> str:
+    """What is left of the budgets of ``rows`` (_Live.budget_rows: prizes with a
+    budget) before this decision, as the ledger entry records it: ``{"<prize>":
+    [awards left, fen left], ...}`` in the campaign's prize order, null for no
+    limit (negative when a reload cut a budget below what was already spent)."""
+    parts = []
+    for prize_json, key, count_max, fen_max in rows:
+        count, amount = budgets[key] or _ZERO2
+        parts.append(f'{prize_json}: [{"null" if count_max is None else count_max - count}, '
+                     f'{"null" if fen_max is None else fen_max - amount}]')
+    return "{" + ", ".join(parts) + "}"
+
+
 def _budget_left(budgets: dict[bytes, Any], e: _Entry) -> bool:
     """Whether one more award of the prize stays within its budgets (``budgets``:
     the batch's budget values, prefetched)."""
@@ -648,20 +837,31 @@ def _message_json(message: dict[str, str]) -> str:
 _NO_REWARD_JSON = {r: (_esc(r.value), _message_json({"zh-CN": zh, "en": en}))
                    for r, (zh, en) in NO_REWARD_MESSAGES.items()}
 _award_message_json: dict[tuple[str, int, int], str] = {}
+_TRUSTING = ScanTimePolicy()    # the library's default: a caller's scan times stand (scangate.clock)
 
 
 # ---------------------------------------------------------------------- decide
 def decide_scans(data: DataDir, requests: Sequence[ScanRequest],
-                 verdict_config: VerdictConfig | None = None) -> list[Decision | RequestIdReused]:
+                 verdict_config: VerdictConfig | None = None, *,
+                 time_policy: ScanTimePolicy = _TRUSTING, now_ms: Clock | None = None
+                 ) -> list[Decision | RequestRefused]:
     """Decide a batch of scans in one write transaction; see the module docstring.
-    One result per request, in order: its decision, or ``RequestIdReused`` (not
-    raised) where its request id (within its ``client``) was used before, stored
-    or earlier in the batch, for a request with other content; such a request
-    writes nothing and leaves the rest of the batch as it would be without it."""
+    One result per request, in order: its decision, or a ``RequestRefused`` (not
+    raised) in its place: ``RequestIdReused`` where its request id (within its
+    ``client``) was used before, stored or earlier in the batch, for a request
+    with other content; ``ScanTimeRefused`` where its ``time_ms`` is outside
+    ``time_policy``'s window around ``now_ms()`` (the process's clock,
+    ``scangate.clock``). A refused request writes nothing and leaves the rest of
+    the batch as it would be without it. A retry of a decided request gets its
+    stored decision whatever its time: the window applies to new scans only.
+
+    Every scan is decided at one time: now, or its own ``time_ms`` (a late scan,
+    within the window; a time ahead of now counts as now)."""
     _check_requests(requests)
     checks = data.verify_codes([r.code for r in requests])
+    now = (now_ms or current_clock())()
     with data.store.env.begin(write=True) as txn:
-        return _decide_in(data, requests, checks, verdict_config, txn)
+        return _decide_in(data, requests, checks, verdict_config, txn, now, time_policy)
 
 
 # Bounds of a scan's fields (the server's workers check the same ones, from here).
@@ -678,13 +878,6 @@ MAX_TAGS = 32
 MAX_TAG_CHARS = 128
 MIN_TIME_MS = 1
 MAX_TIME_MS = _MAX_MS
-_PREFIX = 24               # characters of an offending value quoted in a message
-
-
-def _short(value: object) -> str:
-    """A short prefix of an offending value for a message, never all of a huge one."""
-    text = repr(value)
-    return text if len(text) <= _PREFIX else text[:_PREFIX] + "..."
 
 
 def scan_problem(r: ScanRequest) -> tuple[str, str] | None:
@@ -709,23 +902,23 @@ def scan_problem(r: ScanRequest) -> tuple[str, str] | None:
     if why is not None:
         return "actor", why
     if r.actor_type not in ("consumer", "store"):
-        return "actor_type", f"{_short(r.actor_type)} is not consumer or store"
+        return "actor_type", f"{quote(r.actor_type)} is not consumer or store"
     region = r.region
     if region is not None and (isinstance(region, bool) or not isinstance(region, numbers.Integral)
                                or not 100000 <= region <= 999999):
-        return "region", f"{_short(region)} is not a 6-digit adcode"
+        return "region", f"{quote(region)} is not a 6-digit adcode"
     if (r.lat is None) != (r.lon is None):
         return "lat", "lat and lon go together"
     if r.lat is not None:
         for name, v, most in (("lat", r.lat, 90), ("lon", r.lon, 180)):
             if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
-                return name, f"{_short(v)} is not a finite number"
+                return name, f"{quote(v)} is not a finite number"
             if not -most <= v <= most:
-                return name, f"{_short(v)} is outside -{most}..{most}"
+                return name, f"{quote(v)} is outside -{most}..{most}"
     t = r.time_ms
     if t is not None and (isinstance(t, bool) or not isinstance(t, numbers.Integral)
                           or not MIN_TIME_MS <= t <= MAX_TIME_MS):
-        return "time_ms", (f"{_short(t)} is not epoch milliseconds from {MIN_TIME_MS} to {MAX_TIME_MS} "
+        return "time_ms", (f"{quote(t)} is not epoch milliseconds from {MIN_TIME_MS} to {MAX_TIME_MS} "
                            "(9999-12-30), or None for now")
     tags = r.actor_tags
     if not isinstance(tags, (tuple, list)) or len(tags) > MAX_TAGS:
@@ -749,7 +942,8 @@ def _check_requests(requests: Sequence[ScanRequest]) -> None:
 
 
 def _decide_in(data: DataDir, requests: Sequence[ScanRequest], checks: VerifyResult,
-               verdict_config: VerdictConfig | None, txn: Any) -> list[Decision | RequestIdReused]:
+               verdict_config: VerdictConfig | None, txn: Any, now: int,
+               time_policy: ScanTimePolicy = _TRUSTING) -> list[Decision | RequestRefused]:
     """decide_scans inside ``txn``: an LMDB write transaction, or a pipelined batch's
     stand-in for one (scangate.pipeline), which the deciding code cannot tell apart."""
     batch = _Batch(data, txn)
@@ -758,8 +952,9 @@ def _decide_in(data: DataDir, requests: Sequence[ScanRequest], checks: VerifyRes
     stored = batch.stored(ids) if ids else {}
     firsts: dict[bytes, int] = {}     # request key -> the first fresh request with it in the batch
     fresh: list[int] = []
-    out: list[Decision | RequestIdReused | None] = []
-    if not stored and len(set(ids)) == len(ids):   # the usual batch: every request new, once
+    out: list[Decision | RequestRefused | None] = []
+    timed = time_policy is not _TRUSTING and any(r.time_ms is not None for r in requests)
+    if not stored and not timed and len(set(ids)) == len(ids):   # the usual batch: every request new, once
         fresh = list(range(len(requests)))
         out = [None] * len(requests)
     else:
@@ -770,23 +965,27 @@ def _decide_in(data: DataDir, requests: Sequence[ScanRequest], checks: VerifyRes
                 raw, fingerprint = found
                 out.append(Decision.from_json(json.loads(raw)) if fingerprint is None or fingerprint == prints[i]
                            else RequestIdReused(r.request_id))
+            elif r.time_ms is not None and (why := time_policy.problem(r.time_ms, now)) is not None:
+                out.append(ScanTimeRefused("time_ms", why))
             else:
                 out.append(None)
                 if key not in firsts:   # else the id's second use in the batch: settled below
                     fresh.append(i)
                     firsts[key] = i
     if fresh:
-        # the scans to judge: the requests themselves (they have a Scan's fields), a
-        # Scan stamped now for a request without a time
+        # the scans to judge: the requests themselves (they have a Scan's fields) when
+        # their time stands, else a Scan stamped with the decided time
+        decided_ms = time_policy.decided
         scans: list[ScanRequest | Scan] = [
-            r if r.time_ms is not None else Scan(r.code, r.actor, r.actor_type, r.region, r.lat, r.lon, now_ms())
+            r if r.time_ms is not None and decided_ms(r.time_ms, now) == r.time_ms
+            else Scan(r.code, r.actor, r.actor_type, r.region, r.lat, r.lon, now)
             for r in (requests[i] for i in fresh)]
         fresh_checks = checks if len(fresh) == len(requests) else VerifyResult(
             *(a[fresh] for a in (checks.status, checks.key_version, checks.serial, checks.level,
                                  checks.line_id)), checks.lines)
         verdicts = _decide_verdicts(data, scans, verdict_config or VerdictConfig(), txn, fresh_checks)
         decided = _decide(batch, _live_campaigns(txn, batch.campaigns_db), [requests[i] for i in fresh],
-                          [s.time_ms or now_ms() for s in scans], verdicts, fresh_checks)
+                          [s.time_ms for s in scans], verdicts, fresh_checks)  # type: ignore[misc]
         batch.prints = prints if len(fresh) == len(requests) else [prints[i] for i in fresh]
         for i, (decision, text) in zip(fresh, decided):
             batch.requests[ids[i]] = text.encode()
@@ -815,6 +1014,8 @@ _REGION_EXCLUDED = NoReward.REGION_EXCLUDED
 _TOTAL_CAP_REACHED = NoReward.TOTAL_CAP_REACHED
 _VERDICT_NOT_ELIGIBLE = NoReward.VERDICT_NOT_ELIGIBLE
 _V_COUNTERFEIT = Verdict.COUNTERFEIT
+_V_GENUINE = Verdict.GENUINE
+_verdict_of = operator.attrgetter("verdict")
 _V_DIVERTED = Verdict.DIVERTED
 _V_REVOKED = Verdict.REVOKED
 _V_SUSPECT_CLONE = Verdict.SUSPECT_CLONE
@@ -901,6 +1102,12 @@ def _decide(b: _Batch, campaigns: list[_Live], requests: list[ScanRequest], time
         b.counters.prefetch([e[3] for _, e in eligible])
         b.points.prefetch_keys([k for _, e in eligible if (keys := e[4]) for k in keys[:2]])
         b.budgets.prefetch({entry[1] for c in {e[0] for _, e in eligible} for entry in c.entry.values()})
+    if _V_COUNTERFEIT in map(_verdict_of, verdicts):
+        # the brand's hotline for the consumer's warning: the first campaign that names one
+        hotline = next((c.campaign.hotline for c in campaigns if c.campaign.hotline and c.active), None)
+        for v in verdicts:
+            if v.verdict is _V_COUNTERFEIT:
+                v.hotline = hotline
     out = []
     for r, t, v, e, line_id, serial in zip(requests, times, verdicts, selected, line_ids, serials):
         if len(e) == 5:
@@ -920,6 +1127,8 @@ def _no_reward(r: ScanRequest, v: ScanVerdict, verdict: dict[str, Any], reason: 
     """A decision without a reward, and its JSON."""
     cid = campaign.id if campaign is not None else None
     reason_json, message_json = _NO_REWARD_JSON[reason]
+    if v.verdict is not _V_GENUINE or v.first_scan is not None:     # the verdict has its say (_message)
+        message_json = _message_json(_message(None, reason, verdict))
     text = (f'{{"request_id": {_esc(r.request_id)}, "verdict": {v.json_text()}, "award": null, '
             f'"no_reward": {reason_json}, "campaign_id": {"null" if campaign is None else campaign.id_json}, '
             f'"message": {message_json}}}')
@@ -961,8 +1170,12 @@ def _decide_eligible(b: _Batch, e: _Eligible, r: ScanRequest, time_ms: int, v: S
     message = f"{c.id}|{serial_text}|{actor}|{time_text}"   # the draw, as _draw; audit_entry replays it
     mac = c.hmac.digest(message.encode())  # type: ignore[union-attr]
     roll = _U64.unpack_from(mac)[0] % PPM   # int.from_bytes(mac[:8], "big") % PPM
-    odds = c.odds_at(time_ms) if c.slots else c.odds
+    if c.slots:
+        odds, slot_json = _slot_odds(c, time_ms)
+    else:
+        odds, slot_json = c.odds, "null"
     rule = _NO_RULE
+    plugin_json = "null"    # the plugins' merged output, for the ledger entry (audit cannot run them again)
     campaign = c.campaign
     if c.plugins:
         when = dt.datetime.fromtimestamp(time_ms / 1000, dt.UTC)
@@ -977,14 +1190,14 @@ def _decide_eligible(b: _Batch, e: _Eligible, r: ScanRequest, time_ms: int, v: S
             for ref, _why in failures:
                 counters.add_pair(f"pf/{c.id}/{ref}".encode(), 1, 0)
             return _no_reward(r, v, verdict, _PLUGIN_FAILED if failures else _PLUGIN_VETO, c)
+        plugin_json = _plugin_json(rule)
         if rule.odds_ppm is not None:
             odds = rule.odds_ppm
-    if n == 1 and c.first_scan_wins:
-        how = "first_scan"
-    elif n in c.nth:
-        how = "nth_scan"
-    else:
-        how = "draw" if roll < odds else "lost"
+    how = win_how(n, c.first_scan_wins, c.nth, roll, odds)
+    # the budgets read, as the ledger entry records them: every prize's (with a
+    # budget) when a win picks, the consolation prize's when a lost draw may get
+    # it, none (null) else
+    budget_rows = c.budget_rows if how != "lost" else c.consolation_rows if c.consolation is not None else None
     budgets = b.budgets.values      # prefetched: every budget key of the batch's campaigns
     won: _Entry | None = None
     reason: NoReward | None = None
@@ -1014,7 +1227,10 @@ def _decide_eligible(b: _Batch, e: _Eligible, r: ScanRequest, time_ms: int, v: S
     points = 0
     time_json = time_text if type(time_ms) is int else _num(time_ms)
     payout_json = "null"
+    tier_json = "null"
     actor_json = _esc(actor)
+    # what the pick saw: read before this award is counted
+    budgets_json = "null" if budget_rows is None else _budgets_json(budget_rows, budgets) if budget_rows else "{}"
     if prize is None:
         counters.put(total_key, (t_count, t_amount, n, *held))
         prize_json = "null"
@@ -1028,6 +1244,7 @@ def _decide_eligible(b: _Batch, e: _Eligible, r: ScanRequest, time_ms: int, v: S
             tier = campaign.tier_for(b.points.earned(actor)) if c.tiers else None
             if tier is not None:
                 points = points * tier.multiplier_pct // 100
+                tier_json = str(tier.multiplier_pct)
             if rule.points_multiplier_pct is not None:
                 points = points * max(rule.points_multiplier_pct, 0) // 100
             b.points.credit(point_keys, points, seq_text, time_json)  # type: ignore[arg-type]
@@ -1052,11 +1269,20 @@ def _decide_eligible(b: _Batch, e: _Eligible, r: ScanRequest, time_ms: int, v: S
     points_json = str(points)       # an int: prize points, scaled by integer percentages
     request_json = _esc(r.request_id)
     odds_json = odds if type(odds) is int else _num(odds)     # a plugin's odds need not be an int
+    # the ledger entry: the decision and every input audit needs to recompute it
+    # (scangate.audit, LEDGER_FIELDS there; docs/campaigns.md, "Audit")
+    odds_text = c.ledger_odds or (
+        f'"slot": {slot_json}, '
+        f'"odds_from": "{"plugin" if rule.odds_ppm is not None else "base" if slot_json == "null" else "slot"}", '
+        f'"odds_ppm": {odds_json}, "plugin": {plugin_json}')
     b.ledger.append((_U64.pack(seq), (
-        f'{{"seq": {seq_text}, "request_id": {request_json}, "campaign_id": {c.id_json}, "serial": {serial_text}, '
+        f'{{"seq": {seq_text}, "request_id": {request_json}, '
+        f'"client": {_esc(r.client) if r.client else _NO_CLIENT}, {c.ledger_campaign}"serial": {serial_text}, '
         f'"actor": {actor_json}, "time_ms": {time_json}, "draw_input": {_esc(message)}, '
-        f'"hmac": "{mac.hex()}", "roll": {roll}, "odds_ppm": {odds_json}, "scan_number": {n}, "how": "{how}", '
-        f'"prize_id": {prize_json}, "amount_fen": {amount}, "points": {points_json}, "payout_key": {payout_json}, '
+        f'"hmac": "{mac.hex()}", "roll": {roll}, {odds_text}, "scan_number": {n}, '
+        f'"counters": {_NO_COUNTS if total is None else f"[{d_count}, {d_amount}, {t_count}, {t_amount}]"}, '
+        f'"how": "{how}", "budgets": {budgets_json}, "prize_id": {prize_json}, "amount_fen": {amount}, '
+        f'"tier_pct": {tier_json}, "points": {points_json}, "payout_key": {payout_json}, '
         f'"no_reward": {"null" if reason is None else _NO_REWARD_JSON[reason][0]}}}').encode()))
     claims.put(claim_key, f'{{"campaign_id": {c.id_json}, "ledger_seq": {seq_text}}}'.encode())
     if prize is None:
@@ -1076,6 +1302,17 @@ def _decide_eligible(b: _Batch, e: _Eligible, r: ScanRequest, time_ms: int, v: S
     return _decision(r.request_id, verdict, award, None, c.id), text
 
 
+def win_how(n: int, first_scan_wins: bool, nth: Container[int], roll: int, odds: float) -> str:
+    """How the user's ``n``-th eligible scan in a campaign goes, before budgets:
+    a guaranteed first or Nth scan win, else the draw (``roll`` below ``odds``)
+    won or lost. The decision and the audit's replay (scangate.audit) both ask it."""
+    if n == 1 and first_scan_wins:
+        return "first_scan"
+    if n in nth:
+        return "nth_scan"
+    return "draw" if roll < odds else "lost"
+
+
 def budgets_used(data: DataDir, campaign_id: str) -> dict[str, dict[str, int]]:
     """Awards and fen used per prize of a campaign."""
     with data.store.env.begin() as txn:
@@ -1085,24 +1322,10 @@ def budgets_used(data: DataDir, campaign_id: str) -> dict[str, dict[str, int]]:
 
 # ---------------------------------------------------------------------- audit
 def audit_entry(data: DataDir, seq: int) -> dict[str, Any]:
-    """Replay one ledger entry: recompute its HMAC from the campaign secret and the
-    recorded scan, check the secret against the published commitment, and re-derive
-    the roll. Returns the entry with ``verified`` true when everything matches."""
-    with data.store.env.begin() as txn:
-        raw = txn.get(struct.pack(">Q", seq), db=data.store.db("ledger"))
-        if raw is None:
-            raise NotFound(f"no ledger entry {seq}")
-        entry = json.loads(raw)
-        record = get_campaign(data, entry["campaign_id"], txn)
-        secret = txn.get(b"s/" + entry["campaign_id"].encode(), db=data.store.db("campaigns"))
-    if secret is None:
-        raise CorruptionError(f"campaign {entry['campaign_id']}: no secret stored")
-    message, mac = _draw(secret, entry["campaign_id"], entry["serial"], entry["actor"], entry["time_ms"])
-    checks = {
-        "commitment": hashlib.sha256(secret).hexdigest() == record["commitment"],
-        "draw_input": message == entry["draw_input"],
-        "hmac": mac.hex() == entry["hmac"],
-        "roll": int.from_bytes(mac[:8], "big") % PPM == entry["roll"],
-        "outcome": entry["how"] != "draw" or entry["roll"] < entry["odds_ppm"],
-    }
-    return {**entry, "commitment": record["commitment"], "checks": checks, "verified": all(checks.values())}
+    """Recompute ledger entry ``seq``'s whole decision from what it records, the
+    campaign revision it names and the campaign secret: ``scangate.audit``
+    (``audit_ledger`` for many). Returns the entry with ``checks`` (by field),
+    ``failed`` (the fields that disagree), ``expected`` and ``verified``."""
+    from .audit import audit_entry as audit_one    # here: audit imports this module
+
+    return audit_one(data, seq)

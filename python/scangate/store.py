@@ -25,6 +25,7 @@ import lmdb
 import numpy as np
 
 from ._core import MAX_SERIAL
+from .clock import now_ms
 from .enums import Level
 from .errors import CorruptionError, InvalidArgument, NotFound
 
@@ -270,7 +271,7 @@ class Store:
                 raise NotFound(f"no product line sku={sku} batch={batch!r} level={level.label}")
             line_id = _U32.unpack(txn.get(_META_NEXT_LINE, db=self.meta))[0]
             line = ProductLine(
-                line_id, sku, level, batch, gtin, dict(attributes or {}), int(time.time())
+                line_id, sku, level, batch, gtin, dict(attributes or {}), now_ms() // 1000
             )
             txn.put(_U32.pack(line_id), json.dumps(line.to_json()).encode(), db=self.lines_db)
             txn.put(index_key, _U32.pack(line_id), db=self.line_index_db)
@@ -320,7 +321,7 @@ class Store:
         """
         if count < 1:
             raise InvalidArgument(f"count: must be at least 1, not {count}")
-        now_ms = int(time.time() * 1000)
+        at_ms = now_ms()
         with self.env.begin(write=True) as txn:
             first = _U64.unpack(txn.get(_META_NEXT_SERIAL, db=self.meta))[0]
             last = first + count - 1
@@ -329,7 +330,7 @@ class Store:
             # ranges are keyed by their last serial: one set_range finds a serial's range.
             txn.put(
                 _U64.pack(last),
-                _RANGE.pack(first, line.line_id, key_version, line.level, 0, now_ms),
+                _RANGE.pack(first, line.line_id, key_version, line.level, 0, at_ms),
                 db=self.ranges_db,
                 overwrite=False,
             )
@@ -337,7 +338,7 @@ class Store:
             gen = _U64.unpack(txn.get(_META_LEDGER_GEN, db=self.meta))[0]
             txn.put(_META_LEDGER_GEN, _U64.pack(gen + 1), db=self.meta)
         log.info("reserved serials %d..%d for line %d", first, last, line.line_id)
-        return IssuedRange(first, last, line.line_id, key_version, line.level, now_ms)
+        return IssuedRange(first, last, line.line_id, key_version, line.level, at_ms)
 
     def complete_range(self, rng: IssuedRange) -> IssuedRange:
         """Mark a range as fully written out (informational: a crashed job's range

@@ -24,7 +24,6 @@ import json
 import logging
 import re
 import struct
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +31,8 @@ from typing import Any
 import lmdb
 import numpy as np
 
-from .errors import CorruptionError, InvalidArgument, NotFound
+from .clock import now_ms
+from .errors import CorruptionError, InvalidArgument, NotFound, quote
 from .store import Store, iter_prefix
 
 __all__ = [
@@ -164,13 +164,6 @@ MAX_TIME_MS = 4_102_444_800_000
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 # a time's second field of 60 (a leap second), before the fraction and offset
 _LEAP_SECOND = re.compile(r"[Tt ]\d{2}:?\d{2}:?60(?:[.,]\d+)?(?:[Zz]|[+-]\d{2}(?::?\d{2})?)?\Z")
-
-
-def quote(value: str, limit: int = 40) -> str:
-    """A short, printable, ASCII-safe quotation of untrusted text for a message:
-    repr escapes control characters and lone surrogates (which stderr and JSON
-    output could not encode), and a long value is cut."""
-    return repr(value[:limit]) + ("..." if len(value) > limit else "")
 
 
 def text_problem(value: object, max_len: int, *, one_line: bool = True) -> str | None:
@@ -591,10 +584,6 @@ class TraceStore:
             return [None] * len(serials)
         return [(up, ship, dealer) if ship is not None and dealer is not None else None
                 for _s, up, ship, dealer in self.chains(serials, txn)]
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def level_allows(child: np.ndarray, parent: np.ndarray) -> np.ndarray:

@@ -22,19 +22,22 @@ import logging
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import lmdb
 import numpy as np
 import xxhash
 
 from . import geo
+from .clock import now_ms
 from .datadir import DataDir, VerifyResult
 from .enums import CodeStatus
 from .errors import BatchRejected, InvalidArgument, NotFound, Problem
 from .jsontext import esc as _esc
 from .jsontext import number as _number
-from .trace import SERIAL_BYTES, TraceStore, _keys7, now_ms
+from .trace import SERIAL_BYTES, TraceStore, _keys7
 
 __all__ = [
     "MESSAGES",
@@ -82,6 +85,48 @@ MESSAGES: dict[Verdict, tuple[str, str]] = {
                             "This code has been scanned in unusual ways and may have been copied."),
     Verdict.DIVERTED: ("正品，但不在授权销售区域内。", "Genuine, but sold outside its authorised sales region."),
 }
+
+
+# A misread or mistyped code (its check character fails): not evidence of a fake.
+TYPO_MESSAGE = ("此码识别或输入有误，请核对后重新扫码。", "This code was misread or mistyped; please check it and scan again.")
+_HOTLINE = ("如有疑问，请拨打品牌热线 {}。", " Questions? Call the brand's hotline {}.")
+_REPEAT = ("正品。此码已于{when}{where}首次扫码，这是第 {n} 次扫码。",
+           "Genuine. This code was first scanned on {when} (Beijing time){where}; this is scan {n}.")
+MESSAGE_ZONE = ZoneInfo("Asia/Shanghai")     # consumers' local time in the messages (China programmes)
+
+
+def verdict_message(verdict: Verdict, reasons: Sequence[Reason], first_scan: dict[str, Any] | None = None,
+                    scan_count: int = 0, hotline: str | None = None) -> tuple[str, str]:
+    """What a consumer or store app shows for a verdict, (zh-CN, en): a typo asks
+    to scan again; a counterfeit warns and gives the brand's hotline when a
+    campaign names one; a repeat scan of a genuine code says when and where it
+    was first scanned (the district's name from the geo data; in English, its
+    adcode)."""
+    if verdict is Verdict.COUNTERFEIT:
+        if Reason.TYPO in reasons:
+            return TYPO_MESSAGE
+        zh, en = MESSAGES[verdict]
+        return (zh + _HOTLINE[0].format(hotline), en + _HOTLINE[1].format(hotline)) if hotline else (zh, en)
+    if verdict is Verdict.GENUINE and first_scan is not None and first_scan.get("time_ms"):
+        when = datetime.fromtimestamp(first_scan["time_ms"] / 1000, MESSAGE_ZONE).strftime("%Y-%m-%d %H:%M")
+        region = first_scan.get("region")
+        place = _place(region)      # the data's names are Chinese: English names the adcode
+        return (_REPEAT[0].format(when=when, where=f"在{place}" if place else "", n=scan_count),
+                _REPEAT[1].format(when=when, where=f" in the district with adcode {region}" if place else "",
+                                  n=scan_count))
+    return MESSAGES[verdict]
+
+
+def _place(region: int | None) -> str | None:
+    """A district's name with its city's (成都市武侯区), or None when unknown."""
+    if not region:
+        return None
+    index = geo.default_index()
+    district = index.name(region)
+    if district is None:
+        return None
+    city = index.name(region // 100 * 100)
+    return district if city is None or district.startswith(city) or city == district else city + district
 
 
 class Reason(str, enum.Enum):
@@ -155,14 +200,16 @@ class ScanVerdict:
     first_scan: dict[str, Any] | None = None   # on a repeat scan: time, region, actor
     scan_count: int = 0
     evidence: dict[str, Any] = field(default_factory=dict)
+    hotline: str | None = None       # the brand's, for a counterfeit's message (rewards sets it)
 
     @property
     def message(self) -> dict[str, str]:
-        zh, en = MESSAGES[self.verdict]
+        zh, en = verdict_message(self.verdict, self.reasons, self.first_scan, self.scan_count, self.hotline)
         return {"zh-CN": zh, "en": en}
 
     def to_json(self) -> dict[str, Any]:
-        label, zh, en = _VERDICT_PARTS[self.verdict]
+        label = self.verdict.label
+        zh, en = verdict_message(self.verdict, self.reasons, self.first_scan, self.scan_count, self.hotline)
         score = self.clone_score
         return {
             "verdict": label,
@@ -189,7 +236,8 @@ class ScanVerdict:
         score_text = repr(score) if score == 0.0 and type(score) is float else _number(round(score, 3))
         key = None
         if first is None and (region is None or type(region) is int) and type(count) is int:
-            key = (self.verdict, self.code_status, self.region_source, region, count, score_text, *self.reasons)
+            key = (self.verdict, self.code_status, self.region_source, region, count, score_text, self.hotline,
+                   *self.reasons)
             kept = _json_heads.get(key)
             if kept is not None:
                 return f"{kept[0]}{_evidence_json(evidence)}}}" if evidence else kept[1]
@@ -201,7 +249,12 @@ class ScanVerdict:
                           f'"region": {"null" if fr is None else _number(fr)}, "actor": {_esc(first["actor"])}}}')
         else:
             first_text = json.dumps(first)
-        head = (f'{{"verdict": {_VERDICT_JSON[self.verdict]}, "message": {_MESSAGE_JSON[self.verdict]}, '
+        if first is None and self.hotline is None and self.verdict is not Verdict.COUNTERFEIT:
+            message_json = _MESSAGE_JSON[self.verdict]
+        else:
+            zh, en = verdict_message(self.verdict, self.reasons, first, count, self.hotline)
+            message_json = f'{{"zh-CN": {_esc(zh)}, "en": {_esc(en)}}}'
+        head = (f'{{"verdict": {_VERDICT_JSON[self.verdict]}, "message": {message_json}, '
                 f'"reasons": [{", ".join([_REASON_JSON[r] for r in self.reasons])}], '
                 f'"code_status": {_STATUS_JSON[self.code_status]}, '
                 f'"region": {"null" if region is None else _number(region)}, '
@@ -225,7 +278,6 @@ _STATUS_JSON = {s: _esc(s.label) for s in CodeStatus}
 _REASON_JSON = {r: _esc(r.value) for r in Reason}
 _MESSAGE_JSON = {v: f'{{"zh-CN": {_esc(zh)}, "en": {_esc(en)}}}' for v, (zh, en) in MESSAGES.items()}
 _FIRST_SCAN_KEYS = ("time_ms", "region", "actor")
-_VERDICT_PARTS = {v: (v.label, zh, en) for v, (zh, en) in MESSAGES.items()}
 
 
 def _evidence_json(evidence: dict[str, Any]) -> str:

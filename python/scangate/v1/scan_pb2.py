@@ -26,27 +26,29 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from scangate.v1 import common_pb2 as scangate_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16scangate/v1/scan.proto\x12\x0bscangate.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x18scangate/v1/common.proto\"\xd3\x01\n\x0bScanRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12*\n\nactor_type\x18\x04 \x01(\x0e\x32\x16.scangate.v1.ActorType\x12\x0e\n\x06region\x18\x05 \x01(\r\x12\x10\n\x03lat\x18\x06 \x01(\x01H\x00\x88\x01\x01\x12\x10\n\x03lon\x18\x07 \x01(\x01H\x01\x88\x01\x01\x12\x0f\n\x07time_ms\x18\x08 \x01(\x03\x12\x12\n\nactor_tags\x18\t \x03(\tB\x06\n\x04_latB\x06\n\x04_lon\"4\n\tScanBatch\x12\'\n\x05scans\x18\x01 \x03(\x0b\x32\x18.scangate.v1.ScanRequest\"A\n\x11ScanDecisionBatch\x12,\n\tdecisions\x18\x01 \x03(\x0b\x32\x19.scangate.v1.ScanDecision\"\xfa\x01\n\x0cScanDecision\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12)\n\x07verdict\x18\x02 \x01(\x0b\x32\x18.scangate.v1.VerdictInfo\x12!\n\x05\x61ward\x18\x03 \x01(\x0b\x32\x12.scangate.v1.Award\x12.\n\tno_reward\x18\x04 \x01(\x0e\x32\x1b.scangate.v1.NoRewardReason\x12\x16\n\x0eno_reward_code\x18\x05 \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\x06 \x01(\t\x12+\n\x07message\x18\x07 \x01(\x0b\x32\x1a.scangate.v1.LocalizedText\"\xf9\x02\n\x0bVerdictInfo\x12%\n\x07verdict\x18\x01 \x01(\x0e\x32\x14.scangate.v1.Verdict\x12+\n\x07reasons\x18\x02 \x03(\x0e\x32\x1a.scangate.v1.VerdictReason\x12\x14\n\x0creason_codes\x18\x03 \x03(\t\x12,\n\x0b\x63ode_status\x18\x04 \x01(\x0e\x32\x17.scangate.v1.CodeStatus\x12\x0e\n\x06region\x18\x05 \x01(\r\x12\x15\n\rregion_source\x18\x06 \x01(\t\x12\x13\n\x0b\x63lone_score\x18\x07 \x01(\x01\x12*\n\nfirst_scan\x18\x08 \x01(\x0b\x32\x16.scangate.v1.FirstScan\x12\x12\n\nscan_count\x18\t \x01(\r\x12)\n\x08\x65vidence\x18\n \x01(\x0b\x32\x17.google.protobuf.Struct\x12+\n\x07message\x18\x0b \x01(\x0b\x32\x1a.scangate.v1.LocalizedText\";\n\tFirstScan\x12\x0f\n\x07time_ms\x18\x01 \x01(\x03\x12\x0e\n\x06region\x18\x02 \x01(\r\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\"\x95\x01\n\x05\x41ward\x12\x13\n\x0b\x63\x61mpaign_id\x18\x01 \x01(\t\x12\x10\n\x08prize_id\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x12\n\namount_fen\x18\x04 \x01(\x03\x12\x0e\n\x06points\x18\x05 \x01(\x03\x12\x0b\n\x03how\x18\x06 \x01(\t\x12\x12\n\nledger_seq\x18\x07 \x01(\x04\x12\x12\n\npayout_key\x18\x08 \x01(\t2\x94\x01\n\x0bScanService\x12;\n\x04Scan\x12\x18.scangate.v1.ScanRequest\x1a\x19.scangate.v1.ScanDecision\x12H\n\nScanStream\x12\x16.scangate.v1.ScanBatch\x1a\x1e.scangate.v1.ScanDecisionBatch(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16scangate/v1/scan.proto\x12\x0bscangate.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x18scangate/v1/common.proto\"\xf6\x01\n\x0bScanRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12*\n\nactor_type\x18\x04 \x01(\x0e\x32\x16.scangate.v1.ActorType\x12\x0e\n\x06region\x18\x05 \x01(\r\x12\x10\n\x03lat\x18\x06 \x01(\x01H\x00\x88\x01\x01\x12\x10\n\x03lon\x18\x07 \x01(\x01H\x01\x88\x01\x01\x12\x0f\n\x07time_ms\x18\x08 \x01(\x03\x12\x12\n\nactor_tags\x18\t \x03(\t\x12!\n\x05\x64\x61tum\x18\n \x01(\x0e\x32\x12.scangate.v1.DatumB\x06\n\x04_latB\x06\n\x04_lon\"4\n\tScanBatch\x12\'\n\x05scans\x18\x01 \x03(\x0b\x32\x18.scangate.v1.ScanRequest\"A\n\x11ScanDecisionBatch\x12,\n\tdecisions\x18\x01 \x03(\x0b\x32\x19.scangate.v1.ScanDecision\"\xfa\x01\n\x0cScanDecision\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12)\n\x07verdict\x18\x02 \x01(\x0b\x32\x18.scangate.v1.VerdictInfo\x12!\n\x05\x61ward\x18\x03 \x01(\x0b\x32\x12.scangate.v1.Award\x12.\n\tno_reward\x18\x04 \x01(\x0e\x32\x1b.scangate.v1.NoRewardReason\x12\x16\n\x0eno_reward_code\x18\x05 \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\x06 \x01(\t\x12+\n\x07message\x18\x07 \x01(\x0b\x32\x1a.scangate.v1.LocalizedText\"\xf9\x02\n\x0bVerdictInfo\x12%\n\x07verdict\x18\x01 \x01(\x0e\x32\x14.scangate.v1.Verdict\x12+\n\x07reasons\x18\x02 \x03(\x0e\x32\x1a.scangate.v1.VerdictReason\x12\x14\n\x0creason_codes\x18\x03 \x03(\t\x12,\n\x0b\x63ode_status\x18\x04 \x01(\x0e\x32\x17.scangate.v1.CodeStatus\x12\x0e\n\x06region\x18\x05 \x01(\r\x12\x15\n\rregion_source\x18\x06 \x01(\t\x12\x13\n\x0b\x63lone_score\x18\x07 \x01(\x01\x12*\n\nfirst_scan\x18\x08 \x01(\x0b\x32\x16.scangate.v1.FirstScan\x12\x12\n\nscan_count\x18\t \x01(\r\x12)\n\x08\x65vidence\x18\n \x01(\x0b\x32\x17.google.protobuf.Struct\x12+\n\x07message\x18\x0b \x01(\x0b\x32\x1a.scangate.v1.LocalizedText\";\n\tFirstScan\x12\x0f\n\x07time_ms\x18\x01 \x01(\x03\x12\x0e\n\x06region\x18\x02 \x01(\r\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\"\x95\x01\n\x05\x41ward\x12\x13\n\x0b\x63\x61mpaign_id\x18\x01 \x01(\t\x12\x10\n\x08prize_id\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x12\n\namount_fen\x18\x04 \x01(\x03\x12\x0e\n\x06points\x18\x05 \x01(\x03\x12\x0b\n\x03how\x18\x06 \x01(\t\x12\x12\n\nledger_seq\x18\x07 \x01(\x04\x12\x12\n\npayout_key\x18\x08 \x01(\t*@\n\x05\x44\x61tum\x12\x15\n\x11\x44\x41TUM_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x44\x41TUM_WGS84\x10\x01\x12\x0f\n\x0b\x44\x41TUM_GCJ02\x10\x02\x32\x94\x01\n\x0bScanService\x12;\n\x04Scan\x12\x18.scangate.v1.ScanRequest\x1a\x19.scangate.v1.ScanDecision\x12H\n\nScanStream\x12\x16.scangate.v1.ScanBatch\x1a\x1e.scangate.v1.ScanDecisionBatch(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'scangate.v1.scan_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_DATUM']._serialized_start=1311
+  _globals['_DATUM']._serialized_end=1375
   _globals['_SCANREQUEST']._serialized_start=96
-  _globals['_SCANREQUEST']._serialized_end=307
-  _globals['_SCANBATCH']._serialized_start=309
-  _globals['_SCANBATCH']._serialized_end=361
-  _globals['_SCANDECISIONBATCH']._serialized_start=363
-  _globals['_SCANDECISIONBATCH']._serialized_end=428
-  _globals['_SCANDECISION']._serialized_start=431
-  _globals['_SCANDECISION']._serialized_end=681
-  _globals['_VERDICTINFO']._serialized_start=684
-  _globals['_VERDICTINFO']._serialized_end=1061
-  _globals['_FIRSTSCAN']._serialized_start=1063
-  _globals['_FIRSTSCAN']._serialized_end=1122
-  _globals['_AWARD']._serialized_start=1125
-  _globals['_AWARD']._serialized_end=1274
-  _globals['_SCANSERVICE']._serialized_start=1277
-  _globals['_SCANSERVICE']._serialized_end=1425
+  _globals['_SCANREQUEST']._serialized_end=342
+  _globals['_SCANBATCH']._serialized_start=344
+  _globals['_SCANBATCH']._serialized_end=396
+  _globals['_SCANDECISIONBATCH']._serialized_start=398
+  _globals['_SCANDECISIONBATCH']._serialized_end=463
+  _globals['_SCANDECISION']._serialized_start=466
+  _globals['_SCANDECISION']._serialized_end=716
+  _globals['_VERDICTINFO']._serialized_start=719
+  _globals['_VERDICTINFO']._serialized_end=1096
+  _globals['_FIRSTSCAN']._serialized_start=1098
+  _globals['_FIRSTSCAN']._serialized_end=1157
+  _globals['_AWARD']._serialized_start=1160
+  _globals['_AWARD']._serialized_end=1309
+  _globals['_SCANSERVICE']._serialized_start=1378
+  _globals['_SCANSERVICE']._serialized_end=1526
 # @@protoc_insertion_point(module_scope)

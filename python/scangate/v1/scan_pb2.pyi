@@ -1,6 +1,7 @@
 from google.protobuf import struct_pb2 as _struct_pb2
 from scangate.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
@@ -8,8 +9,17 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class Datum(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DATUM_UNSPECIFIED: _ClassVar[Datum]
+    DATUM_WGS84: _ClassVar[Datum]
+    DATUM_GCJ02: _ClassVar[Datum]
+DATUM_UNSPECIFIED: Datum
+DATUM_WGS84: Datum
+DATUM_GCJ02: Datum
+
 class ScanRequest(_message.Message):
-    __slots__ = ("request_id", "code", "actor", "actor_type", "region", "lat", "lon", "time_ms", "actor_tags")
+    __slots__ = ("request_id", "code", "actor", "actor_type", "region", "lat", "lon", "time_ms", "actor_tags", "datum")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     CODE_FIELD_NUMBER: _ClassVar[int]
     ACTOR_FIELD_NUMBER: _ClassVar[int]
@@ -19,6 +29,7 @@ class ScanRequest(_message.Message):
     LON_FIELD_NUMBER: _ClassVar[int]
     TIME_MS_FIELD_NUMBER: _ClassVar[int]
     ACTOR_TAGS_FIELD_NUMBER: _ClassVar[int]
+    DATUM_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     code: str
     actor: str
@@ -28,7 +39,8 @@ class ScanRequest(_message.Message):
     lon: float
     time_ms: int
     actor_tags: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, request_id: _Optional[str] = ..., code: _Optional[str] = ..., actor: _Optional[str] = ..., actor_type: _Optional[_Union[_common_pb2.ActorType, str]] = ..., region: _Optional[int] = ..., lat: _Optional[float] = ..., lon: _Optional[float] = ..., time_ms: _Optional[int] = ..., actor_tags: _Optional[_Iterable[str]] = ...) -> None: ...
+    datum: Datum
+    def __init__(self, request_id: _Optional[str] = ..., code: _Optional[str] = ..., actor: _Optional[str] = ..., actor_type: _Optional[_Union[_common_pb2.ActorType, str]] = ..., region: _Optional[int] = ..., lat: _Optional[float] = ..., lon: _Optional[float] = ..., time_ms: _Optional[int] = ..., actor_tags: _Optional[_Iterable[str]] = ..., datum: _Optional[_Union[Datum, str]] = ...) -> None: ...
 
 class ScanBatch(_message.Message):
     __slots__ = ("scans",)
