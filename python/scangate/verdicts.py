@@ -102,12 +102,12 @@ def verdict_message(verdict: Verdict, reasons: Sequence[Reason], first_scan: dic
     campaign names one; a repeat scan of a genuine code says when and where it
     was first scanned (the district's name from the geo data; in English, its
     adcode)."""
-    if verdict is Verdict.COUNTERFEIT:
-        if Reason.TYPO in reasons:
+    if verdict is _V_COUNTERFEIT:
+        if _TYPO in reasons:
             return TYPO_MESSAGE
         zh, en = MESSAGES[verdict]
         return (zh + _HOTLINE[0].format(hotline), en + _HOTLINE[1].format(hotline)) if hotline else (zh, en)
-    if verdict is Verdict.GENUINE and first_scan is not None and first_scan.get("time_ms"):
+    if verdict is _V_GENUINE and first_scan is not None and first_scan.get("time_ms"):
         when = datetime.fromtimestamp(first_scan["time_ms"] / 1000, MESSAGE_ZONE).strftime("%Y-%m-%d %H:%M")
         region = first_scan.get("region")
         place = _place(region)      # the data's names are Chinese: English names the adcode
@@ -208,8 +208,12 @@ class ScanVerdict:
         return {"zh-CN": zh, "en": en}
 
     def to_json(self) -> dict[str, Any]:
-        label = self.verdict.label
-        zh, en = verdict_message(self.verdict, self.reasons, self.first_scan, self.scan_count, self.hotline)
+        verdict = self.verdict
+        label = _LABEL[verdict]
+        if self.first_scan is None and self.hotline is None and verdict is not _V_COUNTERFEIT:
+            zh, en = MESSAGES[verdict]     # most scans: the verdict's own words (verdict_message says so too)
+        else:
+            zh, en = verdict_message(verdict, self.reasons, self.first_scan, self.scan_count, self.hotline)
         score = self.clone_score
         return {
             "verdict": label,
@@ -249,7 +253,7 @@ class ScanVerdict:
                           f'"region": {"null" if fr is None else _number(fr)}, "actor": {_esc(first["actor"])}}}')
         else:
             first_text = json.dumps(first)
-        if first is None and self.hotline is None and self.verdict is not Verdict.COUNTERFEIT:
+        if first is None and self.hotline is None and self.verdict is not _V_COUNTERFEIT:
             message_json = _MESSAGE_JSON[self.verdict]
         else:
             zh, en = verdict_message(self.verdict, self.reasons, first, count, self.hotline)
@@ -274,6 +278,7 @@ _json_heads: dict[tuple[Any, ...], tuple[str, str]] = {}
 _STATUS_LABEL = {s: s.label for s in CodeStatus}
 _REASON_VALUE = {r: r.value for r in Reason}
 _VERDICT_JSON = {v: _esc(v.label) for v in Verdict}
+_LABEL = {v: v.label for v in Verdict}
 _STATUS_JSON = {s: _esc(s.label) for s in CodeStatus}
 _REASON_JSON = {r: _esc(r.value) for r in Reason}
 _MESSAGE_JSON = {v: f'{{"zh-CN": {_esc(zh)}, "en": {_esc(en)}}}' for v, (zh, en) in MESSAGES.items()}
@@ -754,6 +759,7 @@ _R_GENUINE_REPEAT_SCAN = Reason.GENUINE_REPEAT_SCAN
 _R_LINE_RECALLED = Reason.LINE_RECALLED
 _R_NOT_SHIPPED = Reason.NOT_SHIPPED
 _R_RANGE_RECALLED = Reason.RANGE_RECALLED
+_TYPO = Reason.TYPO
 _V_COUNTERFEIT = Verdict.COUNTERFEIT
 _V_DIVERTED = Verdict.DIVERTED
 _V_GENUINE = Verdict.GENUINE
