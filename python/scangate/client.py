@@ -5,12 +5,17 @@
         d = c.scan("1A...", actor="openid-1", region=440106)
         print(d.verdict["verdict"], d.award, d.message["zh-CN"])
 
-Scans come back as ``rewards.Decision`` (as ``decide_scans`` returns them
-in-process); other calls return the package's types where it has one
-(``LinkReport``, ``EpcisReport``, ``Redemption``, ``verdicts.RecallReport``) and otherwise the typed
-``scangate.v1`` reply message. Error statuses become the package's exceptions
-(see ``scangate.errors``); INVALID_ARGUMENT carries ``violations``, the
-(field, why) pairs the server named.
+Scans come back as ``decision.Decision`` (re-exported by ``rewards``; as
+``decide_scans`` returns them in-process); other calls return the package's types
+where it has one (``LinkReport``, ``EpcisReport``, ``Redemption``,
+``recalls.RecallReport``) and otherwise the typed ``scangate.v1`` reply message.
+
+The client loads grpc, protobuf, the generated ``scangate.v1`` modules and light
+pure-Python modules only: no LMDB, numpy or cryptography until a call returns a
+type whose module needs them (upload_links, upload_epcis, redeem_points).
+
+Error statuses become the package's exceptions (see ``scangate.errors``);
+INVALID_ARGUMENT carries ``violations``, the (field, why) pairs the server named.
 
 ``Unavailable`` (UNAVAILABLE, DEADLINE_EXCEEDED, CANCELLED: the server is
 restarting or stopping, its storage is full, the deadline passed) may be retried:
@@ -26,18 +31,15 @@ import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 from grpc_status import rpc_status
 
+from .decision import Decision, ScanRequest
 from .errors import (CorruptionError, InvalidArgument, NotFound, PermissionDenied, RateLimited, RemoteError,
                      ScangateError, Unavailable)
-from .ingest import EpcisReport, LinkReport
-from .points import Redemption
-from .rewards import Decision, ScanRequest
-from .trace import Dealer
-from .verdicts import Recall, RecallReport
+from .recalls import Recall, RecallReport
 from .v1 import campaigns_pb2 as camp_pb
 from .v1 import campaigns_pb2_grpc
 from .v1 import codes_pb2 as codes_pb
@@ -51,6 +53,14 @@ from .v1 import trace_pb2 as trace_pb
 from .v1 import trace_pb2_grpc
 from .enums import Level
 from .wire import decision_from_proto, enum_to_proto, scan_request_to_proto
+
+if TYPE_CHECKING:
+    # Their modules load LMDB and numpy: the client imports them only for the one
+    # call that returns them (_link_report, _epcis_report, _redemption), so an app
+    # that scans, issues and verifies loads neither (tests/test_light_import.py).
+    from .ingest import EpcisReport, LinkReport
+    from .points import Redemption
+    from .trace import Dealer
 
 __all__ = ["Client", "AsyncClient", "IssuedBatch", "DEFAULT_TARGET", "TARGET_ENV", "TOKEN_ENV"]
 
@@ -159,7 +169,7 @@ _LINK_ACTIONS = {"ADD": trace_pb.LINK_ACTION_ADD, "DELETE": trace_pb.LINK_ACTION
 def _links_req(links: Iterable[tuple[str, str] | tuple[str, str, str]], source: str) -> trace_pb.UploadLinksRequest:
     rows = []
     for link in links:
-        action = link[2] if len(link) > 2 else "ADD"  # type: ignore[misc]
+        action = link[2] if len(link) > 2 else "ADD"
         if action not in _LINK_ACTIONS:
             raise InvalidArgument(f"action: {action!r} is not ADD or DELETE")
         rows.append(trace_pb.Link(parent=link[0], child=link[1], action=_LINK_ACTIONS[action]))
@@ -170,8 +180,8 @@ def _ship_req(shipments: Iterable[tuple[str, str] | tuple[str, str, int] | tuple
               source: str) -> trace_pb.UploadShipmentsRequest:
     rows = []
     for s in shipments:
-        rows.append(trace_pb.ShipmentRow(unit=s[0], dealer_id=s[1], shipped_at_ms=s[2] if len(s) > 2 else 0,  # type: ignore[misc]
-                                         shipment_id=s[3] if len(s) > 3 else ""))  # type: ignore[misc]
+        rows.append(trace_pb.ShipmentRow(unit=s[0], dealer_id=s[1], shipped_at_ms=s[2] if len(s) > 2 else 0,
+                                         shipment_id=s[3] if len(s) > 3 else ""))
     return trace_pb.UploadShipmentsRequest(shipments=rows, source=source)
 
 
@@ -192,10 +202,14 @@ def _issued(m: codes_pb.IssuedCodeBatch) -> IssuedBatch:
 
 
 def _link_report(r: trace_pb.UploadLinksReply) -> LinkReport:
+    from .ingest import LinkReport
+
     return LinkReport(r.rows, r.added, r.removed, r.parents)
 
 
 def _epcis_report(r: trace_pb.UploadEpcisReply) -> EpcisReport:
+    from .ingest import EpcisReport
+
     return EpcisReport(r.events, r.aggregations, r.shipments, r.added, r.removed, r.skipped)
 
 
@@ -212,6 +226,8 @@ def _status_req(campaign_id: str, status: str) -> camp_pb.SetCampaignStatusReque
 
 
 def _redemption(req: points_pb.RedeemPointsRequest, r: points_pb.RedeemPointsReply) -> Redemption:
+    from .points import Redemption
+
     return Redemption(req.request_id, req.actor, req.points, r.ok, r.balance, r.reason or None)
 
 

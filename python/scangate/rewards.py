@@ -46,7 +46,6 @@ redemption and the leaderboard scangate.points.
 from __future__ import annotations
 
 import datetime as dt
-import enum
 import hashlib
 import hmac
 import json
@@ -57,7 +56,7 @@ import operator
 import secrets
 import struct
 from collections.abc import Container, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 import lmdb
@@ -65,6 +64,9 @@ import lmdb
 from . import points as points_mod
 from .campaigns import Campaign, Prize, campaign_from_json, load_campaign
 from .datadir import DataDir, VerifyResult
+from .decision import NO_REWARD_MESSAGES, Award, Decision, NoReward, ScanRequest
+from .decision import SAID_BY_VERDICT as _SAID_BY_VERDICT
+from .decision import decision_message as _message
 from .enums import CodeStatus
 from .errors import CorruptionError, InvalidArgument, NotFound, quote
 from .jsontext import esc as _esc
@@ -99,63 +101,6 @@ log = logging.getLogger(__name__)
 
 PPM = 1_000_000
 _PAIR = struct.Struct(">QQ")   # count, amount (fen)
-
-
-class NoReward(str, enum.Enum):
-    """Why a scan won nothing: stable codes (docs/campaigns.md)."""
-
-    NO_CAMPAIGN = "RW-N1"
-    CAMPAIGN_PAUSED = "RW-N2"
-    OUTSIDE_WINDOW = "RW-N3"
-    REGION_EXCLUDED = "RW-N4"
-    VERDICT_NOT_ELIGIBLE = "RW-N5"
-    BLACKLISTED = "RW-N6"
-    ALREADY_CLAIMED = "RW-N7"
-    DAILY_CAP_REACHED = "RW-N8"
-    TOTAL_CAP_REACHED = "RW-N9"
-    BUDGET_EXHAUSTED = "RW-N10"
-    LOST_DRAW = "RW-N11"
-    PLUGIN_VETO = "RW-N12"
-    PLUGIN_FAILED = "RW-N13"
-
-
-NO_REWARD_MESSAGES: dict[NoReward, tuple[str, str]] = {
-    NoReward.NO_CAMPAIGN: ("本产品当前没有扫码活动。", "There is no campaign for this product right now."),
-    NoReward.CAMPAIGN_PAUSED: ("活动已暂停。", "The campaign is paused."),
-    NoReward.OUTSIDE_WINDOW: ("不在活动时间内。", "The campaign is not running at this time."),
-    NoReward.REGION_EXCLUDED: ("您所在地区不参与本活动。", "Your region does not take part in this campaign."),
-    NoReward.VERDICT_NOT_ELIGIBLE: ("此码不符合领奖条件。", "This code is not eligible for a reward."),
-    NoReward.BLACKLISTED: ("您的账号暂不能参与活动。", "Your account cannot take part in this campaign."),
-    NoReward.ALREADY_CLAIMED: ("此码已参与过抽奖。", "This code has already been used in the draw."),
-    NoReward.DAILY_CAP_REACHED: ("今日扫码领奖次数已达上限。", "Scan limit reached for today."),
-    NoReward.TOTAL_CAP_REACHED: ("您的领奖次数已达活动上限。", "You have reached this campaign's reward limit."),
-    NoReward.BUDGET_EXHAUSTED: ("奖品已发完。", "All prizes have been given out."),
-    NoReward.LOST_DRAW: ("很遗憾，未中奖，谢谢参与。", "No prize this time. Thank you for taking part."),
-    NoReward.PLUGIN_VETO: ("此次扫码不参与抽奖。", "This scan does not take part in the draw."),
-    NoReward.PLUGIN_FAILED: ("系统繁忙，本次未能参与抽奖，请稍后再扫。",
-                             "The draw is unavailable right now; please scan again later."),
-}
-# Reasons the verdict's message already tells (a counterfeit is not eligible; a
-# code no campaign covers has nothing to add): _message does not repeat them.
-_SAID_BY_VERDICT = frozenset({NoReward.VERDICT_NOT_ELIGIBLE, NoReward.NO_CAMPAIGN})
-
-
-@dataclass(frozen=True)
-class ScanRequest:
-    """One scan as an upstream app sends it; ``request_id`` makes retries safe."""
-
-    request_id: str
-    code: str
-    actor: str
-    actor_type: str = "consumer"
-    region: int | None = None
-    lat: float | None = None
-    lon: float | None = None
-    time_ms: int | None = None
-    actor_tags: tuple[str, ...] = ()   # from the upstream app (member, vip...), for rule plugins
-    # the calling app (the server's token name; "": none): request ids are scoped to it,
-    # so two apps may both send "req-1"
-    client: str = ""
 
 
 class RequestRefused(InvalidArgument):
@@ -197,68 +142,6 @@ class ScanTimeRefused(RequestRefused):
 
     def __init__(self, field: str = "time_ms", why: str = "", name: str = "time_ms"):
         super().__init__(field, why, name)
-
-
-@dataclass(frozen=True)
-class Award:
-    campaign_id: str
-    prize_id: str
-    kind: str
-    amount_fen: int
-    points: int
-    how: str                  # draw | first_scan | nth_scan | consolation
-    ledger_seq: int
-    payout_key: str | None    # idempotency key of the payout request (cash, coupon)
-
-
-@dataclass(frozen=True)
-class Decision:
-    request_id: str
-    verdict: dict[str, Any]
-    award: Award | None
-    no_reward: NoReward | None
-    campaign_id: str | None
-
-    @property
-    def message(self) -> dict[str, str]:
-        return _message(self.award, self.no_reward, self.verdict)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"request_id": self.request_id, "verdict": self.verdict,
-                "award": dict(self.award.__dict__) if self.award else None,   # flat: no asdict deepcopy
-                "no_reward": self.no_reward.value if self.no_reward else None,
-                "campaign_id": self.campaign_id, "message": self.message}
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> Decision:
-        return cls(d["request_id"], d["verdict"], Award(**d["award"]) if d["award"] else None,
-                   NoReward(d["no_reward"]) if d["no_reward"] else None, d["campaign_id"])
-
-
-def _message(award: Award | None, no_reward: NoReward | None, verdict: dict[str, Any]) -> dict[str, str]:
-    """A decision's message: the award's; else for a code that is not plainly
-    genuine (counterfeit, typo, recalled, clone, diverted) or a repeat scan, the
-    verdict's own (a warning, "scan again", when and where it was first
-    scanned), followed by why no reward when that is news; else why no reward."""
-    if award is not None:
-        if award.kind == "cash":
-            zh = f"恭喜您获得 {award.amount_fen / 100:.2f} 元红包！"
-            en = f"Congratulations! You won a {award.amount_fen / 100:.2f} CNY red packet."
-        elif award.kind == "points":
-            zh, en = f"恭喜您获得 {award.points} 积分！", f"You earned {award.points} points!"
-        else:
-            zh, en = "恭喜您获得一张优惠券！", "You won a coupon!"
-        return {"zh-CN": zh, "en": en}
-    told = verdict.get("message") or {}
-    if verdict.get("verdict") != "genuine" or verdict.get("first_scan"):
-        if no_reward is None or no_reward in _SAID_BY_VERDICT:
-            return told  # type: ignore[no-any-return]
-        zh, en = NO_REWARD_MESSAGES[no_reward]
-        return {"zh-CN": told.get("zh-CN", "") + zh, "en": f'{told.get("en", "")} {en}'.lstrip()}
-    if no_reward is not None:
-        zh, en = NO_REWARD_MESSAGES[no_reward]
-        return {"zh-CN": zh, "en": en}
-    return told  # type: ignore[no-any-return]
 
 
 # ---------------------------------------------------------------------- campaigns
@@ -316,7 +199,7 @@ def put_campaign(data: DataDir, text: str, source: str = "campaign") -> dict[str
     return record
 
 
-def get_campaign(data: DataDir, campaign_id: str, txn: lmdb.Transaction | None = None) -> dict[str, Any]:
+def get_campaign(data: DataDir, campaign_id: str, txn: lmdb.Transaction[bytes] | None = None) -> dict[str, Any]:
     own = txn is None
     txn = txn or data.store.env.begin()
     try:
@@ -330,7 +213,7 @@ def get_campaign(data: DataDir, campaign_id: str, txn: lmdb.Transaction | None =
 
 
 def campaign_revisions(data: DataDir, campaign_id: str,
-                       txn: lmdb.Transaction | None = None) -> dict[int, dict[str, Any]]:
+                       txn: lmdb.Transaction[bytes] | None = None) -> dict[int, dict[str, Any]]:
     """Every stored revision of a campaign: revision -> its record as loaded (see
     _revision_key). A campaign loaded before revisions were kept has its current
     record only, under its revision. Empty: no such campaign."""
@@ -477,7 +360,7 @@ def _decision(request_id: str, verdict: dict[str, Any], award: Award | None, no_
     d = _new(Decision)
     _set_attr(d, "__dict__", {"request_id": request_id, "verdict": verdict, "award": award,
                               "no_reward": no_reward, "campaign_id": campaign_id})
-    return d  # type: ignore[no-any-return]
+    return d
 
 
 def _award(campaign_id: str, prize_id: str, kind: str, amount_fen: int, points: int, how: str, ledger_seq: int,
@@ -487,7 +370,7 @@ def _award(campaign_id: str, prize_id: str, kind: str, amount_fen: int, points: 
     _set_attr(a, "__dict__", {"campaign_id": campaign_id, "prize_id": prize_id, "kind": kind,
                               "amount_fen": amount_fen, "points": points, "how": how, "ledger_seq": ledger_seq,
                               "payout_key": payout_key})
-    return a  # type: ignore[no-any-return]
+    return a
 
 
 class _Claims:
@@ -496,7 +379,7 @@ class _Claims:
 
     __slots__ = ("db", "dirty", "txn", "values")
 
-    def __init__(self, txn: lmdb.Transaction, db: Any):
+    def __init__(self, txn: lmdb.Transaction[bytes], db: Any):
         self.txn, self.db = txn, db
         self.values: dict[bytes, bytes | None] = {}
         self.dirty: dict[bytes, bytes] = {}
@@ -527,7 +410,7 @@ class _Counts:
 
     __slots__ = ("db", "dirty", "txn", "values")
 
-    def __init__(self, txn: lmdb.Transaction, db: Any):
+    def __init__(self, txn: lmdb.Transaction[bytes], db: Any):
         self.txn, self.db = txn, db
         self.values: dict[bytes, tuple[int, ...] | None] = {}
         self.dirty: set[bytes] = set()
@@ -578,7 +461,7 @@ def _unpack_counts(raw: bytes) -> tuple[int, ...]:
 class _Batch:
     """The reward databases of one batch's write transaction."""
 
-    def __init__(self, data: DataDir, txn: lmdb.Transaction):
+    def __init__(self, data: DataDir, txn: lmdb.Transaction[bytes]):
         s = data.store
         self.txn = txn
         self.campaigns_db, self.requests_db, self.ledger_db = s.db("campaigns"), s.db("requests"), s.db("ledger")
@@ -733,7 +616,7 @@ class _Live:
 _live_cache: dict[tuple[bytes, bytes | None], _Live] = {}
 
 
-def _live_campaigns(txn: lmdb.Transaction, db: Any) -> list[_Live]:
+def _live_campaigns(txn: lmdb.Transaction[bytes], db: Any) -> list[_Live]:
     """The stored campaigns in id order, compiled (parsed only when a record is new)."""
     out = []
     for key, raw in iter_prefix(txn, db, b"c/"):
@@ -982,8 +865,8 @@ def _decide_in(data: DataDir, requests: Sequence[ScanRequest], checks: VerifyRes
             else Scan(r.code, r.actor, r.actor_type, r.region, r.lat, r.lon, now)
             for r in (requests[i] for i in fresh)]
         fresh_checks = checks if len(fresh) == len(requests) else VerifyResult(
-            *(a[fresh] for a in (checks.status, checks.key_version, checks.serial, checks.level,
-                                 checks.line_id)), checks.lines)
+            checks.status[fresh], checks.key_version[fresh], checks.serial[fresh], checks.level[fresh],
+            checks.line_id[fresh], checks.lines)
         verdicts = _decide_verdicts(data, scans, verdict_config or VerdictConfig(), txn, fresh_checks)
         decided = _decide(batch, _live_campaigns(txn, batch.campaigns_db), [requests[i] for i in fresh],
                           [s.time_ms for s in scans], verdicts, fresh_checks)  # type: ignore[misc]
@@ -1112,9 +995,9 @@ def _decide(b: _Batch, campaigns: list[_Live], requests: list[ScanRequest], time
     out = []
     for r, t, v, e, line_id, serial in zip(requests, times, verdicts, selected, line_ids, serials):
         if len(e) == 5:
-            out.append(_decide_eligible(b, e, r, t, v, lines[line_id], serial))  # type: ignore[arg-type]
+            out.append(_decide_eligible(b, e, r, t, v, lines[line_id], serial))
         else:
-            out.append(_no_reward(r, v, v.to_json(), e[0], e[1]))  # type: ignore[misc]
+            out.append(_no_reward(r, v, v.to_json(), e[0], e[1]))
     return out
 
 

@@ -16,7 +16,6 @@ write transaction per batch: group commit) and returns after it committed.
 
 from __future__ import annotations
 
-import enum
 import json
 import logging
 import struct
@@ -33,10 +32,11 @@ import xxhash
 from . import geo
 from .clock import now_ms
 from .datadir import DataDir, VerifyResult
-from .enums import CodeStatus
+from .enums import CodeStatus, Reason, Verdict
 from .errors import BatchRejected, InvalidArgument, NotFound, Problem
 from .jsontext import esc as _esc
 from .jsontext import number as _number
+from .recalls import Recall, RecallReport
 from .trace import SERIAL_BYTES, TraceStore, _keys7
 
 __all__ = [
@@ -60,18 +60,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-class Verdict(enum.IntEnum):
-    GENUINE = 0
-    COUNTERFEIT = 1
-    REVOKED = 2
-    SUSPECT_CLONE = 3
-    DIVERTED = 4
-
-    @property
-    def label(self) -> str:
-        return self.name.lower()
 
 
 # What a consumer or store app shows for each verdict: (zh-CN, en).
@@ -127,24 +115,6 @@ def _place(region: int | None) -> str | None:
         return None
     city = index.name(region // 100 * 100)
     return district if city is None or district.startswith(city) or city == district else city + district
-
-
-class Reason(str, enum.Enum):
-    """Stable, machine-readable reason codes (docs/verdicts.md)."""
-
-    GENUINE_FIRST_SCAN = "SG-G1"
-    GENUINE_REPEAT_SCAN = "SG-G2"
-    NOT_SHIPPED = "SG-G3"
-    MALFORMED = "SG-C1"
-    TYPO = "SG-C2"
-    COUNTERFEIT_TAG = "SG-C3"
-    UNKNOWN_KEY_VERSION = "SG-C4"
-    NOT_ISSUED = "SG-C5"
-    LINE_RECALLED = "SG-R1"
-    RANGE_RECALLED = "SG-R2"
-    CLONE_DISTINCT_ACTORS = "SG-K1"
-    CLONE_IMPOSSIBLE_TRAVEL = "SG-K2"
-    DIVERTED_OUTSIDE_TERRITORY = "SG-D1"
 
 
 _STATUS_REASON = {
@@ -348,7 +318,8 @@ class _History:
     def unpack(cls, raw: bytes) -> _History:
         n = raw[_HIST.size - 1]
         f = _HIST_WITH[n].unpack_from(raw)
-        return cls(*f[:11], list(f[12:]), raw[_HIST.size + 8 * n :].decode(errors="replace"))
+        # mypy cannot count the fields a slice spreads
+        return cls(*f[:11], list(f[12:]), raw[_HIST.size + 8 * n :].decode(errors="replace"))  # type: ignore[call-arg]
 
     def has_place(self) -> bool:
         return self.loc_lat == self.loc_lat   # not NaN
@@ -393,43 +364,6 @@ MAX_RECALL_REASON = 500
 RECALL_SOURCES = ("line", "range", "codes")
 
 
-@dataclass(frozen=True)
-class Recall:
-    """One recall: a whole product line, or serials first..last (a single code is
-    a range of one serial). ``source``: how it was asked for (line, range, codes)."""
-
-    kind: str                 # "line" or "range"
-    reason: str
-    at_ms: int
-    line_id: int | None = None
-    first: int | None = None
-    last: int | None = None
-    source: str = "range"
-
-    @property
-    def count(self) -> int | None:
-        """Serials covered by a range recall (None for a line)."""
-        return None if self.first is None or self.last is None else self.last - self.first + 1
-
-    def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "line_id": self.line_id, "first": self.first, "last": self.last,
-                "reason": self.reason, "at_ms": self.at_ms, "source": self.source}
-
-
-@dataclass(frozen=True)
-class RecallReport:
-    """What one recall request covers: its entries (new or already recalled before:
-    asking twice changes nothing) and how many of them are new."""
-
-    recalls: list[Recall]
-    added: int
-
-    @property
-    def codes(self) -> int:
-        """Serials covered by the range entries (a line recall counts none)."""
-        return sum(r.count or 0 for r in self.recalls)
-
-
 def _check_reason(reason: str) -> str:
     if not isinstance(reason, str) or not reason.strip():
         raise InvalidArgument("reason: must not be empty (it is kept with the recall and shown as evidence)")
@@ -467,7 +401,7 @@ def _check_issued(data: DataDir, first: int, last: int, field: str) -> None:
         idx += 1
 
 
-def _put_recall(txn: lmdb.Transaction, st: _Stores, key: bytes, value: dict[str, Any]) -> tuple[Recall, bool]:
+def _put_recall(txn: lmdb.Transaction[bytes], st: _Stores, key: bytes, value: dict[str, Any]) -> tuple[Recall, bool]:
     """Store one recall unless the same one is there: (the stored entry, added)."""
     old = txn.get(key, db=st.revoked)
     if old is None and key[:1] == b"R":
@@ -595,7 +529,8 @@ class RecallIndex:
             out |= np.isin(line_ids, np.fromiter(self.lines, np.int64, len(self.lines)))
         if len(self.r_first):
             out |= _range_recalls(np.asarray(serials, np.uint64), self.r_first, self.r_last) >= 0
-        return out & genuine
+        revoked: np.ndarray = out & genuine
+        return revoked
 
     def evidence(self, serial: int, line_id: int) -> tuple[list[Reason], dict[str, Any]]:
         """The recall reason codes and evidence of one genuine code, as a scan's
@@ -614,7 +549,7 @@ class RecallIndex:
         return reasons, evidence
 
 
-def _recalls(txn: lmdb.Transaction, st: _Stores) -> tuple[dict[int, str], np.ndarray, np.ndarray, list[str]]:
+def _recalls(txn: lmdb.Transaction[bytes], st: _Stores) -> tuple[dict[int, str], np.ndarray, np.ndarray, list[str]]:
     lines: dict[int, str] = {}
     firsts, lasts, reasons = [], [], []
     for k, v in txn.cursor(db=st.revoked):
@@ -656,7 +591,7 @@ def _check_and_place(scans: Sequence[Scan]) -> tuple[list[int | None], list[str]
         if not s.actor:
             raise InvalidArgument(f"scans[{i}].actor: must not be empty")
         regions.append(region)
-        if s_lat is not None:   # converted to float by _resolve_places, after the checks
+        if s_lat is not None and s_lon is not None:   # converted to float by _resolve_places, after the checks
             lat.append(s_lat)
             lon.append(s_lon)
             given.append(i)
@@ -704,17 +639,17 @@ def _resolve_places(regions: list[int | None], sources: list[str], lat: list[Any
     to_check = [i for i in given if sources[i] == "adcode" and regions[i] not in _centroids] + unplaced
     if to_check:
         index = geo.default_index()
-        codes = sorted({regions[i] for i in to_check})  # type: ignore[type-var]
-        real = index.is_district(np.array(codes, np.int64))
+        adcodes = sorted({regions[i] for i in to_check})  # type: ignore[type-var]
+        real = index.is_district(np.array(adcodes, np.int64))
         if not real.all():
-            bad = {c for c, ok in zip(codes, real.tolist()) if not ok}
+            bad = {c for c, ok in zip(adcodes, real.tolist()) if not ok}
             i = next(i for i in sorted(to_check) if regions[i] in bad)
             raise InvalidArgument(f"scans[{i}].region: {regions[i]} is not a district adcode "
                                   f"(not in {index.source.package} {index.source.version}'s district table)")
-        clat, clon = index.centroid(np.array(codes, np.int64))
+        clat, clon = index.centroid(np.array(adcodes, np.int64))
         if len(_centroids) > 100_000:
             _centroids.clear()
-        _centroids.update(zip(codes, zip(clat.tolist(), clon.tolist())))  # type: ignore[arg-type]
+        _centroids.update(zip(adcodes, zip(clat.tolist(), clon.tolist())))  # type: ignore[arg-type]
         for i in unplaced:
             lat[i], lon[i] = _centroids[regions[i]]  # type: ignore[index]
 
@@ -735,7 +670,7 @@ def _range_recalls(serials: np.ndarray, r_first: np.ndarray, r_last: np.ndarray)
 
 
 def decide_verdicts(data: DataDir, scans: Sequence[Scan], config: VerdictConfig | None = None,
-                    txn: lmdb.Transaction | None = None, checks: VerifyResult | None = None
+                    txn: lmdb.Transaction[bytes] | None = None, checks: VerifyResult | None = None
                     ) -> list[ScanVerdict]:
     """Decide a batch of scans and record the genuine ones, in one transaction:
     ``txn`` when given (the caller commits: rewards join the same transaction),
@@ -767,7 +702,7 @@ _V_REVOKED = Verdict.REVOKED
 _V_SUSPECT_CLONE = Verdict.SUSPECT_CLONE
 
 
-def _decide_verdicts(data: DataDir, scans: Sequence[Any], config: VerdictConfig, txn: lmdb.Transaction,
+def _decide_verdicts(data: DataDir, scans: Sequence[Any], config: VerdictConfig, txn: lmdb.Transaction[bytes],
                      checks: VerifyResult | None) -> list[ScanVerdict]:
     """decide_verdicts inside ``txn``. ``scans``: Scan objects, or anything with their
     attributes (the rewards engine passes its requests)."""

@@ -2,18 +2,24 @@
 
 One place for both directions, so the server and the client agree by
 construction: the server turns a ``Decision`` into a ``ScanDecision`` message and
-the client turns it back (tests/test_wire.py checks the round trip).
+the client turns it back (tests/test_proto.py checks the round trip).
+
+It imports only protobuf, the generated ``scangate.v1`` messages and the light
+type modules (``decision``, ``enums``): ``scangate.Client`` uses it, and an app
+that only calls a server loads no LMDB, numpy or cryptography
+(tests/test_light_import.py).
 """
 
 from __future__ import annotations
+
+import enum
 
 from typing import Any
 
 from google.protobuf import json_format, struct_pb2
 
-from .enums import CodeStatus, Level
-from .rewards import Award, Decision, NoReward, ScanRequest
-from .verdicts import Reason, Verdict
+from .decision import Award, Decision, NoReward, ScanRequest
+from .enums import CodeStatus, Level, Reason, Verdict
 from .v1 import common_pb2 as common
 from .v1 import scan_pb2 as scan_pb
 
@@ -21,8 +27,8 @@ __all__ = ["decision_to_proto", "decision_from_proto", "scan_request_to_proto", 
            "enum_to_proto", "enum_from_proto", "struct_to_dict"]
 
 # package enum -> (proto enum, value prefix). Members map by name: Verdict.DIVERTED
-# <-> VERDICT_DIVERTED; tests/test_wire.py checks that every member has its value.
-_ENUMS: dict[type, tuple[Any, str]] = {
+# <-> VERDICT_DIVERTED; tests/test_proto.py checks that every member has its value.
+_ENUMS: dict[type[enum.Enum], tuple[Any, str]] = {
     Verdict: (common.Verdict, "VERDICT_"),
     Reason: (common.VerdictReason, "VERDICT_REASON_"),
     NoReward: (common.NoRewardReason, "NO_REWARD_REASON_"),
@@ -32,7 +38,7 @@ _ENUMS: dict[type, tuple[Any, str]] = {
 
 
 # keyed by (type, member): IntEnum members of different enums compare equal
-_TO: dict[tuple[type, Any], int] = {(kind, m): int(e.Value(prefix + m.name))
+_TO: dict[tuple[type, Any], Any] = {(kind, m): int(e.Value(prefix + m.name))
                                     for kind, (e, prefix) in _ENUMS.items() for m in kind}
 _FROM: dict[tuple[type, int], Any] = {(kind, v): m for (kind, m), v in _TO.items()}
 # the labels and documented codes that decisions carry, straight to wire values
@@ -41,7 +47,9 @@ _STATUS_BY_LABEL = {s.label: _TO[(CodeStatus, s)] for s in CodeStatus}
 _REASON_BY_CODE = {r.value: _TO[(Reason, r)] for r in Reason}
 
 
-def enum_to_proto(member: Any) -> int:
+def enum_to_proto(member: Any) -> Any:
+    """The wire value of a package enum member: an int, typed Any because each
+    proto enum field's stub wants its own enum type (Level, NoRewardReason...)."""
     return _TO[(type(member), member)]
 
 
