@@ -84,9 +84,9 @@ def serve(host: str, port: int, workers: int, reply: bytes) -> int:
     try:
         for slot in range(workers):
             parent_end, child_end = ctx.Pipe(duplex=False)
-            p = ctx.Process(target=_worker_main, args=(host, port, reply, child_end), name=f"echo-worker-{slot}")
-            p.start()
-            procs.append(p)
+            worker = ctx.Process(target=_worker_main, args=(host, port, reply, child_end), name=f"echo-worker-{slot}")
+            worker.start()
+            procs.append(worker)
             child_end.close()
             if not parent_end.poll(60):
                 raise RuntimeError(f"echo worker {slot} did not start within 60 s")

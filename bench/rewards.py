@@ -138,7 +138,7 @@ def measure_pipeline(root: Path, n: int, batch: int) -> tuple[_harness.Timing, f
         with DecisionPipeline(dd) as pipeline:
             # as a client would: take each batch's decisions when they are committed,
             # not all of them at the end
-            pending: collections.deque[Future[list[rewards.Decision]]] = collections.deque()
+            pending: collections.deque[Future[list[rewards.Decision | rewards.RequestRefused]]] = collections.deque()
             for b in batches:
                 pending.append(pipeline.submit(b))
                 while pending and pending[0].done():

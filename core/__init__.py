@@ -1,5 +1,5 @@
 """scangate._core: the native code-format core (Cython). Re-exports only."""
-from .codec import (  # noqa: F401
+from .codec import (
     ALPHABET,
     BLOCK_SIZE,
     CODE_LEN,
@@ -24,3 +24,31 @@ from .codec import (  # noqa: F401
     split_lines,
     unpack_blocks,
 )
+
+# The explicit list is what makes these names public to type checkers (mypy reads an
+# import without it as private: no_implicit_reexport).
+__all__ = [
+    "ALPHABET",
+    "BLOCK_SIZE",
+    "CODE_LEN",
+    "COUNTERFEIT",
+    "FORMAT_VERSION",
+    "MALFORMED",
+    "MAX_KEY_VERSION",
+    "MAX_SERIAL",
+    "NOT_ISSUED",
+    "OK",
+    "REDUNDANCY",
+    "TYPO",
+    "UNKNOWN_KEY",
+    "check_symbol",
+    "decode_lines",
+    "decode_spans",
+    "encode_text",
+    "lookup_ranges",
+    "pack_blocks",
+    "pack_serials",
+    "resolve_codes",
+    "split_lines",
+    "unpack_blocks",
+]

@@ -78,7 +78,8 @@ def _encode_ok(item_id: int, decisions: list[Decision]) -> bytes:
 
 
 def _encode_error(item_id: int, status: status_pb2.Status) -> bytes:
-    body = _REP.pack(item_id, 0) + status.SerializeToString()
+    serialized: bytes = status.SerializeToString()
+    body = _REP.pack(item_id, 0) + serialized
     return _LEN.pack(len(body)) + body
 
 
@@ -96,7 +97,7 @@ class _Tally:
             c = self._counts
             for d in decisions:
                 v = d.verdict
-                key = (metrics.verdict, v["verdict"])
+                key: tuple[Callable[..., None], str] = (metrics.verdict, v["verdict"])
                 c[key] = c.get(key, 0) + 1
                 for r in v["reasons"]:
                     c[(metrics.reason, r)] = c.get((metrics.reason, r), 0) + 1

@@ -424,9 +424,12 @@ class CodeServicer(codes_pb2_grpc.CodeServiceServicer):
             c = result[i]
             check = codes_pb.CodeCheck(
                 status=enum_to_proto(c.status), key_version=c.key_version, serial=c.serial or 0,
-                level=enum_to_proto(c.level) if c.level else 0, line_id=c.line.line_id if c.line else 0,
+                level=enum_to_proto(c.level) if c.level else common.LEVEL_UNSPECIFIED,
+                line_id=c.line.line_id if c.line else 0,
                 sku=c.line.sku if c.line else "")
             if revoked[i]:
+                # only a genuine code is revoked, and a genuine code has a serial and a line
+                assert c.serial is not None and c.line is not None
                 check.recall.CopyFrom(recall_of(recalls, c.serial, c.line.line_id))
             out.append(check)
         return codes_pb.VerifyCodesReply(results=out)
@@ -609,7 +612,7 @@ def campaign_to_proto(data: DataDir, record: dict[str, Any]) -> camp_pb.Campaign
     c = record["campaign"]
     used = rewards.budgets_used(data, c["id"])
     return camp_pb.Campaign(
-        campaign_id=c["id"], name=c.get("name", ""), status=_STATUS.get(c.get("status", "active"), 0),
+        campaign_id=c["id"], name=c.get("name", ""), status=_STATUS.get(c.get("status", "active"), camp_pb.CAMPAIGN_STATUS_UNSPECIFIED),
         revision=record["revision"], commitment=record["commitment"], loaded_at_ms=record["loaded_at_ms"],
         definition_json=json.dumps(c, ensure_ascii=False, sort_keys=True),
         budgets=[camp_pb.BudgetUse(prize_id=p, count=u["count"], amount_fen=u["amount_fen"])
@@ -723,7 +726,7 @@ class PayoutServicer(points_pb2_grpc.PayoutServiceServicer):
         want = names.get(request.state)
         chosen = [r for r in rows if want is None or r["state"] == want][:limit]
         return points_pb.ListPayoutsReply(counts=counts, payouts=[points_pb.Payout(
-            key=r["key"], state=_PAYOUT_STATES.get(r["state"], 0), actor=r.get("actor", ""),
+            key=r["key"], state=_PAYOUT_STATES.get(r["state"], points_pb.PAYOUT_STATE_UNSPECIFIED), actor=r.get("actor", ""),
             campaign_id=r["key"].split(":", 1)[0], prize_id=r.get("prize_id", ""), kind=r.get("kind", ""),
             amount_fen=r.get("amount_fen", 0), attempts=r.get("attempts", 0),
             confirmation=str(r.get("confirmation") or ""), error=r.get("error", "")) for r in chosen])

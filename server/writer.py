@@ -255,5 +255,5 @@ def _answer(item: _Item, results: Sequence[Decision | RequestRefused]) -> None:
         if isinstance(d, RequestRefused):
             item.reply(None, d.at(f"scans[{j}].") if len(item.requests) > 1 else d)
             return
-    item.reply(results, None)  # type: ignore[arg-type]  (no refusal: all decisions)
+    item.reply(results, None)  # type: ignore[arg-type]  # no refusal: all decisions
 

@@ -204,7 +204,7 @@ class _Auditor:
         self.earned: dict[str, int] = {}             # actor -> points earned (every campaign)
 
     # ------------------------------------------------------------------ reads
-    def _secret(self, txn: lmdb.Transaction, campaign_id: Any) -> bytes | None:
+    def _secret(self, txn: lmdb.Transaction[bytes], campaign_id: Any) -> bytes | None:
         if not isinstance(campaign_id, str):
             return None
         if campaign_id not in self.secrets:
@@ -218,7 +218,7 @@ class _Auditor:
             self.current[campaign_id] = json.loads(bytes(record)) if record is not None else None
         return self.secrets[campaign_id]
 
-    def _revisions(self, txn: lmdb.Transaction, campaign_id: str) -> dict[int, _Revision]:
+    def _revisions(self, txn: lmdb.Transaction[bytes], campaign_id: str) -> dict[int, _Revision]:
         revs = self.revisions.get(campaign_id)
         if revs is None:
             revs = self.revisions[campaign_id] = {
@@ -226,7 +226,7 @@ class _Auditor:
                 for n, record in rewards.campaign_revisions(self.data, campaign_id, txn).items()}
         return revs
 
-    def _decision(self, txn: lmdb.Transaction, request_id: Any, client: Any) -> dict[str, Any] | None:
+    def _decision(self, txn: lmdb.Transaction[bytes], request_id: Any, client: Any) -> dict[str, Any] | None:
         """The stored decision the request index gives for the id within its client."""
         if not isinstance(request_id, str) or not isinstance(client, str) or not request_id:
             return None
@@ -249,7 +249,7 @@ class _Auditor:
         return decision if isinstance(decision, dict) else None
 
     # ------------------------------------------------------------------ walk
-    def run(self, txn: lmdb.Transaction, first: int, last: int | None) -> Iterator[dict[str, Any]]:
+    def run(self, txn: lmdb.Transaction[bytes], first: int, last: int | None) -> Iterator[dict[str, Any]]:
         """Audit the entries from ``next_seq`` on (up to ``last``), yielding those
         from ``first`` on."""
         cur = txn.cursor(db=self.store.db("ledger"))
@@ -264,7 +264,7 @@ class _Auditor:
             if seq >= first:
                 yield result
 
-    def check(self, txn: lmdb.Transaction, seq: int, raw: bytes) -> dict[str, Any]:
+    def check(self, txn: lmdb.Transaction[bytes], seq: int, raw: bytes) -> dict[str, Any]:
         try:
             entry = json.loads(raw)
         except ValueError as exc:
@@ -434,7 +434,7 @@ class _Auditor:
         self.last_revision[cid] = max(self.last_revision.get(cid, 0), rev.number)
         return r.result(seq, entry, commitment)
 
-    def _scan(self, txn: lmdb.Transaction, entry: dict[str, Any], r: _Checks
+    def _scan(self, txn: lmdb.Transaction[bytes], entry: dict[str, Any], r: _Checks
               ) -> tuple[str, int, str, int, bytes, bytes] | None:
         """The entry's scan, authenticated: (campaign, serial, actor, time, HMAC,
         secret), its fields checked against it; None when no campaign with a
@@ -472,7 +472,7 @@ class _Auditor:
         cid = truth[0]
         return cid, truth[1], truth[2], truth[3], mac, self.secrets[cid]  # type: ignore[return-value]
 
-    def _revision(self, txn: lmdb.Transaction, cid: str, recorded: Any, seq: int, r: _Checks) -> _Revision | None:
+    def _revision(self, txn: lmdb.Transaction[bytes], cid: str, recorded: Any, seq: int, r: _Checks) -> _Revision | None:
         """The revision the entry was decided under: the one it names if that one
         exists, was loaded before the entry (first_seq) and is not older than one
         an earlier entry used; else (named as failed) the one it should name."""
@@ -490,7 +490,7 @@ class _Auditor:
         r.fail("revision", expected)
         return revs.get(expected)
 
-    def _claim(self, txn: lmdb.Transaction, serial: int) -> Any:
+    def _claim(self, txn: lmdb.Transaction[bytes], serial: int) -> Any:
         try:
             key = serial.to_bytes(SERIAL_BYTES, "big")
         except OverflowError:
@@ -498,7 +498,7 @@ class _Auditor:
         raw = txn.get(key, db=self.store.db("claims"))
         return json.loads(bytes(raw)) if raw is not None else None
 
-    def _check_legacy(self, txn: lmdb.Transaction, seq: int, entry: dict[str, Any]) -> dict[str, Any]:
+    def _check_legacy(self, txn: lmdb.Transaction[bytes], seq: int, entry: dict[str, Any]) -> dict[str, Any]:
         """An entry written before decisions recorded their inputs: the draw only,
         as audited then; the counts it adds are taken as recorded."""
         r = _Checks()

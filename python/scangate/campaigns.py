@@ -498,15 +498,15 @@ def _choice(t: _Table, key: str, choices: tuple[str, ...], default: str | None =
 def _label(value: Any, path: str, max_len: int = _MAX_LABEL) -> str:
     if not isinstance(value, str):
         raise _Bad(path, f"must be a string, got {_show(value)}")
-    value = value.strip()
-    if not value:
+    text = value.strip()
+    if not text:
         raise _Bad(path, "must not be empty")
-    if len(value) > max_len:
+    if len(text) > max_len:
         raise _Bad(path, f"longer than {max_len} characters")
-    for c in value:
+    for c in text:
         if unicodedata.category(c) in ("Cc", "Cs"):
             raise _Bad(path, f"contains the control or invalid character U+{ord(c):04X}")
-    return value
+    return text
 
 
 def _ident(value: Any, path: str) -> str:

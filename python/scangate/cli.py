@@ -106,13 +106,14 @@ def cli(verbose: int) -> None:
 @json_option
 def init(data: Path, url_prefix: str | None, exist_ok: bool, as_json: bool) -> None:
     """Create a data directory: LMDB environment and key version 1."""
-    kwargs = {"url_prefix": url_prefix} if url_prefix else {}
     try:
         existing = exist_ok and (data / "lmdb" / "data.mdb").exists()
         if existing:
             dd = open_data_dir(data)
+        elif url_prefix:
+            dd = init_data_dir(data, url_prefix=url_prefix)
         else:
-            dd = init_data_dir(data, **kwargs)
+            dd = init_data_dir(data)
     except ScangateError as exc:
         _fail(str(exc))
     with dd:
@@ -195,10 +196,10 @@ def issue(data: Path, sku: str, level: str, count: int, out: str, force: bool, b
     """
     attributes = {}
     for item in attr:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
             _fail(f"--attr {item!r}: expected KEY=VALUE")
-        attributes[key] = value
+        attributes[name] = value
     with _open(data) as dd:
         try:
             # the output first: a refused one must not cost a serial range
@@ -423,9 +424,10 @@ def link(data: Path, source: IO[bytes], schema_file: str | None, as_json: bool) 
         def step(stage: str, rows: int) -> None:
             bar.update(1, f"{stage} {rows:,} rows")
 
+        summary: dict[str, int | float]
         try:
             if _is_json(content):
-                summary = ingest.apply_epcis(dd, content, source.name, _schema(schema_file)).to_json()
+                summary = dict(ingest.apply_epcis(dd, content, source.name, _schema(schema_file)).to_json())
             else:
                 report = ingest.link_csv(dd, content, source.name, progress=step)
                 summary = {"rows": report.rows, "added": report.added, "removed": report.removed,

@@ -301,7 +301,7 @@ def _resolve_chunk(blocks: np.ndarray, plain_buf: np.ndarray, out: _Outputs, don
     )
 
 
-def _spans_from_input(codes: Sequence[str] | np.ndarray):  # type: ignore[no-untyped-def]
+def _spans_from_input(codes: Sequence[str] | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Return (buffer, starts, ends) for a list of str or an 'S' array."""
     if isinstance(codes, np.ndarray) and codes.dtype.kind == "S":
         # fixed-width byte strings: trailing NULs are trimmed by the decoder

@@ -167,7 +167,9 @@ _SECTIONS: dict[str, type] = {"verdicts": VerdictConfig, "server": ServerConfig,
                               "plugins": PluginsConfig}
 
 
-def _coerce(key: str, value: Any, kind: type) -> Any:
+def _coerce(key: str, value: Any, kind: type | str) -> Any:
+    # kind is a dataclass field's type: a string where the defining module has
+    # `from __future__ import annotations`, the type itself otherwise
     if kind is int or kind == "int":
         if isinstance(value, bool) or not isinstance(value, (int, str)):
             raise InvalidArgument(f"config: {key}: expected an integer, got {value!r}")
@@ -229,16 +231,16 @@ def load_config(path: str | os.PathLike[str] | None = None, *, data_dir: str | o
         for key, value in table.items():
             if key not in fields:
                 raise InvalidArgument(f"config: unknown key {name}.{key} (known: {', '.join(fields)})")
-            values[key] = _coerce(f"{name}.{key}", value, fields[key].type)  # type: ignore[arg-type]
+            values[key] = _coerce(f"{name}.{key}", value, fields[key].type)
         for key, f in fields.items():
             var = f"SCANGATE_{name}_{key}".upper()
             if var in env:
-                values[key] = _coerce(var, env[var], f.type)  # type: ignore[arg-type]
+                values[key] = _coerce(var, env[var], f.type)
                 from_env[key] = var
         try:
             sections[name] = cls(**values)
         except InvalidArgument as exc:
             # name the variable when the value came from one (messages start with the key)
-            var = next((v for k, v in from_env.items() if str(exc).startswith((f"{k}:", f"{k}["))), None)
-            raise InvalidArgument(f"config: {var + ': ' if var else ''}{name}.{exc}") from None
+            env_var = next((v for k, v in from_env.items() if str(exc).startswith((f"{k}:", f"{k}["))), None)
+            raise InvalidArgument(f"config: {env_var + ': ' if env_var else ''}{name}.{exc}") from None
     return Config(**sections)

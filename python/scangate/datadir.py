@@ -154,7 +154,7 @@ class IssuedCodes:
     text: np.ndarray  # uint8 (N x 29)
 
     def __len__(self) -> int:
-        return self.text.shape[0]
+        return len(self.text)
 
     def as_strings(self) -> list[str]:
         return [bytes(row).decode("ascii") for row in self.text]

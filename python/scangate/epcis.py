@@ -498,9 +498,9 @@ class _Parser:
         if not value:
             self.problem(p + (key,), f"{key} must not be empty")
             return None
-        why = text_problem(value, MAX_STRING)
-        if why is not None:
-            self.problem(p + (key,), f"{key} {quote(value)}: {why}")
+        bad = text_problem(value, MAX_STRING)
+        if bad is not None:
+            self.problem(p + (key,), f"{key} {quote(value)}: {bad}")
             return None
         return value
 

@@ -21,13 +21,14 @@ import io
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from . import _core
 from .clock import now_ms
 from .codes import verify_spans
-from .datadir import DataDir
+from .datadir import DataDir, VerifyResult
 from .enums import CodeStatus, Level
 from .errors import BatchRejected, InvalidArgument, Problem
 from .trace import (
@@ -148,7 +149,7 @@ def _line_key(p: Problem) -> tuple[int, str]:
 
 
 def resolve_codes_or_problems(data: DataDir, texts: Sequence[str], paths: Sequence[str],
-                              problems: list[Problem]):  # type: ignore[no-untyped-def]
+                              problems: list[Problem]) -> VerifyResult:
     """Verify code texts; append a Problem (with its path) for each not genuine.
     Returns the VerifyResult."""
     result = data.verify_codes(list(texts))
@@ -403,7 +404,7 @@ class EpcisReport:
 
 
 def apply_epcis(data: DataDir, content: bytes | str, source: str = "input",
-                schema: dict | None = None) -> EpcisReport:  # type: ignore[type-arg]
+                schema: dict[str, Any] | None = None) -> EpcisReport:
     """Apply an EPCIS 2.0 document: AggregationEvents (ADD, DELETE; OBSERVE changes
     nothing) and shipping ObjectEvents, event by event, in one transaction.
 
@@ -456,11 +457,11 @@ def apply_epcis(data: DataDir, content: bytes | str, source: str = "input",
         elif op.action == "ADD" and checks is not None and (i, "parent", 0) in slots:
             p = slots[(i, "parent", 0)]
             for j in range(len(op.children)):
-                c = slots.get((i, "child", j))
-                if c is not None and checks.status[p] == 0 and checks.status[c] == 0 \
-                        and not level_allows(checks.level[c], checks.level[p]):
+                slot = slots.get((i, "child", j))
+                if slot is not None and checks.status[p] == 0 and checks.status[slot] == 0 \
+                        and not level_allows(checks.level[slot], checks.level[p]):
                     problems.append(Problem(f"{base}.childEPCs[{j}]", "child",
-                                            f"a {Level(int(checks.level[c])).label} cannot go into a "
+                                            f"a {Level(int(checks.level[slot])).label} cannot go into a "
                                             f"{Level(int(checks.level[p])).label}"))
     if problems:
         raise BatchRejected(source, problems)

@@ -25,7 +25,10 @@ import os
 import stat
 import sys
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
+
+if TYPE_CHECKING:
+    import numpy as np
 
 from .errors import InvalidArgument
 
@@ -49,8 +52,9 @@ class CodesOutput:
     def is_stream(self) -> bool:
         return self.part is None
 
-    def write(self, data: bytes | memoryview) -> None:
-        self.stream.write(data)
+    def write(self, data: bytes | memoryview | np.ndarray) -> None:
+        # numpy's stubs give ndarray the buffer protocol (__buffer__) only for Python >= 3.12
+        self.stream.write(data)  # type: ignore[arg-type]
 
     def commit(self) -> None:
         """Make the output complete: flush (and for files: fsync, then move the

@@ -31,11 +31,14 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .clock import now_ms as _clock_ms
 from .datadir import DataDir, open_private_file
-from .errors import InvalidArgument
+from .errors import CorruptionError, InvalidArgument
+
+if TYPE_CHECKING:
+    import lmdb
 
 __all__ = ["PayoutAdapter", "FileAdapter", "run_payouts", "list_payouts", "new_runner_id", "DEFAULT_RATE_PER_S",
            "DEFAULT_LEASE_MS"]
@@ -168,8 +171,8 @@ def _due(row: dict[str, Any], now: int, runner: str) -> bool:
         return False                    # another runner holds it
     if row["state"] in ("pending", "sending"):
         return True
-    return (row["state"] == "failed" and row["attempts"] < MAX_ATTEMPTS
-            and row.get("next_attempt_ms", 0) <= now)
+    return bool(row["state"] == "failed" and row["attempts"] < MAX_ATTEMPTS
+                and row.get("next_attempt_ms", 0) <= now)
 
 
 def _holds(row: dict[str, Any], runner: str) -> bool:
@@ -219,13 +222,21 @@ def _lease(data: DataDir, keys: list[bytes], runner: str, now: int, lease_ms: in
     return leased
 
 
+def _outbox_row(txn: lmdb.Transaction[bytes], key: bytes, db: Any) -> bytes:
+    """The outbox row of a send this runner leased: rows are never deleted."""
+    raw = txn.get(key, db=db)
+    if raw is None:
+        raise CorruptionError(f"outbox row {key.decode('utf-8', 'replace')!r} is missing")
+    return bytes(raw)
+
+
 def _renew(data: DataDir, keys: list[bytes], runner: str, now: int, lease_ms: int) -> set[bytes]:
     """Extend our leases on ``keys`` (one write transaction); the keys still ours."""
     kept = set()
     db = data.store.db("outbox")
     with data.store.env.begin(write=True) as txn:
         for key in keys:
-            row = json.loads(bytes(txn.get(key, db=db)))
+            row = json.loads(_outbox_row(txn, key, db))
             if _holds(row, runner):
                 row["lease_expires_ms"] = now + lease_ms
                 txn.put(key, json.dumps(row).encode(), db=db)
@@ -237,7 +248,7 @@ def _finish(data: DataDir, key: bytes, runner: str, **changes: Any) -> bool:
     """Record a send's outcome and end the lease, if the row is still ours."""
     db = data.store.db("outbox")
     with data.store.env.begin(write=True) as txn:
-        row = json.loads(bytes(txn.get(key, db=db)))
+        row = json.loads(_outbox_row(txn, key, db))
         if not _holds(row, runner):
             return False
         row.pop("lease_expires_ms", None)       # lease_owner stays: who sent it last

@@ -135,7 +135,8 @@ class _Speculative:
         if db in self.unmerged:
             for d, items, _ in reversed(self.puts):
                 if d == db and items:
-                    return items[-1][0]
+                    last: bytes = items[-1][0]
+                    return last
         writes = self.writes(db)
         return max(writes) if writes else None
 
@@ -163,6 +164,7 @@ class _Speculative:
             mine = [(k, own[k]) for k in own.keys() & keys]
             keys = [k for k in keys if k not in own]
         overlay = self._overlay(db) if self.behind else None
+        found: list[tuple[bytes, bytes]]
         if overlay and not overlay.keys().isdisjoint(keys):
             hits = overlay.keys() & keys
             found = self.snapshot.cursor(db=db).getmulti([k for k in keys if k not in hits])

@@ -67,7 +67,8 @@ _ACCOUNT = struct.Struct(">qq")     # b/<actor>: balance, earned
 _NO_ACCOUNT = (0, 0)
 
 
-def _account(txn: lmdb.Transaction, db: Any, actor: bytes, raw: bytes | None = None) -> tuple[int, int]:
+def _account(txn: lmdb.Transaction[bytes], db: Any, actor: bytes,
+             raw: bytes | memoryview | None = None) -> tuple[int, int]:
     """An actor's (balance, earned) from its b/ record (``raw``, when the caller
     read it already), or from the older pair of b/ and e/ records."""
     if raw is None:
@@ -75,7 +76,7 @@ def _account(txn: lmdb.Transaction, db: Any, actor: bytes, raw: bytes | None = N
         if raw is None:
             return _NO_ACCOUNT
     if len(raw) == _ACCOUNT.size:
-        return _ACCOUNT.unpack(raw)  # type: ignore[return-value]
+        return _ACCOUNT.unpack(raw)
     earned_raw = txn.get(b"e/" + actor, db=db)
     return _I64.unpack(raw)[0], _I64.unpack(earned_raw)[0] if earned_raw else 0
 
@@ -114,7 +115,7 @@ class PointsWriter:
 
     __slots__ = ("_accounts", "_dirty", "_months", "_seq", "db", "txn")
 
-    def __init__(self, txn: lmdb.Transaction, db: Any):
+    def __init__(self, txn: lmdb.Transaction[bytes], db: Any):
         self.txn, self.db = txn, db
         self._accounts: dict[bytes, tuple[int, int]] = {}   # b/ key -> (balance, earned), read or changed
         self._months: dict[bytes, int] = {}                  # m/ key -> the month's points, read or changed
@@ -211,7 +212,7 @@ class PointsWriter:
             self._dirty.clear()
 
 
-def add_points(txn: lmdb.Transaction, db: Any, actor: str, delta: int, reason: str, ref: str,
+def add_points(txn: lmdb.Transaction[bytes], db: Any, actor: str, delta: int, reason: str, ref: str,
                at_ms: int) -> int:
     """Change an actor's balance inside ``txn``; earning also counts towards the
     cumulative total and the month. Returns the new balance."""
@@ -226,7 +227,7 @@ def balance(data: DataDir, actor: str) -> int:
         return _account(txn, data.store.db("points"), actor.encode())[0]
 
 
-def earned(txn: lmdb.Transaction, db: Any, actor: str) -> int:
+def earned(txn: lmdb.Transaction[bytes], db: Any, actor: str) -> int:
     return _account(txn, db, actor.encode())[1]
 
 

@@ -145,7 +145,15 @@ def _check_gtin(gtin: str) -> str:
     return gtin.zfill(14)
 
 
-def iter_prefix(txn: lmdb.Transaction, db: Any, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+def _meta(txn: lmdb.Transaction[bytes], key: bytes, db: Any) -> bytes:
+    """A counter record of the meta database, which init writes and nothing deletes."""
+    raw = txn.get(key, db=db)
+    if raw is None:
+        raise CorruptionError(f"meta record {key.decode('ascii', 'replace')!r} is missing")
+    return raw
+
+
+def iter_prefix(txn: lmdb.Transaction[bytes], db: Any, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
     """(key without the prefix, value) of every record whose key starts with
     ``prefix``, in key order: the one range scan the stores share."""
     cur = txn.cursor(db=db)
@@ -269,7 +277,7 @@ class Store:
                 return line
             if not create:
                 raise NotFound(f"no product line sku={sku} batch={batch!r} level={level.label}")
-            line_id = _U32.unpack(txn.get(_META_NEXT_LINE, db=self.meta))[0]
+            line_id = _U32.unpack(_meta(txn, _META_NEXT_LINE, self.meta))[0]
             line = ProductLine(
                 line_id, sku, level, batch, gtin, dict(attributes or {}), now_ms() // 1000
             )
@@ -278,7 +286,7 @@ class Store:
             txn.put(_META_NEXT_LINE, _U32.pack(line_id + 1), db=self.meta)
         return line
 
-    def _load_line(self, txn: lmdb.Transaction, line_id: int) -> ProductLine:
+    def _load_line(self, txn: lmdb.Transaction[bytes], line_id: int) -> ProductLine:
         raw = txn.get(_U32.pack(line_id), db=self.lines_db)
         if raw is None:
             raise NotFound(f"no product line {line_id}")
@@ -323,7 +331,7 @@ class Store:
             raise InvalidArgument(f"count: must be at least 1, not {count}")
         at_ms = now_ms()
         with self.env.begin(write=True) as txn:
-            first = _U64.unpack(txn.get(_META_NEXT_SERIAL, db=self.meta))[0]
+            first = _U64.unpack(_meta(txn, _META_NEXT_SERIAL, self.meta))[0]
             last = first + count - 1
             if last > MAX_SERIAL:
                 raise InvalidArgument(f"count: {count} would pass the last serial {MAX_SERIAL}")
@@ -335,7 +343,7 @@ class Store:
                 overwrite=False,
             )
             txn.put(_META_NEXT_SERIAL, _U64.pack(last + 1), db=self.meta)
-            gen = _U64.unpack(txn.get(_META_LEDGER_GEN, db=self.meta))[0]
+            gen = _U64.unpack(_meta(txn, _META_LEDGER_GEN, self.meta))[0]
             txn.put(_META_LEDGER_GEN, _U64.pack(gen + 1), db=self.meta)
         log.info("reserved serials %d..%d for line %d", first, last, line.line_id)
         return IssuedRange(first, last, line.line_id, key_version, line.level, at_ms)
@@ -363,7 +371,8 @@ class Store:
 
     def next_serial(self) -> int:
         with self.env.begin() as txn:
-            return _U64.unpack(txn.get(_META_NEXT_SERIAL, db=self.meta))[0]
+            serial: int = _U64.unpack(_meta(txn, _META_NEXT_SERIAL, self.meta))[0]
+            return serial
 
     def levels_of(self, serials: np.ndarray) -> np.ndarray:
         """The level (uint8, 0: not issued) of each serial, from the issued ranges."""
@@ -379,7 +388,7 @@ class Store:
     def range_table(self) -> RangeTable:
         """The ranges as arrays, re-read only when the ledger generation moved."""
         with self.env.begin() as txn:
-            gen = _U64.unpack(txn.get(_META_LEDGER_GEN, db=self.meta))[0]
+            gen = _U64.unpack(_meta(txn, _META_LEDGER_GEN, self.meta))[0]
             cached = self._range_cache
             if cached is not None and cached.generation == gen:
                 return cached

@@ -84,7 +84,7 @@ def _unique_sorted(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         new[:1] = True
         np.not_equal(values[1:], values[:-1], out=new[1:])
         return values[new], np.cumsum(new) - 1
-    return np.unique(values, return_inverse=True)  # type: ignore[return-value]
+    return np.unique(values, return_inverse=True)
 
 
 def _serials7(raw: bytes | memoryview) -> np.ndarray:
@@ -201,9 +201,9 @@ def check_time_ms(ms: object, field: str) -> int:
     [MIN_TIME_MS, MAX_TIME_MS); else InvalidArgument naming ``field``."""
     if type(ms) is not int and not isinstance(ms, np.integer):
         raise InvalidArgument(f"{field}: must be an integer number of milliseconds, not {type(ms).__name__}")
-    if not MIN_TIME_MS <= int(ms) < MAX_TIME_MS:  # type: ignore[call-overload]
-        raise InvalidArgument(f"{field}: {int(ms)} ms is outside 2000-01-01 .. 2100-01-01 UTC")  # type: ignore[call-overload]
-    return int(ms)  # type: ignore[call-overload]
+    if not MIN_TIME_MS <= int(ms) < MAX_TIME_MS:
+        raise InvalidArgument(f"{field}: {int(ms)} ms is outside 2000-01-01 .. 2100-01-01 UTC")
+    return int(ms)
 
 
 def parse_time_ms(value: str, field: str) -> int:
@@ -269,16 +269,17 @@ class TraceStore:
         self.ship_log_db = store.db("ship_log")
 
     # ------------------------------------------------------------------ reads
-    def parents_of(self, serials: np.ndarray, txn: lmdb.Transaction | None = None) -> np.ndarray:
+    def parents_of(self, serials: np.ndarray, txn: lmdb.Transaction[bytes] | None = None) -> np.ndarray:
         """Parent serial of each serial (0: none), in one getmulti over its buckets."""
         serials = np.asarray(serials, np.uint64)
         if len(serials) == 0:
             return np.zeros(0, np.uint64)
         buckets, inverse = _unique_sorted(serials >> np.uint64(3))
         table = self._load_buckets(buckets, txn)
-        return table[inverse, (serials & np.uint64(7)).astype(np.intp)]
+        parents: np.ndarray = table[inverse, (serials & np.uint64(7)).astype(np.intp)]
+        return parents
 
-    def _parents_small(self, serials: list[int], txn: lmdb.Transaction) -> list[int]:
+    def _parents_small(self, serials: list[int], txn: lmdb.Transaction[bytes]) -> list[int]:
         """``parents_of`` for a small batch of Python ints: the same reads (one
         getmulti over the sorted buckets), decoded without numpy."""
         if not serials:
@@ -302,7 +303,7 @@ class TraceStore:
                 out.append(int.from_bytes(bucket[at : at + SERIAL_BYTES], "big"))
         return out
 
-    def _load_buckets(self, buckets: np.ndarray, txn: lmdb.Transaction | None) -> np.ndarray:
+    def _load_buckets(self, buckets: np.ndarray, txn: lmdb.Transaction[bytes] | None) -> np.ndarray:
         """(len(buckets) x 8) parent serials for sorted unique bucket keys."""
         table = np.zeros((len(buckets), SLOTS), np.uint64)
         keys = _split(_keys7(buckets), SERIAL_BYTES)
@@ -324,7 +325,7 @@ class TraceStore:
             table[rows] = _serials7(values).reshape(-1, SLOTS)
         return table
 
-    def children_of(self, parent: int, txn: lmdb.Transaction | None = None) -> np.ndarray:
+    def children_of(self, parent: int, txn: lmdb.Transaction[bytes] | None = None) -> np.ndarray:
         own = txn is None
         txn = txn or self.env.begin()
         try:
@@ -334,7 +335,7 @@ class TraceStore:
             if own:
                 txn.abort()
 
-    def ancestors(self, serials: np.ndarray, txn: lmdb.Transaction | None = None) -> np.ndarray:
+    def ancestors(self, serials: np.ndarray, txn: lmdb.Transaction[bytes] | None = None) -> np.ndarray:
         """(N x 2) parent and grandparent serials (0: none): item -> case -> pallet."""
         if txn is None:
             with self.env.begin() as own:
@@ -348,7 +349,7 @@ class TraceStore:
 
     # ------------------------------------------------------------------ link
     def apply_links(self, parents: np.ndarray, children: np.ndarray, actions: np.ndarray,
-                    unpack_all: Sequence[int] = (), txn: lmdb.Transaction | None = None) -> dict[str, int]:
+                    unpack_all: Sequence[int] = (), txn: lmdb.Transaction[bytes] | None = None) -> dict[str, int]:
         """Apply ADD/DELETE of (parent, child) pairs, in order of meaning, in one
         write transaction. ``unpack_all``: parents whose children all leave (an
         EPCIS DELETE with no childEPCs). The caller has validated codes and levels.
@@ -405,7 +406,7 @@ class TraceStore:
         return {"added": int(adds.sum()), "removed": int(del_ok.sum()) + sum(len(g) for g in all_gone),
                 "parents": touched_parents}
 
-    def _write_buckets(self, txn: lmdb.Transaction, buckets: np.ndarray, old: np.ndarray,
+    def _write_buckets(self, txn: lmdb.Transaction[bytes], buckets: np.ndarray, old: np.ndarray,
                        new: np.ndarray) -> None:
         changed = (old != new).any(axis=1)
         empty = ~new.any(axis=1)
@@ -422,7 +423,7 @@ class TraceStore:
         append = bool(puts) and puts[0][0] > last
         cur.putmulti(puts, append=append)
 
-    def _write_children(self, txn: lmdb.Transaction, moved: dict[int, set[int]],
+    def _write_children(self, txn: lmdb.Transaction[bytes], moved: dict[int, set[int]],
                         add_parents: np.ndarray, add_children: np.ndarray) -> int:
         """Rewrite the children arrays of every parent that gains or loses one;
         return how many parents that is.
@@ -470,7 +471,7 @@ class TraceStore:
             for d in dealers:
                 txn.put(d.dealer_id.encode(), json.dumps(d.to_json()).encode(), db=self.dealers_db)
 
-    def dealer(self, dealer_id: str, txn: lmdb.Transaction | None = None) -> Dealer | None:
+    def dealer(self, dealer_id: str, txn: lmdb.Transaction[bytes] | None = None) -> Dealer | None:
         dealer_id = check_dealer_id(dealer_id)
         own = txn is None
         txn = txn or self.env.begin()
@@ -489,7 +490,7 @@ class TraceStore:
             return [self.dealer(bytes(k).decode(), txn) for k, _ in txn.cursor(db=self.dealers_db)]  # type: ignore[misc]
 
     # ------------------------------------------------------------------ shipments
-    def record_shipments(self, shipments: Sequence[Shipment], txn: lmdb.Transaction | None = None) -> None:
+    def record_shipments(self, shipments: Sequence[Shipment], txn: lmdb.Transaction[bytes] | None = None) -> None:
         """Record shipments (one transaction). A later shipment of a unit supersedes
         the earlier one; every shipment stays in the log."""
         if txn is None:
@@ -506,7 +507,7 @@ class TraceStore:
             if current is None or json.loads(current)["shipped_at_ms"] <= s.shipped_at_ms:
                 txn.put(key, value, db=self.shipped_db)
 
-    def shipments_of(self, serials: np.ndarray | Sequence[int], txn: lmdb.Transaction) -> dict[int, Shipment]:
+    def shipments_of(self, serials: np.ndarray | Sequence[int], txn: lmdb.Transaction[bytes]) -> dict[int, Shipment]:
         cur = txn.cursor(db=self.shipped_db)
         if len(serials) == 0 or not cur.first():   # none asked for, or none recorded
             return {}
@@ -528,7 +529,7 @@ class TraceStore:
                     for d in (json.loads(v) for _, v in rows)]
 
     # ------------------------------------------------------------------ trace
-    def trace(self, serials: np.ndarray, txn: lmdb.Transaction | None = None) -> list[TraceChain]:
+    def trace(self, serials: np.ndarray, txn: lmdb.Transaction[bytes] | None = None) -> list[TraceChain]:
         """The chain up from each serial: ancestors and the governing shipment.
         ``txn``: read inside the caller's transaction (a verdict batch's)."""
         if txn is None:
@@ -536,7 +537,7 @@ class TraceStore:
                 return self.trace(serials, own)
         return [TraceChain(*parts) for parts in self.chains(serials, txn)]
 
-    def chains(self, serials: np.ndarray | Sequence[int], txn: lmdb.Transaction
+    def chains(self, serials: np.ndarray | Sequence[int], txn: lmdb.Transaction[bytes]
                ) -> list[tuple[int, tuple[int, ...], Shipment | None, Dealer | None]]:
         """``trace`` as plain tuples (serial, ancestors, shipment, dealer), for batches."""
         ship_units: list[int] | np.ndarray   # the units and their ancestors, without 0
@@ -575,7 +576,7 @@ class TraceStore:
             out.append((s, up, ship, dealer))
         return out
 
-    def shipped_chains(self, serials: Sequence[int], txn: lmdb.Transaction
+    def shipped_chains(self, serials: Sequence[int], txn: lmdb.Transaction[bytes]
                        ) -> list[tuple[tuple[int, ...], Shipment, Dealer] | None]:
         """For each serial, (ancestors, governing shipment, its dealer), or None when
         no shipment governs it or its dealer is not loaded: what a verdict needs.
