@@ -97,14 +97,22 @@ def test_kill_during_issuance_never_repeats_a_serial(tmp_path: Path) -> None:
              "--out", str(out)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-        # Kill at a random moment: during start-up (about 0.3 s of imports), around
-        # the range reservation, or mid-write (the job writes ~10M lines a second,
-        # so later kills only make bigger files, not new cases).
-        time.sleep(rng.uniform(0.05, 0.6))
+        # Kill at a random moment: during start-up (imports), around the range
+        # reservation, or mid-write (the job writes ~10M lines a second, so later
+        # kills only make bigger files, not new cases). The last attempt waits for
+        # the first written bytes, however slow the machine, so that one kill
+        # surely lands mid-write.
+        part = out.with_name(out.name + ".part")
+        if attempt < 3:
+            time.sleep(rng.uniform(0.05, 0.6))
+        else:
+            deadline = time.monotonic() + 60
+            while not (part.exists() and part.stat().st_size > 0) and time.monotonic() < deadline:
+                time.sleep(0.002)
+            time.sleep(rng.uniform(0, 0.05))
         os.kill(proc.pid, signal.SIGKILL)
         assert proc.wait(timeout=30) == -signal.SIGKILL
         assert not out.exists(), "a killed job must not leave a file that looks complete"
-        part = out.with_name(out.name + ".part")
         if part.exists():
             files.append(part)
         # After each kill, a normal issue works and continues the serials.
