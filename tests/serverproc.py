@@ -90,17 +90,10 @@ class ServerProcess:
 
 
 def violations(err: "grpc.RpcError") -> list[str]:
-    """The fields named by a gRPC error's BadRequest details."""
-    from google.rpc import error_details_pb2
-    from grpc_status import rpc_status
+    """The fields named by a gRPC error's BadRequest details (as the client reads them)."""
+    from scangate.client import _violations
 
-    status = rpc_status.from_call(err)  # type: ignore[arg-type]
-    out = []
-    for detail in status.details if status else ():
-        bad = error_details_pb2.BadRequest()
-        if detail.Unpack(bad):
-            out += [v.field for v in bad.field_violations]
-    return out
+    return [field for field, _ in _violations(err)]
 
 
 @contextmanager

@@ -24,11 +24,11 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
-from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 import scangate
 from scangate import geo
+from scangate.client import _violations
 from scangate.rewards import ScanRequest
 from scangate.server.errors import MAX_DETAILS_BYTES, MAX_MESSAGE_CHARS, to_request_error
 from scangate.server.writer import GroupCommitWriter
@@ -75,14 +75,6 @@ def _call(channel: grpc.Channel, method: str, payload: bytes, kind: str = "unary
     return list(channel.stream_stream(method, **ident)(iter([payload]), timeout=60))
 
 
-def _violations(err: grpc.RpcError) -> list[tuple[str, str]]:
-    status = rpc_status.from_call(err)  # type: ignore[arg-type]
-    out = []
-    for detail in status.details if status else ():
-        bad = error_details_pb2.BadRequest()
-        if detail.Unpack(bad):
-            out += [(v.field, v.description) for v in bad.field_violations]
-    return out
 
 
 def _log_records(server: Any) -> list[dict[str, Any]]:
