@@ -62,6 +62,7 @@ consolation = "pts"
 id = "cny"
 kind = "cash"
 amount_fen = 100
+weight = 4             # most wins pick cash: 16 users x 2 a day (the daily amount cap) outrun the budget
 budget_count = {CASH_BUDGET[0]}
 budget_amount_fen = {CASH_BUDGET[1]}
 
