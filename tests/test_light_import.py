@@ -141,6 +141,11 @@ def test_a_light_client_issues_verifies_scans_and_recalls_against_a_real_server(
                     refused = None
                 except scangate.InvalidArgument as exc:
                     refused = [list(v) for v in exc.violations][:1]
+                # the calls that return the package's other results: light too (scangate.results)
+                [cases] = list(c.issue_codes("BEER", "case", 1))
+                links = c.upload_links([(cases.codes[0], y)])
+                dealers = c.put_dealers([scangate.results.Dealer("SC", "Sichuan", ("51",))])
+                redeemed = c.redeem_points("alice", 5, "order-1")
             def show(d):
                 return {{"type": type(d).__module__ + "." + type(d).__qualname__, "id": d.request_id,
                         "verdict": d.verdict["verdict"], "reasons": d.verdict["reasons"],
@@ -153,9 +158,13 @@ def test_a_light_client_issues_verifies_scans_and_recalls_against_a_real_server(
                 "fake": show(fake), "streamed": [show(d) for d in streamed],
                 "report": [type(report).__module__, report.added, report.codes, report.recalls[0].reason],
                 "recalled": show(recalled), "refused": refused,
+                "links": [type(links).__module__, links.rows, links.added], "dealers": dealers,
+                "redeemed": [type(redeemed).__module__, redeemed.ok, redeemed.reason],
                 "heavy": sorted(m for m in {HEAVY!r} if m in sys.modules)}}))
         """, tmp_path)
     assert out["heavy"] == []
+    assert out["links"] == ["scangate.results", 1, 1] and out["dealers"] == 1
+    assert out["redeemed"] == ["scangate.results", False, "insufficient_points"]
     assert out["campaign"] == "c"
     assert out["checks"] == [["GENUINE", True, "BEER"]] * 4 + [["MALFORMED", None, ""]]
     decision = "scangate.decision.Decision"

@@ -7,12 +7,12 @@
 
 Scans come back as ``decision.Decision`` (re-exported by ``rewards``; as
 ``decide_scans`` returns them in-process); other calls return the package's types
-where it has one (``LinkReport``, ``EpcisReport``, ``Redemption``,
+where it has one (``results.LinkReport``, ``EpcisReport``, ``Redemption``,
 ``recalls.RecallReport``) and otherwise the typed ``scangate.v1`` reply message.
 
 The client loads grpc, protobuf, the generated ``scangate.v1`` modules and light
-pure-Python modules only: no LMDB, numpy or cryptography until a call returns a
-type whose module needs them (upload_links, upload_epcis, redeem_points).
+pure-Python modules only: no LMDB, numpy, cryptography or native core, whatever
+it calls (tests/test_light_import.py).
 
 Error statuses become the package's exceptions (see ``scangate.errors``);
 INVALID_ARGUMENT carries ``violations``, the (field, why) pairs the server named.
@@ -31,7 +31,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import grpc
 from grpc_status import rpc_status
@@ -52,15 +52,8 @@ from .v1 import scan_pb2_grpc
 from .v1 import trace_pb2 as trace_pb
 from .v1 import trace_pb2_grpc
 from .enums import Level
+from .results import Dealer, EpcisReport, LinkReport, Redemption
 from .wire import decision_from_proto, enum_to_proto, scan_request_to_proto
-
-if TYPE_CHECKING:
-    # Their modules load LMDB and numpy: the client imports them only for the one
-    # call that returns them (_link_report, _epcis_report, _redemption), so an app
-    # that scans, issues and verifies loads neither (tests/test_light_import.py).
-    from .ingest import EpcisReport, LinkReport
-    from .points import Redemption
-    from .trace import Dealer
 
 __all__ = ["Client", "AsyncClient", "IssuedBatch", "DEFAULT_TARGET", "TARGET_ENV", "TOKEN_ENV"]
 
@@ -202,14 +195,10 @@ def _issued(m: codes_pb.IssuedCodeBatch) -> IssuedBatch:
 
 
 def _link_report(r: trace_pb.UploadLinksReply) -> LinkReport:
-    from .ingest import LinkReport
-
     return LinkReport(r.rows, r.added, r.removed, r.parents)
 
 
 def _epcis_report(r: trace_pb.UploadEpcisReply) -> EpcisReport:
-    from .ingest import EpcisReport
-
     return EpcisReport(r.events, r.aggregations, r.shipments, r.added, r.removed, r.skipped)
 
 
@@ -226,8 +215,6 @@ def _status_req(campaign_id: str, status: str) -> camp_pb.SetCampaignStatusReque
 
 
 def _redemption(req: points_pb.RedeemPointsRequest, r: points_pb.RedeemPointsReply) -> Redemption:
-    from .points import Redemption
-
     return Redemption(req.request_id, req.actor, req.points, r.ok, r.balance, r.reason or None)
 
 

@@ -31,6 +31,7 @@ from .codes import verify_spans
 from .datadir import DataDir, VerifyResult
 from .enums import CodeStatus, Level
 from .errors import BatchRejected, InvalidArgument, Problem
+from .results import EpcisReport, LinkReport
 from .trace import (
     ADD, DELETE, MAX_NAME, MAX_SHIPMENT_ID, Dealer, Shipment, TraceStore, check_dealer_id, check_territory,
     check_text, check_time_ms, level_allows, parse_time_ms, quote,
@@ -44,14 +45,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MAX_PROBLEMS = 1000  # a report names at most this many rows (and counts the rest)
-
-
-@dataclass(frozen=True)
-class LinkReport:
-    rows: int
-    added: int
-    removed: int
-    parents: int
 
 
 def _field_spans(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray):  # type: ignore[no-untyped-def]
@@ -388,19 +381,6 @@ def link_rows(data: DataDir, parents: Sequence[str], children: Sequence[str], ac
         if seg:
             flush()
     return LinkReport(n, added, removed, len(parents_touched))
-
-
-@dataclass(frozen=True)
-class EpcisReport:
-    events: int
-    aggregations: int
-    shipments: int
-    added: int
-    removed: int
-    skipped: int
-
-    def to_json(self) -> dict[str, int]:
-        return dict(self.__dict__)
 
 
 def apply_epcis(data: DataDir, content: bytes | str, source: str = "input",

@@ -36,6 +36,7 @@ import lmdb
 
 from .datadir import DataDir
 from .errors import InvalidArgument
+from .results import Redemption
 from .jsontext import esc as _esc
 from .jsontext import number as _num
 from .localtime import LocalClock
@@ -264,19 +265,6 @@ def leaderboard(data: DataDir, period: str, top: int = 10, actor: str | None = N
         result["actor"] = {"actor": actor, "rank": mine[0] if mine else None, "points": mine[1] if mine else 0,
                            "of": len(rows)}
     return result
-
-
-@dataclass(frozen=True)
-class Redemption:
-    request_id: str
-    actor: str
-    points: int
-    ok: bool
-    balance: int
-    reason: str | None   # "insufficient_points" when refused
-
-    def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
 
 
 def redeem(data: DataDir, actor: str, points: int, request_id: str, note: str = "") -> Redemption:

@@ -33,6 +33,7 @@ import numpy as np
 
 from .clock import now_ms
 from .errors import CorruptionError, InvalidArgument, NotFound, quote
+from .results import Dealer
 from .store import Store, iter_prefix
 
 __all__ = [
@@ -93,20 +94,6 @@ def _serials7(raw: bytes | memoryview) -> np.ndarray:
     out = np.zeros((len(b), 8), np.uint8)
     out[:, 1:] = b
     return out.view(">u8").reshape(-1).astype(np.uint64)
-
-
-@dataclass(frozen=True)
-class Dealer:
-    dealer_id: str
-    name: str
-    territory: tuple[str, ...]  # adcode prefixes: "44" Guangdong, "4401" Guangzhou
-
-    def covers(self, adcode: int) -> bool:
-        # str.startswith takes a tuple: true when any prefix matches (false for none)
-        return f"{adcode:06d}".startswith(self.territory)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"dealer_id": self.dealer_id, "name": self.name, "territory": list(self.territory)}
 
 
 @dataclass(frozen=True)
