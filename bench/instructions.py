@@ -1,16 +1,15 @@
 """Instructions per reward decision, counted by valgrind: a figure that, unlike
 the wall clock, does not move with the disk or with other work on the machine.
 
-``python -m bench.instructions [--n N] [--batch B] [--pipeline]``
+``python -m bench.instructions [--n N] [--batch B] [--verify]``
 
 Runs this module twice under ``valgrind --tool=callgrind``: once deciding N scans
-(after the same set-up and two warm-up batches as ``python -m bench rewards``, and
-under the same garbage-collector settings: the server writer's),
-once stopping before deciding, and prints (instructions of the first - of the
-second) / N. ``--pipeline`` decides through ``DecisionPipeline`` instead of
-``decide_scans`` batch after batch (both threads counted). ``--verify`` counts
-instead the instructions per code of ``scangate.codes.verify_text`` over N codes of
-one key version (default N 1,000,000; no LMDB), the figure behind
+with ``decide_scans``, batch after batch (after the same set-up and two warm-up
+batches as ``python -m bench rewards``, and under the same garbage-collector
+settings: the server writer's), once stopping before deciding, and prints
+(instructions of the first - of the second) / N. ``--verify`` counts instead the
+instructions per code of ``scangate.codes.verify_text`` over N codes of one key
+version (default N 1,000,000; no LMDB), the figure behind
 ``python -m bench codes``'s verify rate.
 ``OPENBLAS_NUM_THREADS=1`` and ``PYTHONHASHSEED=0`` are set so that repeated runs
 agree to a few hundred instructions per decision. Needs valgrind
@@ -29,7 +28,6 @@ import tempfile
 from pathlib import Path
 
 from scangate import rewards
-from scangate.pipeline import DecisionPipeline
 
 from .rewards import _prepared, _server_gc
 
@@ -72,11 +70,6 @@ def _child(mode: str, n: int, batch: int) -> None:
             if mode == "decide":
                 for b in batches:
                     rewards.decide_scans(dd, b)
-            elif mode == "pipeline":
-                with DecisionPipeline(dd) as pipeline:
-                    futures = [pipeline.submit(b) for b in batches]
-                    for f in futures:
-                        f.result()
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -100,9 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=None,
                         help="decisions counted (default 3000), or codes with --verify (default 1,000,000)")
     parser.add_argument("--batch", type=int, default=100, help="scans per transaction (default 100)")
-    parser.add_argument("--pipeline", action="store_true", help="decide through DecisionPipeline")
     parser.add_argument("--verify", action="store_true", help="instructions per code of verify_text")
-    parser.add_argument("--child", choices=("setup", "decide", "pipeline", "verify-setup", "verify"),
+    parser.add_argument("--child", choices=("setup", "decide", "verify-setup", "verify"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.n is None:
@@ -118,9 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         setup, verify = _count("verify-setup", args.n, args.batch), _count("verify", args.n, args.batch)
         print(f"verify_text: {(verify - setup) / args.n:,.1f} instructions per code ({args.n:_} codes; callgrind)")
         return 0
-    mode = "pipeline" if args.pipeline else "decide"
-    setup, decide = _count("setup", args.n, args.batch), _count(mode, args.n, args.batch)
-    print(f"{'DecisionPipeline' if args.pipeline else 'decide_scans'}: {(decide - setup) / args.n:,.0f} "
+    setup, decide = _count("setup", args.n, args.batch), _count("decide", args.n, args.batch)
+    print(f"decide_scans: {(decide - setup) / args.n:,.0f} "
           f"instructions per decision "
           f"({args.n:_} decisions, {args.batch} per transaction; callgrind)")
     return 0

@@ -7,8 +7,8 @@ request's result and the rest of the batch is decided as usual. Ids are scoped t
 ``ScanRequest.client`` (the server's token name). Records stored before
 fingerprints (8-byte pointers, inline decisions) still answer retries.
 
-Through ``decide_scans``, ``DecisionPipeline``, the group-commit writer, the
-writer link's frames, and a real server with ``scangate.Client``."""
+Through ``decide_scans``, the group-commit writer, the writer link's frames, and
+a real server with ``scangate.Client``."""
 from __future__ import annotations
 
 import json
@@ -21,7 +21,6 @@ import pytest
 
 import scangate
 from scangate import rewards
-from scangate.pipeline import DecisionPipeline
 from scangate.rewards import Decision, RequestIdReused, ScanRequest
 
 from serverproc import running
@@ -177,20 +176,30 @@ def test_records_stored_before_fingerprints_still_answer(dd: scangate.DataDir) -
     assert snapshot(dd) == before
 
 
-# ------------------------------------------------------------------ pipeline
-def test_pipeline_refuses_a_reused_id_against_the_batch_in_flight_and_the_store(dd: scangate.DataDir) -> None:
+def test_a_reused_id_is_refused_against_the_batch_before_and_its_own_batch(dd: scangate.DataDir) -> None:
     a, b, c = dd.issue_codes("BEER", "item", 3).as_strings()
-    with DecisionPipeline(dd) as pipeline:
-        first = pipeline.submit([req("req-1", a, "alice")])
-        # decided while the first batch may still be committing: its request index is the overlay
-        second = pipeline.submit([req("req-1", b, "dave"), req("req-2", c, "erin"), req("req-2", b, "dave")])
-        alice, (dave, erin, dave2) = first.result()[0], second.result()
-        third = pipeline.decide([req("req-1", b, "dave"), req("req-1", a, "alice")])
+    [alice] = rewards.decide_scans(dd, [req("req-1", a, "alice")])
+    # req-1 is the batch before's; req-2 is taken by erin earlier in this very batch
+    dave, erin, dave2 = rewards.decide_scans(dd, [req("req-1", b, "dave"), req("req-2", c, "erin"),
+                                                  req("req-2", b, "dave")])
+    third = rewards.decide_scans(dd, [req("req-1", b, "dave"), req("req-1", a, "alice")])
     assert won(alice) and won(erin)
     assert is_refusal(dave, "req-1") and is_refusal(dave2, "req-2")
     assert is_refusal(third[0], "req-1") and third[1].to_json() == alice.to_json()  # type: ignore[union-attr]
     assert entries(dd, "ledger") == 2 and entries(dd, "scans") == 2 and len(claimed(dd)) == 2
     assert won(rewards.decide_scans(dd, [req("req-3", b, "dave")])[0])
+
+
+def test_an_empty_request_id_refuses_the_batch_naming_it_and_writes_nothing(dd: scangate.DataDir) -> None:
+    """Bad input, not a verdict: the whole batch is refused before its transaction,
+    naming the request by its place in the batch."""
+    a, b = dd.issue_codes("BEER", "item", 2).as_strings()
+    before = snapshot(dd)
+    with pytest.raises(scangate.InvalidArgument) as exc:
+        rewards.decide_scans(dd, [req("ok", a, "alice"), req("", b, "dave")])
+    assert str(exc.value).startswith("requests[1].request_id: ")
+    assert snapshot(dd) == before                   # not even the good request was decided
+    assert won(rewards.decide_scans(dd, [req("ok", a, "alice")])[0])
 
 
 # ------------------------------------------------------------------ server parts

@@ -1,13 +1,15 @@
 """Crash test of reward decisions: scans in flight in a real process, `kill -9` at
 random points, restart; the ledger, budgets, points and outbox agree, nothing that
 was acknowledged is lost, and a retry of an acknowledged request gets the same
-decision."""
+decision. And a batch the store cannot hold (a full LMDB map) writes nothing: its
+retry, once there is room, decides as if it had never been tried."""
 
 from __future__ import annotations
 
 import json
 import os
 import random
+import shutil
 import signal
 import struct
 import subprocess
@@ -16,8 +18,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import lmdb
 import scangate
-from scangate import rewards
+from scangate import clock, rewards
+from scangate.rewards import ScanRequest
+from scangate.store import DATABASES
 
 CAMPAIGN = """
 id = "crash"
@@ -60,32 +65,9 @@ DRIVER = textwrap.dedent("""
                 print(json.dumps(d.to_json()), flush=True)
 """).replace("{t0}", str(T0))
 
-# The same through DecisionPipeline: a batch is decided while the one before it
-# commits; each decision is printed only after its own batch's future completed.
-PIPELINE_DRIVER = textwrap.dedent("""
-    import collections, json, sys
-    import scangate
-    from scangate import rewards
-    from scangate.pipeline import DecisionPipeline
-    codes = open(sys.argv[2]).read().split()
-    with scangate.open_data_dir(sys.argv[1]) as dd, DecisionPipeline(dd, depth=3) as pipeline:
-        pending = collections.deque()
-        for start in range(0, len(codes), 15):
-            batch = [rewards.ScanRequest(f"r{i}", codes[i], f"u{i % 97}", region=510104, time_ms={t0} + i)
-                     for i in range(start, min(start + 15, len(codes)))]
-            pending.append(pipeline.submit(batch))
-            while pending and (len(pending) >= 3 or pending[0].done()):
-                for d in pending.popleft().result():
-                    print(json.dumps(d.to_json()), flush=True)
-        for f in pending:
-            for d in f.result():
-                print(json.dumps(d.to_json()), flush=True)
-""").replace("{t0}", str(T0))
-
-
-def run_driver(data: Path, codes: Path, kill_after_lines: int | None, driver: str = DRIVER) -> list[dict]:
+def run_driver(data: Path, codes: Path, kill_after_lines: int | None) -> list[dict]:
     acked = []
-    with subprocess.Popen([sys.executable, "-c", driver, str(data), str(codes)],
+    with subprocess.Popen([sys.executable, "-c", DRIVER, str(data), str(codes)],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
         assert proc.stdout is not None and proc.stderr is not None
         for line in proc.stdout:
@@ -102,8 +84,7 @@ def run_driver(data: Path, codes: Path, kill_after_lines: int | None, driver: st
     return acked
 
 
-@pytest.mark.parametrize("driver", [DRIVER, PIPELINE_DRIVER], ids=["decide_scans", "pipeline"])
-def test_kill_9_during_decisions(tmp_path: Path, driver: str) -> None:
+def test_kill_9_during_decisions(tmp_path: Path) -> None:
     data = tmp_path / "d"
     with scangate.init_data_dir(data) as dd:
         rewards.put_campaign(dd, CAMPAIGN, "crash.toml")
@@ -113,10 +94,10 @@ def test_kill_9_during_decisions(tmp_path: Path, driver: str) -> None:
     acknowledged: dict[str, dict] = {}
     for _ in range(3):
         # well before the end: the pipe buffers ~60 decisions, the driver must still be running
-        for d in run_driver(data, codes, kill_after_lines=rng.randrange(50, N - 300), driver=driver):
+        for d in run_driver(data, codes, kill_after_lines=rng.randrange(50, N - 300)):
             first = acknowledged.setdefault(d["request_id"], d)
             assert first == d, "a retry got a different decision"
-    for d in run_driver(data, codes, kill_after_lines=None, driver=driver):     # finish, retrying everything
+    for d in run_driver(data, codes, kill_after_lines=None):     # finish, retrying everything
         first = acknowledged.setdefault(d["request_id"], d)
         assert first == d, "a retry got a different decision"
     assert len(acknowledged) == N
@@ -154,3 +135,50 @@ def test_kill_9_during_decisions(tmp_path: Path, driver: str) -> None:
     assert sum(a["amount_fen"] for a in awards) == 200 * len(cash)
     with scangate.open_data_dir(data) as dd:                           # every draw replays
         assert all(rewards.audit_entry(dd, e["seq"])["verified"] for e in ledger[::25])
+
+
+def stored(dd: scangate.DataDir) -> dict[str, list[tuple[bytes, bytes]]]:
+    with dd.store.env.begin() as txn:
+        return {name: [(bytes(k), bytes(v)) for k, v in txn.cursor(db=dd.store.db(name))] for name in DATABASES}
+
+
+def test_a_batch_the_store_cannot_hold_writes_nothing_and_its_retry_decides_as_if_never_tried(
+        tmp_path: Path) -> None:
+    """The map fills inside a batch's transaction: decide_scans raises and nothing
+    of the batch is stored. Reopened with room, that batch and the next get the
+    decisions, and leave the bytes, that a store never full gives."""
+    full, roomy = tmp_path / "full", tmp_path / "roomy"
+    # payout requests carry the clock's time: one fixed clock makes both stores comparable byte for byte
+    with clock.use(clock.ManualClock(T0)):
+        with scangate.init_data_dir(full) as dd:
+            rewards.put_campaign(dd, CAMPAIGN, "crash.toml")
+            codes = dd.issue_codes("BEER", "item", 3000).as_strings()
+        shutil.copytree(full, roomy)
+        # 23 users a minute apart: daily caps and days come into play; each batch
+        # also retries the first request of the batch before
+        requests = [ScanRequest(f"r{i}", c, f"u{i % 23}", region=510104, time_ms=T0 + 60_000 * i)
+                    for i, c in enumerate(codes)]
+        batches = [requests[s:s + 15] + requests[max(s - 15, 0):max(s - 15, 0) + 1] for s in range(0, 3000, 15)]
+
+        room = (full / "lmdb" / "data.mdb").stat().st_size + (1 << 20)
+        failed = None
+        with scangate.open_data_dir(full, map_size=room) as dd:
+            for k, batch in enumerate(batches):
+                before = stored(dd)
+                try:
+                    rewards.decide_scans(dd, batch)
+                except lmdb.MapFullError:
+                    failed = k
+                    break
+            assert failed is not None and failed > 2, "the map never filled, or filled at once"
+            assert stored(dd) == before                          # not one write of the failed batch
+        with scangate.open_data_dir(full) as dd:                 # room again (the default map)
+            retried = [[d.to_json() for d in rewards.decide_scans(dd, b)] for b in batches[failed:failed + 3]]
+            got = stored(dd)
+        with scangate.open_data_dir(roomy) as dd:
+            for b in batches[:failed]:
+                rewards.decide_scans(dd, b)
+            expected = [[d.to_json() for d in rewards.decide_scans(dd, b)] for b in batches[failed:failed + 3]]
+            assert got == stored(dd)
+    assert retried == expected
+    assert any(d["award"] for ds in retried for d in ds)          # the retried batches drew prizes
