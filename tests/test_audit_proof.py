@@ -31,6 +31,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 import scangate
+from scangate.state import layout
 from scangate import audit, plugins, rewards
 from scangate.errors import InvalidArgument
 from scangate.plugins import RuleContext, RuleResult
@@ -530,7 +531,7 @@ def test_a_campaign_stored_before_revisions_were_kept(tmp_path: Path) -> None:
         old = {k: v for k, v in loaded.items() if k != "first_seq"}
         with dd.store.env.begin(write=True) as txn:     # as stored then: no revision records, no first_seq
             db = dd.store.db("campaigns")
-            assert txn.delete(rewards._revision_key("basic", 1), db=db)
+            assert txn.delete(layout.revision_key("basic", 1), db=db)
             txn.put(b"c/basic", json.dumps(old).encode(), db=db)
         assert rewards.campaign_revisions(dd, "basic") == {1: old}
         rewards.decide_scans(dd, [ScanRequest(f"r{i}", c, f"u{i}", time_ms=ms(2026, 3, 10, 9, i))

@@ -233,17 +233,18 @@ def test_writer_decides_the_rest_of_a_batch_when_one_scan_raises(dd: Any, monkey
     decided and committed, and nothing of the failed try was committed."""
     codes = dd.issue_codes("BEER", "item", 10).as_strings()
     marked = codes[5]
-    real = rewards._decide_in
+    real = rewards.decide_batch
     tries: list[int] = []
 
-    def decide_in(data: Any, requests: Any, *args: Any) -> Any:
-        out = real(data, requests, *args)       # the batch's writes are in the transaction now
+    def decide_in(batch: Any, requests: Any, *args: Any) -> Any:
+        out, mutations = real(batch, requests, *args)
         tries.append(len(requests))
         if any(r.code == marked for r in requests):
+            batch.apply(mutations)              # the batch's writes are in the transaction now
             raise ValueError("year 146140482 is out of range")
-        return out
+        return out, mutations
 
-    monkeypatch.setattr(rewards, "_decide_in", decide_in)
+    monkeypatch.setattr(rewards, "decide_batch", decide_in)
     w, gate, sizes = _gated_writer(dd)
     first = w.submit([ScanRequest("first", codes[0], "u0", region=CHENGDU, time_ms=NOON)])
     while not sizes:                            # the writer holds the first commit open
@@ -259,7 +260,7 @@ def test_writer_decides_the_rest_of_a_batch_when_one_scan_raises(dd: Any, monkey
     assert all(d.verdict["verdict"] == "genuine" and d.verdict["scan_count"] == 1 for d in others.values())
     assert tries[1] == 9                        # the batch was tried whole first (the common path)
     assert sum(sizes) == 1 + 8                  # every other scan committed, once
-    monkeypatch.setattr(rewards, "_decide_in", real)
+    monkeypatch.setattr(rewards, "decide_batch", real)
     # nothing of a failed try was committed: the marked code was never scanned, and
     # the other scans' request records hold their one decision
     (d,) = decide_scans(dd, [ScanRequest("later", marked, "v", region=CHENGDU, time_ms=NOON)])
@@ -273,17 +274,17 @@ def test_writer_does_not_split_a_batch_on_a_store_error(dd: Any, monkeypatch: py
     """A full map or a failing disk is no scan's fault: every waiter of the batch
     hears it at once, without one failing transaction per part of the batch."""
     codes = dd.issue_codes("BEER", "item", 6).as_strings()
-    real = rewards._decide_in
+    real = rewards.decide_batch
     tries: list[int] = []
     broken = threading.Event()
 
-    def decide_in(data: Any, requests: Any, *args: Any) -> Any:
+    def decide_in(batch: Any, requests: Any, *args: Any) -> Any:
         tries.append(len(requests))
         if broken.is_set():
             raise lmdb.MapFullError("mdb_put: MDB_MAP_FULL")
-        return real(data, requests, *args)
+        return real(batch, requests, *args)
 
-    monkeypatch.setattr(rewards, "_decide_in", decide_in)
+    monkeypatch.setattr(rewards, "decide_batch", decide_in)
     w, gate, sizes = _gated_writer(dd)
     first = w.submit([ScanRequest("first", codes[0], "u0")])
     while not sizes:

@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 import scangate
+from scangate.decide.campaign import Compiled, Hmac
 from scangate import audit, ingest, points, rewards
 from scangate.campaigns import load_campaign
 from scangate.rewards import NoReward, ScanRequest
@@ -231,12 +232,12 @@ def test_draw_hmac_matches_the_standard_library() -> None:
     for size in (0, 1, 32, 63, 64, 65, 200):
         key = bytes(range(size % 256)) * (size // 256 + 1)
         key = key[:size]
-        assert rewards._Hmac(key).digest(message) == hmac.new(key, message, hashlib.sha256).digest()
+        assert Hmac(key).digest(message) == hmac.new(key, message, hashlib.sha256).digest()
 
 
 def _live(text: str) -> Any:
     campaign = load_campaign(text, "x.toml")
-    return rewards._Live(campaign, b"k" * 32)
+    return Compiled(campaign, b"k" * 32)
 
 
 @pytest.mark.parametrize("zone", ["Asia/Shanghai", "America/New_York", "Australia/Lord_Howe", "Europe/London"])

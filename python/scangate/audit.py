@@ -1,6 +1,6 @@
 """Audit as proof: every reward decision recomputed from its ledger entry.
 
-A ledger entry (written by ``rewards._decide_eligible``; its fields are
+A ledger entry (written by ``scangate.decide.engine``; its fields are
 ``LEDGER_FIELDS``) records a decision and what deciding it again needs: the scan
 (campaign, serial, actor, time), the campaign revision it was decided under, the
 draw (input, HMAC, roll), where its odds came from (the base odds, a time slot, a
@@ -66,7 +66,10 @@ from . import rewards
 from .campaigns import PPM, Campaign, Prize, campaign_from_json
 from .datadir import DataDir
 from .errors import CorruptionError, InvalidArgument, NotFound
-from .trace import SERIAL_BYTES
+from .decide.draw import draw, draw_message
+from .state import layout
+from .state.batch import POINTER_SIZES as _POINTER_SIZES
+from .state.records import U64
 
 __all__ = ["LEDGER_FIELDS", "PLUGIN_FIELDS", "audit_entry", "audit_ledger", "export_ledger"]
 
@@ -86,7 +89,7 @@ _LEGACY_FIELDS = frozenset((
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
-_U64 = rewards._U64
+_U64 = U64
 _BUDGET_EXHAUSTED = rewards.NoReward.BUDGET_EXHAUSTED.value
 _LOST_DRAW = rewards.NoReward.LOST_DRAW.value
 
@@ -104,10 +107,6 @@ def _same(a: Any, b: Any) -> bool:
 
 def _is_int(x: Any) -> bool:
     return type(x) is int
-
-
-def _draw_message(campaign_id: str, serial: int, actor: str, time_ms: int) -> str:
-    return f"{campaign_id}|{serial}|{actor}|{time_ms}"      # rewards._draw's
 
 
 def _parse_draw(text: Any) -> tuple[str, int, str, int] | None:
@@ -212,9 +211,9 @@ class _Auditor:
                 key = campaign_id.encode()
             except UnicodeEncodeError:
                 return None
-            raw = txn.get(b"s/" + key, db=self.store.db("campaigns")) if 0 < len(key) <= 400 else None
+            raw = txn.get(layout.secret_key(campaign_id), db=self.store.db("campaigns")) if 0 < len(key) <= 400 else None
             self.secrets[campaign_id] = bytes(raw) if raw is not None else None
-            record = txn.get(b"c/" + key, db=self.store.db("campaigns")) if raw is not None else None
+            record = txn.get(layout.campaign_key(campaign_id), db=self.store.db("campaigns")) if raw is not None else None
             self.current[campaign_id] = json.loads(bytes(record)) if record is not None else None
         return self.secrets[campaign_id]
 
@@ -231,7 +230,7 @@ class _Auditor:
         if not isinstance(request_id, str) or not isinstance(client, str) or not request_id:
             return None
         try:
-            key = request_id.encode() if not client else rewards._scoped_key(client, request_id)
+            key = layout.request_key(client, request_id)
         except UnicodeEncodeError:
             return None
         if len(key) > 511:
@@ -240,7 +239,7 @@ class _Auditor:
         if pointer is None:
             return None
         value = bytes(pointer)
-        if len(value) in rewards._POINTER_SIZES:     # else a decision stored inline, as data written long ago
+        if len(value) in _POINTER_SIZES:     # else a decision stored inline, as data written long ago
             logged = txn.get(value[:8], db=self.store.db("decisions"))
             if logged is None:
                 return None
@@ -450,7 +449,7 @@ class _Auditor:
             if scan is None:
                 return None
             secret = self._secret(txn, scan[0])
-            return rewards._draw(secret, *scan)[1] if secret is not None else None
+            return draw(secret, *scan)[1] if secret is not None else None
 
         by_fields = mac_of(fields) if typed else None
         truth: tuple[Any, ...]
@@ -467,7 +466,7 @@ class _Auditor:
                 return None
         for name, value, expected in zip(("campaign_id", "serial", "actor", "time_ms"), fields, truth):
             r.same(name, value, expected)
-        r.same("draw_input", entry.get("draw_input"), _draw_message(*truth))
+        r.same("draw_input", entry.get("draw_input"), draw_message(*truth))
         r.same("hmac", recorded, mac.hex())
         cid = truth[0]
         return cid, truth[1], truth[2], truth[3], mac, self.secrets[cid]  # type: ignore[return-value]
@@ -492,7 +491,7 @@ class _Auditor:
 
     def _claim(self, txn: lmdb.Transaction[bytes], serial: int) -> Any:
         try:
-            key = serial.to_bytes(SERIAL_BYTES, "big")
+            key = layout.serial_key(serial)
         except OverflowError:
             return None
         raw = txn.get(key, db=self.store.db("claims"))
@@ -510,7 +509,7 @@ class _Auditor:
         commitment = (self.current[cid] or {}).get("commitment")  # type: ignore[index]
         r.ok("commitment", hashlib.sha256(secret).hexdigest() == commitment, commitment)
         try:
-            message, mac = rewards._draw(secret, cid, entry["serial"],  # type: ignore[arg-type]
+            message, mac = draw(secret, cid, entry["serial"],  # type: ignore[arg-type]
                                          entry["actor"], entry["time_ms"])
         except KeyError as exc:
             r.fail(str(exc.args[0]), "missing")
@@ -550,7 +549,7 @@ def _plugin_output_ok(plugin: Any) -> bool:
 
 def _pick(candidates: list[Prize], mac: bytes) -> Prize | None:
     """The prize a win draws among those with budget left, by weight: bytes 8 to
-    16 of the HMAC, mod the weights' sum (rewards._pick_prize)."""
+    16 of the HMAC, mod the weights' sum (scangate.decide.budgets.pick_prize)."""
     total = sum(p.weight for p in candidates)
     if total == 0:
         return None

@@ -40,6 +40,7 @@ from .results import Redemption
 from .jsontext import esc as _esc
 from .jsontext import number as _num
 from .localtime import LocalClock
+from .state import layout
 from .store import iter_prefix
 from .clock import now_ms
 
@@ -105,7 +106,7 @@ AwardKeys = tuple[bytes, bytes, bytes]
 def award_keys(actor: bytes, month: str) -> AwardKeys:
     """The keys of the records an award to ``actor`` (UTF-8) in ``month``
     (YYYY-MM) changes."""
-    return b"b/" + actor, b"m/" + month.encode() + b"/" + actor, b"h/" + actor + b"\0"
+    return layout.account_key(actor), layout.month_key(month, actor), layout.history_prefix(actor)
 
 
 class PointsWriter:

@@ -28,6 +28,7 @@ from ._core import MAX_SERIAL
 from .clock import now_ms
 from .enums import Level
 from .errors import CorruptionError, InvalidArgument, NotFound
+from .state.layout import DATABASES
 
 __all__ = ["iter_prefix", "Store", "ProductLine", "IssuedRange", "RangeTable", "DEFAULT_MAP_SIZE"]
 
@@ -37,15 +38,7 @@ log = logging.getLogger(__name__)
 # billions of scan records; set once, never grown under a running process.
 DEFAULT_MAP_SIZE = 1 << 40
 SCHEMA_VERSION = 1
-# The named databases of one environment (max_dbs leaves room for more).
-DATABASES = (
-    "meta", "lines", "line_index", "ranges",                      # issuance ledger
-    "links", "children", "dealers", "shipped", "ship_log",         # trace
-    "scans", "revoked",                                            # verdicts
-    "campaigns", "requests", "claims", "budgets", "counters",      # rewards
-    "ledger", "outbox", "points", "decisions",
-)
-
+# The named databases of one environment: scangate.state.layout (max_dbs leaves room for more).
 _U64 = struct.Struct(">Q")
 _U32 = struct.Struct(">I")
 # ranges value: first serial, line id, key version, level, flags, reserved-at (unix ms)

@@ -34,6 +34,7 @@ import numpy as np
 from .clock import now_ms
 from .errors import CorruptionError, InvalidArgument, NotFound, quote
 from .results import Dealer
+from .state import layout
 from .store import Store, iter_prefix
 
 __all__ = [
@@ -58,7 +59,7 @@ log = logging.getLogger(__name__)
 ADD = 1
 DELETE = 2
 SLOTS = 8
-SERIAL_BYTES = 7
+SERIAL_BYTES = layout.SERIAL_BYTES
 _MS = struct.Struct(">q")
 # Batches of up to this many serials (a verdict batch) are traced with Python ints
 # and bytes: at that size numpy's fixed cost per call (a few microseconds, a dozen
@@ -66,9 +67,7 @@ _MS = struct.Struct(">q")
 SMALL_BATCH = 512
 
 
-def _keys7(serials: np.ndarray) -> bytes:
-    """Concatenated 7-byte big-endian keys for uint64 serials (< 2^56)."""
-    return np.asarray(serials, ">u8").view(np.uint8).reshape(-1, 8)[:, 1:].tobytes()
+_keys7 = layout.serial_keys     # concatenated 7-byte keys of uint64 serials
 
 
 def _split(raw: bytes, width: int) -> list[bytes]:

@@ -1,0 +1,62 @@
+"""Budgets: which prize a win draws among those with budget left, and what the ledger records of them.
+
+A budget is a prize's count of awards and fen (either may be unlimited); one
+more award must stay within both. Budgets are read once per batch (every budget
+of the batch's campaigns) and updated as the batch decides, so they are never
+overspent, whatever the concurrency: the store applies a batch at a time.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+
+from .campaign import Entry
+
+__all__ = ["budget_left", "budgets_json", "pick_prize"]
+
+_U64 = struct.Struct(">Q")
+_ZERO2 = (0, 0)
+Budgets = dict[bytes, "tuple[int, ...] | None"]
+
+
+def budget_left(budgets: Budgets, e: Entry) -> bool:
+    """Whether one more award of the prize stays within its budgets (``budgets``:
+    the batch's budget values, read for every prize of its campaigns)."""
+    _p, key, count_max, fen_max, fen, _w = e
+    count, amount = budgets[key] or _ZERO2
+    return (count_max is None or count < count_max) and (fen_max is None or amount + fen <= fen_max)
+
+
+def pick_prize(budgets: Budgets, entries: Sequence[Entry], mac: bytes) -> Entry | None:
+    """The prize a win draws, by weight, among those with budget left (None: none)."""
+    left = [e for e in entries if budget_left(budgets, e)]
+    total = sum(e[5] for e in left)
+    if total == 0:
+        return None
+    point = _U64.unpack_from(mac, 8)[0] % total     # int.from_bytes(mac[8:16], "big") % total
+    for e in left:
+        if point < e[5]:
+            return e
+        point -= e[5]
+    return None  # unreachable
+
+
+def spend(budgets: Budgets, key: bytes, amount: int) -> tuple[int, int]:
+    """The budget record after one more award of ``amount`` fen."""
+    count, spent = budgets[key] or _ZERO2
+    value = budgets[key] = (count + 1, spent + amount)
+    return value
+
+
+def budgets_json(rows: tuple[tuple[str, bytes, int | None, int | None], ...], budgets: Budgets) -> str:
+    """What is left of the budgets of ``rows`` (Compiled.budget_rows: prizes with a
+    budget) before this decision, as the ledger entry records it: ``{"<prize>":
+    [awards left, fen left], ...}`` in the campaign's prize order, null for no
+    limit (negative when a reload cut a budget below what was already spent)."""
+    parts = []
+    for prize_json, key, count_max, fen_max in rows:
+        count, amount = budgets[key] or _ZERO2
+        parts.append(f'{prize_json}: [{"null" if count_max is None else count_max - count}, '
+                     f'{"null" if fen_max is None else fen_max - amount}]')
+    return "{" + ", ".join(parts) + "}"

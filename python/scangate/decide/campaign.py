@@ -1,0 +1,156 @@
+"""A stored campaign compiled for deciding: its rules as sets, integers, keys and JSON fragments.
+
+Compiled once per stored record and secret (a reload or a status change is a new
+record, compiled anew), so deciding a scan reads attributes, not the campaign's
+rules.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import asdict
+
+from ..campaigns import Campaign, Prize, campaign_from_json
+from ..jsontext import esc as _esc
+from ..jsontext import number as _num
+from ..localtime import LocalClock
+from ..points import PERIOD_ZONE
+from ..state import layout
+
+__all__ = ["Compiled", "Entry", "compile_campaigns"]
+
+_UTC_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_US = dt.timedelta(microseconds=1)
+
+# A prize compiled for deciding (Compiled.entry): the prize, its budget key, its count
+# and fen budgets (None: unlimited), the fen one award costs, its weight in the draw.
+Entry = tuple[Prize, bytes, "int | None", "int | None", int, int]
+
+
+class Hmac:
+    """HMAC-SHA256 under one key (RFC 2104) with the padded key's hash states made
+    once: a draw costs two hash copies, not a fresh HMAC set-up. ``audit_entry``
+    recomputes every draw with the standard library's hmac instead."""
+
+    __slots__ = ("inner", "outer")
+
+    def __init__(self, key: bytes):
+        if len(key) > 64:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(64, b"\0")
+        self.inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+        self.outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+
+    def digest(self, message: bytes) -> bytes:
+        inner = self.inner.copy()
+        inner.update(message)
+        outer = self.outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
+
+class Compiled:
+    """A stored campaign compiled for deciding: its rules as sets, integers and
+    encoded keys and JSON fragments. Cached per stored record and secret, so a
+    reload or a status change (a new record) compiles anew."""
+
+    def __init__(self, campaign: Campaign, secret: bytes | None, revision: int = 0):
+        c = self.campaign = campaign
+        self.revision = revision    # the stored record's: each ledger entry names it
+        self.secret = secret
+        self.hmac = Hmac(secret) if secret is not None else None
+        self.id = c.id
+        self.id_json = _esc(c.id)
+        self.actor = c.actor
+        self.active = c.status == "active"
+        self.start_us = (c.start - _UTC_EPOCH) // _US
+        self.end_us = (c.end - _UTC_EPOCH) // _US
+        self.blacklist = frozenset(c.blacklist)
+        self.diverted_ok = c.verdict_policy.diverted_can_win
+        self.clone_ok = c.verdict_policy.suspect_clone_can_win
+        self.caps = c.caps
+        self.odds = c.odds_ppm
+        self.slots = tuple((s.start.hour * 60 + s.start.minute, s.end.hour * 60 + s.end.minute, s.odds_ppm)
+                           for s in c.slots)
+        self.nth = frozenset(c.win_on_nth_scan)
+        self.budget_key = {p.id: layout.budget_key(c.id, p.id) for p in c.prizes}
+        # per prize: (prize, budget key, count budget, fen budget, fen per award, weight)
+        self.entry = {p.id: (p, self.budget_key[p.id], p.budget_count, p.budget_amount_fen, p.amount_fen, p.weight)
+                      for p in c.prizes}
+        self.winning = tuple(self.entry[p.id] for p in c.winning_prizes)
+        self.consolation = self.entry[c.consolation] if c.consolation is not None else None
+        self.plugins = c.plugins
+        self.first_scan_wins = c.first_scan_always_wins
+        self.tiers = bool(c.store_tiers)
+        self.has_points = any(p.kind == "points" for p in c.prizes)
+        self.coupon_json = {p.id: json.dumps(asdict(p.coupon)) if p.coupon else "null" for p in c.prizes}
+        self.prize_json = {p.id: _esc(p.id) for p in c.prizes}
+        # the award's JSON up to its points (Decision.to_json()["award"], key order of Award)
+        self.award_head = {p.id: (f'{{"campaign_id": {self.id_json}, "prize_id": {_esc(p.id)}, '
+                                  f'"kind": {_esc(p.kind)}, "amount_fen": {_num(p.amount_fen)}, "points": ')
+                           for p in c.prizes}
+        self.clock = LocalClock(c.zone)
+        self.month_from_day = c.zone == PERIOD_ZONE
+        self._regions: dict[int | None, bool] = {}
+        # the ledger entry's fragments that are the same for every scan of this
+        # campaign: campaign and revision; the odds part when no slot or plugin can
+        # change them; the prizes with a budget (JSON id, key, awards, fen: their
+        # budgets left are recorded; a prize without one cannot run out), all of
+        # them for a pick, the consolation prize's alone for a lost draw
+        self.ledger_campaign = f'"campaign_id": {self.id_json}, "revision": {revision}, '
+        self.ledger_odds = (f'"slot": null, "odds_from": "base", "odds_ppm": {_num(self.odds)}, "plugin": null'
+                            if not self.slots and not self.plugins else None)
+        rows = {pid: (self.prize_json[pid], key, count_max, fen_max)
+                for pid, (_p, key, count_max, fen_max, _fen, _w) in self.entry.items()
+                if count_max is not None or fen_max is not None}
+        self.budget_rows = tuple(rows.values())
+        self.consolation_rows = (rows[c.consolation],) if c.consolation in rows else ()
+
+    def region_allowed(self, region: int | None) -> bool:
+        allowed = self._regions.get(region)
+        if allowed is None:
+            if len(self._regions) >= 100_000:
+                self._regions.clear()
+            allowed = self._regions[region] = self.campaign.region_allowed(region)
+        return allowed
+
+    def odds_at(self, time_ms: int) -> int:
+        """Campaign.odds_at for the instant, from the local minute of the day (slots
+        start and end on whole minutes)."""
+        if not self.slots:
+            return self.campaign.odds_ppm
+        minute = self.clock.minute(time_ms)
+        for start, end, odds in self.slots:
+            if (start <= minute < end) if start < end else (minute >= start or minute < end):
+                return odds
+        return self.campaign.odds_ppm
+
+
+_cache: dict[tuple[bytes, bytes | None], Compiled] = {}
+
+
+def compile_campaigns(records: list[tuple[bytes, bytes | None]]) -> list[Compiled]:
+    """The stored campaigns (record, secret), in id order, compiled (parsed only
+    when a record is new)."""
+    out = []
+    for raw, secret in records:
+        live = _cache.get((raw, secret))
+        if live is None:
+            if len(_cache) >= 256:
+                _cache.clear()
+            live = _cache[(raw, secret)] = compile_record(raw, secret)
+        out.append(live)
+    return out
+
+
+def compile_record(raw: bytes, secret: bytes | None) -> Compiled:
+    """A stored campaign record compiled, with its revision (each ledger entry
+    names the revision it was decided under). A campaign whose secret was revealed
+    is closed: its window is empty (RW-N3), since anyone can now compute its draws."""
+    record = json.loads(raw)
+    live = Compiled(campaign_from_json(record["campaign"]), secret, record["revision"])
+    if record.get("revealed_at_ms") is not None:
+        live.end_us = live.start_us
+    return live

@@ -1,0 +1,302 @@
+"""The decision of a batch of scans, exactly once: the engine's one entry point.
+
+``decide_batch`` takes validated scan requests, their codes' checks, the store's
+batch (scangate.state.batch: it reads state by keys and knows the store; nothing
+here does), the verdict thresholds, the deciding clock's reading and the scan
+time window. In order:
+
+1. request identity (scangate.decide.requests): a retry gets its stored
+   decision; a request id reused for other content, or a scan time outside the
+   window, is refused in its place and writes nothing;
+2. verdicts (scangate.decide.verdicts) over the histories, trace chains and
+   recalls read for the batch's genuine codes;
+3. eligibility (scangate.decide.eligibility): campaign, window, regions,
+   blacklist, verdict policy; then one read of the claims, counters, budgets and
+   points of every scan that may win;
+4. scan after scan against those values: claim, caps (scangate.decide.caps),
+   the draw (scangate.decide.draw), the prize within budgets
+   (scangate.decide.budgets), points (scangate.decide.points), and the records
+   (scangate.decide.ledger).
+
+It returns each request's decision (or refusal) and the batch's ``Mutations``;
+the caller applies them in the same transaction and answers after the commit.
+Deciding scan after scan against the batch's values gives exactly what reading
+and writing the store scan after scan would.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import operator
+from collections.abc import Sequence
+from typing import Any
+
+from ..clock import ScanTimePolicy
+from ..datadir import VerifyResult
+from ..decision import Decision, NoReward, ScanRequest
+from ..enums import CodeStatus, Verdict
+from ..jsontext import esc as _esc
+from ..jsontext import number as _num
+from ..plugins import RuleContext, RuleResult, run_plugins
+from ..state import layout
+from ..state.batch import LmdbBatch, Mutations, Snapshot
+from ..store import ProductLine
+from ..verdict import Scan, ScanVerdict, VerdictConfig
+from . import caps as caps_mod
+from . import ledger
+from .budgets import budget_left, budgets_json, pick_prize, spend
+from .campaign import Compiled, Entry, compile_campaigns
+from .draw import PPM, draw_message, roll_of, slot_odds, win_how
+from .eligibility import Eligible, select
+from .points import award_points
+from .requests import MAX_TIME_MS, RequestIdReused, RequestRefused, ScanTimeRefused, fingerprints
+from .verdicts import judge
+
+__all__ = ["TRUSTING", "decide_batch"]
+
+TRUSTING = ScanTimePolicy()    # the library's default: a caller's scan times stand (scangate.clock)
+_GENUINE = int(CodeStatus.GENUINE)
+_NO_RULE = RuleResult()
+_ALREADY_CLAIMED = NoReward.ALREADY_CLAIMED
+_BUDGET_EXHAUSTED = NoReward.BUDGET_EXHAUSTED
+_LOST_DRAW = NoReward.LOST_DRAW
+_PLUGIN_FAILED = NoReward.PLUGIN_FAILED
+_PLUGIN_VETO = NoReward.PLUGIN_VETO
+_V_COUNTERFEIT = Verdict.COUNTERFEIT
+_verdict_of = operator.attrgetter("verdict")
+
+
+def decide_batch(batch: LmdbBatch, requests: Sequence[ScanRequest], checks: VerifyResult,
+                 config: VerdictConfig, now: int, time_policy: ScanTimePolicy = TRUSTING
+                 ) -> tuple[list[Decision | RequestRefused], Mutations]:
+    """See the module docstring. ``requests`` passed ``check_requests``."""
+    m = Mutations()
+    ids = [layout.request_key(r.client, r.request_id) for r in requests]
+    prints = fingerprints(requests)
+    stored = batch.stored_decisions(ids) if ids else {}
+    firsts: dict[bytes, int] = {}     # request key -> the first fresh request with it in the batch
+    fresh: list[int] = []
+    out: list[Decision | RequestRefused | None] = []
+    timed = time_policy is not TRUSTING and any(r.time_ms is not None for r in requests)
+    if not stored and not timed and len(set(ids)) == len(ids):   # the usual batch: every request new, once
+        fresh = list(range(len(requests)))
+        out = [None] * len(requests)
+    else:
+        for i, r in enumerate(requests):
+            key = ids[i]
+            found = stored.get(key)
+            if found is not None:       # a retry gets the stored decision; another request, a refusal
+                raw, fingerprint = found
+                out.append(Decision.from_json(json.loads(raw)) if fingerprint is None or fingerprint == prints[i]
+                           else RequestIdReused(r.request_id))
+            elif r.time_ms is not None and (why := time_policy.problem(r.time_ms, now)) is not None:
+                out.append(ScanTimeRefused("time_ms", why))
+            else:
+                out.append(None)
+                if key not in firsts:   # else the id's second use in the batch: settled below
+                    fresh.append(i)
+                    firsts[key] = i
+    if fresh:
+        # the scans to judge: the requests themselves (they have a Scan's fields) when
+        # their time stands, else a Scan stamped with the decided time
+        # (ScanTimePolicy.decided, written out: this runs for every scan)
+        latest = now if time_policy.ahead_ms is not None else MAX_TIME_MS
+        scans: list[ScanRequest | Scan] = [
+            r if r.time_ms is not None and r.time_ms <= latest
+            else Scan(r.code, r.actor, r.actor_type, r.region, r.lat, r.lon, now)
+            for r in (requests[i] for i in fresh)]
+        all_fresh = len(fresh) == len(requests)
+        fresh_checks = checks if all_fresh else VerifyResult(
+            checks.status[fresh], checks.key_version[fresh], checks.serial[fresh], checks.level[fresh],
+            checks.line_id[fresh], checks.lines)
+        verdicts = judge_batch(batch, scans, fresh_checks, config, now, m)
+        decided = _decide(batch, compile_campaigns(batch.campaigns()), [requests[i] for i in fresh],
+                          [s.time_ms for s in scans], verdicts, fresh_checks, m, now)  # type: ignore[misc]
+        for i, (decision, text) in zip(fresh, decided):
+            m.decisions.append((ids[i], prints[i], text.encode()))
+            out[i] = decision
+    for i, d in enumerate(out):
+        if d is None:   # the same id twice in one batch: the first one's decision if the same request
+            first = firsts[ids[i]]
+            out[i] = out[first] if prints[i] == prints[first] else RequestIdReused(requests[i].request_id)
+    return out, m  # type: ignore[return-value]
+
+
+def judge_batch(batch: LmdbBatch, scans: Sequence[Any], checks: VerifyResult, config: VerdictConfig, now: int,
+                m: Mutations) -> list[ScanVerdict]:
+    """The verdicts of ``scans`` over the state ``batch`` reads for them; their
+    history records join ``m``."""
+    status = checks.status.tolist()
+    serials = checks.serial.tolist()
+    genuine = [i for i, c in enumerate(status) if c == _GENUINE]
+    chains = dict(zip(genuine, batch.chains([serials[i] for i in genuine])))
+    keys, histories = batch.histories(serials[i] for i in genuine)
+    verdicts, records = judge(scans, checks, histories, chains, batch.recalls(), config, keys, now)
+    m.histories.extend(records)
+    return verdicts
+
+
+def _decide(batch: LmdbBatch, campaigns: list[Compiled], requests: list[ScanRequest], times: list[int],
+            verdicts: list[ScanVerdict], checks: VerifyResult, m: Mutations, now: int) -> list[tuple[Decision, str]]:
+    """The fresh scans' decisions, in order, and their JSON texts (request records):
+    first the stateless checks of every scan, then one read of all the state they
+    need, then scan after scan against the batch's values."""
+    status, serials, line_ids = checks.status.tolist(), checks.serial.tolist(), checks.line_id.tolist()
+    lines = checks.lines
+    candidates: dict[tuple[str, int], list[Compiled]] = {}
+    selected = [select(campaigns, candidates, r, t, v, lines[line_ids[i]] if status[i] == _GENUINE else None,
+                       line_ids[i], serials[i])
+                for i, (r, t, v) in enumerate(zip(requests, times, verdicts))]
+    eligible = [e for e in selected if len(e) == 5]
+    snap = Snapshot()
+    if eligible:
+        batch.read(snap, claims=[e[1] for e in eligible], counters=[e[3] for e in eligible],
+                   points=[k for e in eligible if (keys := e[4]) for k in keys[:2]],
+                   budgets={entry[1] for c in {e[0] for e in eligible} for entry in c.entry.values()})
+        batch.read(snap, counters=caps_mod.day_keys(snap, [(e[3], e[2]) for e in eligible]))
+    if _V_COUNTERFEIT in map(_verdict_of, verdicts):
+        # the brand's hotline for the consumer's warning: the first campaign that names one
+        hotline = next((c.campaign.hotline for c in campaigns if c.campaign.hotline and c.active), None)
+        for v in verdicts:
+            if v.verdict is _V_COUNTERFEIT:
+                v.hotline = hotline
+    out = []
+    state = _State(snap, m, batch.next_ledger_seq() if eligible else 0, now)
+    for r, t, v, e, line_id, serial in zip(requests, times, verdicts, selected, line_ids, serials):
+        if len(e) == 5:
+            out.append(_decide_eligible(state, e, r, t, v, lines[line_id], serial))
+        else:
+            out.append(ledger.no_reward(r, v, v.to_json(), e[0], e[1]))
+    return out
+
+
+class _State:
+    """What the scans of one batch decide against and write to."""
+
+    __slots__ = ("m", "next_seq", "now", "snap")
+
+    def __init__(self, snap: Snapshot, m: Mutations, next_seq: int, now: int):
+        self.snap, self.m, self.next_seq, self.now = snap, m, next_seq, now
+
+
+def _decide_eligible(s: _State, e: Eligible, r: ScanRequest, time_ms: int, v: ScanVerdict,
+                     line: ProductLine, serial: int) -> tuple[Decision, str]:
+    """The stateful part of a decision: claim, caps, draw, prize, records. The keys
+    of ``e`` were read with the batch, so their values are in the snapshot."""
+    c, claim_key, today, total_key, point_keys = e
+    verdict = v.to_json()
+    snap, m = s.snap, s.m
+    if snap.claims[claim_key] is not None:
+        return ledger.no_reward(r, v, verdict, _ALREADY_CLAIMED, c)
+    k, had_counts = caps_mod.counts(snap, total_key, today)
+    t_count, t_amount, n, d_count, d_amount, _held = k
+    capped = caps_mod.count_capped(c.caps, k)
+    if capped is not None:
+        return ledger.no_reward(r, v, verdict, capped, c)
+    # the user's Nth eligible scan in this campaign (written back with the outcome:
+    # a scan refused below by a plugin or a cash cap is not a used scan)
+    n += 1
+    actor = r.actor
+    # numbers each record repeats, as text once (an int's str is its JSON)
+    serial_text, time_text = str(serial), str(time_ms)
+    message = draw_message(c.id, serial, actor, time_ms)     # audit replays it (scangate.audit)
+    mac = c.hmac.digest(message.encode())  # type: ignore[union-attr]
+    roll = roll_of(mac)
+    odds, slot_json = slot_odds(c, time_ms)
+    rule = _NO_RULE
+    plugin_json = "null"    # the plugins' merged output, for the ledger entry (audit cannot run them again)
+    campaign = c.campaign
+    if c.plugins:
+        when = dt.datetime.fromtimestamp(time_ms / 1000, dt.UTC)
+        ctx = RuleContext(c.id, r.code, serial, line.sku, line.batch, line.level.label, verdict,
+                          actor, r.actor_type, tuple(r.actor_tags),
+                          {"scan_number": n, "awards_today": d_count, "awards_total": t_count}, time_ms,
+                          when.astimezone(campaign.zone), verdict.get("region"), None, odds)
+        rule, failures = run_plugins(campaign.plugins, ctx)
+        if rule.odds_ppm is not None and not 0 <= rule.odds_ppm <= PPM:
+            failures.append(("odds", f"odds_ppm {rule.odds_ppm} outside 0..{PPM}"))
+        if failures or rule.veto:
+            for ref, _why in failures:
+                key = layout.plugin_failure_key(c.id, ref)
+                m.counter_adds[key] = m.counter_adds.get(key, 0) + 1
+            return ledger.no_reward(r, v, verdict, _PLUGIN_FAILED if failures else _PLUGIN_VETO, c)
+        plugin_json = ledger.plugin_json(rule)
+        if rule.odds_ppm is not None:
+            odds = rule.odds_ppm
+    how = win_how(n, c.first_scan_wins, c.nth, roll, odds)
+    # the budgets read, as the ledger entry records them: every prize's (with a
+    # budget) when a win picks, the consolation prize's when a lost draw may get
+    # it, none (null) else
+    budget_rows = c.budget_rows if how != "lost" else c.consolation_rows if c.consolation is not None else None
+    budgets = snap.budgets      # every budget key of the batch's campaigns
+    won: Entry | None = None
+    reason: NoReward | None = None
+    if how != "lost":
+        won = pick_prize(budgets, c.winning, mac)
+        if won is None:
+            reason = _BUDGET_EXHAUSTED
+    if won is not None and rule.prize_id is not None and rule.prize_id != won[0].id:
+        wanted = c.entry.get(rule.prize_id)
+        if wanted is not None and budget_left(budgets, wanted):
+            won = wanted     # a plugin's prize, still within the campaign's budgets
+    consolation = c.consolation
+    if won is None and consolation is not None and budget_left(budgets, consolation):
+        won, how, reason = consolation, "consolation", None
+    if won is None and reason is None:
+        reason = _LOST_DRAW
+    prize = won[0] if won is not None else None
+    if prize is not None and prize.kind == "cash" and how != "consolation":
+        capped = caps_mod.cash_capped(c.caps, k, prize.amount_fen)
+        if capped is not None:
+            return ledger.no_reward(r, v, verdict, capped, c)
+    # ---- commit the outcome: one draw per code, won or lost
+    seq = s.next_seq
+    s.next_seq = seq + 1
+    seq_text = str(seq)
+    points = 0
+    time_json = time_text if type(time_ms) is int else _num(time_ms)
+    payout_json = "null"
+    tier_json = "null"
+    actor_json = _esc(actor)
+    # what the pick saw: read before this award is counted
+    budgets_text = "null" if budget_rows is None else budgets_json(budget_rows, budgets) if budget_rows else "{}"
+    if prize is None:
+        caps_mod.count_scan(snap, m, total_key, k, n)
+        prize_json = "null"
+        amount = 0
+    else:
+        prize_json = c.prize_json[prize.id]
+        amount = prize.amount_fen
+        if prize.kind == "points":
+            points, tier_json = award_points(campaign, c.tiers, prize, rule, snap, m, point_keys,  # type: ignore[arg-type]
+                                             seq_text, time_json)
+        budget_key = won[1]  # type: ignore[index]
+        m.budgets[budget_key] = spend(budgets, budget_key, amount)
+        if how != "consolation":
+            held = k[5]
+            caps_mod.count_award(snap, m, total_key, k, n, today, amount,
+                                 c.clock.iso_day(held[0]) if held else "")
+        else:
+            caps_mod.count_scan(snap, m, total_key, k, n)
+        if prize.kind in ("cash", "coupon"):
+            payout_key = layout.payout_key(c.id, serial)
+            payout_json = f'"{payout_key}"'    # campaign ids and serials need no escaping
+            m.outbox[payout_key.encode()] = ledger.payout_record(
+                payout_json, seq_text, actor_json, prize_json, prize.kind, amount, c.coupon_json[prize.id], s.now)
+    points_json = str(points)       # an int: prize points, scaled by integer percentages
+    odds_json = odds if type(odds) is int else _num(odds)     # a plugin's odds need not be an int
+    odds_text = c.ledger_odds or (
+        f'"slot": {slot_json}, '
+        f'"odds_from": "{"plugin" if rule.odds_ppm is not None else "base" if slot_json == "null" else "slot"}", '
+        f'"odds_ppm": {odds_json}, "plugin": {plugin_json}')
+    m.ledger.append((seq, ledger.ledger_entry(
+        seq_text, _esc(r.request_id), r, c, serial_text, actor_json, time_json, message, mac, roll, odds_text, n,
+        (d_count, d_amount, t_count, t_amount) if had_counts else None, how, budgets_text, prize_json, amount,
+        tier_json, points_json, payout_json, ledger.reason_json(reason))))
+    snap.claims[claim_key] = m.claims[claim_key] = ledger.claim_record(c, seq_text)
+    if prize is None:
+        return ledger.no_reward(r, v, verdict, reason, c)  # type: ignore[arg-type]
+    award = ledger.award(c.id, prize.id, prize.kind, amount, points, how, seq,
+                         payout_json[1:-1] if prize.kind in ("cash", "coupon") else None)
+    return ledger.award_decision(r, v, verdict, c, award, points_json, seq_text, payout_json)

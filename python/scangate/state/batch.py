@@ -1,0 +1,210 @@
+"""One batch of decisions against the LMDB store: read its state by keys, apply its mutations.
+
+The decision engine (scangate.decide) never sees LMDB. For one batch it asks
+``LmdbBatch`` for what it needs, by keys (``requests``, ``histories``,
+``chains``, ``recalls``, ``campaigns``, then ``read`` for the claims, counters,
+budgets and points of the scans that may win), decides against those values
+(``Snapshot``: the values read, updated by the batch's own decisions, so a code
+scanned twice in a batch sees its first scan), and hands back every write as a
+``Mutations``, which ``apply`` writes: each changed key once, appends in number
+order. All of it happens inside one LMDB write transaction that the caller
+commits (group commit), so a batch is applied whole or not at all.
+
+A second store (PostgreSQL) implements the same methods: its reads lock the rows
+they read, in key order; ``apply`` is its set-based writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import lmdb
+from ..errors import CorruptionError
+from . import layout
+from .recalls import Recalls, read_recalls
+from .records import ACCOUNT, I64, U64, History, pack_counts, unpack_counts
+
+if TYPE_CHECKING:
+    from ..store import Store
+    from ..trace import Dealer, Shipment
+
+__all__ = ["LmdbBatch", "Mutations", "Snapshot"]
+
+POINTER_SIZES = (8, 24)     # a request record: decision number, then (24) the fingerprint
+_NO_ACCOUNT = (0, 0)
+
+@dataclass
+class Snapshot:
+    """The values of the keys a batch read (None: no record), updated by the
+    batch's own decisions as it goes."""
+
+    claims: dict[bytes, bytes | None] = field(default_factory=dict)
+    counters: dict[bytes, tuple[int, ...] | None] = field(default_factory=dict)
+    budgets: dict[bytes, tuple[int, ...] | None] = field(default_factory=dict)
+    accounts: dict[bytes, tuple[int, int]] = field(default_factory=dict)    # b/ key -> (balance, earned)
+    months: dict[bytes, int] = field(default_factory=dict)                  # m/ key -> points
+
+
+@dataclass
+class Mutations:
+    """Every write of one batch, applied by ``LmdbBatch.apply`` in one transaction."""
+
+    claims: dict[bytes, bytes] = field(default_factory=dict)
+    counters: dict[bytes, tuple[int, ...]] = field(default_factory=dict)
+    budgets: dict[bytes, tuple[int, ...]] = field(default_factory=dict)
+    counter_adds: dict[bytes, int] = field(default_factory=dict)      # pf/ failure counts to add
+    accounts: dict[bytes, tuple[int, int]] = field(default_factory=dict)
+    months: dict[bytes, int] = field(default_factory=dict)
+    points_history: list[tuple[bytes, bytes]] = field(default_factory=list)   # (h/ prefix, entry), numbered here
+    ledger: list[tuple[int, bytes]] = field(default_factory=list)            # (seq, entry), seqs from next_seq
+    outbox: dict[bytes, bytes] = field(default_factory=dict)
+    decisions: list[tuple[bytes, bytes, bytes]] = field(default_factory=list)  # (request key, fingerprint, record)
+    histories: list[tuple[bytes, bytes]] = field(default_factory=list)       # (serial key, History record)
+
+
+class LmdbBatch:
+    """The decision state of one LMDB write transaction (see the module docstring)."""
+
+    def __init__(self, store: Store, txn: lmdb.Transaction[bytes]):
+        self.store, self.txn = store, txn
+        db = store.db
+        self._requests, self._decisions, self._ledger = db("requests"), db("decisions"), db("ledger")
+        self._claims, self._counters, self._budgets = db("claims"), db("counters"), db("budgets")
+        self._points, self._outbox, self._scans = db("points"), db("outbox"), db("scans")
+        self._campaigns, self._revoked = db("campaigns"), db("revoked")
+
+    # ------------------------------------------------------------------ reads
+    def stored_decisions(self, request_keys: Sequence[bytes]) -> dict[bytes, tuple[bytes, bytes | None]]:
+        """The stored decisions (JSON) of the request keys that have one, with the
+        fingerprint of the request decided (None: stored before fingerprints)."""
+        txn = self.txn
+        index = txn.cursor(db=self._requests).getmulti(list(set(request_keys)))
+        if not index:
+            return {}
+        # 8 bytes point into the decision log, 24 add the fingerprint; anything else
+        # is a decision stored inline (data written before the log existed): JSON,
+        # never 8 or 24 bytes long
+        inline = {rid: (value, None) for rid, value in index if len(value) not in POINTER_SIZES}
+        log = dict(txn.cursor(db=self._decisions).getmulti(
+            sorted({v[:8] for _, v in index if len(v) in POINTER_SIZES})))
+        out = {rid: (log[value[:8]], value[8:] or None) for rid, value in index if len(value) in POINTER_SIZES}
+        out.update(inline)
+        return out
+
+    def histories(self, serials: Iterable[int]) -> tuple[dict[int, bytes], dict[int, History]]:
+        """Each serial's key, and the scan history of those scanned before."""
+        keys = {s: s.to_bytes(layout.SERIAL_BYTES, "big") for s in serials}
+        if not keys:
+            return keys, {}
+        stored = dict(self.txn.cursor(db=self._scans).getmulti(sorted(keys.values())))
+        if not stored:
+            return keys, {}
+        return keys, {s: History.unpack(raw) for s, k in keys.items() if (raw := stored.get(k)) is not None}
+
+    def chains(self, serials: Sequence[int]) -> list[tuple[tuple[int, ...], Shipment, Dealer] | None]:
+        """For each serial, (ancestors, governing shipment, its dealer), or None."""
+        from ..trace import TraceStore     # here: trace imports the store, which imports this package
+
+        return TraceStore(self.store).shipped_chains(serials, self.txn)
+
+    def recalls(self) -> Recalls:
+        return read_recalls(self.txn, self._revoked)
+
+    def campaigns(self) -> list[tuple[bytes, bytes | None]]:
+        """Every stored campaign record (JSON), in id order, with its secret."""
+        txn, db = self.txn, self._campaigns
+        out = []
+        cur = txn.cursor(db=db)
+        prefix = layout.CAMPAIGN_PREFIX
+        if cur.set_range(prefix):
+            for key, raw in cur:
+                if not key.startswith(prefix):
+                    break
+                out.append((bytes(raw), txn.get(b"s/" + key[len(prefix):], db=db)))
+        return out
+
+    def next_ledger_seq(self) -> int:
+        cur = self.txn.cursor(db=self._ledger)
+        return layout.seq_of(cur.key()) + 1 if cur.last() else 1
+
+    def read(self, snap: Snapshot, claims: Iterable[bytes] = (), counters: Iterable[bytes] = (),
+             budgets: Iterable[bytes] = (), points: Iterable[bytes] = ()) -> None:
+        """Add the values of these keys to ``snap`` (those not in it yet), a
+        getmulti per database. ``points``: account (b/) and month (m/) keys."""
+        txn = self.txn
+        missing = _missing(snap.claims, claims)
+        if missing:
+            snap.claims.update(dict.fromkeys(missing))
+            snap.claims.update(txn.cursor(db=self._claims).getmulti(missing))
+        for db, values, keys in ((self._counters, snap.counters, counters), (self._budgets, snap.budgets, budgets)):
+            missing = _missing(values, keys)
+            if missing:
+                values.update(dict.fromkeys(missing))
+                values.update([(key, unpack_counts(raw)) for key, raw in txn.cursor(db=db).getmulti(missing)])
+        wanted = [k for k in set(points) if k not in snap.accounts and k not in snap.months]
+        if wanted:
+            found = dict(txn.cursor(db=self._points).getmulti(wanted))
+            for key in wanted:
+                raw = found.get(key)
+                if key[:2] == b"b/":
+                    snap.accounts[key] = _NO_ACCOUNT if raw is None else self._account(key, raw)
+                else:
+                    snap.months[key] = I64.unpack(raw)[0] if raw else 0
+
+    def _account(self, key: bytes, raw: bytes) -> tuple[int, int]:
+        """(balance, earned) from a b/ record; data written before the two shared
+        the record keeps the earned points under e/<actor>."""
+        if len(raw) == ACCOUNT.size:
+            return ACCOUNT.unpack(raw)
+        earned_raw = self.txn.get(b"e/" + key[2:], db=self._points)
+        return I64.unpack(raw)[0], I64.unpack(earned_raw)[0] if earned_raw else 0
+
+    # ------------------------------------------------------------------ writes
+    def apply(self, m: Mutations) -> None:
+        """Write one batch's mutations (inside the caller's write transaction)."""
+        txn = self.txn
+        if m.claims:
+            txn.cursor(db=self._claims).putmulti(list(m.claims.items()))
+        counters = dict(m.counters)
+        if m.counter_adds:
+            for key, add in m.counter_adds.items():
+                raw = txn.get(key, db=self._counters)
+                count, amount = unpack_counts(raw) if raw is not None else (0, 0)
+                counters[key] = (count + add, amount)
+        if counters:
+            txn.cursor(db=self._counters).putmulti([(k, pack_counts(v)) for k, v in counters.items()])
+        if m.budgets:
+            txn.cursor(db=self._budgets).putmulti([(k, pack_counts(v)) for k, v in m.budgets.items()])
+        if m.accounts or m.points_history:
+            puts = [(k, ACCOUNT.pack(*v)) for k, v in m.accounts.items()]
+            puts += [(k, I64.pack(v)) for k, v in m.months.items()]
+            if m.points_history:
+                raw = txn.get(layout.HISTORY_SEQ, db=self._points)
+                number = U64.unpack(raw)[0] if raw else 0
+                for prefix, entry in m.points_history:
+                    number += 1
+                    puts.append((prefix + U64.pack(number), entry))
+                puts.append((layout.HISTORY_SEQ, U64.pack(number)))
+            txn.cursor(db=self._points).putmulti(puts)
+        if m.ledger:   # sequence numbers past the last entry: appended
+            if m.ledger[0][0] != self.next_ledger_seq():
+                raise CorruptionError("ledger: a batch's entries must follow the last entry")
+            txn.cursor(db=self._ledger).putmulti([(U64.pack(s), e) for s, e in m.ledger], append=True)
+        if m.outbox:
+            txn.cursor(db=self._outbox).putmulti(list(m.outbox.items()))
+        if m.decisions:   # the decisions appended to the log, the request index pointing at them
+            cur = txn.cursor(db=self._decisions)
+            number = U64.unpack(cur.key())[0] + 1 if cur.last() else 1
+            keys = list(map(U64.pack, range(number, number + len(m.decisions))))
+            cur.putmulti([(k, record) for k, (_rid, _fp, record) in zip(keys, m.decisions)], append=True)
+            txn.cursor(db=self._requests).putmulti(
+                [(rid, k + fingerprint) for k, (rid, fingerprint, _r) in zip(keys, m.decisions)])
+        if m.histories:
+            txn.cursor(db=self._scans).putmulti(sorted(m.histories))
+
+
+def _missing(values: Mapping[bytes, object], keys: Iterable[bytes]) -> list[bytes]:
+    """The keys not read yet, each once."""
+    return [k for k in set(keys) if k not in values]

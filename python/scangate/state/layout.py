@@ -1,0 +1,182 @@
+"""Every key layout of the LMDB store, defined once.
+
+One environment, these named databases (``DATABASES``); keys are compact binary,
+ordered so that related records sit together (an actor's history entries, a
+campaign's budgets, the scans of neighbouring serials). Serials are 7 bytes
+big-endian (serials stay below 2^56), so key order is serial order.
+
+    meta        schema, next_serial, next_line, ledger_gen, url_prefix
+    lines       line id (u32) -> product line (JSON)
+    line_index  sku NUL batch NUL level -> line id
+    ranges      last serial (u64) -> first, line id, key version, level, flags, reserved at
+    links       child serial's bucket (serial >> 3, 7 bytes) -> 8 parent serials
+    children    parent serial -> its children's serials
+    dealers     dealer id -> dealer (JSON)
+    shipped     top-level unit serial -> shipment (JSON)
+    ship_log    unit serial, time -> shipment events
+    scans       serial -> scan history (records.History)
+    revoked     l/<line id> | r/<first><last> -> recall (JSON)
+    campaigns   c/<id> current record, s/<id> secret, r/<id>/<revision u32> every revision
+    requests    request key (``request_key``) -> decision number (u64) + fingerprint (16 bytes)
+    decisions   decision number (u64) -> the decision (JSON), appended only
+    claims      serial -> {campaign_id, ledger_seq} (JSON)
+    budgets     <campaign>/<prize> -> awards, fen (2 x u64)
+    counters    t/<campaign>/<actor> -> awards, fen, eligible scans (3 x u64), then the
+                awards of the local day it holds: day number (i64), awards, fen
+                d/<campaign>/<actor>/<YYYY-MM-DD> -> awards, fen of any other day
+                pf/<campaign>/<plugin> -> failures, 0
+    ledger      seq (u64) -> ledger entry (JSON; scangate.audit.LEDGER_FIELDS), appended only
+    outbox      <campaign>:<serial> -> payout request (JSON)
+    points      b/<actor> balance, earned (2 x i64); m/<YYYY-MM>/<actor> month's points
+                (i64); h/<actor> NUL <n u64> history entry (JSON); q the last history
+                number; r/<request id> a redemption's result (JSON)
+
+Nothing outside ``scangate.state`` (and the modules that still hold their own
+database's records: store, trace, payouts, points, audit; see the README) builds
+a key itself: they call these functions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+
+import numpy as np
+
+__all__ = [
+    "DATABASES", "SERIAL_BYTES", "CAMPAIGN_PREFIX",
+    "account_key", "budget_key", "budget_prefix", "campaign_key", "day_key", "history_prefix",
+    "month_key", "month_prefix", "payout_key", "plugin_failure_key", "redemption_key", "request_key",
+    "revision_key", "revision_prefix", "secret_key", "seq_key", "seq_of", "serial_key", "serial_keys",
+    "total_key", "HISTORY_SEQ",
+]
+
+DATABASES = (
+    "meta", "lines", "line_index", "ranges",                      # issuance ledger
+    "links", "children", "dealers", "shipped", "ship_log",         # trace
+    "scans", "revoked",                                            # verdicts
+    "campaigns", "requests", "claims", "budgets", "counters",      # rewards
+    "ledger", "outbox", "points", "decisions",
+)
+
+SERIAL_BYTES = 7
+_U64 = struct.Struct(">Q")
+_U32 = struct.Struct(">I")
+_blake2b = hashlib.blake2b
+
+
+# ---------------------------------------------------------------- serials
+def serial_key(serial: int) -> bytes:
+    """The 7-byte key of one serial (scans, claims, children, shipped)."""
+    return serial.to_bytes(SERIAL_BYTES, "big")
+
+
+def serial_keys(serials: np.ndarray) -> bytes:
+    """Concatenated 7-byte big-endian keys for uint64 serials (< 2^56)."""
+    return np.asarray(serials, ">u8").view(np.uint8).reshape(-1, 8)[:, 1:].tobytes()
+
+
+# ---------------------------------------------------------------- sequences
+seq_key = _U64.pack     # ledger, decisions: appended in number order
+
+
+def seq_of(key: bytes) -> int:
+    return int(_U64.unpack(key)[0])
+
+
+# ---------------------------------------------------------------- campaigns
+CAMPAIGN_PREFIX = b"c/"
+
+
+def campaign_key(campaign_id: str) -> bytes:
+    return b"c/" + campaign_id.encode()
+
+
+def secret_key(campaign_id: str) -> bytes:
+    return b"s/" + campaign_id.encode()
+
+
+def revision_prefix(campaign_id: str) -> bytes:
+    return b"r/" + campaign_id.encode() + b"/"
+
+
+def revision_key(campaign_id: str, revision: int) -> bytes:
+    return revision_prefix(campaign_id) + _U32.pack(revision)
+
+
+# ---------------------------------------------------------------- counters, budgets
+def total_key(campaign_id: str, actor: str) -> bytes:
+    """An actor's totals in a campaign (and the day it holds)."""
+    return b"t/" + campaign_id.encode() + b"/" + actor.encode()
+
+
+def day_key(total: bytes, day: str) -> bytes:
+    """The record of one other local day (YYYY-MM-DD) beside a ``total_key``."""
+    return b"d/" + total[2:] + b"/" + day.encode()
+
+
+def plugin_failure_key(campaign_id: str, plugin: str) -> bytes:
+    return f"pf/{campaign_id}/{plugin}".encode()
+
+
+def budget_prefix(campaign_id: str) -> bytes:
+    return campaign_id.encode() + b"/"
+
+
+def budget_key(campaign_id: str, prize_id: str) -> bytes:
+    return f"{campaign_id}/{prize_id}".encode()
+
+
+def payout_key(campaign_id: str, serial: int) -> str:
+    """The outbox key (and the payment rail's idempotency key) of a campaign's award on a serial."""
+    return f"{campaign_id}:{serial}"
+
+
+# ---------------------------------------------------------------- requests
+_client_prefix: dict[str, bytes] = {}
+_MAX_KEY = 511      # LMDB's longest key (its default build)
+
+
+def request_key(client: str, request_id: str) -> bytes:
+    """The request record key of ``request_id`` sent by ``client``. Without a
+    client: the id's UTF-8. With one: 0xFF (never in UTF-8, so the two cannot meet),
+    16 bytes of BLAKE2b of the client's name (a fixed length, whatever the name's),
+    then the id; an id too long for an LMDB key after the prefix (511 bytes)
+    becomes 0xFE (never in UTF-8 either) and 32 bytes of its BLAKE2b, so no length
+    of id fails the batch's write."""
+    if not client:
+        return request_id.encode()
+    prefix = _client_prefix.get(client)
+    if prefix is None:
+        if len(_client_prefix) >= 10_000:
+            _client_prefix.clear()
+        prefix = _client_prefix[client] = b"\xff" + _blake2b(
+            client.encode("utf-8", "surrogatepass"), digest_size=16, person=b"scangate-client").digest()
+    rid = request_id.encode()
+    if len(rid) > _MAX_KEY - len(prefix):
+        rid = b"\xfe" + _blake2b(rid, digest_size=32, person=b"scangate-longid").digest()
+    return prefix + rid
+
+
+# ---------------------------------------------------------------- points
+HISTORY_SEQ = b"q"
+
+
+def account_key(actor: bytes) -> bytes:
+    return b"b/" + actor
+
+
+def month_prefix(month: str) -> bytes:
+    return b"m/" + month.encode() + b"/"
+
+
+def month_key(month: str, actor: bytes) -> bytes:
+    return b"m/" + month.encode() + b"/" + actor
+
+
+def history_prefix(actor: bytes) -> bytes:
+    return b"h/" + actor + b"\0"
+
+
+def redemption_key(request_id: str) -> bytes:
+    return b"r/" + request_id.encode()
