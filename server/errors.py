@@ -1,7 +1,7 @@
 """gRPC errors of the server: ``RequestError`` (a status with field violations) and
-the mapping of the package's exceptions onto it, shared by the worker processes'
-servicers and the writer process (which answers scans with statuses too, and so
-need not import the servicers).
+the mapping of the package's exceptions (and server/failures.py's) onto it,
+shared by the worker processes' servicers and the writer process (which answers
+scans with statuses too, and so need not import the servicers).
 
 Every status is bounded. It travels in the call's trailers (``grpc-message`` and
 ``grpc-status-details-bin``), and a gRPC client refuses trailers over 8 KiB (its
@@ -28,10 +28,9 @@ from grpc_status import rpc_status
 
 from scangate.errors import BatchRejected, CorruptionError, InvalidArgument, NotFound
 
-from .scanlink import LinkDown, RemoteStatus
-from .writer import DeadlineExpired, WriterClosed, storage_full
+from .failures import DeadlineExpired, LinkDown, RemoteStatus, WriterClosed, storage_full
 
-__all__ = ["RequestError", "Malformed", "bad", "to_request_error", "tolerant", "bounded_text",
+__all__ = ["RequestError", "Malformed", "bad", "check_count", "to_request_error", "tolerant", "bounded_text",
            "MAX_MESSAGE_CHARS", "MAX_DETAILS_BYTES"]
 
 log = logging.getLogger("scangate.server")
@@ -116,6 +115,12 @@ def _bounded_violations(violations: Iterable[tuple[str, str]], budget: int) -> l
 
 def bad(field: str, why: str) -> RequestError:
     return RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"{field}: {why}", [(field, why)])
+
+
+def check_count(n: int, field: str, most: int) -> None:
+    """A count the caller chose (codes in a call, a page size): 1 to ``most``."""
+    if not 1 <= n <= most:
+        raise bad(field, f"1 to {most:,}, not {n}")
 
 
 def _split_field(message: str) -> tuple[str, str]:

@@ -1,12 +1,17 @@
-"""``scangate serve``: the supervisor and its worker processes.
+"""``scangate serve``: the supervisor, and the entry points of the processes it starts.
 
-The supervisor validates the configuration (failing with the exact key), creates
-the data directory on first start, then starts ``workers`` processes with the
-``spawn`` method. Each worker opens LMDB itself, after it started, and serves the
-same port (SO_REUSEPORT: the kernel spreads connections over the workers). The
-supervisor serves Prometheus metrics for all of them on ``metrics_port``, restarts
-a worker that dies, and on SIGTERM or SIGINT passes the signal on and waits for
-every worker to finish its in-flight calls and commit what it acknowledged.
+The supervisor validates the configuration (failing with the exact key), loads
+the tokens, checks the allowed plugins, creates the data directory on first start
+and makes its run directory. Then it starts, with the ``spawn`` method, one writer
+process (``_writer_main``, then server/scanlink.py's ``writer_main``: it decides
+and commits every scan, server/writer.py) and ``workers`` worker processes
+(``_worker_main``, then server/service.py's ``start_worker``: the gRPC servicers,
+which hand every scan to the writer over its Unix socket). Each process opens
+LMDB itself, after it started. The workers serve one port (SO_REUSEPORT: the
+kernel spreads connections over them). The supervisor serves Prometheus metrics
+for all of them on ``metrics_port`` and restarts a process that dies. On SIGTERM
+or SIGINT it stops the workers first (each finishes its in-flight calls, whose
+scans the writer commits before they are answered), then the writer.
 
 What a running server keeps on disk lives in its run directory,
 ``DATA/run/<supervisor pid>-<random>/`` (0700): ``metrics/`` (prometheus_client's
@@ -25,7 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
-import gc
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -36,7 +40,6 @@ import shutil
 import signal
 import socket
 import stat
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -44,29 +47,23 @@ from typing import Any
 
 from scangate import clock, plugins
 from scangate.config import Config, load_config
-from scangate.datadir import make_private_dir, open_private_file
+from scangate.datadir import make_private_dir, open_data_dir, open_private_file
 from scangate.errors import InvalidArgument
 
-# Not imported here: .scanlink, .service and .metrics. A child process imports this
-# module first (its target lives here), and importing .metrics creates its metric
-# files; they must not exist before _child_start made them owner-only.
+from .auth import TokenTable
+from .limits import LimitTable, limits_path
+from .process import settle_heap, setup_logging
+
+# Not imported at module top: .scanlink, .service and, through them, .metrics.
+# Every child process imports this module first (its target lives here), and
+# importing .metrics creates the process's metric files, which must not exist
+# before _child_start made them owner-only. Each child entry point imports what
+# its process runs, after _child_start: the servicers stay out of the writer
+# process, and the writer's and the workers' code out of the supervisor.
 
 log = logging.getLogger("scangate.server")
 
-__all__ = ["serve", "resolve_config", "setup_logging"]
-
-
-def setup_logging(level: str = "INFO") -> None:
-    """Structured logs: one JSON object per line on stderr."""
-    from pythonjsonlogger.json import JsonFormatter
-
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(process)d %(message)s",
-                                       rename_fields={"asctime": "time", "levelname": "level", "name": "logger",
-                                                      "process": "pid"}))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
+__all__ = ["serve", "resolve_config"]
 
 
 def resolve_config(data_dir: str | os.PathLike[str], config_file: str | None, **overrides: Any) -> Config:
@@ -89,9 +86,7 @@ def _tokens_path(data_dir: Path, cfg: Config) -> Path | None:
     return default if default.exists() else None
 
 
-def _load_tokens(data_dir: Path, cfg: Config):  # type: ignore[no-untyped-def]
-    from .auth import TokenTable
-
+def _load_tokens(data_dir: Path, cfg: Config) -> TokenTable | None:
     path = _tokens_path(data_dir, cfg)
     table = TokenTable.load(path) if path else None
     if table is not None and not len(table):
@@ -234,35 +229,31 @@ def _writer_main(run_dir: str, data_dir: str, cfg: Config, path: str,
                  ready: multiprocessing.connection.Connection, log_level: str) -> None:
     _child_start(run_dir)
     plugins.configure(cfg.plugins.allow, verify=False)   # the supervisor verified them
+    # here, not at module top: see the note on imports above (metric files, and
+    # the servicers stay out of this process)
     from .scanlink import writer_main
 
     writer_main(data_dir, cfg, path, ready, log_level)
 
 
 # ---------------------------------------------------------------------- worker
-def _worker_main(run_dir: str, data_dir: str, cfg: Config, tokens: Any, port: int, writer_socket: str,
-                 ready: multiprocessing.connection.Connection, log_level: str) -> None:
+def _worker_main(run_dir: str, data_dir: str, cfg: Config, tokens: TokenTable | None, port: int,
+                 writer_socket: str, ready: multiprocessing.connection.Connection, log_level: str) -> None:
     import asyncio
 
     _child_start(run_dir)
     plugins.configure(cfg.plugins.allow, verify=False)   # PutCampaign checks campaigns' plugins here
-    from .scanlink import SERVER_GC_THRESHOLDS
+    # here, not at module top: see the note on imports above (metric files, and
+    # the supervisor loads no servicers)
+    from .service import start_worker
 
     setup_logging(log_level)
 
     async def run() -> None:
-        from scangate.datadir import open_data_dir
-
-        from .service import start_worker
-
         data = open_data_dir(data_dir)
-        from .limits import limits_path
-
         worker = await start_worker(data, cfg, tokens, writer_socket=writer_socket, port=port,
                                     limits_file=str(limits_path(run_dir)))
-        gc.collect()
-        gc.freeze()          # startup objects (modules, descriptors) leave the collector's sight
-        gc.set_threshold(*SERVER_GC_THRESHOLDS)
+        settle_heap()        # startup objects (modules, descriptors) leave the collector's sight
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -292,8 +283,6 @@ class _PayoutDepth:
     """Collector: payout requests waiting in the outbox, read at scrape time."""
 
     def __init__(self, data_dir: str):
-        from scangate.datadir import open_data_dir
-
         self.data = open_data_dir(data_dir)
 
     def collect(self):  # type: ignore[no-untyped-def]
@@ -315,8 +304,6 @@ class _PayoutDepth:
 def serve(data_dir: str | os.PathLike[str], cfg: Config, *, log_level: str = "INFO",
           announce: Any = None) -> int:
     """Run the server until SIGTERM or SIGINT; return the exit status."""
-    from scangate.datadir import open_data_dir
-
     announce = announce or (lambda message: print(message, flush=True))
     setup_logging(log_level)
     root = Path(data_dir)
@@ -388,8 +375,6 @@ def _supervise(root: Path, cfg: Config, run: _RunDir, port: int, created: bool, 
 
     def start(slot: int) -> multiprocessing.process.BaseProcess:
         return launch(f"scangate-worker-{slot}", _worker_main, str(root), cfg, tokens, port, writer_socket)
-
-    from .limits import LimitTable, limits_path
 
     # the rate limits' buckets, in one file every worker maps: a client spread over
     # N workers gets the configured rate, not N times it (server/limits.py)

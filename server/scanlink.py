@@ -1,12 +1,14 @@
 """The single writer path of ``scangate serve``: one writer process decides and
-commits the scans of every worker.
+commits the scans of every worker. This module holds both ends of the link: the
+writer process's entry point (``writer_main``) and a worker's connection to it
+(``WriterLink``).
 
 Workers parse, validate and rate-limit each call, then hand its scans over a Unix
-socket to the writer process. There, one ``GroupCommitWriter`` gathers whatever
-every worker sent while the previous commit was syncing, decides it with
-``rewards.decide_scans`` in one durable LMDB write transaction, and answers each
-item with its decisions already serialised as ``scangate.v1.ScanDecision`` bytes,
-which the worker sends on unchanged. The CPU of deciding runs beside the workers'
+socket to the writer process. There, one ``GroupCommitWriter`` (server/writer.py)
+gathers whatever every worker sent while the previous commit was syncing, decides
+it with ``rewards.decide_scans`` in one durable LMDB write transaction, and
+answers each item with its decisions already serialised as
+``scangate.v1.ScanDecision`` bytes, which the worker sends on unchanged. The CPU of deciding runs beside the workers'
 event loops instead of competing with them for one interpreter lock, and batches
 from all workers share a commit.
 
@@ -37,33 +39,31 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import grpc
 from google.rpc import status_pb2
 
+from scangate import geo
 from scangate.config import Config
-from scangate.geo import gcj02_to_wgs84
+from scangate.datadir import open_data_dir
 from scangate.rewards import Decision, ScanRequest
 from scangate.v1 import scan_pb2 as scan_pb
 from scangate.wire import decision_to_proto, scan_request_from_proto
 
 from . import metrics
+from .errors import to_request_error
+from .failures import LinkDown, RemoteStatus
+from .process import SERVER_GC_THRESHOLDS, settle_heap, setup_logging
+from .writer import GroupCommitWriter
 
 log = logging.getLogger("scangate.server.writer")
 
-__all__ = ["writer_main", "WriterLink", "LinkDown"]
+# SERVER_GC_THRESHOLDS: bench/rewards.py sets a benchmark's collector as the writer's
+__all__ = ["writer_main", "WriterLink", "SERVER_GC_THRESHOLDS"]
 
 _LEN = struct.Struct(">I")
 _REQ = struct.Struct(">QIH")     # item id, deadline, length of the client's name (which follows)
 _REP = struct.Struct(">QB")
 _ITEM = struct.Struct(">BI")
 NO_DEADLINE = 0xFFFFFFFF
-# young-generation collections every 10,000 allocations instead of 700: a request
-# allocates a few hundred objects that die with it, nearly none live on
-SERVER_GC_THRESHOLDS = (10_000, 20, 20)
-
-
-class LinkDown(Exception):
-    """The writer process is not reachable (restarting, or the server is stopping)."""
 
 
 # ---------------------------------------------------------------------- writer process
@@ -140,8 +140,6 @@ class _Outbox:
 def _serve_connection(sock: socket.socket, writer: Any, inflight: Callable[[int], None], tally: _Tally,
                       outboxes: set[_Outbox]) -> None:
     """One worker's connection: read items, submit them, answer each after commit."""
-    from .errors import to_request_error
-
     outbox = _Outbox(sock)
     outboxes.add(outbox)
     send = outbox.add
@@ -180,7 +178,7 @@ def _to_wgs84(requests: list[ScanRequest], scans: Sequence[scan_pb.ScanRequest],
     distances measured and request fingerprints taken on WGS-84 (a retry with the
     same GCJ-02 point converts to the same WGS-84 one). New, unshared requests:
     set in place, as the client's name below."""
-    lat, lon = gcj02_to_wgs84([scans[i].lat for i in which], [scans[i].lon for i in which])
+    lat, lon = geo.gcj02_to_wgs84([scans[i].lat for i in which], [scans[i].lon for i in which])
     for i, la, lo in zip(which, lat.tolist(), lon.tolist()):
         object.__setattr__(requests[i], "lat", la)
         object.__setattr__(requests[i], "lon", lo)
@@ -219,27 +217,15 @@ def _submit(body: bytes, writer: Any, inflight: Callable[[int], None], tally: _T
 
 
 def _settle() -> None:
-    """Load what every decision uses (the offline district index, the issued
-    ranges), then move everything alive so far out of the garbage collector's
-    sight: full collections then walk only what requests create."""
-    import gc
-
-    from scangate import geo
-
+    """Load what every decision uses (the offline district index), then move
+    everything alive so far out of the garbage collector's sight."""
     geo.default_index()
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*SERVER_GC_THRESHOLDS)
+    settle_heap()
 
 
 def writer_main(data_dir: str, cfg: Config, path: str, ready: Any, log_level: str) -> None:
     """The writer process: accept worker connections on ``path`` until SIGTERM,
     then commit everything accepted and exit."""
-    from scangate.datadir import open_data_dir
-
-    from .main import setup_logging
-    from .writer import GroupCommitWriter
-
     setup_logging(log_level)
     data = open_data_dir(data_dir)
     _settle()
@@ -387,15 +373,3 @@ class WriterLink(asyncio.Protocol):
         frames, self._pending = self._pending, []
         if not transport.is_closing():
             transport.write(b"".join(frames))
-
-
-class RemoteStatus(Exception):
-    """The writer refused an item with this google.rpc.Status."""
-
-    def __init__(self, status: status_pb2.Status):
-        super().__init__(status.message)
-        self.status = status
-
-    @property
-    def code(self) -> grpc.StatusCode:
-        return next(c for c in grpc.StatusCode if c.value[0] == self.status.code)

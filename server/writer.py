@@ -1,39 +1,37 @@
-"""The single writer path of a worker process: group commit of scan decisions.
+"""Group commit of scan decisions, in the writer process.
 
-Request handlers hand their scans to ``GroupCommitWriter.submit`` and wait on the
-returned future. One thread takes everything queued (up to ``max_batch`` scans),
-decides it with ``rewards.decide_scans`` in one durable LMDB write transaction and
-resolves the futures only after that transaction committed. While one batch
-commits, the next one gathers, so batches grow with load and every reply still
-follows its own commit. Across worker processes LMDB's writer lock serialises the
-batches.
+``scangate serve`` decides every scan in one process, the writer (its socket
+protocol and entry point are in server/scanlink.py). There, one
+``GroupCommitWriter`` thread takes everything queued (up to ``max_batch`` scans,
+from every worker's connection), decides it with ``rewards.decide_scans`` in one
+durable LMDB write transaction, and calls each item's ``reply`` only after that
+transaction committed. While one batch commits, the next one gathers, so batches
+grow with load and every reply still follows its own commit.
 
-A scan whose deadline passed while it waited is not decided (its future gets
+A scan whose deadline passed while it waited is not decided (its reply gets
 ``DeadlineExpired``). Scans are range-checked before they get here (the workers'
 ``check_scan``, ``decide_scans``'s own validation); should deciding a batch still
-raise, nothing of it was committed (its write transaction aborted), and the
-batch is decided again in two halves, recursively, so the item whose scan raises
-gets the error alone (INVALID_ARGUMENT for an ``InvalidArgument``, INTERNAL for
-anything else) and every other item is decided and committed as usual: one
-poison scan costs about 2*log2(items) extra transactions, a batch that raises
-nothing none. Errors of the store itself (disk, map full, corruption) are not
-tied to a scan: every waiter of the batch hears them at once (a full disk, quota
-or map as UNAVAILABLE "storage full", see ``storage_full``: nothing was written,
-and the same requests succeed once space is freed).
+raise, nothing of it was committed (its write transaction aborted), and the batch
+is decided again in two halves, recursively, so the item whose scan raises gets
+the error alone (INVALID_ARGUMENT for an ``InvalidArgument``, INTERNAL for
+anything else) and every other item is decided and committed as usual: one poison
+scan costs about 2*log2(items) extra transactions, a batch that raises nothing
+none. Errors of the store itself (disk, map full, corruption) are not tied to a
+scan: every waiter of the batch hears them at once (a full disk, quota or map as
+UNAVAILABLE "storage full", see server/failures.py: nothing was written, and the
+same requests succeed once space is freed).
 
 A request whose id was used for another request comes back from ``decide_scans``
-as ``RequestIdReused`` in its place, nothing of it written: its item is answered with that error (naming
-``scans[i].request_id`` in an item of several scans, whose other scans were
-decided and committed: a retry with their ids returns their decisions), and
-every other item as usual.
+as ``RequestIdReused`` in its place, nothing of it written: its item is answered
+with that error (naming ``scans[i].request_id`` in an item of several scans, whose
+other scans were decided and committed: a retry with their ids returns their
+decisions), and every other item as usual.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-import errno
 import logging
-import os
 import queue
 import threading
 import time
@@ -48,17 +46,13 @@ from scangate.clock import ScanTimePolicy
 from scangate.rewards import Decision, RequestRefused, ScanRequest, decide_scans
 from scangate.verdicts import VerdictConfig
 
+from .failures import DeadlineExpired, WriterClosed, storage_full
+
 log = logging.getLogger("scangate.server.writer")
 
+# DeadlineExpired, WriterClosed and storage_full: what a commit here raises or
+# reports, kept importable from here
 __all__ = ["GroupCommitWriter", "DeadlineExpired", "WriterClosed", "storage_full"]
-
-
-class DeadlineExpired(Exception):
-    """The caller's deadline passed before its scans were decided; nothing was written."""
-
-
-class WriterClosed(Exception):
-    """The writer is shutting down and takes no new work."""
 
 
 Reply = Callable[[list[Decision] | None, BaseException | None], None]
@@ -196,56 +190,6 @@ _SYSTEMIC: tuple[type[BaseException], ...] = (
 
 def _is_systemic(exc: BaseException) -> bool:
     return not isinstance(exc, Exception) or isinstance(exc, _SYSTEMIC) or storage_full(exc) is not None
-
-
-def storage_full(exc: BaseException) -> str | None:
-    """What is full, when ``exc`` says the store ran out of room (the disk, a
-    quota, the LMDB map); None for any other error. An operator's problem that
-    goes away when they free space or grow the map: the store's transaction was
-    aborted, nothing was written, and the same request can be retried."""
-    if isinstance(exc, lmdb.MapFullError):
-        return "the LMDB map size of the data directory is reached (grow it or move the data directory)"
-    if isinstance(exc, lmdb.DiskError) or isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-        return "no space left on the data directory's disk"
-    # EDQUOT has no lmdb class of its own: lmdb.Error with the system's message
-    if isinstance(exc, OSError) and exc.errno == errno.EDQUOT or \
-            isinstance(exc, lmdb.Error) and os.strerror(errno.EDQUOT) in str(exc):
-        return "the disk quota of the data directory's owner is exceeded"
-    # LMDB writes a commit's pages with one pwritev; on a full disk the kernel
-    # writes what fits and LMDB reports the short write as EIO. EIO with the
-    # environment's file system (nearly) full is that; with room left it is a
-    # failing disk, an internal error.
-    if isinstance(exc, lmdb.Error) and os.strerror(errno.EIO) in str(exc) and _lmdb_disk_nearly_full():
-        return "no space left on the data directory's disk"
-    return None
-
-
-# Less free space than this, where LMDB's environment lives, makes an EIO a full disk
-# (one commit writes at most a few MiB: a short write needs less room than that)
-_NEARLY_FULL_BYTES = 64 << 20
-
-
-def _lmdb_disk_nearly_full() -> bool:
-    """Whether a file system holding an LMDB environment this process has open
-    has under ``_NEARLY_FULL_BYTES`` free: its ``data.mdb`` is found among the
-    process's open files (Linux /proc; elsewhere: False, an EIO stays internal)."""
-    try:
-        fds = os.listdir("/proc/self/fd")
-    except OSError:
-        return False
-    for fd in fds:
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            continue
-        if target.endswith("/data.mdb"):
-            try:
-                st = os.statvfs(os.path.dirname(target))
-            except OSError:
-                continue
-            if st.f_bavail * st.f_frsize < _NEARLY_FULL_BYTES:
-                return True
-    return False
 
 
 def _answer(item: _Item, results: Sequence[Decision | RequestRefused]) -> None:

@@ -1,13 +1,19 @@
-"""Conversions between the package's types and the ``scangate.v1`` messages.
+"""Conversions between the package's types and the ``scangate.v1`` messages, both
+directions in one module, so that the two ends of a call agree by construction
+(tests/test_proto.py checks the round trips):
 
-One place for both directions, so the server and the client agree by
-construction: the server turns a ``Decision`` into a ``ScanDecision`` message and
-the client turns it back (tests/test_proto.py checks the round trip).
+- a scan: ``scangate.Client`` sends a ``ScanRequest`` as a message
+  (``scan_request_to_proto``); the server's writer process, which decides every
+  scan, reads it back (``scan_request_from_proto``) and answers with the
+  ``Decision`` as a ``ScanDecision`` (``decision_to_proto``), serialised once
+  there and sent on unchanged by the worker; the client turns it back
+  (``decision_from_proto``);
+- enums (verdicts, reasons, code statuses, levels): wire values both ways, for
+  the workers' replies and the client's reading of them.
 
 It imports only protobuf, the generated ``scangate.v1`` messages and the light
-type modules (``decision``, ``enums``): ``scangate.Client`` uses it, and an app
-that only calls a server loads no LMDB, numpy or cryptography
-(tests/test_light_import.py).
+type modules (``decision``, ``enums``): an app that only calls a server loads no
+LMDB, numpy or cryptography (tests/test_light_import.py).
 """
 
 from __future__ import annotations

@@ -1,0 +1,167 @@
+"""ScanService on a worker: ``Scan`` and ``ScanStream``.
+
+Every field of every scan is checked here (``check_scan``) and the actors' and
+the client's limits taken; the request's bytes then go, as they arrived, to the
+writer process (server/scanlink.py), which decides and commits them and answers
+with serialised ``ScanDecision`` messages that are sent on unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+import grpc
+
+from scangate import geo, rewards
+from scangate.trace import text_problem
+from scangate.v1 import common_pb2 as common
+from scangate.v1 import scan_pb2 as scan_pb
+
+from .errors import Malformed, RequestError, bad, tolerant
+from .failures import DeadlineExpired
+from .guard import client_name, code_client, refuse_if
+from .limits import LimitTable
+from .scanlink import WriterLink
+
+__all__ = ["ScanServicer", "check_scan", "MAX_SCAN_BATCH"]
+
+MAX_SCAN_BATCH = 1000
+_MAX_ID = rewards.MAX_ID_CHARS
+# the writer converts GCJ-02 to WGS-84 (scanlink._to_wgs84)
+_DATUMS = frozenset((scan_pb.DATUM_UNSPECIFIED, scan_pb.DATUM_WGS84, scan_pb.DATUM_GCJ02))
+
+
+def _text(value: str, most: int, field: str, problems: list[tuple[str, str]], least: int = 1,
+          empty: str = "") -> None:
+    """A string field: its length, then the library's one text check (no NUL or
+    control characters), so that the writer never refuses what a worker let by."""
+    if not least <= len(value) <= most:
+        problems.append((field, empty if empty and not value else f"{least} to {most} characters"))
+    elif (why := text_problem(value, most)) is not None:
+        problems.append((field, why))
+
+
+def check_scan(m: scan_pb.ScanRequest, where: str, client: str = "") -> list[tuple[str, str]]:
+    """Every field of one scan within the bounds ``rewards.scan_problem`` keeps
+    (same constants): a scan refused here never reaches the writer, so it cannot
+    take a group commit, and the scans beside it, down with it."""
+    problems: list[tuple[str, str]] = []
+    _text(m.request_id, _MAX_ID, f"{where}request_id", problems)
+    # without a client (auth off) the id's UTF-8 is an LMDB key; a client's ids are hashed when too long
+    if not client and len(m.request_id) > rewards.MAX_ID_BYTES // 4 and \
+            len(m.request_id.encode()) > rewards.MAX_ID_BYTES:
+        problems.append((f"{where}request_id", f"at most {rewards.MAX_ID_BYTES} bytes of UTF-8"))
+    _text(m.code, rewards.MAX_CODE_CHARS, f"{where}code", problems, empty="missing")
+    _text(m.actor, _MAX_ID, f"{where}actor", problems)
+    if m.actor_type not in (common.ACTOR_TYPE_UNSPECIFIED, common.ACTOR_TYPE_CONSUMER, common.ACTOR_TYPE_STORE):
+        problems.append((f"{where}actor_type", f"{m.actor_type} is not a known ActorType"))
+    if m.region and not 100000 <= m.region <= 999999:
+        problems.append((f"{where}region", f"{m.region} is not a 6-digit adcode"))
+    elif m.region and not geo.default_index().is_district_code(m.region):
+        # never evidence of diversion: a code no district has is bad input
+        problems.append((f"{where}region", f"{m.region} is not a district adcode"))
+    if m.HasField("lat") != m.HasField("lon"):
+        problems.append((f"{where}lat", "lat and lon go together"))
+    elif m.HasField("lat"):
+        for name, v, most in (("lat", m.lat, 90), ("lon", m.lon, 180)):
+            if not math.isfinite(v):
+                problems.append((f"{where}{name}", f"{v} is not a finite number"))
+            elif not -most <= v <= most:
+                problems.append((f"{where}{name}", f"{v:.6g} is outside -{most}..{most}"))
+    if m.datum not in _DATUMS:
+        problems.append((f"{where}datum", f"{m.datum} is not a known Datum"))
+    # 0: the server's clock; else a time that can be one at all (the window a
+    # client's clock may be off by is a policy apart)
+    if m.time_ms and not rewards.MIN_TIME_MS <= m.time_ms <= rewards.MAX_TIME_MS:
+        problems.append((f"{where}time_ms", f"{m.time_ms} is not epoch milliseconds from {rewards.MIN_TIME_MS} "
+                                            f"to {rewards.MAX_TIME_MS} (9999-12-30), or 0 for now"))
+    if len(m.actor_tags) > rewards.MAX_TAGS:
+        problems.append((f"{where}actor_tags", f"at most {rewards.MAX_TAGS} tags"))
+    else:
+        for j, tag in enumerate(m.actor_tags):
+            _text(tag, rewards.MAX_TAG_CHARS, f"{where}actor_tags[{j}]", problems, least=0)
+    return problems
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+class ScanServicer:
+    """Scan and ScanStream: validate and rate-limit here, decide in the writer
+    process, send its serialised decisions on unchanged."""
+
+    def __init__(self, link: WriterLink, limits: LimitTable):
+        self.link = link
+        self.limits = limits
+
+    def _admit(self, scans: Sequence[scan_pb.ScanRequest], client: str | None) -> None:
+        """The actors' and the client's limits, for the whole call at once."""
+        refuse_if(self.limits.admit(client, [m.actor for m in scans], len(scans)))
+
+    async def _decide(self, scans: Sequence[scan_pb.ScanRequest], batch_bytes: bytes,
+                      context: grpc.aio.ServicerContext) -> list[bytes]:
+        client = code_client(self.limits, context)
+        self._admit(scans, client)
+        remaining = context.time_remaining()
+        if remaining is not None and remaining <= 0:
+            raise DeadlineExpired("deadline passed before the scan was decided")
+        results = await self.link.decide(batch_bytes, remaining, client_name())
+        failed = [m.actor for m, (genuine, _) in zip(scans, results) if not genuine]
+        if failed:              # honest traffic: none, and no second trip to the table
+            self.limits.charge_failures(client, failed, len(failed))
+        return [blob for _, blob in results]
+
+    async def Scan(self, request: tuple[bytes, scan_pb.ScanRequest], context: grpc.aio.ServicerContext) -> bytes:
+        raw, m = request
+        problems = check_scan(m, "", client_name())
+        if problems:
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(f"{f}: {d}" for f, d in problems),
+                               problems)
+        # the request's own bytes as a one-scan ScanBatch: field 1, length-delimited
+        (blob,) = await self._decide((m,), b"\x0a" + _varint(len(raw)) + raw, context)
+        return blob
+
+    async def ScanStream(self, request_iterator: AsyncIterator[tuple[bytes, scan_pb.ScanBatch]],
+                         context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+        async for raw, batch in request_iterator:
+            if not 1 <= len(batch.scans) <= MAX_SCAN_BATCH:
+                raise bad("scans", f"1 to {MAX_SCAN_BATCH} scans per batch, not {len(batch.scans)}")
+            client = client_name()
+            problems = [p for i, m in enumerate(batch.scans) for p in check_scan(m, f"scans[{i}].", client)]
+            if problems:
+                raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
+                                   f"{len(problems)} problem(s), first: {problems[0][0]}: {problems[0][1]}",
+                                   problems)
+            blobs = await self._decide(batch.scans, raw, context)
+            # a ScanDecisionBatch is field 1 (length-delimited) repeated: tag 0x0a, length, bytes
+            yield b"".join(b"\x0a" + _varint(len(b)) + b for b in blobs)
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        """Requests arrive as (their bytes, parsed): the bytes go to the writer
+        unchanged. Replies leave as the writer serialised them."""
+        def keep(parse: Callable[[bytes], Any]) -> Callable[[bytes], tuple[bytes, Any] | Malformed]:
+            checked = tolerant(parse)    # bytes that do not parse: Malformed, answered by the guard
+            assert checked is not None
+
+            def parse_kept(raw: bytes) -> tuple[bytes, Any] | Malformed:
+                m = checked(raw)
+                return m if isinstance(m, Malformed) else (raw, m)
+
+            parse_kept.tolerant = True  # type: ignore[attr-defined]  # the guard need not wrap it again
+            return parse_kept
+
+        return grpc.method_handlers_generic_handler("scangate.v1.ScanService", {
+            "Scan": grpc.unary_unary_rpc_method_handler(
+                self.Scan, request_deserializer=keep(scan_pb.ScanRequest.FromString), response_serializer=bytes),
+            "ScanStream": grpc.stream_stream_rpc_method_handler(
+                self.ScanStream, request_deserializer=keep(scan_pb.ScanBatch.FromString),
+                response_serializer=bytes),
+        })
