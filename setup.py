@@ -55,7 +55,8 @@ setup(
         "scangate._core": "core",
         "scangate.server": "server",
     },
-    packages=["scangate", "scangate.v1", "scangate._core", "scangate.server", "scangate.state", "scangate.decide"],
+    packages=["scangate", "scangate.v1", "scangate._core", "scangate.server", "scangate.state", "scangate.decide",
+              "scangate.cli"],
     # The wheel: the modules, the compiled core and exactly this package data (the
     # typing marker and stubs, the Cython declarations, the .proto files that document
     # the gRPC API for any gRPC client); never the .pyx, the generated C or

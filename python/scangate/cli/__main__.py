@@ -1,0 +1,5 @@
+"""`python -m scangate.cli`: the same as the `scangate` command."""
+
+from . import main
+
+main()
