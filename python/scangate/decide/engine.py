@@ -40,7 +40,7 @@ from ..jsontext import esc as _esc
 from ..jsontext import number as _num
 from ..plugins import RuleContext, RuleResult, run_plugins
 from ..state import layout
-from ..state.batch import LmdbBatch, Mutations, Snapshot
+from ..state.batch import BatchState, Mutations, Snapshot
 from ..store import ProductLine
 from ..verdict import Scan, ScanVerdict, VerdictConfig
 from . import caps as caps_mod
@@ -67,7 +67,7 @@ _V_COUNTERFEIT = Verdict.COUNTERFEIT
 _verdict_of = operator.attrgetter("verdict")
 
 
-def decide_batch(batch: LmdbBatch, requests: Sequence[ScanRequest], checks: VerifyResult,
+def decide_batch(batch: BatchState, requests: Sequence[ScanRequest], checks: VerifyResult,
                  config: VerdictConfig, now: int, time_policy: ScanTimePolicy = TRUSTING
                  ) -> tuple[list[Decision | RequestRefused], Mutations]:
     """See the module docstring. ``requests`` passed ``check_requests``."""
@@ -123,7 +123,7 @@ def decide_batch(batch: LmdbBatch, requests: Sequence[ScanRequest], checks: Veri
     return out, m  # type: ignore[return-value]
 
 
-def judge_batch(batch: LmdbBatch, scans: Sequence[Any], checks: VerifyResult, config: VerdictConfig, now: int,
+def judge_batch(batch: BatchState, scans: Sequence[Any], checks: VerifyResult, config: VerdictConfig, now: int,
                 m: Mutations) -> list[ScanVerdict]:
     """The verdicts of ``scans`` over the state ``batch`` reads for them; their
     history records join ``m``."""
@@ -137,7 +137,7 @@ def judge_batch(batch: LmdbBatch, scans: Sequence[Any], checks: VerifyResult, co
     return verdicts
 
 
-def _decide(batch: LmdbBatch, campaigns: list[Compiled], requests: list[ScanRequest], times: list[int],
+def _decide(batch: BatchState, campaigns: list[Compiled], requests: list[ScanRequest], times: list[int],
             verdicts: list[ScanVerdict], checks: VerifyResult, m: Mutations, now: int) -> list[tuple[Decision, str]]:
     """The fresh scans' decisions, in order, and their JSON texts (request records):
     first the stateless checks of every scan, then one read of all the state they

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import lmdb
 from ..errors import CorruptionError
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from ..store import Store
     from ..trace import Dealer, Shipment
 
-__all__ = ["LmdbBatch", "Mutations", "Snapshot"]
+__all__ = ["BatchState", "LmdbBatch", "Mutations", "Snapshot"]
 
 POINTER_SIZES = (8, 24)     # a request record: decision number, then (24) the fingerprint
 _NO_ACCOUNT = (0, 0)
@@ -62,6 +62,30 @@ class Mutations:
     outbox: dict[bytes, bytes] = field(default_factory=dict)
     decisions: list[tuple[bytes, bytes, bytes]] = field(default_factory=list)  # (request key, fingerprint, record)
     histories: list[tuple[bytes, bytes]] = field(default_factory=list)       # (serial key, History record)
+
+
+class BatchState(Protocol):
+    """What the decision engine asks of a store for one batch (scangate.decide.engine):
+    reads by keys and the application of the batch's mutations, inside one
+    transaction the store's caller commits. ``LmdbBatch`` is the LMDB one; a
+    PostgreSQL one reads with row locks, in key order."""
+
+    def stored_decisions(self, request_keys: Sequence[bytes]) -> dict[bytes, tuple[bytes, bytes | None]]: ...
+
+    def histories(self, serials: Iterable[int]) -> tuple[dict[int, bytes], dict[int, History]]: ...
+
+    def chains(self, serials: Sequence[int]) -> list[Any]: ...
+
+    def recalls(self) -> Recalls: ...
+
+    def campaigns(self) -> list[tuple[bytes, bytes | None]]: ...
+
+    def next_ledger_seq(self) -> int: ...
+
+    def read(self, snap: Snapshot, claims: Iterable[bytes] = (), counters: Iterable[bytes] = (),
+             budgets: Iterable[bytes] = (), points: Iterable[bytes] = ()) -> None: ...
+
+    def apply(self, m: Mutations) -> None: ...
 
 
 class LmdbBatch:
