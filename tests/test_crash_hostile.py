@@ -18,7 +18,6 @@ the payout outbox one to one with the cash and coupon awards.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import random
 import threading
 import time
@@ -33,6 +32,7 @@ import grpc
 import scangate
 from scangate import payouts, rewards
 from scangate.rewards import Decision, ScanRequest
+from scangate.state import reads
 from scangate.v1 import scan_pb2_grpc
 
 from hostile_clients import MALFORMED, NO_LIMITS, OUT_OF_RANGE, KillableServer, raw_scan, scan_message
@@ -324,8 +324,7 @@ def _unknown_codes(tmp_path: Path, issued: list[str], rng: random.Random) -> lis
 
 
 def _ledger(dd: scangate.DataDir) -> list[dict[str, Any]]:
-    with dd.store.env.begin() as txn:
-        return [json.loads(bytes(v)) for _, v in txn.cursor(db=dd.store.db("ledger"))]
+    return list(reads.ledger(dd))
 
 
 def test_kill_9_under_hostile_load(tmp_path: Path) -> None:

@@ -5,8 +5,10 @@ code of its commit (SCHEMA_VERSION 1: the record formats before the typed state
 layer of issue 13); datadir-v1.json says what it holds and the answers it gave.
 A copy is opened with today's code: every stored decision comes back byte for
 byte on retry, the ledger audits, budgets and points are as recorded, and new
-scans decide on top of it. When the formats change, this is the migration test:
-the fixture stays, the code upgrades it.
+scans decide on top of it. Opening it upgrades it to schema 2 (the typed
+msgpack records, scangate.state.migrate), in one transaction: the tests below
+check every upgraded record, that a record the upgrade cannot read leaves the
+directory exactly as it was, and that a directory from a newer scangate is refused.
 """
 from __future__ import annotations
 
@@ -16,10 +18,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import lmdb
+import msgspec
 import pytest
 
 import scangate
 from scangate import audit, points, rewards, verdicts
+from scangate.errors import CorruptionError
+from scangate.state import records
+from scangate.state.layout import DATABASES
+from scangate.state.migrate import SCHEMA_VERSION
 from scangate.enums import CodeStatus
 from scangate.rewards import Decision, NoReward, ScanRequest
 
@@ -29,12 +37,27 @@ NOON = 1_780_286_400_000
 CHENGDU, GUANGZHOU = 510104, 440106
 
 
-@pytest.fixture
-def dd(tmp_path: Path) -> Iterator[scangate.DataDir]:
+def extract(into: Path) -> Path:
     with tarfile.open(DATA / "datadir-v1.tar.gz") as tar:
         # the "data" filter (no links out, no device files) where this Python has it (3.11.4+)
-        tar.extractall(tmp_path, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))  # noqa: S202
-    d = scangate.open_data_dir(tmp_path / "datadir-v1")
+        tar.extractall(into, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))  # noqa: S202
+    return into / "datadir-v1"
+
+
+def raw_records(path: Path) -> dict[str, list[tuple[bytes, bytes]]]:
+    """Every record of every database, opened with plain py-lmdb (no scangate, so no upgrade)."""
+    env = lmdb.open(str(path / "lmdb"), max_dbs=64, readonly=True, lock=False)
+    try:
+        with env.begin() as txn:
+            return {name: [(bytes(k), bytes(v)) for k, v in txn.cursor(db=env.open_db(name.encode(), txn=txn))]
+                    for name in DATABASES}
+    finally:
+        env.close()
+
+
+@pytest.fixture
+def dd(tmp_path: Path) -> Iterator[scangate.DataDir]:
+    d = scangate.open_data_dir(extract(tmp_path))
     try:
         yield d
     finally:
@@ -84,3 +107,88 @@ def test_new_scans_decide_on_top_of_it(dd: scangate.DataDir) -> None:
     assert isinstance(repeat, Decision) and repeat.no_reward is NoReward.ALREADY_CLAIMED
     assert repeat.verdict["first_scan"]["time_ms"] == MANIFEST["requests"][2]["time_ms"]
     assert [e["verified"] for e in audit.audit_ledger(dd, last + 1)] == [True]
+
+
+def test_opening_upgrades_every_record_to_schema_2(tmp_path: Path) -> None:
+    path = extract(tmp_path)
+    before = raw_records(path)
+    assert before["meta"] and dict(before["meta"])[b"schema"] == (1).to_bytes(4, "big")
+    assert all(v[:1] == b"{" for name in ("ledger", "decisions", "claims", "outbox") for _, v in before[name])
+    scangate.open_data_dir(path).close()
+    after = raw_records(path)
+    assert dict(after["meta"])[b"schema"] == SCHEMA_VERSION.to_bytes(4, "big") == (2).to_bytes(4, "big")
+    # each upgraded record holds what its JSON held, field by field
+    for name, decode in (("ledger", records.decode_ledger), ("decisions", records.decode_decision),
+                         ("claims", records.decode_claim), ("outbox", records.decode_payout)):
+        old = {k: json.loads(v) for k, v in before[name]}
+        new = {k: records.to_json(decode(v)) for k, v in after[name]}
+        assert len(new) == len(old) > 0, name
+        for key, fields in new.items():
+            want = {f: v for f, v in old[key].items() if f != "message"}   # a decision's message is derived
+            assert fields == want, (name, key)
+    history = [(k, v) for k, v in after["points"] if k[:2] == b"h/"]
+    assert history and all(isinstance(records.decode_points_entry(v), records.PointsEntry) for _, v in history)
+    # the rest is as it was: trace, issuance, scans, counters, budgets, campaigns
+    for name in ("lines", "ranges", "links", "children", "shipped", "scans", "counters", "budgets", "campaigns"):
+        assert after[name] == before[name], name
+    # a second open finds schema 2 and changes nothing
+    scangate.open_data_dir(path).close()
+    assert raw_records(path) == after
+
+
+def test_an_upgrade_that_cannot_read_a_record_changes_nothing(tmp_path: Path) -> None:
+    path = extract(tmp_path)
+    env = lmdb.open(str(path / "lmdb"), max_dbs=64)
+    with env.begin(write=True) as txn:       # the last ledger entry, cut short: the upgrade fails at the end
+        db = env.open_db(b"ledger", txn=txn)
+        cur = txn.cursor(db=db)
+        assert cur.last()
+        txn.put(bytes(cur.key()), bytes(cur.value())[:40], db=db)
+    env.close()
+    before = raw_records(path)
+    with pytest.raises(CorruptionError, match=r"migration: ledger entry #\d+: not the JSON record schema 1 wrote"):
+        scangate.open_data_dir(path)
+    assert raw_records(path) == before          # not one record upgraded, the schema still 1
+
+
+def test_a_directory_from_a_newer_scangate_is_refused(tmp_path: Path) -> None:
+    path = extract(tmp_path)
+    env = lmdb.open(str(path / "lmdb"), max_dbs=64)
+    with env.begin(write=True) as txn:
+        txn.put(b"schema", (SCHEMA_VERSION + 1).to_bytes(4, "big"), db=env.open_db(b"meta", txn=txn))
+    env.close()
+    with pytest.raises(CorruptionError, match=f"schema version {SCHEMA_VERSION + 1}, written by a newer scangate"):
+        scangate.open_data_dir(path)
+
+
+def test_records_of_one_kind_do_not_read_as_another() -> None:
+    claim = records.encode(records.Claim("c", 7))
+    with pytest.raises(CorruptionError, match="ledger record"):
+        records.decode_ledger(claim)
+    assert records.decode_claim(claim) == records.Claim("c", 7)
+    assert msgspec.msgpack.decode(claim)[0] == 1      # the version tag leads every array record
+
+
+def test_a_decision_stored_inline_moves_into_the_log(tmp_path: Path) -> None:
+    """Data older than the decision log kept a request's decision (JSON) in the
+    request index itself: the upgrade appends it to the log and points at it, and a
+    retry gets it back."""
+    path = extract(tmp_path)
+    first = MANIFEST["requests"][0]
+    env = lmdb.open(str(path / "lmdb"), max_dbs=64)
+    with env.begin(write=True) as txn:
+        requests, log = env.open_db(b"requests", txn=txn), env.open_db(b"decisions", txn=txn)
+        key = first["request_id"].encode()
+        pointer = bytes(txn.get(key, db=requests))[:8]
+        txn.put(key, bytes(txn.get(pointer, db=log)), db=requests)      # the old layout
+        cur = txn.cursor(db=log)
+        assert cur.last()
+        last = int.from_bytes(bytes(cur.key()), "big")
+    env.close()
+    with scangate.open_data_dir(path) as d:
+        (again,) = rewards.decide_scans(d, [ScanRequest(**first)])
+        assert isinstance(again, Decision) and again.to_json() == MANIFEST["decisions"][0]
+    after = raw_records(path)
+    assert dict(after["requests"])[first["request_id"].encode()] == (last + 1).to_bytes(8, "big")
+    assert records.to_json(records.decode_decision(after["decisions"][-1][1])) == {
+        k: v for k, v in MANIFEST["decisions"][0].items() if k != "message"}

@@ -10,7 +10,6 @@ first scanned; a clone and a diverted code say so. Through ``decide_scans``
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import pytest
 import scangate
 from scangate import _core, ingest, rewards
 from scangate.rewards import Decision, NoReward, ScanRequest
+from scangate.state import reads
 
 from forgery import random_code_texts
 from serverproc import running
@@ -58,12 +58,12 @@ def scan(dd: scangate.DataDir, rid: str, code: str, actor: str, t: int = NOON,
          region: int | None = CHENGDU) -> Decision:
     (d,) = rewards.decide_scans(dd, [ScanRequest(rid, code, actor, region=region, time_ms=t)])
     assert isinstance(d, Decision)
-    # the stored request record says what the decision says
-    with dd.store.env.begin() as txn:
-        raw = txn.get(rid.encode(), db=dd.store.db("requests"))
-    stored = json.loads(bytes(raw)) if raw and raw[:1] == b"{" else None
-    if stored is not None:
-        assert stored["message"] == d.message
+    # the stored decision says what the decision says (its message is derived from
+    # the rest, as a retry gets it)
+    stored = reads.decision_of(dd, rid)
+    assert stored is not None
+    assert Decision.from_json(stored).message == d.message
+    assert Decision.from_json(stored).to_json() == d.to_json()
     assert d.to_json()["message"] == d.message
     assert d.message["en"].isascii() and any("\u4e00" <= ch <= "\u9fff" for ch in d.message["zh-CN"])
     return d

@@ -13,10 +13,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 import scangate
 from scangate import clock, rewards
+from scangate.state import records
 from scangate.payouts import DEFAULT_LEASE_MS, FileAdapter, list_payouts, run_payouts
 from scangate.rewards import ScanRequest
 
@@ -114,6 +116,47 @@ def test_failures_retry_with_the_same_key_after_backoff(tmp_path: Path) -> None:
         {"confirmed": 3, "failed": 0}
     assert sorted(adapter.calls) == sorted(k for r in failed for k in (r["key"], r["key"]))
     assert all(r["attempts"] == 2 for r in list_payouts(dd, "confirmed"))
+    dd.close()
+
+
+class Recording:
+    """Confirms every send; records what the rail was sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    def send(self, request: dict[str, Any]) -> str:
+        self.sent.append(dict(request))
+        return f"conf-{request['key']}"
+
+
+def test_outbox_rows_are_typed_records_and_the_edges_see_dicts(tmp_path: Path) -> None:
+    """An outbox row is a records.Payout in msgpack; the rail and list_payouts see
+    the dict of its fields (the lease fields only while set), as before."""
+    dd = make_awards(tmp_path / "d", 2)
+    with dd.store.env.begin() as txn:
+        pending = {bytes(k).decode(): records.decode_payout(v) for k, v in txn.cursor(db=dd.store.db("outbox"))}
+    assert len(pending) == 2
+    base = {key: {"key": key, "ledger_seq": r.ledger_seq, "actor": r.actor, "prize_id": "cny-1", "kind": "cash",
+                  "amount_fen": 100, "coupon": None, "created_ms": r.created_ms} for key, r in pending.items()}
+    assert sorted(r.actor for r in pending.values()) == ["user-0", "user-1"]
+    assert all(r.state == "pending" and r.attempts == 0 and r.lease_owner is None for r in pending.values())
+    assert list_payouts(dd) == [{**base[k], "state": "pending", "attempts": 0} for k in sorted(base)]
+
+    rail, fake = Recording(), FakeClock()
+    counts = run_payouts(dd, rail, clock=fake.clock, sleep=fake.sleep, now_ms=lambda: 5_000, runner_id="runner-1")
+    assert counts == {"confirmed": 2, "failed": 0}
+    assert rail.sent == [{**base[k], "state": "sending", "attempts": 1, "lease_owner": "runner-1",
+                          "lease_expires_ms": 5_000 + DEFAULT_LEASE_MS} for k in sorted(base)]
+    with dd.store.env.begin() as txn:
+        done = {bytes(k).decode(): records.decode_payout(v) for k, v in txn.cursor(db=dd.store.db("outbox"))}
+    assert done == {k: msgspec.structs.replace(r, state="confirmed", attempts=1, lease_owner="runner-1",
+                                               confirmation=f"conf-{k}", confirmed_ms=5_000)
+                    for k, r in pending.items()}
+    confirmed = [{**base[k], "state": "confirmed", "attempts": 1, "lease_owner": "runner-1",
+                  "confirmation": f"conf-{k}", "confirmed_ms": 5_000} for k in sorted(base)]
+    assert list_payouts(dd) == confirmed and list_payouts(dd, "confirmed") == confirmed
+    assert list_payouts(dd, "pending") == []
     dd.close()
 
 

@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 
 import scangate
-from scangate import points, rewards
-from scangate.errors import InvalidArgument
+from scangate import clock, points, rewards
+from scangate.errors import CorruptionError, InvalidArgument
 from scangate.rewards import ScanRequest
+from scangate.state import layout, records
+from scangate.store import iter_prefix
 
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 APRIL = int(dt.datetime(2026, 4, 10, 12, 0, tzinfo=SHANGHAI).timestamp() * 1000)
@@ -75,29 +77,59 @@ def test_tier_multiplier_follows_cumulative_points(stores) -> None:  # type: ign
     assert hist[-1]["balance"] == 200
 
 
-def test_accounts_written_before_balance_and_earned_shared_a_record(stores) -> None:  # type: ignore[no-untyped-def]
-    """Older data: b/<actor> holds the balance alone (8 bytes), e/<actor> the points
-    earned. They are read as they are, and the next change writes both to b/."""
-    dd, cases = stores
+def test_an_account_left_in_the_schema_1_form_is_corruption(stores) -> None:  # type: ignore[no-untyped-def]
+    """Schema 1 could hold b/<actor> as the balance alone (8 bytes) and the points
+    earned under e/<actor>. The migration to schema 2 rewrites every such b/ to 16
+    bytes, so points no longer reads that form: one left over is a CorruptionError
+    naming the actor, and a redemption against it changes nothing."""
+    dd, _cases = stores
     db = dd.store.db("points")
-    with dd.store.env.begin(write=True) as txn:     # 320 earned (silver), 20 left after redeeming
-        txn.put(b"b/store-old", struct.pack(">q", 20), db=db)
+    with dd.store.env.begin(write=True) as txn:
+        txn.put(layout.account_key(b"store-old"), struct.pack(">q", 20), db=db)
         txn.put(b"e/store-old", struct.pack(">q", 320), db=db)
-    assert points.balance(dd, "store-old") == 20
+    expected = "points account 'store-old': 8 bytes, not 16"
+    with pytest.raises(CorruptionError, match=expected):
+        points.balance(dd, "store-old")
+    with dd.store.env.begin() as txn, pytest.raises(CorruptionError, match=expected):
+        points.earned(txn, db, "store-old")
+    with pytest.raises(CorruptionError, match=expected):
+        points.redeem(dd, "store-old", 10, "old-1")
     with dd.store.env.begin() as txn:
-        assert points.earned(txn, db, "store-old") == 320
-    # the tier follows the 320 earned before: silver, x1.5
-    assert scan(dd, cases[0], "store-old", "o0", APRIL).award.points == 150  # type: ignore[union-attr]
+        assert txn.get(layout.account_key(b"store-old"), db=db) == struct.pack(">q", 20)
+        assert txn.get(layout.redemption_key("old-1"), db=db) is None
+        assert txn.get(layout.HISTORY_SEQ, db=db) is None
+        assert list(iter_prefix(txn, db, layout.history_prefix(b"store-old"))) == []
+
+
+def test_history_and_redemptions_are_typed_records(stores) -> None:  # type: ignore[no-untyped-def]
+    """h/ entries are records.PointsEntry and r/ records.RedemptionRecord (msgpack);
+    history() and a retried redeem() give them back as before."""
+    dd, cases = stores
+    award = scan(dd, cases[0], "store-r", "r0", APRIL).award
+    assert award is not None and award.points == 100
+    with clock.use(clock.ManualClock(MAY)):
+        first = points.redeem(dd, "store-r", 30, "spend-r", note="mug")
+    assert first == points.Redemption("spend-r", "store-r", 30, True, 70, None)
+    refused = points.redeem(dd, "store-r", 71, "spend-too-much")
+    db = dd.store.db("points")
     with dd.store.env.begin() as txn:
-        assert struct.unpack(">qq", txn.get(b"b/store-old", db=db)) == (170, 470)
-        assert points.earned(txn, db, "store-old") == 470
-    assert points.redeem(dd, "store-old", 170, "old-1").balance == 0
-    with dd.store.env.begin(write=True) as txn:     # redeeming an old-format account keeps what it earned
-        txn.put(b"b/store-older", struct.pack(">q", 50), db=db)
-        txn.put(b"e/store-older", struct.pack(">q", 80), db=db)
-    assert points.redeem(dd, "store-older", 30, "older-1").balance == 20
-    with dd.store.env.begin() as txn:
-        assert struct.unpack(">qq", txn.get(b"b/store-older", db=db)) == (20, 80)
+        raw_history = [bytes(v) for _, v in iter_prefix(txn, db, layout.history_prefix(b"store-r"))]
+        raw_done = bytes(txn.get(layout.redemption_key("spend-r"), db=db))
+        raw_refused = bytes(txn.get(layout.redemption_key("spend-too-much"), db=db))
+        assert records.ACCOUNT.unpack(txn.get(layout.account_key(b"store-r"), db=db)) == (70, 100)
+        assert records.U64.unpack(txn.get(layout.HISTORY_SEQ, db=db)) == (2,)
+    assert [records.decode_points_entry(v) for v in raw_history] == [
+        records.PointsEntry(100, 100, "award", f"ledger:{award.ledger_seq}", APRIL),
+        records.PointsEntry(-30, 70, "redeem", "mug", MAY)]
+    assert records.decode_redemption(raw_done) == records.RedemptionRecord("spend-r", "store-r", 30, True, 70, None)
+    assert records.decode_redemption(raw_refused) == records.RedemptionRecord(
+        "spend-too-much", "store-r", 71, False, 70, "insufficient_points")
+    assert points.history(dd, "store-r") == [
+        {"delta": 100, "balance": 100, "reason": "award", "ref": f"ledger:{award.ledger_seq}", "at_ms": APRIL},
+        {"delta": -30, "balance": 70, "reason": "redeem", "ref": "mug", "at_ms": MAY}]
+    assert points.redeem(dd, "store-r", 30, "spend-r") == first         # read back from the record
+    assert points.redeem(dd, "store-r", 71, "spend-too-much") == refused
+    assert points.balance(dd, "store-r") == 70
 
 
 def test_redeem_never_overdraws_and_is_idempotent(stores) -> None:  # type: ignore[no-untyped-def]

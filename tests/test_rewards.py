@@ -21,6 +21,7 @@ import scangate
 from scangate import _core, ingest, rewards
 from scangate import points as points_mod
 from scangate.rewards import Decision, NoReward, ScanRequest
+from scangate.state import layout, reads, records
 
 TZ = ZoneInfo("Asia/Shanghai")
 CHENGDU, BEIJING, SHANGHAI, GUANGZHOU = 510104, 110101, 310101, 440106
@@ -92,13 +93,11 @@ def pairs(dd: scangate.DataDir, name: str) -> dict[bytes, tuple[int, int]]:
 
 
 def ledger(dd: scangate.DataDir) -> list[dict[str, Any]]:
-    with dd.store.env.begin() as txn:
-        return [json.loads(bytes(v)) for _, v in txn.cursor(db=dd.store.db("ledger"))]
+    return list(reads.ledger(dd))
 
 
 def outbox(dd: scangate.DataDir) -> dict[str, dict[str, Any]]:
-    with dd.store.env.begin() as txn:
-        return {bytes(k).decode(): json.loads(bytes(v)) for k, v in txn.cursor(db=dd.store.db("outbox"))}
+    return reads.outbox(dd)
 
 
 def points(dd: scangate.DataDir, actor: str) -> int:
@@ -489,7 +488,8 @@ def test_audit_verifies_and_detects_tampering(dd: scangate.DataDir, field: str) 
     else:
         bad["odds_ppm"] = target["roll"]           # a win that the odds would not allow
     with dd.store.env.begin(write=True) as txn:
-        txn.put(struct.pack(">Q", target["seq"]), json.dumps(bad).encode(), db=dd.store.db("ledger"))
+        txn.put(layout.seq_key(target["seq"]), records.encode(records.LedgerEntry(**bad)), db=dd.store.db("ledger"))
+    assert next(reads.ledger(dd, target["seq"])) == bad         # a well-formed entry, one field changed
     assert rewards.audit_entry(dd, target["seq"])["verified"] is False
     others = [e for e in entries if e["seq"] != target["seq"]]
     assert all(rewards.audit_entry(dd, e["seq"])["verified"] for e in others)

@@ -21,7 +21,8 @@ import pytest
 import lmdb
 import scangate
 from scangate import clock, rewards
-from scangate.rewards import ScanRequest
+from scangate.rewards import Decision, ScanRequest
+from scangate.state import reads
 from scangate.store import DATABASES
 
 CAMPAIGN = """
@@ -102,19 +103,23 @@ def test_kill_9_during_decisions(tmp_path: Path) -> None:
         assert first == d, "a retry got a different decision"
     assert len(acknowledged) == N
 
-    with scangate.open_data_dir(data) as dd, dd.store.env.begin() as txn:
+    with scangate.open_data_dir(data) as dd:
         s = dd.store
-        # the requests index points at each decision's entry in the decision log
-        # (a record is the decision's number, then the request's fingerprint)
-        stored = {bytes(k).decode(): json.loads(bytes(txn.get(bytes(v)[:8], db=s.db("decisions"))))
-                  for k, v in txn.cursor(db=s.db("requests"))}
-        assert txn.stat(s.db("decisions"))["entries"] == len(stored)
-        ledger = [json.loads(bytes(v)) for _, v in txn.cursor(db=s.db("ledger"))]
-        budgets = {bytes(k).decode(): struct.unpack(">QQ", bytes(v)) for k, v in txn.cursor(db=s.db("budgets"))}
-        outbox = [json.loads(bytes(v)) for _, v in txn.cursor(db=s.db("outbox"))]
-        # b/<actor>: balance and points earned (nothing is redeemed here: equal)
-        accounts = {bytes(k)[2:].decode(): struct.unpack(">qq", bytes(v))
-                    for k, v in txn.cursor(db=s.db("points")) if bytes(k).startswith(b"b/")}
+        with dd.store.env.begin() as txn:
+            # the requests index points at each decision's entry in the decision log
+            # (a record is the decision's number, then the request's fingerprint)
+            request_ids = [bytes(k).decode() for k, _v in txn.cursor(db=s.db("requests"))]
+            assert txn.stat(s.db("decisions"))["entries"] == len(request_ids)
+            budgets = {bytes(k).decode(): struct.unpack(">QQ", bytes(v)) for k, v in txn.cursor(db=s.db("budgets"))}
+            # b/<actor>: balance and points earned (nothing is redeemed here: equal)
+            accounts = {bytes(k)[2:].decode(): struct.unpack(">qq", bytes(v))
+                        for k, v in txn.cursor(db=s.db("points")) if bytes(k).startswith(b"b/")}
+        # a stored decision has no message (it is derived from the rest): from_json().to_json() adds it
+        found = {rid: reads.decision_of(dd, rid) for rid in request_ids}
+        stored = {rid: Decision.from_json(r).to_json() for rid, r in found.items() if r is not None}
+        assert len(stored) == len(request_ids)                          # every request has its decision
+        ledger = list(reads.ledger(dd))
+        outbox = list(reads.outbox(dd).values())
     assert all(b == e for b, e in accounts.values())
     balances = {actor: b for actor, (b, _e) in accounts.items()}
     # nothing acknowledged is lost, and what is stored is what was acknowledged

@@ -1,12 +1,13 @@
 """Audit as proof: every reward decision recomputed from its ledger entry.
 
-A ledger entry (written by ``scangate.decide.engine``; its fields are
-``LEDGER_FIELDS``) records a decision and what deciding it again needs: the scan
-(campaign, serial, actor, time), the campaign revision it was decided under, the
-draw (input, HMAC, roll), where its odds came from (the base odds, a time slot, a
-plugin), the plugins' output, the user's scan number and the cap counters it
-read, the budget left of every prize, the store tier's multiplier. The audit
-walks the ledger in order and, for each entry:
+A ledger entry (written by ``scangate.decide.engine``: a msgpack record,
+``scangate.state.records.LedgerEntry``, its fields ``LEDGER_FIELDS``) records a
+decision and what deciding it again needs: the scan (campaign, serial, actor,
+time), the campaign revision it was decided under, the draw (input, HMAC, roll),
+where its odds came from (the base odds, a time slot, a plugin), the plugins'
+output, the user's scan number and the cap counters it read, the budget left of
+every prize, the store tier's multiplier. The audit walks the ledger in order
+and, for each entry:
 
 - authenticates the scan: the HMAC of the campaign secret over the draw input
   must be the recorded HMAC, the secret must match the commitment published when
@@ -27,71 +28,71 @@ walks the ledger in order and, for each entry:
 - checks that the request id (within its client) leads to this decision and that
   the code's claim is this entry.
 
-Each recorded field is compared with its recomputed value, and ``failed`` names
-every one that disagrees (checks that are not fields: ``commitment``, ``caps``,
-``claim``). Plugins cannot be run again (their context, the code and the
-verdict, is not in the ledger), so their recorded output is taken as given and
-checked through what it decided: an edited plugin output is named (``plugin``)
-with the fields it changes, and one that changed nothing cannot be told. The
-request id and client together make the request index's key: when it leads
-nowhere, both are named.
+The audit reads each entry field by field, by name, without the typed decoding
+(a tampered entry fails the fields that are wrong, not the read). Each recorded
+field is compared with its recomputed value, and ``failed`` names every one that
+disagrees (checks that are not fields: ``commitment``, ``caps``, ``claim``, and
+``record``: a stored value that is no ledger entry of a known version, with
+nothing else to check). Plugins cannot be run again (their context, the code and
+the verdict, is not in the ledger), so their recorded output is taken as given
+and checked through what it decided: an edited plugin output is named
+(``plugin``) with the fields it changes, and one that changed nothing cannot be
+told. The request id and client together make the request index's key: when it
+leads nowhere, both are named.
 
 The state an entry's audit recomputes comes from what the entries before it
 recompute to, not from what they record: an edited entry is named once, and the
 entries after it still verify (unless the edit was to a plugin's output, which is
-taken as given: then later entries that read the state it changed are named
-too). Entries written before these fields were recorded (the fields of that time
-only) get the checks of their time: commitment, draw input, HMAC, roll, and a
-won draw's roll below its odds.
+taken as given, or made the entry a ``record`` failure: then later entries that
+read the state it changed are named too). Entries written before these fields
+were recorded (version 1, ``LegacyLedgerEntry``, before any entry of version 2)
+get the checks of their time: commitment, draw input, HMAC, roll, and a won
+draw's roll below its odds.
 
 ``audit_entry`` audits one entry (walking the ledger up to it; consecutive calls
 on an unchanged ledger continue where the last one stopped), ``audit_ledger``
-many in one walk, ``export_ledger`` gives the entries as stored (JSON lines, for
-the verifier in docs/campaigns.md).
+many in one walk, ``export_ledger`` gives the entries as stored, one JSON object
+each (for the verifier in docs/campaigns.md).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
+from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
-from zoneinfo import ZoneInfo
+from typing import Any, TypeGuard
 
 import lmdb
+import msgspec
 
-from . import rewards
-from .campaigns import PPM, Campaign, Prize, campaign_from_json
+from .campaigns import PPM, campaign_from_json
 from .datadir import DataDir
+from .decide.budgets import Budgets, budget_left, budgets_left, pick_prize, spend
+from .decide.campaign import Compiled, Entry
+from .decide.caps import cash_capped, count_capped
+from .decide.draw import draw, draw_message, roll_of, slot_odds, win_how
+from .decide.requests import MAX_TIME_MS, MIN_TIME_MS
+from .decision import NoReward
 from .errors import CorruptionError, InvalidArgument, NotFound
-from .decide.draw import draw, draw_message
 from .state import layout
 from .state.batch import POINTER_SIZES as _POINTER_SIZES
-from .state.records import U64
+from .state.campaigns import campaign_revisions
+from .state.records import Claim, DecisionRecord, LedgerEntry, LegacyLedgerEntry, decode_claim, decode_decision
 
 __all__ = ["LEDGER_FIELDS", "PLUGIN_FIELDS", "audit_entry", "audit_ledger", "export_ledger"]
 
-# The fields of a ledger entry, in the order it writes them (json.dumps of a dict
-# in this order; tests/test_rewards_encoding.py).
-LEDGER_FIELDS = (
-    "seq", "request_id", "client", "campaign_id", "revision", "serial", "actor", "time_ms", "draw_input", "hmac",
-    "roll", "slot", "odds_from", "odds_ppm", "plugin", "scan_number", "counters", "how", "budgets", "prize_id",
-    "amount_fen", "tier_pct", "points", "payout_key", "no_reward",
-)
+# The fields of a ledger entry, in the order it stores them (and the export shows them)
+LEDGER_FIELDS: tuple[str, ...] = LedgerEntry.__struct_fields__
 # ``plugin``: the merged output of the campaign's plugins (null: it names none)
 PLUGIN_FIELDS = ("odds_ppm", "prize_id", "veto", "points_multiplier_pct")
+# the fields of each version tag (records.LedgerEntry's and LegacyLedgerEntry's): 1,
 # an entry written before decisions recorded their inputs
-_LEGACY_FIELDS = frozenset((
-    "seq", "request_id", "campaign_id", "serial", "actor", "time_ms", "draw_input", "hmac", "roll", "odds_ppm",
-    "scan_number", "how", "prize_id", "amount_fen", "points", "payout_key", "no_reward"))
+_VERSIONS = {2: LEDGER_FIELDS, 1: LegacyLedgerEntry.__struct_fields__}
 
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-_EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
-_U64 = U64
-_BUDGET_EXHAUSTED = rewards.NoReward.BUDGET_EXHAUSTED.value
-_LOST_DRAW = rewards.NoReward.LOST_DRAW.value
+_BUDGET_EXHAUSTED = NoReward.BUDGET_EXHAUSTED.value
+_LOST_DRAW = NoReward.LOST_DRAW.value
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -105,7 +106,7 @@ def _same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def _is_int(x: Any) -> bool:
+def _is_int(x: Any) -> TypeGuard[int]:
     return type(x) is int
 
 
@@ -126,22 +127,39 @@ def _parse_draw(text: Any) -> tuple[str, int, str, int] | None:
     return cid, int(serial), actor, int(time_ms)
 
 
+def _read_entry(raw: bytes | memoryview) -> tuple[int, dict[str, Any]] | str:
+    """A stored ledger entry as the audit reads it: its version tag and its fields by
+    name, untyped (with the tag that tells the version), so
+    a tampered entry fails the fields that are wrong, not the read; or, when it is
+    no ledger entry of a known version, what one is (the ``record`` check's expected)."""
+    try:
+        items = msgspec.msgpack.decode(raw)
+        json.dumps(items)       # the audit's results and the export show the fields as JSON
+    except (msgspec.DecodeError, TypeError, ValueError) as exc:
+        return f"a ledger entry: msgpack of JSON values ({exc})"
+    tag = items[0] if isinstance(items, list) and items else None
+    fields = _VERSIONS.get(tag) if type(tag) is int else None    # True is no tag 1
+    if fields is None:
+        return f"a ledger entry: a msgpack array, its version tag ({' or '.join(map(str, _VERSIONS))}) first"
+    if len(items) != len(fields) + 1:
+        return f"a ledger entry: {len(fields)} fields after version tag {tag}, not {len(items) - 1}"
+    return items[0], dict(zip(fields, items[1:]))
+
+
 @dataclass
 class _Revision:
-    """One stored campaign revision, ready for recomputing decisions."""
+    """One stored campaign revision, compiled as the engine decides with it
+    (scangate.decide.campaign), without its secret."""
 
     number: int
-    campaign: Campaign
+    compiled: Compiled
     commitment: str | None
     first_seq: int                 # 0: stored before first_seq was kept
-    zone: ZoneInfo
-    prizes: dict[str, Prize]
 
     @classmethod
     def of(cls, number: int, record: dict[str, Any]) -> _Revision:
-        c = campaign_from_json(record["campaign"])
-        return cls(number, c, record.get("commitment"), int(record.get("first_seq") or 0), c.zone,
-                   {p.id: p for p in c.prizes})
+        return cls(number, Compiled(campaign_from_json(record["campaign"]), None, number), record.get("commitment"),
+                   int(record.get("first_seq") or 0))
 
 
 @dataclass
@@ -170,8 +188,10 @@ class _Checks:
             self.checks.setdefault(name, True)
         return good
 
-    def same(self, name: str, recorded: Any, expected: Any) -> bool:
-        return self.ok(name, _same(recorded, expected), expected)
+    def same(self, name: str, recorded: Any, expected: Any, plugin: bool = False) -> None:
+        """``plugin``: the plugins' recorded output decided the value, so it may be the edit."""
+        if not self.ok(name, _same(recorded, expected), expected) and plugin:
+            self.fail("plugin")
 
     def fail(self, name: str, expected: Any = None) -> None:
         self.ok(name, False, expected)
@@ -193,91 +213,85 @@ class _Auditor:
     def __init__(self, data: DataDir, txn_id: int):
         self.data, self.store, self.txn_id = data, data.store, txn_id
         self.next_seq = 1
-        self.new_format = False        # an entry with every field was seen: no older one can follow
+        self.new_format = False        # an entry of version 2 was seen: no older one can follow
         self.secrets: dict[str, bytes | None] = {}
-        self.current: dict[str, dict[str, Any] | None] = {}
+        self.commitments: dict[str, str | None] = {}    # the campaign's (its current record's)
         self.revisions: dict[str, dict[int, _Revision]] = {}
         self.last_revision: dict[str, int] = {}      # campaign -> newest revision an entry so far was decided under
         self.users: dict[tuple[str, str], _User] = {}
-        self.used: dict[tuple[str, str], tuple[int, int]] = {}    # (campaign, prize) -> awards, fen
+        # budget key -> awards, fen spent (None: none), as decide.budgets reads them
+        self.budgets: Budgets = defaultdict(type(None))
         self.earned: dict[str, int] = {}             # actor -> points earned (every campaign)
 
     # ------------------------------------------------------------------ reads
     def _secret(self, txn: lmdb.Transaction[bytes], campaign_id: Any) -> bytes | None:
+        # a str read from msgpack is valid UTF-8: it encodes
         if not isinstance(campaign_id, str):
             return None
         if campaign_id not in self.secrets:
-            try:
-                key = campaign_id.encode()
-            except UnicodeEncodeError:
-                return None
-            raw = txn.get(layout.secret_key(campaign_id), db=self.store.db("campaigns")) if 0 < len(key) <= 400 else None
+            db = self.store.db("campaigns")
+            raw = txn.get(layout.secret_key(campaign_id), db=db) if 0 < len(campaign_id.encode()) <= 400 else None
             self.secrets[campaign_id] = bytes(raw) if raw is not None else None
-            record = txn.get(layout.campaign_key(campaign_id), db=self.store.db("campaigns")) if raw is not None else None
-            self.current[campaign_id] = json.loads(bytes(record)) if record is not None else None
+            record = txn.get(layout.campaign_key(campaign_id), db=db) if raw is not None else None
+            self.commitments[campaign_id] = json.loads(bytes(record)).get("commitment") if record is not None else None
         return self.secrets[campaign_id]
+
+    def _commitment(self, cid: str, secret: bytes, r: _Checks) -> str | None:
+        """The campaign's published commitment, checked against its secret."""
+        commitment = self.commitments[cid]
+        r.ok("commitment", hashlib.sha256(secret).hexdigest() == commitment, commitment)
+        return commitment
 
     def _revisions(self, txn: lmdb.Transaction[bytes], campaign_id: str) -> dict[int, _Revision]:
         revs = self.revisions.get(campaign_id)
         if revs is None:
             revs = self.revisions[campaign_id] = {
                 n: _Revision.of(n, record)
-                for n, record in rewards.campaign_revisions(self.data, campaign_id, txn).items()}
+                for n, record in campaign_revisions(self.data, campaign_id, txn).items()}
         return revs
 
-    def _decision(self, txn: lmdb.Transaction[bytes], request_id: Any, client: Any) -> dict[str, Any] | None:
-        """The stored decision the request index gives for the id within its client."""
+    def _decision(self, txn: lmdb.Transaction[bytes], request_id: Any, client: Any) -> DecisionRecord | None:
+        """The stored decision the request index gives for the id within its client
+        (None: none, or no decision record, which leads to no decision either)."""
         if not isinstance(request_id, str) or not isinstance(client, str) or not request_id:
             return None
+        key = layout.request_key(client, request_id)     # read from msgpack: valid UTF-8
+        pointer = txn.get(key, db=self.store.db("requests")) if len(key) <= 511 else None
+        if pointer is None or len(pointer) not in _POINTER_SIZES:    # schema 2 stores no decision inline
+            return None
+        logged = txn.get(bytes(pointer[:8]), db=self.store.db("decisions"))
         try:
-            key = layout.request_key(client, request_id)
-        except UnicodeEncodeError:
+            return decode_decision(logged) if logged is not None else None
+        except CorruptionError:
             return None
-        if len(key) > 511:
-            return None
-        pointer = txn.get(key, db=self.store.db("requests"))
-        if pointer is None:
-            return None
-        value = bytes(pointer)
-        if len(value) in _POINTER_SIZES:     # else a decision stored inline, as data written long ago
-            logged = txn.get(value[:8], db=self.store.db("decisions"))
-            if logged is None:
-                return None
-            value = bytes(logged)
-        decision = json.loads(value)
-        return decision if isinstance(decision, dict) else None
 
     # ------------------------------------------------------------------ walk
     def run(self, txn: lmdb.Transaction[bytes], first: int, last: int | None) -> Iterator[dict[str, Any]]:
         """Audit the entries from ``next_seq`` on (up to ``last``), yielding those
         from ``first`` on."""
         cur = txn.cursor(db=self.store.db("ledger"))
-        if not cur.set_range(_U64.pack(self.next_seq)):
+        if not cur.set_range(layout.seq_key(self.next_seq)):
             return
         for key, raw in cur.iternext():
-            seq = _U64.unpack(key)[0]
+            seq = layout.seq_of(key)
             if last is not None and seq > last:
                 break
-            result = self.check(txn, seq, bytes(raw))
+            result = self.check(txn, seq, raw)
             self.next_seq = seq + 1
             if seq >= first:
                 yield result
 
-    def check(self, txn: lmdb.Transaction[bytes], seq: int, raw: bytes) -> dict[str, Any]:
-        try:
-            entry = json.loads(raw)
-        except ValueError as exc:
-            raise CorruptionError(f"ledger entry {seq}: not JSON ({exc})") from None
-        if not isinstance(entry, dict):
-            raise CorruptionError(f"ledger entry {seq}: not a JSON object")
-        if not self.new_format and entry.keys() == _LEGACY_FIELDS:
+    def check(self, txn: lmdb.Transaction[bytes], seq: int, raw: bytes | memoryview) -> dict[str, Any]:
+        r = _Checks()
+        read = _read_entry(raw)
+        if isinstance(read, str):       # nothing to recompute: the state it changed is lost to the walk
+            r.fail("record", read)
+            return r.result(seq, {}, None)
+        tag, entry = read
+        if tag == 1 and not self.new_format:
             return self._check_legacy(txn, seq, entry)
         self.new_format = True
-        r = _Checks()
-        for name in entry:
-            if name not in LEDGER_FIELDS:
-                r.fail(name, "no such field")
-        for name in LEDGER_FIELDS:
+        for name in LEDGER_FIELDS:      # an old entry after a new one: checked as new
             if name not in entry:
                 r.fail(name, "missing")
         r.same("seq", entry.get("seq"), seq)
@@ -285,13 +299,11 @@ class _Auditor:
         if scan is None:
             return r.result(seq, entry, None)
         cid, serial, actor, time_ms, mac, secret = scan
-        if not rewards.MIN_TIME_MS <= time_ms <= rewards.MAX_TIME_MS:     # no decision has such a time
-            r.fail("time_ms", f"{rewards.MIN_TIME_MS} to {rewards.MAX_TIME_MS}")
+        if not MIN_TIME_MS <= time_ms <= MAX_TIME_MS:     # no decision has such a time
+            r.fail("time_ms", f"{MIN_TIME_MS} to {MAX_TIME_MS}")
             return r.result(seq, entry, None)
-        current = self.current[cid] or {}
-        commitment = current.get("commitment")
-        r.ok("commitment", hashlib.sha256(secret).hexdigest() == commitment, commitment)
-        roll = _U64.unpack_from(mac)[0] % PPM
+        commitment = self._commitment(cid, secret, r)
+        roll = roll_of(mac)
         r.same("roll", entry.get("roll"), roll)
 
         rev = self._revision(txn, cid, entry.get("revision"), seq, r)
@@ -299,7 +311,7 @@ class _Auditor:
             return r.result(seq, entry, commitment)
         if rev.commitment is not None:
             r.ok("commitment", rev.commitment == commitment, commitment)
-        c = rev.campaign
+        k, c = rev.compiled, rev.compiled.campaign
 
         # the plugins' output (taken as given: plugins cannot be run again)
         outputs: dict[str, Any] = dict.fromkeys(PLUGIN_FIELDS)
@@ -313,74 +325,56 @@ class _Auditor:
             r.same("plugin", plugin, None)
 
         # odds: the slot's at the scan's local time, unless a plugin set them
-        local = (_EPOCH + dt.timedelta(milliseconds=time_ms)).astimezone(rev.zone)
-        wall = local.time().replace(tzinfo=None)
-        slot = next((i for i, s in enumerate(c.slots) if s.contains(wall)), None)
+        odds, slot = slot_odds(k, time_ms)
         plugin_odds = outputs["odds_ppm"]
-        odds = plugin_odds if plugin_odds is not None else (c.slots[slot].odds_ppm if slot is not None else c.odds_ppm)
         r.same("slot", entry.get("slot"), slot)
         r.same("odds_from", entry.get("odds_from"),
                "plugin" if plugin_odds is not None else "slot" if slot is not None else "base")
-        if not r.same("odds_ppm", entry.get("odds_ppm"), odds) and plugin_odds is not None:
-            r.fail("plugin")
+        odds = plugin_odds if plugin_odds is not None else odds
+        r.same("odds_ppm", entry.get("odds_ppm"), odds, plugin=plugin_odds is not None)
 
         # the user's counters, from the decisions before this one
-        day = local.date().toordinal() - _EPOCH_ORDINAL
+        day = k.clock.day_number(time_ms)
         user = self.users.get((cid, actor)) or _User()
         d_count, d_fen = user.days.get(day, (0, 0))
         n = user.scans + 1
         r.same("scan_number", entry.get("scan_number"), n)
         r.same("counters", entry.get("counters"), [d_count, d_fen, user.awards, user.fen])
-        caps = c.caps
-        within_caps = not ((caps.per_user_daily_count is not None and d_count >= caps.per_user_daily_count)
-                           or (caps.per_user_total_count is not None and user.awards >= caps.per_user_total_count))
+        counts = (user.awards, user.fen, user.scans, d_count, d_fen, ())    # as decide.caps reads them
+        within_caps = count_capped(c.caps, counts) is None
 
-        # decide again
-        how = rewards.win_how(n, c.first_scan_always_wins, c.win_on_nth_scan, roll, odds)
-        used = self.used
-
-        def left(p: Prize) -> bool:
-            count, fen = used.get((cid, p.id), (0, 0))
-            return (p.budget_count is None or count < p.budget_count) and \
-                (p.budget_amount_fen is None or fen + p.amount_fen <= p.budget_amount_fen)
-
-        # the budgets left that the decision read: every prize's (with a budget) for
-        # a pick, the consolation prize's for a lost draw, none else
-        budgets = None
-        if how != "lost" or c.consolation is not None:
-            budgets = {}
-            for p in c.prizes if how != "lost" else (rev.prizes[c.consolation],):  # type: ignore[index]
-                if p.budget_count is not None or p.budget_amount_fen is not None:
-                    count, fen = used.get((cid, p.id), (0, 0))
-                    budgets[p.id] = [None if p.budget_count is None else p.budget_count - count,
-                                     None if p.budget_amount_fen is None else p.budget_amount_fen - fen]
-        r.same("budgets", entry.get("budgets"), budgets)
-        won: Prize | None = None
+        # decide again, with the engine's rules (decide.budgets) over the budgets
+        # the entries before this one spent: the budgets left that the decision read
+        # (every prize's with a budget for a pick, the consolation prize's for a lost
+        # draw, none else), the pick, a plugin's prize, the consolation prize
+        how = win_how(n, k.first_scan_wins, k.nth, roll, odds)
+        budgets = self.budgets
+        rows = k.budget_rows if how != "lost" else k.consolation_rows if k.consolation is not None else None
+        r.same("budgets", entry.get("budgets"), None if rows is None else budgets_left(rows, budgets))
+        won: Entry | None = None
         reason: str | None = None
         if how != "lost":
-            won = _pick([p for p in c.winning_prizes if left(p)], mac)
+            won = pick_prize(budgets, k.winning, mac)
             if won is None:
                 reason = _BUDGET_EXHAUSTED
         wanted_id = outputs["prize_id"]
         plugin_prize = won is not None and wanted_id is not None    # the plugin's prize was considered
-        if won is not None and wanted_id is not None and wanted_id != won.id:
-            wanted = rev.prizes.get(wanted_id)
-            if wanted is not None and left(wanted):
+        if won is not None and wanted_id is not None and wanted_id != won[0].id:
+            wanted = k.entry.get(wanted_id)
+            if wanted is not None and budget_left(budgets, wanted):
                 won = wanted
-        consolation = rev.prizes.get(c.consolation) if c.consolation is not None else None
-        if won is None and consolation is not None and left(consolation):
-            won, how, reason = consolation, "consolation", None
+        if won is None and k.consolation is not None and budget_left(budgets, k.consolation):
+            won, how, reason = k.consolation, "consolation", None
         if won is None and reason is None:
             reason = _LOST_DRAW
-        amount = won.amount_fen if won is not None else 0
-        if won is not None and won.kind == "cash" and how != "consolation":
-            within_caps = within_caps and not (
-                (caps.per_user_daily_amount_fen is not None and d_fen + amount > caps.per_user_daily_amount_fen)
-                or (caps.per_user_total_amount_fen is not None and user.fen + amount > caps.per_user_total_amount_fen))
+        prize = won[0] if won is not None else None
+        amount = prize.amount_fen if prize is not None else 0
+        if prize is not None and prize.kind == "cash" and how != "consolation":
+            within_caps = within_caps and cash_capped(c.caps, counts, amount) is None
         points, tier_pct, plugin_points = 0, None, False
-        if won is not None and won.kind == "points":
-            points = won.points
-            tier = c.tier_for(self.earned.get(actor, 0)) if c.store_tiers else None
+        if prize is not None and prize.kind == "points":
+            points = prize.points
+            tier = c.tier_for(self.earned.get(actor, 0)) if k.tiers else None
             if tier is not None:
                 points = points * tier.multiplier_pct // 100
                 tier_pct = tier.multiplier_pct
@@ -388,14 +382,12 @@ class _Auditor:
             if pct is not None:
                 points = points * max(pct, 0) // 100
                 plugin_points = True
-        payout = f"{cid}:{serial}" if won is not None and won.kind in ("cash", "coupon") else None
+        payout = layout.payout_key(cid, serial) if prize is not None and prize.kind in ("cash", "coupon") else None
         r.same("how", entry.get("how"), how)
-        if not r.same("prize_id", entry.get("prize_id"), won.id if won is not None else None) and plugin_prize:
-            r.fail("plugin")
+        r.same("prize_id", entry.get("prize_id"), prize.id if prize is not None else None, plugin=plugin_prize)
         r.same("amount_fen", entry.get("amount_fen"), amount)
         r.same("tier_pct", entry.get("tier_pct"), tier_pct)
-        if not r.same("points", entry.get("points"), points) and plugin_points:
-            r.fail("plugin")
+        r.same("points", entry.get("points"), points, plugin=plugin_points)
         r.same("payout_key", entry.get("payout_key"), payout)
         r.same("no_reward", entry.get("no_reward"), reason)
         r.ok("caps", within_caps, "a decision within the campaign's caps (this one should have been refused)")
@@ -407,29 +399,18 @@ class _Auditor:
             r.fail("client", "the client the request id was sent by")
         else:
             r.ok("client", True)
-            award = decision.get("award")
+            award = decision.award
             # an award names its ledger entry; a decision without one names none, so
             # it can only be one that an entry can stand for (the index is the link)
-            r.ok("request_id", decision.get("request_id") == entry.get("request_id")
-                 and decision.get("campaign_id") == cid
-                 and (award.get("ledger_seq") == seq if isinstance(award, dict)
-                      else award is None and decision.get("no_reward") in (_BUDGET_EXHAUSTED, _LOST_DRAW)),
+            r.ok("request_id", decision.request_id == entry.get("request_id") and decision.campaign_id == cid
+                 and (award.ledger_seq == seq if award is not None
+                      else decision.no_reward in (_BUDGET_EXHAUSTED, _LOST_DRAW)),
                  "the request whose decision this entry is")
-        r.ok("claim", self._claim(txn, serial) == {"campaign_id": cid, "ledger_seq": seq},
+        claim = self._claim(txn, serial)
+        r.ok("claim", claim is not None and (claim.campaign_id, claim.ledger_seq) == (cid, seq),
              {"campaign_id": cid, "ledger_seq": seq})
 
-        # the state the next decisions read
-        user.scans = n
-        if won is not None:
-            if how != "consolation":
-                user.awards += 1
-                user.fen += amount
-                user.days[day] = (d_count + 1, d_fen + amount)
-            count, fen = used.get((cid, won.id), (0, 0))
-            used[(cid, won.id)] = (count + 1, fen + amount)
-        if points > 0:
-            self.earned[actor] = self.earned.get(actor, 0) + points
-        self.users[(cid, actor)] = user
+        self._count(cid, actor, user, won[1] if won is not None else None, how != "consolation", amount, points, day)
         self.last_revision[cid] = max(self.last_revision.get(cid, 0), rev.number)
         return r.result(seq, entry, commitment)
 
@@ -440,8 +421,8 @@ class _Auditor:
         secret is named by either the fields or the draw input."""
         cid, serial, actor, time_ms = fields = (entry.get("campaign_id"), entry.get("serial"), entry.get("actor"),
                                                 entry.get("time_ms"))
-        typed = isinstance(cid, str) and isinstance(actor, str) and isinstance(serial, int) \
-            and isinstance(time_ms, int) and _is_int(serial) and _is_int(time_ms) and serial >= 0 and time_ms >= 0
+        typed = isinstance(cid, str) and isinstance(actor, str) and _is_int(serial) and _is_int(time_ms) \
+            and serial >= 0 and time_ms >= 0
         recorded = entry.get("hmac")
         parsed = _parse_draw(entry.get("draw_input"))
 
@@ -489,52 +470,56 @@ class _Auditor:
         r.fail("revision", expected)
         return revs.get(expected)
 
-    def _claim(self, txn: lmdb.Transaction[bytes], serial: int) -> Any:
+    def _claim(self, txn: lmdb.Transaction[bytes], serial: int) -> Claim | None:
         try:
-            key = layout.serial_key(serial)
-        except OverflowError:
+            raw = txn.get(layout.serial_key(serial), db=self.store.db("claims"))
+            return decode_claim(raw) if raw is not None else None
+        except (OverflowError, CorruptionError):    # no serial of a code, no claim record: no claim
             return None
-        raw = txn.get(key, db=self.store.db("claims"))
-        return json.loads(bytes(raw)) if raw is not None else None
 
     def _check_legacy(self, txn: lmdb.Transaction[bytes], seq: int, entry: dict[str, Any]) -> dict[str, Any]:
         """An entry written before decisions recorded their inputs: the draw only,
         as audited then; the counts it adds are taken as recorded."""
         r = _Checks()
-        cid = entry.get("campaign_id")
+        cid = entry["campaign_id"]
         secret = self._secret(txn, cid)
         if secret is None:
             r.fail("campaign_id", "a campaign with a stored secret")
             return r.result(seq, entry, None, legacy=True)
-        commitment = (self.current[cid] or {}).get("commitment")  # type: ignore[index]
-        r.ok("commitment", hashlib.sha256(secret).hexdigest() == commitment, commitment)
-        try:
-            message, mac = draw(secret, cid, entry["serial"],  # type: ignore[arg-type]
-                                         entry["actor"], entry["time_ms"])
-        except KeyError as exc:
-            r.fail(str(exc.args[0]), "missing")
-            return r.result(seq, entry, commitment, legacy=True)
-        roll = _U64.unpack_from(mac)[0] % PPM
+        commitment = self._commitment(cid, secret, r)
+        message, mac = draw(secret, cid, entry["serial"], entry["actor"], entry["time_ms"])
+        roll = roll_of(mac)
         r.same("draw_input", entry.get("draw_input"), message)
         r.same("hmac", entry.get("hmac"), mac.hex())
         r.same("roll", entry.get("roll"), roll)
         odds = entry.get("odds_ppm")
         r.ok("odds_ppm", entry.get("how") != "draw" or (isinstance(odds, (int, float)) and roll < odds),
              f"more than the roll {roll} (a won draw)")
-        actor, prize_id = entry.get("actor"), entry.get("prize_id")
-        amount, points = entry.get("amount_fen") or 0, entry.get("points") or 0
-        if isinstance(actor, str):
-            user = self.users.setdefault((cid, actor), _User())  # type: ignore[arg-type]
-            user.scans += 1
-            if prize_id is not None and entry.get("how") != "consolation":
+        actor, prize_id, amount, points = (entry[k] for k in ("actor", "prize_id", "amount_fen", "points"))
+        if isinstance(actor, str):      # its day's awards unknown: as audited then
+            self._count(cid, actor, self.users.get((cid, actor)) or _User(),
+                        layout.budget_key(cid, prize_id) if isinstance(prize_id, str) else None,
+                        entry["how"] != "consolation", amount if _is_int(amount) else 0,
+                        points if _is_int(points) else 0, None)
+        return r.result(seq, entry, commitment, legacy=True)
+
+    def _count(self, cid: str, actor: str, user: _User, budget: bytes | None, capped: bool, amount: int,
+               points: int, day: int | None) -> None:
+        """What a decision adds to the state the next ones read: the user's scan, an
+        award of the prize whose ``budget`` key is given (a consolation prize is not
+        ``capped``: it counts towards no cap) and its budget spent, the points earned."""
+        user.scans += 1
+        if budget is not None:
+            if capped:
                 user.awards += 1
                 user.fen += amount
-            if isinstance(prize_id, str):
-                count, fen = self.used.get((cid, prize_id), (0, 0))  # type: ignore[arg-type]
-                self.used[(cid, prize_id)] = (count + 1, fen + amount)  # type: ignore[index]
-            if isinstance(points, int) and points > 0:
-                self.earned[actor] = self.earned.get(actor, 0) + points
-        return r.result(seq, entry, commitment, legacy=True)
+                if day is not None:
+                    d_count, d_fen = user.days.get(day, (0, 0))
+                    user.days[day] = (d_count + 1, d_fen + amount)
+            spend(self.budgets, budget, amount)
+        if points > 0:
+            self.earned[actor] = self.earned.get(actor, 0) + points
+        self.users[(cid, actor)] = user
 
 
 def _plugin_output_ok(plugin: Any) -> bool:
@@ -545,20 +530,6 @@ def _plugin_output_ok(plugin: Any) -> bool:
     odds, prize, veto, pct = (plugin[k] for k in PLUGIN_FIELDS)
     return (odds is None or (_is_int(odds) and 0 <= odds <= PPM)) and (prize is None or isinstance(prize, str)) \
         and veto is False and (pct is None or _is_int(pct))
-
-
-def _pick(candidates: list[Prize], mac: bytes) -> Prize | None:
-    """The prize a win draws among those with budget left, by weight: bytes 8 to
-    16 of the HMAC, mod the weights' sum (scangate.decide.budgets.pick_prize)."""
-    total = sum(p.weight for p in candidates)
-    if total == 0:
-        return None
-    point = int.from_bytes(mac[8:16], "big") % total
-    for p in candidates:
-        if point < p.weight:
-            return p
-        point -= p.weight
-    return None  # unreachable
 
 
 # The walk of the last audit_entry call per environment: the next call on the same
@@ -593,20 +564,26 @@ def audit_entry(data: DataDir, seq: int) -> dict[str, Any]:
 def audit_ledger(data: DataDir, first: int = 1, last: int | None = None, *,
                  campaign_id: str | None = None) -> Iterator[dict[str, Any]]:
     """Audit the ledger entries ``first`` to ``last`` (None: to the end), or only
-    those of ``campaign_id`` among them, in one walk (audit_entry's results)."""
+    those of ``campaign_id`` among them (and those that are no ledger entry: they
+    may be), in one walk (audit_entry's results)."""
     env = data.store.env
     with env.begin() as txn:
         auditor = _Auditor(data, txn.id())
         for result in auditor.run(txn, first, last):
-            if campaign_id is None or result.get("campaign_id") == campaign_id:
+            if campaign_id is None or result.get("campaign_id") == campaign_id or "record" in result["checks"]:
                 yield result
 
 
 def export_ledger(data: DataDir, campaign_id: str | None = None) -> Iterator[bytes]:
     """The ledger entries (of ``campaign_id``, if given), as stored: one JSON
-    object each, what ``scangate campaign ledger`` prints one per line."""
+    object each, its fields in their order (``LEDGER_FIELDS``), read as the audit
+    reads them (an edited value is shown as it is, for the verifier to catch), what
+    ``scangate campaign ledger`` prints one per line. Raises CorruptionError at an
+    entry that is no ledger entry of a known version."""
     with data.store.env.begin() as txn:
-        for _key, raw in txn.cursor(db=data.store.db("ledger")):
-            raw = bytes(raw)
-            if campaign_id is None or json.loads(raw).get("campaign_id") == campaign_id:
-                yield raw
+        for key, raw in txn.cursor(db=data.store.db("ledger")):
+            read = _read_entry(raw)
+            if isinstance(read, str):
+                raise CorruptionError(f"ledger entry {layout.seq_of(key)}: expected {read}")
+            if campaign_id is None or read[1]["campaign_id"] == campaign_id:
+                yield json.dumps(read[1]).encode()

@@ -2,10 +2,12 @@
 the payment rail allows, retrying with the same idempotency key until confirmed,
 with any number of runners at once.
 
-Each request moves pending -> sending -> confirmed (or failed, then retried after
-a back-off). A runner LEASES a small batch of due requests in one write
-transaction: each becomes ``sending`` with ``lease_owner`` (the runner's id, unique
-per run) and ``lease_expires_ms``. That commits before the adapter is called, and
+Each request (an outbox row: a ``state.records.Payout`` in msgpack; the rail,
+the CLI and ``list_payouts`` see it as the dict ``records.to_json`` gives) moves
+pending -> sending -> confirmed (or failed, then retried after a back-off). A
+runner LEASES a small batch of due requests in one write transaction: each
+becomes ``sending`` with ``lease_owner`` (the runner's id, unique per run) and
+``lease_expires_ms``. That commits before the adapter is called, and
 ``confirmed`` (or ``failed``) commits after it returns, only while the row is still
 this runner's. Another runner skips a row whose lease has not expired; a crashed
 runner's lease expires and the next runner sends the row again with the SAME key.
@@ -33,9 +35,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+import msgspec
+
 from .clock import now_ms as _clock_ms
 from .datadir import DataDir, open_private_file
 from .errors import CorruptionError, InvalidArgument
+from .state.records import Payout, decode_payout, encode, to_json
 
 if TYPE_CHECKING:
     import lmdb
@@ -154,30 +159,29 @@ def new_runner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
-def _rows(data: DataDir) -> Iterator[tuple[bytes, dict[str, Any]]]:
-    with data.store.env.begin() as txn:
-        for k, v in txn.cursor(db=data.store.db("outbox")):
-            yield bytes(k), json.loads(bytes(v))
-
-
 def list_payouts(data: DataDir, state: str | None = None) -> list[dict[str, Any]]:
-    return [row for _, row in _rows(data) if state is None or row["state"] == state]
+    """The payout requests (``state``: only those in it), oldest key first, as the
+    CLI and the payment rail see them (``records.to_json``: the lease fields only
+    once set)."""
+    with data.store.env.begin() as txn:
+        rows = [decode_payout(v) for _, v in txn.cursor(db=data.store.db("outbox"))]
+    return [to_json(row) for row in rows if state is None or row.state == state]
 
 
-def _due(row: dict[str, Any], now: int, runner: str) -> bool:
-    """Whether ``runner`` may lease the row at ``now``. Rows written before leases
-    existed have no lease fields: a ``sending`` one is a crashed send, due again."""
-    if row.get("lease_owner", runner) != runner and row.get("lease_expires_ms", 0) > now:
+def _due(row: Payout, now: int, runner: str) -> bool:
+    """Whether ``runner`` may lease the row at ``now``. A row without a lease owner
+    was never leased (or was written before leases existed: a ``sending`` one is
+    then a crashed send, due again)."""
+    if row.lease_owner not in (None, runner) and (row.lease_expires_ms or 0) > now:
         return False                    # another runner holds it
-    if row["state"] in ("pending", "sending"):
+    if row.state in ("pending", "sending"):
         return True
-    return bool(row["state"] == "failed" and row["attempts"] < MAX_ATTEMPTS
-                and row.get("next_attempt_ms", 0) <= now)
+    return row.state == "failed" and row.attempts < MAX_ATTEMPTS and (row.next_attempt_ms or 0) <= now
 
 
-def _holds(row: dict[str, Any], runner: str) -> bool:
+def _holds(row: Payout, runner: str) -> bool:
     """Still ours: nobody took the row over (an expired lease no one took is still ours)."""
-    return row["state"] == "sending" and row.get("lease_owner") == runner
+    return row.state == "sending" and row.lease_owner == runner
 
 
 def _candidates(data: DataDir, after: bytes | None, now: int, runner: str, limit: int
@@ -194,7 +198,7 @@ def _candidates(data: DataDir, after: bytes | None, now: int, runner: str, limit
             key = bytes(cur.key())
             if key != after:
                 last = key
-                if _due(json.loads(bytes(cur.value())), now, runner):
+                if _due(decode_payout(cur.value()), now, runner):
                     keys.append(key)
                     if len(keys) == limit:
                         return keys, last, False
@@ -202,8 +206,7 @@ def _candidates(data: DataDir, after: bytes | None, now: int, runner: str, limit
     return keys, last, True
 
 
-def _lease(data: DataDir, keys: list[bytes], runner: str, now: int, lease_ms: int
-           ) -> list[tuple[bytes, dict[str, Any]]]:
+def _lease(data: DataDir, keys: list[bytes], runner: str, now: int, lease_ms: int) -> list[tuple[bytes, Payout]]:
     """Lease those of ``keys`` still due, in one write transaction."""
     leased = []
     db = data.store.db("outbox")
@@ -212,22 +215,25 @@ def _lease(data: DataDir, keys: list[bytes], runner: str, now: int, lease_ms: in
             raw = txn.get(key, db=db)
             if raw is None:
                 continue
-            row = json.loads(bytes(raw))
+            row = decode_payout(raw)
             if not _due(row, now, runner):      # leased or confirmed by another runner since the snapshot
                 continue
-            row.update(state="sending", attempts=row["attempts"] + 1, lease_owner=runner,
-                       lease_expires_ms=now + lease_ms)
-            txn.put(key, json.dumps(row).encode(), db=db)
+            row = _replace(row, state="sending", attempts=row.attempts + 1, lease_owner=runner,
+                           lease_expires_ms=now + lease_ms)
+            txn.put(key, encode(row), db=db)
             leased.append((key, row))
     return leased
 
 
-def _outbox_row(txn: lmdb.Transaction[bytes], key: bytes, db: Any) -> bytes:
+_replace = msgspec.structs.replace
+
+
+def _outbox_row(txn: lmdb.Transaction[bytes], key: bytes, db: Any) -> Payout:
     """The outbox row of a send this runner leased: rows are never deleted."""
     raw = txn.get(key, db=db)
     if raw is None:
         raise CorruptionError(f"outbox row {key.decode('utf-8', 'replace')!r} is missing")
-    return bytes(raw)
+    return decode_payout(raw)
 
 
 def _renew(data: DataDir, keys: list[bytes], runner: str, now: int, lease_ms: int) -> set[bytes]:
@@ -236,24 +242,23 @@ def _renew(data: DataDir, keys: list[bytes], runner: str, now: int, lease_ms: in
     db = data.store.db("outbox")
     with data.store.env.begin(write=True) as txn:
         for key in keys:
-            row = json.loads(_outbox_row(txn, key, db))
+            row = _outbox_row(txn, key, db)
             if _holds(row, runner):
-                row["lease_expires_ms"] = now + lease_ms
-                txn.put(key, json.dumps(row).encode(), db=db)
+                txn.put(key, encode(_replace(row, lease_expires_ms=now + lease_ms)), db=db)
                 kept.add(key)
     return kept
 
 
 def _finish(data: DataDir, key: bytes, runner: str, **changes: Any) -> bool:
-    """Record a send's outcome and end the lease, if the row is still ours."""
+    """Record a send's outcome (``changes``: Payout fields) and end the lease, if
+    the row is still ours."""
     db = data.store.db("outbox")
     with data.store.env.begin(write=True) as txn:
-        row = json.loads(_outbox_row(txn, key, db))
+        row = _outbox_row(txn, key, db)
         if not _holds(row, runner):
             return False
-        row.pop("lease_expires_ms", None)       # lease_owner stays: who sent it last
-        row.update(changes)
-        txn.put(key, json.dumps(row).encode(), db=db)
+        # lease_owner stays: who sent it last
+        txn.put(key, encode(_replace(row, lease_expires_ms=None, **changes)), db=db)
     return True
 
 
@@ -308,7 +313,7 @@ class _Pacer:
         self.next_slot = max(self.next_slot, self.clock()) + self.interval
 
 
-def _send_batch(data: DataDir, adapter: PayoutAdapter, batch: list[tuple[bytes, dict[str, Any]]], runner: str,
+def _send_batch(data: DataDir, adapter: PayoutAdapter, batch: list[tuple[bytes, Payout]], runner: str,
                 expires: int, lease_ms: int, pace: _Pacer, now_ms: Callable[[], int], counts: dict[str, int]) -> None:
     lost: set[bytes] = set()
     for i, (key, row) in enumerate(batch):
@@ -319,21 +324,22 @@ def _send_batch(data: DataDir, adapter: PayoutAdapter, batch: list[tuple[bytes, 
             lost.update(set(rest) - _renew(data, rest, runner, now, lease_ms))
             expires = now + lease_ms
         if key in lost:
-            log.warning("payout %s: lease lost before sending; left to its new owner", row["key"])
+            log.warning("payout %s: lease lost before sending; left to its new owner", row.key)
             continue
         _send_one(data, adapter, key, row, runner, now_ms, counts)
 
 
-def _send_one(data: DataDir, adapter: PayoutAdapter, key: bytes, row: dict[str, Any], runner: str,
+def _send_one(data: DataDir, adapter: PayoutAdapter, key: bytes, row: Payout, runner: str,
               now_ms: Callable[[], int], counts: dict[str, int]) -> None:
     try:
-        confirmation = adapter.send(row)
+        # the rail sees the request as it always has: a dict of the row's fields
+        confirmation = adapter.send(to_json(row))
     except Exception as exc:  # any adapter failure: retry later with the same key
-        backoff = BACKOFF_MS[min(row["attempts"] - 1, len(BACKOFF_MS) - 1)]
+        backoff = BACKOFF_MS[min(row.attempts - 1, len(BACKOFF_MS) - 1)]
         if not _finish(data, key, runner, state="failed", error=f"{type(exc).__name__}: {exc}"[:500],
                        next_attempt_ms=now_ms() + backoff):
             _log_taken_over(row)
-        log.warning("payout %s failed (attempt %d): %s", row["key"], row["attempts"], exc)
+        log.warning("payout %s failed (attempt %d): %s", row.key, row.attempts, exc)
         counts["failed"] += 1
         return
     if not _finish(data, key, runner, state="confirmed", confirmation=confirmation, confirmed_ms=now_ms()):
@@ -341,6 +347,6 @@ def _send_one(data: DataDir, adapter: PayoutAdapter, key: bytes, row: dict[str, 
     counts["confirmed"] += 1
 
 
-def _log_taken_over(row: dict[str, Any]) -> None:
+def _log_taken_over(row: Payout) -> None:
     log.warning("payout %s: the lease ran out during the send and another runner took it over; its state stands "
-                "(same key: the rail pays once). Make the lease longer than twice the adapter's timeout", row["key"])
+                "(same key: the rail pays once). Make the lease longer than twice the adapter's timeout", row.key)

@@ -1,48 +1,50 @@
 """Points: per-actor balance and history, cumulative points for tiers, a monthly
 leaderboard, and redemption that cannot overdraw.
 
-Keys in the ``points`` database (actor ids are UTF-8; "/" inside them is fine
-because each key kind has a fixed prefix and the actor ends the key):
+Keys in the ``points`` database, built by ``scangate.state.layout`` (actor ids
+are UTF-8; "/" inside them is fine because each key kind has a fixed prefix and
+the actor ends the key); records from ``scangate.state.records``:
 
     b/<actor>              balance and cumulative points earned (tiers read it):
-                           two signed 64-bit integers. In data written before
-                           they shared the record it holds the balance alone
-                           (8 bytes) and e/<actor> the points earned; such an
-                           actor's next change writes both here, and e/ is no
-                           longer read
+                           two signed 64-bit integers (``records.ACCOUNT``). Schema
+                           1 data could hold the balance alone here (8 bytes) and
+                           the points earned under e/<actor>; the migration to
+                           schema 2 rewrites every such b/ to 16 bytes and deletes
+                           e/, so neither form is read here (an 8-byte b/ is a
+                           CorruptionError: the data directory was not migrated)
     m/<YYYY-MM>/<actor>    points earned in that month (Asia/Shanghai)
-    h/<actor>\\0<seq>       history entry: JSON {delta, balance, reason, ref, at_ms}; seq
-                           (64-bit) is the database's running history number, so an
-                           actor's entries sort in the order they were written
+    h/<actor>\\0<seq>       history entry: ``records.PointsEntry`` (delta, balance,
+                           reason, ref, at_ms) in msgpack; seq (64-bit) is the
+                           database's running history number, so an actor's entries
+                           sort in the order they were written
     q                      the last history number given out
-    r/<request id>         a redemption's result (idempotency)
+    r/<request id>         a redemption's result (``records.RedemptionRecord``,
+                           idempotency)
 
-All writes happen inside the caller's write transaction (the reward decision's,
-or redeem's own), so points, ledger and budgets always agree.
+Writes here happen inside the caller's write transaction (redeem's own, or the
+one given to ``add_points``); the reward decision writes an award's points in
+its batch's transaction (scangate.decide.points), with the ledger entry and the
+budgets, so points, ledger and budgets always agree.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import itertools
-import json
-import struct
-from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import lmdb
 
-from .datadir import DataDir
-from .errors import InvalidArgument
-from .results import Redemption
-from .jsontext import esc as _esc
-from .jsontext import number as _num
-from .localtime import LocalClock
-from .state import layout
-from .store import iter_prefix
 from .clock import now_ms
+from .datadir import DataDir
+from .errors import CorruptionError, InvalidArgument
+from .localtime import LocalClock
+from .results import Redemption
+from .state import layout
+from .state.records import (ACCOUNT, I64, U64, PointsEntry, RedemptionRecord, decode_points_entry,
+                            decode_redemption, encode, to_json)
+from .store import iter_prefix
 
 __all__ = [
     "PERIOD_ZONE",
@@ -60,27 +62,22 @@ __all__ = [
 ]
 
 PERIOD_ZONE = ZoneInfo("Asia/Shanghai")
-_I64 = struct.Struct(">q")
-_U64 = struct.Struct(">Q")
-_HISTORY_SEQ = b"q"
-
-
-_ACCOUNT = struct.Struct(">qq")     # b/<actor>: balance, earned
 _NO_ACCOUNT = (0, 0)
 
 
-def _account(txn: lmdb.Transaction[bytes], db: Any, actor: bytes,
-             raw: bytes | memoryview | None = None) -> tuple[int, int]:
-    """An actor's (balance, earned) from its b/ record (``raw``, when the caller
-    read it already), or from the older pair of b/ and e/ records."""
+def _account(txn: lmdb.Transaction[bytes], db: Any, key: bytes) -> tuple[int, int]:
+    """(balance, earned) from the b/ record at ``key`` (``layout.account_key``).
+    Only the 16-byte form: the schema 2 migration rewrote every older 8-byte b/
+    (whose earned points were under e/), so another size is corruption."""
+    raw = txn.get(key, db=db)
     if raw is None:
-        raw = txn.get(b"b/" + actor, db=db)
-        if raw is None:
-            return _NO_ACCOUNT
-    if len(raw) == _ACCOUNT.size:
-        return _ACCOUNT.unpack(raw)
-    earned_raw = txn.get(b"e/" + actor, db=db)
-    return _I64.unpack(raw)[0], _I64.unpack(earned_raw)[0] if earned_raw else 0
+        return _NO_ACCOUNT
+    if len(raw) != ACCOUNT.size:
+        actor = key[2:].decode("utf-8", "replace")
+        raise CorruptionError(f"points account {actor!r}: {len(raw)} bytes, not {ACCOUNT.size} "
+                              "(a schema 1 record: migrate the data directory)")
+    balance, earned = ACCOUNT.unpack(raw)
+    return balance, earned
 
 
 def period_of(at_ms: int) -> str:
@@ -110,10 +107,11 @@ def award_keys(actor: bytes, month: str) -> AwardKeys:
 
 
 class PointsWriter:
-    """Points changes inside one write transaction, for many actors: reads go
-    through a cache that holds this writer's own changes, and the changed records
-    are written once each by ``flush`` (before the commit). The
-    result is the same as ``add_points`` call by call."""
+    """Points changes inside one write transaction (a redemption's, ``add_points``'):
+    reads go through a cache that holds this writer's own changes, and the changed
+    records are written once each by ``flush`` (before the commit). The reward
+    decision writes its awards' points itself (scangate.decide.points, the same
+    records)."""
 
     __slots__ = ("_accounts", "_dirty", "_months", "_seq", "db", "txn")
 
@@ -127,60 +125,32 @@ class PointsWriter:
     def _account(self, key: bytes) -> tuple[int, int]:
         account = self._accounts.get(key)
         if account is None:
-            account = self._accounts[key] = _account(self.txn, self.db, key[2:])
+            account = self._accounts[key] = _account(self.txn, self.db, key)
         return account
 
     def _month(self, key: bytes) -> int:
         value = self._months.get(key)
         if value is None:
             raw = self.txn.get(key, db=self.db)
-            value = self._months[key] = _I64.unpack(raw)[0] if raw else 0
+            value = self._months[key] = int(I64.unpack(raw)[0]) if raw else 0
         return value
 
-    def prefetch_keys(self, wanted: Iterable[bytes]) -> None:
-        """Read account (b/) and month (m/) records, keys as ``award_keys`` gives
-        them, not cached yet, in one getmulti."""
-        accounts, months = self._accounts, self._months
-        keys = [k for k in set(wanted) if k not in accounts and k not in months]
-        if not keys:
-            return
-        found = dict(self.txn.cursor(db=self.db).getmulti(keys))
-        txn, db = self.txn, self.db
-        for key in keys:
-            raw = found.get(key)
-            if key[:2] == b"b/":
-                accounts[key] = _NO_ACCOUNT if raw is None else _account(txn, db, key[2:], raw)
-            else:
-                months[key] = _I64.unpack(raw)[0] if raw else 0
-
     def balance(self, actor: str) -> int:
-        return self._account(b"b/" + actor.encode())[0]
+        return self._account(layout.account_key(actor.encode()))[0]
 
     def earned(self, actor: str) -> int:
-        return self._account(b"b/" + actor.encode())[1]
+        return self._account(layout.account_key(actor.encode()))[1]
 
     def add(self, actor: str, delta: int, reason: str, ref: str, at_ms: int, month: str = "") -> int:
         """Change an actor's balance; earning also counts towards the cumulative
         total and the month (``month``: period(at_ms), when the caller has it).
         Returns the new balance."""
         a = actor.encode()
-        keys = award_keys(a, month or period(at_ms)) if delta > 0 else (b"b/" + a, b"", b"h/" + a + b"\0")
+        # no earning, no month: its key is never read nor written
+        keys = award_keys(a, month or period(at_ms)) if delta > 0 \
+            else (layout.account_key(a), b"", layout.history_prefix(a))
         new = self._change(keys, delta)
-        self._history(keys[2], f'{{"delta": {_num(delta)}, "balance": {_num(new)}, "reason": {_esc(reason)}, '
-                               f'"ref": {_esc(ref)}, "at_ms": {_num(at_ms)}}}')
-        return new
-
-    def credit(self, keys: AwardKeys, delta: int, seq: str, at_ms_json: str) -> int:
-        """``add(actor, delta, "award", f"ledger:{seq}", at_ms, month)`` for an
-        integer ``delta`` of 0 or more, by the keys ``award_keys(actor, month)`` gave,
-        the ledger number as text and the JSON text of ``at_ms``: the reward
-        decision's form, which has them already. Writes the same records; returns
-        the new balance."""
-        new = self._change(keys, delta)
-        # as add() writes it: ints are their own JSON text; "award" and "ledger:<n>"
-        # need no escaping
-        self._history(keys[2], f'{{"delta": {delta}, "balance": {new}, "reason": "award", "ref": "ledger:{seq}", '
-                               f'"at_ms": {at_ms_json}}}')
+        self._history(keys[2], PointsEntry(delta, new, reason, ref, at_ms))
         return new
 
     def _change(self, keys: AwardKeys, delta: int) -> int:
@@ -193,22 +163,22 @@ class PointsWriter:
             earned += delta
             month_key = keys[1]
             month = self._month(month_key) + delta
-            self._months[month_key], self._dirty[month_key] = month, _I64.pack(month)
-        self._accounts[key], self._dirty[key] = (balance, earned), _ACCOUNT.pack(balance, earned)
+            self._months[month_key], self._dirty[month_key] = month, I64.pack(month)
+        self._accounts[key], self._dirty[key] = (balance, earned), ACCOUNT.pack(balance, earned)
         return balance
 
-    def _history(self, prefix: bytes, text: str) -> None:
+    def _history(self, prefix: bytes, entry: PointsEntry) -> None:
         """Append a history entry under the next history number."""
         number = self._seq
         if number is None:
-            raw = self.txn.get(_HISTORY_SEQ, db=self.db)
-            number = _U64.unpack(raw)[0] if raw else 0
+            raw = self.txn.get(layout.HISTORY_SEQ, db=self.db)
+            number = int(U64.unpack(raw)[0]) if raw else 0
         self._seq = number = number + 1
-        self._dirty[prefix + _U64.pack(number)] = text.encode()
+        self._dirty[prefix + U64.pack(number)] = encode(entry)
 
     def flush(self) -> None:
         if self._seq is not None:
-            self._dirty[_HISTORY_SEQ] = _U64.pack(self._seq)
+            self._dirty[layout.HISTORY_SEQ] = U64.pack(self._seq)
         if self._dirty:
             self.txn.cursor(db=self.db).putmulti(list(self._dirty.items()))
             self._dirty.clear()
@@ -226,17 +196,19 @@ def add_points(txn: lmdb.Transaction[bytes], db: Any, actor: str, delta: int, re
 
 def balance(data: DataDir, actor: str) -> int:
     with data.store.env.begin() as txn:
-        return _account(txn, data.store.db("points"), actor.encode())[0]
+        return _account(txn, data.store.db("points"), layout.account_key(actor.encode()))[0]
 
 
 def earned(txn: lmdb.Transaction[bytes], db: Any, actor: str) -> int:
-    return _account(txn, db, actor.encode())[1]
+    return _account(txn, db, layout.account_key(actor.encode()))[1]
 
 
 def history(data: DataDir, actor: str, limit: int = 100) -> list[dict[str, Any]]:
+    """An actor's first ``limit`` history entries, oldest first, each the dict
+    {delta, balance, reason, ref, at_ms}."""
     with data.store.env.begin() as txn:
-        rows = iter_prefix(txn, data.store.db("points"), b"h/" + actor.encode() + b"\0")
-        return [json.loads(v) for _, v in itertools.islice(rows, limit)]
+        rows = iter_prefix(txn, data.store.db("points"), layout.history_prefix(actor.encode()))
+        return [to_json(decode_points_entry(v)) for _, v in itertools.islice(rows, limit)]
 
 
 def parse_period(text: str) -> str:
@@ -256,8 +228,8 @@ def leaderboard(data: DataDir, period: str, top: int = 10, actor: str | None = N
     """The month's top ``top`` actors by points earned, and ``actor``'s own rank."""
     period = parse_period(period)
     with data.store.env.begin() as txn:
-        rows = [(k.decode(), _I64.unpack(v)[0])
-                for k, v in iter_prefix(txn, data.store.db("points"), f"m/{period}/".encode())]
+        rows = [(k.decode(), int(I64.unpack(v)[0]))
+                for k, v in iter_prefix(txn, data.store.db("points"), layout.month_prefix(period))]
     rows.sort(key=lambda r: (-r[1], r[0]))   # ties: by actor id, so ranks are stable
     result: dict[str, Any] = {"period": period, "top": [{"rank": i + 1, "actor": a, "points": p}
                                                          for i, (a, p) in enumerate(rows[:top])]}
@@ -277,10 +249,11 @@ def redeem(data: DataDir, actor: str, points: int, request_id: str, note: str = 
     if not request_id or len(request_id) > 128:
         raise InvalidArgument("request_id: 1 to 128 characters")
     db = data.store.db("points")
+    key = layout.redemption_key(request_id)
     with data.store.env.begin(write=True) as txn:
-        done = txn.get(b"r/" + request_id.encode(), db=db)
+        done = txn.get(key, db=db)
         if done is not None:
-            return Redemption(**json.loads(done))
+            return Redemption(**to_json(decode_redemption(done)))
         writer = PointsWriter(txn, db)
         have = writer.balance(actor)
         if have < points:
@@ -289,5 +262,6 @@ def redeem(data: DataDir, actor: str, points: int, request_id: str, note: str = 
             new = writer.add(actor, -points, "redeem", note or request_id, now_ms())
             writer.flush()
             result = Redemption(request_id, actor, points, True, new, None)
-        txn.put(b"r/" + request_id.encode(), json.dumps(result.to_json()).encode(), db=db)
+        txn.put(key, encode(RedemptionRecord(result.request_id, result.actor, result.points, result.ok,
+                                             result.balance, result.reason)), db=db)
     return result

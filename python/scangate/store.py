@@ -29,6 +29,7 @@ from .clock import now_ms
 from .enums import Level
 from .errors import CorruptionError, InvalidArgument, NotFound
 from .state.layout import DATABASES
+from .state.migrate import SCHEMA_VERSION, migrate
 
 __all__ = ["iter_prefix", "Store", "ProductLine", "IssuedRange", "RangeTable", "DEFAULT_MAP_SIZE"]
 
@@ -37,7 +38,6 @@ log = logging.getLogger(__name__)
 # Address space, not disk: the data file grows as it fills. 1 TiB holds tens of
 # billions of scan records; set once, never grown under a running process.
 DEFAULT_MAP_SIZE = 1 << 40
-SCHEMA_VERSION = 1
 # The named databases of one environment: scangate.state.layout (max_dbs leaves room for more).
 _U64 = struct.Struct(">Q")
 _U32 = struct.Struct(">I")
@@ -200,11 +200,13 @@ class Store:
                 txn.put(_META_NEXT_SERIAL, _U64.pack(1), db=self.meta)
                 txn.put(_META_NEXT_LINE, _U32.pack(1), db=self.meta)
                 txn.put(_META_LEDGER_GEN, _U64.pack(0), db=self.meta)
-            elif _U32.unpack(schema)[0] != SCHEMA_VERSION:
+            elif (version := _U32.unpack(schema)[0]) > SCHEMA_VERSION:
                 raise CorruptionError(
-                    f"{self.path}: schema version {_U32.unpack(schema)[0]}, "
-                    f"this scangate reads {SCHEMA_VERSION}"
+                    f"{self.path}: schema version {version}, written by a newer scangate; this one reads "
+                    f"up to {SCHEMA_VERSION}"
                 )
+            elif version < SCHEMA_VERSION:    # an earlier release's data: upgraded in this transaction
+                txn.put(_META_SCHEMA, _U32.pack(migrate(txn, self.db, version)), db=self.meta)
 
     def db(self, name: str):  # type: ignore[no-untyped-def]
         """The handle of a named database (one of DATABASES)."""

@@ -16,7 +16,6 @@ deciding is scangate.decide.verdicts.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,8 +26,6 @@ from zoneinfo import ZoneInfo
 from . import geo
 from .enums import CodeStatus, Reason, Verdict
 from .errors import InvalidArgument
-from .jsontext import esc as _esc
-from .jsontext import number as _number
 
 __all__ = ["MESSAGES", "MESSAGE_ZONE", "STATUS_REASON", "TYPO_MESSAGE", "Scan", "ScanVerdict", "VerdictConfig",
            "verdict_message"]
@@ -172,83 +169,10 @@ class ScanVerdict:
             "evidence": self.evidence,
         }
 
-    def json_text(self) -> str:
-        """``json.dumps(self.to_json())``, byte for byte, without the generic encoder:
-        the fields by a template, evidence by ``_evidence_json`` (json.dumps for what
-        it does not write); tests/test_rewards_encoding.py holds the two equal. The
-        text up to the evidence of a verdict without a first scan (most first scans)
-        is kept by its fields."""
-        first, region, evidence, count = self.first_scan, self.region, self.evidence, self.scan_count
-        score = self.clone_score
-        # a float zero (most scans) is its own round(score, 3), and its repr is its JSON
-        score_text = repr(score) if score == 0.0 and type(score) is float else _number(round(score, 3))
-        key = None
-        if first is None and (region is None or type(region) is int) and type(count) is int:
-            key = (self.verdict, self.code_status, self.region_source, region, count, score_text, self.hotline,
-                   *self.reasons)
-            kept = _json_heads.get(key)
-            if kept is not None:
-                return f"{kept[0]}{_evidence_json(evidence)}}}" if evidence else kept[1]
-        if first is None:
-            first_text = "null"
-        elif tuple(first) == _FIRST_SCAN_KEYS:
-            fr = first["region"]
-            first_text = (f'{{"time_ms": {_number(first["time_ms"])}, '
-                          f'"region": {"null" if fr is None else _number(fr)}, "actor": {_esc(first["actor"])}}}')
-        else:
-            first_text = json.dumps(first)
-        if first is None and self.hotline is None and self.verdict is not _V_COUNTERFEIT:
-            message_json = _MESSAGE_JSON[self.verdict]
-        else:
-            zh, en = verdict_message(self.verdict, self.reasons, first, count, self.hotline)
-            message_json = f'{{"zh-CN": {_esc(zh)}, "en": {_esc(en)}}}'
-        head = (f'{{"verdict": {_VERDICT_JSON[self.verdict]}, "message": {message_json}, '
-                f'"reasons": [{", ".join([_REASON_JSON[r] for r in self.reasons])}], '
-                f'"code_status": {_STATUS_JSON[self.code_status]}, '
-                f'"region": {"null" if region is None else _number(region)}, '
-                f'"region_source": {_esc(self.region_source)}, '
-                f'"clone_score": {score_text}, "first_scan": {first_text}, '
-                f'"scan_count": {_number(count)}, "evidence": ')
-        if key is not None:
-            if len(_json_heads) >= 20_000:
-                _json_heads.clear()
-            _json_heads[key] = (head, head + "{}}")
-        return f"{head}{_evidence_json(evidence) if evidence else '{}'}}}"
 
-
-# json_text's text up to the evidence, and the whole text with no evidence, by the
-# fields that make them (verdicts without a first scan)
-_json_heads: dict[tuple[Any, ...], tuple[str, str]] = {}
 _STATUS_LABEL = {s: s.label for s in CodeStatus}
 _REASON_VALUE = {r: r.value for r in Reason}
-_VERDICT_JSON = {v: _esc(v.label) for v in Verdict}
 _LABEL = {v: v.label for v in Verdict}
 _V_COUNTERFEIT = Verdict.COUNTERFEIT
 _V_GENUINE = Verdict.GENUINE
 _TYPO = Reason.TYPO
-_STATUS_JSON = {s: _esc(s.label) for s in CodeStatus}
-_REASON_JSON = {r: _esc(r.value) for r in Reason}
-_MESSAGE_JSON = {v: f'{{"zh-CN": {_esc(zh)}, "en": {_esc(en)}}}' for v, (zh, en) in MESSAGES.items()}
-_FIRST_SCAN_KEYS = ("time_ms", "region", "actor")
-
-
-def _evidence_json(evidence: dict[str, Any]) -> str:
-    """``json.dumps(evidence)``, byte for byte. The evidence of most shipped scans is
-    just their trace, with the value types scangate.decide.verdicts gives it: that is
-    written by a template, far cheaper than json.dumps's set-up per call;
-    anything else (other keys, other types, a caller's changes) by json.dumps."""
-    if len(evidence) == 1:
-        trace = evidence.get("trace")
-        if type(trace) is dict and tuple(trace) == _TRACE_KEYS:
-            ancestors, unit, shipment_id, dealer_id, territory = trace.values()
-            if (type(ancestors) is list and type(territory) is list and type(dealer_id) is str
-                    and type(unit) is int and type(shipment_id) is str
-                    and all(type(a) is int for a in ancestors) and all(type(p) is str for p in territory)):
-                return (f'{{"trace": {{"ancestors": [{", ".join(map(repr, ancestors))}], '
-                        f'"shipped_unit": {unit!r}, "shipment_id": {_esc(shipment_id)}, '
-                        f'"dealer_id": {_esc(dealer_id)}, '
-                        f'"territory": [{", ".join(map(_esc, territory))}]}}}}')
-    return json.dumps(evidence)
-
-
-_TRACE_KEYS = ("ancestors", "shipped_unit", "shipment_id", "dealer_id", "territory")

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from .campaign import Entry
 
-__all__ = ["budget_left", "budgets_json", "pick_prize"]
+__all__ = ["budget_left", "budgets_left", "pick_prize", "spend"]
 
 _U64 = struct.Struct(">Q")
 _ZERO2 = (0, 0)
@@ -49,14 +49,14 @@ def spend(budgets: Budgets, key: bytes, amount: int) -> tuple[int, int]:
     return value
 
 
-def budgets_json(rows: tuple[tuple[str, bytes, int | None, int | None], ...], budgets: Budgets) -> str:
+def budgets_left(rows: tuple[tuple[str, bytes, int | None, int | None], ...],
+                 budgets: Budgets) -> dict[str, list[int | None]]:
     """What is left of the budgets of ``rows`` (Compiled.budget_rows: prizes with a
     budget) before this decision, as the ledger entry records it: ``{"<prize>":
-    [awards left, fen left], ...}`` in the campaign's prize order, null for no
+    [awards left, fen left], ...}`` in the campaign's prize order, None for no
     limit (negative when a reload cut a budget below what was already spent)."""
-    parts = []
-    for prize_json, key, count_max, fen_max in rows:
+    out: dict[str, list[int | None]] = {}
+    for prize_id, key, count_max, fen_max in rows:
         count, amount = budgets[key] or _ZERO2
-        parts.append(f'{prize_json}: [{"null" if count_max is None else count_max - count}, '
-                     f'{"null" if fen_max is None else fen_max - amount}]')
-    return "{" + ", ".join(parts) + "}"
+        out[prize_id] = [None if count_max is None else count_max - count, None if fen_max is None else fen_max - amount]
+    return out

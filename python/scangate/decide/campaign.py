@@ -1,4 +1,4 @@
-"""A stored campaign compiled for deciding: its rules as sets, integers, keys and JSON fragments.
+"""A stored campaign compiled for deciding: its rules as sets, integers and keys.
 
 Compiled once per stored record and secret (a reload or a status change is a new
 record, compiled anew), so deciding a scan reads attributes, not the campaign's
@@ -13,8 +13,6 @@ import json
 from dataclasses import asdict
 
 from ..campaigns import Campaign, Prize, campaign_from_json
-from ..jsontext import esc as _esc
-from ..jsontext import number as _num
 from ..localtime import LocalClock
 from ..points import PERIOD_ZONE
 from ..state import layout
@@ -53,7 +51,7 @@ class Hmac:
 
 class Compiled:
     """A stored campaign compiled for deciding: its rules as sets, integers and
-    encoded keys and JSON fragments. Cached per stored record and secret, so a
+    encoded keys. Cached per stored record and secret, so a
     reload or a status change (a new record) compiles anew."""
 
     def __init__(self, campaign: Campaign, secret: bytes | None, revision: int = 0):
@@ -62,7 +60,6 @@ class Compiled:
         self.secret = secret
         self.hmac = Hmac(secret) if secret is not None else None
         self.id = c.id
-        self.id_json = _esc(c.id)
         self.actor = c.actor
         self.active = c.status == "active"
         self.start_us = (c.start - _UTC_EPOCH) // _US
@@ -85,24 +82,14 @@ class Compiled:
         self.first_scan_wins = c.first_scan_always_wins
         self.tiers = bool(c.store_tiers)
         self.has_points = any(p.kind == "points" for p in c.prizes)
-        self.coupon_json = {p.id: json.dumps(asdict(p.coupon)) if p.coupon else "null" for p in c.prizes}
-        self.prize_json = {p.id: _esc(p.id) for p in c.prizes}
-        # the award's JSON up to its points (Decision.to_json()["award"], key order of Award)
-        self.award_head = {p.id: (f'{{"campaign_id": {self.id_json}, "prize_id": {_esc(p.id)}, '
-                                  f'"kind": {_esc(p.kind)}, "amount_fen": {_num(p.amount_fen)}, "points": ')
-                           for p in c.prizes}
+        self.coupon = {p.id: asdict(p.coupon) if p.coupon else None for p in c.prizes}
         self.clock = LocalClock(c.zone)
         self.month_from_day = c.zone == PERIOD_ZONE
         self._regions: dict[int | None, bool] = {}
-        # the ledger entry's fragments that are the same for every scan of this
-        # campaign: campaign and revision; the odds part when no slot or plugin can
-        # change them; the prizes with a budget (JSON id, key, awards, fen: their
-        # budgets left are recorded; a prize without one cannot run out), all of
-        # them for a pick, the consolation prize's alone for a lost draw
-        self.ledger_campaign = f'"campaign_id": {self.id_json}, "revision": {revision}, '
-        self.ledger_odds = (f'"slot": null, "odds_from": "base", "odds_ppm": {_num(self.odds)}, "plugin": null'
-                            if not self.slots and not self.plugins else None)
-        rows = {pid: (self.prize_json[pid], key, count_max, fen_max)
+        # the prizes with a budget (id, key, awards, fen: their budgets left are
+        # recorded in the ledger; a prize without one cannot run out), all of them
+        # for a pick, the consolation prize's alone for a lost draw
+        rows = {pid: (pid, key, count_max, fen_max)
                 for pid, (_p, key, count_max, fen_max, _fen, _w) in self.entry.items()
                 if count_max is not None or fen_max is not None}
         self.budget_rows = tuple(rows.values())

@@ -36,19 +36,16 @@ def roll_of(mac: bytes) -> int:
     return int(_U64.unpack_from(mac)[0] % PPM)     # int.from_bytes(mac[:8], "big") % PPM
 
 
-_SLOT_TEXT = tuple(map(str, range(64)))   # a slot's index as JSON (campaigns rarely have more than a few)
-
-
-def slot_odds(c: Compiled, time_ms: int) -> tuple[int, str]:
-    """``c.odds_at(time_ms)``, and the index (as JSON text) of the slot that gave
-    them, "null" for the base odds: the ledger entry records where its odds came from."""
+def slot_odds(c: Compiled, time_ms: int) -> tuple[int, int | None]:
+    """``c.odds_at(time_ms)``, and the index of the slot that gave them, None for
+    the base odds: the ledger entry records where its odds came from."""
     if not c.slots:
-        return c.odds, "null"
+        return c.odds, None
     minute = c.clock.minute(time_ms)
     for i, (start, end, odds) in enumerate(c.slots):
         if (start <= minute < end) if start < end else (minute >= start or minute < end):
-            return odds, _SLOT_TEXT[i] if i < 64 else str(i)
-    return c.odds, "null"
+            return odds, i
+    return c.odds, None
 
 
 def win_how(n: int, first_scan_wins: bool, nth: Container[int], roll: int, odds: float) -> str:

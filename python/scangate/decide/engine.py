@@ -27,7 +27,6 @@ and writing the store scan after scan would.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import operator
 from collections.abc import Sequence
 from typing import Any
@@ -36,8 +35,6 @@ from ..clock import ScanTimePolicy
 from ..datadir import VerifyResult
 from ..decision import Decision, NoReward, ScanRequest
 from ..enums import CodeStatus, Verdict
-from ..jsontext import esc as _esc
-from ..jsontext import number as _num
 from ..plugins import RuleContext, RuleResult, run_plugins
 from ..state import layout
 from ..state.batch import BatchState, Mutations, Snapshot
@@ -45,7 +42,7 @@ from ..store import ProductLine
 from ..verdict import Scan, ScanVerdict, VerdictConfig
 from . import caps as caps_mod
 from . import ledger
-from .budgets import budget_left, budgets_json, pick_prize, spend
+from .budgets import budget_left, budgets_left, pick_prize, spend
 from .campaign import Compiled, Entry, compile_campaigns
 from .draw import PPM, draw_message, roll_of, slot_odds, win_how
 from .eligibility import Eligible, select
@@ -87,8 +84,8 @@ def decide_batch(batch: BatchState, requests: Sequence[ScanRequest], checks: Ver
             key = ids[i]
             found = stored.get(key)
             if found is not None:       # a retry gets the stored decision; another request, a refusal
-                raw, fingerprint = found
-                out.append(Decision.from_json(json.loads(raw)) if fingerprint is None or fingerprint == prints[i]
+                record, fingerprint = found
+                out.append(ledger.from_record(record) if fingerprint is None or fingerprint == prints[i]
                            else RequestIdReused(r.request_id))
             elif r.time_ms is not None and (why := time_policy.problem(r.time_ms, now)) is not None:
                 out.append(ScanTimeRefused("time_ms", why))
@@ -113,8 +110,8 @@ def decide_batch(batch: BatchState, requests: Sequence[ScanRequest], checks: Ver
         verdicts = judge_batch(batch, scans, fresh_checks, config, now, m)
         decided = _decide(batch, compile_campaigns(batch.campaigns()), [requests[i] for i in fresh],
                           [s.time_ms for s in scans], verdicts, fresh_checks, m, now)  # type: ignore[misc]
-        for i, (decision, text) in zip(fresh, decided):
-            m.decisions.append((ids[i], prints[i], text.encode()))
+        for i, decision in zip(fresh, decided):
+            m.decisions.append((ids[i], prints[i], ledger.decision_record(decision)))
             out[i] = decision
     for i, d in enumerate(out):
         if d is None:   # the same id twice in one batch: the first one's decision if the same request
@@ -138,8 +135,8 @@ def judge_batch(batch: BatchState, scans: Sequence[Any], checks: VerifyResult, c
 
 
 def _decide(batch: BatchState, campaigns: list[Compiled], requests: list[ScanRequest], times: list[int],
-            verdicts: list[ScanVerdict], checks: VerifyResult, m: Mutations, now: int) -> list[tuple[Decision, str]]:
-    """The fresh scans' decisions, in order, and their JSON texts (request records):
+            verdicts: list[ScanVerdict], checks: VerifyResult, m: Mutations, now: int) -> list[Decision]:
+    """The fresh scans' decisions, in order:
     first the stateless checks of every scan, then one read of all the state they
     need, then scan after scan against the batch's values."""
     status, serials, line_ids = checks.status.tolist(), checks.serial.tolist(), checks.line_id.tolist()
@@ -167,7 +164,7 @@ def _decide(batch: BatchState, campaigns: list[Compiled], requests: list[ScanReq
         if len(e) == 5:
             out.append(_decide_eligible(state, e, r, t, v, lines[line_id], serial))
         else:
-            out.append(ledger.no_reward(r, v, v.to_json(), e[0], e[1]))
+            out.append(ledger.no_reward(r, v.to_json(), e[0], e[1]))
     return out
 
 
@@ -181,31 +178,29 @@ class _State:
 
 
 def _decide_eligible(s: _State, e: Eligible, r: ScanRequest, time_ms: int, v: ScanVerdict,
-                     line: ProductLine, serial: int) -> tuple[Decision, str]:
+                     line: ProductLine, serial: int) -> Decision:
     """The stateful part of a decision: claim, caps, draw, prize, records. The keys
     of ``e`` were read with the batch, so their values are in the snapshot."""
     c, claim_key, today, total_key, point_keys = e
     verdict = v.to_json()
     snap, m = s.snap, s.m
     if snap.claims[claim_key] is not None:
-        return ledger.no_reward(r, v, verdict, _ALREADY_CLAIMED, c)
+        return ledger.no_reward(r, verdict, _ALREADY_CLAIMED, c)
     k, had_counts = caps_mod.counts(snap, total_key, today)
     t_count, t_amount, n, d_count, d_amount, _held = k
     capped = caps_mod.count_capped(c.caps, k)
     if capped is not None:
-        return ledger.no_reward(r, v, verdict, capped, c)
+        return ledger.no_reward(r, verdict, capped, c)
     # the user's Nth eligible scan in this campaign (written back with the outcome:
     # a scan refused below by a plugin or a cash cap is not a used scan)
     n += 1
     actor = r.actor
-    # numbers each record repeats, as text once (an int's str is its JSON)
-    serial_text, time_text = str(serial), str(time_ms)
     message = draw_message(c.id, serial, actor, time_ms)     # audit replays it (scangate.audit)
     mac = c.hmac.digest(message.encode())  # type: ignore[union-attr]
     roll = roll_of(mac)
-    odds, slot_json = slot_odds(c, time_ms)
+    odds, slot = slot_odds(c, time_ms)
     rule = _NO_RULE
-    plugin_json = "null"    # the plugins' merged output, for the ledger entry (audit cannot run them again)
+    plugin = None    # the plugins' merged output, for the ledger entry (audit cannot run them again)
     campaign = c.campaign
     if c.plugins:
         when = dt.datetime.fromtimestamp(time_ms / 1000, dt.UTC)
@@ -220,14 +215,14 @@ def _decide_eligible(s: _State, e: Eligible, r: ScanRequest, time_ms: int, v: Sc
             for ref, _why in failures:
                 key = layout.plugin_failure_key(c.id, ref)
                 m.counter_adds[key] = m.counter_adds.get(key, 0) + 1
-            return ledger.no_reward(r, v, verdict, _PLUGIN_FAILED if failures else _PLUGIN_VETO, c)
-        plugin_json = ledger.plugin_json(rule)
+            return ledger.no_reward(r, verdict, _PLUGIN_FAILED if failures else _PLUGIN_VETO, c)
+        plugin = ledger.plugin_output(rule)
         if rule.odds_ppm is not None:
             odds = rule.odds_ppm
     how = win_how(n, c.first_scan_wins, c.nth, roll, odds)
     # the budgets read, as the ledger entry records them: every prize's (with a
     # budget) when a win picks, the consolation prize's when a lost draw may get
-    # it, none (null) else
+    # it, none else
     budget_rows = c.budget_rows if how != "lost" else c.consolation_rows if c.consolation is not None else None
     budgets = snap.budgets      # every budget key of the batch's campaigns
     won: Entry | None = None
@@ -249,28 +244,23 @@ def _decide_eligible(s: _State, e: Eligible, r: ScanRequest, time_ms: int, v: Sc
     if prize is not None and prize.kind == "cash" and how != "consolation":
         capped = caps_mod.cash_capped(c.caps, k, prize.amount_fen)
         if capped is not None:
-            return ledger.no_reward(r, v, verdict, capped, c)
+            return ledger.no_reward(r, verdict, capped, c)
     # ---- commit the outcome: one draw per code, won or lost
     seq = s.next_seq
     s.next_seq = seq + 1
-    seq_text = str(seq)
     points = 0
-    time_json = time_text if type(time_ms) is int else _num(time_ms)
-    payout_json = "null"
-    tier_json = "null"
-    actor_json = _esc(actor)
+    tier_pct = None
+    payout_key = None
     # what the pick saw: read before this award is counted
-    budgets_text = "null" if budget_rows is None else budgets_json(budget_rows, budgets) if budget_rows else "{}"
+    left = None if budget_rows is None else budgets_left(budget_rows, budgets)
     if prize is None:
         caps_mod.count_scan(snap, m, total_key, k, n)
-        prize_json = "null"
         amount = 0
     else:
-        prize_json = c.prize_json[prize.id]
         amount = prize.amount_fen
         if prize.kind == "points":
-            points, tier_json = award_points(campaign, c.tiers, prize, rule, snap, m, point_keys,  # type: ignore[arg-type]
-                                             seq_text, time_json)
+            points, tier_pct = award_points(campaign, c.tiers, prize, rule, snap, m, point_keys,  # type: ignore[arg-type]
+                                            seq, time_ms)
         budget_key = won[1]  # type: ignore[index]
         m.budgets[budget_key] = spend(budgets, budget_key, amount)
         if how != "consolation":
@@ -281,22 +271,16 @@ def _decide_eligible(s: _State, e: Eligible, r: ScanRequest, time_ms: int, v: Sc
             caps_mod.count_scan(snap, m, total_key, k, n)
         if prize.kind in ("cash", "coupon"):
             payout_key = layout.payout_key(c.id, serial)
-            payout_json = f'"{payout_key}"'    # campaign ids and serials need no escaping
             m.outbox[payout_key.encode()] = ledger.payout_record(
-                payout_json, seq_text, actor_json, prize_json, prize.kind, amount, c.coupon_json[prize.id], s.now)
-    points_json = str(points)       # an int: prize points, scaled by integer percentages
-    odds_json = odds if type(odds) is int else _num(odds)     # a plugin's odds need not be an int
-    odds_text = c.ledger_odds or (
-        f'"slot": {slot_json}, '
-        f'"odds_from": "{"plugin" if rule.odds_ppm is not None else "base" if slot_json == "null" else "slot"}", '
-        f'"odds_ppm": {odds_json}, "plugin": {plugin_json}')
+                payout_key, seq, actor, prize.id, prize.kind, amount, c.coupon[prize.id], s.now)
     m.ledger.append((seq, ledger.ledger_entry(
-        seq_text, _esc(r.request_id), r, c, serial_text, actor_json, time_json, message, mac, roll, odds_text, n,
-        (d_count, d_amount, t_count, t_amount) if had_counts else None, how, budgets_text, prize_json, amount,
-        tier_json, points_json, payout_json, ledger.reason_json(reason))))
-    snap.claims[claim_key] = m.claims[claim_key] = ledger.claim_record(c, seq_text)
+        seq, r.request_id, r.client, c.id, c.revision, serial, actor, time_ms, message, mac.hex(), roll, slot,
+        "plugin" if rule.odds_ppm is not None else "base" if slot is None else "slot", odds, plugin, n,
+        [d_count, d_amount, t_count, t_amount] if had_counts else [0, 0, 0, 0], how, left,
+        None if prize is None else prize.id, amount, tier_pct, points, payout_key,
+        None if reason is None else reason.value)))
+    snap.claims[claim_key] = m.claims[claim_key] = ledger.claim_record(c, seq)
     if prize is None:
-        return ledger.no_reward(r, v, verdict, reason, c)  # type: ignore[arg-type]
-    award = ledger.award(c.id, prize.id, prize.kind, amount, points, how, seq,
-                         payout_json[1:-1] if prize.kind in ("cash", "coupon") else None)
-    return ledger.award_decision(r, v, verdict, c, award, points_json, seq_text, payout_json)
+        return ledger.no_reward(r, verdict, reason, c)  # type: ignore[arg-type]
+    return ledger.decision(r.request_id, verdict,
+                           ledger.award(c.id, prize.id, prize.kind, amount, points, how, seq, payout_key), None, c.id)

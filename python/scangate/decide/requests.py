@@ -19,7 +19,7 @@ from ..trace import text_problem as _text_problem   # the one text check: no NUL
 
 __all__ = ["MAX_CODE_CHARS", "MAX_ID_BYTES", "MAX_ID_CHARS", "MAX_TAGS", "MAX_TAG_CHARS", "MAX_TIME_MS",
            "MIN_TIME_MS", "RequestIdReused", "RequestRefused", "ScanTimeRefused", "check_requests",
-           "fingerprint", "fingerprints", "scan_problem"]
+           "fingerprint", "fingerprints", "plainly_valid", "scan_problem"]
 
 _UTC_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 # epoch ms that datetime can hold (years 1 to 9999); outside, a decision raises as
@@ -178,8 +178,28 @@ def scan_problem(r: ScanRequest) -> tuple[str, str] | None:
     return None
 
 
+def plainly_valid(r: ScanRequest) -> bool:
+    """True only for a request that ``scan_problem`` accepts (never for one it
+    refuses): the usual request, printable ASCII id, no coordinates, tags or
+    client, in one expression. Anything else, valid or not, gets False and goes
+    through ``scan_problem``, the one definition of the bounds
+    (tests/test_decide_requests.py holds the two to that)."""
+    rid, code, actor, region, t = r.request_id, r.code, r.actor, r.region, r.time_ms
+    return (type(rid) is str and type(code) is str and type(actor) is str
+            and 0 < len(rid) <= MAX_ID_CHARS and 0 < len(code) <= MAX_CODE_CHARS and 0 < len(actor) <= MAX_ID_CHARS
+            and rid.isascii() and rid.isprintable() and code.isprintable() and actor.isprintable()
+            and (r.actor_type == "consumer" or r.actor_type == "store")
+            and (region is None or (type(region) is int and 100000 <= region <= 999999))
+            and r.lat is None and r.lon is None
+            and (t is None or (type(t) is int and MIN_TIME_MS <= t <= MAX_TIME_MS))
+            and r.actor_tags == () and not r.client)
+
+
 def check_requests(requests: Sequence[ScanRequest]) -> None:
+    """InvalidArgument naming the first request and field outside the bounds."""
     for i, r in enumerate(requests):
+        if plainly_valid(r):
+            continue
         problem = scan_problem(r)
         if problem is not None:
             raise InvalidArgument(f"requests[{i}].{problem[0]}: {problem[1]}")

@@ -24,7 +24,21 @@ import lmdb
 from ..errors import CorruptionError
 from . import layout
 from .recalls import Recalls, read_recalls
-from .records import ACCOUNT, I64, U64, History, pack_counts, unpack_counts
+from .records import (
+    ACCOUNT,
+    I64,
+    U64,
+    Claim,
+    DecisionRecord,
+    History,
+    LedgerEntry,
+    Payout,
+    PointsEntry,
+    decode_decision,
+    encode,
+    pack_counts,
+    unpack_counts,
+)
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -40,7 +54,7 @@ class Snapshot:
     """The values of the keys a batch read (None: no record), updated by the
     batch's own decisions as it goes."""
 
-    claims: dict[bytes, bytes | None] = field(default_factory=dict)
+    claims: dict[bytes, Claim | bytes | None] = field(default_factory=dict)   # read: the record's bytes
     counters: dict[bytes, tuple[int, ...] | None] = field(default_factory=dict)
     budgets: dict[bytes, tuple[int, ...] | None] = field(default_factory=dict)
     accounts: dict[bytes, tuple[int, int]] = field(default_factory=dict)    # b/ key -> (balance, earned)
@@ -51,16 +65,16 @@ class Snapshot:
 class Mutations:
     """Every write of one batch, applied by ``LmdbBatch.apply`` in one transaction."""
 
-    claims: dict[bytes, bytes] = field(default_factory=dict)
+    claims: dict[bytes, Claim] = field(default_factory=dict)
     counters: dict[bytes, tuple[int, ...]] = field(default_factory=dict)
     budgets: dict[bytes, tuple[int, ...]] = field(default_factory=dict)
     counter_adds: dict[bytes, int] = field(default_factory=dict)      # pf/ failure counts to add
     accounts: dict[bytes, tuple[int, int]] = field(default_factory=dict)
     months: dict[bytes, int] = field(default_factory=dict)
-    points_history: list[tuple[bytes, bytes]] = field(default_factory=list)   # (h/ prefix, entry), numbered here
-    ledger: list[tuple[int, bytes]] = field(default_factory=list)            # (seq, entry), seqs from next_seq
-    outbox: dict[bytes, bytes] = field(default_factory=dict)
-    decisions: list[tuple[bytes, bytes, bytes]] = field(default_factory=list)  # (request key, fingerprint, record)
+    points_history: list[tuple[bytes, PointsEntry]] = field(default_factory=list)   # (h/ prefix, entry), numbered here
+    ledger: list[tuple[int, LedgerEntry]] = field(default_factory=list)      # (seq, entry), seqs from next_seq
+    outbox: dict[bytes, Payout] = field(default_factory=dict)
+    decisions: list[tuple[bytes, bytes, DecisionRecord]] = field(default_factory=list)  # (request key, fingerprint, record)
     histories: list[tuple[bytes, bytes]] = field(default_factory=list)       # (serial key, History record)
 
 
@@ -70,7 +84,7 @@ class BatchState(Protocol):
     transaction the store's caller commits. ``LmdbBatch`` is the LMDB one; a
     PostgreSQL one reads with row locks, in key order."""
 
-    def stored_decisions(self, request_keys: Sequence[bytes]) -> dict[bytes, tuple[bytes, bytes | None]]: ...
+    def stored_decisions(self, request_keys: Sequence[bytes]) -> dict[bytes, tuple[DecisionRecord, bytes | None]]: ...
 
     def histories(self, serials: Iterable[int]) -> tuple[dict[int, bytes], dict[int, History]]: ...
 
@@ -100,22 +114,17 @@ class LmdbBatch:
         self._campaigns, self._revoked = db("campaigns"), db("revoked")
 
     # ------------------------------------------------------------------ reads
-    def stored_decisions(self, request_keys: Sequence[bytes]) -> dict[bytes, tuple[bytes, bytes | None]]:
-        """The stored decisions (JSON) of the request keys that have one, with the
+    def stored_decisions(self, request_keys: Sequence[bytes]) -> dict[bytes, tuple[DecisionRecord, bytes | None]]:
+        """The stored decisions of the request keys that have one, with the
         fingerprint of the request decided (None: stored before fingerprints)."""
         txn = self.txn
         index = txn.cursor(db=self._requests).getmulti(list(set(request_keys)))
         if not index:
             return {}
-        # 8 bytes point into the decision log, 24 add the fingerprint; anything else
-        # is a decision stored inline (data written before the log existed): JSON,
-        # never 8 or 24 bytes long
-        inline = {rid: (value, None) for rid, value in index if len(value) not in POINTER_SIZES}
-        log = dict(txn.cursor(db=self._decisions).getmulti(
-            sorted({v[:8] for _, v in index if len(v) in POINTER_SIZES})))
-        out = {rid: (log[value[:8]], value[8:] or None) for rid, value in index if len(value) in POINTER_SIZES}
-        out.update(inline)
-        return out
+        # 8 bytes point into the decision log, 24 add the fingerprint (schema 2: the
+        # migration moved decisions once stored inline into the log)
+        log = dict(txn.cursor(db=self._decisions).getmulti(sorted({v[:8] for _, v in index})))
+        return {rid: (decode_decision(log[value[:8]]), value[8:] or None) for rid, value in index}
 
     def histories(self, serials: Iterable[int]) -> tuple[dict[int, bytes], dict[int, History]]:
         """Each serial's key, and the scan history of those scanned before."""
@@ -178,19 +187,18 @@ class LmdbBatch:
                     snap.months[key] = I64.unpack(raw)[0] if raw else 0
 
     def _account(self, key: bytes, raw: bytes) -> tuple[int, int]:
-        """(balance, earned) from a b/ record; data written before the two shared
-        the record keeps the earned points under e/<actor>."""
-        if len(raw) == ACCOUNT.size:
-            return ACCOUNT.unpack(raw)
-        earned_raw = self.txn.get(b"e/" + key[2:], db=self._points)
-        return I64.unpack(raw)[0], I64.unpack(earned_raw)[0] if earned_raw else 0
+        """(balance, earned) from a b/ record."""
+        if len(raw) != ACCOUNT.size:
+            raise CorruptionError(f"points account {key[2:]!r}: {len(raw)} bytes, not {ACCOUNT.size}")
+        balance, earned = ACCOUNT.unpack(raw)
+        return balance, earned
 
     # ------------------------------------------------------------------ writes
     def apply(self, m: Mutations) -> None:
         """Write one batch's mutations (inside the caller's write transaction)."""
         txn = self.txn
         if m.claims:
-            txn.cursor(db=self._claims).putmulti(list(m.claims.items()))
+            txn.cursor(db=self._claims).putmulti([(k, encode(v)) for k, v in m.claims.items()])
         counters = dict(m.counters)
         if m.counter_adds:
             for key, add in m.counter_adds.items():
@@ -209,20 +217,20 @@ class LmdbBatch:
                 number = U64.unpack(raw)[0] if raw else 0
                 for prefix, entry in m.points_history:
                     number += 1
-                    puts.append((prefix + U64.pack(number), entry))
+                    puts.append((prefix + U64.pack(number), encode(entry)))
                 puts.append((layout.HISTORY_SEQ, U64.pack(number)))
             txn.cursor(db=self._points).putmulti(puts)
         if m.ledger:   # sequence numbers past the last entry: appended
             if m.ledger[0][0] != self.next_ledger_seq():
                 raise CorruptionError("ledger: a batch's entries must follow the last entry")
-            txn.cursor(db=self._ledger).putmulti([(U64.pack(s), e) for s, e in m.ledger], append=True)
+            txn.cursor(db=self._ledger).putmulti([(U64.pack(s), encode(e)) for s, e in m.ledger], append=True)
         if m.outbox:
-            txn.cursor(db=self._outbox).putmulti(list(m.outbox.items()))
+            txn.cursor(db=self._outbox).putmulti([(k, encode(v)) for k, v in m.outbox.items()])
         if m.decisions:   # the decisions appended to the log, the request index pointing at them
             cur = txn.cursor(db=self._decisions)
             number = U64.unpack(cur.key())[0] + 1 if cur.last() else 1
             keys = list(map(U64.pack, range(number, number + len(m.decisions))))
-            cur.putmulti([(k, record) for k, (_rid, _fp, record) in zip(keys, m.decisions)], append=True)
+            cur.putmulti([(k, encode(record)) for k, (_rid, _fp, record) in zip(keys, m.decisions)], append=True)
             txn.cursor(db=self._requests).putmulti(
                 [(rid, k + fingerprint) for k, (rid, fingerprint, _r) in zip(keys, m.decisions)])
         if m.histories:

@@ -17,23 +17,26 @@ big-endian (serials stay below 2^56), so key order is serial order.
     scans       serial -> scan history (records.History)
     revoked     l/<line id> | r/<first><last> -> recall (JSON)
     campaigns   c/<id> current record, s/<id> secret, r/<id>/<revision u32> every revision
-    requests    request key (``request_key``) -> decision number (u64) + fingerprint (16 bytes)
-    decisions   decision number (u64) -> the decision (JSON), appended only
-    claims      serial -> {campaign_id, ledger_seq} (JSON)
+    requests    request key (``request_key``) -> decision number (u64) + fingerprint (16 bytes;
+                absent in records written before fingerprints: 8 bytes)
+    decisions   decision number (u64) -> records.DecisionRecord, appended only
+    claims      serial -> records.Claim
     budgets     <campaign>/<prize> -> awards, fen (2 x u64)
     counters    t/<campaign>/<actor> -> awards, fen, eligible scans (3 x u64), then the
                 awards of the local day it holds: day number (i64), awards, fen
                 d/<campaign>/<actor>/<YYYY-MM-DD> -> awards, fen of any other day
                 pf/<campaign>/<plugin> -> failures, 0
-    ledger      seq (u64) -> ledger entry (JSON; scangate.audit.LEDGER_FIELDS), appended only
-    outbox      <campaign>:<serial> -> payout request (JSON)
+    ledger      seq (u64) -> records.LedgerEntry (or LegacyLedgerEntry), appended only
+    outbox      <campaign>:<serial> -> records.Payout
     points      b/<actor> balance, earned (2 x i64); m/<YYYY-MM>/<actor> month's points
-                (i64); h/<actor> NUL <n u64> history entry (JSON); q the last history
-                number; r/<request id> a redemption's result (JSON)
+                (i64); h/<actor> NUL <n u64> records.PointsEntry; q the last history
+                number; r/<request id> records.RedemptionRecord
 
-Nothing outside ``scangate.state`` (and the modules that still hold their own
-database's records: store, trace, payouts, points, audit; see the README) builds
-a key itself: they call these functions.
+Records are defined in scangate.state.records (schema 2: typed msgpack; the
+schema 1 JSON records are upgraded by scangate.state.migrate). Nothing outside
+``scangate.state`` (and the modules that still hold their own database's records:
+store, trace, payouts, points, audit; see the README) builds a key itself: they
+call these functions.
 """
 
 from __future__ import annotations

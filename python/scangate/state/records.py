@@ -1,17 +1,26 @@
 """The binary records of the decision state, defined once (layouts: scangate.state.layout).
 
 Fixed-width big-endian integers through ``struct`` (a counter or a budget is a few
-u64; the scan history a fixed part and a tail). JSON records (decisions, ledger,
-claims, payouts, points history) are written by the decision engine's encoders
-(scangate.decide.ledger) and read as JSON.
+u64; the scan history a fixed part and a tail); the other records of the decision
+state (decisions, ledger, claims, payouts, points history and redemptions) are
+msgspec Structs in msgpack, below.
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["ACCOUNT", "COUNTS", "History", "I64", "MAX_ACTOR_HASHES", "U64", "pack_counts", "unpack_counts"]
+import msgspec
+
+from ..errors import CorruptionError
+
+__all__ = ["ACCOUNT", "COUNTS", "AwardRecord", "Claim", "DecisionRecord", "History", "I64", "LedgerEntry",
+           "LegacyLedgerEntry", "MAX_ACTOR_HASHES", "Payout", "PointsEntry", "RedemptionRecord", "U64", "decode_claim",
+           "decode_decision", "decode_ledger", "decode_payout", "decode_points_entry", "decode_redemption", "encode",
+           "pack_counts", "to_json", "unpack_counts"]
 
 U64 = struct.Struct(">Q")
 I64 = struct.Struct(">q")
@@ -83,3 +92,181 @@ def pack_first_scan(at: int, region: int, loc_ms: int, lat: float, lon: float, l
     without the object: most scanned codes are scanned once."""
     return HIST_WITH[1].pack(at, region, 1, at, region, loc_ms, region, lat, lon, loc_actor, 1, 1, ahash) \
         + actor.encode()[:64]
+
+
+# ---------------------------------------------------------------------- msgpack records
+# Schema 2 (scangate.state.migrate upgrades schema 1, whose records were JSON): the
+# decision state's records are typed msgspec Structs in msgpack. Records read on
+# the hot path or kept in bulk (decisions, ledger, claims, points history) are
+# arrays (array_like: no field names stored) whose first element is the record's
+# version tag, so a later format is told apart by its tag, never by its length;
+# the payout request, which payout runners change field by field, is a map.
+# JSON only at the edges: to_json() gives each record as the CLI, the audit and
+# the payout rail see it.
+
+
+class AwardRecord(msgspec.Struct, array_like=True, frozen=True):
+    campaign_id: str
+    prize_id: str
+    kind: str
+    amount_fen: int
+    points: int
+    how: str
+    ledger_seq: int
+    payout_key: str | None
+
+
+class DecisionRecord(msgspec.Struct, array_like=True, frozen=True, tag=1):
+    """decisions: a request's decision, returned again to a retry (the message is
+    derived from the rest: scangate.decision.decision_message)."""
+
+    request_id: str
+    verdict: dict[str, Any]
+    award: AwardRecord | None
+    no_reward: str | None
+    campaign_id: str | None
+
+
+class LedgerEntry(msgspec.Struct, array_like=True, frozen=True, tag=2):
+    """ledger: a decided draw and every input audit needs to decide it again
+    (scangate.audit.LEDGER_FIELDS, in this order)."""
+
+    seq: int
+    request_id: str
+    client: str
+    campaign_id: str
+    revision: int
+    serial: int
+    actor: str
+    time_ms: int
+    draw_input: str
+    hmac: str
+    roll: int
+    slot: int | None
+    odds_from: str
+    odds_ppm: int | float
+    plugin: dict[str, Any] | None
+    scan_number: int
+    counters: list[int]
+    how: str
+    budgets: dict[str, list[int | None]] | None
+    prize_id: str | None
+    amount_fen: int
+    tier_pct: int | None
+    points: int
+    payout_key: str | None
+    no_reward: str | None
+
+
+class LegacyLedgerEntry(msgspec.Struct, array_like=True, frozen=True, tag=1):
+    """ledger: an entry written before decisions recorded their inputs (kept as
+    written; audit checks what it can of it)."""
+
+    seq: int
+    request_id: str
+    campaign_id: str
+    serial: int
+    actor: str
+    time_ms: int
+    draw_input: str
+    hmac: str
+    roll: int
+    odds_ppm: int | float
+    scan_number: int
+    how: str
+    prize_id: str | None
+    amount_fen: int
+    points: int
+    payout_key: str | None
+    no_reward: str | None
+
+
+class Claim(msgspec.Struct, array_like=True, frozen=True, tag=1):
+    """claims: the draw a code was used for (one per code)."""
+
+    campaign_id: str
+    ledger_seq: int
+
+
+class PointsEntry(msgspec.Struct, array_like=True, frozen=True, tag=1):
+    """points h/: one change of an actor's balance."""
+
+    delta: int
+    balance: int
+    reason: str
+    ref: str
+    at_ms: int | float
+
+
+class RedemptionRecord(msgspec.Struct, array_like=True, frozen=True, tag=1):
+    """points r/: a redemption's result, returned again to a retry."""
+
+    request_id: str
+    actor: str
+    points: int
+    ok: bool
+    balance: int
+    reason: str | None
+
+
+class Payout(msgspec.Struct, omit_defaults=True, tag=1):
+    """outbox: a payout request and its sending state (scangate.payouts changes it)."""
+
+    key: str
+    state: str
+    attempts: int
+    ledger_seq: int
+    actor: str
+    prize_id: str
+    kind: str
+    amount_fen: int
+    coupon: dict[str, Any] | None
+    created_ms: int
+    lease_owner: str | None = None
+    lease_expires_ms: int | None = None
+    next_attempt_ms: int | None = None
+    error: str | None = None
+    confirmation: str | None = None
+    confirmed_ms: int | None = None
+
+
+_ENCODER = msgspec.msgpack.Encoder()
+encode = _ENCODER.encode
+_LEDGER = msgspec.msgpack.Decoder(LedgerEntry | LegacyLedgerEntry)
+_DECISION = msgspec.msgpack.Decoder(DecisionRecord)
+_CLAIM = msgspec.msgpack.Decoder(Claim)
+_POINTS = msgspec.msgpack.Decoder(PointsEntry)
+_REDEMPTION = msgspec.msgpack.Decoder(RedemptionRecord)
+_PAYOUT = msgspec.msgpack.Decoder(Payout)
+
+
+def _decoder(decode: Any, name: str) -> Any:
+    def read(raw: bytes | memoryview) -> Any:
+        try:
+            return decode(raw)
+        except msgspec.DecodeError as exc:
+            raise CorruptionError(f"{name} record: {exc}") from None
+    return read
+
+
+decode_ledger: Callable[[bytes | memoryview], LedgerEntry | LegacyLedgerEntry] = _decoder(_LEDGER.decode, "ledger")
+decode_decision: Callable[[bytes | memoryview], DecisionRecord] = _decoder(_DECISION.decode, "decision")
+decode_claim: Callable[[bytes | memoryview], Claim] = _decoder(_CLAIM.decode, "claim")
+decode_points_entry: Callable[[bytes | memoryview], PointsEntry] = _decoder(_POINTS.decode, "points history")
+decode_redemption: Callable[[bytes | memoryview], RedemptionRecord] = _decoder(_REDEMPTION.decode, "redemption")
+decode_payout: Callable[[bytes | memoryview], Payout] = _decoder(_PAYOUT.decode, "payout")
+
+
+def to_json(record: msgspec.Struct) -> dict[str, Any]:
+    """A record as a dict of its fields (the edge form: CLI, audit, payout rail),
+    without its version tag; a map record without the fields left at their
+    default (a payout's lease fields before it was leased)."""
+    if not record.__struct_config__.array_like:
+        out: dict[str, Any] = msgspec.to_builtins(record)
+        out.pop(record.__struct_config__.tag_field or "type", None)
+        return out
+    out = msgspec.structs.asdict(record)
+    for name, value in out.items():
+        if isinstance(value, msgspec.Struct):
+            out[name] = msgspec.structs.asdict(value)
+    return out

@@ -1,0 +1,149 @@
+"""Schema migrations of the LMDB store: a data directory made by an earlier release
+opens and is upgraded in place.
+
+``migrate(env, dbs)`` runs when ``scangate.store.Store`` opens an environment
+whose schema is older than ``SCHEMA_VERSION``: every step from the stored version
+up, all in ONE write transaction, so a crash or a kill leaves either the old
+schema or the new one, never a mix (LMDB's single writer also keeps every other
+process out while it runs; a process that opens the store meanwhile waits, then
+finds the new version). A migration needs free space for the records it
+rewrites (LMDB's copy-on-write keeps the old pages until the commit).
+
+Schema 1 -> 2: the decision state's JSON records become typed msgpack records
+(scangate.state.records): decisions, ledger entries, claims, payout requests,
+points history and redemptions; decisions stored inline in the request index (a
+format older than the decision log) move into the log; points accounts kept as
+a balance (b/) and a separate earned total (e/) become one b/ record.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import lmdb
+import msgspec
+
+from ..errors import CorruptionError
+from . import records
+from .records import ACCOUNT, I64, U64
+
+__all__ = ["SCHEMA_VERSION", "migrate"]
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 2
+
+
+def _convert(kind: str, where: str, tag: int, struct: type[msgspec.Struct], d: dict[str, Any]) -> bytes:
+    """A schema-1 JSON record's fields as the typed record, encoded; a record
+    that does not fit is corruption, named with where it is."""
+    fields = struct.__struct_fields__
+    missing = [f for f in fields if f not in d]
+    if missing:
+        raise CorruptionError(f"migration: {kind} {where}: no {', '.join(missing)}")
+    try:
+        value = msgspec.convert([tag, *(d[f] for f in fields)], struct)
+    except msgspec.ValidationError as exc:
+        raise CorruptionError(f"migration: {kind} {where}: {exc}") from None
+    return records.encode(value)
+
+
+def _json(kind: str, where: str, raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise CorruptionError(f"migration: {kind} {where}: not the JSON record schema 1 wrote") from None
+
+
+def _decision(where: str, raw: bytes) -> bytes:
+    d = _json("decision", where, raw)
+    award = d.get("award")
+    if award is not None:
+        award = [award.get(f) for f in records.AwardRecord.__struct_fields__]
+    return _convert("decision", where, 1, records.DecisionRecord, {**d, "award": award})
+
+
+def _rewrite(txn: lmdb.Transaction[bytes], db: Any, convert: Callable[[bytes, bytes], bytes | None]) -> int:
+    """Rewrite every record of ``db`` through ``convert`` (None: leave it); the count rewritten."""
+    puts = []
+    for key, raw in txn.cursor(db=db):
+        new = convert(bytes(key), bytes(raw))
+        if new is not None:
+            puts.append((bytes(key), new))
+    if puts:
+        txn.cursor(db=db).putmulti(puts)
+    return len(puts)
+
+
+def _to_2(txn: lmdb.Transaction[bytes], db: Callable[[str], Any]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    seq = U64.unpack
+    counts["decisions"] = _rewrite(txn, db("decisions"), lambda k, v: _decision(f"#{seq(k)[0]}", v))
+    # decisions once stored inline under their request key: appended to the log, the
+    # index pointing at them (8 bytes: no fingerprint, as before)
+    inline = [(bytes(k), bytes(v)) for k, v in txn.cursor(db=db("requests")) if len(v) not in (8, 24)]
+    if inline:
+        cur = txn.cursor(db=db("decisions"))
+        number = seq(cur.key())[0] + 1 if cur.last() else 1
+        for key, raw in inline:
+            pointer = U64.pack(number)
+            txn.put(pointer, _decision(f"of request {key!r}", raw), db=db("decisions"), append=True)
+            txn.put(key, pointer, db=db("requests"))
+            number += 1
+    counts["inline decisions"] = len(inline)
+
+    def ledger(key: bytes, raw: bytes) -> bytes:
+        where = f"#{seq(key)[0]}"
+        d = _json("ledger entry", where, raw)
+        if "revision" in d:
+            return _convert("ledger entry", where, 2, records.LedgerEntry, d)
+        return _convert("ledger entry", where, 1, records.LegacyLedgerEntry, d)
+
+    counts["ledger"] = _rewrite(txn, db("ledger"), ledger)
+    counts["claims"] = _rewrite(txn, db("claims"), lambda k, v: _convert(
+        "claim", f"of serial {int.from_bytes(k, 'big')}", 1, records.Claim, _json("claim", "", v)))
+
+    def payout(key: bytes, raw: bytes) -> bytes:
+        where = key.decode("utf-8", "replace")
+        try:
+            value = msgspec.convert({**_json("payout", where, raw), "type": 1}, records.Payout)
+        except msgspec.ValidationError as exc:
+            raise CorruptionError(f"migration: payout {where}: {exc}") from None
+        return records.encode(value)
+
+    counts["outbox"] = _rewrite(txn, db("outbox"), payout)
+
+    points = db("points")
+    earned = {bytes(k[2:]): I64.unpack(v)[0] for k, v in txn.cursor(db=points) if bytes(k[:2]) == b"e/"}
+
+    def point(key: bytes, raw: bytes) -> bytes | None:
+        kind = key[:2]
+        if kind == b"h/":
+            return _convert("points history entry", repr(key), 1, records.PointsEntry, _json("points", "", raw))
+        if kind == b"r/":
+            return _convert("redemption", repr(key[2:]), 1, records.RedemptionRecord, _json("redemption", "", raw))
+        if kind == b"b/" and len(raw) == I64.size:     # the balance alone; earned under e/
+            return ACCOUNT.pack(I64.unpack(raw)[0], earned.get(key[2:], 0))
+        return None
+
+    counts["points"] = _rewrite(txn, points, point)
+    for actor in earned:
+        txn.delete(b"e/" + actor, db=points)
+    return counts
+
+
+_STEPS = {1: _to_2}
+
+
+def migrate(txn: lmdb.Transaction[bytes], db: Callable[[str], Any], version: int) -> int:
+    """Upgrade the store from schema ``version`` to SCHEMA_VERSION inside ``txn``
+    (the caller writes the new version and commits); returns the new version."""
+    while version < SCHEMA_VERSION:
+        counts = _STEPS[version](txn, db)
+        log.warning("data directory upgraded from schema %d to %d: %s", version, version + 1,
+                    ", ".join(f"{n} {what}" for what, n in counts.items()))
+        version += 1
+    return version
