@@ -36,8 +36,7 @@ class PointsServicer(points_pb2_grpc.PointsServiceServicer):
         return await asyncio.to_thread(self._points, request.actor, limit)
 
     def _points(self, actor: str, limit: int) -> points_pb.PointsReply:
-        with self.data.store.env.begin() as txn:
-            earned = points.earned(txn, self.data.store.db("points"), actor)
+        earned = points.earned_of(self.data, actor)
         rows = points.history(self.data, actor, limit)
         return points_pb.PointsReply(
             actor=actor, balance=points.balance(self.data, actor), earned=earned,

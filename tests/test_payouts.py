@@ -18,7 +18,8 @@ import pytest
 
 import scangate
 from scangate import clock, rewards
-from scangate.state import records
+from scangate.errors import CorruptionError
+from scangate.state import outbox, records
 from scangate.payouts import DEFAULT_LEASE_MS, FileAdapter, list_payouts, run_payouts
 from scangate.rewards import ScanRequest
 
@@ -134,8 +135,7 @@ def test_outbox_rows_are_typed_records_and_the_edges_see_dicts(tmp_path: Path) -
     """An outbox row is a records.Payout in msgpack; the rail and list_payouts see
     the dict of its fields (the lease fields only while set), as before."""
     dd = make_awards(tmp_path / "d", 2)
-    with dd.store.env.begin() as txn:
-        pending = {bytes(k).decode(): records.decode_payout(v) for k, v in txn.cursor(db=dd.store.db("outbox"))}
+    pending = {r.key: r for r in outbox.payouts(dd)}
     assert len(pending) == 2
     base = {key: {"key": key, "ledger_seq": r.ledger_seq, "actor": r.actor, "prize_id": "cny-1", "kind": "cash",
                   "amount_fen": 100, "coupon": None, "created_ms": r.created_ms} for key, r in pending.items()}
@@ -148,8 +148,7 @@ def test_outbox_rows_are_typed_records_and_the_edges_see_dicts(tmp_path: Path) -
     assert counts == {"confirmed": 2, "failed": 0}
     assert rail.sent == [{**base[k], "state": "sending", "attempts": 1, "lease_owner": "runner-1",
                           "lease_expires_ms": 5_000 + DEFAULT_LEASE_MS} for k in sorted(base)]
-    with dd.store.env.begin() as txn:
-        done = {bytes(k).decode(): records.decode_payout(v) for k, v in txn.cursor(db=dd.store.db("outbox"))}
+    done = {r.key: r for r in outbox.payouts(dd)}
     assert done == {k: msgspec.structs.replace(r, state="confirmed", attempts=1, lease_owner="runner-1",
                                                confirmation=f"conf-{k}", confirmed_ms=5_000)
                     for k, r in pending.items()}
@@ -157,6 +156,55 @@ def test_outbox_rows_are_typed_records_and_the_edges_see_dicts(tmp_path: Path) -
                   "confirmation": f"conf-{k}", "confirmed_ms": 5_000} for k in sorted(base)]
     assert list_payouts(dd) == confirmed and list_payouts(dd, "confirmed") == confirmed
     assert list_payouts(dd, "pending") == []
+    dd.close()
+
+
+def test_the_outbox_changes_a_leased_row_only_for_the_runner_that_holds_it(tmp_path: Path) -> None:
+    """scangate.state.outbox: the candidate scan pages through the rows a predicate
+    picks; a lease is taken in one write transaction where the predicate still
+    holds; renew and finish change a row only while it is sending under the
+    runner's name (its lease run out or not); a leased row gone is corruption, and
+    the transaction that met it writes nothing."""
+    dd = make_awards(tmp_path / "d", 3)
+    rows = outbox.payouts(dd)
+    keys = [r.key.encode() for r in rows]
+    assert keys == sorted(keys) and [r.state for r in rows] == ["pending"] * 3
+
+    def every(row: records.Payout) -> bool:
+        return True
+
+    def not_the_middle(row: records.Payout) -> bool:
+        return row.key != rows[1].key
+
+    assert outbox.candidates(dd, None, every, 2) == (keys[:2], keys[1], False)
+    assert outbox.candidates(dd, keys[1], every, 2) == (keys[2:], keys[2], True)
+    assert outbox.candidates(dd, keys[2], every, 2) == ([], keys[2], True)
+    assert outbox.candidates(dd, None, not_the_middle, 5) == ([keys[0], keys[2]], keys[2], True)
+
+    replace = msgspec.structs.replace
+    leased = outbox.lease(dd, [*keys, b"cash-all:999"], not_the_middle, "runner-1", 1_000, 500)
+    assert leased == [(k, replace(r, state="sending", attempts=1, lease_owner="runner-1", lease_expires_ms=1_500))
+                      for k, r in zip(keys, rows) if k != keys[1]]
+    held = [leased[0][1], rows[1], leased[1][1]]
+    assert outbox.payouts(dd) == held
+    # another runner can neither renew nor finish them
+    assert outbox.renew(dd, keys, "runner-2", 2_000, 500) == set()
+    assert not outbox.finish(dd, keys[0], "runner-2", state="confirmed", confirmation="c-2")
+    assert outbox.payouts(dd) == held
+    # the holder can, after its lease ran out too (nobody took the rows over); a pending row is nobody's
+    assert outbox.renew(dd, keys, "runner-1", 2_000, 500) == {keys[0], keys[2]}
+    assert outbox.finish(dd, keys[0], "runner-1", state="confirmed", confirmation="c-1", confirmed_ms=2_100)
+    after = [replace(held[0], state="confirmed", confirmation="c-1", confirmed_ms=2_100, lease_expires_ms=None),
+             rows[1], replace(held[2], lease_expires_ms=2_500)]
+    assert outbox.payouts(dd) == after
+    # finished: no longer sending, so no longer the runner's
+    assert outbox.renew(dd, [keys[0]], "runner-1", 3_000, 500) == set()
+    assert not outbox.finish(dd, keys[0], "runner-1", state="failed", error="late")
+    with pytest.raises(CorruptionError, match="outbox row 'cash-all:999' is missing"):
+        outbox.finish(dd, b"cash-all:999", "runner-1", state="confirmed")
+    with pytest.raises(CorruptionError, match="outbox row 'cash-all:999' is missing"):
+        outbox.renew(dd, [keys[2], b"cash-all:999"], "runner-1", 3_000, 500)
+    assert outbox.payouts(dd) == after          # keys[2]'s renewal went with the aborted transaction
     dd.close()
 
 

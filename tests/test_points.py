@@ -16,6 +16,7 @@ from scangate import clock, points, rewards
 from scangate.errors import CorruptionError, InvalidArgument
 from scangate.rewards import ScanRequest
 from scangate.state import layout, records
+from scangate.state import points as state_points
 from scangate.store import iter_prefix
 
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
@@ -71,6 +72,7 @@ def test_tier_multiplier_follows_cumulative_points(stores) -> None:  # type: ign
     assert points.balance(dd, "store-a") == 600
     # redeeming does not demote: tiers read cumulative points
     assert points.redeem(dd, "store-a", 550, "spend-1").ok
+    assert (points.balance(dd, "store-a"), points.earned_of(dd, "store-a")) == (50, 600)
     assert scan(dd, cases[5], "store-a", "a5", APRIL + 5).award.points == 150  # type: ignore[union-attr]
     hist = points.history(dd, "store-a")
     assert [h["delta"] for h in hist] == [100, 100, 100, 150, 150, -550, 150]
@@ -90,6 +92,8 @@ def test_an_account_left_in_the_schema_1_form_is_corruption(stores) -> None:  # 
     expected = "points account 'store-old': 8 bytes, not 16"
     with pytest.raises(CorruptionError, match=expected):
         points.balance(dd, "store-old")
+    with pytest.raises(CorruptionError, match=expected):
+        points.earned_of(dd, "store-old")
     with dd.store.env.begin() as txn, pytest.raises(CorruptionError, match=expected):
         points.earned(txn, db, "store-old")
     with pytest.raises(CorruptionError, match=expected):
@@ -111,14 +115,14 @@ def test_history_and_redemptions_are_typed_records(stores) -> None:  # type: ign
         first = points.redeem(dd, "store-r", 30, "spend-r", note="mug")
     assert first == points.Redemption("spend-r", "store-r", 30, True, 70, None)
     refused = points.redeem(dd, "store-r", 71, "spend-too-much")
+    # the stored bytes of the records no read of scangate.state.points gives back
     db = dd.store.db("points")
     with dd.store.env.begin() as txn:
-        raw_history = [bytes(v) for _, v in iter_prefix(txn, db, layout.history_prefix(b"store-r"))]
         raw_done = bytes(txn.get(layout.redemption_key("spend-r"), db=db))
         raw_refused = bytes(txn.get(layout.redemption_key("spend-too-much"), db=db))
-        assert records.ACCOUNT.unpack(txn.get(layout.account_key(b"store-r"), db=db)) == (70, 100)
         assert records.U64.unpack(txn.get(layout.HISTORY_SEQ, db=db)) == (2,)
-    assert [records.decode_points_entry(v) for v in raw_history] == [
+    assert state_points.account(dd, "store-r") == (70, 100)
+    assert state_points.history(dd, "store-r", 10) == [
         records.PointsEntry(100, 100, "award", f"ledger:{award.ledger_seq}", APRIL),
         records.PointsEntry(-30, 70, "redeem", "mug", MAY)]
     assert records.decode_redemption(raw_done) == records.RedemptionRecord("spend-r", "store-r", 30, True, 70, None)
@@ -183,3 +187,67 @@ def test_points_cli(stores, tmp_path: Path) -> None:  # type: ignore[no-untyped-
     board = subprocess.run([SCANGATE, "points", "leaderboard", "--data", root, "--period", "2026-04",
                             "--actor", "store-c"], capture_output=True, text=True)
     assert board.returncode == 0 and "1. store-c  100" in board.stdout
+
+
+def test_add_points_counts_inside_the_callers_transaction(stores) -> None:  # type: ignore[no-untyped-def]
+    """add_points changes balance, points earned, the month and the history in the
+    transaction it is given: an aborted one leaves none of it. Spending counts
+    in no month."""
+    dd, _cases = stores
+    db = dd.store.db("points")
+    with dd.store.env.begin(write=True) as txn:
+        assert points.add_points(txn, db, "store-p", 40, "bonus", "b-1", APRIL) == 40
+        assert points.add_points(txn, db, "store-p", -15, "fix", "b-2", MAY) == 25
+        assert points.earned(txn, db, "store-p") == 40
+    with pytest.raises(RuntimeError, match="abort"), dd.store.env.begin(write=True) as txn:
+        assert points.add_points(txn, db, "store-p", 500, "lost", "b-3", MAY) == 525
+        raise RuntimeError("abort")
+    assert (points.balance(dd, "store-p"), points.earned_of(dd, "store-p")) == (25, 40)
+    assert points.history(dd, "store-p") == [
+        {"delta": 40, "balance": 40, "reason": "bonus", "ref": "b-1", "at_ms": APRIL},
+        {"delta": -15, "balance": 25, "reason": "fix", "ref": "b-2", "at_ms": MAY}]
+    assert points.leaderboard(dd, "2026-04", actor="store-p")["actor"] == {
+        "actor": "store-p", "rank": 1, "points": 40, "of": 1}
+    assert points.leaderboard(dd, "2026-05") == {"period": "2026-05", "top": []}
+
+
+def test_a_writer_counts_earnings_in_the_month_given_or_the_month_of_their_time(  # type: ignore[no-untyped-def]
+        stores) -> None:
+    """scangate.points.PointsWriter counts an earning in period(at_ms) unless told
+    the month; the state layer's writer has no calendar and refuses an earning
+    without one."""
+    dd, _cases = stores
+    db = dd.store.db("points")
+    with dd.store.env.begin(write=True) as txn:
+        writer = points.PointsWriter(txn, db)
+        assert writer.add("store-w", 10, "bonus", "w-1", APRIL) == 10
+        assert writer.add("store-w", 20, "bonus", "w-2", APRIL, "2026-05") == 30
+        assert (writer.balance("store-w"), writer.earned("store-w")) == (30, 30)
+        with pytest.raises(ValueError, match="month: required"):
+            state_points.PointsWriter(txn, db).add("store-w", 5, "bonus", "w-3", APRIL)
+        writer.flush()
+    assert points.leaderboard(dd, "2026-04")["top"] == [{"rank": 1, "actor": "store-w", "points": 10}]
+    assert points.leaderboard(dd, "2026-05")["top"] == [{"rank": 1, "actor": "store-w", "points": 20}]
+    assert [h["ref"] for h in points.history(dd, "store-w")] == ["w-1", "w-2"]
+    assert (points.balance(dd, "store-w"), points.earned_of(dd, "store-w")) == (30, 30)
+
+
+def test_a_redemption_that_fails_midway_writes_nothing(stores) -> None:  # type: ignore[no-untyped-def]
+    """The state layer's redeem decides and writes in one transaction: an exception
+    after points were taken leaves the balance, the history and the request id as
+    they were."""
+    dd, cases = stores
+    scan(dd, cases[0], "store-f", "f0", APRIL)
+
+    def spend(writer: state_points.PointsWriter) -> records.RedemptionRecord:
+        writer.add("store-f", -40, "redeem", "f-1", MAY)
+        raise RuntimeError("the gift shop is closed")
+
+    with pytest.raises(RuntimeError, match="gift shop"):
+        state_points.redeem(dd, "f-1", spend)
+    assert points.balance(dd, "store-f") == 100
+    assert [h["delta"] for h in points.history(dd, "store-f")] == [100]
+    with clock.use(clock.ManualClock(MAY)):
+        assert points.redeem(dd, "store-f", 40, "f-1") == points.Redemption("f-1", "store-f", 40, True, 60, None)
+    assert points.history(dd, "store-f")[-1] == {"delta": -40, "balance": 60, "reason": "redeem", "ref": "f-1",
+                                                  "at_ms": MAY}

@@ -2,8 +2,9 @@
 the payment rail allows, retrying with the same idempotency key until confirmed,
 with any number of runners at once.
 
-Each request (an outbox row: a ``state.records.Payout`` in msgpack; the rail,
-the CLI and ``list_payouts`` see it as the dict ``records.to_json`` gives) moves
+Each request (an outbox row: a ``state.records.Payout`` in msgpack, read and
+written by ``scangate.state.outbox``; the rail, the CLI and ``list_payouts`` see
+it as the dict ``records.to_json`` gives) moves
 pending -> sending -> confirmed (or failed, then retried after a back-off). A
 runner LEASES a small batch of due requests in one write transaction: each
 becomes ``sending`` with ``lease_owner`` (the runner's id, unique per run) and
@@ -33,17 +34,13 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
-
-import msgspec
+from typing import Any, Protocol
 
 from .clock import now_ms as _clock_ms
 from .datadir import DataDir, open_private_file
-from .errors import CorruptionError, InvalidArgument
-from .state.records import Payout, decode_payout, encode, to_json
-
-if TYPE_CHECKING:
-    import lmdb
+from .errors import InvalidArgument
+from .state import outbox
+from .state.records import Payout, to_json
 
 __all__ = ["PayoutAdapter", "FileAdapter", "run_payouts", "list_payouts", "new_runner_id", "DEFAULT_RATE_PER_S",
            "DEFAULT_LEASE_MS"]
@@ -163,9 +160,7 @@ def list_payouts(data: DataDir, state: str | None = None) -> list[dict[str, Any]
     """The payout requests (``state``: only those in it), oldest key first, as the
     CLI and the payment rail see them (``records.to_json``: the lease fields only
     once set)."""
-    with data.store.env.begin() as txn:
-        rows = [decode_payout(v) for _, v in txn.cursor(db=data.store.db("outbox"))]
-    return [to_json(row) for row in rows if state is None or row.state == state]
+    return [to_json(row) for row in outbox.payouts(data) if state is None or row.state == state]
 
 
 def _due(row: Payout, now: int, runner: str) -> bool:
@@ -179,87 +174,9 @@ def _due(row: Payout, now: int, runner: str) -> bool:
     return row.state == "failed" and row.attempts < MAX_ATTEMPTS and (row.next_attempt_ms or 0) <= now
 
 
-def _holds(row: Payout, runner: str) -> bool:
-    """Still ours: nobody took the row over (an expired lease no one took is still ours)."""
-    return row.state == "sending" and row.lease_owner == runner
-
-
-def _candidates(data: DataDir, after: bytes | None, now: int, runner: str, limit: int
-                ) -> tuple[list[bytes], bytes | None, bool]:
-    """Up to ``limit`` keys after ``after`` that look due in a read snapshot (the
-    write transaction checks them again), the last key looked at, and whether the
-    outbox ended. Scanning outside the write transaction keeps writers unblocked."""
-    keys: list[bytes] = []
-    last = after
-    with data.store.env.begin() as txn:
-        cur = txn.cursor(db=data.store.db("outbox"))
-        more = cur.set_range(after) if after is not None else cur.first()
-        while more:
-            key = bytes(cur.key())
-            if key != after:
-                last = key
-                if _due(decode_payout(cur.value()), now, runner):
-                    keys.append(key)
-                    if len(keys) == limit:
-                        return keys, last, False
-            more = cur.next()
-    return keys, last, True
-
-
-def _lease(data: DataDir, keys: list[bytes], runner: str, now: int, lease_ms: int) -> list[tuple[bytes, Payout]]:
-    """Lease those of ``keys`` still due, in one write transaction."""
-    leased = []
-    db = data.store.db("outbox")
-    with data.store.env.begin(write=True) as txn:
-        for key in keys:
-            raw = txn.get(key, db=db)
-            if raw is None:
-                continue
-            row = decode_payout(raw)
-            if not _due(row, now, runner):      # leased or confirmed by another runner since the snapshot
-                continue
-            row = _replace(row, state="sending", attempts=row.attempts + 1, lease_owner=runner,
-                           lease_expires_ms=now + lease_ms)
-            txn.put(key, encode(row), db=db)
-            leased.append((key, row))
-    return leased
-
-
-_replace = msgspec.structs.replace
-
-
-def _outbox_row(txn: lmdb.Transaction[bytes], key: bytes, db: Any) -> Payout:
-    """The outbox row of a send this runner leased: rows are never deleted."""
-    raw = txn.get(key, db=db)
-    if raw is None:
-        raise CorruptionError(f"outbox row {key.decode('utf-8', 'replace')!r} is missing")
-    return decode_payout(raw)
-
-
-def _renew(data: DataDir, keys: list[bytes], runner: str, now: int, lease_ms: int) -> set[bytes]:
-    """Extend our leases on ``keys`` (one write transaction); the keys still ours."""
-    kept = set()
-    db = data.store.db("outbox")
-    with data.store.env.begin(write=True) as txn:
-        for key in keys:
-            row = _outbox_row(txn, key, db)
-            if _holds(row, runner):
-                txn.put(key, encode(_replace(row, lease_expires_ms=now + lease_ms)), db=db)
-                kept.add(key)
-    return kept
-
-
-def _finish(data: DataDir, key: bytes, runner: str, **changes: Any) -> bool:
-    """Record a send's outcome (``changes``: Payout fields) and end the lease, if
-    the row is still ours."""
-    db = data.store.db("outbox")
-    with data.store.env.begin(write=True) as txn:
-        row = _outbox_row(txn, key, db)
-        if not _holds(row, runner):
-            return False
-        # lease_owner stays: who sent it last
-        txn.put(key, encode(_replace(row, lease_expires_ms=None, **changes)), db=db)
-    return True
+def _due_at(now: int, runner: str) -> outbox.Due:
+    """``_due`` at ``now`` for ``runner``, as the outbox's scan and lease take it."""
+    return lambda row: _due(row, now, runner)
 
 
 def run_payouts(data: DataDir, adapter: PayoutAdapter, *, rate_per_s: float = DEFAULT_RATE_PER_S,
@@ -289,11 +206,11 @@ def run_payouts(data: DataDir, adapter: PayoutAdapter, *, rate_per_s: float = DE
         limit = batch_size if left is None else min(batch_size, left)
         if limit <= 0:
             break
-        keys, after, at_end = _candidates(data, after, now_ms(), runner, limit)
+        keys, after, at_end = outbox.candidates(data, after, _due_at(now_ms(), runner), limit)
         if not keys:
             break
         now = now_ms()
-        batch = _lease(data, keys, runner, now, lease_ms)
+        batch = outbox.lease(data, keys, _due_at(now, runner), runner, now, lease_ms)
         _send_batch(data, adapter, batch, runner, now + lease_ms, lease_ms, pace, now_ms, counts)
     return counts
 
@@ -321,7 +238,7 @@ def _send_batch(data: DataDir, adapter: PayoutAdapter, batch: list[tuple[bytes, 
         now = now_ms()
         if now >= expires - lease_ms // 2:      # fell behind: renew the rest, so every send starts with half a lease
             rest = [k for k, _ in batch[i:] if k not in lost]
-            lost.update(set(rest) - _renew(data, rest, runner, now, lease_ms))
+            lost.update(set(rest) - outbox.renew(data, rest, runner, now, lease_ms))
             expires = now + lease_ms
         if key in lost:
             log.warning("payout %s: lease lost before sending; left to its new owner", row.key)
@@ -336,13 +253,13 @@ def _send_one(data: DataDir, adapter: PayoutAdapter, key: bytes, row: Payout, ru
         confirmation = adapter.send(to_json(row))
     except Exception as exc:  # any adapter failure: retry later with the same key
         backoff = BACKOFF_MS[min(row.attempts - 1, len(BACKOFF_MS) - 1)]
-        if not _finish(data, key, runner, state="failed", error=f"{type(exc).__name__}: {exc}"[:500],
+        if not outbox.finish(data, key, runner, state="failed", error=f"{type(exc).__name__}: {exc}"[:500],
                        next_attempt_ms=now_ms() + backoff):
             _log_taken_over(row)
         log.warning("payout %s failed (attempt %d): %s", row.key, row.attempts, exc)
         counts["failed"] += 1
         return
-    if not _finish(data, key, runner, state="confirmed", confirmation=confirmation, confirmed_ms=now_ms()):
+    if not outbox.finish(data, key, runner, state="confirmed", confirmation=confirmation, confirmed_ms=now_ms()):
         _log_taken_over(row)
     counts["confirmed"] += 1
 

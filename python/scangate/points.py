@@ -1,50 +1,34 @@
 """Points: per-actor balance and history, cumulative points for tiers, a monthly
 leaderboard, and redemption that cannot overdraw.
 
-Keys in the ``points`` database, built by ``scangate.state.layout`` (actor ids
-are UTF-8; "/" inside them is fine because each key kind has a fixed prefix and
-the actor ends the key); records from ``scangate.state.records``:
+The rules live here: what a month is (``period``, Asia/Shanghai), how the
+leaderboard ranks, when a redemption is refused. The records (b/ accounts, m/
+months, h/ history, r/ redemptions in the ``points`` database) and every read
+and write of them are scangate.state.points'; this module opens no transaction.
 
-    b/<actor>              balance and cumulative points earned (tiers read it):
-                           two signed 64-bit integers (``records.ACCOUNT``). Schema
-                           1 data could hold the balance alone here (8 bytes) and
-                           the points earned under e/<actor>; the migration to
-                           schema 2 rewrites every such b/ to 16 bytes and deletes
-                           e/, so neither form is read here (an 8-byte b/ is a
-                           CorruptionError: the data directory was not migrated)
-    m/<YYYY-MM>/<actor>    points earned in that month (Asia/Shanghai)
-    h/<actor>\\0<seq>       history entry: ``records.PointsEntry`` (delta, balance,
-                           reason, ref, at_ms) in msgpack; seq (64-bit) is the
-                           database's running history number, so an actor's entries
-                           sort in the order they were written
-    q                      the last history number given out
-    r/<request id>         a redemption's result (``records.RedemptionRecord``,
-                           idempotency)
-
-Writes here happen inside the caller's write transaction (redeem's own, or the
-one given to ``add_points``); the reward decision writes an award's points in
-its batch's transaction (scangate.decide.points), with the ledger entry and the
-budgets, so points, ledger and budgets always agree.
+Writes happen inside one write transaction (redeem's own, or the one given to
+``add_points``); the reward decision writes an award's points in its batch's
+transaction (scangate.decide.points), with the ledger entry and the budgets, so
+points, ledger and budgets always agree.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import itertools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
-
-import lmdb
 
 from .clock import now_ms
 from .datadir import DataDir
-from .errors import CorruptionError, InvalidArgument
+from .errors import InvalidArgument
 from .localtime import LocalClock
 from .results import Redemption
 from .state import layout
-from .state.records import (ACCOUNT, I64, U64, PointsEntry, RedemptionRecord, decode_points_entry,
-                            decode_redemption, encode, to_json)
-from .store import iter_prefix
+from .state import points as _state
+from .state.records import RedemptionRecord, to_json
+
+if TYPE_CHECKING:
+    from .state.points import Txn
 
 __all__ = [
     "PERIOD_ZONE",
@@ -55,6 +39,7 @@ __all__ = [
     "award_keys",
     "balance",
     "earned",
+    "earned_of",
     "history",
     "leaderboard",
     "parse_period",
@@ -62,22 +47,6 @@ __all__ = [
 ]
 
 PERIOD_ZONE = ZoneInfo("Asia/Shanghai")
-_NO_ACCOUNT = (0, 0)
-
-
-def _account(txn: lmdb.Transaction[bytes], db: Any, key: bytes) -> tuple[int, int]:
-    """(balance, earned) from the b/ record at ``key`` (``layout.account_key``).
-    Only the 16-byte form: the schema 2 migration rewrote every older 8-byte b/
-    (whose earned points were under e/), so another size is corruption."""
-    raw = txn.get(key, db=db)
-    if raw is None:
-        return _NO_ACCOUNT
-    if len(raw) != ACCOUNT.size:
-        actor = key[2:].decode("utf-8", "replace")
-        raise CorruptionError(f"points account {actor!r}: {len(raw)} bytes, not {ACCOUNT.size} "
-                              "(a schema 1 record: migrate the data directory)")
-    balance, earned = ACCOUNT.unpack(raw)
-    return balance, earned
 
 
 def period_of(at_ms: int) -> str:
@@ -106,88 +75,26 @@ def award_keys(actor: bytes, month: str) -> AwardKeys:
     return layout.account_key(actor), layout.month_key(month, actor), layout.history_prefix(actor)
 
 
-class PointsWriter:
-    """Points changes inside one write transaction (a redemption's, ``add_points``'):
+class PointsWriter(_state.PointsWriter):
+    """Points changes inside one write transaction (``add_points``', or a caller's):
     reads go through a cache that holds this writer's own changes, and the changed
     records are written once each by ``flush`` (before the commit). The reward
     decision writes its awards' points itself (scangate.decide.points, the same
     records)."""
 
-    __slots__ = ("_accounts", "_dirty", "_months", "_seq", "db", "txn")
-
-    def __init__(self, txn: lmdb.Transaction[bytes], db: Any):
-        self.txn, self.db = txn, db
-        self._accounts: dict[bytes, tuple[int, int]] = {}   # b/ key -> (balance, earned), read or changed
-        self._months: dict[bytes, int] = {}                  # m/ key -> the month's points, read or changed
-        self._dirty: dict[bytes, bytes] = {}
-        self._seq: int | None = None            # the last history number, once read
-
-    def _account(self, key: bytes) -> tuple[int, int]:
-        account = self._accounts.get(key)
-        if account is None:
-            account = self._accounts[key] = _account(self.txn, self.db, key)
-        return account
-
-    def _month(self, key: bytes) -> int:
-        value = self._months.get(key)
-        if value is None:
-            raw = self.txn.get(key, db=self.db)
-            value = self._months[key] = int(I64.unpack(raw)[0]) if raw else 0
-        return value
-
-    def balance(self, actor: str) -> int:
-        return self._account(layout.account_key(actor.encode()))[0]
-
-    def earned(self, actor: str) -> int:
-        return self._account(layout.account_key(actor.encode()))[1]
+    __slots__ = ()
 
     def add(self, actor: str, delta: int, reason: str, ref: str, at_ms: int, month: str = "") -> int:
         """Change an actor's balance; earning also counts towards the cumulative
         total and the month (``month``: period(at_ms), when the caller has it).
         Returns the new balance."""
-        a = actor.encode()
-        # no earning, no month: its key is never read nor written
-        keys = award_keys(a, month or period(at_ms)) if delta > 0 \
-            else (layout.account_key(a), b"", layout.history_prefix(a))
-        new = self._change(keys, delta)
-        self._history(keys[2], PointsEntry(delta, new, reason, ref, at_ms))
-        return new
-
-    def _change(self, keys: AwardKeys, delta: int) -> int:
-        """Add ``delta`` to the balance and, when it is positive, to the earned and
-        month totals; the new balance."""
-        key = keys[0]
-        balance, earned = self._account(key)
-        balance += delta
-        if delta > 0:
-            earned += delta
-            month_key = keys[1]
-            month = self._month(month_key) + delta
-            self._months[month_key], self._dirty[month_key] = month, I64.pack(month)
-        self._accounts[key], self._dirty[key] = (balance, earned), ACCOUNT.pack(balance, earned)
-        return balance
-
-    def _history(self, prefix: bytes, entry: PointsEntry) -> None:
-        """Append a history entry under the next history number."""
-        number = self._seq
-        if number is None:
-            raw = self.txn.get(layout.HISTORY_SEQ, db=self.db)
-            number = int(U64.unpack(raw)[0]) if raw else 0
-        self._seq = number = number + 1
-        self._dirty[prefix + U64.pack(number)] = encode(entry)
-
-    def flush(self) -> None:
-        if self._seq is not None:
-            self._dirty[layout.HISTORY_SEQ] = U64.pack(self._seq)
-        if self._dirty:
-            self.txn.cursor(db=self.db).putmulti(list(self._dirty.items()))
-            self._dirty.clear()
+        return super().add(actor, delta, reason, ref, at_ms, month or (period(at_ms) if delta > 0 else ""))
 
 
-def add_points(txn: lmdb.Transaction[bytes], db: Any, actor: str, delta: int, reason: str, ref: str,
-               at_ms: int) -> int:
-    """Change an actor's balance inside ``txn``; earning also counts towards the
-    cumulative total and the month. Returns the new balance."""
+def add_points(txn: Txn, db: Any, actor: str, delta: int, reason: str, ref: str, at_ms: int) -> int:
+    """Change an actor's balance inside ``txn`` (the ``points`` database ``db``);
+    earning also counts towards the cumulative total and the month. Returns the
+    new balance."""
     writer = PointsWriter(txn, db)
     new = writer.add(actor, delta, reason, ref, at_ms)
     writer.flush()
@@ -195,20 +102,24 @@ def add_points(txn: lmdb.Transaction[bytes], db: Any, actor: str, delta: int, re
 
 
 def balance(data: DataDir, actor: str) -> int:
-    with data.store.env.begin() as txn:
-        return _account(txn, data.store.db("points"), layout.account_key(actor.encode()))[0]
+    return _state.account(data, actor)[0]
 
 
-def earned(txn: lmdb.Transaction[bytes], db: Any, actor: str) -> int:
-    return _account(txn, db, layout.account_key(actor.encode()))[1]
+def earned_of(data: DataDir, actor: str) -> int:
+    """The points ``actor`` has earned in all (redeeming does not lower it): what
+    store tiers read."""
+    return _state.account(data, actor)[1]
+
+
+def earned(txn: Txn, db: Any, actor: str) -> int:
+    """``earned_of`` inside a caller's transaction (``db``: the ``points`` database)."""
+    return _state.read_account(txn, db, layout.account_key(actor.encode()))[1]
 
 
 def history(data: DataDir, actor: str, limit: int = 100) -> list[dict[str, Any]]:
     """An actor's first ``limit`` history entries, oldest first, each the dict
     {delta, balance, reason, ref, at_ms}."""
-    with data.store.env.begin() as txn:
-        rows = iter_prefix(txn, data.store.db("points"), layout.history_prefix(actor.encode()))
-        return [to_json(decode_points_entry(v)) for _, v in itertools.islice(rows, limit)]
+    return [to_json(entry) for entry in _state.history(data, actor, limit)]
 
 
 def parse_period(text: str) -> str:
@@ -227,9 +138,7 @@ def parse_period(text: str) -> str:
 def leaderboard(data: DataDir, period: str, top: int = 10, actor: str | None = None) -> dict[str, Any]:
     """The month's top ``top`` actors by points earned, and ``actor``'s own rank."""
     period = parse_period(period)
-    with data.store.env.begin() as txn:
-        rows = [(k.decode(), int(I64.unpack(v)[0]))
-                for k, v in iter_prefix(txn, data.store.db("points"), layout.month_prefix(period))]
+    rows = _state.month_rows(data, period)
     rows.sort(key=lambda r: (-r[1], r[0]))   # ties: by actor id, so ranks are stable
     result: dict[str, Any] = {"period": period, "top": [{"rank": i + 1, "actor": a, "points": p}
                                                          for i, (a, p) in enumerate(rows[:top])]}
@@ -248,20 +157,13 @@ def redeem(data: DataDir, actor: str, points: int, request_id: str, note: str = 
         raise InvalidArgument(f"points: must be positive, not {points}")
     if not request_id or len(request_id) > 128:
         raise InvalidArgument("request_id: 1 to 128 characters")
-    db = data.store.db("points")
-    key = layout.redemption_key(request_id)
-    with data.store.env.begin(write=True) as txn:
-        done = txn.get(key, db=db)
-        if done is not None:
-            return Redemption(**to_json(decode_redemption(done)))
-        writer = PointsWriter(txn, db)
+
+    def spend(writer: _state.PointsWriter) -> RedemptionRecord:
+        # decided in the redemption's write transaction: the balance read is the one changed
         have = writer.balance(actor)
         if have < points:
-            result = Redemption(request_id, actor, points, False, have, "insufficient_points")
-        else:
-            new = writer.add(actor, -points, "redeem", note or request_id, now_ms())
-            writer.flush()
-            result = Redemption(request_id, actor, points, True, new, None)
-        txn.put(key, encode(RedemptionRecord(result.request_id, result.actor, result.points, result.ok,
-                                             result.balance, result.reason)), db=db)
-    return result
+            return RedemptionRecord(request_id, actor, points, False, have, "insufficient_points")
+        new = writer.add(actor, -points, "redeem", note or request_id, now_ms())
+        return RedemptionRecord(request_id, actor, points, True, new, None)
+
+    return Redemption(**to_json(_state.redeem(data, request_id, spend)))

@@ -1,0 +1,185 @@
+"""The points records: reads and writes of the ``points`` database (the rules of
+points, periods and redemption are scangate.points').
+
+Keys (``scangate.state.layout``; actor ids are UTF-8, and "/" inside them is fine
+because each key kind has a fixed prefix and the actor ends the key); records
+from ``scangate.state.records``:
+
+    b/<actor>              balance and cumulative points earned (tiers read it):
+                           two signed 64-bit integers (``records.ACCOUNT``). Schema
+                           1 data could hold the balance alone here (8 bytes) and
+                           the points earned under e/<actor>; the migration to
+                           schema 2 rewrites every such b/ to 16 bytes and deletes
+                           e/, so neither form is read here (an 8-byte b/ is a
+                           CorruptionError: the data directory was not migrated)
+    m/<YYYY-MM>/<actor>    points earned in that month (Asia/Shanghai)
+    h/<actor>\\0<seq>       history entry: ``records.PointsEntry`` (delta, balance,
+                           reason, ref, at_ms) in msgpack; seq (64-bit) is the
+                           database's running history number, so an actor's entries
+                           sort in the order they were written
+    q                      the last history number given out
+    r/<request id>         a redemption's result (``records.RedemptionRecord``,
+                           idempotency)
+
+Writes happen inside one write transaction (``redeem``'s own, or the one given
+to ``PointsWriter``); the reward decision writes an award's points in its
+batch's transaction (scangate.state.batch), with the ledger entry and the
+budgets, so points, ledger and budgets always agree.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from typing import Any, TypeAlias
+
+import lmdb
+
+from ..datadir import DataDir
+from ..errors import CorruptionError
+from ..store import iter_prefix
+from . import layout
+from .records import (ACCOUNT, I64, U64, PointsEntry, RedemptionRecord, decode_points_entry, decode_redemption,
+                      encode)
+
+__all__ = ["PointsWriter", "Txn", "account", "history", "month_rows", "read_account", "redeem"]
+
+# what a caller that brings its own transaction holds (a string: lmdb's classes
+# are generic only in its stubs)
+Txn: TypeAlias = "lmdb.Transaction[bytes]"
+
+_NO_ACCOUNT = (0, 0)
+
+
+def read_account(txn: Txn, db: Any, key: bytes) -> tuple[int, int]:
+    """(balance, earned) from the b/ record at ``key`` (``layout.account_key``).
+    Only the 16-byte form: the schema 2 migration rewrote every older 8-byte b/
+    (whose earned points were under e/), so another size is corruption."""
+    raw = txn.get(key, db=db)
+    if raw is None:
+        return _NO_ACCOUNT
+    if len(raw) != ACCOUNT.size:
+        actor = key[2:].decode("utf-8", "replace")
+        raise CorruptionError(f"points account {actor!r}: {len(raw)} bytes, not {ACCOUNT.size} "
+                              "(a schema 1 record: migrate the data directory)")
+    balance, earned = ACCOUNT.unpack(raw)
+    return balance, earned
+
+
+def account(data: DataDir, actor: str) -> tuple[int, int]:
+    """An actor's (balance, cumulative points earned); (0, 0) without an account."""
+    with data.store.env.begin() as txn:
+        return read_account(txn, data.store.db("points"), layout.account_key(actor.encode()))
+
+
+def history(data: DataDir, actor: str, limit: int) -> list[PointsEntry]:
+    """An actor's first ``limit`` history entries, oldest first."""
+    with data.store.env.begin() as txn:
+        rows = iter_prefix(txn, data.store.db("points"), layout.history_prefix(actor.encode()))
+        return [decode_points_entry(v) for _, v in itertools.islice(rows, limit)]
+
+
+def month_rows(data: DataDir, period: str) -> list[tuple[str, int]]:
+    """(actor, points earned) of every actor who earned in ``period`` (YYYY-MM,
+    checked by the caller), in key order."""
+    with data.store.env.begin() as txn:
+        return [(k.decode(), int(I64.unpack(v)[0]))
+                for k, v in iter_prefix(txn, data.store.db("points"), layout.month_prefix(period))]
+
+
+class PointsWriter:
+    """Points changes inside one write transaction (a redemption's, ``add_points``'):
+    reads go through a cache that holds this writer's own changes, and the changed
+    records are written once each by ``flush`` (before the commit). The reward
+    decision writes its awards' points itself (scangate.decide.points, the same
+    records)."""
+
+    __slots__ = ("_accounts", "_dirty", "_months", "_seq", "db", "txn")
+
+    def __init__(self, txn: Txn, db: Any):
+        self.txn, self.db = txn, db
+        self._accounts: dict[bytes, tuple[int, int]] = {}   # b/ key -> (balance, earned), read or changed
+        self._months: dict[bytes, int] = {}                  # m/ key -> the month's points, read or changed
+        self._dirty: dict[bytes, bytes] = {}
+        self._seq: int | None = None            # the last history number, once read
+
+    def _account(self, key: bytes) -> tuple[int, int]:
+        account = self._accounts.get(key)
+        if account is None:
+            account = self._accounts[key] = read_account(self.txn, self.db, key)
+        return account
+
+    def _month(self, key: bytes) -> int:
+        value = self._months.get(key)
+        if value is None:
+            raw = self.txn.get(key, db=self.db)
+            value = self._months[key] = int(I64.unpack(raw)[0]) if raw else 0
+        return value
+
+    def balance(self, actor: str) -> int:
+        return self._account(layout.account_key(actor.encode()))[0]
+
+    def earned(self, actor: str) -> int:
+        return self._account(layout.account_key(actor.encode()))[1]
+
+    def add(self, actor: str, delta: int, reason: str, ref: str, at_ms: int, month: str = "") -> int:
+        """Change an actor's balance; earning also counts towards the cumulative
+        total and ``month`` (YYYY-MM: scangate.points.period(at_ms), which
+        scangate.points.PointsWriter fills in). Returns the new balance."""
+        a = actor.encode()
+        if delta > 0:
+            if not month:
+                raise ValueError("month: required when points are earned (the m/ record it counts in)")
+            month_key = layout.month_key(month, a)
+        else:
+            month_key = b""     # no earning, no month: its key is never read nor written
+        new = self._change(layout.account_key(a), month_key, delta)
+        self._history(layout.history_prefix(a), PointsEntry(delta, new, reason, ref, at_ms))
+        return new
+
+    def _change(self, key: bytes, month_key: bytes, delta: int) -> int:
+        """Add ``delta`` to the balance and, when it is positive, to the earned and
+        month totals; the new balance."""
+        balance, earned = self._account(key)
+        balance += delta
+        if delta > 0:
+            earned += delta
+            month = self._month(month_key) + delta
+            self._months[month_key], self._dirty[month_key] = month, I64.pack(month)
+        self._accounts[key], self._dirty[key] = (balance, earned), ACCOUNT.pack(balance, earned)
+        return balance
+
+    def _history(self, prefix: bytes, entry: PointsEntry) -> None:
+        """Append a history entry under the next history number."""
+        number = self._seq
+        if number is None:
+            raw = self.txn.get(layout.HISTORY_SEQ, db=self.db)
+            number = int(U64.unpack(raw)[0]) if raw else 0
+        self._seq = number = number + 1
+        self._dirty[prefix + U64.pack(number)] = encode(entry)
+
+    def flush(self) -> None:
+        if self._seq is not None:
+            self._dirty[layout.HISTORY_SEQ] = U64.pack(self._seq)
+        if self._dirty:
+            self.txn.cursor(db=self.db).putmulti(list(self._dirty.items()))
+            self._dirty.clear()
+
+
+def redeem(data: DataDir, request_id: str, spend: Callable[[PointsWriter], RedemptionRecord]
+           ) -> RedemptionRecord:
+    """The redemption stored under ``request_id`` if there is one (a retry spends
+    nothing more); else ``spend``'s, decided and written in one write transaction
+    with the points it changed, so the balance it read is the balance it changes.
+    An exception from ``spend`` aborts the transaction: nothing is written."""
+    db = data.store.db("points")
+    key = layout.redemption_key(request_id)
+    with data.store.env.begin(write=True) as txn:
+        done = txn.get(key, db=db)
+        if done is not None:
+            return decode_redemption(done)
+        writer = PointsWriter(txn, db)
+        record = spend(writer)
+        writer.flush()
+        txn.put(key, encode(record), db=db)
+    return record
