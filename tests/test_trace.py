@@ -1,8 +1,13 @@
 """Trace: linkage CSV validated whole (one bad row in a million applies nothing),
-re-packing, EPCIS aggregation semantics, GS1's own documents, shipments, dealers."""
+re-packing, EPCIS aggregation semantics, GS1's own documents, shipments, dealers;
+the records' bytes; every test on both trace paths (scangate.state.trace.TRACE_PATH)."""
 from __future__ import annotations
 
 import json
+import os
+import struct
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,8 +19,10 @@ import pytest
 import scangate
 from scangate import _core, ingest
 from scangate.epcis import load_schema
-from scangate.errors import BatchRejected, Problem
-from scangate.trace import TraceStore
+from scangate.errors import BatchRejected, InvalidArgument, NotFound, Problem
+from scangate.state import trace as trace_state
+from scangate.trace import Shipment, TraceStore
+from scangate.verdicts import Scan, decide_verdicts
 
 try:
     from gs1_fixtures import FIXTURES, needs_fixtures, require_fixtures
@@ -28,6 +35,16 @@ except ImportError:  # run as the tests package
 FIXTURE_NAMES = sorted(p.name for p in FIXTURES.glob("*.jsonld")) if FIXTURES.is_dir() else []
 ALPHABET = _core.ALPHABET.decode() if isinstance(_core.ALPHABET, bytes) else str(_core.ALPHABET)
 TRACE_DBS = (b"links", b"children", b"dealers", b"shipped", b"ship_log")
+
+
+@pytest.fixture(autouse=True, params=trace_state.TRACE_PATHS)
+def trace_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test here runs on both trace paths: every batch with Python ints
+    ("small"), every batch with numpy ("array"); in this process and in the ones
+    it starts (SCANGATE_TRACE_PATH). The same in tests/test_trace_scale.py."""
+    monkeypatch.setattr(trace_state, "TRACE_PATH", request.param)
+    monkeypatch.setenv(trace_state.TRACE_PATH_ENV, request.param)
+    return str(request.param)
 
 
 # ------------------------------------------------------------------ helpers
@@ -71,6 +88,7 @@ def csv(rows: list[tuple[str, str]], header: bool = True) -> bytes:
 
 URL = "https://scn.example.com/{}".format
 T0 = "2024-05-01T10:00:00Z"
+T0_MS = 1_714_557_600_000
 
 
 def event(etype: str, **fields: Any) -> dict[str, Any]:
@@ -684,3 +702,149 @@ def test_link_csv_accepts_a_byte_order_mark(data_dir: scangate.DataDir) -> None:
     c = case.as_strings()[0]
     report = ingest.link_csv(data_dir, ("\ufeffparent,child\n" + f"{c},{it[0]}\n{c},{it[1]}\n").encode(), "f.csv")
     assert report.added == 2
+
+
+def test_epcis_destination_that_is_no_dealer_id_says_why(packed: Packed) -> None:
+    before = db_snapshot(packed.dd)
+    long_id = "D" * 129
+    with pytest.raises(BatchRejected) as info:
+        ingest.apply_epcis(packed.dd, document(shipping([packed.pallets[0]], long_id)), "e.json")
+    assert info.value.problems == [Problem("e.json:epcisBody.eventList[0].destinationList", "destination",
+                                           f"'{'D' * 40}'... is not a dealer id: 129 characters, at most 128")]
+    assert db_snapshot(packed.dd) == before
+
+
+# ------------------------------------------------------------------ uploads through the state layer
+def test_link_rows_apply_their_segments_in_order(packed: Packed) -> None:
+    """The gRPC upload: rows cut into segments (a child again, an unpack-all row),
+    applied in one transaction by scangate.state.trace.apply_trace_steps."""
+    it, cs = packed.items, packed.cases
+    report = ingest.link_rows(packed.dd, [cs[2], cs[1], cs[2], cs[0], cs[0]], [it[0], it[20], it[0], "", it[1]],
+                              ["ADD", "DELETE", "DELETE", "DELETE", "ADD"], "rows")
+    # item 0 into case 2 and out again; item 20 out of case 1; case 0 unpacked (items
+    # 1..19: item 0 had left it), then item 1 back into it
+    assert (report.rows, report.added, report.removed, report.parents) == (5, 2, 21, 3)
+    case, pallet = (int(x) for x in packed.case_serials[:2]), int(packed.pallet_serials[0])
+    c0, c1 = case
+    anc = packed.ts.ancestors(packed.item_serials).tolist()
+    assert anc[0] == [0, 0] and anc[1] == [c0, pallet] and anc[2:21] == [[0, 0]] * 19
+    assert anc[21:] == [[c1, pallet]] * 19
+    assert packed.ts.children_of(c0).tolist() == [int(packed.item_serials[1])]
+    assert packed.ts.children_of(c1).tolist() == packed.item_serials[21:].tolist()
+    assert len(packed.ts.children_of(int(packed.case_serials[2]))) == 0
+
+
+def test_trace_steps_apply_all_or_nothing(packed: Packed) -> None:
+    case2, item0, pallet0 = int(packed.case_serials[2]), int(packed.item_serials[0]), int(packed.pallet_serials[0])
+    link = trace_state.LinkStep(np.array([case2], np.uint64), np.array([item0], np.uint64),
+                                np.array([trace_state.ADD], np.uint8))
+    before = db_snapshot(packed.dd)
+    # the link step is applied inside the transaction, then a shipment fails it: nothing stays
+    with pytest.raises(NotFound, match="dealer 'NOBODY' is not loaded"):
+        trace_state.apply_trace_steps(packed.dd.store, [link, trace_state.ShipStep((Shipment(pallet0, "NOBODY",
+                                                                                             T0_MS),))])
+    assert db_snapshot(packed.dd) == before
+    ingest.load_dealers_csv(packed.dd, b"dealer_id,name,territory\nD1,One,44\n")
+    before = db_snapshot(packed.dd)
+    with pytest.raises(InvalidArgument, match="shipped_at_ms: 4102444800000 ms is outside"):
+        trace_state.apply_trace_steps(packed.dd.store, [link, trace_state.ShipStep((
+            Shipment(pallet0, "D1", T0_MS), Shipment(pallet0, "D1", trace_state.MAX_TIME_MS)))])
+    assert db_snapshot(packed.dd) == before
+    result = trace_state.apply_trace_steps(packed.dd.store, [link, trace_state.ShipStep((Shipment(pallet0, "D1",
+                                                                                                  T0_MS),))])
+    assert result == {"added": 1, "removed": 0, "shipments": 1}
+    chain = packed.ts.trace(packed.item_serials[[0, 1]])
+    assert [c.ancestors for c in chain] == [(case2,), (int(packed.case_serials[0]), pallet0)]
+    assert chain[0].shipment is None and chain[1].shipment == Shipment(pallet0, "D1", T0_MS)
+
+
+def test_dealer_lookup_of_ids_no_dealer_can_have(shipped: Packed) -> None:
+    ts = shipped.ts
+    assert ts.dealer(" D1 ") == ts.dealer("D1") is not None     # white space around an id, as the loaders strip it
+    for no_id in ("", "   ", "D\udc80", "D" * 600, "D9"):
+        assert ts.dealer(no_id) is None, no_id
+    with pytest.raises(NotFound, match="is not loaded"):
+        ts.record_shipments([Shipment(int(shipped.pallet_serials[0]), "D\udc80", T0_MS)])
+    assert db_entries(shipped.dd)["shipped"] == 0
+
+
+# ------------------------------------------------------------------ the records' bytes
+def test_records_keep_their_bytes(shipped: Packed) -> None:
+    """The trace records are byte for byte what schema 1 wrote: the move into
+    scangate.state.trace changed no format. Expected bytes built here, by hand."""
+    ingest.ship_csv(shipped.dd, f"unit,dealer_id,shipped_at,shipment_id\n{shipped.pallets[0]},D1,{T0},S1\n"
+                    .encode())
+    snap = db_snapshot(shipped.dd)
+    key7 = lambda n: int(n).to_bytes(7, "big")  # noqa: E731
+    items, cases, pallets = (a.tolist() for a in (shipped.item_serials, shipped.case_serials, shipped.pallet_serials))
+    parent_of = {**{s: cases[i // 20] for i, s in enumerate(items)}, cases[0]: pallets[0], cases[1]: pallets[0]}
+    buckets: dict[int, list[int]] = {}
+    for child, parent in parent_of.items():
+        buckets.setdefault(child >> 3, [0] * 8)[child & 7] = parent
+    assert snap["links"] == [(key7(b), b"".join(map(key7, slots))) for b, slots in sorted(buckets.items())]
+    assert snap["children"] == [(key7(cases[0]), b"".join(map(key7, items[:20]))),
+                                (key7(cases[1]), b"".join(map(key7, items[20:]))),
+                                (key7(pallets[0]), key7(cases[0]) + key7(cases[1]))]
+    assert snap["dealers"] == [
+        (b"D1", b'{"dealer_id": "D1", "name": "\\u5e7f\\u5dde\\u4e00\\u53f7", "territory": ["4401"]}'),
+        (b"D2", b'{"dealer_id": "D2", "name": "Chengdu Two", "territory": ["51"]}'),
+        (b"D3", b'{"dealer_id": "D3", "name": "Three", "territory": ["11", "12"]}'),
+    ]
+    shipment = b'{"unit": %d, "dealer_id": "D1", "shipped_at_ms": %d, "shipment_id": "S1"}' % (pallets[0], T0_MS)
+    assert snap["shipped"] == [(key7(pallets[0]), shipment)]
+    assert snap["ship_log"] == [(key7(pallets[0]) + struct.pack(">q", T0_MS), shipment)]
+
+
+# ------------------------------------------------------------------ the two trace paths
+def test_each_trace_path_is_taken(shipped: Packed, trace_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """TRACE_PATH really chooses the path (calls counted), for a trace and for the
+    verdict engine's read; unset, the batch's size chooses it."""
+    ingest.ship_csv(shipped.dd, f"unit,dealer_id,shipped_at\n{shipped.pallets[0]},D1,{T0}\n".encode())
+    calls = {"small": 0, "array": 0}
+    small, array = TraceStore._parents_small, TraceStore.ancestors
+
+    def counted_small(self: TraceStore, serials: list[int], txn: Any) -> list[int]:
+        calls["small"] += 1
+        return small(self, serials, txn)
+
+    def counted_array(self: TraceStore, serials: np.ndarray, txn: Any = None) -> np.ndarray:
+        calls["array"] += 1
+        return array(self, serials, txn)
+
+    monkeypatch.setattr(TraceStore, "_parents_small", counted_small)
+    monkeypatch.setattr(TraceStore, "ancestors", counted_array)
+    # parents then grandparents: two small calls, or one ancestors call
+    expected = {"small": 2, "array": 0} if trace_path == "small" else {"small": 0, "array": 1}
+    up = (int(shipped.case_serials[0]), int(shipped.pallet_serials[0]))
+    chains = shipped.ts.trace(shipped.item_serials[[0, 1]])
+    assert [(c.ancestors, c.dealer.dealer_id if c.dealer else None) for c in chains] == [(up, "D1")] * 2
+    assert calls == expected
+    calls.update(small=0, array=0)
+    verdict = decide_verdicts(shipped.dd, [Scan(shipped.items[0], "u1", region=440106, time_ms=T0_MS + 3_600_000)])[0]
+    assert verdict.evidence["trace"]["dealer_id"] == "D1"
+    assert verdict.evidence["trace"]["shipped_unit"] == int(shipped.pallet_serials[0])
+    assert calls == expected
+    # unset: up to SMALL_BATCH serials the small path, more the array path
+    monkeypatch.setattr(trace_state, "TRACE_PATH", None)
+    for n, path in ((1, "small"), (trace_state.SMALL_BATCH, "small"), (trace_state.SMALL_BATCH + 1, "array")):
+        calls.update(small=0, array=0)
+        chains = shipped.ts.trace(np.resize(shipped.item_serials[:20], n))
+        assert len(chains) == n and all(c.ancestors == up and c.dealer is not None for c in chains)
+        assert calls == ({"small": 2, "array": 0} if path == "small" else {"small": 0, "array": 1}), n
+
+
+def test_a_wrong_trace_path_is_refused(packed: Packed, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(trace_state, "TRACE_PATH", "fast")
+    with pytest.raises(InvalidArgument, match=r"TRACE_PATH: 'fast' is not one of small, array or None"):
+        packed.ts.trace(packed.item_serials[:1])
+    # from the environment, read when the module is imported: a wrong value stops the import
+    script = "import scangate.trace, scangate.state.trace as t; print(t.TRACE_PATH)"
+
+    def run(value: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-c", script], env={**os.environ, trace_state.TRACE_PATH_ENV: value},
+                              cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
+
+    bad = run("fast")
+    assert bad.returncode == 1
+    assert "SCANGATE_TRACE_PATH: 'fast' is not one of small, array (or unset)" in bad.stderr
+    assert [run(v).stdout for v in ("small", "array", "")] == ["small\n", "array\n", "None\n"]

@@ -1,6 +1,8 @@
 """Trace at full scale: 10 million bottles in 500,000 cases on 10,000 pallets,
 linked from one CSV through the CLI, shipped to 100 dealers, every bottle traced
-in vectorised form; then verdicts on a sample and an EPCIS re-pack."""
+in vectorised form; then verdicts on a sample and an EPCIS re-pack. On both trace
+paths (scangate.state.trace.TRACE_PATH): the small path then reads a 10,000-pallet
+and a 2,000-scan batch, the array path a 500-bottle trace."""
 from __future__ import annotations
 
 import json
@@ -13,6 +15,7 @@ import pytest
 import scangate
 from scangate import ingest
 from scangate.geo import default_index
+from scangate.state import trace as trace_state
 from scangate.trace import TraceStore
 from scangate.verdicts import Reason, Scan, Verdict, decide_verdicts
 
@@ -24,6 +27,15 @@ PER_PALLET = N_CASES // N_PALLETS    # 50
 N_DEALERS = 100
 SAMPLE = 2_000
 CODE = 29
+
+
+@pytest.fixture(autouse=True, params=trace_state.TRACE_PATHS)
+def trace_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each test here runs on both trace paths, in this process and in the CLI
+    processes it starts (as in tests/test_trace.py)."""
+    monkeypatch.setattr(trace_state, "TRACE_PATH", request.param)
+    monkeypatch.setenv(trace_state.TRACE_PATH_ENV, request.param)
+    return str(request.param)
 
 
 def csv_rows(parents: np.ndarray, children: np.ndarray) -> np.ndarray:
@@ -55,7 +67,7 @@ def territories() -> list[str]:
 
 
 @pytest.mark.slow
-def test_ten_million_bottles_trace_to_their_dealers(tmp_path: Path, run_cli) -> None:
+def test_ten_million_bottles_trace_to_their_dealers(tmp_path: Path, run_cli, trace_path: str) -> None:
     t0 = time.perf_counter()
     root = tmp_path / "data"
     rng = np.random.default_rng(20240601)
@@ -248,8 +260,8 @@ def test_ten_million_bottles_trace_to_their_dealers(tmp_path: Path, run_cli) -> 
         assert v_old.verdict is Verdict.DIVERTED, v_old
         assert v_old.evidence["diversion"]["dealer_id"] == f"D{pallet_dealer[new_pallet]:03d}"
     t_end = time.perf_counter()
-    print(f"timings: issue+csv {t_csv - t0:.1f}s, link (CLI) {t_link - t_csv:.1f}s, dealers+ship "
-          f"{t_ship - t_link:.1f}s, trace all {t_trace - t_ship:.1f}s, {SAMPLE} verdicts "
+    print(f"timings ({trace_path} trace path): issue+csv {t_csv - t0:.1f}s, link (CLI) {t_link - t_csv:.1f}s, "
+          f"dealers+ship {t_ship - t_link:.1f}s, trace all {t_trace - t_ship:.1f}s, {SAMPLE} verdicts "
           f"{t_verdicts - t_trace:.1f}s, epcis+rest {t_end - t_verdicts:.1f}s, total {t_end - t0:.1f}s; "
           f"peak RSS here {_peak_rss_mb():.0f} MB, CLI {_peak_child_rss_mb():.0f} MB")
 

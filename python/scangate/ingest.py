@@ -32,9 +32,10 @@ from .datadir import DataDir, VerifyResult
 from .enums import CodeStatus, Level
 from .errors import BatchRejected, InvalidArgument, Problem
 from .results import EpcisReport, LinkReport
+from .state.trace import ADD, DELETE, LinkStep, Shipment, ShipStep, TraceStore, apply_trace_steps
 from .trace import (
-    ADD, DELETE, MAX_NAME, MAX_SHIPMENT_ID, Dealer, Shipment, TraceStore, check_dealer_id, check_territory,
-    check_text, check_time_ms, level_allows, parse_time_ms, quote,
+    MAX_NAME, MAX_SHIPMENT_ID, Dealer, check_dealer_id, check_territory, check_text, check_time_ms, level_allows,
+    parse_time_ms, quote,
 )
 
 __all__ = [
@@ -346,41 +347,38 @@ def link_rows(data: DataDir, parents: Sequence[str], children: Sequence[str], ac
             problems.append(Problem(f"links[{i}]", "child", f"child already put into another parent in links[{seen[1]}]"))
     if problems:
         raise BatchRejected(source, problems)
-    trace = TraceStore(data.store)
-    added = removed = 0
     parents_touched: set[int] = set()
     # rows go to apply_links in segments, in order: a segment ends before an
-    # unpack-all row and before a child it already holds (one action per child)
-    with data.store.env.begin(write=True) as txn:
-        seg: list[tuple[int, int, int]] = []
-        held: set[int] = set()
+    # unpack-all row and before a child it already holds (one action per child);
+    # the state layer applies them all in one transaction
+    steps: list[LinkStep | ShipStep] = []
+    seg: list[tuple[int, int, int]] = []
+    held: set[int] = set()
 
-        def flush(unpack: tuple[int, ...] = ()) -> None:
-            nonlocal added, removed
-            arr = np.array(seg, np.uint64).reshape(-1, 3)
-            result = trace.apply_links(arr[:, 0], arr[:, 1], arr[:, 2].astype(np.uint8), unpack_all=unpack, txn=txn)
-            added += result["added"]
-            removed += result["removed"]
-            seg.clear()
-            held.clear()
+    def cut(unpack: tuple[int, ...] = ()) -> None:
+        arr = np.array(seg, np.uint64).reshape(-1, 3)
+        steps.append(LinkStep(arr[:, 0], arr[:, 1], arr[:, 2].astype(np.uint8), unpack))
+        seg.clear()
+        held.clear()
 
-        for i in range(n):
-            parent = int(checks.serial[parent_idx[i]])
-            parents_touched.add(parent)
-            c = where_of[i]
-            if c < 0:
-                if seg:
-                    flush()
-                flush((parent,))
-                continue
-            child = int(checks.serial[c])
-            if child in held:
-                flush()
-            seg.append((parent, child, ADD if actions[i] == "ADD" else DELETE))
-            held.add(child)
-        if seg:
-            flush()
-    return LinkReport(n, added, removed, len(parents_touched))
+    for i in range(n):
+        parent = int(checks.serial[parent_idx[i]])
+        parents_touched.add(parent)
+        c = where_of[i]
+        if c < 0:
+            if seg:
+                cut()
+            cut((parent,))
+            continue
+        child = int(checks.serial[c])
+        if child in held:
+            cut()
+        seg.append((parent, child, ADD if actions[i] == "ADD" else DELETE))
+        held.add(child)
+    if seg:
+        cut()
+    result = apply_trace_steps(data.store, steps)
+    return LinkReport(n, result["added"], result["removed"], len(parents_touched))
 
 
 def apply_epcis(data: DataDir, content: bytes | str, source: str = "input",
@@ -427,7 +425,7 @@ def apply_epcis(data: DataDir, content: bytes | str, source: str = "input",
         if isinstance(op, epcis.ShipmentOp):
             if op.destination not in known_dealers:
                 try:
-                    loaded = trace.dealer(op.destination) is not None
+                    loaded = trace.dealer(check_dealer_id(op.destination)) is not None
                     known_dealers[op.destination] = None if loaded else "is not a loaded dealer id"
                 except InvalidArgument as exc:   # not a dealer id at all: say why
                     known_dealers[op.destination] = f"is not a dealer id: {str(exc).split(': ', 1)[-1]}"
@@ -450,27 +448,23 @@ def apply_epcis(data: DataDir, content: bytes | str, source: str = "input",
         assert checks is not None
         return int(checks.serial[slots[(op_i, role, pos)]])
 
-    added = removed = aggregations = shipments = 0
-    with data.store.env.begin(write=True) as txn:
-        for i, op in enumerate(parsed.ops):
-            if isinstance(op, epcis.ShipmentOp):
-                at = parse_time_ms(op.event_time, "eventTime")   # checked by the parser: cannot raise
-                trace.record_shipments([Shipment(serial(i, "unit", j), op.destination, at,
-                                                 f"epcis:{op.event_index}")
-                                        for j in range(len(op.units))], txn=txn)
-                shipments += len(op.units)
-                continue
-            aggregations += 1
-            if op.action == "OBSERVE":
-                continue
-            parent = serial(i, "parent", 0)
-            kids = np.array([serial(i, "child", j) for j in range(len(op.children))], np.uint64)
-            action = ADD if op.action == "ADD" else DELETE
-            result = trace.apply_links(np.full(len(kids), parent, np.uint64), kids,
-                                       np.full(len(kids), action, np.uint8),
-                                       unpack_all=[parent] if action == DELETE and not len(kids) else (),
-                                       txn=txn)
-            added += result["added"]
-            removed += result["removed"]
-    return EpcisReport(len(parsed.ops) + len(parsed.skipped), aggregations, shipments, added, removed,
-                       len(parsed.skipped))
+    # the events in document order, applied by the state layer in one transaction
+    steps: list[LinkStep | ShipStep] = []
+    aggregations = 0
+    for i, op in enumerate(parsed.ops):
+        if isinstance(op, epcis.ShipmentOp):
+            at = parse_time_ms(op.event_time, "eventTime")   # checked by the parser: cannot raise
+            steps.append(ShipStep(tuple(Shipment(serial(i, "unit", j), op.destination, at, f"epcis:{op.event_index}")
+                                        for j in range(len(op.units)))))
+            continue
+        aggregations += 1
+        if op.action == "OBSERVE":
+            continue
+        parent = serial(i, "parent", 0)
+        kids = np.array([serial(i, "child", j) for j in range(len(op.children))], np.uint64)
+        action = ADD if op.action == "ADD" else DELETE
+        steps.append(LinkStep(np.full(len(kids), parent, np.uint64), kids, np.full(len(kids), action, np.uint8),
+                              (parent,) if action == DELETE and not len(kids) else ()))
+    result = apply_trace_steps(data.store, steps)
+    return EpcisReport(len(parsed.ops) + len(parsed.skipped), aggregations, result["shipments"], result["added"],
+                       result["removed"], len(parsed.skipped))

@@ -1,152 +1,66 @@
-"""Trace state in LMDB: bottle -> case -> pallet linkage, dealers, shipments.
+"""Trace: bottle -> case -> pallet linkage, dealers and shipments; the rules.
 
-Layout (all keys big-endian, so related records sit together and bulk loads in
-serial order are sorted appends):
+What may be traced: text fields (``text_problem``, ``check_text``: one check for
+every id, name and EPCIS string), dealer ids and territories, shipment times
+(``parse_time_ms``, ``check_time_ms``), the level rule (``level_allows``: an item
+goes into a case or a pallet, a case onto a pallet).
 
-``links``     child bucket -> parents. Key: ``serial >> 3`` (7 bytes); value: 8 slots
-              of 7-byte parent serials, slot ``serial & 7`` (0: no parent). Issued
-              ranges are dense and packaging lines link nearly every code, so a
-              bucket costs ~9.3 bytes per linked child on disk, against 24 for a
-              key per child.
-``children``  parent serial (7 bytes) -> its children, sorted 7-byte serials.
-``dealers``   dealer id (UTF-8) -> JSON {name, territory: [adcode prefixes]}.
-``shipped``   unit serial (7 bytes) -> JSON of its current shipment.
-``ship_log``  unit serial (7 bytes) + shipped-at ms (8 bytes) -> JSON: history.
-
-Every change is applied in one write transaction by the caller-facing functions;
-validation happens before the transaction opens, so a bad batch changes nothing.
+Where it is kept: ``scangate.state.trace`` (the LMDB store: ``TraceStore``, its
+records ``Shipment`` and ``TraceChain``, the write batches of an upload). Its
+public names are re-exported here, so ``from scangate.trace import TraceStore``
+keeps working; this module opens no transaction itself.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
-import logging
 import re
-import struct
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterable
 
-import lmdb
 import numpy as np
 
-from .clock import now_ms
-from .errors import CorruptionError, InvalidArgument, NotFound, quote
+from .errors import InvalidArgument, quote
 from .results import Dealer
-from .state import layout
-from .store import Store, iter_prefix
+from .state.trace import (
+    ADD, DELETE, MAX_TIME_MS, MIN_TIME_MS, SERIAL_BYTES, SLOTS, SMALL_BATCH, Shipment, TraceChain, TraceStore, _keys7,
+    _split, check_time_ms,
+)
 
 __all__ = [
     "ADD",
+    "DELETE",
+    "MAX_DEALER_ID",
+    "MAX_NAME",
+    "MAX_SHIPMENT_ID",
     "MAX_TIME_MS",
     "MIN_TIME_MS",
+    "SERIAL_BYTES",
+    "SLOTS",
+    "SMALL_BATCH",
+    "Dealer",
+    "Shipment",
+    "TraceChain",
+    "TraceStore",
+    "_keys7",        # bench/trace.py builds its raw-LMDB baseline with the store's own key encoding
+    "_split",
     "check_dealer_id",
+    "check_territory",
     "check_text",
     "check_time_ms",
+    "level_allows",
     "parse_time_ms",
     "quote",
     "text_problem",
-    "DELETE",
-    "Dealer",
-    "Shipment",
-    "TraceStore",
-    "TraceChain",
 ]
-
-log = logging.getLogger(__name__)
-
-ADD = 1
-DELETE = 2
-SLOTS = 8
-SERIAL_BYTES = layout.SERIAL_BYTES
-_MS = struct.Struct(">q")
-# Batches of up to this many serials (a verdict batch) are traced with Python ints
-# and bytes: at that size numpy's fixed cost per call (a few microseconds, a dozen
-# calls per batch) outweighs the per-serial loop it saves. Larger ones use numpy.
-SMALL_BATCH = 512
-
-
-_keys7 = layout.serial_keys     # concatenated 7-byte keys of uint64 serials
-
-
-def _split(raw: bytes, width: int) -> list[bytes]:
-    """Cut ``raw`` into ``width``-byte bytes objects. Through a void dtype: numpy's
-    'S' dtype would strip trailing NUL bytes, 'V' keeps every byte."""
-    return np.frombuffer(raw, dtype=f"V{width}").tolist()  # type: ignore[no-any-return]
-
-
-def _unique_sorted(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(unique values, index of each value's unique) for any array; a linear pass
-    when it is already sorted (bulk loads arrive in serial order)."""
-    if len(values) < 2 or bool((values[1:] >= values[:-1]).all()):
-        new = np.empty(len(values), bool)
-        new[:1] = True
-        np.not_equal(values[1:], values[:-1], out=new[1:])
-        return values[new], np.cumsum(new) - 1
-    return np.unique(values, return_inverse=True)
-
-
-def _serials7(raw: bytes | memoryview) -> np.ndarray:
-    """uint64 serials from concatenated 7-byte big-endian values."""
-    b = np.frombuffer(raw, np.uint8).reshape(-1, SERIAL_BYTES)
-    out = np.zeros((len(b), 8), np.uint8)
-    out[:, 1:] = b
-    return out.view(">u8").reshape(-1).astype(np.uint64)
-
-
-@dataclass(frozen=True)
-class Shipment:
-    unit: int  # serial of the shipped unit
-    dealer_id: str
-    shipped_at_ms: int
-    shipment_id: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        return {"unit": self.unit, "dealer_id": self.dealer_id, "shipped_at_ms": self.shipped_at_ms,
-                "shipment_id": self.shipment_id}
-
-
-# Shipment values parsed, by their stored bytes (a value is a pure function of its
-# bytes and Shipment is immutable): a verdict batch reads the same few case and
-# pallet shipments again and again.
-_shipments_parsed: dict[bytes, Shipment] = {}
-
-
-def _shipment(raw: bytes) -> Shipment:
-    ship = _shipments_parsed.get(raw)
-    if ship is None:
-        d = json.loads(raw)
-        ship = Shipment(d["unit"], d["dealer_id"], d["shipped_at_ms"], d["shipment_id"])
-        if len(_shipments_parsed) >= 4096:
-            _shipments_parsed.clear()
-        _shipments_parsed[raw] = ship
-    return ship
-
-
-@dataclass(frozen=True)
-class TraceChain:
-    """Where one unit sits: its ancestors (nearest first) and the shipment that
-    governs it (the most recent shipment of the unit or any ancestor)."""
-
-    serial: int
-    ancestors: tuple[int, ...]
-    shipment: Shipment | None
-    dealer: Dealer | None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 MAX_DEALER_ID = 128
 MAX_NAME = 200          # a dealer's display name
 MAX_SHIPMENT_ID = 128
 
-# Times a shipment (CSV shipped_at, EPCIS eventTime, the Python API's
-# shipped_at_ms) may carry: 2000-01-01T00:00:00Z inclusive to 2100-01-01T00:00:00Z
-# exclusive. Nothing this engine traces was shipped before 2000, and a time far in
-# the future (or int64's extremes) is a typo or an attack that would pin a unit's
-# "latest shipment" for ever and overflow the 64-bit log key.
-MIN_TIME_MS = 946_684_800_000
-MAX_TIME_MS = 4_102_444_800_000
+# The times a shipment may carry (MIN_TIME_MS, MAX_TIME_MS, check_time_ms) are
+# defined in scangate.state.trace, beside the log key they keep in range: the
+# store refuses the others itself.
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 # a time's second field of 60 (a leap second), before the fraction and offset
 _LEAP_SECOND = re.compile(r"[Tt ]\d{2}:?\d{2}:?60(?:[.,]\d+)?(?:[Zz]|[+-]\d{2}(?::?\d{2})?)?\Z")
@@ -180,16 +94,6 @@ def check_text(value: object, field: str, max_len: int, *, one_line: bool = True
     if why is not None:
         raise InvalidArgument(f"{field}: {why}")
     return value  # type: ignore[return-value]
-
-
-def check_time_ms(ms: object, field: str) -> int:
-    """``ms`` (milliseconds since 1970 UTC) when it is an int in
-    [MIN_TIME_MS, MAX_TIME_MS); else InvalidArgument naming ``field``."""
-    if type(ms) is not int and not isinstance(ms, np.integer):
-        raise InvalidArgument(f"{field}: must be an integer number of milliseconds, not {type(ms).__name__}")
-    if not MIN_TIME_MS <= int(ms) < MAX_TIME_MS:
-        raise InvalidArgument(f"{field}: {int(ms)} ms is outside 2000-01-01 .. 2100-01-01 UTC")
-    return int(ms)
 
 
 def parse_time_ms(value: str, field: str) -> int:
@@ -239,338 +143,6 @@ def check_territory(territory: Iterable[str]) -> tuple[str, ...]:
     if not out:
         raise InvalidArgument("territory: must name at least one adcode prefix")
     return tuple(sorted(set(out)))
-
-
-class TraceStore:
-    """Linkage, dealers and shipments over the data directory's LMDB environment."""
-
-    def __init__(self, store: Store):
-        self.store = store
-        env = store.env
-        self.env = env
-        self.links_db = store.db("links")
-        self.children_db = store.db("children")
-        self.dealers_db = store.db("dealers")
-        self.shipped_db = store.db("shipped")
-        self.ship_log_db = store.db("ship_log")
-
-    # ------------------------------------------------------------------ reads
-    def parents_of(self, serials: np.ndarray, txn: lmdb.Transaction[bytes] | None = None) -> np.ndarray:
-        """Parent serial of each serial (0: none), in one getmulti over its buckets."""
-        serials = np.asarray(serials, np.uint64)
-        if len(serials) == 0:
-            return np.zeros(0, np.uint64)
-        buckets, inverse = _unique_sorted(serials >> np.uint64(3))
-        table = self._load_buckets(buckets, txn)
-        parents: np.ndarray = table[inverse, (serials & np.uint64(7)).astype(np.intp)]
-        return parents
-
-    def _parents_small(self, serials: list[int], txn: lmdb.Transaction[bytes]) -> list[int]:
-        """``parents_of`` for a small batch of Python ints: the same reads (one
-        getmulti over the sorted buckets), decoded without numpy."""
-        if not serials:
-            return []
-        keys = [b.to_bytes(SERIAL_BYTES, "big") for b in sorted({s >> 3 for s in serials})]
-        cur = txn.cursor(db=self.links_db)
-        if not cur.set_range(keys[0]):   # nothing stored at or after the first bucket
-            return [0] * len(serials)
-        buckets = {int.from_bytes(k, "big"): bytes(v) for k, v in cur.getmulti(keys)}
-        size = SLOTS * SERIAL_BYTES
-        if any(len(v) != size for v in buckets.values()):
-            # a damaged bucket: the array path raises (or decodes) exactly as always
-            return self.parents_of(np.array(serials, np.uint64), txn).tolist()  # type: ignore[no-any-return]
-        out = []
-        for s in serials:
-            bucket = buckets.get(s >> 3)
-            if bucket is None:
-                out.append(0)
-            else:
-                at = (s & 7) * SERIAL_BYTES
-                out.append(int.from_bytes(bucket[at : at + SERIAL_BYTES], "big"))
-        return out
-
-    def _load_buckets(self, buckets: np.ndarray, txn: lmdb.Transaction[bytes] | None) -> np.ndarray:
-        """(len(buckets) x 8) parent serials for sorted unique bucket keys."""
-        table = np.zeros((len(buckets), SLOTS), np.uint64)
-        keys = _split(_keys7(buckets), SERIAL_BYTES)
-        own = txn is None
-        txn = txn or self.env.begin()
-        try:
-            cur = txn.cursor(db=self.links_db)
-            # nothing stored at or after the first bucket (a bulk load): skip the reads
-            found = cur.getmulti(keys) if keys and cur.set_range(keys[0]) else []
-        finally:
-            if own:
-                txn.abort()
-        if found:
-            index = {k: i for i, k in enumerate(keys)}
-            rows = np.fromiter((index[bytes(k)] for k, _ in found), np.intp, len(found))
-            values = b"".join(bytes(v) for _, v in found)
-            if len(values) != len(found) * SLOTS * SERIAL_BYTES:
-                raise CorruptionError("links: a bucket has the wrong size")
-            table[rows] = _serials7(values).reshape(-1, SLOTS)
-        return table
-
-    def children_of(self, parent: int, txn: lmdb.Transaction[bytes] | None = None) -> np.ndarray:
-        own = txn is None
-        txn = txn or self.env.begin()
-        try:
-            raw = txn.get(_keys7(np.array([parent], np.uint64)), db=self.children_db)
-            return _serials7(raw) if raw else np.zeros(0, np.uint64)
-        finally:
-            if own:
-                txn.abort()
-
-    def ancestors(self, serials: np.ndarray, txn: lmdb.Transaction[bytes] | None = None) -> np.ndarray:
-        """(N x 2) parent and grandparent serials (0: none): item -> case -> pallet."""
-        if txn is None:
-            with self.env.begin() as own:
-                return self.ancestors(serials, own)
-        p1 = self.parents_of(serials, txn)
-        p2 = np.zeros_like(p1)
-        has = p1 != 0
-        if has.any():
-            p2[has] = self.parents_of(p1[has], txn)
-        return np.stack([p1, p2], axis=1)
-
-    # ------------------------------------------------------------------ link
-    def apply_links(self, parents: np.ndarray, children: np.ndarray, actions: np.ndarray,
-                    unpack_all: Sequence[int] = (), txn: lmdb.Transaction[bytes] | None = None) -> dict[str, int]:
-        """Apply ADD/DELETE of (parent, child) pairs, in order of meaning, in one
-        write transaction. ``unpack_all``: parents whose children all leave (an
-        EPCIS DELETE with no childEPCs). The caller has validated codes and levels.
-
-        Semantics (EPCIS): ADD puts the child under the parent, leaving any earlier
-        parent (re-packing); DELETE takes the child out of that parent. Within one
-        batch a child may appear once per action.
-        """
-        if txn is None:
-            with self.env.begin(write=True) as own:
-                return self.apply_links(parents, children, actions, unpack_all, own)
-        parents = np.asarray(parents, np.uint64)
-        children = np.asarray(children, np.uint64)
-        actions = np.asarray(actions, np.uint8)
-        moved: dict[int, set[int]] = {}   # parent -> children leaving it
-        # unpack-all first: those children lose their parent
-        all_gone = []
-        for parent in unpack_all:
-            kids = self.children_of(int(parent), txn)
-            all_gone.append(kids)
-            moved.setdefault(int(parent), set()).update(kids.tolist())
-        deletes = actions == DELETE
-        adds = actions == ADD
-        touched = np.concatenate([children, *all_gone]) if all_gone else children
-        if len(touched) == 0:
-            return {"added": 0, "removed": 0, "parents": 0}
-        buckets, slot_row = _unique_sorted(touched >> np.uint64(3))
-        table = self._load_buckets(buckets, txn)
-        old = table[slot_row, (touched & np.uint64(7)).astype(np.intp)]
-        # DELETE: only where the child sits under that parent
-        n = len(children)
-        del_ok = deletes & (old[:n] == parents)
-        for kid, parent in zip(children[del_ok].tolist(), parents[del_ok].tolist()):
-            moved.setdefault(parent, set()).add(kid)
-        # ADD: leaving the old parent when different
-        leaving = adds & (old[:n] != 0) & (old[:n] != parents)
-        for kid, parent in zip(children[leaving].tolist(), old[:n][leaving].tolist()):
-            moved.setdefault(parent, set()).add(kid)
-        # new slot values: unpack-all and deletes clear, adds set
-        new = table.copy()
-        if all_gone:
-            gone = np.concatenate(all_gone)
-            new[np.searchsorted(buckets, gone >> np.uint64(3)), (gone & np.uint64(7)).astype(np.intp)] = 0
-        rows = slot_row[:n]
-        slots = (children & np.uint64(7)).astype(np.intp)
-        new[rows[del_ok], slots[del_ok]] = 0
-        new[rows[adds], slots[adds]] = parents[adds]
-        ap, ac = parents[adds], children[adds]
-        if len(ap) > 1 and not bool(((ap[1:] > ap[:-1]) | ((ap[1:] == ap[:-1]) & (ac[1:] > ac[:-1]))).all()):
-            order = np.lexsort((ac, ap))   # not already in (parent, child) order
-            ap, ac = ap[order], ac[order]
-        self._write_buckets(txn, buckets, table, new)
-        touched_parents = self._write_children(txn, moved, ap, ac)
-        return {"added": int(adds.sum()), "removed": int(del_ok.sum()) + sum(len(g) for g in all_gone),
-                "parents": touched_parents}
-
-    def _write_buckets(self, txn: lmdb.Transaction[bytes], buckets: np.ndarray, old: np.ndarray,
-                       new: np.ndarray) -> None:
-        changed = (old != new).any(axis=1)
-        empty = ~new.any(axis=1)
-        for k in _split(_keys7(buckets[changed & empty]), SERIAL_BYTES):
-            txn.delete(k, db=self.links_db)
-        write = changed & ~empty
-        keys = _split(_keys7(buckets[write]), SERIAL_BYTES)
-        values = _split(_keys7(new[write].reshape(-1)), SLOTS * SERIAL_BYTES)
-        cur = txn.cursor(db=self.links_db)
-        puts = list(zip(keys, values))
-        # Sorted keys beyond the current last key go in with MDB_APPEND: full pages,
-        # no splits (the bulk-load case); otherwise ordinary puts.
-        last = cur.key() if cur.last() else b""
-        append = bool(puts) and puts[0][0] > last
-        cur.putmulti(puts, append=append)
-
-    def _write_children(self, txn: lmdb.Transaction[bytes], moved: dict[int, set[int]],
-                        add_parents: np.ndarray, add_children: np.ndarray) -> int:
-        """Rewrite the children arrays of every parent that gains or loses one;
-        return how many parents that is.
-
-        ``add_parents``/``add_children``: the ADDs sorted by (parent, child). A
-        parent new to the store that loses nothing (the bulk-load case) gets its
-        array straight from one vectorised encoding; the others are merged one by
-        one with what is stored.
-        """
-        groups, group_index = _unique_sorted(add_parents)
-        bounds = np.append(np.flatnonzero(np.diff(group_index, prepend=-1)), len(add_parents))
-        parents = np.union1d(groups, np.fromiter(moved, np.uint64, len(moved))) if moved else groups
-        if len(parents) == 0:
-            return 0
-        keys = _split(_keys7(parents), SERIAL_BYTES)
-        cur = txn.cursor(db=self.children_db)
-        existing = {bytes(k): bytes(v) for k, v in cur.getmulti(keys)} if cur.set_range(keys[0]) else {}
-        encoded = _keys7(add_children)
-        cut = (bounds * SERIAL_BYTES).tolist()
-        if not existing and not moved:
-            # bulk load: every parent is new and only gains children
-            puts = [(k, encoded[a:b]) for k, a, b in zip(keys, cut[:-1], cut[1:])]
-        else:
-            group_of = dict(zip(groups.tolist(), range(len(groups))))
-            puts = []
-            for parent, key in zip(parents.tolist(), keys):
-                g = group_of.get(parent)
-                kids = _serials7(existing[key]) if key in existing else np.zeros(0, np.uint64)
-                gone = moved.get(parent)
-                if gone:
-                    kids = kids[~np.isin(kids, np.fromiter(gone, np.uint64, len(gone)))]
-                if g is not None:
-                    kids = np.union1d(kids, add_children[bounds[g] : bounds[g + 1]])
-                if len(kids):
-                    puts.append((key, _keys7(kids)))
-                elif key in existing:
-                    txn.delete(key, db=self.children_db)
-        last = cur.key() if cur.last() else b""
-        cur.putmulti(puts, append=bool(puts) and puts[0][0] > last and not existing)
-        return len(parents)
-
-    # ------------------------------------------------------------------ dealers
-    def put_dealers(self, dealers: Sequence[Dealer]) -> None:
-        with self.env.begin(write=True) as txn:
-            for d in dealers:
-                txn.put(d.dealer_id.encode(), json.dumps(d.to_json()).encode(), db=self.dealers_db)
-
-    def dealer(self, dealer_id: str, txn: lmdb.Transaction[bytes] | None = None) -> Dealer | None:
-        dealer_id = check_dealer_id(dealer_id)
-        own = txn is None
-        txn = txn or self.env.begin()
-        try:
-            raw = txn.get(dealer_id.encode(), db=self.dealers_db)
-        finally:
-            if own:
-                txn.abort()
-        if raw is None:
-            return None
-        d = json.loads(raw)
-        return Dealer(d["dealer_id"], d["name"], tuple(d["territory"]))
-
-    def list_dealers(self) -> list[Dealer]:
-        with self.env.begin() as txn:
-            return [self.dealer(bytes(k).decode(), txn) for k, _ in txn.cursor(db=self.dealers_db)]  # type: ignore[misc]
-
-    # ------------------------------------------------------------------ shipments
-    def record_shipments(self, shipments: Sequence[Shipment], txn: lmdb.Transaction[bytes] | None = None) -> None:
-        """Record shipments (one transaction). A later shipment of a unit supersedes
-        the earlier one; every shipment stays in the log."""
-        if txn is None:
-            with self.env.begin(write=True) as own:
-                return self.record_shipments(shipments, own)
-        for s in shipments:
-            check_time_ms(s.shipped_at_ms, "shipped_at_ms")
-            if txn.get(check_dealer_id(s.dealer_id).encode(), db=self.dealers_db) is None:
-                raise NotFound(f"dealer {s.dealer_id!r} is not loaded")
-            key = _keys7(np.array([s.unit], np.uint64))
-            value = json.dumps(s.to_json()).encode()
-            txn.put(key + _MS.pack(s.shipped_at_ms), value, db=self.ship_log_db)
-            current = txn.get(key, db=self.shipped_db)
-            if current is None or json.loads(current)["shipped_at_ms"] <= s.shipped_at_ms:
-                txn.put(key, value, db=self.shipped_db)
-
-    def shipments_of(self, serials: np.ndarray | Sequence[int], txn: lmdb.Transaction[bytes]) -> dict[int, Shipment]:
-        cur = txn.cursor(db=self.shipped_db)
-        if len(serials) == 0 or not cur.first():   # none asked for, or none recorded
-            return {}
-        if len(serials) <= SMALL_BATCH:
-            units = serials.tolist() if isinstance(serials, np.ndarray) else serials
-            keys = [u.to_bytes(SERIAL_BYTES, "big") for u in sorted(set(units))]
-        else:
-            keys = _split(_keys7(_unique_sorted(np.sort(np.asarray(serials, np.uint64)))[0]), SERIAL_BYTES)
-        out = {}
-        for _, v in cur.getmulti(keys):
-            ship = _shipment(bytes(v))
-            out[ship.unit] = ship
-        return out
-
-    def shipment_history(self, serial: int) -> list[Shipment]:
-        with self.env.begin() as txn:
-            rows = iter_prefix(txn, self.ship_log_db, _keys7(np.array([serial], np.uint64)))
-            return [Shipment(d["unit"], d["dealer_id"], d["shipped_at_ms"], d["shipment_id"])
-                    for d in (json.loads(v) for _, v in rows)]
-
-    # ------------------------------------------------------------------ trace
-    def trace(self, serials: np.ndarray, txn: lmdb.Transaction[bytes] | None = None) -> list[TraceChain]:
-        """The chain up from each serial: ancestors and the governing shipment.
-        ``txn``: read inside the caller's transaction (a verdict batch's)."""
-        if txn is None:
-            with self.env.begin() as own:
-                return self.trace(serials, own)
-        return [TraceChain(*parts) for parts in self.chains(serials, txn)]
-
-    def chains(self, serials: np.ndarray | Sequence[int], txn: lmdb.Transaction[bytes]
-               ) -> list[tuple[int, tuple[int, ...], Shipment | None, Dealer | None]]:
-        """``trace`` as plain tuples (serial, ancestors, shipment, dealer), for batches."""
-        ship_units: list[int] | np.ndarray   # the units and their ancestors, without 0
-        if len(serials) <= SMALL_BATCH:
-            units = serials.tolist() if isinstance(serials, np.ndarray) else list(serials)
-            p1s = self._parents_small(units, txn)
-            linked = [p for p in p1s if p]
-            grand = dict(zip(linked, self._parents_small(linked, txn))) if linked else {}
-            pairs = [(p, grand[p]) if p else (0, 0) for p in p1s] if linked else [(0, 0)] * len(units)
-            ship_units = [s for s in units if s] + [p for pair in pairs for p in pair if p]
-        else:
-            array = np.asarray(serials, np.uint64)
-            anc = self.ancestors(array, txn)
-            flat = np.concatenate([array, anc[:, 0], anc[:, 1]])
-            ship_units = flat[flat != 0]
-            units, pairs = array.tolist(), anc.tolist()
-        ups = [(p1, p2) if p2 else (p1,) if p1 else () for p1, p2 in pairs]
-        ships = self.shipments_of(ship_units, txn)
-        if not ships:
-            return [(s, up, None, None) for s, up in zip(units, ups)]
-        dealers: dict[str, Dealer | None] = {}
-        out: list[tuple[int, tuple[int, ...], Shipment | None, Dealer | None]] = []
-        for s, up in zip(units, ups):
-            # the most recent shipment of the unit or an ancestor; on a tie the
-            # first in (unit, parent, grandparent) order
-            ship = ships.get(s)
-            for u in up:
-                other = ships.get(u)
-                if other is not None and (ship is None or other.shipped_at_ms > ship.shipped_at_ms):
-                    ship = other
-            dealer = None
-            if ship is not None:
-                if ship.dealer_id not in dealers:
-                    dealers[ship.dealer_id] = self.dealer(ship.dealer_id, txn)
-                dealer = dealers[ship.dealer_id]
-            out.append((s, up, ship, dealer))
-        return out
-
-    def shipped_chains(self, serials: Sequence[int], txn: lmdb.Transaction[bytes]
-                       ) -> list[tuple[tuple[int, ...], Shipment, Dealer] | None]:
-        """For each serial, (ancestors, governing shipment, its dealer), or None when
-        no shipment governs it or its dealer is not loaded: what a verdict needs.
-        When no shipment is recorded at all (no trace data) nothing else is read."""
-        if not serials or not txn.cursor(db=self.shipped_db).first():
-            return [None] * len(serials)
-        return [(up, ship, dealer) if ship is not None and dealer is not None else None
-                for _s, up, ship, dealer in self.chains(serials, txn)]
 
 
 def level_allows(child: np.ndarray, parent: np.ndarray) -> np.ndarray:

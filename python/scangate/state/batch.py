@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import lmdb
 from ..errors import CorruptionError
 from . import layout
+from .trace import Shipment, TraceStore
 from .recalls import Recalls, read_recalls
 from .records import (
     ACCOUNT,
@@ -41,8 +42,8 @@ from .records import (
 )
 
 if TYPE_CHECKING:
+    from ..results import Dealer
     from ..store import Store
-    from ..trace import Dealer, Shipment
 
 __all__ = ["BatchState", "LmdbBatch", "Mutations", "Snapshot"]
 
@@ -138,8 +139,6 @@ class LmdbBatch:
 
     def chains(self, serials: Sequence[int]) -> list[tuple[tuple[int, ...], Shipment, Dealer] | None]:
         """For each serial, (ancestors, governing shipment, its dealer), or None."""
-        from ..trace import TraceStore     # here: trace imports the store, which imports this package
-
         return TraceStore(self.store).shipped_chains(serials, self.txn)
 
     def recalls(self) -> Recalls:
