@@ -38,6 +38,7 @@ from scangate import audit, plugins, rewards
 from scangate.errors import CorruptionError, InvalidArgument
 from scangate.plugins import RuleContext, RuleResult
 from scangate.rewards import NoReward, ScanRequest
+from scangate.state.ledger import LedgerSnapshot
 
 from conftest import RunCli
 from docblocks import REPO, section_blocks
@@ -266,6 +267,71 @@ def test_untampered_entries_verify(world: World) -> None:
         assert set(one["checks"]) >= set(audit.LEDGER_FIELDS) - {"plugin"} | {"commitment", "caps", "claim"}
     with pytest.raises(scangate.NotFound):
         rewards.audit_entry(world.dd, len(world.entries) + 1)
+
+
+def test_the_audit_reads_one_snapshot(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """scangate.state.ledger: the reads the audit makes, in one read snapshot, whose
+    version audit_entry keeps its walk by."""
+    dd, es = world.dd, world.entries
+    e = first(world, "an award sent by a client", lambda e: e["client"] == "app-1" and e["prize_id"] is not None)
+    with LedgerSnapshot(dd) as snap, LedgerSnapshot(dd) as again:
+        assert snap.version == again.version
+        assert [seq for seq, _ in snap.entries()] == [x["seq"] for x in es]
+        assert list(snap.entries(3, 5)) == [(seq, raw_entry(dd, seq)) for seq in (3, 4, 5)]
+        assert list(snap.entries(len(es) + 1)) == []
+        decision = snap.decision_of(e["request_id"], e["client"])
+        assert decision is not None and decision.award is not None
+        assert (decision.request_id, decision.campaign_id, decision.award.ledger_seq) == \
+            (e["request_id"], e["campaign_id"], e["seq"])
+        assert snap.decision_of(e["request_id"], "") is None        # an id is looked up within its client
+        assert snap.decision_of("r" * 600, "") is None               # no key that long
+        claim = snap.claim(e["serial"])
+        assert claim is not None and (claim.campaign_id, claim.ledger_seq) == (e["campaign_id"], e["seq"])
+        assert snap.claim(2**56) is None                              # no code has that serial
+        secret = snap.secret("proof")
+        current = snap.current_campaign("proof")
+        assert secret is not None and current is not None
+        assert hashlib.sha256(secret).hexdigest() == current["commitment"] and current["revision"] == 2
+        assert snap.revisions("proof") == rewards.campaign_revisions(dd, "proof")
+        assert sorted(snap.revisions("proof")) == [1, 2]
+        for cid in ("nope", "", "c" * 401):
+            assert (snap.secret(cid), snap.current_campaign(cid), snap.revisions(cid)) == (None, None, {})
+    with pytest.raises(RuntimeError, match="inside its with block"):
+        snap.secret("proof")
+
+    # a request record that points nowhere is corruption to the snapshot; to the
+    # audit, a request id that leads to no decision
+    key = layout.request_key(e["client"], e["request_id"])
+    with dd.store.env.begin(write=True) as txn:
+        pointer = bytes(txn.get(key, db=dd.store.db("requests")))
+        txn.put(key, b"\x00" * 5, db=dd.store.db("requests"))
+    try:
+        with LedgerSnapshot(dd) as snap, pytest.raises(CorruptionError, match="index record is 5 bytes"):
+            snap.decision_of(e["request_id"], e["client"])
+        assert set(audit.audit_entry(dd, e["seq"])["failed"]) == {"request_id", "client"}
+    finally:
+        with dd.store.env.begin(write=True) as txn:
+            txn.put(key, pointer, db=dd.store.db("requests"))
+    assert audit.audit_entry(dd, e["seq"])["verified"] is True
+
+    # audit_entry continues its walk on a snapshot of the same version, and only then
+    checked: list[int] = []
+    check = audit._Auditor.check
+
+    def counted(self: Any, snap: LedgerSnapshot, seq: int, raw: bytes) -> dict[str, Any]:
+        checked.append(seq)
+        return check(self, snap, seq, raw)
+
+    monkeypatch.setattr(audit._Auditor, "check", counted)
+    audit._walks.clear()                    # the walk of the calls above is not continued
+    assert audit.audit_entry(dd, 3)["verified"] and audit.audit_entry(dd, 5)["verified"]
+    assert checked == [1, 2, 3, 4, 5]       # walked once
+    audit.audit_entry(dd, 4)
+    assert checked[5:] == [1, 2, 3, 4]      # an earlier entry: walked again
+    put_entry(dd, 1, raw_entry(dd, 1))      # a write (of the same value): another version
+    del checked[:]
+    audit.audit_entry(dd, 5)
+    assert checked == [1, 2, 3, 4, 5]
 
 
 # ---------------------------------------------------------------------- tampering

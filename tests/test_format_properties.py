@@ -1,18 +1,23 @@
-"""Property tests: the Cython core (scangate._core) against the plain-Python
-reference of code format v1 (tests/reference_format.py, written from
-docs/code-format.md)."""
+"""Property tests: the Cython core (scangate._core), and scangate.codes's verify
+on each of its paths, against the plain-Python reference of code format v1
+(tests/reference_format.py, written from docs/code-format.md)."""
 from __future__ import annotations
 
 import itertools
 import os
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from scangate import CodeStatus, codes
 from scangate import _core as core
+from scangate.keys import Keyring, KeyVersion
+from scangate.store import RangeTable
+from verify_paths import verify_path  # noqa: F401  (the fixture)
 
 try:
     import reference_format as ref
@@ -20,6 +25,14 @@ except ImportError:  # tests/ made a package
     from tests import reference_format as ref
 
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@pytest.fixture(scope="module", autouse=True)
+def on_each_verify_path(verify_path: str) -> str:
+    """Every test here runs on each verify path of scangate.codes (tests/verify_paths.py):
+    the tests of codes.verify_text and verify_spans take it; the core's own kernels
+    have one path."""
+    return verify_path
 
 STATUS_NAME = {
     core.OK: ref.OK,
@@ -665,3 +678,87 @@ def test_split_then_decode_file(codes, newline, final_newline):
     assert (status == core.OK).all()
     assert [bytes(b) for b in blocks] == [b for _, b, _ in codes]
     assert versions.tolist() == [v for _, _, v in codes]
+
+
+# ---------------------------------------------------------------- verify, end to end
+# scangate.codes.verify_text and verify_spans (the kernels joined: decode, decrypt
+# per key version, authenticate, find the range) against the reference, on the
+# path the module runs on (on_each_verify_path), in chunks of any size.
+VERIFY_KEYS = {1: bytes(range(16)), 2: bytes(range(100, 116))}   # version 3: a key the keyring lacks
+OTHER_KEY = bytes(range(200, 216))
+REF_STATUS = {ref.TYPO: CodeStatus.TYPO, ref.MALFORMED: CodeStatus.MALFORMED,
+              ref.COUNTERFEIT: CodeStatus.COUNTERFEIT, ref.UNKNOWN_KEY: CodeStatus.UNKNOWN_KEY}
+
+
+def verify_reference(text: str, ranges) -> tuple[int, int, int, int, int]:
+    """(status, key version, serial, level, range index or -1) of one text, as
+    codes.verify_text gives them (a text of the wrong shape has key version 0)."""
+    found = ref.decode(text, VERIFY_KEYS)
+    version = found.version or 0
+    if found.status != ref.OK:
+        return REF_STATUS[found.status], version, 0, 0, -1
+    idx, status = lookup_reference(found.serial, version, found.level, ranges)
+    if status != core.OK:
+        return status, version, 0, 0, -1
+    return CodeStatus.GENUINE, version, found.serial, found.level, idx
+
+
+@st.composite
+def verify_batches(draw):
+    """(ranges, texts): issued ranges, and texts of codes in and near them under
+    every key version (known, unknown, a wrong key), presented as people and
+    scanners do, with others of any shape. No text holds a line break: each is
+    also one line of a buffer."""
+    ranges = draw(ledgers())
+    near = [x + d for f, l, _, _ in ranges for x in (f, l) for d in (-1, 0, 1) if 1 <= x + d <= ref.MAX_SERIAL]
+    serial = st.one_of(st.integers(1, ref.MAX_SERIAL), *([st.sampled_from(near)] if near else []))
+    # under its version's key, or (a counterfeit, or version 3's) another
+    code = st.builds(lambda s, lv, v, forged: ref.make_code(OTHER_KEY if forged else VERIFY_KEYS.get(v, OTHER_KEY),
+                                                            v, s, lv),
+                     serial, levels, st.sampled_from([1, 2, 3]), st.sampled_from([False, False, False, True]))
+    # a code as issued: a serial in a range, under the range's version and level
+    issued = [st.sampled_from(ranges).flatmap(lambda r: st.builds(
+        lambda s: ref.make_code(VERIFY_KEYS.get(r[2], OTHER_KEY), r[2], s, r[3]), st.integers(r[0], r[1])))] \
+        if ranges else []
+    text = st.one_of(
+        code, *issued, *issued, code.flatmap(mangled), *(i.flatmap(mangled) for i in issued),
+        st.text(st.characters(blacklist_characters="\r\n"), max_size=40),
+        st.sampled_from(["", " ", "-", "https://scn.example.com/", "\x00", "\t" * 29]),
+    )
+    return ranges, draw(st.lists(text, max_size=40))
+
+
+@settings(max_examples=150, **SETTINGS)
+@given(verify_batches(), st.sampled_from([1, 3, 16, codes.VERIFY_CHUNK]))
+def test_verify_matches_reference(batch, chunk):
+    """A list of str, a buffer of lines, an 'S' array and spans of a buffer give
+    the reference's result, row by row, and the ranges hit."""
+    ranges, texts = batch
+    keys = Keyring(Path("property-test-keys"), {v: KeyVersion(v, 0, k) for v, k in VERIFY_KEYS.items()})
+    table = RangeTable(
+        0, np.array([r[0] for r in ranges], np.uint64), np.array([r[1] for r in ranges], np.uint64),
+        np.array([r[2] for r in ranges], np.uint16), np.array([r[3] for r in ranges], np.uint8),
+        np.arange(100, 100 + len(ranges), dtype=np.int64))
+    want = [verify_reference(t, ranges) for t in texts]
+    status, versions, serials, lvls, idx = (list(col) for col in zip(*want)) if want else ([],) * 5
+    hits = [i in idx for i in range(len(ranges))]
+    encoded = [t.encode() for t in texts]
+    buf = np.frombuffer(b"".join(encoded), np.uint8)
+    lengths = np.array([len(e) for e in encoded], np.int64)
+    ends = np.cumsum(lengths)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(codes, "VERIFY_CHUNK", chunk)      # chunk boundaries anywhere in a batch
+        got = {
+            "list": codes.verify_text(texts, keys, table),
+            "buffer": codes.verify_text(b"".join(e + b"\n" for e in encoded), keys, table),
+            "spans": codes.verify_spans(buf, ends - lengths, ends, keys, table),
+        }
+        if encoded and not any(e.endswith(b"\x00") for e in encoded):   # an 'S' array holds no trailing NUL
+            got["array"] = codes.verify_text(np.array(encoded, f"S{max(1, *map(len, encoded))}"), keys, table)
+    for form, v in got.items():
+        assert v.status.tolist() == status, form
+        assert v.key_version.tolist() == versions, form
+        assert v.serial.tolist() == serials, form
+        assert v.level.tolist() == lvls, form
+        assert v.line_id.tolist() == [i + 100 if i >= 0 else -1 for i in idx], form
+        assert v.range_hits.tolist() == hits, form

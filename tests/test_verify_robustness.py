@@ -5,18 +5,33 @@ never raises, and every input line gets exactly one status, in order."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 import scangate
-from scangate import CodeStatus, _core
+from scangate import CodeStatus, _core, codes
+from scangate.errors import InvalidArgument
+from verify_paths import verify_path  # noqa: F401  (the fixture)
 
 try:
     import reference_format as ref
 except ImportError:  # tests/ made a package
     from tests import reference_format as ref
+
+
+@pytest.fixture(scope="module", autouse=True)
+def on_each_verify_path(verify_path: str) -> str:
+    """Every test here runs on each verify path of scangate.codes (tests/verify_paths.py)."""
+    return verify_path
+
 
 ALPHABET = ref.ALPHABET
 ALPHA_U8 = np.frombuffer(ALPHABET.encode(), np.uint8)
@@ -246,12 +261,18 @@ def build_mixed(dd: scangate.DataDir) -> tuple[list[bytes], list[bytes], list[Co
     return buf_lines, list_lines, expected, serials
 
 
-def check_mixed(result: scangate.VerifyResult, expected: list[CodeStatus], serials: list[int]) -> None:
+def check_mixed(result: scangate.VerifyResult, expected: list[CodeStatus], serials: list[int],
+                list_lines: list[bytes] | None = None) -> None:
+    """``list_lines``: the lines, whose key versions the result must give (the
+    reference's: read from a text of the right shape, 0 from any other)."""
     assert len(result) == len(expected)
     got = labels(result)
     want = [s.label for s in expected]
     mismatches = [(i, g, w) for i, (g, w) in enumerate(zip(got, want)) if g != w]
     assert not mismatches, mismatches
+    if list_lines is not None:
+        versions = [ref.parse_text(raw).version or 0 for raw in list_lines]
+        assert result.key_version.tolist() == versions
     for i, s in enumerate(serials):
         if s:
             check = result[i]
@@ -260,24 +281,141 @@ def check_mixed(result: scangate.VerifyResult, expected: list[CodeStatus], seria
 
 
 def test_mixed_buffer(data_dir: scangate.DataDir) -> None:
-    buf_lines, _, expected, serials = build_mixed(data_dir)
+    buf_lines, list_lines, expected, serials = build_mixed(data_dir)
     # the last line has no terminating newline
     result = data_dir.verify_codes(b"\n".join(buf_lines))
-    check_mixed(result, expected, serials)
+    check_mixed(result, expected, serials, list_lines)
     # ... and the same with one
-    check_mixed(data_dir.verify_codes(bytearray(b"\n".join(buf_lines) + b"\n")), expected, serials)
+    check_mixed(data_dir.verify_codes(bytearray(b"\n".join(buf_lines) + b"\n")), expected, serials, list_lines)
 
 
 def test_mixed_list_of_str(data_dir: scangate.DataDir) -> None:
     _, list_lines, expected, serials = build_mixed(data_dir)
     texts = [raw.decode("utf-8", "surrogateescape") for raw in list_lines]
-    check_mixed(data_dir.verify_codes(texts), expected, serials)
+    check_mixed(data_dir.verify_codes(texts), expected, serials, list_lines)
 
 
 def test_mixed_bytes_array(data_dir: scangate.DataDir) -> None:
     _, list_lines, expected, serials = build_mixed(data_dir)
     arr = np.array(list_lines, dtype=f"S{max(map(len, list_lines))}")
-    check_mixed(data_dir.verify_codes(arr), expected, serials)
+    check_mixed(data_dir.verify_codes(arr), expected, serials, list_lines)
+
+
+# ---------------------------------------------------------------- the verify paths
+PATH_FUNCTIONS = ("_verify_lines", "_verify_small", "_verify_chunked")
+
+
+def count_paths(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """Count the calls of each verify path of scangate.codes from now on (the
+    module looks them up at each call)."""
+    calls: Counter[str] = Counter()
+
+    def counted(name: str, real: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any) -> Any:
+            calls[name] += 1
+            return real(*args)
+        return call
+
+    for name in PATH_FUNCTIONS:
+        monkeypatch.setattr(codes, name, counted(name, getattr(codes, name)))
+    return calls
+
+
+def test_each_verify_path_is_taken(data_dir: scangate.DataDir, verify_path: str,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The switch the tests here run under is the path the batches take: a small
+    list and a large one, a buffer, an 'S' array and spans (as ingestion gives them)."""
+    issued = data_dir.issue_codes("SKU-P", "item", 3).as_strings()
+    calls = count_paths(monkeypatch)
+    large = issued * (codes.SMALL_BATCH // 3 + 1)
+    assert len(large) > codes.SMALL_BATCH
+    buf = np.frombuffer("".join(issued).encode(), np.uint8)
+    spans = np.array([0, 29, 58], np.int64)
+    for batch in (issued, large, ("\n".join(issued) + "\n").encode(), np.array(issued, "S29")):
+        result = data_dir.verify_codes(batch)
+        assert result.counts()[G] == len(result) == (3 if batch is not large else len(large))
+    verified = codes.verify_spans(buf, spans, spans + 29, data_dir.keys, data_dir.store.range_table())
+    assert verified.status.tolist() == [G, G, G]
+    want = {"small": {"_verify_small": 5},
+            "chunked": {"_verify_lines": 1, "_verify_chunked": 4}}[verify_path]
+    assert calls == Counter(want)
+
+
+def test_by_default_the_path_follows_the_input(data_dir: scangate.DataDir, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unforced (None): a buffer line by line, a list of up to SMALL_BATCH codes in one
+    call, a larger one or an empty one in chunks."""
+    monkeypatch.setattr(codes, "VERIFY_PATH", None)
+    code = data_dir.issue_codes("SKU-P", "item", 1).as_strings()[0]
+    calls = count_paths(monkeypatch)
+    for batch, path in (([code], "_verify_small"), ([code] * codes.SMALL_BATCH, "_verify_small"),
+                        ([code] * (codes.SMALL_BATCH + 1), "_verify_chunked"), ([], "_verify_chunked"),
+                        ((code + "\n").encode(), "_verify_lines"), (b"", "_verify_lines")):
+        before = calls.copy()
+        result = data_dir.verify_codes(batch)
+        assert result.counts()[G] == len(result) == (len(batch) if isinstance(batch, list) else len(batch) // 30)
+        assert calls - before == Counter({path: 1}), (len(batch), path)
+
+
+def verified_fields(result: scangate.VerifyResult) -> dict[str, Any]:
+    return {name: (getattr(result, name).dtype, getattr(result, name).tolist())
+            for name in ("status", "key_version", "serial", "level", "line_id")} | {"lines": result.lines}
+
+
+class PoisonedNumpy:
+    """numpy, with ``empty`` filled with 0xA5 bytes: a result that reads memory
+    the verify never wrote shows it (the values it would hold are whatever the
+    allocator left, mostly zeros, so not reliably)."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(np, name)
+
+    @staticmethod
+    def empty(*args: Any, **kwargs: Any) -> np.ndarray:
+        out = np.empty(*args, **kwargs)
+        out.reshape(-1).view(np.uint8).fill(0xA5)
+        return out
+
+
+def test_the_paths_agree(data_dir: scangate.DataDir, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every input of the mixed bag gives one result on every path (unforced, and
+    each forced), the same as the reference's key versions, with no value left
+    unwritten (a poisoned np.empty): once, a line of the wrong shape in a buffer
+    read back whatever the allocator held as its key version."""
+    buf_lines, list_lines, expected, serials = build_mixed(data_dir)
+    wrong_shape = [b"!" * 29] * 100 + [b"", b"x"]      # 29 bytes: the line decoder's fast path, then not
+    monkeypatch.setattr(codes, "np", PoisonedNumpy())
+    inputs: list[tuple[Any, list[bytes]]] = [
+        (b"\n".join(buf_lines) + b"\n", list_lines),
+        (b"\n".join(wrong_shape), wrong_shape),
+        ([raw.decode("utf-8", "surrogateescape") for raw in list_lines], list_lines),
+        (np.array(list_lines, dtype=f"S{max(map(len, list_lines))}"), list_lines),
+    ]
+    for batch, lines in inputs:
+        results = {}
+        for path in (None, *codes.VERIFY_PATHS):
+            monkeypatch.setattr(codes, "VERIFY_PATH", path)
+            results[path] = verified_fields(data_dir.verify_codes(batch))
+        first = results[None]
+        assert all(r == first for r in results.values()), [p for p, r in results.items() if r != first]
+        assert first["key_version"][1] == [ref.parse_text(raw).version or 0 for raw in lines]
+    monkeypatch.setattr(codes, "VERIFY_PATH", None)
+    check_mixed(data_dir.verify_codes(b"\n".join(buf_lines)), expected, serials, list_lines)
+
+
+def test_a_wrong_verify_path_is_refused(data_dir: scangate.DataDir, monkeypatch: pytest.MonkeyPatch) -> None:
+    code = data_dir.issue_codes("SKU-P", "item", 1).as_strings()[0]
+    monkeypatch.setattr(codes, "VERIFY_PATH", "fast")
+    for batch in ([code], (code + "\n").encode()):
+        with pytest.raises(InvalidArgument, match=r"^scangate\.codes\.VERIFY_PATH: 'fast' is not one of small, "
+                                                  r"chunked or None$"):
+            data_dir.verify_codes(batch)
+    # and in the environment, when the module is imported
+    proc = subprocess.run([sys.executable, "-c", "import scangate.codes"], capture_output=True, text=True,
+                          env={**os.environ, codes.VERIFY_PATH_ENV: "fast"}, timeout=120,
+                          check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines()[-1] == ("scangate.errors.InvalidArgument: SCANGATE_VERIFY_PATH: 'fast' is not "
+                                            "one of small, chunked (or unset)")
 
 
 # ---------------------------------------------------------------- the CLI

@@ -52,7 +52,8 @@ draw's roll below its odds.
 ``audit_entry`` audits one entry (walking the ledger up to it; consecutive calls
 on an unchanged ledger continue where the last one stopped), ``audit_ledger``
 many in one walk, ``export_ledger`` gives the entries as stored, one JSON object
-each (for the verifier in docs/campaigns.md).
+each (for the verifier in docs/campaigns.md). Each call reads the store through
+one read snapshot, ``scangate.state.ledger.LedgerSnapshot``.
 """
 
 from __future__ import annotations
@@ -62,9 +63,8 @@ import json
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, TypeGuard
+from typing import TYPE_CHECKING, Any, TypeGuard
 
-import lmdb
 import msgspec
 
 from .campaigns import PPM, campaign_from_json
@@ -77,9 +77,11 @@ from .decide.requests import MAX_TIME_MS, MIN_TIME_MS
 from .decision import NoReward
 from .errors import CorruptionError, InvalidArgument, NotFound
 from .state import layout
-from .state.batch import POINTER_SIZES as _POINTER_SIZES
-from .state.campaigns import campaign_revisions
-from .state.records import Claim, DecisionRecord, LedgerEntry, LegacyLedgerEntry, decode_claim, decode_decision
+from .state.ledger import LedgerSnapshot
+from .state.records import Claim, DecisionRecord, LedgerEntry, LegacyLedgerEntry
+
+if TYPE_CHECKING:
+    from .store import Store
 
 __all__ = ["LEDGER_FIELDS", "PLUGIN_FIELDS", "audit_entry", "audit_ledger", "export_ledger"]
 
@@ -208,10 +210,11 @@ class _Checks:
 
 class _Auditor:
     """One walk of the ledger in order: the state each decision read, rebuilt from
-    the recomputed decisions before it, and the campaigns' secrets and revisions."""
+    the recomputed decisions before it, and the campaigns' secrets and revisions,
+    as a snapshot of ``version`` (LedgerSnapshot.version) holds them."""
 
-    def __init__(self, data: DataDir, txn_id: int):
-        self.data, self.store, self.txn_id = data, data.store, txn_id
+    def __init__(self, version: int):
+        self.version = version
         self.next_seq = 1
         self.new_format = False        # an entry of version 2 was seen: no older one can follow
         self.secrets: dict[str, bytes | None] = {}
@@ -224,16 +227,14 @@ class _Auditor:
         self.earned: dict[str, int] = {}             # actor -> points earned (every campaign)
 
     # ------------------------------------------------------------------ reads
-    def _secret(self, txn: lmdb.Transaction[bytes], campaign_id: Any) -> bytes | None:
+    def _secret(self, snap: LedgerSnapshot, campaign_id: Any) -> bytes | None:
         # a str read from msgpack is valid UTF-8: it encodes
         if not isinstance(campaign_id, str):
             return None
         if campaign_id not in self.secrets:
-            db = self.store.db("campaigns")
-            raw = txn.get(layout.secret_key(campaign_id), db=db) if 0 < len(campaign_id.encode()) <= 400 else None
-            self.secrets[campaign_id] = bytes(raw) if raw is not None else None
-            record = txn.get(layout.campaign_key(campaign_id), db=db) if raw is not None else None
-            self.commitments[campaign_id] = json.loads(bytes(record)).get("commitment") if record is not None else None
+            secret = self.secrets[campaign_id] = snap.secret(campaign_id)
+            record = snap.current_campaign(campaign_id) if secret is not None else None
+            self.commitments[campaign_id] = record.get("commitment") if record is not None else None
         return self.secrets[campaign_id]
 
     def _commitment(self, cid: str, secret: bytes, r: _Checks) -> str | None:
@@ -242,46 +243,34 @@ class _Auditor:
         r.ok("commitment", hashlib.sha256(secret).hexdigest() == commitment, commitment)
         return commitment
 
-    def _revisions(self, txn: lmdb.Transaction[bytes], campaign_id: str) -> dict[int, _Revision]:
+    def _revisions(self, snap: LedgerSnapshot, campaign_id: str) -> dict[int, _Revision]:
         revs = self.revisions.get(campaign_id)
         if revs is None:
             revs = self.revisions[campaign_id] = {
-                n: _Revision.of(n, record)
-                for n, record in campaign_revisions(self.data, campaign_id, txn).items()}
+                n: _Revision.of(n, record) for n, record in snap.revisions(campaign_id).items()}
         return revs
 
-    def _decision(self, txn: lmdb.Transaction[bytes], request_id: Any, client: Any) -> DecisionRecord | None:
+    def _decision(self, snap: LedgerSnapshot, request_id: Any, client: Any) -> DecisionRecord | None:
         """The stored decision the request index gives for the id within its client
         (None: none, or no decision record, which leads to no decision either)."""
         if not isinstance(request_id, str) or not isinstance(client, str) or not request_id:
             return None
-        key = layout.request_key(client, request_id)     # read from msgpack: valid UTF-8
-        pointer = txn.get(key, db=self.store.db("requests")) if len(key) <= 511 else None
-        if pointer is None or len(pointer) not in _POINTER_SIZES:    # schema 2 stores no decision inline
-            return None
-        logged = txn.get(bytes(pointer[:8]), db=self.store.db("decisions"))
         try:
-            return decode_decision(logged) if logged is not None else None
+            return snap.decision_of(request_id, client)     # read from msgpack: valid UTF-8
         except CorruptionError:
             return None
 
     # ------------------------------------------------------------------ walk
-    def run(self, txn: lmdb.Transaction[bytes], first: int, last: int | None) -> Iterator[dict[str, Any]]:
+    def run(self, snap: LedgerSnapshot, first: int, last: int | None) -> Iterator[dict[str, Any]]:
         """Audit the entries from ``next_seq`` on (up to ``last``), yielding those
         from ``first`` on."""
-        cur = txn.cursor(db=self.store.db("ledger"))
-        if not cur.set_range(layout.seq_key(self.next_seq)):
-            return
-        for key, raw in cur.iternext():
-            seq = layout.seq_of(key)
-            if last is not None and seq > last:
-                break
-            result = self.check(txn, seq, raw)
+        for seq, raw in snap.entries(self.next_seq, last):
+            result = self.check(snap, seq, raw)
             self.next_seq = seq + 1
             if seq >= first:
                 yield result
 
-    def check(self, txn: lmdb.Transaction[bytes], seq: int, raw: bytes | memoryview) -> dict[str, Any]:
+    def check(self, snap: LedgerSnapshot, seq: int, raw: bytes) -> dict[str, Any]:
         r = _Checks()
         read = _read_entry(raw)
         if isinstance(read, str):       # nothing to recompute: the state it changed is lost to the walk
@@ -289,13 +278,13 @@ class _Auditor:
             return r.result(seq, {}, None)
         tag, entry = read
         if tag == 1 and not self.new_format:
-            return self._check_legacy(txn, seq, entry)
+            return self._check_legacy(snap, seq, entry)
         self.new_format = True
         for name in LEDGER_FIELDS:      # an old entry after a new one: checked as new
             if name not in entry:
                 r.fail(name, "missing")
         r.same("seq", entry.get("seq"), seq)
-        scan = self._scan(txn, entry, r)
+        scan = self._scan(snap, entry, r)
         if scan is None:
             return r.result(seq, entry, None)
         cid, serial, actor, time_ms, mac, secret = scan
@@ -306,7 +295,7 @@ class _Auditor:
         roll = roll_of(mac)
         r.same("roll", entry.get("roll"), roll)
 
-        rev = self._revision(txn, cid, entry.get("revision"), seq, r)
+        rev = self._revision(snap, cid, entry.get("revision"), seq, r)
         if rev is None:
             return r.result(seq, entry, commitment)
         if rev.commitment is not None:
@@ -393,7 +382,7 @@ class _Auditor:
         r.ok("caps", within_caps, "a decision within the campaign's caps (this one should have been refused)")
 
         # the request id leads to this decision, and the code's claim is this entry
-        decision = self._decision(txn, entry.get("request_id"), entry.get("client"))
+        decision = self._decision(snap, entry.get("request_id"), entry.get("client"))
         if decision is None:
             r.fail("request_id", "an id (within its client) in the request index")
             r.fail("client", "the client the request id was sent by")
@@ -406,7 +395,7 @@ class _Auditor:
                  and (award.ledger_seq == seq if award is not None
                       else decision.no_reward in (_BUDGET_EXHAUSTED, _LOST_DRAW)),
                  "the request whose decision this entry is")
-        claim = self._claim(txn, serial)
+        claim = self._claim(snap, serial)
         r.ok("claim", claim is not None and (claim.campaign_id, claim.ledger_seq) == (cid, seq),
              {"campaign_id": cid, "ledger_seq": seq})
 
@@ -414,7 +403,7 @@ class _Auditor:
         self.last_revision[cid] = max(self.last_revision.get(cid, 0), rev.number)
         return r.result(seq, entry, commitment)
 
-    def _scan(self, txn: lmdb.Transaction[bytes], entry: dict[str, Any], r: _Checks
+    def _scan(self, snap: LedgerSnapshot, entry: dict[str, Any], r: _Checks
               ) -> tuple[str, int, str, int, bytes, bytes] | None:
         """The entry's scan, authenticated: (campaign, serial, actor, time, HMAC,
         secret), its fields checked against it; None when no campaign with a
@@ -429,7 +418,7 @@ class _Auditor:
         def mac_of(scan: tuple[Any, ...] | None) -> bytes | None:
             if scan is None:
                 return None
-            secret = self._secret(txn, scan[0])
+            secret = self._secret(snap, scan[0])
             return draw(secret, *scan)[1] if secret is not None else None
 
         by_fields = mac_of(fields) if typed else None
@@ -452,11 +441,11 @@ class _Auditor:
         cid = truth[0]
         return cid, truth[1], truth[2], truth[3], mac, self.secrets[cid]  # type: ignore[return-value]
 
-    def _revision(self, txn: lmdb.Transaction[bytes], cid: str, recorded: Any, seq: int, r: _Checks) -> _Revision | None:
+    def _revision(self, snap: LedgerSnapshot, cid: str, recorded: Any, seq: int, r: _Checks) -> _Revision | None:
         """The revision the entry was decided under: the one it names if that one
         exists, was loaded before the entry (first_seq) and is not older than one
         an earlier entry used; else (named as failed) the one it should name."""
-        revs = self._revisions(txn, cid)
+        revs = self._revisions(snap, cid)
         floor = self.last_revision.get(cid, 0)
         if _is_int(recorded) and recorded in revs and revs[recorded].first_seq <= seq and recorded >= floor:
             r.ok("revision", True)
@@ -470,19 +459,18 @@ class _Auditor:
         r.fail("revision", expected)
         return revs.get(expected)
 
-    def _claim(self, txn: lmdb.Transaction[bytes], serial: int) -> Claim | None:
+    def _claim(self, snap: LedgerSnapshot, serial: int) -> Claim | None:
         try:
-            raw = txn.get(layout.serial_key(serial), db=self.store.db("claims"))
-            return decode_claim(raw) if raw is not None else None
-        except (OverflowError, CorruptionError):    # no serial of a code, no claim record: no claim
+            return snap.claim(serial)
+        except CorruptionError:    # no claim record: no claim
             return None
 
-    def _check_legacy(self, txn: lmdb.Transaction[bytes], seq: int, entry: dict[str, Any]) -> dict[str, Any]:
+    def _check_legacy(self, snap: LedgerSnapshot, seq: int, entry: dict[str, Any]) -> dict[str, Any]:
         """An entry written before decisions recorded their inputs: the draw only,
         as audited then; the counts it adds are taken as recorded."""
         r = _Checks()
         cid = entry["campaign_id"]
-        secret = self._secret(txn, cid)
+        secret = self._secret(snap, cid)
         if secret is None:
             r.fail("campaign_id", "a campaign with a stored secret")
             return r.result(seq, entry, None, legacy=True)
@@ -532,9 +520,9 @@ def _plugin_output_ok(plugin: Any) -> bool:
         and veto is False and (pct is None or _is_int(pct))
 
 
-# The walk of the last audit_entry call per environment: the next call on the same
-# snapshot (LMDB's transaction id) at a later entry continues it.
-_walks: dict[int, tuple[lmdb.Environment, _Auditor]] = {}
+# The walk of the last audit_entry call per store: the next call on a snapshot of the
+# same version (LedgerSnapshot.version) at a later entry continues it.
+_walks: dict[int, tuple[Store, _Auditor]] = {}
 
 
 def audit_entry(data: DataDir, seq: int) -> dict[str, Any]:
@@ -544,18 +532,18 @@ def audit_entry(data: DataDir, seq: int) -> dict[str, Any]:
     ``verified``. Raises NotFound when there is no such entry."""
     if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
         raise InvalidArgument(f"seq: must be a ledger entry number (1 or more), got {seq!r}")
-    env = data.store.env
+    store = data.store
     result = None
-    with env.begin() as txn:
-        kept = _walks.get(id(env))
-        auditor = kept[1] if kept is not None and kept[0] is env else None
-        if auditor is None or auditor.txn_id != txn.id() or auditor.next_seq > seq:
-            auditor = _Auditor(data, txn.id())
-        for result in auditor.run(txn, seq, seq):
+    with LedgerSnapshot(data) as snap:
+        kept = _walks.get(id(store))
+        auditor = kept[1] if kept is not None and kept[0] is store else None
+        if auditor is None or auditor.version != snap.version or auditor.next_seq > seq:
+            auditor = _Auditor(snap.version)
+        for result in auditor.run(snap, seq, seq):
             pass
         if len(_walks) >= 16:
             _walks.clear()
-        _walks[id(env)] = (env, auditor)
+        _walks[id(store)] = (store, auditor)
     if result is None:
         raise NotFound(f"no ledger entry {seq}")
     return result
@@ -566,10 +554,9 @@ def audit_ledger(data: DataDir, first: int = 1, last: int | None = None, *,
     """Audit the ledger entries ``first`` to ``last`` (None: to the end), or only
     those of ``campaign_id`` among them (and those that are no ledger entry: they
     may be), in one walk (audit_entry's results)."""
-    env = data.store.env
-    with env.begin() as txn:
-        auditor = _Auditor(data, txn.id())
-        for result in auditor.run(txn, first, last):
+    with LedgerSnapshot(data) as snap:
+        auditor = _Auditor(snap.version)
+        for result in auditor.run(snap, first, last):
             if campaign_id is None or result.get("campaign_id") == campaign_id or "record" in result["checks"]:
                 yield result
 
@@ -580,10 +567,10 @@ def export_ledger(data: DataDir, campaign_id: str | None = None) -> Iterator[byt
     reads them (an edited value is shown as it is, for the verifier to catch), what
     ``scangate campaign ledger`` prints one per line. Raises CorruptionError at an
     entry that is no ledger entry of a known version."""
-    with data.store.env.begin() as txn:
-        for key, raw in txn.cursor(db=data.store.db("ledger")):
+    with LedgerSnapshot(data) as snap:
+        for seq, raw in snap.entries():
             read = _read_entry(raw)
             if isinstance(read, str):
-                raise CorruptionError(f"ledger entry {layout.seq_of(key)}: expected {read}")
+                raise CorruptionError(f"ledger entry {seq}: expected {read}")
             if campaign_id is None or read[1]["campaign_id"] == campaign_id:
                 yield json.dumps(read[1]).encode()

@@ -3,10 +3,17 @@ call per chunk. Nothing here touches LMDB; ``scangate.datadir`` joins the two.
 
 Batch in, batch out: every function takes or returns numpy arrays; a single code is a
 batch of one.
+
+Three verify paths, one result: a buffer is verified line by line in chunks
+(``_verify_lines``); a list or array of up to SMALL_BATCH codes in one call
+(``_verify_small``); a larger one span by span in chunks (``_verify_chunked``).
+``VERIFY_PATH`` forces every batch onto one kind, so that the test suite runs its
+verify tests both ways (as py-lmdb runs its suite on both of its bindings).
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -17,6 +24,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from . import _core
 from .enums import CodeStatus, Level
+from .errors import InvalidArgument
 from .keys import Keyring, KeyVersion
 if TYPE_CHECKING:
     from .store import RangeTable
@@ -42,6 +50,17 @@ VERIFY_CHUNK = 65536
 # Batches of up to this many codes given as a list (a scan batch) are verified with
 # as few numpy calls as possible (see _verify_small).
 SMALL_BATCH = 4096
+# The verify path every batch takes, read at each call (the test suite sets it, and
+# SCANGATE_VERIFY_PATH sets it in the processes a test starts): None, by input and
+# size (the module docstring); "small": every batch, of any size, in one
+# _verify_small call (a buffer split into lines first); "chunked": every batch in
+# chunks (a buffer line by line as by default, a list or array by spans). The
+# results are the same on every path.
+VERIFY_PATHS = ("small", "chunked")
+VERIFY_PATH_ENV = "SCANGATE_VERIFY_PATH"
+VERIFY_PATH: str | None = os.environ.get(VERIFY_PATH_ENV) or None
+if VERIFY_PATH is not None and VERIFY_PATH not in VERIFY_PATHS:
+    raise InvalidArgument(f"{VERIFY_PATH_ENV}: {VERIFY_PATH!r} is not one of {', '.join(VERIFY_PATHS)} (or unset)")
 
 
 def _ecb(key: bytes, decrypt: bool):  # type: ignore[no-untyped-def]
@@ -185,7 +204,9 @@ class _Outputs:
     def __init__(self, cap: int):
         self.cap = cap
         self.status = np.empty(cap, np.uint8)
-        self.versions = np.empty(cap, np.uint16)
+        # zeroed: decode_lines writes no key version for a line of the wrong shape,
+        # which then reads 0 as on the other paths (decode_spans zeroes its own)
+        self.versions = np.zeros(cap, np.uint16)
         self.serial = np.empty(cap, np.uint64)
         self.level = np.empty(cap, np.uint8)
         self.line_id = np.empty(cap, np.int64)
@@ -196,7 +217,7 @@ class _Outputs:
         self.cap = max(size, 2 * self.cap)
         for name in ("status", "versions", "serial", "level", "line_id"):
             old = getattr(self, name)
-            new = np.empty(self.cap, old.dtype)
+            new = (np.zeros if name == "versions" else np.empty)(self.cap, old.dtype)
             new[: len(old)] = old
             setattr(self, name, new)
 
@@ -209,12 +230,43 @@ def verify_text(
     """Verify codes against keys and the ledger's ranges; one status per input.
 
     ``codes``: a newline-separated buffer (lines as in split_lines), a list of str,
-    or a fixed-width 'S' array. Work runs in chunks of VERIFY_CHUNK codes: parse into a
-    cache-sized block buffer, decrypt it into a second one, resolve that into the
-    result arrays, so no batch-sized intermediate is ever allocated.
+    or a fixed-width 'S' array. The path it takes (the module docstring) depends on
+    the input's kind and size, or on VERIFY_PATH; the result does not.
     """
-    if not isinstance(codes, (bytes, bytearray, memoryview)):
-        return verify_spans(*_spans_from_input(codes), keys, table)
+    path = _verify_path()
+    if isinstance(codes, (bytes, bytearray, memoryview)):
+        if path != "small":
+            return _verify_lines(codes, keys, table)
+        buf = np.frombuffer(codes, np.uint8)
+        starts, ends = _core.split_lines(buf)
+        return _verify_small(buf, starts, ends, keys, table)
+    small = path == "small" or (path is None and 0 < len(codes) <= SMALL_BATCH)
+    buf, starts, ends = _spans_from_input(codes, small)
+    return (_verify_small if small else _verify_chunked)(buf, starts, ends, keys, table)
+
+
+def verify_spans(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, keys: Keyring,
+                 table: RangeTable) -> VerifiedCodes:
+    """Verify the texts buf[starts[i]:ends[i]] (list items, fields of a CSV)."""
+    path = _verify_path()
+    small = path == "small" or (path is None and 0 < len(starts) <= SMALL_BATCH)
+    return (_verify_small if small else _verify_chunked)(buf, starts, ends, keys, table)
+
+
+def _verify_path() -> str | None:
+    """VERIFY_PATH, checked: it is set by assignment, so a wrong value is caught
+    here, at the first call, rather than taken for the default."""
+    path = VERIFY_PATH
+    if path is not None and path not in VERIFY_PATHS:
+        raise InvalidArgument(f"scangate.codes.VERIFY_PATH: {path!r} is not one of {', '.join(VERIFY_PATHS)} "
+                              "or None")
+    return path
+
+
+def _verify_lines(codes: bytes | bytearray | memoryview, keys: Keyring, table: RangeTable) -> VerifiedCodes:
+    """verify_text for a buffer, in chunks of VERIFY_CHUNK lines: parse into a
+    cache-sized block buffer, decrypt it into a second one, resolve that into the
+    result arrays, so no batch-sized intermediate is ever allocated."""
     scratch = np.empty((VERIFY_CHUNK, 16), np.uint8)   # ciphertext blocks of one chunk
     plain_buf = _plain_buffer(VERIFY_CHUNK)            # their plaintext
     seen = np.zeros(1024, np.uint8)
@@ -238,12 +290,10 @@ def verify_text(
                          out.level[:done], out.line_id[:done], hits.view(bool))
 
 
-def verify_spans(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, keys: Keyring,
-                 table: RangeTable) -> VerifiedCodes:
-    """Verify the texts buf[starts[i]:ends[i]] (list items, fields of a CSV)."""
+def _verify_chunked(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, keys: Keyring,
+                    table: RangeTable) -> VerifiedCodes:
+    """verify_spans in chunks of VERIFY_CHUNK spans."""
     n = len(starts)
-    if 0 < n <= SMALL_BATCH:
-        return _verify_small(buf, starts, ends, keys, table)
     plain_buf = _plain_buffer(min(VERIFY_CHUNK, n))   # a small batch: no megabyte to map and unmap
     hits = np.zeros(len(table.firsts), np.uint8)
     decryptors = _Decryptors(keys)
@@ -265,7 +315,8 @@ def _verify_small(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, keys: K
     """verify_spans for a batch of one chunk, in a fraction of the numpy calls (each
     costs microseconds, as much as verifying dozens of codes): decode_spans's arrays
     are the results' status and versions, and one key version (the usual case) is
-    decrypted out of place in one call, with no block buffer to fill."""
+    decrypted out of place in one call, with no block buffer to fill. Right for a
+    batch of any size (VERIFY_PATH "small"), but its arrays grow with the batch."""
     n = len(starts)
     blocks, versions, status = _core.decode_spans(buf, starts, ends)
     ok = versions[status == _core.OK]
@@ -301,8 +352,10 @@ def _resolve_chunk(blocks: np.ndarray, plain_buf: np.ndarray, out: _Outputs, don
     )
 
 
-def _spans_from_input(codes: Sequence[str] | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Return (buffer, starts, ends) for a list of str or an 'S' array."""
+def _spans_from_input(codes: Sequence[str] | np.ndarray, small: bool
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return (buffer, starts, ends) for a list of str or an 'S' array; ``small``:
+    the batch takes _verify_small (its spans may be kept, see _equal_spans)."""
     if isinstance(codes, np.ndarray) and codes.dtype.kind == "S":
         # fixed-width byte strings: trailing NULs are trimmed by the decoder
         width = codes.dtype.itemsize
@@ -314,7 +367,7 @@ def _spans_from_input(codes: Sequence[str] | np.ndarray) -> tuple[np.ndarray, np
     joined = "".join(codes)
     if joined.isascii():   # the usual case: one encode, lengths in characters are in bytes
         n = len(codes)
-        if 0 < n <= SMALL_BATCH and len(set(map(len, codes))) == 1:   # all one width: no per-code array
+        if small and 0 < n and len(set(map(len, codes))) == 1:   # all one width: no per-code array
             starts, ends = _equal_spans(n, len(codes[0]))
             return np.frombuffer(joined.encode("ascii"), np.uint8), starts, ends
         lengths = np.fromiter(map(len, codes), np.int64, len(codes))
@@ -331,14 +384,17 @@ _equal_spans_kept: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
 def _equal_spans(n: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     """(starts, ends) of n texts of one width laid end to end; read-only arrays,
-    kept by (n, width): a service verifies batches of the same size and width."""
+    kept by (n, width) up to SMALL_BATCH texts: a service verifies batches of the
+    same size and width (a larger one, under VERIFY_PATH "small", is not kept)."""
     spans = _equal_spans_kept.get((n, width))
     if spans is None:
         starts = np.arange(n, dtype=np.int64) * width
         ends = starts + width
         starts.setflags(write=False)
         ends.setflags(write=False)
-        if len(_equal_spans_kept) >= 16:
-            _equal_spans_kept.clear()
-        spans = _equal_spans_kept[n, width] = (starts, ends)
+        spans = (starts, ends)
+        if n <= SMALL_BATCH:
+            if len(_equal_spans_kept) >= 16:
+                _equal_spans_kept.clear()
+            _equal_spans_kept[n, width] = spans
     return spans

@@ -1,7 +1,16 @@
-"""The state layer: the only place that knows the store.
+"""The state layer: the only place that knows the store (LMDB today).
 
-layout (every key), records (every binary record), batch (one batch of
-decisions: read by keys, apply mutations), campaigns and recalls (admin writes
-and reads). LMDB is the embedded store; nothing outside this package builds a key
-or opens a transaction for the decision state.
+    layout     every key layout, and the list of databases
+    records    every record of the decision state, typed and versioned
+    migrate    schema upgrades of a data directory made by an earlier release
+    batch      one batch of decisions: reads by keys, Snapshot, Mutations, apply
+    campaigns  campaign storage (admin writes), budget reports
+    recalls    recall admin writes and reads, RecallIndex
+    points     points accounts, months, history, redemptions
+    outbox     the payout outbox: scan, lease, renew, finish
+    trace      the trace store: links, children, dealers, shipments; upload steps
+    ledger     the audit's read snapshot (ledger, secrets, revisions, claims)
+    reads      the read model the CLI, reports and tests see (JSON-shaped)
+
+The issuance ledger (product lines, issued ranges) is still scangate.store's.
 """

@@ -33,10 +33,10 @@ big-endian (serials stay below 2^56), so key order is serial order.
                 number; r/<request id> records.RedemptionRecord
 
 Records are defined in scangate.state.records (schema 2: typed msgpack; the
-schema 1 JSON records are upgraded by scangate.state.migrate). Nothing outside
-``scangate.state`` (and the modules that still hold their own database's records:
-store, trace, payouts, points, audit; see the README) builds a key itself: they
-call these functions.
+schema 1 JSON records are upgraded by scangate.state.migrate); the trace records
+(dealers, shipments: JSON) and the issuance ledger's (scangate.store) are still
+defined by their own modules, state/trace.py and store.py. Nothing outside
+``scangate.state`` and store.py builds a key: they call these functions.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ import struct
 import numpy as np
 
 __all__ = [
-    "DATABASES", "SERIAL_BYTES", "CAMPAIGN_PREFIX",
+    "DATABASES", "SERIAL_BYTES", "CAMPAIGN_PREFIX", "MAX_KEY",
     "account_key", "budget_key", "budget_prefix", "campaign_key", "day_key", "history_prefix",
     "month_key", "month_prefix", "payout_key", "plugin_failure_key", "redemption_key", "request_key",
     "revision_key", "revision_prefix", "secret_key", "seq_key", "seq_of", "serial_key", "serial_keys",
@@ -137,7 +137,7 @@ def payout_key(campaign_id: str, serial: int) -> str:
 
 # ---------------------------------------------------------------- requests
 _client_prefix: dict[str, bytes] = {}
-_MAX_KEY = 511      # LMDB's longest key (its default build)
+MAX_KEY = 511      # LMDB's longest key (its default build)
 
 
 def request_key(client: str, request_id: str) -> bytes:
@@ -156,7 +156,7 @@ def request_key(client: str, request_id: str) -> bytes:
         prefix = _client_prefix[client] = b"\xff" + _blake2b(
             client.encode("utf-8", "surrogatepass"), digest_size=16, person=b"scangate-client").digest()
     rid = request_id.encode()
-    if len(rid) > _MAX_KEY - len(prefix):
+    if len(rid) > MAX_KEY - len(prefix):
         rid = b"\xfe" + _blake2b(rid, digest_size=32, person=b"scangate-longid").digest()
     return prefix + rid
 

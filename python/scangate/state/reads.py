@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..datadir import DataDir
+from ..errors import CorruptionError
 from . import layout
 from .batch import POINTER_SIZES
 from .records import decode_claim, decode_decision, decode_ledger, decode_payout, to_json
@@ -45,6 +46,6 @@ def decision_of(data: DataDir, request_id: str, client: str = "") -> dict[str, A
         if pointer is None:
             return None
         if len(pointer) not in POINTER_SIZES:
-            raise ValueError("a decision stored inline: migrate the data directory (scangate.state.migrate)")
+            raise CorruptionError(f"request record of {request_id!r}: {len(pointer)} bytes, not a decision number")
         raw = txn.get(bytes(pointer[:8]), db=data.store.db("decisions"))
         return None if raw is None else to_json(decode_decision(raw))

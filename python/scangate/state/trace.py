@@ -189,7 +189,7 @@ def _shipment(raw: bytes) -> Shipment:
     return ship
 
 
-_MAX_KEY = 511      # LMDB's longest key (its default build)
+_MAX_KEY = layout.MAX_KEY
 
 
 def _dealer_key(dealer_id: object) -> bytes | None:
