@@ -39,7 +39,7 @@ from .decide.requests import (
     scan_problem,
 )
 from .decision import NO_REWARD_MESSAGES, Award, Decision, NoReward, ScanRequest
-from .state.batch import LmdbBatch
+from .state.batch import write_batch
 from .state.campaigns import (
     budgets_used,
     campaign_revisions,
@@ -104,8 +104,7 @@ def decide_scans(data: DataDir, requests: Sequence[ScanRequest],
     check_requests(requests)
     checks = data.verify_codes([r.code for r in requests])
     now = (now_ms or current_clock())()
-    with data.store.env.begin(write=True) as txn:
-        batch = LmdbBatch(data.store, txn)
+    with write_batch(data.store) as batch:
         out, mutations = decide_batch(batch, requests, checks, verdict_config or VerdictConfig(), now, time_policy)
         batch.apply(mutations)
     return out

@@ -13,16 +13,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import lmdb
-
 from .clock import now_ms
 from .datadir import DataDir, VerifyResult
 from .decide.engine import judge_batch
 from .enums import Reason, Verdict
 from .errors import InvalidArgument
 from .recalls import Recall, RecallReport
-from .state import layout
-from .state.batch import LmdbBatch, Mutations
+from .state import batch as batch_state
+from .state.batch import Mutations
 from .state.recalls import (
     MAX_RECALL_REASON,
     RECALL_SOURCES,
@@ -34,7 +32,6 @@ from .state.recalls import (
     revoke_line,
     revoke_range,
 )
-from .state.records import History
 from .verdict import MESSAGES, TYPO_MESSAGE, Scan, ScanVerdict, VerdictConfig, verdict_message
 
 __all__ = [
@@ -67,11 +64,9 @@ def scan_history(data: DataDir, code: str) -> dict[str, Any] | None:
     check = data.verify_code(code)
     if check.serial is None:
         return None
-    with data.store.env.begin() as txn:
-        raw = txn.get(layout.serial_key(check.serial), db=data.store.db("scans"))
-    if raw is None:
+    h = batch_state.scan_history(data.store, check.serial)
+    if h is None:
         return None
-    h = History.unpack(raw)
     return {"first_ms": h.first_ms, "first_region": h.first_region or None, "first_actor": h.first_actor,
             "count": h.count, "distinct_actors": h.distinct, "last_ms": h.last_ms,
             "last_region": h.last_region or None}
@@ -79,22 +74,17 @@ def scan_history(data: DataDir, code: str) -> dict[str, Any] | None:
 
 # ---------------------------------------------------------------------- decide
 def decide_verdicts(data: DataDir, scans: Sequence[Scan], config: VerdictConfig | None = None,
-                    txn: lmdb.Transaction[bytes] | None = None, checks: VerifyResult | None = None
-                    ) -> list[ScanVerdict]:
-    """Decide a batch of scans and record the genuine ones, in one transaction:
-    ``txn`` when given (the caller commits), else one of its own, committed
-    before returning. ``checks``: the scans' codes already verified by the caller
-    (``data.verify_codes``), so they are not verified twice. The verdicts alone:
-    ``scangate.rewards.decide_scans`` decides rewards with them."""
-    if txn is None:
-        with data.store.env.begin(write=True) as own:
-            return decide_verdicts(data, scans, config, own, checks)
+                    checks: VerifyResult | None = None) -> list[ScanVerdict]:
+    """Decide a batch of scans and record the genuine ones, in one transaction,
+    committed before returning. ``checks``: the scans' codes already verified by
+    the caller (``data.verify_codes``), so they are not verified twice. The
+    verdicts alone: ``scangate.rewards.decide_scans`` decides rewards with them."""
     if checks is None:
         checks = data.verify_codes([s.code for s in scans])
     elif len(checks) != len(scans):
         raise InvalidArgument(f"checks: {len(checks)} results for {len(scans)} scans")
-    batch = LmdbBatch(data.store, txn)
-    m = Mutations()
-    out = judge_batch(batch, scans, checks, config or VerdictConfig(), now_ms(), m)
-    batch.apply(m)
+    with batch_state.write_batch(data.store) as batch:
+        m = Mutations()
+        out = judge_batch(batch, scans, checks, config or VerdictConfig(), now_ms(), m)
+        batch.apply(m)
     return out

@@ -16,7 +16,8 @@ they read, in key order; ``apply`` is its set-based writes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
     from ..results import Dealer
     from ..store import Store
 
-__all__ = ["BatchState", "LmdbBatch", "Mutations", "Snapshot"]
+__all__ = ["BatchState", "LmdbBatch", "Mutations", "Snapshot", "scan_history", "write_batch"]
 
 POINTER_SIZES = (8, 24)     # a request record: decision number, then (24) the fingerprint
 _NO_ACCOUNT = (0, 0)
@@ -239,3 +240,18 @@ class LmdbBatch:
 def _missing(values: Mapping[bytes, object], keys: Iterable[bytes]) -> list[bytes]:
     """The keys not read yet, each once."""
     return [k for k in set(keys) if k not in values]
+
+
+@contextmanager
+def write_batch(store: Store) -> Iterator[LmdbBatch]:
+    """One batch in its own write transaction, committed when the block ends
+    without an exception (aborted otherwise: nothing of the batch is written)."""
+    with store.env.begin(write=True) as txn:
+        yield LmdbBatch(store, txn)
+
+
+def scan_history(store: Store, serial: int) -> History | None:
+    """The recorded scan state of one serial, or None if never scanned."""
+    with store.env.begin() as txn:
+        raw = txn.get(layout.serial_key(serial), db=store.db("scans"))
+    return None if raw is None else History.unpack(raw)
