@@ -13,6 +13,10 @@ directory exactly as it was, and that a directory from a newer scangate is refus
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import textwrap
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -192,3 +196,48 @@ def test_a_decision_stored_inline_moves_into_the_log(tmp_path: Path) -> None:
     assert dict(after["requests"])[first["request_id"].encode()] == (last + 1).to_bytes(8, "big")
     assert records.to_json(records.decode_decision(after["decisions"][-1][1])) == {
         k: v for k, v in MANIFEST["decisions"][0].items() if k != "message"}
+
+
+UPGRADER = textwrap.dedent("""
+    import logging, sys
+    import scangate
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+    scangate.open_data_dir(sys.argv[1]).close()
+    print("opened", flush=True)
+""")
+
+
+def test_a_kill_during_the_upgrade_leaves_schema_1_whole_and_the_next_open_upgrades(tmp_path: Path) -> None:
+    """kill -9 while the upgrade runs (after it logged that it is upgrading the
+    ledger, before its one transaction commits): the directory is the schema 1
+    directory byte for byte, and the next open upgrades all of it."""
+    path = extract(tmp_path)
+    env = lmdb.open(str(path / "lmdb"), max_dbs=64, map_size=1 << 32)
+    extra = 300_000        # schema 1 ledger entries: enough that the upgrade runs long after its first log line
+    with env.begin(write=True) as txn:
+        db = env.open_db(b"ledger", txn=txn)
+        cur = txn.cursor(db=db)
+        assert cur.last()
+        last, entry = int.from_bytes(bytes(cur.key()), "big"), json.loads(bytes(cur.value()))
+        cur.putmulti([((last + i).to_bytes(8, "big"), json.dumps({**entry, "seq": last + i}).encode())
+                      for i in range(1, extra + 1)], append=True)
+    env.close()
+    before = raw_records(path)
+    with subprocess.Popen([sys.executable, "-c", UPGRADER, str(path)], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True) as proc:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if "upgrading to schema 2: ledger" in line:
+                proc.send_signal(signal.SIGKILL)
+                break
+        else:
+            raise AssertionError(f"the upgrade never reached the ledger: exit {proc.wait()}")
+        assert proc.wait() == -signal.SIGKILL
+    assert raw_records(path) == before             # nothing of the upgrade: schema 1, every record as it was
+    done = subprocess.run([sys.executable, "-c", UPGRADER, str(path)], capture_output=True, text=True,
+                          timeout=600, check=False)
+    assert done.returncode == 0 and done.stdout == "opened\n", done.stderr[-2000:]
+    after = raw_records(path)
+    assert dict(after["meta"])[b"schema"] == (2).to_bytes(4, "big")
+    assert len(after["ledger"]) == len(before["ledger"]) == MANIFEST["ledger_last"] + extra
+    assert records.to_json(records.decode_ledger(after["ledger"][-1][1]))["seq"] == last + extra

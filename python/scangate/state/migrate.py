@@ -81,6 +81,7 @@ def _rewrite(txn: lmdb.Transaction[bytes], db: Any, convert: Callable[[bytes, by
 def _to_2(txn: lmdb.Transaction[bytes], db: Callable[[str], Any]) -> dict[str, int]:
     counts: dict[str, int] = {}
     seq = U64.unpack
+    log.info("upgrading to schema 2: decisions")
     counts["decisions"] = _rewrite(txn, db("decisions"), lambda k, v: _decision(f"#{seq(k)[0]}", v))
     # decisions once stored inline under their request key: appended to the log, the
     # index pointing at them (8 bytes: no fingerprint, as before)
@@ -102,6 +103,7 @@ def _to_2(txn: lmdb.Transaction[bytes], db: Callable[[str], Any]) -> dict[str, i
             return _convert("ledger entry", where, 2, records.LedgerEntry, d)
         return _convert("ledger entry", where, 1, records.LegacyLedgerEntry, d)
 
+    log.info("upgrading to schema 2: ledger")
     counts["ledger"] = _rewrite(txn, db("ledger"), ledger)
     counts["claims"] = _rewrite(txn, db("claims"), lambda k, v: _convert(
         "claim", f"of serial {int.from_bytes(k, 'big')}", 1, records.Claim, _json("claim", "", v)))
@@ -114,6 +116,7 @@ def _to_2(txn: lmdb.Transaction[bytes], db: Callable[[str], Any]) -> dict[str, i
             raise CorruptionError(f"migration: payout {where}: {exc}") from None
         return records.encode(value)
 
+    log.info("upgrading to schema 2: outbox")
     counts["outbox"] = _rewrite(txn, db("outbox"), payout)
 
     points = db("points")
@@ -129,6 +132,7 @@ def _to_2(txn: lmdb.Transaction[bytes], db: Callable[[str], Any]) -> dict[str, i
             return ACCOUNT.pack(I64.unpack(raw)[0], earned.get(key[2:], 0))
         return None
 
+    log.info("upgrading to schema 2: points")
     counts["points"] = _rewrite(txn, points, point)
     for actor in earned:
         txn.delete(b"e/" + actor, db=points)
