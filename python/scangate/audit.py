@@ -69,7 +69,7 @@ import msgspec
 
 from .campaigns import PPM, campaign_from_json
 from .datadir import DataDir
-from .decide.budgets import Budgets, budget_left, budgets_left, pick_prize, spend
+from .decide.budgets import Budgets, budgets_left, outcome, rows_read, spend
 from .decide.campaign import Compiled, Entry
 from .decide.caps import cash_capped, count_capped
 from .decide.draw import draw, draw_message, roll_of, slot_odds, win_how
@@ -338,24 +338,12 @@ class _Auditor:
         # draw, none else), the pick, a plugin's prize, the consolation prize
         how = win_how(n, k.first_scan_wins, k.nth, roll, odds)
         budgets = self.budgets
-        rows = k.budget_rows if how != "lost" else k.consolation_rows if k.consolation is not None else None
+        rows = rows_read(k, how)
         r.same("budgets", entry.get("budgets"), None if rows is None else budgets_left(rows, budgets))
-        won: Entry | None = None
-        reason: str | None = None
-        if how != "lost":
-            won = pick_prize(budgets, k.winning, mac)
-            if won is None:
-                reason = _BUDGET_EXHAUSTED
         wanted_id = outputs["prize_id"]
-        plugin_prize = won is not None and wanted_id is not None    # the plugin's prize was considered
-        if won is not None and wanted_id is not None and wanted_id != won[0].id:
-            wanted = k.entry.get(wanted_id)
-            if wanted is not None and budget_left(budgets, wanted):
-                won = wanted
-        if won is None and k.consolation is not None and budget_left(budgets, k.consolation):
-            won, how, reason = k.consolation, "consolation", None
-        if won is None and reason is None:
-            reason = _LOST_DRAW
+        won, how, why_not, picked = outcome(k, budgets, how, mac, wanted_id)
+        reason = None if why_not is None else why_not.value
+        plugin_prize = picked and wanted_id is not None    # the plugin's prize was considered
         prize = won[0] if won is not None else None
         amount = prize.amount_fen if prize is not None else 0
         if prize is not None and prize.kind == "cash" and how != "consolation":

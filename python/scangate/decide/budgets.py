@@ -11,9 +11,10 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 
-from .campaign import Entry
+from ..decision import NoReward
+from .campaign import Compiled, Entry
 
-__all__ = ["budget_left", "budgets_left", "pick_prize", "spend"]
+__all__ = ["budget_left", "budgets_left", "outcome", "pick_prize", "rows_read", "spend"]
 
 _U64 = struct.Struct(">Q")
 _ZERO2 = (0, 0)
@@ -60,3 +61,42 @@ def budgets_left(rows: tuple[tuple[str, bytes, int | None, int | None], ...],
         count, amount = budgets[key] or _ZERO2
         out[prize_id] = [None if count_max is None else count_max - count, None if fen_max is None else fen_max - amount]
     return out
+
+
+_BUDGET_EXHAUSTED = NoReward.BUDGET_EXHAUSTED
+_LOST_DRAW = NoReward.LOST_DRAW
+
+
+def rows_read(c: Compiled, how: str) -> tuple[tuple[str, bytes, int | None, int | None], ...] | None:
+    """The budgets a decision reads, as its ledger entry records them: every
+    prize's (with a budget) when a win picks, the consolation prize's when a lost
+    draw may get it, none (None) else."""
+    return c.budget_rows if how != "lost" else c.consolation_rows if c.consolation is not None else None
+
+
+def outcome(c: Compiled, budgets: Budgets, how: str, mac: bytes, wanted_id: str | None
+            ) -> tuple[Entry | None, str, NoReward | None, bool]:
+    """The prize a scan gets once its draw is known (``how``: draw.win_how), and
+    why none: a win picks by weight among the prizes with budget left
+    (BUDGET_EXHAUSTED when none has); a plugin's prize (``wanted_id``) replaces
+    the pick while within its budget; a lost or unfunded draw gets the consolation
+    prize while it has budget (``how`` becomes "consolation"); else LOST_DRAW.
+    Returns (prize entry or None, how, why not, whether the pick found a prize).
+    The engine decides with it and the audit (scangate.audit) decides again with it."""
+    won: Entry | None = None
+    reason: NoReward | None = None
+    if how != "lost":
+        won = pick_prize(budgets, c.winning, mac)
+        if won is None:
+            reason = _BUDGET_EXHAUSTED
+    picked = won is not None
+    if won is not None and wanted_id is not None and wanted_id != won[0].id:
+        wanted = c.entry.get(wanted_id)
+        if wanted is not None and budget_left(budgets, wanted):
+            won = wanted     # a plugin's prize, still within the campaign's budgets
+    consolation = c.consolation
+    if won is None and consolation is not None and budget_left(budgets, consolation):
+        won, how, reason = consolation, "consolation", None
+    if won is None and reason is None:
+        reason = _LOST_DRAW
+    return won, how, reason, picked

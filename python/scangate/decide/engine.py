@@ -42,8 +42,8 @@ from ..store import ProductLine
 from ..verdict import Scan, ScanVerdict, VerdictConfig
 from . import caps as caps_mod
 from . import ledger
-from .budgets import budget_left, budgets_left, pick_prize, spend
-from .campaign import Compiled, Entry, compile_campaigns
+from .budgets import budgets_left, outcome, rows_read, spend
+from .campaign import Compiled, compile_campaigns
 from .draw import PPM, draw_message, roll_of, slot_odds, win_how
 from .eligibility import Eligible, select
 from .points import award_points
@@ -56,8 +56,6 @@ TRUSTING = ScanTimePolicy()    # the library's default: a caller's scan times st
 _GENUINE = int(CodeStatus.GENUINE)
 _NO_RULE = RuleResult()
 _ALREADY_CLAIMED = NoReward.ALREADY_CLAIMED
-_BUDGET_EXHAUSTED = NoReward.BUDGET_EXHAUSTED
-_LOST_DRAW = NoReward.LOST_DRAW
 _PLUGIN_FAILED = NoReward.PLUGIN_FAILED
 _PLUGIN_VETO = NoReward.PLUGIN_VETO
 _V_COUNTERFEIT = Verdict.COUNTERFEIT
@@ -220,26 +218,9 @@ def _decide_eligible(s: _State, e: Eligible, r: ScanRequest, time_ms: int, v: Sc
         if rule.odds_ppm is not None:
             odds = rule.odds_ppm
     how = win_how(n, c.first_scan_wins, c.nth, roll, odds)
-    # the budgets read, as the ledger entry records them: every prize's (with a
-    # budget) when a win picks, the consolation prize's when a lost draw may get
-    # it, none else
-    budget_rows = c.budget_rows if how != "lost" else c.consolation_rows if c.consolation is not None else None
+    budget_rows = rows_read(c, how)     # what the ledger entry records of the budgets
     budgets = snap.budgets      # every budget key of the batch's campaigns
-    won: Entry | None = None
-    reason: NoReward | None = None
-    if how != "lost":
-        won = pick_prize(budgets, c.winning, mac)
-        if won is None:
-            reason = _BUDGET_EXHAUSTED
-    if won is not None and rule.prize_id is not None and rule.prize_id != won[0].id:
-        wanted = c.entry.get(rule.prize_id)
-        if wanted is not None and budget_left(budgets, wanted):
-            won = wanted     # a plugin's prize, still within the campaign's budgets
-    consolation = c.consolation
-    if won is None and consolation is not None and budget_left(budgets, consolation):
-        won, how, reason = consolation, "consolation", None
-    if won is None and reason is None:
-        reason = _LOST_DRAW
+    won, how, reason, _picked = outcome(c, budgets, how, mac, rule.prize_id)
     prize = won[0] if won is not None else None
     if prize is not None and prize.kind == "cash" and how != "consolation":
         capped = caps_mod.cash_capped(c.caps, k, prize.amount_fen)
