@@ -38,10 +38,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import lmdb
-
 from scangate.datadir import DataDir
 from scangate.errors import CorruptionError, InvalidArgument
+from scangate.state.failures import STORE_FAILURES
 from scangate.clock import ScanTimePolicy
 from scangate.rewards import Decision, RequestRefused, ScanRequest, decide_scans
 from scangate.verdicts import VerdictConfig
@@ -182,10 +181,7 @@ class GroupCommitWriter:
 
 # Errors of the store or the process, not of any scan: deciding the batch again in
 # parts would fail every part the same way, one transaction after another.
-_SYSTEMIC: tuple[type[BaseException], ...] = (
-    OSError, MemoryError, CorruptionError, lmdb.MapFullError, lmdb.DiskError, lmdb.CorruptedError,
-    lmdb.PanicError, lmdb.ReadonlyError, lmdb.InvalidError, lmdb.VersionMismatchError, lmdb.ReadersFullError,
-    lmdb.MapResizedError)
+_SYSTEMIC: tuple[type[BaseException], ...] = (OSError, MemoryError, CorruptionError, *STORE_FAILURES)
 
 
 def _is_systemic(exc: BaseException) -> bool:

@@ -11,6 +11,7 @@
     trace      the trace store: links, children, dealers, shipments; upload steps
     ledger     the audit's read snapshot (ledger, secrets, revisions, claims)
     reads      the read model the CLI, reports and tests see (JSON-shaped)
+    failures   which store errors mean "out of room" and which are the store's own
 
 The issuance ledger (product lines, issued ranges) is still scangate.store's.
 """
