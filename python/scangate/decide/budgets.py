@@ -31,8 +31,13 @@ def budget_left(budgets: Budgets, e: Entry) -> bool:
 
 def pick_prize(budgets: Budgets, entries: Sequence[Entry], mac: bytes) -> Entry | None:
     """The prize a win draws, by weight, among those with budget left (None: none)."""
-    left = [e for e in entries if budget_left(budgets, e)]
-    total = sum(e[5] for e in left)
+    left = []
+    total = 0
+    for e in entries:    # budget_left, written out: a win's every prize, every win
+        count, amount = budgets[e[1]] or _ZERO2
+        if (e[2] is None or count < e[2]) and (e[3] is None or amount + e[4] <= e[3]):
+            left.append(e)
+            total += e[5]
     if total == 0:
         return None
     point = _U64.unpack_from(mac, 8)[0] % total     # int.from_bytes(mac[8:16], "big") % total

@@ -67,7 +67,8 @@ def decide_batch(batch: BatchState, requests: Sequence[ScanRequest], checks: Ver
                  ) -> tuple[list[Decision | RequestRefused], Mutations]:
     """See the module docstring. ``requests`` passed ``check_requests``."""
     m = Mutations()
-    ids = [layout.request_key(r.client, r.request_id) for r in requests]
+    request_key = layout.request_key
+    ids = [r.request_id.encode() if not r.client else request_key(r.client, r.request_id) for r in requests]
     prints = fingerprints(requests)
     stored = batch.stored_decisions(ids) if ids else {}
     firsts: dict[bytes, int] = {}     # request key -> the first fresh request with it in the batch
