@@ -1,5 +1,6 @@
 """The state layer: the only place that knows the store (LMDB today).
 
+    store      the LMDB environment and the issuance ledger (lines, ranges)
     layout     every key layout, and the list of databases
     records    every record of the decision state, typed and versioned
     migrate    schema upgrades of a data directory made by an earlier release
@@ -13,5 +14,5 @@
     reads      the read model the CLI, reports and tests see (JSON-shaped)
     failures   which store errors mean "out of room" and which are the store's own
 
-The issuance ledger (product lines, issued ranges) is still scangate.store's.
+scangate.store re-exports the environment and the issuance ledger's types.
 """

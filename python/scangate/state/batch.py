@@ -44,7 +44,7 @@ from .records import (
 
 if TYPE_CHECKING:
     from ..results import Dealer
-    from ..store import Store
+    from .store import Store
 
 __all__ = ["BatchState", "LmdbBatch", "Mutations", "Snapshot", "scan_history", "write_batch"]
 

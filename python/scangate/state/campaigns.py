@@ -25,7 +25,7 @@ from ..clock import current as current_clock
 from ..clock import now_ms
 from ..datadir import DataDir
 from ..errors import CorruptionError, InvalidArgument, NotFound
-from ..store import iter_prefix
+from .store import iter_prefix
 from . import layout
 from .records import COUNTS, U64
 

@@ -6,7 +6,7 @@ campaign's budgets, the scans of neighbouring serials). Serials are 7 bytes
 big-endian (serials stay below 2^56), so key order is serial order.
 
     meta        schema, next_serial, next_line, ledger_gen, url_prefix
-    lines       line id (u32) -> product line (JSON)
+    lines       line id (u32) -> records.LineRecord
     line_index  sku NUL batch NUL level -> line id
     ranges      last serial (u64) -> first, line id, key version, level, flags, reserved at
     links       child serial's bucket (serial >> 3, 7 bytes) -> 8 parent serials
@@ -33,10 +33,10 @@ big-endian (serials stay below 2^56), so key order is serial order.
                 number; r/<request id> records.RedemptionRecord
 
 Records are defined in scangate.state.records (schema 2: typed msgpack; the
-schema 1 JSON records are upgraded by scangate.state.migrate); the trace records
-(dealers, shipments: JSON) and the issuance ledger's (scangate.store) are still
-defined by their own modules, state/trace.py and store.py. Nothing outside
-``scangate.state`` and store.py builds a key: they call these functions.
+schema 1 JSON records are upgraded by scangate.state.migrate); campaign records
+(a campaign's own definition, as loaded), recalls, dealers and shipments are
+still JSON. Nothing outside
+``scangate.state`` builds a key: it calls these functions.
 """
 
 from __future__ import annotations

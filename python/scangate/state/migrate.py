@@ -11,8 +11,9 @@ rewrites (LMDB's copy-on-write keeps the old pages until the commit).
 
 Schema 1 -> 2: the decision state's JSON records become typed msgpack records
 (scangate.state.records): decisions, ledger entries, claims, payout requests,
-points history and redemptions; decisions stored inline in the request index (a
-format older than the decision log) move into the log; points accounts kept as
+points history, redemptions and product lines; decisions stored inline in the
+request index (a format older than the decision log) move into the log; points
+accounts kept as
 a balance (b/) and a separate earned total (e/) become one b/ record.
 """
 
@@ -136,6 +137,13 @@ def _to_2(txn: lmdb.Transaction[bytes], db: Callable[[str], Any]) -> dict[str, i
     counts["points"] = _rewrite(txn, points, point)
     for actor in earned:
         txn.delete(b"e/" + actor, db=points)
+
+    def line(key: bytes, raw: bytes) -> bytes:
+        where = f"#{int.from_bytes(key, 'big')}"
+        return _convert("product line", where, 1, records.LineRecord, _json("product line", where, raw))
+
+    log.info("upgrading to schema 2: lines")
+    counts["lines"] = _rewrite(txn, db("lines"), line)
     return counts
 
 

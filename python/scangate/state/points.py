@@ -37,7 +37,7 @@ import lmdb
 
 from ..datadir import DataDir
 from ..errors import CorruptionError
-from ..store import iter_prefix
+from .store import iter_prefix
 from . import layout
 from .records import (ACCOUNT, I64, U64, PointsEntry, RedemptionRecord, decode_points_entry, decode_redemption,
                       encode)

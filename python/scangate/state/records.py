@@ -18,9 +18,9 @@ import msgspec
 from ..errors import CorruptionError
 
 __all__ = ["ACCOUNT", "COUNTS", "AwardRecord", "Claim", "DecisionRecord", "History", "I64", "LedgerEntry",
-           "LegacyLedgerEntry", "MAX_ACTOR_HASHES", "Payout", "PointsEntry", "RedemptionRecord", "U64", "decode_claim",
-           "decode_decision", "decode_ledger", "decode_payout", "decode_points_entry", "decode_redemption", "encode",
-           "pack_counts", "to_json", "unpack_counts"]
+           "LegacyLedgerEntry", "LineRecord", "MAX_ACTOR_HASHES", "Payout", "PointsEntry", "RedemptionRecord", "U64",
+           "decode_claim", "decode_decision", "decode_ledger", "decode_line", "decode_payout", "decode_points_entry",
+           "decode_redemption", "encode", "pack_counts", "to_json", "unpack_counts"]
 
 U64 = struct.Struct(">Q")
 I64 = struct.Struct(">q")
@@ -209,6 +209,20 @@ class RedemptionRecord(msgspec.Struct, array_like=True, frozen=True, tag=1):
     reason: str | None
 
 
+class LineRecord(msgspec.Struct, array_like=True, frozen=True, tag=1):
+    """lines: a product line (scangate.state.store.ProductLine), never changed once
+    written. The level is stored as its label, as the JSON record held it: the
+    label, not the code block's number, is what a person reads in an export."""
+
+    line_id: int
+    sku: str
+    level: str
+    batch: str
+    gtin: str
+    attributes: dict[str, Any]
+    created_at: int     # unix seconds
+
+
 class Payout(msgspec.Struct, omit_defaults=True, tag=1):
     """outbox: a payout request and its sending state (scangate.payouts changes it)."""
 
@@ -238,6 +252,7 @@ _CLAIM = msgspec.msgpack.Decoder(Claim)
 _POINTS = msgspec.msgpack.Decoder(PointsEntry)
 _REDEMPTION = msgspec.msgpack.Decoder(RedemptionRecord)
 _PAYOUT = msgspec.msgpack.Decoder(Payout)
+_LINE = msgspec.msgpack.Decoder(LineRecord)
 
 
 def _decoder(decode: Any, name: str) -> Any:
@@ -255,6 +270,7 @@ decode_claim: Callable[[bytes | memoryview], Claim] = _decoder(_CLAIM.decode, "c
 decode_points_entry: Callable[[bytes | memoryview], PointsEntry] = _decoder(_POINTS.decode, "points history")
 decode_redemption: Callable[[bytes | memoryview], RedemptionRecord] = _decoder(_REDEMPTION.decode, "redemption")
 decode_payout: Callable[[bytes | memoryview], Payout] = _decoder(_PAYOUT.decode, "payout")
+decode_line: Callable[[bytes | memoryview], LineRecord] = _decoder(_LINE.decode, "product line")
 
 
 def to_json(record: msgspec.Struct) -> dict[str, Any]:

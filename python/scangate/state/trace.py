@@ -36,7 +36,7 @@ import numpy as np
 
 from ..errors import CorruptionError, InvalidArgument, NotFound
 from ..results import Dealer
-from ..store import Store, iter_prefix
+from .store import Store, iter_prefix
 from . import layout
 
 __all__ = [
