@@ -124,7 +124,9 @@ def test_opening_upgrades_every_record_to_schema_2(tmp_path: Path) -> None:
     # each upgraded record holds what its JSON held, field by field
     for name, decode in (("ledger", records.decode_ledger), ("decisions", records.decode_decision),
                          ("claims", records.decode_claim), ("outbox", records.decode_payout),
-                         ("lines", records.decode_line)):
+                         ("lines", records.decode_line), ("dealers", records.decode_dealer),
+                         ("shipped", records.decode_shipment), ("ship_log", records.decode_shipment),
+                         ("revoked", records.decode_range_recall)):     # the fixture's recalls: one range
         old = {k: json.loads(v) for k, v in before[name]}
         new = {k: records.to_json(decode(v)) for k, v in after[name]}
         assert len(new) == len(old) > 0, name
@@ -134,7 +136,7 @@ def test_opening_upgrades_every_record_to_schema_2(tmp_path: Path) -> None:
     history = [(k, v) for k, v in after["points"] if k[:2] == b"h/"]
     assert history and all(isinstance(records.decode_points_entry(v), records.PointsEntry) for _, v in history)
     # the rest is as it was: trace, issuance, scans, counters, budgets, campaigns
-    for name in ("ranges", "links", "children", "shipped", "scans", "counters", "budgets", "campaigns"):
+    for name in ("ranges", "links", "children", "scans", "counters", "budgets", "campaigns"):
         assert after[name] == before[name], name
     # a second open finds schema 2 and changes nothing
     scangate.open_data_dir(path).close()

@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import json
 import struct
+import tarfile
 from pathlib import Path
 
+import lmdb
 import pytest
 
 import scangate
 from scangate import verdicts
+from scangate.clock import ManualClock, use
+from scangate.errors import CorruptionError
+from scangate.recalls import Recall
 from scangate.verdicts import Reason, Scan, Verdict, decide_verdicts
 
 from serverproc import running
@@ -185,17 +190,123 @@ def test_a_code_inside_a_recalled_range_keeps_the_range(tmp_path: Path) -> None:
 
 
 def test_older_range_keys_are_still_read(tmp_path: Path) -> None:
-    """A data directory written by the first recall code (key: b"R" + first)."""
+    """A data directory written by the first recall code (key: b"R" + first; its
+    value as the upgrade to schema 2 leaves it: [1, last 3, "old", at_ms 1, "range"])."""
     beer, _ = _world(tmp_path / "d")
     with scangate.open_data_dir(tmp_path / "d") as dd:
         with dd.store.env.begin(write=True) as txn:
-            txn.put(b"R" + struct.pack(">Q", 2), json.dumps({"last": 3, "reason": "old", "at_ms": 1}).encode(),
-                    db=dd.store.db("revoked"))
+            txn.put(b"R" + struct.pack(">Q", 2), b"\x95\x01\x03\xa3old\x01\xa5range", db=dd.store.db("revoked"))
         assert [(r.first, r.last, r.reason) for r in verdicts.list_recalls(dd)] == [(2, 3, "old")]
         assert verdicts.recall_range(dd, 2, 3, "again").added == 0        # the same recall: nothing added
         v = decide_verdicts(dd, [Scan(beer[1], "u"), Scan(beer[3], "u")])
         assert [x.verdict for x in v] == [Verdict.REVOKED, Verdict.GENUINE]
         assert Reason.RANGE_RECALLED in v[0].reasons
+
+
+# ------------------------------------------------------------------ the records
+AT_MS = 1_780_000_000_000      # needs 8 bytes: msgpack uint 64 (0xcf)
+
+
+def _revoked(data: Path) -> list[tuple[bytes, bytes]]:
+    """The revoked database's raw entries, read with plain py-lmdb."""
+    env = lmdb.open(str(data / "lmdb"), max_dbs=64, readonly=True, lock=False)
+    try:
+        with env.begin() as txn:
+            return [(bytes(k), bytes(v)) for k, v in txn.cursor(db=env.open_db(b"revoked", txn=txn))]
+    finally:
+        env.close()
+
+
+def test_recall_records_keep_their_bytes(tmp_path: Path) -> None:
+    """A recall is a msgpack array led by its version tag (scangate.state.records):
+    [1, reason, at_ms] for a line, [1, last, reason, at_ms, source] for a range.
+    Expected bytes built here, by hand, from the msgpack spec."""
+    beer, _ = _world(tmp_path / "d")
+    with scangate.open_data_dir(tmp_path / "d") as dd, use(ManualClock(AT_MS)):
+        verdicts.recall_line(dd, 2, "seal")
+        verdicts.recall_range(dd, 3, 4, "hot")
+        verdicts.recall_codes(dd, [beer[5]], "one")
+        listed = verdicts.list_recalls(dd)
+    at = b"\xcf" + AT_MS.to_bytes(8, "big")
+    assert _revoked(tmp_path / "d") == [
+        (b"L\x00\x00\x00\x02", b"\x93\x01\xa4seal" + at),
+        (b"R" + struct.pack(">QQ", 3, 4), b"\x95\x01\x04\xa3hot" + at + b"\xa5range"),
+        (b"R" + struct.pack(">QQ", 6, 6), b"\x95\x01\x06\xa3one" + at + b"\xa5codes"),
+    ]
+    assert listed == [Recall("line", "seal", AT_MS, line_id=2, source="line"),
+                      Recall("range", "hot", AT_MS, first=3, last=4, source="range"),
+                      Recall("range", "one", AT_MS, first=6, last=6, source="codes")]
+
+
+def _schema_1(into: Path) -> Path:
+    """The schema 1 data directory of tests/data (see tests/test_datadir_fixture.py)."""
+    with tarfile.open(Path(__file__).resolve().parent / "data" / "datadir-v1.tar.gz") as tar:
+        tar.extractall(into, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))  # noqa: S202
+    return into / "datadir-v1"
+
+
+def _put_raw(data: Path, entries: list[tuple[bytes, bytes]]) -> None:
+    env = lmdb.open(str(data / "lmdb"), max_dbs=64)
+    try:
+        with env.begin(write=True) as txn:
+            db = env.open_db(b"revoked", txn=txn)
+            for k, v in entries:
+                txn.put(k, v, db=db)
+    finally:
+        env.close()
+
+
+def test_schema_1_recalls_are_upgraded_with_their_old_defaults(tmp_path: Path) -> None:
+    """Schema 1's JSON recalls become the typed records on open: one written by the
+    first recall code (no at_ms, no source, a range keyed by its first serial
+    only) gets the values schema 1's reader gave it (at_ms 0, source "range"),
+    and its key stays."""
+    data = _schema_1(tmp_path)
+    _put_raw(data, [(b"L" + struct.pack(">I", 1), b'{"reason": "old line"}'),
+                    (b"R" + struct.pack(">Q", 70), b'{"last": 72, "reason": "old range"}')])
+    scangate.open_data_dir(data).close()
+    after = dict(_revoked(data))
+    assert after[b"L\x00\x00\x00\x01"] == b"\x93\x01\xa8old line\x00"
+    assert after[b"R" + struct.pack(">Q", 70)] == b"\x95\x01\x48\xa9old range\x00\xa5range"
+    assert after[b"R" + struct.pack(">QQ", 59, 60)] == (b"\x95\x01\x3c\xb4fixture: a bad batch\xcf"
+                                                       + (1_780_200_000_000).to_bytes(8, "big") + b"\xa5codes")
+    assert len(after) == 3
+    with scangate.open_data_dir(data) as dd:
+        assert verdicts.list_recalls(dd) == [
+            Recall("line", "old line", 0, line_id=1, source="line"),
+            Recall("range", "fixture: a bad batch", 1_780_200_000_000, first=59, last=60, source="codes"),
+            Recall("range", "old range", 0, first=70, last=72, source="range")]
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    (b"L\x00\x00\x00\x01", b'{"at_ms": 5}', "migration: recall of line 1: no reason"),
+    (b"R" + struct.pack(">QQ", 70, 72), b'{"last": "72", "reason": "x"}',
+     r"migration: recall of serials from 70: Expected `int`, got `str` - at `\$\[1\]`"),
+    (b"R" + struct.pack(">QQ", 70, 72), b"\x95\x01", "migration: recall of serials from 70: not the JSON record"),
+    (b"X7", b'{"reason": "x"}', r"migration: recall b'X7': not a line \(L\) or range \(R\) key"),
+])
+def test_a_schema_1_recall_the_upgrade_cannot_read_changes_nothing(tmp_path: Path, key: bytes, value: bytes,
+                                                                   message: str) -> None:
+    data = _schema_1(tmp_path)
+    _put_raw(data, [(key, value)])
+    before = _revoked(data)
+    with pytest.raises(CorruptionError, match=message):
+        scangate.open_data_dir(data)
+    assert _revoked(data) == before
+
+
+def test_a_damaged_recall_record_is_corruption(tmp_path: Path) -> None:
+    """A recall that is not its typed record (here: schema 1's JSON in a schema 2
+    directory) is CorruptionError naming the record, for every reader."""
+    beer, _ = _world(tmp_path / "d")
+    with scangate.open_data_dir(tmp_path / "d") as dd:
+        with dd.store.env.begin(write=True) as txn:
+            txn.put(b"R" + struct.pack(">QQ", 3, 4), b'{"last": 4, "reason": "json", "at_ms": 1, "source": "range"}',
+                    db=dd.store.db("revoked"))
+        with pytest.raises(CorruptionError, match="range recall record"):
+            verdicts.list_recalls(dd)
+        with pytest.raises(CorruptionError, match="range recall record"):
+            decide_verdicts(dd, [Scan(beer[0], "u")])
 
 
 # ------------------------------------------------------------------ gRPC

@@ -19,7 +19,7 @@ import pytest
 import scangate
 from scangate import _core, ingest
 from scangate.epcis import load_schema
-from scangate.errors import BatchRejected, InvalidArgument, NotFound, Problem
+from scangate.errors import BatchRejected, CorruptionError, InvalidArgument, NotFound, Problem
 from scangate.state import trace as trace_state
 from scangate.trace import Shipment, TraceStore
 from scangate.verdicts import Scan, decide_verdicts
@@ -769,9 +769,27 @@ def test_dealer_lookup_of_ids_no_dealer_can_have(shipped: Packed) -> None:
 
 
 # ------------------------------------------------------------------ the records' bytes
+def _mp_str(text: str) -> bytes:
+    """msgpack str, by the spec (fixstr up to 31 bytes, else str 8)."""
+    raw = text.encode()
+    return (bytes([0xA0 | len(raw)]) if len(raw) < 32 else bytes([0xD9, len(raw)])) + raw
+
+
+def _mp_uint(n: int) -> bytes:
+    """msgpack non-negative int in its shortest form, by the spec."""
+    if n < 0x80:
+        return bytes([n])
+    for marker, width in ((0xCC, 1), (0xCD, 2), (0xCE, 4), (0xCF, 8)):
+        if n < 1 << (8 * width):
+            return bytes([marker]) + n.to_bytes(width, "big")
+    raise ValueError(n)
+
+
 def test_records_keep_their_bytes(shipped: Packed) -> None:
-    """The trace records are byte for byte what schema 1 wrote: the move into
-    scangate.state.trace changed no format. Expected bytes built here, by hand."""
+    """The trace records are byte for byte the schema 2 formats: links and
+    children as they always were, dealers and shipments msgpack arrays led by
+    their version tag (scangate.state.records). Expected bytes built here, by
+    hand, from the msgpack spec."""
     ingest.ship_csv(shipped.dd, f"unit,dealer_id,shipped_at,shipment_id\n{shipped.pallets[0]},D1,{T0},S1\n"
                     .encode())
     snap = db_snapshot(shipped.dd)
@@ -785,14 +803,44 @@ def test_records_keep_their_bytes(shipped: Packed) -> None:
     assert snap["children"] == [(key7(cases[0]), b"".join(map(key7, items[:20]))),
                                 (key7(cases[1]), b"".join(map(key7, items[20:]))),
                                 (key7(pallets[0]), key7(cases[0]) + key7(cases[1]))]
+    # [tag 1, dealer_id, name, [territory...]]: a fixarray of 4, the tag a positive fixint
     assert snap["dealers"] == [
-        (b"D1", b'{"dealer_id": "D1", "name": "\\u5e7f\\u5dde\\u4e00\\u53f7", "territory": ["4401"]}'),
-        (b"D2", b'{"dealer_id": "D2", "name": "Chengdu Two", "territory": ["51"]}'),
-        (b"D3", b'{"dealer_id": "D3", "name": "Three", "territory": ["11", "12"]}'),
+        (b"D1", b"\x94\x01\xa2D1\xac" + "广州一号".encode() + b"\x91\xa44401"),    # 12 bytes of UTF-8: 0xac
+        (b"D2", b"\x94\x01\xa2D2\xabChengdu Two\x91\xa251"),
+        (b"D3", b"\x94\x01\xa2D3\xa5Three\x92\xa211\xa212"),
     ]
-    shipment = b'{"unit": %d, "dealer_id": "D1", "shipped_at_ms": %d, "shipment_id": "S1"}' % (pallets[0], T0_MS)
+    # [tag 1, unit, dealer_id, shipped_at_ms, shipment_id]
+    shipment = b"\x95\x01" + _mp_uint(pallets[0]) + _mp_str("D1") + b"\xcf" + T0_MS.to_bytes(8, "big") + _mp_str("S1")
     assert snap["shipped"] == [(key7(pallets[0]), shipment)]
     assert snap["ship_log"] == [(key7(pallets[0]) + struct.pack(">q", T0_MS), shipment)]
+
+
+def test_a_damaged_trace_record_is_corruption(shipped: Packed) -> None:
+    """A dealer or shipment value that is not its typed record (here: schema 1's
+    JSON in a schema 2 directory, or a record cut short) is CorruptionError
+    naming the record, never a wrong answer."""
+    ingest.ship_csv(shipped.dd, f"unit,dealer_id,shipped_at\n{shipped.pallets[0]},D1,{T0}\n".encode())
+    ts, unit = shipped.ts, int(shipped.pallet_serials[0])
+    key = unit.to_bytes(7, "big")
+    json_shipment = b'{"unit": %d, "dealer_id": "D1", "shipped_at_ms": %d, "shipment_id": ""}' % (unit, T0_MS)
+    store = shipped.dd.store
+    with store.env.begin(write=True) as txn:
+        txn.put(key, json_shipment, db=store.db("shipped"))
+        txn.put(key + struct.pack(">q", T0_MS), json_shipment, db=store.db("ship_log"))
+    with pytest.raises(CorruptionError, match="shipment record"):
+        ts.trace(shipped.item_serials[:1])
+    with pytest.raises(CorruptionError, match="shipment record"):
+        decide_verdicts(shipped.dd, [Scan(shipped.items[0], "u1", region=440106, time_ms=T0_MS + 3_600_000)])
+    with pytest.raises(CorruptionError, match="shipment record"):
+        ts.shipment_history(unit)
+    with store.env.begin(write=True) as txn:
+        dealers = store.db("dealers")
+        txn.put(b"D2", bytes(txn.get(b"D2", db=dealers))[:-3], db=dealers)
+    with pytest.raises(CorruptionError, match="dealer record"):
+        ts.dealer("D2")
+    with pytest.raises(CorruptionError, match="dealer record"):
+        ts.list_dealers()
+    assert ts.dealer("D1") == scangate.trace.Dealer("D1", "广州一号", ("4401",))    # the others read as written
 
 
 # ------------------------------------------------------------------ the two trace paths

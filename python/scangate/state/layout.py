@@ -11,11 +11,11 @@ big-endian (serials stay below 2^56), so key order is serial order.
     ranges      last serial (u64) -> first, line id, key version, level, flags, reserved at
     links       child serial's bucket (serial >> 3, 7 bytes) -> 8 parent serials
     children    parent serial -> its children's serials
-    dealers     dealer id -> dealer (JSON)
-    shipped     top-level unit serial -> shipment (JSON)
-    ship_log    unit serial, time -> shipment events
+    dealers     dealer id -> records.DealerRecord
+    shipped     top-level unit serial -> records.ShipmentRecord (its current shipment)
+    ship_log    unit serial, time -> records.ShipmentRecord (every shipment)
     scans       serial -> scan history (records.History)
-    revoked     l/<line id> | r/<first><last> -> recall (JSON)
+    revoked     L<line id> -> records.LineRecall | R<first><last> -> records.RangeRecall
     campaigns   c/<id> current record, s/<id> secret, r/<id>/<revision u32> every revision
     requests    request key (``request_key``) -> decision number (u64) + fingerprint (16 bytes;
                 absent in records written before fingerprints: 8 bytes)
@@ -33,9 +33,8 @@ big-endian (serials stay below 2^56), so key order is serial order.
                 number; r/<request id> records.RedemptionRecord
 
 Records are defined in scangate.state.records (schema 2: typed msgpack; the
-schema 1 JSON records are upgraded by scangate.state.migrate); campaign records
-(a campaign's own definition, as loaded), recalls, dealers and shipments are
-still JSON. Nothing outside
+schema 1 JSON records are upgraded by scangate.state.migrate); only campaign
+records (a campaign's own definition, as loaded) are still JSON. Nothing outside
 ``scangate.state`` builds a key: it calls these functions.
 """
 

@@ -11,10 +11,10 @@ rewrites (LMDB's copy-on-write keeps the old pages until the commit).
 
 Schema 1 -> 2: the decision state's JSON records become typed msgpack records
 (scangate.state.records): decisions, ledger entries, claims, payout requests,
-points history, redemptions and product lines; decisions stored inline in the
-request index (a format older than the decision log) move into the log; points
-accounts kept as
-a balance (b/) and a separate earned total (e/) become one b/ record.
+points history, redemptions, product lines, dealers, shipments (current and
+log) and recalls; decisions stored inline in the request index (a format older
+than the decision log) move into the log; points accounts kept as a balance
+(b/) and a separate earned total (e/) become one b/ record.
 """
 
 from __future__ import annotations
@@ -65,6 +65,35 @@ def _decision(where: str, raw: bytes) -> bytes:
     if award is not None:
         award = [award.get(f) for f in records.AwardRecord.__struct_fields__]
     return _convert("decision", where, 1, records.DecisionRecord, {**d, "award": award})
+
+
+def _dealer(key: bytes, raw: bytes) -> bytes:
+    where = repr(key.decode("utf-8", "replace"))
+    return _convert("dealer", where, 1, records.DealerRecord, _json("dealer", where, raw))
+
+
+def _shipment(key: bytes, raw: bytes) -> bytes:
+    """shipped (key: the unit) and ship_log (the unit, then the shipped-at ms)."""
+    where = f"of unit {int.from_bytes(key[:7], 'big')}"
+    if len(key) > 7:
+        where += f" at {int.from_bytes(key[7:], 'big', signed=True)} ms"
+    return _convert("shipment", where, 1, records.ShipmentRecord, _json("shipment", where, raw))
+
+
+def _recall(key: bytes, raw: bytes) -> bytes:
+    """revoked: a line's or a range's recall. The defaults are those schema 1's
+    reader gave a record without the field (the first recall code wrote neither
+    at_ms nor source). An older directory's range key (R + first only) is a key
+    layout, not a record format: its value is converted, the key kept (still read)."""
+    if key[:1] == b"L" and len(key) == 5:
+        where = f"of line {int.from_bytes(key[1:], 'big')}"
+        d = _json("recall", where, raw)
+        return _convert("recall", where, 1, records.LineRecall, {"at_ms": 0, **d})
+    if key[:1] == b"R" and len(key) in (9, 17):
+        where = f"of serials from {int.from_bytes(key[1:9], 'big')}"
+        d = _json("recall", where, raw)
+        return _convert("recall", where, 1, records.RangeRecall, {"at_ms": 0, "source": "range", **d})
+    raise CorruptionError(f"migration: recall {key!r}: not a line (L) or range (R) key")
 
 
 def _rewrite(txn: lmdb.Transaction[bytes], db: Any, convert: Callable[[bytes, bytes], bytes | None]) -> int:
@@ -144,6 +173,14 @@ def _to_2(txn: lmdb.Transaction[bytes], db: Callable[[str], Any]) -> dict[str, i
 
     log.info("upgrading to schema 2: lines")
     counts["lines"] = _rewrite(txn, db("lines"), line)
+    log.info("upgrading to schema 2: dealers")
+    counts["dealers"] = _rewrite(txn, db("dealers"), _dealer)
+    log.info("upgrading to schema 2: shipped")
+    counts["shipped"] = _rewrite(txn, db("shipped"), _shipment)
+    log.info("upgrading to schema 2: ship_log")
+    counts["ship_log"] = _rewrite(txn, db("ship_log"), _shipment)
+    log.info("upgrading to schema 2: revoked")
+    counts["revoked"] = _rewrite(txn, db("revoked"), _recall)
     return counts
 
 

@@ -1,18 +1,20 @@
 """Recalls (SG-R1, SG-R2): admin writes and reads of the ``revoked`` database, and
 the index that tells which genuine codes a recall covers.
 
-The "revoked" database holds one entry per recall:
-  b"L" + line id (>I)                      -> {"reason", "at_ms"}
-  b"R" + first (>Q) + last (>Q)            -> {"last", "reason", "at_ms", "source"}
+The "revoked" database holds one entry per recall (msgpack records,
+scangate.state.records; schema 1 wrote JSON, which scangate.state.migrate converts):
+  b"L" + line id (>I)                      -> LineRecall (reason, at_ms)
+  b"R" + first (>Q) + last (>Q)            -> RangeRecall (last, reason, at_ms, source)
 Older data directories may hold range keys of b"R" + first only (one range per
-first serial); they are read the same way. Keying a range by first and last
-lets a range and a single code inside it (first == last) both exist: a key of
-the first serial alone made the later one replace the earlier.
+first serial); they are read the same way (a key layout, not a record format:
+the upgrade to schema 2 converts their values and keeps their keys). Keying a
+range by first and last lets a range and a single code inside it (first ==
+last) both exist: a key of the first serial alone made the later one replace
+the earlier.
 """
 
 from __future__ import annotations
 
-import json
 import struct
 from collections.abc import Sequence
 from typing import Any
@@ -25,6 +27,8 @@ from ..datadir import DataDir
 from ..enums import CodeStatus, Reason
 from ..errors import BatchRejected, InvalidArgument, NotFound, Problem
 from ..recalls import Recall, RecallReport
+from . import records
+from .records import LineRecall, RangeRecall
 
 __all__ = ["MAX_RECALL_REASON", "RECALL_SOURCES", "RecallIndex", "Recalls", "list_recalls", "range_recalls",
            "read_recalls", "recall_codes", "recall_line", "recall_range", "revoke_line", "revoke_range"]
@@ -53,13 +57,13 @@ def read_recalls(txn: lmdb.Transaction[bytes], db: Any) -> Recalls:
     lines: dict[int, str] = {}
     firsts, lasts, reasons = [], [], []
     for k, v in txn.cursor(db=db):
-        k, d = bytes(k), json.loads(bytes(v))
         if k[:1] == b"L":
-            lines[struct.unpack(">I", k[1:5])[0]] = d["reason"]
+            lines[struct.unpack(">I", k[1:5])[0]] = records.decode_line_recall(v).reason
         else:
+            r = records.decode_range_recall(v)
             firsts.append(struct.unpack(">Q", k[1:9])[0])
-            lasts.append(d["last"])
-            reasons.append(d["reason"])
+            lasts.append(r.last)
+            reasons.append(r.reason)
     return Recalls(lines, np.array(firsts, np.uint64), np.array(lasts, np.uint64), reasons)
 
 
@@ -93,12 +97,11 @@ def _check_reason(reason: str) -> str:
 
 
 def _decode_recall(key: bytes, raw: bytes) -> Recall:
-    d = json.loads(raw)
     if key[:1] == b"L":
-        return Recall("line", d["reason"], d.get("at_ms", 0), line_id=struct.unpack(">I", key[1:5])[0],
-                      source="line")
-    return Recall("range", d["reason"], d.get("at_ms", 0), first=struct.unpack(">Q", key[1:9])[0],
-                  last=int(d["last"]), source=d.get("source", "range"))
+        line = records.decode_line_recall(raw)
+        return Recall("line", line.reason, line.at_ms, line_id=struct.unpack(">I", key[1:5])[0], source="line")
+    r = records.decode_range_recall(raw)
+    return Recall("range", r.reason, r.at_ms, first=struct.unpack(">Q", key[1:9])[0], last=r.last, source=r.source)
 
 
 def _range_key(first: int, last: int) -> bytes:
@@ -119,17 +122,18 @@ def _check_issued(data: DataDir, first: int, last: int, field: str) -> None:
         idx += 1
 
 
-def _put_recall(txn: lmdb.Transaction[bytes], st: _Stores, key: bytes, value: dict[str, Any]) -> tuple[Recall, bool]:
+def _put_recall(txn: lmdb.Transaction[bytes], st: _Stores, key: bytes, value: LineRecall | RangeRecall
+                ) -> tuple[Recall, bool]:
     """Store one recall unless the same one is there: (the stored entry, added)."""
     old = txn.get(key, db=st.revoked)
-    if old is None and key[:1] == b"R":
+    if old is None and isinstance(value, RangeRecall):
         legacy = key[:9]       # an older directory's key: first serial only
         raw = txn.get(legacy, db=st.revoked)
-        if raw is not None and json.loads(raw).get("last") == value["last"]:
+        if raw is not None and records.decode_range_recall(raw).last == value.last:
             key, old = legacy, raw
     if old is not None:
         return _decode_recall(key, bytes(old)), False
-    raw = json.dumps(value, ensure_ascii=False).encode()
+    raw = records.encode(value)
     txn.put(key, raw, db=st.revoked)
     return _decode_recall(key, raw), True
 
@@ -147,8 +151,7 @@ def recall_line(data: DataDir, line_id: int, reason: str) -> RecallReport:
         raise NotFound(f"line: no product line {line_id} (see `scangate ledger`)") from None
     st = _Stores(data)
     with st.env.begin(write=True) as txn:
-        rec, added = _put_recall(txn, st, b"L" + struct.pack(">I", line_id),
-                                 {"reason": reason, "at_ms": now_ms()})
+        rec, added = _put_recall(txn, st, b"L" + struct.pack(">I", line_id), LineRecall(reason, now_ms()))
     return RecallReport([rec], int(added))
 
 
@@ -164,8 +167,7 @@ def recall_range(data: DataDir, first: int, last: int, reason: str, *, source: s
     _check_issued(data, first, last, "range")
     st = _Stores(data)
     with st.env.begin(write=True) as txn:
-        rec, added = _put_recall(txn, st, _range_key(first, last),
-                                 {"last": last, "reason": reason, "at_ms": now_ms(), "source": source})
+        rec, added = _put_recall(txn, st, _range_key(first, last), RangeRecall(last, reason, now_ms(), source))
     return RecallReport([rec], int(added))
 
 
@@ -201,8 +203,7 @@ def recall_codes(data: DataDir, codes: Sequence[str], reason: str, source: str =
     with st.env.begin(write=True) as txn:
         for s, e in zip(starts, ends):
             first, last = int(serials[s]), int(serials[e])
-            rec, new = _put_recall(txn, st, _range_key(first, last),
-                                   {"last": last, "reason": reason, "at_ms": at, "source": "codes"})
+            rec, new = _put_recall(txn, st, _range_key(first, last), RangeRecall(last, reason, at, "codes"))
             out.append(rec)
             added += new
     return RecallReport(out, added)

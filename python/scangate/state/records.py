@@ -17,10 +17,12 @@ import msgspec
 
 from ..errors import CorruptionError
 
-__all__ = ["ACCOUNT", "COUNTS", "AwardRecord", "Claim", "DecisionRecord", "History", "I64", "LedgerEntry",
-           "LegacyLedgerEntry", "LineRecord", "MAX_ACTOR_HASHES", "Payout", "PointsEntry", "RedemptionRecord", "U64",
-           "decode_claim", "decode_decision", "decode_ledger", "decode_line", "decode_payout", "decode_points_entry",
-           "decode_redemption", "encode", "pack_counts", "to_json", "unpack_counts"]
+__all__ = ["ACCOUNT", "COUNTS", "AwardRecord", "Claim", "DealerRecord", "DecisionRecord", "History", "I64",
+           "LedgerEntry", "LegacyLedgerEntry", "LineRecall", "LineRecord", "MAX_ACTOR_HASHES", "Payout", "PointsEntry",
+           "RangeRecall", "RedemptionRecord", "ShipmentRecord", "U64", "decode_claim", "decode_dealer",
+           "decode_decision", "decode_ledger", "decode_line", "decode_line_recall", "decode_payout",
+           "decode_points_entry", "decode_range_recall", "decode_redemption", "decode_shipment", "encode",
+           "pack_counts", "to_json", "unpack_counts"]
 
 U64 = struct.Struct(">Q")
 I64 = struct.Struct(">q")
@@ -223,6 +225,42 @@ class LineRecord(msgspec.Struct, array_like=True, frozen=True, tag=1):
     created_at: int     # unix seconds
 
 
+class DealerRecord(msgspec.Struct, array_like=True, frozen=True, tag=1):
+    """dealers: a dealer (scangate.results.Dealer) and the adcode prefixes it may sell in."""
+
+    dealer_id: str
+    name: str
+    territory: list[str]
+
+
+class ShipmentRecord(msgspec.Struct, array_like=True, frozen=True, tag=1):
+    """shipped (a unit's current shipment) and ship_log (every shipment): one
+    shipment of a unit (scangate.state.trace.Shipment); read on the verdict's
+    hot path, so an array."""
+
+    unit: int
+    dealer_id: str
+    shipped_at_ms: int
+    shipment_id: str
+
+
+class LineRecall(msgspec.Struct, array_like=True, frozen=True, tag=1):
+    """revoked L+line: a recalled product line (the line id is the key)."""
+
+    reason: str
+    at_ms: int
+
+
+class RangeRecall(msgspec.Struct, array_like=True, frozen=True, tag=1):
+    """revoked R+first+last (or an older directory's R+first): recalled serials
+    first..last; ``source``: how it was asked for (range, codes)."""
+
+    last: int
+    reason: str
+    at_ms: int
+    source: str
+
+
 class Payout(msgspec.Struct, omit_defaults=True, tag=1):
     """outbox: a payout request and its sending state (scangate.payouts changes it)."""
 
@@ -251,6 +289,10 @@ _DECISION = msgspec.msgpack.Decoder(DecisionRecord)
 _CLAIM = msgspec.msgpack.Decoder(Claim)
 _POINTS = msgspec.msgpack.Decoder(PointsEntry)
 _REDEMPTION = msgspec.msgpack.Decoder(RedemptionRecord)
+_DEALER = msgspec.msgpack.Decoder(DealerRecord)
+_SHIPMENT = msgspec.msgpack.Decoder(ShipmentRecord)
+_LINE_RECALL = msgspec.msgpack.Decoder(LineRecall)
+_RANGE_RECALL = msgspec.msgpack.Decoder(RangeRecall)
 _PAYOUT = msgspec.msgpack.Decoder(Payout)
 _LINE = msgspec.msgpack.Decoder(LineRecord)
 
@@ -269,6 +311,10 @@ decode_decision: Callable[[bytes | memoryview], DecisionRecord] = _decoder(_DECI
 decode_claim: Callable[[bytes | memoryview], Claim] = _decoder(_CLAIM.decode, "claim")
 decode_points_entry: Callable[[bytes | memoryview], PointsEntry] = _decoder(_POINTS.decode, "points history")
 decode_redemption: Callable[[bytes | memoryview], RedemptionRecord] = _decoder(_REDEMPTION.decode, "redemption")
+decode_dealer: Callable[[bytes | memoryview], DealerRecord] = _decoder(_DEALER.decode, "dealer")
+decode_shipment: Callable[[bytes | memoryview], ShipmentRecord] = _decoder(_SHIPMENT.decode, "shipment")
+decode_line_recall: Callable[[bytes | memoryview], LineRecall] = _decoder(_LINE_RECALL.decode, "line recall")
+decode_range_recall: Callable[[bytes | memoryview], RangeRecall] = _decoder(_RANGE_RECALL.decode, "range recall")
 decode_payout: Callable[[bytes | memoryview], Payout] = _decoder(_PAYOUT.decode, "payout")
 decode_line: Callable[[bytes | memoryview], LineRecord] = _decoder(_LINE.decode, "product line")
 

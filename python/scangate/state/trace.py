@@ -9,12 +9,15 @@ serial order are sorted appends):
               bucket costs ~9.3 bytes per linked child on disk, against 24 for a
               key per child.
 ``children``  parent serial (7 bytes) -> its children, sorted 7-byte serials.
-``dealers``   dealer id (UTF-8) -> JSON {dealer_id, name, territory: [adcode prefixes]}.
-``shipped``   unit serial (7 bytes) -> JSON of its current shipment
-              {unit, dealer_id, shipped_at_ms, shipment_id}.
-``ship_log``  unit serial (7 bytes) + shipped-at ms (8 bytes, signed) -> JSON: history.
+``dealers``   dealer id (UTF-8) -> records.DealerRecord (dealer_id, name, territory:
+              adcode prefixes).
+``shipped``   unit serial (7 bytes) -> records.ShipmentRecord of its current shipment
+              (unit, dealer_id, shipped_at_ms, shipment_id).
+``ship_log``  unit serial (7 bytes) + shipped-at ms (8 bytes, signed) ->
+              records.ShipmentRecord: history.
 
-These records are still the JSON of schema 1 (issue 13 moved them here unchanged).
+The records are msgpack (scangate.state.records; schema 1 wrote JSON, which
+scangate.state.migrate converts); JSON only at the edges (to_json, the CLI).
 Every change is applied in one write transaction by the functions here; the
 callers (scangate.ingest) validate before, so a bad batch changes nothing.
 
@@ -24,7 +27,6 @@ imports this module and re-exports its public names; nothing here imports it.
 
 from __future__ import annotations
 
-import json
 import os
 import struct
 from collections.abc import Iterable, Sequence
@@ -37,7 +39,7 @@ import numpy as np
 from ..errors import CorruptionError, InvalidArgument, NotFound
 from ..results import Dealer
 from .store import Store, iter_prefix
-from . import layout
+from . import layout, records
 
 __all__ = [
     "ADD", "DELETE", "MAX_TIME_MS", "MIN_TIME_MS", "SERIAL_BYTES", "SLOTS", "SMALL_BATCH", "TRACE_PATH",
@@ -133,7 +135,7 @@ def check_time_ms(ms: object, field: str) -> int:
 # ---------------------------------------------------------------- records
 @dataclass(frozen=True)
 class Shipment:
-    """One shipment of a unit: the record of ``shipped`` and ``ship_log``."""
+    """One shipment of a unit (stored in ``shipped`` and ``ship_log`` as records.ShipmentRecord)."""
 
     unit: int  # serial of the shipped unit
     dealer_id: str
@@ -157,20 +159,18 @@ class TraceChain:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _encode_json(record: dict[str, Any]) -> bytes:
-    """A dealer or shipment record: json.dumps with its default separators, the
-    bytes schema 1 wrote (kept byte for byte)."""
-    return json.dumps(record).encode()
+def _encode_shipment(s: Shipment) -> bytes:
+    return records.encode(records.ShipmentRecord(s.unit, s.dealer_id, s.shipped_at_ms, s.shipment_id))
 
 
-def _decode_shipment(raw: bytes) -> Shipment:
-    d = json.loads(raw)
-    return Shipment(d["unit"], d["dealer_id"], d["shipped_at_ms"], d["shipment_id"])
+def _decode_shipment(raw: bytes | memoryview) -> Shipment:
+    r = records.decode_shipment(raw)
+    return Shipment(r.unit, r.dealer_id, r.shipped_at_ms, r.shipment_id)
 
 
-def _decode_dealer(raw: bytes) -> Dealer:
-    d = json.loads(raw)
-    return Dealer(d["dealer_id"], d["name"], tuple(d["territory"]))
+def _decode_dealer(raw: bytes | memoryview) -> Dealer:
+    r = records.decode_dealer(raw)
+    return Dealer(r.dealer_id, r.name, tuple(r.territory))
 
 
 # Shipment values parsed, by their stored bytes (a value is a pure function of its
@@ -460,7 +460,8 @@ class TraceStore:
         (scangate.ingest.load_dealers)."""
         with self.env.begin(write=True) as txn:
             for d in dealers:
-                txn.put(d.dealer_id.encode(), _encode_json(d.to_json()), db=self.dealers_db)
+                record = records.DealerRecord(d.dealer_id, d.name, list(d.territory))
+                txn.put(d.dealer_id.encode(), records.encode(record), db=self.dealers_db)
 
     def dealer(self, dealer_id: str, txn: lmdb.Transaction[bytes] | None = None) -> Dealer | None:
         """The loaded dealer of that id, or None (also for an id no dealer can
@@ -495,10 +496,10 @@ class TraceStore:
             if key is None or txn.get(key, db=self.dealers_db) is None:
                 raise NotFound(f"dealer {s.dealer_id!r} is not loaded")
             unit = _keys7(np.array([s.unit], np.uint64))
-            value = _encode_json(s.to_json())
+            value = _encode_shipment(s)
             txn.put(unit + _MS.pack(s.shipped_at_ms), value, db=self.ship_log_db)
             current = txn.get(unit, db=self.shipped_db)
-            if current is None or json.loads(current)["shipped_at_ms"] <= s.shipped_at_ms:
+            if current is None or records.decode_shipment(current).shipped_at_ms <= s.shipped_at_ms:
                 txn.put(unit, value, db=self.shipped_db)
 
     def shipments_of(self, serials: np.ndarray | Sequence[int], txn: lmdb.Transaction[bytes]) -> dict[int, Shipment]:
