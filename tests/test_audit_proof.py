@@ -19,7 +19,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import struct
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -34,6 +33,7 @@ import pytest
 
 import scangate
 from scangate.state import layout, reads
+from scangate.state import raw as state_raw
 from scangate import audit, plugins, rewards
 from scangate.errors import CorruptionError, InvalidArgument
 from scangate.plugins import RuleContext, RuleResult
@@ -182,13 +182,13 @@ def encode_entry(e: dict[str, Any], fields: tuple[str, ...] = audit.LEDGER_FIELD
 
 
 def put_entry(dd: scangate.DataDir, seq: int, raw: bytes) -> None:
-    with dd.store.env.begin(write=True) as txn:
-        txn.put(struct.pack(">Q", seq), raw, db=dd.store.db("ledger"))
+    state_raw.put(dd, "ledger", layout.seq_key(seq), raw)
 
 
 def raw_entry(dd: scangate.DataDir, seq: int) -> bytes:
-    with dd.store.env.begin() as txn:
-        return bytes(txn.get(struct.pack(">Q", seq), db=dd.store.db("ledger")))
+    stored = state_raw.get(dd, "ledger", layout.seq_key(seq))
+    assert stored is not None, seq
+    return stored
 
 
 @pytest.fixture(scope="module")
@@ -302,16 +302,15 @@ def test_the_audit_reads_one_snapshot(world: World, monkeypatch: pytest.MonkeyPa
     # a request record that points nowhere is corruption to the snapshot; to the
     # audit, a request id that leads to no decision
     key = layout.request_key(e["client"], e["request_id"])
-    with dd.store.env.begin(write=True) as txn:
-        pointer = bytes(txn.get(key, db=dd.store.db("requests")))
-        txn.put(key, b"\x00" * 5, db=dd.store.db("requests"))
+    pointer = state_raw.get(dd, "requests", key)
+    assert pointer is not None
+    state_raw.put(dd, "requests", key, b"\x00" * 5)
     try:
         with LedgerSnapshot(dd) as snap, pytest.raises(CorruptionError, match="index record is 5 bytes"):
             snap.decision_of(e["request_id"], e["client"])
         assert set(audit.audit_entry(dd, e["seq"])["failed"]) == {"request_id", "client"}
     finally:
-        with dd.store.env.begin(write=True) as txn:
-            txn.put(key, pointer, db=dd.store.db("requests"))
+        state_raw.put(dd, "requests", key, pointer)
     assert audit.audit_entry(dd, e["seq"])["verified"] is True
 
     # audit_entry continues its walk on a snapshot of the same version, and only then
@@ -664,10 +663,9 @@ def test_a_campaign_stored_before_revisions_were_kept(tmp_path: Path) -> None:
         codes = dd.issue_codes("BEER", "item", 20).as_strings()
         loaded = rewards.put_campaign(dd, BASIC.format(end="2026-06-01"), "basic.toml")
         old = {k: v for k, v in loaded.items() if k != "first_seq"}
-        with dd.store.env.begin(write=True) as txn:     # as stored then: no revision records, no first_seq
-            db = dd.store.db("campaigns")
-            assert txn.delete(layout.revision_key("basic", 1), db=db)
-            txn.put(b"c/basic", json.dumps(old).encode(), db=db)
+        # as stored then: no revision records, no first_seq
+        assert state_raw.delete(dd, "campaigns", layout.revision_key("basic", 1))
+        state_raw.put(dd, "campaigns", layout.campaign_key("basic"), json.dumps(old).encode())
         assert rewards.campaign_revisions(dd, "basic") == {1: old}
         rewards.decide_scans(dd, [ScanRequest(f"r{i}", c, f"u{i}", time_ms=ms(2026, 3, 10, 9, i))
                                   for i, c in enumerate(codes[:10])])

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import lmdb
+import lmdb     # the schema 1 directory as stored: scangate would upgrade it on open
 import msgspec
 import pytest
 
@@ -30,7 +30,7 @@ import scangate
 from scangate import audit, points, rewards, verdicts
 from scangate.errors import CorruptionError
 from scangate.state import records
-from scangate.state.layout import DATABASES
+from scangate.state.layout import DATABASES, HISTORY_PREFIX
 from scangate.state.migrate import SCHEMA_VERSION
 from scangate.enums import CodeStatus
 from scangate.rewards import Decision, NoReward, ScanRequest
@@ -133,7 +133,7 @@ def test_opening_upgrades_every_record_to_schema_2(tmp_path: Path) -> None:
         for key, fields in new.items():
             want = {f: v for f, v in old[key].items() if f != "message"}   # a decision's message is derived
             assert fields == want, (name, key)
-    history = [(k, v) for k, v in after["points"] if k[:2] == b"h/"]
+    history = [(k, v) for k, v in after["points"] if k.startswith(HISTORY_PREFIX)]
     assert history and all(isinstance(records.decode_points_entry(v), records.PointsEntry) for _, v in history)
     # the rest is as it was: trace, issuance, scans, counters, budgets, campaigns
     for name in ("ranges", "links", "children", "scans", "counters", "budgets", "campaigns"):
@@ -145,7 +145,7 @@ def test_opening_upgrades_every_record_to_schema_2(tmp_path: Path) -> None:
 
 def test_an_upgrade_that_cannot_read_a_record_changes_nothing(tmp_path: Path) -> None:
     path = extract(tmp_path)
-    env = lmdb.open(str(path / "lmdb"), max_dbs=64)
+    env = lmdb.open(str(path / "lmdb"), max_dbs=64)    # plain py-lmdb: damage schema 1 before any upgrade
     with env.begin(write=True) as txn:       # the last ledger entry, cut short: the upgrade fails at the end
         db = env.open_db(b"ledger", txn=txn)
         cur = txn.cursor(db=db)
@@ -160,7 +160,7 @@ def test_an_upgrade_that_cannot_read_a_record_changes_nothing(tmp_path: Path) ->
 
 def test_a_directory_from_a_newer_scangate_is_refused(tmp_path: Path) -> None:
     path = extract(tmp_path)
-    env = lmdb.open(str(path / "lmdb"), max_dbs=64)
+    env = lmdb.open(str(path / "lmdb"), max_dbs=64)    # plain py-lmdb: a version scangate must not open
     with env.begin(write=True) as txn:
         txn.put(b"schema", (SCHEMA_VERSION + 1).to_bytes(4, "big"), db=env.open_db(b"meta", txn=txn))
     env.close()
@@ -182,7 +182,7 @@ def test_a_decision_stored_inline_moves_into_the_log(tmp_path: Path) -> None:
     retry gets it back."""
     path = extract(tmp_path)
     first = MANIFEST["requests"][0]
-    env = lmdb.open(str(path / "lmdb"), max_dbs=64)
+    env = lmdb.open(str(path / "lmdb"), max_dbs=64)    # plain py-lmdb: the old layout, before the upgrade
     with env.begin(write=True) as txn:
         requests, log = env.open_db(b"requests", txn=txn), env.open_db(b"decisions", txn=txn)
         key = first["request_id"].encode()
@@ -215,7 +215,7 @@ def test_a_kill_during_the_upgrade_leaves_schema_1_whole_and_the_next_open_upgra
     ledger, before its one transaction commits): the directory is the schema 1
     directory byte for byte, and the next open upgrades all of it."""
     path = extract(tmp_path)
-    env = lmdb.open(str(path / "lmdb"), max_dbs=64, map_size=1 << 32)
+    env = lmdb.open(str(path / "lmdb"), max_dbs=64, map_size=1 << 32)  # plain: schema 1 grown before its upgrade
     extra = 300_000        # schema 1 ledger entries: enough that the upgrade runs long after its first log line
     with env.begin(write=True) as txn:
         db = env.open_db(b"ledger", txn=txn)

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 import scangate
 from scangate import InvalidArgument, epcis, geo, ingest, points
 from scangate.errors import BatchRejected
-from scangate.store import DATABASES
+from scangate.state import raw as state_raw
+from scangate.state import reads
 from scangate.trace import Shipment, TraceStore
 from scangate.verdicts import Scan, decide_verdicts, scan_history
 
@@ -56,9 +57,7 @@ def site(tmp_path: Path) -> Site:
 def dump(root: Path) -> dict[str, list[tuple[bytes, bytes]]]:
     """Every record of every database: equal before and after means nothing applied."""
     with scangate.open_data_dir(root) as dd:
-        with dd.store.env.begin() as txn:
-            return {name: [(bytes(k), bytes(v)) for k, v in txn.cursor(db=dd.store.db(name))]
-                    for name in DATABASES}
+        return state_raw.dump(dd)
 
 
 def rejected(proc: Any, *lines: str) -> list[str]:
@@ -127,8 +126,7 @@ def test_epcis_lower_case_t_and_z_are_accepted(site: Site, stamp: str) -> None:
     with scangate.open_data_dir(site.root) as dd:
         report = ingest.apply_epcis(dd, json.dumps(shipping_doc([site.pallet], event_time=stamp)))
         assert report.shipments == 1
-        with dd.store.env.begin() as txn:
-            chain = TraceStore(dd.store).shipments_of([dd.verify_code(site.pallet).serial], txn)
+        chain = reads.shipments_of(dd, [dd.verify_code(site.pallet).serial])
     assert [s.shipped_at_ms for s in chain.values()] == [T_SHIP_MS + 2 * 3_600_000]   # 10:00Z
 
 

@@ -7,7 +7,6 @@ test_plugins_hostile.py)."""
 from __future__ import annotations
 
 import datetime as dt
-import struct
 import sys
 import time
 import types
@@ -19,6 +18,8 @@ import scangate
 from scangate import plugins, rewards
 from scangate.plugins import RuleResult
 from scangate.rewards import NoReward, ScanRequest
+from scangate.state import raw as state_raw
+from scangate.state import reads
 
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 MEMBER_DAY = int(dt.datetime(2026, 4, 8, 12, 0, tzinfo=SHANGHAI).timestamp() * 1000)
@@ -74,9 +75,7 @@ def decide(dd, code: str, rid: str, at: int, tags: tuple[str, ...] = (), actor: 
 
 
 def failures(dd, ref: str) -> int:  # type: ignore[no-untyped-def]
-    with dd.store.env.begin() as txn:
-        raw = txn.get(f"pf/plug/{ref}".encode(), db=dd.store.db("counters"))
-    return struct.unpack(">QQ", raw)[0] if raw else 0
+    return reads.plugin_failures(dd, "plug", ref)
 
 
 def test_member_day_doubles_points_for_members(dd) -> None:  # type: ignore[no-untyped-def]
@@ -133,9 +132,9 @@ def test_a_failing_plugin_never_grants_a_reward(dd, fn) -> None:  # type: ignore
     assert d.message["zh-CN"] and d.message["en"]
     counted = failures(dd, ref) or failures(dd, "odds")
     assert counted == 1
-    with dd.store.env.begin() as txn:                       # nothing was paid or claimed
-        assert txn.stat(dd.store.db("ledger"))["entries"] == 0
-        assert txn.stat(dd.store.db("outbox"))["entries"] == 0
+    # nothing was paid or claimed
+    assert state_raw.count(dd, "ledger") == 0
+    assert state_raw.count(dd, "outbox") == 0
 
 
 def test_veto_and_odds(dd) -> None:  # type: ignore[no-untyped-def]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import struct
 import sys
 import threading
 import time
@@ -79,9 +78,7 @@ def stored(dd: scangate.DataDir) -> list[str]:
 
 
 def counted(dd: scangate.DataDir, cid: str, ref: str) -> int:
-    with dd.store.env.begin() as txn:
-        raw = txn.get(f"pf/{cid}/{ref}".encode(), db=dd.store.db("counters"))
-    return struct.unpack(">QQ", raw)[0] if raw else 0
+    return reads.plugin_failures(dd, cid, ref)
 
 
 # ------------------------------------------------------------------ refused at load

@@ -15,9 +15,9 @@ import scangate
 from scangate import clock, points, rewards
 from scangate.errors import CorruptionError, InvalidArgument
 from scangate.rewards import ScanRequest
-from scangate.state import layout, records
+from scangate.state import layout, reads, records
 from scangate.state import points as state_points
-from scangate.store import iter_prefix
+from scangate.state import raw as state_raw
 
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 APRIL = int(dt.datetime(2026, 4, 10, 12, 0, tzinfo=SHANGHAI).timestamp() * 1000)
@@ -85,24 +85,22 @@ def test_an_account_left_in_the_schema_1_form_is_corruption(stores) -> None:  # 
     bytes, so points no longer reads that form: one left over is a CorruptionError
     naming the actor, and a redemption against it changes nothing."""
     dd, _cases = stores
-    db = dd.store.db("points")
-    with dd.store.env.begin(write=True) as txn:
-        txn.put(layout.account_key(b"store-old"), struct.pack(">q", 20), db=db)
-        txn.put(b"e/store-old", struct.pack(">q", 320), db=db)
+    state_raw.put(dd, "points", layout.account_key(b"store-old"), struct.pack(">q", 20))
+    state_raw.put(dd, "points", b"e/store-old", struct.pack(">q", 320))    # schema 1's key: no layout builds it
     expected = "points account 'store-old': 8 bytes, not 16"
     with pytest.raises(CorruptionError, match=expected):
         points.balance(dd, "store-old")
     with pytest.raises(CorruptionError, match=expected):
         points.earned_of(dd, "store-old")
+    # points.earned reads in the caller's transaction: the API under test takes an LMDB one
     with dd.store.env.begin() as txn, pytest.raises(CorruptionError, match=expected):
-        points.earned(txn, db, "store-old")
+        points.earned(txn, dd.store.db("points"), "store-old")
     with pytest.raises(CorruptionError, match=expected):
         points.redeem(dd, "store-old", 10, "old-1")
-    with dd.store.env.begin() as txn:
-        assert txn.get(layout.account_key(b"store-old"), db=db) == struct.pack(">q", 20)
-        assert txn.get(layout.redemption_key("old-1"), db=db) is None
-        assert txn.get(layout.HISTORY_SEQ, db=db) is None
-        assert list(iter_prefix(txn, db, layout.history_prefix(b"store-old"))) == []
+    assert state_raw.get(dd, "points", layout.account_key(b"store-old")) == struct.pack(">q", 20)
+    assert reads.redemption(dd, "old-1") is None
+    assert reads.history_number(dd) is None
+    assert reads.points_history(dd, "store-old") == []
 
 
 def test_history_and_redemptions_are_typed_records(stores) -> None:  # type: ignore[no-untyped-def]
@@ -116,11 +114,10 @@ def test_history_and_redemptions_are_typed_records(stores) -> None:  # type: ign
     assert first == points.Redemption("spend-r", "store-r", 30, True, 70, None)
     refused = points.redeem(dd, "store-r", 71, "spend-too-much")
     # the stored bytes of the records no read of scangate.state.points gives back
-    db = dd.store.db("points")
-    with dd.store.env.begin() as txn:
-        raw_done = bytes(txn.get(layout.redemption_key("spend-r"), db=db))
-        raw_refused = bytes(txn.get(layout.redemption_key("spend-too-much"), db=db))
-        assert records.U64.unpack(txn.get(layout.HISTORY_SEQ, db=db)) == (2,)
+    raw_done = state_raw.get(dd, "points", layout.redemption_key("spend-r"))
+    raw_refused = state_raw.get(dd, "points", layout.redemption_key("spend-too-much"))
+    assert raw_done is not None and raw_refused is not None
+    assert reads.history_number(dd) == 2
     assert state_points.account(dd, "store-r") == (70, 100)
     assert state_points.history(dd, "store-r", 10) == [
         records.PointsEntry(100, 100, "award", f"ledger:{award.ledger_seq}", APRIL),
@@ -194,6 +191,7 @@ def test_add_points_counts_inside_the_callers_transaction(stores) -> None:  # ty
     transaction it is given: an aborted one leaves none of it. Spending counts
     in no month."""
     dd, _cases = stores
+    # add_points writes in the caller's transaction: the API under test takes an LMDB one
     db = dd.store.db("points")
     with dd.store.env.begin(write=True) as txn:
         assert points.add_points(txn, db, "store-p", 40, "bonus", "b-1", APRIL) == 40
@@ -217,6 +215,7 @@ def test_a_writer_counts_earnings_in_the_month_given_or_the_month_of_their_time(
     the month; the state layer's writer has no calendar and refuses an earning
     without one."""
     dd, _cases = stores
+    # a PointsWriter writes in the caller's transaction: the API under test takes an LMDB one
     db = dd.store.db("points")
     with dd.store.env.begin(write=True) as txn:
         writer = points.PointsWriter(txn, db)

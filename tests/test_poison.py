@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import lmdb
+import lmdb     # only its MapFullError: the error LMDB raises when its map is full, simulated below
 import pytest
 
 import scangate

@@ -8,7 +8,7 @@ import struct
 import tarfile
 from pathlib import Path
 
-import lmdb
+import lmdb     # schema 1 directories, read and written as on disk: scangate would upgrade them on open
 import pytest
 
 import scangate
@@ -16,6 +16,8 @@ from scangate import verdicts
 from scangate.clock import ManualClock, use
 from scangate.errors import CorruptionError
 from scangate.recalls import Recall
+from scangate.state import layout
+from scangate.state import raw as state_raw
 from scangate.verdicts import Reason, Scan, Verdict, decide_verdicts
 
 from serverproc import running
@@ -194,8 +196,8 @@ def test_older_range_keys_are_still_read(tmp_path: Path) -> None:
     value as the upgrade to schema 2 leaves it: [1, last 3, "old", at_ms 1, "range"])."""
     beer, _ = _world(tmp_path / "d")
     with scangate.open_data_dir(tmp_path / "d") as dd:
-        with dd.store.env.begin(write=True) as txn:
-            txn.put(b"R" + struct.pack(">Q", 2), b"\x95\x01\x03\xa3old\x01\xa5range", db=dd.store.db("revoked"))
+        # the first recall code's key, which layout no longer builds: b"R" + first
+        state_raw.put(dd, "revoked", b"R" + struct.pack(">Q", 2), b"\x95\x01\x03\xa3old\x01\xa5range")
         assert [(r.first, r.last, r.reason) for r in verdicts.list_recalls(dd)] == [(2, 3, "old")]
         assert verdicts.recall_range(dd, 2, 3, "again").added == 0        # the same recall: nothing added
         v = decide_verdicts(dd, [Scan(beer[1], "u"), Scan(beer[3], "u")])
@@ -208,7 +210,8 @@ AT_MS = 1_780_000_000_000      # needs 8 bytes: msgpack uint 64 (0xcf)
 
 
 def _revoked(data: Path) -> list[tuple[bytes, bytes]]:
-    """The revoked database's raw entries, read with plain py-lmdb."""
+    """The revoked database's raw entries, read with plain py-lmdb: a schema 1
+    directory, which scangate would upgrade on open, read as it is on disk."""
     env = lmdb.open(str(data / "lmdb"), max_dbs=64, readonly=True, lock=False)
     try:
         with env.begin() as txn:
@@ -227,8 +230,9 @@ def test_recall_records_keep_their_bytes(tmp_path: Path) -> None:
         verdicts.recall_range(dd, 3, 4, "hot")
         verdicts.recall_codes(dd, [beer[5]], "one")
         listed = verdicts.list_recalls(dd)
+        stored = state_raw.items(dd, "revoked")
     at = b"\xcf" + AT_MS.to_bytes(8, "big")
-    assert _revoked(tmp_path / "d") == [
+    assert stored == [
         (b"L\x00\x00\x00\x02", b"\x93\x01\xa4seal" + at),
         (b"R" + struct.pack(">QQ", 3, 4), b"\x95\x01\x04\xa3hot" + at + b"\xa5range"),
         (b"R" + struct.pack(">QQ", 6, 6), b"\x95\x01\x06\xa3one" + at + b"\xa5codes"),
@@ -246,6 +250,7 @@ def _schema_1(into: Path) -> Path:
 
 
 def _put_raw(data: Path, entries: list[tuple[bytes, bytes]]) -> None:
+    """Add to a schema 1 directory's revoked database with plain py-lmdb (scangate would upgrade it)."""
     env = lmdb.open(str(data / "lmdb"), max_dbs=64)
     try:
         with env.begin(write=True) as txn:
@@ -265,7 +270,8 @@ def test_schema_1_recalls_are_upgraded_with_their_old_defaults(tmp_path: Path) -
     _put_raw(data, [(b"L" + struct.pack(">I", 1), b'{"reason": "old line"}'),
                     (b"R" + struct.pack(">Q", 70), b'{"last": 72, "reason": "old range"}')])
     scangate.open_data_dir(data).close()
-    after = dict(_revoked(data))
+    with scangate.open_data_dir(data) as dd:            # schema 2 now: a second open changes nothing
+        after = dict(state_raw.items(dd, "revoked"))
     assert after[b"L\x00\x00\x00\x01"] == b"\x93\x01\xa8old line\x00"
     assert after[b"R" + struct.pack(">Q", 70)] == b"\x95\x01\x48\xa9old range\x00\xa5range"
     assert after[b"R" + struct.pack(">QQ", 59, 60)] == (b"\x95\x01\x3c\xb4fixture: a bad batch\xcf"
@@ -300,9 +306,8 @@ def test_a_damaged_recall_record_is_corruption(tmp_path: Path) -> None:
     directory) is CorruptionError naming the record, for every reader."""
     beer, _ = _world(tmp_path / "d")
     with scangate.open_data_dir(tmp_path / "d") as dd:
-        with dd.store.env.begin(write=True) as txn:
-            txn.put(b"R" + struct.pack(">QQ", 3, 4), b'{"last": 4, "reason": "json", "at_ms": 1, "source": "range"}',
-                    db=dd.store.db("revoked"))
+        state_raw.put(dd, "revoked", layout.range_recall_key(3, 4),
+                      b'{"last": 4, "reason": "json", "at_ms": 1, "source": "range"}')
         with pytest.raises(CorruptionError, match="range recall record"):
             verdicts.list_recalls(dd)
         with pytest.raises(CorruptionError, match="range recall record"):

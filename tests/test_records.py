@@ -35,6 +35,7 @@ from scangate.decide.campaign import Compiled, Hmac
 from scangate.errors import CorruptionError
 from scangate.rewards import Decision, NoReward, ScanRequest
 from scangate.state import layout, reads
+from scangate.state import raw as state_raw
 from scangate.state.records import (
     AwardRecord,
     Claim,
@@ -53,7 +54,6 @@ from scangate.state.records import (
     encode,
     to_json,
 )
-from scangate.store import DATABASES
 from scangate.verdicts import revoke_line, revoke_range
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -182,13 +182,8 @@ def dd(tmp_path: Path) -> Iterator[scangate.DataDir]:
         d.close()
 
 
-def _rows(dd: scangate.DataDir, name: str) -> list[tuple[bytes, bytes]]:
-    with dd.store.env.begin() as txn:
-        return [(bytes(k), bytes(v)) for k, v in txn.cursor(db=dd.store.db(name))]
-
-
 def _all(dd: scangate.DataDir) -> dict[str, list[tuple[bytes, bytes]]]:
-    return {name: _rows(dd, name) for name in DATABASES}
+    return state_raw.dump(dd)
 
 
 @dataclasses.dataclass
@@ -219,13 +214,12 @@ def _world(dd: scangate.DataDir) -> tuple[dict[str, list[str]], dict[str, Spec]]
         campaign = load_campaign(text, source)
         # a fixed secret (put_campaign keeps one it finds): the same draws every run,
         # so the scenario reaches every outcome it asserts, every time
-        with dd.store.env.begin(write=True) as txn:
-            txn.put(layout.secret_key(campaign.id), hashlib.sha256(SECRET_SEED + campaign.id.encode()).digest(),
-                    db=dd.store.db("campaigns"))
+        state_raw.put(dd, "campaigns", layout.secret_key(campaign.id),
+                      hashlib.sha256(SECRET_SEED + campaign.id.encode()).digest())
         with clock.use(clock.ManualClock(NOW - 86_400_000)):
             record = rewards.put_campaign(dd, text, source)
-        with dd.store.env.begin() as txn:
-            secret = bytes(txn.get(layout.secret_key(campaign.id), db=dd.store.db("campaigns")))
+        secret = reads.campaign_secret(dd, campaign.id)
+        assert secret is not None
         assert record["commitment"] == hashlib.sha256(secret).hexdigest()
         specs[campaign.id] = Spec(campaign, secret, record["revision"])
     codes = {"items": items + wine, "cases": cases, "burst": dd.issue_codes("BEER", "item", 8).as_strings(),
@@ -414,13 +408,10 @@ class Model:
 
 def _history(dd: scangate.DataDir) -> dict[str, list[dict[str, Any]]]:
     """Every points history entry (h/<actor> NUL <n>), by actor, in order."""
-    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for key, raw in _rows(dd, "points"):
-        if key.startswith(b"h/"):
-            actor = key[2:key.index(b"\0")].decode()
-            assert key.startswith(layout.history_prefix(actor.encode()))
-            out[actor].append(to_json(decode_points_entry(raw)))
-    return dict(out)
+    out = {actor: [to_json(e) for e in entries] for actor, entries in reads.points_histories(dd).items()}
+    for actor, entries in out.items():             # each actor's entries are under its own history prefix
+        assert [to_json(e) for e in reads.points_history(dd, actor)] == entries
+    return out
 
 
 def test_stored_records_read_back_as_the_json_records_held(dd: scangate.DataDir) -> None:
@@ -482,9 +473,9 @@ def test_stored_records_read_back_as_the_json_records_held(dd: scangate.DataDir)
         short = points.redeem(dd, "u2", 10_000, "redeem-2")
     assert spent.ok and not short.ok
     for result in (spent, short):
-        with dd.store.env.begin() as txn:
-            raw = bytes(txn.get(layout.redemption_key(result.request_id), db=dd.store.db("points")))
-        assert to_json(decode_redemption(raw)) == result.to_json() == {
+        record = reads.redemption(dd, result.request_id)
+        assert record is not None
+        assert to_json(record) == result.to_json() == {
             "request_id": result.request_id, "actor": result.actor, "points": 10 if result.ok else 10_000,
             "ok": result.ok, "balance": model.balance[result.actor] - (10 if result.ok else 0),
             "reason": None if result.ok else "insufficient_points"}
@@ -655,7 +646,7 @@ def test_the_msgpack_bytes_are_deterministic(tmp_path: Path) -> None:
         assert stored[name], name
         for _key, raw in stored[name]:
             assert encode(decode(raw)) == raw, (name, raw)
-    history = [raw for key, raw in stored["points"] if key.startswith(b"h/")]
+    history = [raw for key, raw in stored["points"] if key.startswith(layout.HISTORY_PREFIX)]
     assert history and all(encode(decode_points_entry(raw)) == raw for raw in history)
 
 

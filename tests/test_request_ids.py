@@ -22,7 +22,8 @@ import pytest
 import scangate
 from scangate import rewards
 from scangate.rewards import Decision, RequestIdReused, ScanRequest
-from scangate.state import reads
+from scangate.state import layout, reads
+from scangate.state import raw as state_raw
 
 from serverproc import running
 
@@ -64,13 +65,11 @@ def req(rid: str, code: str, actor: str, **kw: Any) -> ScanRequest:
 
 
 def snapshot(dd: scangate.DataDir) -> dict[str, list[tuple[bytes, bytes]]]:
-    with dd.store.env.begin() as txn:
-        return {n: [(bytes(k), bytes(v)) for k, v in txn.cursor(db=dd.store.db(n))] for n in WRITTEN}
+    return state_raw.dump(dd, WRITTEN)
 
 
 def entries(dd: scangate.DataDir, name: str) -> int:
-    with dd.store.env.begin() as txn:
-        return txn.stat(dd.store.db(name))["entries"]  # type: ignore[no-any-return]
+    return state_raw.count(dd, name)
 
 
 def claimed(dd: scangate.DataDir) -> set[int]:
@@ -162,9 +161,10 @@ def test_records_stored_before_fingerprints_still_answer(dd: scangate.DataDir) -
     (tests/test_datadir_fixture.py)."""
     a, c, d = dd.issue_codes("BEER", "item", 3).as_strings()
     old, new = rewards.decide_scans(dd, [req("old", a, "alice"), req("new", c, "carol")])
-    requests = dd.store.db("requests")
-    with dd.store.env.begin(write=True) as txn:
-        txn.put(b"old", bytes(txn.get(b"old", db=requests))[:8], db=requests)
+    key = layout.request_key("", "old")
+    record = state_raw.get(dd, "requests", key)
+    assert record is not None
+    state_raw.put(dd, "requests", key, record[:8])
     before = snapshot(dd)
     out = rewards.decide_scans(dd, [req("old", d, "dave"), req("new", d, "dave"), req("old", a, "alice")])
     assert out[0].to_json() == old.to_json()          # type: ignore[union-attr]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import struct
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +21,7 @@ from scangate import _core, ingest, rewards
 from scangate import points as points_mod
 from scangate.rewards import Decision, NoReward, ScanRequest
 from scangate.state import layout, reads, records
+from scangate.state import raw as state_raw
 
 TZ = ZoneInfo("Asia/Shanghai")
 CHENGDU, BEIJING, SHANGHAI, GUANGZHOU = 510104, 110101, 310101, 440106
@@ -87,9 +87,8 @@ def check_message(d: Decision) -> None:
     assert d.to_json()["message"] == msg
 
 
-def pairs(dd: scangate.DataDir, name: str) -> dict[bytes, tuple[int, int]]:
-    with dd.store.env.begin() as txn:
-        return {bytes(k): struct.unpack(">QQ", bytes(v)) for k, v in txn.cursor(db=dd.store.db(name))}
+def budgets(dd: scangate.DataDir) -> dict[str, tuple[int, int]]:
+    return reads.budgets(dd)
 
 
 def ledger(dd: scangate.DataDir) -> list[dict[str, Any]]:
@@ -105,8 +104,7 @@ def points(dd: scangate.DataDir, actor: str) -> int:
 
 
 def snapshot(dd: scangate.DataDir) -> dict[str, list[tuple[bytes, bytes]]]:
-    with dd.store.env.begin() as txn:
-        return {n: [(bytes(k), bytes(v)) for k, v in txn.cursor(db=dd.store.db(n))] for n in REWARD_DBS}
+    return state_raw.dump(dd, REWARD_DBS)
 
 
 def won(d: Decision) -> bool:
@@ -169,7 +167,7 @@ def test_ten_per_day_then_scan_limit_reached(dd: scangate.DataDir) -> None:
     # the next local day (midnight Beijing time, 16:00 UTC) wins again, with the very code refused yesterday
     d = scan1(dd, cs[10], "u1", t=ms(2026, 3, 11, 0, 0))
     assert won(d), d
-    assert pairs(dd, "budgets")[b"c1/cny-1"] == (12, 1200)
+    assert budgets(dd)["c1/cny-1"] == (12, 1200)
 
 
 def test_daily_caps_hold_for_scans_of_any_day_in_any_order(dd: scangate.DataDir) -> None:
@@ -191,7 +189,7 @@ def test_daily_caps_hold_for_scans_of_any_day_in_any_order(dd: scangate.DataDir)
     batch = [req(next(cs), "u1", t=t) for t in (day[12], day[10] + 4, day[12] + 1, day[11] + 3, day[12] + 2)]
     assert [d.no_reward for d in rewards.decide_scans(dd, batch)] == [
         None, NoReward.DAILY_CAP_REACHED, None, NoReward.DAILY_CAP_REACHED, NoReward.DAILY_CAP_REACHED]
-    assert pairs(dd, "budgets")[b"c1/cny-1"] == (6, 600)
+    assert budgets(dd)["c1/cny-1"] == (6, 600)
 
 
 def test_daily_counters_written_before_the_day_moved_into_the_total(dd: scangate.DataDir) -> None:
@@ -199,17 +197,15 @@ def test_daily_counters_written_before_the_day_moved_into_the_total(dd: scangate
     record. Those are still what the caps read."""
     rewards.put_campaign(dd, campaign(prizes=CASH_1, tail="[caps]\nper_user_daily_count = 2\n"), "x.toml")
     cs = codes(dd, 3)
-    db = dd.store.db("counters")
-    with dd.store.env.begin(write=True) as txn:
-        txn.put(b"t/c1/u1", struct.pack(">QQQ", 5, 500, 7), db=db)
-        txn.put(b"d/c1/u1/2026-03-10", struct.pack(">QQ", 2, 200), db=db)
+    total = layout.total_key("c1", "u1")
+    state_raw.put(dd, "counters", total, records.pack_counts((5, 500, 7)))
+    state_raw.put(dd, "counters", layout.day_key(total, "2026-03-10"), records.pack_counts((2, 200)))
     assert scan1(dd, cs[0], "u1", t=ms(2026, 3, 10, 18)).no_reward is NoReward.DAILY_CAP_REACHED
     d = scan1(dd, cs[1], "u1", t=ms(2026, 3, 11, 9))
     assert won(d) and d.award.amount_fen == 100      # type: ignore[union-attr]
     # awards, fen, eligible scans (the refused one is not counted), then the day held:
     # the 11th (20523 days after 1970-01-01) with 1 award of 100 fen
-    with dd.store.env.begin() as txn:
-        assert struct.unpack(">QQQqQQ", txn.get(b"t/c1/u1", db=db)) == (6, 600, 8, 20523, 1, 100)
+    assert reads.counters(dd, "c1", "u1") == (6, 600, 8, 20523, 1, 100)
     assert scan1(dd, cs[2], "u1", t=ms(2026, 3, 10, 19)).no_reward is NoReward.DAILY_CAP_REACHED
 
 
@@ -321,7 +317,7 @@ def test_fresh_request_twice_in_one_batch_decides_once(dd: scangate.DataDir) -> 
     a, b = rewards.decide_scans(dd, [req(code, "u1", rid="dup"), req(code, "u1", rid="dup")])
     assert won(a) and a.to_json() == b.to_json()
     assert len(ledger(dd)) == 1
-    assert pairs(dd, "budgets") == {b"c1/cny-1": (1, 100)}
+    assert budgets(dd) == {"c1/cny-1": (1, 100)}
 
 
 def test_budget_count_never_overspent(dd: scangate.DataDir) -> None:
@@ -331,7 +327,7 @@ def test_budget_count_never_overspent(dd: scangate.DataDir) -> None:
     ds = rewards.decide_scans(dd, [req(c, f"u{i}") for i, c in enumerate(cs)])
     assert [won(d) for d in ds] == [True] * 3 + [False] * 3
     assert all(d.no_reward is NoReward.BUDGET_EXHAUSTED for d in ds[3:])
-    assert pairs(dd, "budgets") == {b"c1/p": (3, 0)}
+    assert budgets(dd) == {"c1/p": (3, 0)}
     for d in ds:
         check_message(d)
 
@@ -344,7 +340,7 @@ def test_budget_count_then_consolation(dd: scangate.DataDir) -> None:
     ds = rewards.decide_scans(dd, [req(c, f"u{i}") for i, c in enumerate(cs)])
     assert [d.award.prize_id for d in ds] == ["p"] * 3 + ["pts"] * 3
     assert [d.award.how for d in ds[3:]] == ["consolation"] * 3
-    assert pairs(dd, "budgets")[b"c1/p"] == (3, 300)
+    assert budgets(dd)["c1/p"] == (3, 300)
 
 
 def test_budget_amount_fen_respected_exactly(dd: scangate.DataDir) -> None:
@@ -354,14 +350,14 @@ def test_budget_amount_fen_respected_exactly(dd: scangate.DataDir) -> None:
     ds = rewards.decide_scans(dd, [req(c, f"u{i}") for i, c in enumerate(cs)])
     assert sum(won(d) for d in ds) == 3
     assert all(d.no_reward is NoReward.BUDGET_EXHAUSTED for d in ds[3:])
-    assert pairs(dd, "budgets") == {b"c1/big": (3, 900)}
+    assert budgets(dd) == {"c1/big": (3, 900)}
     # exactly at the limit: 2 x 500 = 1000 pays both
     prizes2 = '[[prizes]]\nid = "half"\nkind = "cash"\namount_fen = 500\nbudget_amount_fen = 1000\n'
     rewards.put_campaign(dd, campaign(cid="c2", prizes=prizes2, extra='[products]\nskus = ["W"]'), "y.toml")
     ws = codes(dd, 3, sku="W")
     ds = rewards.decide_scans(dd, [req(c, f"w{i}") for i, c in enumerate(ws)])
     assert [won(d) for d in ds] == [True, True, False]
-    assert pairs(dd, "budgets")[b"c2/half"] == (2, 1000)
+    assert budgets(dd)["c2/half"] == (2, 1000)
     assert sum(e["amount_fen"] for e in ledger(dd)) == 1900
 
 
@@ -414,7 +410,7 @@ def test_counterfeit_code_not_eligible(dd: scangate.DataDir) -> None:
         d = scan1(dd, fake, "u1")
         assert d.verdict["verdict"] == "counterfeit"
         assert d.no_reward is NoReward.VERDICT_NOT_ELIGIBLE and d.award is None
-    assert ledger(dd) == [] and pairs(dd, "budgets") == {} and outbox(dd) == {}
+    assert ledger(dd) == [] and budgets(dd) == {} and outbox(dd) == {}
     # the user's first genuine scan is still their first
     d = scan1(dd, code, "u1")
     assert won(d) and d.award.how == "first_scan"
@@ -462,7 +458,7 @@ def test_payout_rows_and_points(dd: scangate.DataDir) -> None:
         assert points(dd, actor) == expect
     cash_total = sum(a.amount_fen for a in awards if a.kind == "cash")
     assert sum(e["amount_fen"] for e in ledger(dd)) == cash_total
-    assert sum(v[1] for v in pairs(dd, "budgets").values()) == cash_total
+    assert sum(v[1] for v in budgets(dd).values()) == cash_total
 
 
 # ------------------------------------------------------------------ audit
@@ -487,8 +483,7 @@ def test_audit_verifies_and_detects_tampering(dd: scangate.DataDir, field: str) 
         bad["draw_input"] = target["draw_input"] + "x"
     else:
         bad["odds_ppm"] = target["roll"]           # a win that the odds would not allow
-    with dd.store.env.begin(write=True) as txn:
-        txn.put(layout.seq_key(target["seq"]), records.encode(records.LedgerEntry(**bad)), db=dd.store.db("ledger"))
+    state_raw.put(dd, "ledger", layout.seq_key(target["seq"]), records.encode(records.LedgerEntry(**bad)))
     assert next(reads.ledger(dd, target["seq"])) == bad         # a well-formed entry, one field changed
     assert rewards.audit_entry(dd, target["seq"])["verified"] is False
     others = [e for e in entries if e["seq"] != target["seq"]]

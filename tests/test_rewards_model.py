@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import shutil
-import struct
 import tempfile
 from collections import defaultdict
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ import scangate
 from scangate import points as points_mod
 from scangate import rewards
 from scangate.rewards import Decision, NoReward, ScanRequest
+from scangate.state import raw as state_raw
 from scangate.state import reads
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -133,8 +133,9 @@ class RewardsMachine(RuleBasedStateMachine):
     def load(self, r: Rules) -> None:
         record = rewards.put_campaign(self.dd, r.toml(), "model.toml")
         self.rules = r
-        with self.dd.store.env.begin() as txn:
-            self.secret = bytes(txn.get(b"s/" + CID.encode(), db=self.dd.store.db("campaigns")))
+        secret = reads.campaign_secret(self.dd, CID)
+        assert secret is not None
+        self.secret = secret
         assert record["commitment"] == hashlib.sha256(self.secret).hexdigest()
         self.commitment = record["commitment"]
 
@@ -301,17 +302,15 @@ class RewardsMachine(RuleBasedStateMachine):
     def _ledger(self) -> list[dict[str, Any]]:
         return list(reads.ledger(self.dd))
 
-    def _pairs(self, name: str) -> dict[str, tuple[int, int]]:
-        with self.dd.store.env.begin() as txn:
-            return {bytes(k).decode(): struct.unpack(">QQ", bytes(v))
-                    for k, v in txn.cursor(db=self.dd.store.db(name))}
+    def _budgets(self) -> dict[str, tuple[int, int]]:
+        return reads.budgets(self.dd)
 
     # ------------------------------------------------------------------ invariants
     @invariant()
     def budgets_never_overspent(self) -> None:
         if self.rules is None:
             return
-        stored = self._pairs("budgets")
+        stored = self._budgets()
         for p in self.rules.prizes():
             count, fen = stored.get(f"{CID}/{p['id']}", (0, 0))
             assert [count, fen] == self.budgets[p["id"]], (p["id"], count, fen)
@@ -346,7 +345,7 @@ class RewardsMachine(RuleBasedStateMachine):
         assert [e["seq"] for e in entries] == list(range(1, len(entries) + 1))
         won = [e for e in entries if e["prize_id"] is not None]
         assert len(won) == len(self.awards)
-        budgets = self._pairs("budgets")
+        budgets = self._budgets()
         assert sum(e["amount_fen"] for e in entries) == sum(v[1] for v in budgets.values())
         assert sum(v[0] for v in budgets.values()) == len(won)
         outbox = reads.outbox(self.dd)
@@ -364,9 +363,7 @@ class RewardsMachine(RuleBasedStateMachine):
         # every request decided so far has exactly one stored answer equal to its first
         # (the requests index points at the decision's entry in the decision log; the
         # stored decision has no message: it is derived from the rest)
-        with self.dd.store.env.begin() as txn:
-            db, log = self.dd.store.db("requests"), self.dd.store.db("decisions")
-            assert txn.stat(db)["entries"] == txn.stat(log)["entries"] == len(self.sent)
+        assert state_raw.count(self.dd, "requests") == state_raw.count(self.dd, "decisions") == len(self.sent)
         for s in self.sent[-3:]:
             stored = reads.decision_of(self.dd, s.request.request_id)
             assert stored is not None and Decision.from_json(stored).to_json() == s.decision

@@ -29,6 +29,7 @@ from scangate.clock import ManualClock, ScanTimePolicy
 from scangate.config import load_config
 from scangate.errors import InvalidArgument
 from scangate.rewards import Decision, NoReward, ScanRequest, ScanTimeRefused
+from scangate.state import raw as state_raw
 from scangate.v1 import scan_pb2, scan_pb2_grpc
 
 from serverproc import running, violations
@@ -70,8 +71,7 @@ def dd(tmp_path: Path) -> Iterator[scangate.DataDir]:
 
 
 def snapshot(dd: scangate.DataDir) -> dict[str, list[tuple[bytes, bytes]]]:
-    with dd.store.env.begin() as txn:
-        return {n: [(bytes(k), bytes(v)) for k, v in txn.cursor(db=dd.store.db(n))] for n in WRITTEN}
+    return state_raw.dump(dd, WRITTEN)
 
 
 def decide(dd: scangate.DataDir, now: int, *requests: ScanRequest) -> list[Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import lmdb
+import lmdb     # a schema 1 directory written as on disk: scangate would upgrade it on open
 import pytest
 
 import scangate
@@ -17,7 +17,8 @@ import scangate.state.store
 import scangate.store
 from scangate.enums import Level
 from scangate.errors import CorruptionError, InvalidArgument
-from scangate.state import records
+from scangate.state import layout, records
+from scangate.state import raw as state_raw
 from scangate.store import ProductLine
 
 from test_datadir_fixture import extract, raw_records
@@ -26,23 +27,13 @@ from test_datadir_fixture import extract, raw_records
 CREATED = 1_780_286_400
 
 
-def raw_lines(root: Path) -> list[tuple[bytes, bytes]]:
-    """The lines database as stored, read with plain py-lmdb."""
-    env = lmdb.open(str(root / "lmdb"), max_dbs=64, readonly=True, lock=False)
-    try:
-        with env.begin() as txn:
-            return [(bytes(k), bytes(v)) for k, v in txn.cursor(db=env.open_db(b"lines", txn=txn))]
-    finally:
-        env.close()
-
-
 def open_lines(dd: scangate.DataDir) -> list[tuple[bytes, bytes]]:
-    """The lines database as stored, read in the open data directory's environment."""
-    with dd.store.env.begin() as txn:
-        return [(bytes(k), bytes(v)) for k, v in txn.cursor(db=dd.store.lines_db)]
+    """The lines database as stored."""
+    return state_raw.items(dd, "lines")
 
 
-def put_line(root: Path, line_id: int, raw: bytes) -> None:
+def put_schema_1_line(root: Path, line_id: int, raw: bytes) -> None:
+    """Replace a line of a schema 1 directory with plain py-lmdb: scangate would upgrade it on open."""
     env = lmdb.open(str(root / "lmdb"), max_dbs=64)
     try:
         with env.begin(write=True) as txn:
@@ -57,11 +48,11 @@ def test_a_new_line_is_a_line_record_and_reads_back_the_same(tmp_path: Path) -> 
         made = dd.store.line_for("SKU-1", "case", batch="B7", gtin="6901234567892",
                                  attributes={"colour": "红", "ml": 500, "tags": ["a", "b"]})
         other = dd.store.line_for("SKU-2", Level.ITEM)
+        stored = open_lines(dd)
     assert made.created_at - CREATED in range(0, 600)   # the test clock runs at real speed
     assert made == ProductLine(1, "SKU-1", Level.CASE, "B7", "06901234567892",
                                {"colour": "红", "ml": 500, "tags": ["a", "b"]}, made.created_at)
     assert (other.line_id, other.level, other.attributes) == (2, Level.ITEM, {})
-    stored = raw_lines(root)
     assert [k for k, _ in stored] == [(1).to_bytes(4, "big"), (2).to_bytes(4, "big")]
     assert all(v[:1] != b"{" for _, v in stored)      # not JSON any more
     first = records.decode_line(stored[0][1])
@@ -117,8 +108,8 @@ def test_a_damaged_line_record_is_corruption_naming_the_line(tmp_path: Path, raw
     root = tmp_path / "data"
     with scangate.init_data_dir(root) as dd:
         dd.store.line_for("SKU", "item")
-    put_line(root, 1, raw)
-    with scangate.open_data_dir(root) as dd:
+        state_raw.put(dd, "lines", layout.line_key(1), raw)
+    with scangate.open_data_dir(root) as dd:        # a Store that has no line cached
         with pytest.raises(CorruptionError, match=rf"^product line 1 is unreadable: {detail}"):
             dd.store.get_line(1)
         with pytest.raises(CorruptionError, match=r"^product line 1 is unreadable: "):
@@ -130,7 +121,7 @@ def test_a_schema_1_line_the_upgrade_cannot_read_changes_nothing(tmp_path: Path)
     (key, raw), *_ = raw_records(path)["lines"]
     line = json.loads(raw)
     del line["gtin"]
-    put_line(path, int.from_bytes(key, "big"), json.dumps(line).encode())
+    put_schema_1_line(path, int.from_bytes(key, "big"), json.dumps(line).encode())
     before = raw_records(path)
     with pytest.raises(CorruptionError, match=rf"^migration: product line #{int.from_bytes(key, 'big')}: no gtin$"):
         scangate.open_data_dir(path)

@@ -20,6 +20,8 @@ import scangate
 from scangate import _core, ingest
 from scangate.epcis import load_schema
 from scangate.errors import BatchRejected, CorruptionError, InvalidArgument, NotFound, Problem
+from scangate.state import layout
+from scangate.state import raw as state_raw
 from scangate.state import trace as trace_state
 from scangate.trace import Shipment, TraceStore
 from scangate.verdicts import Scan, decide_verdicts
@@ -34,7 +36,7 @@ except ImportError:  # run as the tests package
     from tests import forgery
 FIXTURE_NAMES = sorted(p.name for p in FIXTURES.glob("*.jsonld")) if FIXTURES.is_dir() else []
 ALPHABET = _core.ALPHABET.decode() if isinstance(_core.ALPHABET, bytes) else str(_core.ALPHABET)
-TRACE_DBS = (b"links", b"children", b"dealers", b"shipped", b"ship_log")
+TRACE_DBS = ("links", "children", "dealers", "shipped", "ship_log")
 
 
 @pytest.fixture(autouse=True, params=trace_state.TRACE_PATHS)
@@ -65,17 +67,11 @@ def forge(dd: scangate.DataDir, serials: list[int], level: int = 1) -> list[str]
 
 
 def db_entries(dd: scangate.DataDir) -> dict[str, int]:
-    env = dd.store.env
-    dbs = {name: env.open_db(name) for name in TRACE_DBS}
-    with env.begin() as txn:
-        return {name.decode(): txn.stat(db)["entries"] for name, db in dbs.items()}
+    return {name: state_raw.count(dd, name) for name in TRACE_DBS}
 
 
 def db_snapshot(dd: scangate.DataDir) -> dict[str, list[tuple[bytes, bytes]]]:
-    env = dd.store.env
-    dbs = {name: env.open_db(name) for name in TRACE_DBS}
-    with env.begin() as txn:
-        return {name.decode(): [(bytes(k), bytes(v)) for k, v in txn.cursor(db=db)] for name, db in dbs.items()}
+    return state_raw.dump(dd, TRACE_DBS)
 
 
 def serials(issued: scangate.IssuedCodes) -> np.ndarray:
@@ -820,22 +816,19 @@ def test_a_damaged_trace_record_is_corruption(shipped: Packed) -> None:
     JSON in a schema 2 directory, or a record cut short) is CorruptionError
     naming the record, never a wrong answer."""
     ingest.ship_csv(shipped.dd, f"unit,dealer_id,shipped_at\n{shipped.pallets[0]},D1,{T0}\n".encode())
-    ts, unit = shipped.ts, int(shipped.pallet_serials[0])
-    key = unit.to_bytes(7, "big")
+    ts, unit, dd = shipped.ts, int(shipped.pallet_serials[0]), shipped.dd
     json_shipment = b'{"unit": %d, "dealer_id": "D1", "shipped_at_ms": %d, "shipment_id": ""}' % (unit, T0_MS)
-    store = shipped.dd.store
-    with store.env.begin(write=True) as txn:
-        txn.put(key, json_shipment, db=store.db("shipped"))
-        txn.put(key + struct.pack(">q", T0_MS), json_shipment, db=store.db("ship_log"))
+    state_raw.put(dd, "shipped", layout.serial_key(unit), json_shipment)
+    state_raw.put(dd, "ship_log", layout.ship_log_key(unit, T0_MS), json_shipment)
     with pytest.raises(CorruptionError, match="shipment record"):
         ts.trace(shipped.item_serials[:1])
     with pytest.raises(CorruptionError, match="shipment record"):
         decide_verdicts(shipped.dd, [Scan(shipped.items[0], "u1", region=440106, time_ms=T0_MS + 3_600_000)])
     with pytest.raises(CorruptionError, match="shipment record"):
         ts.shipment_history(unit)
-    with store.env.begin(write=True) as txn:
-        dealers = store.db("dealers")
-        txn.put(b"D2", bytes(txn.get(b"D2", db=dealers))[:-3], db=dealers)
+    dealer = state_raw.get(dd, "dealers", layout.dealer_key("D2"))
+    assert dealer is not None
+    state_raw.put(dd, "dealers", layout.dealer_key("D2"), dealer[:-3])
     with pytest.raises(CorruptionError, match="dealer record"):
         ts.dealer("D2")
     with pytest.raises(CorruptionError, match="dealer record"):

@@ -15,6 +15,7 @@ import pytest
 import scangate
 from scangate import ingest
 from scangate.geo import default_index
+from scangate.state import reads
 from scangate.state import trace as trace_state
 from scangate.trace import TraceStore
 from scangate.verdicts import Reason, Scan, Verdict, decide_verdicts
@@ -154,8 +155,7 @@ def test_ten_million_bottles_trace_to_their_dealers(tmp_path: Path, run_cli, tra
                                   np.arange(c_first + p * PER_PALLET, c_first + (p + 1) * PER_PALLET,
                                             dtype=np.uint64))
         # ---- the pallets' shipments map to the expected dealers
-        with ts.env.begin() as txn:
-            ships = ts.shipments_of(np.arange(p_first, p_first + N_PALLETS, dtype=np.uint64), txn)
+        ships = reads.shipments_of(dd, np.arange(p_first, p_first + N_PALLETS, dtype=np.uint64))
         assert len(ships) == N_PALLETS
         got = np.array([int(ships[p_first + p].dealer_id[1:]) for p in range(N_PALLETS)])
         assert np.array_equal(got, pallet_dealer)

@@ -51,6 +51,8 @@ __all__ = [
     "month_key", "month_prefix", "payout_key", "plugin_failure_key", "redemption_key", "request_key",
     "revision_key", "revision_prefix", "secret_key", "seq_key", "seq_of", "serial_key", "serial_keys",
     "total_key", "HISTORY_SEQ",
+    "ACCOUNT_PREFIX", "HISTORY_PREFIX", "dealer_key", "line_key", "line_recall_key", "range_recall_key",
+    "ship_log_key",
 ]
 
 DATABASES = (
@@ -64,6 +66,7 @@ DATABASES = (
 SERIAL_BYTES = 7
 _U64 = struct.Struct(">Q")
 _U32 = struct.Struct(">I")
+_I64 = struct.Struct(">q")
 _blake2b = hashlib.blake2b
 
 
@@ -76,6 +79,32 @@ def serial_key(serial: int) -> bytes:
 def serial_keys(serials: np.ndarray) -> bytes:
     """Concatenated 7-byte big-endian keys for uint64 serials (< 2^56)."""
     return np.asarray(serials, ">u8").view(np.uint8).reshape(-1, 8)[:, 1:].tobytes()
+
+
+# ---------------------------------------------------------------- lines, trace, recalls
+def line_key(line_id: int) -> bytes:
+    """lines: a product line's key (its id, u32)."""
+    return _U32.pack(line_id)
+
+
+def dealer_key(dealer_id: str) -> bytes:
+    """dealers: a dealer's key, its id's UTF-8 (the loaders strip and check the id first)."""
+    return dealer_id.encode()
+
+
+def ship_log_key(serial: int, at_ms: int) -> bytes:
+    """ship_log: one shipment of a unit; a unit's shipments sort by time."""
+    return serial_key(serial) + _I64.pack(at_ms)
+
+
+def line_recall_key(line_id: int) -> bytes:
+    """revoked: the recall of a product line."""
+    return b"L" + _U32.pack(line_id)
+
+
+def range_recall_key(first: int, last: int) -> bytes:
+    """revoked: the recall of serials first..last (an older directory's key holds first only)."""
+    return b"R" + _U64.pack(first) + _U64.pack(last)
 
 
 # ---------------------------------------------------------------- sequences
@@ -162,6 +191,8 @@ def request_key(client: str, request_id: str) -> bytes:
 
 # ---------------------------------------------------------------- points
 HISTORY_SEQ = b"q"
+ACCOUNT_PREFIX = b"b/"      # every account_key starts with it
+HISTORY_PREFIX = b"h/"      # every history_prefix starts with it
 
 
 def account_key(actor: bytes) -> bytes:

@@ -1,20 +1,37 @@
-"""The read model of the decision state, as the edges see it (JSON-shaped dicts):
-ledger entries, payout requests, claims and stored decisions. For reports, the CLI,
-tests and tools; the decision engine reads through scangate.state.batch instead.
+"""The read model of the decision state, as the edges see it: ledger entries,
+payout requests, claims and stored decisions as JSON-shaped dicts; counters,
+budgets, points, scan histories, request records, secrets and shipments as the
+typed values of scangate.state.records. For reports, the CLI, tests and tools;
+the decision engine reads through scangate.state.batch instead (and the stored
+bytes themselves, for repair and forensics, are scangate.state.raw's).
+
+Every function reads in one read transaction of its own; keys come from
+scangate.state.layout; a stored record that is not what its database holds is
+CorruptionError naming it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
 
 from ..datadir import DataDir
 from ..errors import CorruptionError
 from . import layout
 from .batch import POINTER_SIZES
-from .records import decode_claim, decode_decision, decode_ledger, decode_payout, to_json
+from .batch import scan_history as _scan_history
+from .records import (ACCOUNT, COUNTS, I64, U64, History, PointsEntry, RedemptionRecord, decode_claim,
+                      decode_decision, decode_ledger, decode_payout, decode_points_entry, decode_redemption,
+                      to_json)
+from .store import iter_prefix
+from .trace import Shipment, TraceStore
 
-__all__ = ["claims", "decision_of", "ledger", "outbox"]
+__all__ = ["ActorCounters", "budget", "budgets", "campaign_secret", "claims", "counters", "day_counters",
+           "decision_of", "history_number", "ledger", "month_points", "outbox", "plugin_failures", "points_accounts",
+           "points_histories", "points_history", "redemption", "request_record", "requests", "scan_history",
+           "shipments_of"]
 
 
 def ledger(data: DataDir, first: int = 1) -> Iterator[dict[str, Any]]:
@@ -49,3 +66,189 @@ def decision_of(data: DataDir, request_id: str, client: str = "") -> dict[str, A
             raise CorruptionError(f"request record of {request_id!r}: {len(pointer)} bytes, not a decision number")
         raw = txn.get(bytes(pointer[:8]), db=data.store.db("decisions"))
         return None if raw is None else to_json(decode_decision(raw))
+
+
+# ---------------------------------------------------------------------- requests
+def _pointer(key: bytes, raw: bytes) -> tuple[int, bytes | None]:
+    if len(raw) not in POINTER_SIZES:
+        raise CorruptionError(f"request record {key!r}: {len(raw)} bytes, not a decision number")
+    return int(U64.unpack_from(raw)[0]), (raw[8:] if len(raw) > 8 else None)
+
+
+def request_record(data: DataDir, request_id: str, client: str = "") -> tuple[int, bytes | None] | None:
+    """A request's record in the request index: (the number of its decision in the
+    decision log, the request's fingerprint; None in a record written before
+    fingerprints), or None when the request was never decided."""
+    key = layout.request_key(client, request_id)
+    with data.store.env.begin() as txn:
+        raw = txn.get(key, db=data.store.db("requests"))
+    return None if raw is None else _pointer(key, bytes(raw))
+
+
+def requests(data: DataDir) -> dict[bytes, tuple[int, bytes | None]]:
+    """Every request record by its key (``layout.request_key``: a request without a
+    client is keyed by its id's UTF-8), as ``request_record`` gives it."""
+    with data.store.env.begin() as txn:
+        return {bytes(k): _pointer(bytes(k), bytes(v)) for k, v in txn.cursor(db=data.store.db("requests"))}
+
+
+# ---------------------------------------------------------------------- counters, budgets
+class ActorCounters(NamedTuple):
+    """An actor's totals in a campaign (counters t/): awards, fen and eligible
+    scans, then the local day the record holds (days since 1970-01-01; None in a
+    record written before it held its day, whose every day has a d/ record:
+    ``day_counters``) with that day's awards and fen (0 without a day)."""
+
+    awards: int
+    fen: int
+    eligible_scans: int
+    day: int | None
+    day_awards: int
+    day_fen: int
+
+
+def _counts(what: str, raw: bytes, sizes: tuple[int, ...]) -> tuple[int, ...]:
+    if len(raw) not in tuple(8 * n for n in sizes):
+        raise CorruptionError(f"{what}: {len(raw)} bytes, not {' or '.join(str(8 * n) for n in sizes)}")
+    return tuple(int(v) for v in COUNTS[len(raw) // 8].unpack(raw))
+
+
+def counters(data: DataDir, campaign_id: str, actor: str) -> ActorCounters | None:
+    """An actor's totals in a campaign (``ActorCounters``); None before its first
+    eligible scan there."""
+    with data.store.env.begin() as txn:
+        raw = txn.get(layout.total_key(campaign_id, actor), db=data.store.db("counters"))
+    if raw is None:
+        return None
+    values = _counts(f"counters of {actor!r} in campaign {campaign_id!r}", bytes(raw), (3, 6))
+    if len(values) == 3:
+        return ActorCounters(values[0], values[1], values[2], None, 0, 0)
+    awards, fen, scans, day, day_awards, day_fen = values
+    return ActorCounters(awards, fen, scans, day, day_awards, day_fen)
+
+
+def day_counters(data: DataDir, campaign_id: str, actor: str, day: str) -> tuple[int, int] | None:
+    """(awards, fen) of an actor in a campaign on local day ``day`` (YYYY-MM-DD)
+    from its own d/ record, kept for every day but the one ``counters`` holds;
+    None without one."""
+    key = layout.day_key(layout.total_key(campaign_id, actor), day)
+    with data.store.env.begin() as txn:
+        raw = txn.get(key, db=data.store.db("counters"))
+    if raw is None:
+        return None
+    awards, fen = _counts(f"counters of {actor!r} in campaign {campaign_id!r} on {day}", bytes(raw), (2,))
+    return awards, fen
+
+
+def plugin_failures(data: DataDir, campaign_id: str, plugin: str) -> int:
+    """How many times rule plugin ``plugin`` failed in a campaign's decisions."""
+    with data.store.env.begin() as txn:
+        raw = txn.get(layout.plugin_failure_key(campaign_id, plugin), db=data.store.db("counters"))
+    if raw is None:
+        return 0
+    return _counts(f"failures of plugin {plugin!r} in campaign {campaign_id!r}", bytes(raw), (2,))[0]
+
+
+def budget(data: DataDir, campaign_id: str, prize_id: str) -> tuple[int, int] | None:
+    """(awards, fen) a campaign's prize has spent of its budget; None before its first award."""
+    with data.store.env.begin() as txn:
+        raw = txn.get(layout.budget_key(campaign_id, prize_id), db=data.store.db("budgets"))
+    if raw is None:
+        return None
+    awards, fen = _counts(f"budget of prize {prize_id!r} of campaign {campaign_id!r}", bytes(raw), (2,))
+    return awards, fen
+
+
+def budgets(data: DataDir) -> dict[str, tuple[int, int]]:
+    """(awards, fen) spent of every prize that was awarded, by "<campaign>/<prize>"."""
+    with data.store.env.begin() as txn:
+        out = {}
+        for k, v in txn.cursor(db=data.store.db("budgets")):
+            name = bytes(k).decode("utf-8", "replace")
+            awards, fen = _counts(f"budget {name!r}", bytes(v), (2,))
+            out[name] = (awards, fen)
+        return out
+
+
+# ---------------------------------------------------------------------- points
+def _account(actor: str, raw: bytes) -> tuple[int, int]:
+    if len(raw) != ACCOUNT.size:
+        raise CorruptionError(f"points account {actor!r}: {len(raw)} bytes, not {ACCOUNT.size} "
+                              "(a schema 1 record: migrate the data directory)")
+    balance, earned = ACCOUNT.unpack(raw)
+    return int(balance), int(earned)
+
+
+def points_accounts(data: DataDir) -> dict[str, tuple[int, int]]:
+    """(balance, points earned) of every actor with a points account, by actor."""
+    with data.store.env.begin() as txn:
+        out = {}
+        for k, v in iter_prefix(txn, data.store.db("points"), layout.ACCOUNT_PREFIX):
+            actor = k.decode("utf-8", "replace")
+            out[actor] = _account(actor, v)
+        return out
+
+
+def points_history(data: DataDir, actor: str) -> list[PointsEntry]:
+    """Every history entry of an actor, oldest first."""
+    with data.store.env.begin() as txn:
+        return [decode_points_entry(v)
+                for _, v in iter_prefix(txn, data.store.db("points"), layout.history_prefix(actor.encode()))]
+
+
+def points_histories(data: DataDir) -> dict[str, list[PointsEntry]]:
+    """Every actor's history entries (``points_history``), by actor."""
+    out: dict[str, list[PointsEntry]] = {}
+    with data.store.env.begin() as txn:
+        for rest, v in iter_prefix(txn, data.store.db("points"), layout.HISTORY_PREFIX):
+            # the actor, NUL, the 8-byte history number
+            if len(rest) < 9 or rest[-9] != 0:
+                raise CorruptionError(f"points history key {layout.HISTORY_PREFIX + rest!r}: "
+                                      "not <actor> NUL <number>")
+            out.setdefault(rest[:-9].decode("utf-8", "replace"), []).append(decode_points_entry(v))
+    return out
+
+
+def history_number(data: DataDir) -> int | None:
+    """The last points history number given out; None before the first entry."""
+    with data.store.env.begin() as txn:
+        raw = txn.get(layout.HISTORY_SEQ, db=data.store.db("points"))
+    if raw is None:
+        return None
+    if len(raw) != U64.size:
+        raise CorruptionError(f"points history number: {len(raw)} bytes, not {U64.size}")
+    return int(U64.unpack(raw)[0])
+
+
+def redemption(data: DataDir, request_id: str) -> RedemptionRecord | None:
+    """The stored result of redemption ``request_id``; None when it was never asked for."""
+    with data.store.env.begin() as txn:
+        raw = txn.get(layout.redemption_key(request_id), db=data.store.db("points"))
+    return None if raw is None else decode_redemption(raw)
+
+
+def month_points(data: DataDir, month: str) -> dict[str, int]:
+    """The points each actor earned in ``month`` (YYYY-MM), by actor."""
+    with data.store.env.begin() as txn:
+        return {k.decode("utf-8", "replace"): int(I64.unpack(v)[0])
+                for k, v in iter_prefix(txn, data.store.db("points"), layout.month_prefix(month))}
+
+
+# ---------------------------------------------------------------------- scans, campaigns, trace
+def scan_history(data: DataDir, serial: int) -> History | None:
+    """The recorded scan state of a serial; None when it was never scanned."""
+    return _scan_history(data.store, serial)
+
+
+def campaign_secret(data: DataDir, campaign_id: str) -> bytes | None:
+    """A campaign's secret (its draws' HMAC key); None for no such campaign."""
+    with data.store.env.begin() as txn:
+        raw = txn.get(layout.secret_key(campaign_id), db=data.store.db("campaigns"))
+    return None if raw is None else bytes(raw)
+
+
+def shipments_of(data: DataDir, serials: np.ndarray | Sequence[int]) -> dict[int, Shipment]:
+    """The current shipment of each of ``serials`` that was shipped itself (not
+    through a parent), by serial."""
+    with data.store.env.begin() as txn:
+        return TraceStore(data.store).shipments_of(serials, txn)
