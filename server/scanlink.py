@@ -44,6 +44,7 @@ from google.rpc import status_pb2
 from scangate import geo
 from scangate.config import Config
 from scangate.datadir import open_data_dir
+from scangate.enums import CodeStatus
 from scangate.rewards import Decision, ScanRequest
 from scangate.v1 import scan_pb2 as scan_pb
 from scangate.wire import decision_to_proto, scan_request_from_proto
@@ -64,6 +65,7 @@ _REQ = struct.Struct(">QIH")     # item id, deadline, length of the client's nam
 _REP = struct.Struct(">QB")
 _ITEM = struct.Struct(">BI")
 NO_DEADLINE = 0xFFFFFFFF
+_GENUINE = CodeStatus.GENUINE
 
 
 # ---------------------------------------------------------------------- writer process
@@ -71,7 +73,7 @@ def _encode_ok(item_id: int, decisions: list[Decision]) -> bytes:
     parts = [_REP.pack(item_id, 1)]
     for d in decisions:
         blob = decision_to_proto(d).SerializeToString()
-        parts.append(_ITEM.pack(d.verdict["code_status"] == "genuine", len(blob)))
+        parts.append(_ITEM.pack(d.verdict.code_status is _GENUINE, len(blob)))
         parts.append(blob)
     body = b"".join(parts)
     return _LEN.pack(len(body)) + body
@@ -97,10 +99,10 @@ class _Tally:
             c = self._counts
             for d in decisions:
                 v = d.verdict
-                key: tuple[Callable[..., None], str] = (metrics.verdict, v["verdict"])
+                key: tuple[Callable[..., None], str] = (metrics.verdict, v.label)
                 c[key] = c.get(key, 0) + 1
-                for r in v["reasons"]:
-                    c[(metrics.reason, r)] = c.get((metrics.reason, r), 0) + 1
+                for r in v.reasons:
+                    c[(metrics.reason, r.value)] = c.get((metrics.reason, r.value), 0) + 1
                 if d.no_reward is not None:
                     key = (metrics.no_reward, d.no_reward.value)
                     c[key] = c.get(key, 0) + 1

@@ -232,7 +232,7 @@ def reuser(live: Live, rec: Record, own_codes: list[str], bait: list[str], stop:
                     rec.wrong.append(f"reused id {target!r}: {type(exc).__name__}: {str(exc)[:120]}")
             else:
                 with rec.lock:
-                    rec.wrong.append(f"reused id {target!r} was decided: {d.verdict.get('verdict')}")
+                    rec.wrong.append(f"reused id {target!r} was decided: {d.verdict.label}")
             time.sleep(0.005)
     finally:
         s.close()
@@ -301,8 +301,8 @@ def guesser(live: Live, rec: Record, unknown: list[str], stop: threading.Event, 
             with rec.lock:
                 rec.hostile["unknown code decided"] += len(got)
                 for d in got:
-                    if d.award is not None or d.verdict["code_status"] == "genuine":
-                        rec.wrong.append(f"unknown code: {d.verdict['verdict']}, award {d.award}")
+                    if d.award is not None or d.verdict.code_status.label == "genuine":
+                        rec.wrong.append(f"unknown code: {d.verdict.label}, award {d.award}")
             time.sleep(0.005)
     finally:
         s.close()
@@ -399,7 +399,7 @@ def test_kill_9_under_hostile_load(tmp_path: Path) -> None:
             checks = list(c.scan_stream([ScanRequest(f"check-{i}", code, "auditor", region=CHENGDU)
                                          for i, code in enumerate(bait)]))
         assert again == [rec.acked[r.request_id][1] for r in retried]
-        assert [d.verdict["scan_count"] for d in checks] == [1] * len(bait)
+        assert [d.verdict.scan_count for d in checks] == [1] * len(bait)
         logs = "".join(s.logs() for s in servers)
         assert "Traceback" not in logs, logs[logs.index("Traceback") - 500:][:3000]
         assert live.server.stop() == 0

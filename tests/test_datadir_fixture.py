@@ -109,7 +109,7 @@ def test_new_scans_decide_on_top_of_it(dd: scangate.DataDir) -> None:
     (repeat,) = rewards.decide_scans(dd, [ScanRequest("new-r", MANIFEST["items"][2], "someone", region=CHENGDU,
                                                       time_ms=NOON + 2 * 86_400_000)])
     assert isinstance(repeat, Decision) and repeat.no_reward is NoReward.ALREADY_CLAIMED
-    assert repeat.verdict["first_scan"]["time_ms"] == MANIFEST["requests"][2]["time_ms"]
+    assert repeat.verdict.first_scan["time_ms"] == MANIFEST["requests"][2]["time_ms"]
     assert [e["verified"] for e in audit.audit_ledger(dd, last + 1)] == [True]
 
 

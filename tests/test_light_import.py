@@ -148,10 +148,10 @@ def test_a_light_client_issues_verifies_scans_and_recalls_against_a_real_server(
                 redeemed = c.redeem_points("alice", 5, "order-1")
             def show(d):
                 return {{"type": type(d).__module__ + "." + type(d).__qualname__, "id": d.request_id,
-                        "verdict": d.verdict["verdict"], "reasons": d.verdict["reasons"],
+                        "verdict": d.verdict.label, "reasons": [r.value for r in d.verdict.reasons],
                         "award": None if d.award is None else [d.award.kind, d.award.amount_fen, d.award.how],
                         "no_reward": None if d.no_reward is None else d.no_reward.name,
-                        "first_actor": (d.verdict["first_scan"] or {{}}).get("actor"), "en": d.message["en"]}}
+                        "first_actor": (d.verdict.first_scan or {{}}).get("actor"), "en": d.message["en"]}}
             print(json.dumps({{
                 "campaign": campaign.campaign_id, "checks": checks,
                 "first": show(first), "again": show(again), "same_on_retry": retry == first,

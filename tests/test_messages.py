@@ -77,7 +77,7 @@ def typo(code: str) -> str:
 
 def test_a_counterfeit_warns_and_gives_the_hotline(dd: scangate.DataDir) -> None:
     d = scan(dd, "fake", FAKE, "u1")
-    assert d.verdict["verdict"] == "counterfeit" and d.no_reward is NoReward.VERDICT_NOT_ELIGIBLE
+    assert d.verdict.label == "counterfeit" and d.no_reward is NoReward.VERDICT_NOT_ELIGIBLE
     assert "假冒" in d.message["zh-CN"] and "400-800-1234" in d.message["zh-CN"]
     assert "counterfeit" in d.message["en"] and "400-800-1234" in d.message["en"]
     assert "reward" not in d.message["en"]          # not "not eligible for a reward"
@@ -93,7 +93,7 @@ def test_without_a_hotline_the_counterfeit_warning_stands_alone(tmp_path: Path) 
 def test_a_typo_asks_to_scan_again(dd: scangate.DataDir) -> None:
     (code,) = dd.issue_codes("BEER", "item", 1).as_strings()
     d = scan(dd, "typo", typo(code), "u1")
-    assert d.verdict["verdict"] == "counterfeit" and "SG-C2" in d.verdict["reasons"]
+    assert d.verdict.label == "counterfeit" and "SG-C2" in [r.value for r in d.verdict.reasons]
     assert "重新扫码" in d.message["zh-CN"] and "scan again" in d.message["en"]
     assert "counterfeit" not in d.message["en"] and "假冒" not in d.message["zh-CN"]
 
@@ -126,13 +126,13 @@ def test_a_clone_and_a_diverted_code_say_so(dd: scangate.DataDir) -> None:
     ingest.load_dealers_csv(dd, b"dealer_id,name,territory\nGD,Guangdong,44\n")
     ingest.ship_csv(dd, f"unit,dealer_id,shipped_at,shipment_id\n{case},GD,2026-05-01T00:00:00Z,SH1\n".encode())
     diverted = scan(dd, "div", items[0], "u1", region=CHENGDU)
-    assert diverted.verdict["verdict"] == "diverted"
+    assert diverted.verdict.label == "diverted"
     assert "授权销售区域" in diverted.message["zh-CN"] and "outside its authorised sales region" in diverted.message["en"]
     # one code scanned minutes apart in Guangzhou, Chengdu and Urumqi by three people: a clone
     scan(dd, "c0", items[1], "a", region=GUANGZHOU)
     scan(dd, "c1", items[1], "b", t=NOON + 60_000, region=CHENGDU)
     clone = scan(dd, "c2", items[1], "c", t=NOON + 120_000, region=URUMQI)
-    assert clone.verdict["verdict"] == "suspect_clone", clone.verdict
+    assert clone.verdict.label == "suspect_clone", clone.verdict
     assert "可能被复制" in clone.message["zh-CN"] and "may have been copied" in clone.message["en"]
 
 
@@ -146,4 +146,4 @@ def test_the_server_sends_the_same_messages(tmp_path: Path) -> None:
         c.scan(code, "u1", region=CHENGDU)
         again = c.scan(code, "u2", region=CHENGDU)
         assert "first scanned on" in again.message["en"] and "成都市" in again.message["zh-CN"]
-        assert again.verdict["message"]["en"].startswith("Genuine. This code was first scanned on")
+        assert again.verdict.message["en"].startswith("Genuine. This code was first scanned on")

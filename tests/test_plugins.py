@@ -158,7 +158,7 @@ def test_context_is_read_only(dd) -> None:  # type: ignore[no-untyped-def]
     code = dd.issue_codes("BEER", "item", 1).as_strings()[0]
     d = decide(dd, code, "m", OTHER_DAY)
     assert d.no_reward is NoReward.PLUGIN_FAILED          # TypeError: read-only mapping
-    assert d.verdict["verdict"] == "genuine" and seen[0].sku == "BEER"
+    assert d.verdict.label == "genuine" and seen[0].sku == "BEER"
 
 
 def test_unknown_plugin_reference_is_refused_at_load(dd) -> None:  # type: ignore[no-untyped-def]

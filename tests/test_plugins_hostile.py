@@ -201,7 +201,7 @@ def test_an_allowed_plugin_that_fails_costs_only_its_own_scans(dd: scangate.Data
     assert len(honest) == 4 and all(d.award is not None and d.award.points == 10 for d in honest)
     assert len(hostile) == 3
     assert all(d.award is None and d.no_reward is NoReward.PLUGIN_FAILED for d in hostile)
-    assert all(d.verdict["verdict"] == "genuine" for d in decisions)
+    assert all(d.verdict.label == "genuine" for d in decisions)
     counts = plugins.failure_counts()
     assert sum(n for (r, _k), n in counts.items() if r == ref) == 3 and counts.get((ref, kind), 0) >= 1
     assert counted(dd, "bad", ref) == 3

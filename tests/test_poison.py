@@ -133,7 +133,7 @@ def test_poison_scans_from_three_clients_fail_alone(server: Any) -> None:
 
     assert failed == [], f"{len(failed)} of 150 honest scans failed, first: {failed[:3]}"
     assert sorted(decided) == sorted(r.request_id for r in honest)
-    assert all(d.verdict["verdict"] == "genuine" and d.verdict["scan_count"] == 1 for d in decided.values())
+    assert all(d.verdict.label == "genuine" and d.verdict.scan_count == 1 for d in decided.values())
     assert len(poison_results) >= len(POISONS)
     wrong = [(field, code, got) for field, code, got in poison_results
              if code != grpc.StatusCode.INVALID_ARGUMENT or got != [field]]
@@ -147,12 +147,12 @@ def test_poison_scans_from_three_clients_fail_alone(server: Any) -> None:
         fresh = list(c.scan_stream([ScanRequest(f"again-{r.request_id}", r.code, r.actor, region=CHENGDU)
                                 for r in honest]))
     assert again == [decided[r.request_id] for r in honest]
-    assert [d.verdict["scan_count"] for d in fresh] == [2] * len(honest)
+    assert [d.verdict.scan_count for d in fresh] == [2] * len(honest)
     # no poison was ever decided: none of their codes has a scan
     with scangate.Client(server.target) as c:
         checks = list(c.scan_stream([ScanRequest(f"check-{i}", code, "auditor", region=CHENGDU)
                                      for i, code in enumerate(poison_codes)]))
-    assert [d.verdict["scan_count"] for d in checks] == [1] * len(poison_codes)
+    assert [d.verdict.scan_count for d in checks] == [1] * len(poison_codes)
     assert "internal error" not in server.logs()
 
 
@@ -172,7 +172,7 @@ def test_a_poison_scan_in_a_stream_names_its_index(server: Any) -> None:
     assert violations(raw.value) == ["scans[1].time_ms", "scans[2].lat"]
     with scangate.Client(server.target) as c:
         d = c.scan(codes[0], "auditor", region=CHENGDU)
-    assert d.verdict["scan_count"] == 1       # the batch's honest scan was not decided either
+    assert d.verdict.scan_count == 1       # the batch's honest scan was not decided either
 
 
 # ---------------------------------------------------------------------- in process
@@ -211,7 +211,7 @@ def test_decide_scans_refuses_each_field_by_name(dd: Any, kw: dict[str, Any], fi
     assert str(exc.value).startswith(f"requests[1].{field}: ")
     assert len(str(exc.value)) < 200          # a short prefix of the value, never all of it
     (d,) = decide_scans(dd, [ScanRequest("good-2", codes[0], "alice", region=CHENGDU, time_ms=NOON)])
-    assert d.verdict["scan_count"] == 1       # nothing of the refused batch was written
+    assert d.verdict.scan_count == 1       # nothing of the refused batch was written
 
 
 def _gated_writer(dd: Any) -> tuple[GroupCommitWriter, threading.Event, list[int]]:
@@ -252,19 +252,19 @@ def test_writer_decides_the_rest_of_a_batch_when_one_scan_raises(dd: Any, monkey
     futures = {c: w.submit([ScanRequest(f"r{i}", c, f"u{i}", region=CHENGDU, time_ms=NOON + i)])
                for i, c in enumerate(codes[1:], 1)}
     gate.set()
-    assert first.result(10)[0].verdict["scan_count"] == 1
+    assert first.result(10)[0].verdict.scan_count == 1
     with pytest.raises(ValueError, match="out of range"):
         futures[marked].result(10)
     others = {c: f.result(10)[0] for c, f in futures.items() if c != marked}
     w.close()
-    assert all(d.verdict["verdict"] == "genuine" and d.verdict["scan_count"] == 1 for d in others.values())
+    assert all(d.verdict.label == "genuine" and d.verdict.scan_count == 1 for d in others.values())
     assert tries[1] == 9                        # the batch was tried whole first (the common path)
     assert sum(sizes) == 1 + 8                  # every other scan committed, once
     monkeypatch.setattr(rewards, "decide_batch", real)
     # nothing of a failed try was committed: the marked code was never scanned, and
     # the other scans' request records hold their one decision
     (d,) = decide_scans(dd, [ScanRequest("later", marked, "v", region=CHENGDU, time_ms=NOON)])
-    assert d.verdict["scan_count"] == 1
+    assert d.verdict.scan_count == 1
     again = decide_scans(dd, [ScanRequest(f"r{i}", c, f"u{i}", region=CHENGDU, time_ms=NOON + i)
                               for i, c in enumerate(codes[1:], 1) if c != marked])
     assert again == [d for c, d in others.items()]
@@ -309,4 +309,4 @@ def test_a_region_no_district_has_is_invalid_input_not_diversion(tmp_path: Path)
                 c.scan(code, "alice", region=region)
             assert [f for f, _ in exc.value.violations] == ["region"]  # type: ignore[attr-defined]
         first = c.scan(code, "alice", region=440106).verdict
-        assert first["verdict"] == "genuine" and not first.get("first_scan")   # the refused scans left no trace
+        assert first.label == "genuine" and not first.first_scan   # the refused scans left no trace

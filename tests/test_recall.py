@@ -350,7 +350,7 @@ def test_recall_over_grpc_admin_only_and_scans_get_no_reward(tmp_path: Path, run
             assert admin.list_recalls() == []
             # a genuine code before the recall wins (the control)
             d = app.scan(wine[0], actor="wx-1", region=510104)
-            assert d.verdict["verdict"] == "genuine" and d.award is not None
+            assert d.verdict.label == "genuine" and d.award is not None
             report = admin.recall("bottle seal", codes=[beer[0], beer[1], beer[4]])
             assert report.added == 2 and report.codes == 3
             assert [(r.first, r.last, r.source) for r in report.recalls] == [(1, 2, "codes"), (5, 5, "codes")]
@@ -362,10 +362,10 @@ def test_recall_over_grpc_admin_only_and_scans_get_no_reward(tmp_path: Path, run
             assert all(r.at_ms > 0 for r in listed)
             # the recalled code through the real server: revoked, no reward
             d = app.scan(beer[0], actor="wx-2", region=510104)
-            assert d.verdict["verdict"] == "revoked" and d.award is None
-            assert "SG-R2" in d.verdict["reasons"]
+            assert d.verdict.label == "revoked" and d.award is None
+            assert "SG-R2" in [r.value for r in d.verdict.reasons]
             d = app.scan(wine[1], actor="wx-3", region=510104)           # line 2
-            assert d.verdict["verdict"] == "revoked" and d.award is None and "SG-R1" in d.verdict["reasons"]
+            assert d.verdict.label == "revoked" and d.award is None and "SG-R1" in [r.value for r in d.verdict.reasons]
             assert app.scan(beer[2], actor="wx-4", region=510104).award is not None   # its neighbour is fine
             # verify and trace carry the recall
             checks = app.verify_codes([beer[0], beer[2], wine[1]])

@@ -33,13 +33,12 @@ from scangate import audit, clock, ingest, points, rewards
 from scangate.campaigns import Campaign, load_campaign
 from scangate.decide.campaign import Compiled, Hmac
 from scangate.errors import CorruptionError
-from scangate.rewards import Decision, NoReward, ScanRequest
+from scangate.enums import CodeStatus, Reason, Verdict
+from scangate.rewards import Award, Decision, NoReward, ScanRequest
 from scangate.state import layout, reads
 from scangate.state import raw as state_raw
 from scangate.state.records import (
-    AwardRecord,
     Claim,
-    DecisionRecord,
     LedgerEntry,
     LegacyLedgerEntry,
     Payout,
@@ -54,6 +53,7 @@ from scangate.state.records import (
     encode,
     to_json,
 )
+from scangate.verdict import ScanVerdict
 from scangate.verdicts import revoke_line, revoke_range
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -426,8 +426,9 @@ def test_stored_records_read_back_as_the_json_records_held(dd: scangate.DataDir)
             NoReward.DAILY_CAP_REACHED, NoReward.TOTAL_CAP_REACHED, NoReward.BUDGET_EXHAUSTED} <= seen, seen
     assert {d.award.how for d in decisions if d.award} == {"first_scan", "nth_scan", "draw", "consolation"}
     verdicts = [d.verdict for d in decisions]
-    assert any(v["first_scan"] for v in verdicts) and any(v["evidence"].get("trace") for v in verdicts)
-    assert {v["verdict"] for v in verdicts} >= {"genuine", "counterfeit", "revoked", "suspect_clone", "diverted"}
+    assert all(type(v) is ScanVerdict for v in verdicts)
+    assert any(v.first_scan for v in verdicts) and any(v.evidence.get("trace") for v in verdicts)
+    assert {v.label for v in verdicts} >= {"genuine", "counterfeit", "revoked", "suspect_clone", "diverted"}
 
     model = Model(dd, specs)
     for r, d in zip(requests, decisions):
@@ -491,19 +492,27 @@ def test_stored_records_read_back_as_the_json_records_held(dd: scangate.DataDir)
 
 
 # ------------------------------------------------------------------ samples
-AWARD = AwardRecord("rec-1", "cash", "cash", 150, 0, "draw", 7, "rec-1:123")
-VERDICT = {"request_id": "r-1", "verdict": "suspect_clone", "score": 0.75, "reasons": ["SG-G1", "SG-K2"],
-           "first_scan": {"time_ms": 1_773_115_200_000, "region": 510104},
-           "evidence": {"trace": {"dealer_id": "GD", "territory": "44"}, "distance_km": 1234.5},
-           "message": {"zh-CN": "此码可能被复制", "en": "This code may have been copied."}}
+AWARD = Award("rec-1", "cash", "cash", 150, 0, "draw", 7, "rec-1:123")
+# a verdict with every field set (its message as told: a record upgraded from version 1)
+VERDICT = ScanVerdict(Verdict.SUSPECT_CLONE, [Reason.GENUINE_FIRST_SCAN, Reason.CLONE_IMPOSSIBLE_TRAVEL],
+                      CodeStatus.GENUINE, 110101, "geo:cn-districts@2024.1", 0.75,
+                      {"time_ms": 1_773_115_200_000, "region": 510104, "actor": "用户\"1\""}, 2,
+                      {"trace": {"dealer_id": "GD", "territory": "44"}, "distance_km": 1234.5}, "400-800-8820",
+                      ("此码可能被复制", "This code may have been copied."))
+# VERDICT.to_json(), written out
+VERDICT_JSON = {"verdict": "suspect_clone", "message": {"zh-CN": "此码可能被复制", "en": "This code may have been copied."},
+                "reasons": ["SG-G1", "SG-K2"], "code_status": "genuine", "region": 110101,
+                "region_source": "geo:cn-districts@2024.1", "clone_score": 0.75,
+                "first_scan": {"time_ms": 1_773_115_200_000, "region": 510104, "actor": "用户\"1\""},
+                "scan_count": 2, "evidence": {"trace": {"dealer_id": "GD", "territory": "44"}, "distance_km": 1234.5}}
 LEDGER = LedgerEntry(
     3, "req-\u00e9\"", "app-1", "rec-1", 2, 2**56 - 1, "用户\"三\"", 1_773_115_200_000, "rec-1|72057594037927935|x|1",
     "ab" * 32, 999_999, 0, "slot", 1_000_000, None, 3, [1, 150, 2, 300], "nth_scan",
     {"cash": [5, None], "big": [None, 10_000]}, "cash", 150, None, 0, "rec-1:72057594037927935", None)
 SAMPLES: dict[str, list[msgspec.Struct]] = {
-    "decision": [DecisionRecord("r-1", VERDICT, AWARD, None, "rec-1"),
-                 DecisionRecord("用户\"1\"", {"verdict": "counterfeit", "reasons": []}, None, "verdict_not_eligible",
-                                None)],
+    "decision": [Decision("r-1", VERDICT, AWARD, None, "rec-1"),
+                 Decision("用户\"1\"", ScanVerdict(Verdict.COUNTERFEIT, [], CodeStatus.MALFORMED, None, "none"), None,
+                          NoReward.VERDICT_NOT_ELIGIBLE, None)],
     "ledger": [LEDGER,
                msgspec.structs.replace(LEDGER, seq=4, client="", slot=None, odds_from="plugin", odds_ppm=2.5,
                                        plugin={"odds_ppm": 2.5, "prize_id": "sp", "veto": False,
@@ -544,7 +553,7 @@ def test_every_record_type_round_trips(kind: str, record: msgspec.Struct) -> Non
 
 def test_to_json_gives_the_fields_by_name() -> None:
     assert to_json(SAMPLES["decision"][0]) == {
-        "request_id": "r-1", "verdict": VERDICT, "no_reward": None, "campaign_id": "rec-1",
+        "request_id": "r-1", "verdict": VERDICT_JSON, "no_reward": None, "campaign_id": "rec-1",
         "award": {"campaign_id": "rec-1", "prize_id": "cash", "kind": "cash", "amount_fen": 150, "points": 0,
                   "how": "draw", "ledger_seq": 7, "payout_key": "rec-1:123"}}
     assert tuple(to_json(LEDGER)) == audit.LEDGER_FIELDS
@@ -577,7 +586,8 @@ def test_a_format_under_a_tag_it_does_not_have_is_refused(kind: str, record: msg
     items = msgspec.msgpack.decode(encode(record))
     tag = items[0]
     assert tag == record.__struct_config__.tag
-    for other in (0, 3, 99, "1", None, tag + 1 if kind != "ledger" else 3 - tag):
+    # the ledger's and the decision's other version: 2 for 1, 1 for 2
+    for other in (0, 3, 99, "1", None, tag + 1 if kind not in ("ledger", "decision") else 3 - tag):
         with pytest.raises(CorruptionError) as exc:
             DECODERS[kind](msgspec.msgpack.encode([other, *items[1:]]))
         assert str(exc.value).startswith(f"{kind} record: ")

@@ -392,7 +392,7 @@ def test_diverted_scan_policy(dd: scangate.DataDir, can_win: bool) -> None:
     policy = f"[verdict_policy]\ndiverted_can_win = {str(can_win).lower()}\n"
     rewards.put_campaign(dd, campaign(tail=policy), "x.toml")
     d = scan1(dd, items[0], "u1", region=CHENGDU)
-    assert d.verdict["verdict"] == "diverted"
+    assert d.verdict.label == "diverted"
     if can_win:
         assert won(d)
     else:
@@ -400,7 +400,7 @@ def test_diverted_scan_policy(dd: scangate.DataDir, can_win: bool) -> None:
         assert ledger(dd) == []
     # in the dealer's territory the same kind of item is genuine and wins
     g = scan1(dd, items[1], "u2", region=GUANGZHOU)
-    assert g.verdict["verdict"] == "genuine" and won(g)
+    assert g.verdict.label == "genuine" and won(g)
 
 
 def test_counterfeit_code_not_eligible(dd: scangate.DataDir) -> None:
@@ -408,7 +408,7 @@ def test_counterfeit_code_not_eligible(dd: scangate.DataDir) -> None:
     [code] = codes(dd, 1)
     for fake in (typo(code), "NOT-A-CODE"):
         d = scan1(dd, fake, "u1")
-        assert d.verdict["verdict"] == "counterfeit"
+        assert d.verdict.label == "counterfeit"
         assert d.no_reward is NoReward.VERDICT_NOT_ELIGIBLE and d.award is None
     assert ledger(dd) == [] and budgets(dd) == {} and outbox(dd) == {}
     # the user's first genuine scan is still their first

@@ -81,7 +81,7 @@ def decide(dd: scangate.DataDir, now: int, *requests: ScanRequest) -> list[Any]:
 def first_scan_ms(dd: scangate.DataDir, code: str, now: int) -> int:
     """When the deciding clock recorded ``code``'s first scan: a second scan says."""
     (d,) = decide(dd, now, ScanRequest(f"probe-{code}", code, "prober"))
-    return int(d.verdict["first_scan"]["time_ms"])
+    return int(d.verdict.first_scan["time_ms"])
 
 
 # ---------------------------------------------------------------------- library
@@ -140,7 +140,7 @@ def test_one_refused_time_leaves_the_rest_of_the_batch_decided(dd: scangate.Data
     assert results[1].at("scans[1].").field == "scans[1].time_ms"
     # the refused request's id is still free for a scan with a good time
     (b2,) = decide(dd, NOON, ScanRequest("b", b, "g2"))
-    assert isinstance(b2, Decision) and b2.verdict["scan_count"] == 1
+    assert isinstance(b2, Decision) and b2.verdict.scan_count == 1
 
 
 def test_the_library_default_trusts_its_caller(dd: scangate.DataDir) -> None:
@@ -215,15 +215,15 @@ def test_the_server_decides_on_its_clock(tmp_path: Path) -> None:
             assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
             assert violations(err.value) == ["scans[1].time_ms"]
         # nothing of the refused scans was written: codes[0] and [2] are unscanned
-        assert c.scan(codes[0], "trent").verdict["scan_count"] == 1
-        assert c.scan(codes[2], "trent").verdict["scan_count"] == 1
+        assert c.scan(codes[0], "trent").verdict.scan_count == 1
+        assert c.scan(codes[2], "trent").verdict.scan_count == 1
         # a late scan a minute ago is decided at its own time
         late = c.scan(codes[3], "ursula", time_ms=now - 60_000)
         assert late.award is not None
-        assert c.scan(codes[3], "victor").verdict["first_scan"]["time_ms"] == now - 60_000
+        assert c.scan(codes[3], "victor").verdict.first_scan["time_ms"] == now - 60_000
         # a scan without a time is stamped by the server, on its clock, not the system's
         c.scan(codes[4], "wendy")
-        stamped = c.scan(codes[4], "xavier").verdict["first_scan"]["time_ms"]
+        stamped = c.scan(codes[4], "xavier").verdict.first_scan["time_ms"]
         assert 0 <= stamped - now < 600_000
     assert "SCANGATE_CLOCK is set" in srv.logs()
 

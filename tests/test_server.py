@@ -108,22 +108,22 @@ def test_issue_streams_every_code_once_in_serial_order(client: scangate.Client) 
 def test_scan_unary_wins_then_retry_is_identical(client: scangate.Client, world: dict) -> None:
     code = world["items"][0]
     d = client.scan(code, "openid-1", request_id="req-1", region=510104)
-    assert d.verdict["verdict"] == "genuine" and d.verdict["reasons"] == ["SG-G1"]
+    assert d.verdict.label == "genuine" and [r.value for r in d.verdict.reasons] == ["SG-G1"]
     assert d.award is not None and d.award.kind == "cash" and d.award.amount_fen == 200
     assert d.award.payout_key and d.campaign_id == "summer"
     assert "红包" in d.message["zh-CN"] and "red packet" in d.message["en"]
-    assert d.verdict["evidence"]["trace"]["dealer_id"] == "CD-01"
+    assert d.verdict.evidence["trace"]["dealer_id"] == "CD-01"
     assert client.scan(code, "openid-1", request_id="req-1", region=510104) == d
     again = client.scan(code, "openid-2", region=510104)      # a new request on a claimed code
     assert again.no_reward is NoReward.ALREADY_CLAIMED
-    assert again.verdict["scan_count"] == 2 and again.verdict["first_scan"]["region"] == 510104
+    assert again.verdict.scan_count == 2 and again.verdict.first_scan["region"] == 510104
 
 
 def test_scan_outside_territory_is_diverted_and_excluded_region_wins_nothing(client: scangate.Client,
                                                                              world: dict) -> None:
     d = client.scan(world["items"][1], "openid-3", region=440106)          # Guangzhou, shipped to Chengdu
-    assert d.verdict["verdict"] == "diverted"
-    assert d.verdict["evidence"]["diversion"]["territory"] == ["5101"]
+    assert d.verdict.label == "diverted"
+    assert d.verdict.evidence["diversion"]["territory"] == ["5101"]
     b = client.scan(world["items"][2], "openid-3", region=310104)          # Shanghai: excluded
     assert b.no_reward is NoReward.REGION_EXCLUDED
 
@@ -132,8 +132,8 @@ def test_counterfeit_scan(client: scangate.Client, world: dict) -> None:
     code = world["items"][3]
     forged = code[:5] + ("A" if code[5] != "A" else "B") + code[6:]
     d = client.scan(forged, "openid-4", region=510104)
-    assert d.verdict["verdict"] == "counterfeit" and d.award is None
-    assert d.verdict["code_status"] in ("typo", "counterfeit")
+    assert d.verdict.label == "counterfeit" and d.award is None
+    assert d.verdict.code_status.label in ("typo", "counterfeit")
 
 
 def test_scan_stream_decides_batches_in_order(client: scangate.Client, world: dict) -> None:

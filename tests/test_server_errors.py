@@ -409,8 +409,8 @@ def test_gcj02_coordinates_are_judged_at_their_wgs84_place(server: Any, channel:
     with scangate.Client(server.target, timeout=60) as c:
         as_gcj = c.scan(world["items"][10], "gina", lat=g_lat, lon=g_lon, datum="gcj02")
         as_wgs = c.scan(world["items"][11], "gina", lat=g_lat, lon=g_lon)
-        assert as_gcj.verdict["region"] == true_code
-        assert as_wgs.verdict["region"] == shifted_code != true_code
+        assert as_gcj.verdict.region == true_code
+        assert as_wgs.verdict.region == shifted_code != true_code
         rid = f"gcj-{uuid.uuid4().hex}"
         first = c.scan(world["items"][12], "gina", lat=g_lat, lon=g_lon, datum="gcj02", request_id=rid)
         again = c.scan(world["items"][12], "gina", lat=g_lat, lon=g_lon, datum="gcj02", request_id=rid)
@@ -476,7 +476,7 @@ def test_a_full_disk_is_unavailable_and_serving_resumes_when_space_is_freed(smal
         codes = [x for b in c.issue_codes("TEA", "item", 300) for x in b.codes]
         packed = [x for b in c.issue_codes("TEA", "item", 3000) for x in b.codes]
         (case,) = [x for b in c.issue_codes("TEA-CASE", "case", 1) for x in b.codes]
-        assert c.scan(codes[0], "amy").verdict["code_status"] == "genuine"
+        assert c.scan(codes[0], "amy").verdict.code_status.label == "genuine"
         filler = _fill(data / "lmdb")
         # LMDB reuses freed pages first: scan until a commit needs a new one
         refused: scangate.Unavailable | None = None
@@ -506,9 +506,9 @@ def test_a_full_disk_is_unavailable_and_serving_resumes_when_space_is_freed(smal
         filler.unlink()
         # the same requests, retried, succeed now: the writer process served throughout
         d = c.scan(codes[refused_at], f"user-{refused_at}", request_id=f"full-{refused_at}")
-        assert d.request_id == f"full-{refused_at}" and d.verdict["code_status"] == "genuine"
-        assert d.verdict["scan_count"] == 1
-        assert c.scan(codes[-1], "later").verdict["scan_count"] == 1
+        assert d.request_id == f"full-{refused_at}" and d.verdict.code_status.label == "genuine"
+        assert d.verdict.scan_count == 1
+        assert c.scan(codes[-1], "later").verdict.scan_count == 1
         assert c.upload_links([(case, x) for x in chunks[upload_refused]]).added == 100
     logs = srv.logs()
     records = _log_records(srv)

@@ -40,7 +40,7 @@ def test_tokens_and_roles(tmp_path: Path, run_cli) -> None:  # type: ignore[no-u
             with pytest.raises(scangate.PermissionDenied, match="unknown token"):
                 wrong.scan(codes[0], "u1")
         with scangate.Client(srv.target, token=tokens["scanner"]) as app:
-            assert app.scan(codes[0], "u1", region=510104).verdict["verdict"] == "genuine"
+            assert app.scan(codes[0], "u1", region=510104).verdict.label == "genuine"
             assert app.trace([codes[0]])[0].found
             with pytest.raises(scangate.PermissionDenied) as exc:
                 app.put_campaign('id = "x"')
@@ -113,7 +113,7 @@ def test_tls_and_mutual_tls(tmp_path: Path) -> None:
     with running(data, "--config", str(cfg)) as srv:
         assert "tls://" in srv.logs()
         with scangate.Client(srv.target, root_certificates=tls["ca"], server_name="localhost", timeout=5) as c:
-            assert c.scan(codes[0], "u1", region=510104).verdict["verdict"] == "genuine"
+            assert c.scan(codes[0], "u1", region=510104).verdict.label == "genuine"
         with scangate.Client(srv.target, timeout=3) as plain:       # plaintext to a TLS port
             with pytest.raises(scangate.Unavailable):
                 plain.scan(codes[1], "u1")
@@ -126,7 +126,7 @@ def test_tls_and_mutual_tls(tmp_path: Path) -> None:
         with scangate.Client(srv.target, root_certificates=tls["ca"], certificate_chain=tls["client_cert"],
                              private_key=tls["client_key"], server_name="localhost", timeout=5) as c:
             d = c.scan(codes[1], "u1", region=510104)
-            assert d.verdict["verdict"] == "genuine"
+            assert d.verdict.label == "genuine"
 
 
 def test_guessing_codes_is_rate_limited_and_keys_never_leak(tmp_path: Path) -> None:
@@ -136,10 +136,10 @@ def test_guessing_codes_is_rate_limited_and_keys_never_leak(tmp_path: Path) -> N
     with running(data, env=env) as srv, scangate.Client(srv.target) as c:
         guesses = [codes[0][:-8] + f"{i:08d}".translate(str.maketrans("01", "AB")) for i in range(5)]
         for g in guesses:
-            assert c.scan(g, "guesser").verdict["verdict"] == "counterfeit"
+            assert c.scan(g, "guesser").verdict.label == "counterfeit"
         with pytest.raises(scangate.RateLimited, match="not genuine"):
             c.scan(codes[0], "guesser")
-        assert c.scan(codes[0], "honest-user", region=510104).verdict["verdict"] == "genuine"
+        assert c.scan(codes[0], "honest-user", region=510104).verdict.label == "genuine"
         replies = [str(c.verify_codes(codes)), str(c.scan(codes[1], "u2")), str(c.trace(codes))]
         logs = srv.logs()
     keys = scangate.open_data_dir(data)

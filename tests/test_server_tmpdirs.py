@@ -172,7 +172,7 @@ def test_kill_9_leftovers_go_at_the_next_start_a_live_servers_never(tmp_path: Pa
         servers.append(c)
         assert run_dirs(data) == {b_dir, run_dir_of(c, data), "1-held"}
         with scangate.Client(b.target, timeout=20) as client:   # b's socket and metrics are intact
-            assert client.scan(code, "u1", region=510104).verdict["verdict"] == "genuine"
+            assert client.scan(code, "u1", region=510104).verdict.label == "genuine"
         assert "scangate_commit_batch_size_count 1.0" in scrape(b)
         assert list(systmp.iterdir()) == []
         for srv in (c, b):

@@ -29,7 +29,7 @@ def test_writer_groups_concurrent_scans_into_few_commits(dd) -> None:  # type: i
     results = [f.result(30)[0] for f in futures]
     w.close()
     assert [d.request_id for d in results] == [f"r{i}" for i in range(400)]
-    assert all(d.verdict["verdict"] == "genuine" for d in results)
+    assert all(d.verdict.label == "genuine" for d in results)
     assert sum(sizes) == 400 and max(sizes) <= 128 and len(sizes) < 400
 
 
@@ -44,7 +44,7 @@ def test_writer_isolates_a_bad_request(dd) -> None:  # type: ignore[no-untyped-d
     assert first.result(10)[0].request_id == "a"
     with pytest.raises(scangate.InvalidArgument, match="actor_type"):
         bad.result(10)
-    assert good.result(10)[0].verdict["verdict"] == "genuine"
+    assert good.result(10)[0].verdict.label == "genuine"
     w.close()
 
 
@@ -56,13 +56,13 @@ def test_writer_skips_expired_work_and_drains_on_close(dd) -> None:  # type: ign
     w.close()                               # returns after everything queued was committed
     with pytest.raises(DeadlineExpired):
         expired.result(0)
-    assert all(f.done() and f.result(0)[0].verdict["verdict"] == "genuine" for f in queued)
+    assert all(f.done() and f.result(0)[0].verdict.label == "genuine" for f in queued)
     with pytest.raises(WriterClosed):
         w.submit([ScanRequest("after", codes[0], "u")])
     again = GroupCommitWriter(dd)           # the late scan was never written: it decides fresh
     d = again.submit([ScanRequest("late", codes[0], "u2")]).result(10)[0]
     again.close()
-    assert d.verdict["scan_count"] == 1
+    assert d.verdict.scan_count == 1
 
 
 def test_rate_limiter_refills_and_forgets() -> None:

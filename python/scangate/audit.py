@@ -74,11 +74,11 @@ from .decide.campaign import Compiled, Entry
 from .decide.caps import cash_capped, count_capped
 from .decide.draw import draw, draw_message, roll_of, slot_odds, win_how
 from .decide.requests import MAX_TIME_MS, MIN_TIME_MS
-from .decision import NoReward
+from .decision import Decision, NoReward
 from .errors import CorruptionError, InvalidArgument, NotFound
 from .state import layout
 from .state.ledger import LedgerSnapshot
-from .state.records import Claim, DecisionRecord, LedgerEntry, LegacyLedgerEntry
+from .state.records import Claim, LedgerEntry, LegacyLedgerEntry
 
 if TYPE_CHECKING:
     from .store import Store
@@ -250,7 +250,7 @@ class _Auditor:
                 n: _Revision.of(n, record) for n, record in snap.revisions(campaign_id).items()}
         return revs
 
-    def _decision(self, snap: LedgerSnapshot, request_id: Any, client: Any) -> DecisionRecord | None:
+    def _decision(self, snap: LedgerSnapshot, request_id: Any, client: Any) -> Decision | None:
         """The stored decision the request index gives for the id within its client
         (None: none, or no decision record, which leads to no decision either)."""
         if not isinstance(request_id, str) or not isinstance(client, str) or not request_id:

@@ -3,7 +3,7 @@
     from scangate import Client
     with Client("127.0.0.1:50051", token="sg_...") as c:
         d = c.scan("1A...", actor="openid-1", region=440106)
-        print(d.verdict["verdict"], d.award, d.message["zh-CN"])
+        print(d.verdict.label, d.award, d.message["zh-CN"])
 
 Scans come back as ``decision.Decision`` (re-exported by ``rewards``; as
 ``decide_scans`` returns them in-process); other calls return the package's types

@@ -1,9 +1,14 @@
 """What a scan request and its decision are: the types ``decide_scans`` takes and
 returns and ``scangate.Client`` hands back.
 
-A light module (dataclasses and enums, nothing else imported) so that an app that
-only calls a server through ``scangate.Client`` loads no LMDB, numpy or
-cryptography. ``scangate.rewards`` re-exports every name, where they have always
+A light module (dataclasses, msgspec Structs and enums; scangate.verdict for the
+typed verdict) so that an app that only calls a server through
+``scangate.Client`` loads no LMDB, numpy or cryptography.
+
+``Decision`` and ``Award`` are msgspec Structs: typed, frozen, made in a few
+hundred instructions, and ``Decision`` is also the stored decision record
+(scangate.state.records: an array led by its version tag, 2; the fields in this
+order). ``scangate.rewards`` re-exports every name, where they have always
 been importable from.
 """
 
@@ -12,6 +17,11 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from typing import Any
+
+import msgspec
+
+from .enums import Verdict
+from .verdict import ScanVerdict
 
 __all__ = ["Award", "Decision", "NO_REWARD_MESSAGES", "NoReward", "ScanRequest", "decision_message"]
 
@@ -73,8 +83,7 @@ class ScanRequest:
     client: str = ""
 
 
-@dataclass(frozen=True)
-class Award:
+class Award(msgspec.Struct, frozen=True, array_like=True):
     campaign_id: str
     prize_id: str
     kind: str
@@ -85,10 +94,12 @@ class Award:
     payout_key: str | None    # idempotency key of the payout request (cash, coupon)
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(msgspec.Struct, frozen=True, array_like=True, tag=2):
+    """One request's decision: the verdict, and the award or why none. Tag 2: the
+    decision record's version (1 held the verdict as its JSON: DecisionRecordV1)."""
+
     request_id: str
-    verdict: dict[str, Any]
+    verdict: ScanVerdict
     award: Award | None
     no_reward: NoReward | None
     campaign_id: str | None
@@ -98,18 +109,18 @@ class Decision:
         return decision_message(self.award, self.no_reward, self.verdict)
 
     def to_json(self) -> dict[str, Any]:
-        return {"request_id": self.request_id, "verdict": self.verdict,
-                "award": dict(self.award.__dict__) if self.award else None,   # flat: no asdict deepcopy
+        return {"request_id": self.request_id, "verdict": self.verdict.to_json(),
+                "award": msgspec.structs.asdict(self.award) if self.award else None,
                 "no_reward": self.no_reward.value if self.no_reward else None,
                 "campaign_id": self.campaign_id, "message": self.message}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Decision:
-        return cls(d["request_id"], d["verdict"], Award(**d["award"]) if d["award"] else None,
+        return cls(d["request_id"], ScanVerdict.from_json(d["verdict"]), Award(**d["award"]) if d["award"] else None,
                    NoReward(d["no_reward"]) if d["no_reward"] else None, d["campaign_id"])
 
 
-def decision_message(award: Award | None, no_reward: NoReward | None, verdict: dict[str, Any]) -> dict[str, str]:
+def decision_message(award: Award | None, no_reward: NoReward | None, verdict: ScanVerdict) -> dict[str, str]:
     """A decision's message: the award's; else for a code that is not plainly
     genuine (counterfeit, typo, recalled, clone, diverted) or a repeat scan, the
     verdict's own (a warning, "scan again", when and where it was first
@@ -123,13 +134,16 @@ def decision_message(award: Award | None, no_reward: NoReward | None, verdict: d
         else:
             zh, en = "恭喜您获得一张优惠券！", "You won a coupon!"
         return {"zh-CN": zh, "en": en}
-    told: dict[str, str] = verdict.get("message") or {}
-    if verdict.get("verdict") != "genuine" or verdict.get("first_scan"):
+    told_zh, told_en = verdict.words()
+    if verdict.verdict is not _V_GENUINE or verdict.first_scan:
         if no_reward is None or no_reward in SAID_BY_VERDICT:
-            return told
+            return {"zh-CN": told_zh, "en": told_en}
         zh, en = NO_REWARD_MESSAGES[no_reward]
-        return {"zh-CN": told.get("zh-CN", "") + zh, "en": f'{told.get("en", "")} {en}'.lstrip()}
+        return {"zh-CN": told_zh + zh, "en": f"{told_en} {en}".lstrip()}
     if no_reward is not None:
         zh, en = NO_REWARD_MESSAGES[no_reward]
         return {"zh-CN": zh, "en": en}
-    return told
+    return {"zh-CN": told_zh, "en": told_en}
+
+
+_V_GENUINE = Verdict.GENUINE

@@ -72,7 +72,7 @@ AwardKeys = tuple[bytes, bytes, bytes]
 def award_keys(actor: bytes, month: str) -> AwardKeys:
     """The keys of the records an award to ``actor`` (UTF-8) in ``month``
     (YYYY-MM) changes."""
-    return layout.account_key(actor), layout.month_key(month, actor), layout.history_prefix(actor)
+    return layout.award_keys(actor, month)
 
 
 class PointsWriter(_state.PointsWriter):

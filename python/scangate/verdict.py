@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from . import geo
+import msgspec
+
 from .enums import CodeStatus, Reason, Verdict
 from .errors import InvalidArgument
 
@@ -80,6 +81,8 @@ def _place(region: int | None) -> str | None:
     """A district's name with its city's (成都市武侯区), or None when unknown."""
     if not region:
         return None
+    from . import geo       # here: the geo data (numpy) loads only for a repeat scan's message
+
     index = geo.default_index()
     district = index.name(region)
     if district is None:
@@ -130,40 +133,66 @@ class Scan:
     time_ms: int | None = None       # default: now
 
 
-@dataclass
-class ScanVerdict:
+class ScanVerdict(msgspec.Struct, array_like=True):
+    """The verdict on one scan, typed: what ``Decision.verdict`` holds and what the
+    decision record stores (scangate.state.records: an array, these fields in this
+    order; a change to them is a new record version). ``to_json`` gives the reply's
+    JSON; the enums stay enums until then.
+
+    ``said``: the message as it was told, (zh-CN, en), when it came from elsewhere
+    (a server's reply, a record written before verdicts were typed); None for a
+    verdict decided here, whose message is derived from the rest (``message``)."""
+
     verdict: Verdict
     reasons: list[Reason]
     code_status: CodeStatus
     region: int | None               # the scan's adcode (given or resolved)
     region_source: str               # "adcode" | "geo:<package>@<version>" | "none"
-    clone_score: float = 0.0
+    clone_score: float = 0.0         # 0..1, to 3 decimal places
     first_scan: dict[str, Any] | None = None   # on a repeat scan: time, region, actor
     scan_count: int = 0
-    evidence: dict[str, Any] = field(default_factory=dict)
+    evidence: dict[str, Any] = {}
     hotline: str | None = None       # the brand's, for a counterfeit's message (rewards sets it)
+    said: tuple[str, str] | None = None
+
+    @property
+    def label(self) -> str:
+        """The verdict's wire label: genuine, counterfeit, revoked, suspect_clone, diverted."""
+        return _LABEL[self.verdict]
+
+    def words(self) -> tuple[str, str]:
+        """The message, (zh-CN, en)."""
+        if self.said is not None:
+            return self.said
+        verdict = self.verdict
+        if self.first_scan is None and self.hotline is None and verdict is not _V_COUNTERFEIT:
+            return MESSAGES[verdict]     # most scans: the verdict's own words (verdict_message says so too)
+        return verdict_message(verdict, self.reasons, self.first_scan, self.scan_count, self.hotline)
 
     @property
     def message(self) -> dict[str, str]:
-        zh, en = verdict_message(self.verdict, self.reasons, self.first_scan, self.scan_count, self.hotline)
+        zh, en = self.words()
         return {"zh-CN": zh, "en": en}
 
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> ScanVerdict:
+        """The verdict a reply's JSON (``to_json``) holds; its message kept as told.
+        KeyError or ValueError when ``d`` is not one."""
+        message = d["message"]
+        return cls(_BY_LABEL[d["verdict"]], [Reason(r) for r in d["reasons"]], _STATUS_BY_LABEL[d["code_status"]],
+                   d["region"], d["region_source"], d["clone_score"], d["first_scan"], d["scan_count"],
+                   d["evidence"], said=(message["zh-CN"], message["en"]))
+
     def to_json(self) -> dict[str, Any]:
-        verdict = self.verdict
-        label = _LABEL[verdict]
-        if self.first_scan is None and self.hotline is None and verdict is not _V_COUNTERFEIT:
-            zh, en = MESSAGES[verdict]     # most scans: the verdict's own words (verdict_message says so too)
-        else:
-            zh, en = verdict_message(verdict, self.reasons, self.first_scan, self.scan_count, self.hotline)
-        score = self.clone_score
+        zh, en = self.words()
         return {
-            "verdict": label,
+            "verdict": _LABEL[self.verdict],
             "message": {"zh-CN": zh, "en": en},
             "reasons": list(map(_REASON_VALUE.__getitem__, self.reasons)),
             "code_status": _STATUS_LABEL[self.code_status],
             "region": self.region,
             "region_source": self.region_source,
-            "clone_score": score if score == 0.0 and type(score) is float else round(score, 3),
+            "clone_score": self.clone_score,
             "first_scan": self.first_scan,
             "scan_count": self.scan_count,
             "evidence": self.evidence,
@@ -173,6 +202,8 @@ class ScanVerdict:
 _STATUS_LABEL = {s: s.label for s in CodeStatus}
 _REASON_VALUE = {r: r.value for r in Reason}
 _LABEL = {v: v.label for v in Verdict}
+_BY_LABEL = {v.label: v for v in Verdict}
+_STATUS_BY_LABEL = {s.label: s for s in CodeStatus}
 _V_COUNTERFEIT = Verdict.COUNTERFEIT
 _V_GENUINE = Verdict.GENUINE
 _TYPO = Reason.TYPO

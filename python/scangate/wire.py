@@ -26,6 +26,7 @@ from google.protobuf import json_format, struct_pb2
 
 from .decision import Award, Decision, NoReward, ScanRequest
 from .enums import CodeStatus, Level, Reason, Verdict
+from .verdict import ScanVerdict
 from .v1 import common_pb2 as common
 from .v1 import scan_pb2 as scan_pb
 
@@ -48,9 +49,10 @@ _TO: dict[tuple[type, Any], Any] = {(kind, m): int(e.Value(prefix + m.name))
                                     for kind, (e, prefix) in _ENUMS.items() for m in kind}
 _FROM: dict[tuple[type, int], Any] = {(kind, v): m for (kind, m), v in _TO.items()}
 # the labels and documented codes that decisions carry, straight to wire values
-_VERDICT_BY_LABEL = {v.label: _TO[(Verdict, v)] for v in Verdict}
-_STATUS_BY_LABEL = {s.label: _TO[(CodeStatus, s)] for s in CodeStatus}
-_REASON_BY_CODE = {r.value: _TO[(Reason, r)] for r in Reason}
+_VERDICT_TO = {v: _TO[(Verdict, v)] for v in Verdict}
+_STATUS_TO = {s: _TO[(CodeStatus, s)] for s in CodeStatus}
+_REASON_TO = {r: _TO[(Reason, r)] for r in Reason}
+_REASON_CODE = {r: r.value for r in Reason}
 
 
 def enum_to_proto(member: Any) -> Any:
@@ -97,25 +99,23 @@ def _text(d: dict[str, str]) -> dict[str, str]:
     return {"zh_cn": d.get("zh-CN", ""), "en": d.get("en", "")}
 
 
-def _untext(t: common.LocalizedText) -> dict[str, str]:
-    return {"zh-CN": t.zh_cn, "en": t.en}
-
-
 def decision_to_proto(d: Decision) -> scan_pb.ScanDecision:
     v = d.verdict
+    zh, en = v.words()
     info: dict[str, Any] = {
-        "verdict": _VERDICT_BY_LABEL[v["verdict"]], "reasons": [_REASON_BY_CODE[c] for c in v["reasons"]],
-        "reason_codes": v["reasons"], "code_status": _STATUS_BY_LABEL[v["code_status"]],
-        "region": v["region"] or 0, "region_source": v["region_source"], "clone_score": v["clone_score"],
-        "scan_count": v["scan_count"], "message": _text(v["message"])}
-    f = v["first_scan"]
+        "verdict": _VERDICT_TO[v.verdict], "reasons": [_REASON_TO[r] for r in v.reasons],
+        "reason_codes": [_REASON_CODE[r] for r in v.reasons], "code_status": _STATUS_TO[v.code_status],
+        "region": v.region or 0, "region_source": v.region_source,
+        "clone_score": v.clone_score,
+        "scan_count": v.scan_count, "message": {"zh_cn": zh, "en": en}}
+    f = v.first_scan
     if f:
         info["first_scan"] = {"time_ms": f.get("time_ms") or 0, "region": f.get("region") or 0,
                               "actor": f.get("actor") or ""}
     msg = scan_pb.ScanDecision(request_id=d.request_id, verdict=info, campaign_id=d.campaign_id or "",
                                message=_text(d.message))
-    if v["evidence"]:
-        msg.verdict.evidence.update(v["evidence"])
+    if v.evidence:
+        msg.verdict.evidence.update(v.evidence)
     a = d.award
     if a is not None:
         msg.award.campaign_id, msg.award.prize_id, msg.award.kind = a.campaign_id, a.prize_id, a.kind
@@ -148,18 +148,10 @@ def decision_from_proto(m: scan_pb.ScanDecision) -> Decision:
     if v.HasField("first_scan"):
         first = {"time_ms": v.first_scan.time_ms, "region": v.first_scan.region or None,
                  "actor": v.first_scan.actor or None}
-    verdict = {
-        "verdict": enum_from_proto(Verdict, v.verdict).label,
-        "message": _untext(v.message),
-        "reasons": [enum_from_proto(Reason, r).value for r in v.reasons],
-        "code_status": enum_from_proto(CodeStatus, v.code_status).label,
-        "region": v.region or None,
-        "region_source": v.region_source,
-        "clone_score": v.clone_score,
-        "first_scan": first,
-        "scan_count": v.scan_count,
-        "evidence": struct_to_dict(v.evidence),
-    }
+    verdict = ScanVerdict(enum_from_proto(Verdict, v.verdict), [enum_from_proto(Reason, r) for r in v.reasons],
+                          enum_from_proto(CodeStatus, v.code_status), v.region or None, v.region_source,
+                          v.clone_score, first, v.scan_count, struct_to_dict(v.evidence),
+                          said=(v.message.zh_cn, v.message.en))
     award = None
     if m.HasField("award"):
         a = m.award

@@ -49,7 +49,7 @@ def scan(data: Path, code: str, actor: str, actor_type: str, region: int | None,
                 raise d
         except ScangateError as exc:
             _fail(str(exc))
-    v = d.verdict
+    v = d.verdict.to_json()
     if as_json:
         _emit({"code": code, **d.to_json()})
     else:

@@ -84,6 +84,7 @@ class Compiled:
         self.has_points = any(p.kind == "points" for p in c.prizes)
         self.coupon = {p.id: asdict(p.coupon) if p.coupon else None for p in c.prizes}
         self.clock = LocalClock(c.zone)
+        self.total_prefix = layout.total_prefix(c.id)     # + an actor's UTF-8: its counters' key
         self.month_from_day = c.zone == PERIOD_ZONE
         self._regions: dict[int | None, bool] = {}
         # the prizes with a budget (id, key, awards, fen: their budgets left are

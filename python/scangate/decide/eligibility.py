@@ -34,6 +34,7 @@ _V_COUNTERFEIT = Verdict.COUNTERFEIT
 _V_DIVERTED = Verdict.DIVERTED
 _V_REVOKED = Verdict.REVOKED
 _V_SUSPECT_CLONE = Verdict.SUSPECT_CLONE
+_SERIAL_BYTES = layout.SERIAL_BYTES      # a claim's key: layout.serial_key, written out (every scan)
 
 # A scan past the stateless checks: its campaign and the keys of the state its
 # decision reads and writes: (campaign, claim key, the scan's local day (days since
@@ -89,10 +90,8 @@ def select(campaigns: list[Compiled], candidates: dict[tuple[str, int], list[Com
             (verdict is _V_SUSPECT_CLONE and not c.clone_ok):
         return _VERDICT_NOT_ELIGIBLE, c
     actor = r.actor.encode()
-    clock = c.clock
-    number = clock.day_number(time_ms)
-    day = clock.iso_day(number)
+    today = c.clock.today(time_ms)
     # the points' month (Asia/Shanghai): from the campaign's own day when it keeps that zone
-    point_keys = points_mod.award_keys(actor, points_mod.period(time_ms, day if c.month_from_day else None)) \
+    point_keys = layout.award_keys(actor, points_mod.period(time_ms, today[1] if c.month_from_day else None)) \
         if c.has_points else None
-    return c, layout.serial_key(serial), (number, day), layout.total_key(c.id, r.actor), point_keys
+    return c, serial.to_bytes(_SERIAL_BYTES, "big"), today, c.total_prefix + actor, point_keys

@@ -33,7 +33,7 @@ from typing import Any
 
 from ..clock import ScanTimePolicy
 from ..datadir import VerifyResult
-from ..decision import Decision, NoReward, ScanRequest
+from ..decision import Award, Decision, NoReward, ScanRequest
 from ..enums import CodeStatus, Verdict
 from ..plugins import RuleContext, RuleResult, run_plugins
 from ..state import layout
@@ -84,7 +84,7 @@ def decide_batch(batch: BatchState, requests: Sequence[ScanRequest], checks: Ver
             found = stored.get(key)
             if found is not None:       # a retry gets the stored decision; another request, a refusal
                 record, fingerprint = found
-                out.append(ledger.from_record(record) if fingerprint is None or fingerprint == prints[i]
+                out.append(record if fingerprint is None or fingerprint == prints[i]
                            else RequestIdReused(r.request_id))
             elif r.time_ms is not None and (why := time_policy.problem(r.time_ms, now)) is not None:
                 out.append(ScanTimeRefused("time_ms", why))
@@ -110,7 +110,7 @@ def decide_batch(batch: BatchState, requests: Sequence[ScanRequest], checks: Ver
         decided = _decide(batch, compile_campaigns(batch.campaigns()), [requests[i] for i in fresh],
                           [s.time_ms for s in scans], verdicts, fresh_checks, m, now)  # type: ignore[misc]
         for i, decision in zip(fresh, decided):
-            m.decisions.append((ids[i], prints[i], ledger.decision_record(decision)))
+            m.decisions.append((ids[i], prints[i], decision))
             out[i] = decision
     for i, d in enumerate(out):
         if d is None:   # the same id twice in one batch: the first one's decision if the same request
@@ -163,7 +163,7 @@ def _decide(batch: BatchState, campaigns: list[Compiled], requests: list[ScanReq
         if len(e) == 5:
             out.append(_decide_eligible(state, e, r, t, v, lines[line_id], serial))
         else:
-            out.append(ledger.no_reward(r, v.to_json(), e[0], e[1]))
+            out.append(ledger.no_reward(r, v, e[0], e[1]))
     return out
 
 
@@ -181,15 +181,14 @@ def _decide_eligible(s: _State, e: Eligible, r: ScanRequest, time_ms: int, v: Sc
     """The stateful part of a decision: claim, caps, draw, prize, records. The keys
     of ``e`` were read with the batch, so their values are in the snapshot."""
     c, claim_key, today, total_key, point_keys = e
-    verdict = v.to_json()
     snap, m = s.snap, s.m
     if snap.claims[claim_key] is not None:
-        return ledger.no_reward(r, verdict, _ALREADY_CLAIMED, c)
+        return ledger.no_reward(r, v, _ALREADY_CLAIMED, c)
     k, had_counts = caps_mod.counts(snap, total_key, today)
     t_count, t_amount, n, d_count, d_amount, _held = k
     capped = caps_mod.count_capped(c.caps, k)
     if capped is not None:
-        return ledger.no_reward(r, verdict, capped, c)
+        return ledger.no_reward(r, v, capped, c)
     # the user's Nth eligible scan in this campaign (written back with the outcome:
     # a scan refused below by a plugin or a cash cap is not a used scan)
     n += 1
@@ -203,10 +202,10 @@ def _decide_eligible(s: _State, e: Eligible, r: ScanRequest, time_ms: int, v: Sc
     campaign = c.campaign
     if c.plugins:
         when = dt.datetime.fromtimestamp(time_ms / 1000, dt.UTC)
-        ctx = RuleContext(c.id, r.code, serial, line.sku, line.batch, line.level.label, verdict,
+        ctx = RuleContext(c.id, r.code, serial, line.sku, line.batch, line.level.label, v.to_json(),
                           actor, r.actor_type, tuple(r.actor_tags),
                           {"scan_number": n, "awards_today": d_count, "awards_total": t_count}, time_ms,
-                          when.astimezone(campaign.zone), verdict.get("region"), None, odds)
+                          when.astimezone(campaign.zone), v.region, None, odds)
         rule, failures = run_plugins(campaign.plugins, ctx)
         if rule.odds_ppm is not None and not 0 <= rule.odds_ppm <= PPM:
             failures.append(("odds", f"odds_ppm {rule.odds_ppm} outside 0..{PPM}"))
@@ -214,7 +213,7 @@ def _decide_eligible(s: _State, e: Eligible, r: ScanRequest, time_ms: int, v: Sc
             for ref, _why in failures:
                 key = layout.plugin_failure_key(c.id, ref)
                 m.counter_adds[key] = m.counter_adds.get(key, 0) + 1
-            return ledger.no_reward(r, verdict, _PLUGIN_FAILED if failures else _PLUGIN_VETO, c)
+            return ledger.no_reward(r, v, _PLUGIN_FAILED if failures else _PLUGIN_VETO, c)
         plugin = ledger.plugin_output(rule)
         if rule.odds_ppm is not None:
             odds = rule.odds_ppm
@@ -226,7 +225,7 @@ def _decide_eligible(s: _State, e: Eligible, r: ScanRequest, time_ms: int, v: Sc
     if prize is not None and prize.kind == "cash" and how != "consolation":
         capped = caps_mod.cash_capped(c.caps, k, prize.amount_fen)
         if capped is not None:
-            return ledger.no_reward(r, verdict, capped, c)
+            return ledger.no_reward(r, v, capped, c)
     # ---- commit the outcome: one draw per code, won or lost
     seq = s.next_seq
     s.next_seq = seq + 1
@@ -263,6 +262,5 @@ def _decide_eligible(s: _State, e: Eligible, r: ScanRequest, time_ms: int, v: Sc
         None if reason is None else reason.value)))
     snap.claims[claim_key] = m.claims[claim_key] = ledger.claim_record(c, seq)
     if prize is None:
-        return ledger.no_reward(r, verdict, reason, c)  # type: ignore[arg-type]
-    return ledger.decision(r.request_id, verdict,
-                           ledger.award(c.id, prize.id, prize.kind, amount, points, how, seq, payout_key), None, c.id)
+        return ledger.no_reward(r, v, reason, c)  # type: ignore[arg-type]
+    return Decision(r.request_id, v, Award(c.id, prize.id, prize.kind, amount, points, how, seq, payout_key), None, c.id)

@@ -30,7 +30,6 @@ __all__ = ["judge"]
 _NAN = float("nan")
 _GENUINE = int(CodeStatus.GENUINE)
 _xxh64 = xxhash.xxh64_intdigest   # an actor's hash: _xxh64(actor.encode())
-_new, _set_attr = object.__new__, object.__setattr__
 
 
 # Enum members read by the per-scan loop, as module constants: on Python 3.11 each
@@ -117,6 +116,7 @@ def judge(scans: Sequence[Any], checks: VerifyResult, histories: dict[int, Histo
         placed = here_lat == here_lat  # noqa: PLR0124 - not NaN, without a call per scan
         first_scan = None
         clone_score = 0.0
+        suspect = False
         if h is not None:
             score_actors = score_travel = 0.0
             known = ahash in h.hashes
@@ -145,7 +145,10 @@ def judge(scans: Sequence[Any], checks: VerifyResult, histories: dict[int, Histo
                                           "speed_kmh": round(speed, 1),
                                           "max_speed_kmh": config.max_speed_kmh}
             first_scan = {"time_ms": h.first_ms, "region": h.first_region or None, "actor": h.first_actor}
-            clone_score = 1.0 - (1.0 - score_actors) * (1.0 - score_travel)
+            score = 1.0 - (1.0 - score_actors) * (1.0 - score_travel)
+            suspect = score >= clone_threshold
+            # held rounded, as every reply shows it (the threshold compares the exact score)
+            clone_score = round(score, 3)
         # ---- diversion
         diverted = False
         chain = chains[i]
@@ -171,7 +174,7 @@ def judge(scans: Sequence[Any], checks: VerifyResult, histories: dict[int, Histo
         # ---- verdict by precedence
         if revoked:
             verdict = _V_REVOKED
-        elif clone_score >= clone_threshold:
+        elif suspect:
             verdict = _V_SUSPECT_CLONE
         elif diverted:
             verdict = _V_DIVERTED
@@ -196,13 +199,8 @@ def judge(scans: Sequence[Any], checks: VerifyResult, histories: dict[int, Histo
                     at, region or 0, here_lat, here_lon, ahash)
             changed[serial] = h
             count = h.count
-        # ScanVerdict(verdict, reasons, CodeStatus.GENUINE, ...), the same value, without
-        # the dataclass's attribute-by-attribute __init__
-        v = _new(ScanVerdict)
-        _set_attr(v, "__dict__", {"verdict": verdict, "reasons": reasons, "code_status": _S_GENUINE,
-                                  "region": region, "region_source": sources[i], "clone_score": clone_score,
-                                  "first_scan": first_scan, "scan_count": count, "evidence": evidence})
-        out.append(v)
+        out.append(ScanVerdict(verdict, reasons, _S_GENUINE, region, sources[i], clone_score, first_scan, count,
+                               evidence))
     # one write per scanned code, its state after the batch, in key order
     records = [(keys[serial], h.pack()) for serial, h in changed.items()]
     records += [(keys[serial], pack_first_scan(*first)) for serial, first in firsts.items()]

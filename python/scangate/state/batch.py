@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import lmdb
+from ..decision import Decision
 from ..errors import CorruptionError
 from . import layout
 from .trace import Shipment, TraceStore
@@ -31,7 +32,6 @@ from .records import (
     I64,
     U64,
     Claim,
-    DecisionRecord,
     History,
     LedgerEntry,
     Payout,
@@ -76,7 +76,7 @@ class Mutations:
     points_history: list[tuple[bytes, PointsEntry]] = field(default_factory=list)   # (h/ prefix, entry), numbered here
     ledger: list[tuple[int, LedgerEntry]] = field(default_factory=list)      # (seq, entry), seqs from next_seq
     outbox: dict[bytes, Payout] = field(default_factory=dict)
-    decisions: list[tuple[bytes, bytes, DecisionRecord]] = field(default_factory=list)  # (request key, fingerprint, record)
+    decisions: list[tuple[bytes, bytes, Decision]] = field(default_factory=list)  # (request key, fingerprint, record)
     histories: list[tuple[bytes, bytes]] = field(default_factory=list)       # (serial key, History record)
 
 
@@ -86,7 +86,7 @@ class BatchState(Protocol):
     transaction the store's caller commits. ``LmdbBatch`` is the LMDB one; a
     PostgreSQL one reads with row locks, in key order."""
 
-    def stored_decisions(self, request_keys: Sequence[bytes]) -> dict[bytes, tuple[DecisionRecord, bytes | None]]: ...
+    def stored_decisions(self, request_keys: Sequence[bytes]) -> dict[bytes, tuple[Decision, bytes | None]]: ...
 
     def histories(self, serials: Iterable[int]) -> tuple[dict[int, bytes], dict[int, History]]: ...
 
@@ -116,7 +116,7 @@ class LmdbBatch:
         self._campaigns, self._revoked = db("campaigns"), db("revoked")
 
     # ------------------------------------------------------------------ reads
-    def stored_decisions(self, request_keys: Sequence[bytes]) -> dict[bytes, tuple[DecisionRecord, bytes | None]]:
+    def stored_decisions(self, request_keys: Sequence[bytes]) -> dict[bytes, tuple[Decision, bytes | None]]:
         """The stored decisions of the request keys that have one, with the
         fingerprint of the request decided (None: stored before fingerprints)."""
         txn = self.txn

@@ -19,7 +19,7 @@ big-endian (serials stay below 2^56), so key order is serial order.
     campaigns   c/<id> current record, s/<id> secret, r/<id>/<revision u32> every revision
     requests    request key (``request_key``) -> decision number (u64) + fingerprint (16 bytes;
                 absent in records written before fingerprints: 8 bytes)
-    decisions   decision number (u64) -> records.DecisionRecord, appended only
+    decisions   decision number (u64) -> scangate.decision.Decision (its own record), appended only
     claims      serial -> records.Claim
     budgets     <campaign>/<prize> -> awards, fen (2 x u64)
     counters    t/<campaign>/<actor> -> awards, fen, eligible scans (3 x u64), then the
@@ -50,7 +50,7 @@ __all__ = [
     "account_key", "budget_key", "budget_prefix", "campaign_key", "day_key", "history_prefix",
     "month_key", "month_prefix", "payout_key", "plugin_failure_key", "redemption_key", "request_key",
     "revision_key", "revision_prefix", "secret_key", "seq_key", "seq_of", "serial_key", "serial_keys",
-    "total_key", "HISTORY_SEQ",
+    "total_key", "total_prefix", "award_keys", "HISTORY_SEQ",
     "ACCOUNT_PREFIX", "HISTORY_PREFIX", "dealer_key", "line_key", "line_recall_key", "range_recall_key",
     "ship_log_key",
 ]
@@ -138,7 +138,13 @@ def revision_key(campaign_id: str, revision: int) -> bytes:
 # ---------------------------------------------------------------- counters, budgets
 def total_key(campaign_id: str, actor: str) -> bytes:
     """An actor's totals in a campaign (and the day it holds)."""
-    return b"t/" + campaign_id.encode() + b"/" + actor.encode()
+    return total_prefix(campaign_id) + actor.encode()
+
+
+def total_prefix(campaign_id: str) -> bytes:
+    """What every ``total_key`` of the campaign starts with: a total key is it and
+    the actor's UTF-8 (the decision joins the two, with the prefix compiled once)."""
+    return b"t/" + campaign_id.encode() + b"/"
 
 
 def day_key(total: bytes, day: str) -> bytes:
@@ -209,6 +215,13 @@ def month_key(month: str, actor: bytes) -> bytes:
 
 def history_prefix(actor: bytes) -> bytes:
     return b"h/" + actor + b"\0"
+
+
+def award_keys(actor: bytes, month: str) -> tuple[bytes, bytes, bytes]:
+    """The records an award of points to ``actor`` (UTF-8) in ``month`` (YYYY-MM)
+    changes: ``account_key``, ``month_key``, ``history_prefix``, in one call (one
+    per award)."""
+    return b"b/" + actor, b"m/" + month.encode() + b"/" + actor, b"h/" + actor + b"\0"
 
 
 def redemption_key(request_id: str) -> bytes:

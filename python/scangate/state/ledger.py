@@ -25,7 +25,8 @@ from ..errors import CorruptionError
 from . import layout
 from .batch import POINTER_SIZES
 from .campaigns import campaign_revisions
-from .records import Claim, DecisionRecord, decode_claim, decode_decision
+from ..decision import Decision
+from .records import Claim, decode_claim, decode_decision
 
 if TYPE_CHECKING:
     import lmdb
@@ -123,7 +124,7 @@ class LedgerSnapshot:
         return campaign_revisions(self._data, campaign_id, self._open())
 
     # ------------------------------------------------------------------ decisions, claims
-    def decision_of(self, request_id: str, client: str) -> DecisionRecord | None:
+    def decision_of(self, request_id: str, client: str) -> Decision | None:
         """The stored decision the request index gives for ``request_id`` within
         ``client`` (None: the index holds no such request, or no decision it
         points to)."""

@@ -63,8 +63,8 @@ def _decision(where: str, raw: bytes) -> bytes:
     d = _json("decision", where, raw)
     award = d.get("award")
     if award is not None:
-        award = [award.get(f) for f in records.AwardRecord.__struct_fields__]
-    return _convert("decision", where, 1, records.DecisionRecord, {**d, "award": award})
+        award = [award.get(f) for f in records.Award.__struct_fields__]
+    return _convert("decision", where, 1, records.DecisionRecordV1, {**d, "award": award})
 
 
 def _dealer(key: bytes, raw: bytes) -> bytes:

@@ -15,12 +15,14 @@ from typing import Any
 
 import msgspec
 
+from ..decision import Award, Decision, NoReward
 from ..errors import CorruptionError
+from ..verdict import ScanVerdict
 
-__all__ = ["ACCOUNT", "COUNTS", "AwardRecord", "Claim", "DealerRecord", "DecisionRecord", "History", "I64",
+__all__ = ["ACCOUNT", "COUNTS", "Claim", "DealerRecord", "DecisionRecordV1", "History", "I64",
            "LedgerEntry", "LegacyLedgerEntry", "LineRecall", "LineRecord", "MAX_ACTOR_HASHES", "Payout", "PointsEntry",
            "RangeRecall", "RedemptionRecord", "ShipmentRecord", "U64", "decode_claim", "decode_dealer",
-           "decode_decision", "decode_ledger", "decode_line", "decode_line_recall", "decode_payout",
+           "Award", "Decision", "decode_decision", "decode_ledger", "decode_line", "decode_line_recall", "decode_payout",
            "decode_points_entry", "decode_range_recall", "decode_redemption", "decode_shipment", "encode",
            "pack_counts", "to_json", "unpack_counts"]
 
@@ -107,26 +109,26 @@ def pack_first_scan(at: int, region: int, loc_ms: int, lat: float, lon: float, l
 # the payout rail see it.
 
 
-class AwardRecord(msgspec.Struct, array_like=True, frozen=True):
-    campaign_id: str
-    prize_id: str
-    kind: str
-    amount_fen: int
-    points: int
-    how: str
-    ledger_seq: int
-    payout_key: str | None
+# decisions: a request's decision, returned again to a retry. Version 2 is
+# scangate.decision.Decision itself (tag 2; its verdict a typed ScanVerdict, its
+# award an Award, both arrays): the engine stores the value it returns, with no
+# copy into a record type. The message is derived from the rest
+# (scangate.decision.decision_message).
 
 
-class DecisionRecord(msgspec.Struct, array_like=True, frozen=True, tag=1):
-    """decisions: a request's decision, returned again to a retry (the message is
-    derived from the rest: scangate.decision.decision_message)."""
+class DecisionRecordV1(msgspec.Struct, array_like=True, frozen=True, tag=1):
+    """decisions, version 1 (written by schema 2's first release and by the
+    upgrade from schema 1): the verdict as its reply JSON. Read as a Decision."""
 
     request_id: str
     verdict: dict[str, Any]
-    award: AwardRecord | None
-    no_reward: str | None
+    award: Award | None
+    no_reward: NoReward | None
     campaign_id: str | None
+
+    def decision(self) -> Decision:
+        return Decision(self.request_id, ScanVerdict.from_json(self.verdict), self.award, self.no_reward,
+                        self.campaign_id)
 
 
 class LedgerEntry(msgspec.Struct, array_like=True, frozen=True, tag=2):
@@ -285,7 +287,7 @@ class Payout(msgspec.Struct, omit_defaults=True, tag=1):
 _ENCODER = msgspec.msgpack.Encoder()
 encode = _ENCODER.encode
 _LEDGER = msgspec.msgpack.Decoder(LedgerEntry | LegacyLedgerEntry)
-_DECISION = msgspec.msgpack.Decoder(DecisionRecord)
+_DECISION = msgspec.msgpack.Decoder(Decision | DecisionRecordV1)
 _CLAIM = msgspec.msgpack.Decoder(Claim)
 _POINTS = msgspec.msgpack.Decoder(PointsEntry)
 _REDEMPTION = msgspec.msgpack.Decoder(RedemptionRecord)
@@ -307,7 +309,17 @@ def _decoder(decode: Any, name: str) -> Any:
 
 
 decode_ledger: Callable[[bytes | memoryview], LedgerEntry | LegacyLedgerEntry] = _decoder(_LEDGER.decode, "ledger")
-decode_decision: Callable[[bytes | memoryview], DecisionRecord] = _decoder(_DECISION.decode, "decision")
+
+
+def decode_decision(raw: bytes | memoryview) -> Decision:
+    """A stored decision (either version) as the Decision it records."""
+    try:
+        d: Decision | DecisionRecordV1 = _DECISION.decode(raw)
+        return d if isinstance(d, Decision) else d.decision()
+    except (msgspec.DecodeError, KeyError, ValueError, TypeError) as exc:
+        raise CorruptionError(f"decision record: {exc}") from None
+
+
 decode_claim: Callable[[bytes | memoryview], Claim] = _decoder(_CLAIM.decode, "claim")
 decode_points_entry: Callable[[bytes | memoryview], PointsEntry] = _decoder(_POINTS.decode, "points history")
 decode_redemption: Callable[[bytes | memoryview], RedemptionRecord] = _decoder(_REDEMPTION.decode, "redemption")
@@ -322,9 +334,15 @@ decode_line: Callable[[bytes | memoryview], LineRecord] = _decoder(_LINE.decode,
 def to_json(record: msgspec.Struct) -> dict[str, Any]:
     """A record as a dict of its fields (the edge form: CLI, audit, payout rail),
     without its version tag; a map record without the fields left at their
-    default (a payout's lease fields before it was leased)."""
+    default (a payout's lease fields before it was leased). A decision: its
+    ``to_json`` without the message (derived, not stored)."""
+    out: dict[str, Any]
+    if isinstance(record, Decision):
+        out = record.to_json()
+        del out["message"]
+        return out
     if not record.__struct_config__.array_like:
-        out: dict[str, Any] = msgspec.to_builtins(record)
+        out = msgspec.to_builtins(record)
         out.pop(record.__struct_config__.tag_field or "type", None)
         return out
     out = msgspec.structs.asdict(record)
