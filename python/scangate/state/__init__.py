@@ -11,7 +11,8 @@
     outbox     the payout outbox: scan, lease, renew, finish
     trace      the trace store: links, children, dealers, shipments; upload steps
     ledger     the audit's read snapshot (ledger, secrets, revisions, claims)
-    reads      the read model the CLI, reports and tests see (JSON-shaped)
+    reads      the read model: ledger, decisions (JSON); counters, budgets, points, scans, shipments (typed)
+    raw        the stored bytes of a named database: repair, forensics, tests; not the engine
     failures   which store errors mean "out of room" and which are the store's own
 
 scangate.store re-exports the environment and the issuance ledger's types.

@@ -51,8 +51,8 @@ __all__ = [
     "month_key", "month_prefix", "payout_key", "plugin_failure_key", "redemption_key", "request_key",
     "revision_key", "revision_prefix", "secret_key", "seq_key", "seq_of", "serial_key", "serial_keys",
     "total_key", "total_prefix", "award_keys", "HISTORY_SEQ",
-    "ACCOUNT_PREFIX", "HISTORY_PREFIX", "dealer_key", "line_key", "line_recall_key", "range_recall_key",
-    "ship_log_key",
+    "ACCOUNT_PREFIX", "HISTORY_PREFIX", "dealer_key", "line_key", "line_of", "line_recall_key", "range_recall_key",
+    "recalled_first", "recalled_line", "ship_log_key",
 ]
 
 DATABASES = (
@@ -87,6 +87,11 @@ def line_key(line_id: int) -> bytes:
     return _U32.pack(line_id)
 
 
+def line_of(key: bytes) -> int:
+    """lines: the line id of a ``line_key``."""
+    return int(_U32.unpack(key)[0])
+
+
 def dealer_key(dealer_id: str) -> bytes:
     """dealers: a dealer's key, its id's UTF-8 (the loaders strip and check the id first)."""
     return dealer_id.encode()
@@ -105,6 +110,16 @@ def line_recall_key(line_id: int) -> bytes:
 def range_recall_key(first: int, last: int) -> bytes:
     """revoked: the recall of serials first..last (an older directory's key holds first only)."""
     return b"R" + _U64.pack(first) + _U64.pack(last)
+
+
+def recalled_line(key: bytes) -> int | None:
+    """revoked: the line id of a ``line_recall_key``; None for a range recall's key."""
+    return int(_U32.unpack_from(key, 1)[0]) if key[:1] == b"L" else None
+
+
+def recalled_first(key: bytes) -> int:
+    """revoked: the first serial of a ``range_recall_key`` (or of an older directory's key)."""
+    return int(_U64.unpack_from(key, 1)[0])
 
 
 # ---------------------------------------------------------------- sequences

@@ -2,9 +2,10 @@
 the index that tells which genuine codes a recall covers.
 
 The "revoked" database holds one entry per recall (msgpack records,
-scangate.state.records; schema 1 wrote JSON, which scangate.state.migrate converts):
-  b"L" + line id (>I)                      -> LineRecall (reason, at_ms)
-  b"R" + first (>Q) + last (>Q)            -> RangeRecall (last, reason, at_ms, source)
+scangate.state.records; schema 1 wrote JSON, which scangate.state.migrate converts;
+the keys are scangate.state.layout's):
+  line_recall_key: b"L" + line id (>I)            -> LineRecall (reason, at_ms)
+  range_recall_key: b"R" + first (>Q) + last (>Q) -> RangeRecall (last, reason, at_ms, source)
 Older data directories may hold range keys of b"R" + first only (one range per
 first serial); they are read the same way (a key layout, not a record format:
 the upgrade to schema 2 converts their values and keeps their keys). Keying a
@@ -15,7 +16,6 @@ the earlier.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,7 +27,7 @@ from ..datadir import DataDir
 from ..enums import CodeStatus, Reason
 from ..errors import BatchRejected, InvalidArgument, NotFound, Problem
 from ..recalls import Recall, RecallReport
-from . import records
+from . import layout, records
 from .records import LineRecall, RangeRecall
 
 __all__ = ["MAX_RECALL_REASON", "RECALL_SOURCES", "RecallIndex", "Recalls", "list_recalls", "range_recalls",
@@ -57,11 +57,12 @@ def read_recalls(txn: lmdb.Transaction[bytes], db: Any) -> Recalls:
     lines: dict[int, str] = {}
     firsts, lasts, reasons = [], [], []
     for k, v in txn.cursor(db=db):
-        if k[:1] == b"L":
-            lines[struct.unpack(">I", k[1:5])[0]] = records.decode_line_recall(v).reason
+        line_id = layout.recalled_line(k)
+        if line_id is not None:
+            lines[line_id] = records.decode_line_recall(v).reason
         else:
             r = records.decode_range_recall(v)
-            firsts.append(struct.unpack(">Q", k[1:9])[0])
+            firsts.append(layout.recalled_first(k))
             lasts.append(r.last)
             reasons.append(r.reason)
     return Recalls(lines, np.array(firsts, np.uint64), np.array(lasts, np.uint64), reasons)
@@ -97,15 +98,12 @@ def _check_reason(reason: str) -> str:
 
 
 def _decode_recall(key: bytes, raw: bytes) -> Recall:
-    if key[:1] == b"L":
+    line_id = layout.recalled_line(key)
+    if line_id is not None:
         line = records.decode_line_recall(raw)
-        return Recall("line", line.reason, line.at_ms, line_id=struct.unpack(">I", key[1:5])[0], source="line")
+        return Recall("line", line.reason, line.at_ms, line_id=line_id, source="line")
     r = records.decode_range_recall(raw)
-    return Recall("range", r.reason, r.at_ms, first=struct.unpack(">Q", key[1:9])[0], last=r.last, source=r.source)
-
-
-def _range_key(first: int, last: int) -> bytes:
-    return b"R" + struct.pack(">QQ", first, last)
+    return Recall("range", r.reason, r.at_ms, first=layout.recalled_first(key), last=r.last, source=r.source)
 
 
 def _check_issued(data: DataDir, first: int, last: int, field: str) -> None:
@@ -127,7 +125,7 @@ def _put_recall(txn: lmdb.Transaction[bytes], st: _Stores, key: bytes, value: Li
     """Store one recall unless the same one is there: (the stored entry, added)."""
     old = txn.get(key, db=st.revoked)
     if old is None and isinstance(value, RangeRecall):
-        legacy = key[:9]       # an older directory's key: first serial only
+        legacy = key[:9]       # an older directory's key: range_recall_key's b"R" + first only
         raw = txn.get(legacy, db=st.revoked)
         if raw is not None and records.decode_range_recall(raw).last == value.last:
             key, old = legacy, raw
@@ -151,7 +149,7 @@ def recall_line(data: DataDir, line_id: int, reason: str) -> RecallReport:
         raise NotFound(f"line: no product line {line_id} (see `scangate ledger`)") from None
     st = _Stores(data)
     with st.env.begin(write=True) as txn:
-        rec, added = _put_recall(txn, st, b"L" + struct.pack(">I", line_id), LineRecall(reason, now_ms()))
+        rec, added = _put_recall(txn, st, layout.line_recall_key(line_id), LineRecall(reason, now_ms()))
     return RecallReport([rec], int(added))
 
 
@@ -167,7 +165,8 @@ def recall_range(data: DataDir, first: int, last: int, reason: str, *, source: s
     _check_issued(data, first, last, "range")
     st = _Stores(data)
     with st.env.begin(write=True) as txn:
-        rec, added = _put_recall(txn, st, _range_key(first, last), RangeRecall(last, reason, now_ms(), source))
+        rec, added = _put_recall(txn, st, layout.range_recall_key(first, last),
+                                 RangeRecall(last, reason, now_ms(), source))
     return RecallReport([rec], int(added))
 
 
@@ -203,7 +202,8 @@ def recall_codes(data: DataDir, codes: Sequence[str], reason: str, source: str =
     with st.env.begin(write=True) as txn:
         for s, e in zip(starts, ends):
             first, last = int(serials[s]), int(serials[e])
-            rec, new = _put_recall(txn, st, _range_key(first, last), RangeRecall(last, reason, at, "codes"))
+            key = layout.range_recall_key(first, last)
+            rec, new = _put_recall(txn, st, key, RangeRecall(last, reason, at, "codes"))
             out.append(rec)
             added += new
     return RecallReport(out, added)

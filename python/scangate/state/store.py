@@ -30,7 +30,7 @@ from .._core import MAX_SERIAL
 from ..clock import now_ms
 from ..enums import Level
 from ..errors import CorruptionError, InvalidArgument, NotFound
-from . import records
+from . import layout, records
 from .layout import DATABASES
 from .migrate import SCHEMA_VERSION, migrate
 
@@ -286,13 +286,13 @@ class Store:
                 raise NotFound(f"no product line sku={sku} batch={batch!r} level={level.label}")
             line_id = _U32.unpack(_meta(txn, _META_NEXT_LINE, self.meta))[0]
             line = ProductLine(line_id, sku, level, batch, gtin, attrs, now_ms() // 1000)
-            txn.put(_U32.pack(line_id), records.encode(records.LineRecord(**line.to_json())), db=self.lines_db)
+            txn.put(layout.line_key(line_id), records.encode(records.LineRecord(**line.to_json())), db=self.lines_db)
             txn.put(index_key, _U32.pack(line_id), db=self.line_index_db)
             txn.put(_META_NEXT_LINE, _U32.pack(line_id + 1), db=self.meta)
         return line
 
     def _load_line(self, txn: lmdb.Transaction[bytes], line_id: int) -> ProductLine:
-        raw = txn.get(_U32.pack(line_id), db=self.lines_db)
+        raw = txn.get(layout.line_key(line_id), db=self.lines_db)
         if raw is None:
             raise NotFound(f"no product line {line_id}")
         try:
@@ -321,7 +321,7 @@ class Store:
 
     def list_lines(self) -> list[ProductLine]:
         with self.env.begin() as txn:
-            return [self._load_line(txn, _U32.unpack(k)[0]) for k, _ in txn.cursor(db=self.lines_db)]
+            return [self._load_line(txn, layout.line_of(k)) for k, _ in txn.cursor(db=self.lines_db)]
 
     # ------------------------------------------------------------------ ranges
     def reserve_range(self, line: ProductLine, count: int, key_version: int) -> IssuedRange:

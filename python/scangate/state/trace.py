@@ -16,6 +16,9 @@ serial order are sorted appends):
 ``ship_log``  unit serial (7 bytes) + shipped-at ms (8 bytes, signed) ->
               records.ShipmentRecord: history.
 
+The keys are built by scangate.state.layout (serial_key, serial_keys for many at
+once, dealer_key, ship_log_key).
+
 The records are msgpack (scangate.state.records; schema 1 wrote JSON, which
 scangate.state.migrate converts); JSON only at the edges (to_json, the CLI).
 Every change is applied in one write transaction by the functions here; the
@@ -28,7 +31,6 @@ imports this module and re-exports its public names; nothing here imports it.
 from __future__ import annotations
 
 import os
-import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,7 +53,6 @@ ADD = 1             # apply_links actions (EPCIS AggregationEvent ADD, DELETE)
 DELETE = 2
 SLOTS = 8
 SERIAL_BYTES = layout.SERIAL_BYTES
-_MS = struct.Struct(">q")
 
 # Batches of up to SMALL_BATCH serials (a verdict batch) are traced with Python
 # ints and bytes: at that size numpy's fixed cost per call (a few microseconds, a
@@ -200,7 +201,7 @@ def _dealer_key(dealer_id: object) -> bytes | None:
     if not isinstance(dealer_id, str):
         return None
     try:
-        key = dealer_id.strip().encode()
+        key = layout.dealer_key(dealer_id.strip())
     except UnicodeEncodeError:
         return None
     return key if 0 < len(key) <= _MAX_KEY else None
@@ -273,7 +274,8 @@ class TraceStore:
         getmulti over the sorted buckets), decoded without numpy."""
         if not serials:
             return []
-        keys = [b.to_bytes(SERIAL_BYTES, "big") for b in sorted({s >> 3 for s in serials})]
+        # links: a bucket (serial >> 3) is keyed like a serial
+        keys = list(map(layout.serial_key, sorted({s >> 3 for s in serials})))
         cur = txn.cursor(db=self.links_db)
         if not cur.set_range(keys[0]):   # nothing stored at or after the first bucket
             return [0] * len(serials)
@@ -318,7 +320,7 @@ class TraceStore:
         own = txn is None
         txn = txn or self.env.begin()
         try:
-            raw = txn.get(_keys7(np.array([parent], np.uint64)), db=self.children_db)
+            raw = txn.get(layout.serial_key(int(parent)), db=self.children_db)
             return _serials7(raw) if raw else np.zeros(0, np.uint64)
         finally:
             if own:
@@ -461,7 +463,7 @@ class TraceStore:
         with self.env.begin(write=True) as txn:
             for d in dealers:
                 record = records.DealerRecord(d.dealer_id, d.name, list(d.territory))
-                txn.put(d.dealer_id.encode(), records.encode(record), db=self.dealers_db)
+                txn.put(layout.dealer_key(d.dealer_id), records.encode(record), db=self.dealers_db)
 
     def dealer(self, dealer_id: str, txn: lmdb.Transaction[bytes] | None = None) -> Dealer | None:
         """The loaded dealer of that id, or None (also for an id no dealer can
@@ -495,9 +497,9 @@ class TraceStore:
             key = _dealer_key(s.dealer_id)
             if key is None or txn.get(key, db=self.dealers_db) is None:
                 raise NotFound(f"dealer {s.dealer_id!r} is not loaded")
-            unit = _keys7(np.array([s.unit], np.uint64))
+            unit = layout.serial_key(int(s.unit))
             value = _encode_shipment(s)
-            txn.put(unit + _MS.pack(s.shipped_at_ms), value, db=self.ship_log_db)
+            txn.put(layout.ship_log_key(int(s.unit), s.shipped_at_ms), value, db=self.ship_log_db)
             current = txn.get(unit, db=self.shipped_db)
             if current is None or records.decode_shipment(current).shipped_at_ms <= s.shipped_at_ms:
                 txn.put(unit, value, db=self.shipped_db)
@@ -508,7 +510,7 @@ class TraceStore:
             return {}
         if _small(len(serials)):
             units = serials.tolist() if isinstance(serials, np.ndarray) else serials
-            keys = [u.to_bytes(SERIAL_BYTES, "big") for u in sorted(set(units))]
+            keys = list(map(layout.serial_key, sorted(set(units))))
         else:
             keys = _split(_keys7(_unique_sorted(np.sort(np.asarray(serials, np.uint64)))[0]), SERIAL_BYTES)
         out = {}
@@ -519,7 +521,7 @@ class TraceStore:
 
     def shipment_history(self, serial: int) -> list[Shipment]:
         with self.env.begin() as txn:
-            rows = iter_prefix(txn, self.ship_log_db, _keys7(np.array([serial], np.uint64)))
+            rows = iter_prefix(txn, self.ship_log_db, layout.serial_key(int(serial)))   # every ship_log_key of it
             return [_decode_shipment(v) for _, v in rows]
 
     # ------------------------------------------------------------------ trace
