@@ -292,7 +292,12 @@ def test_diversion_by_city_territory(world: World) -> None:
      (Scan("X", "a", region=0), "region"),
      (Scan("X", "a", lat=23.1), "lat and lon"),
      (Scan("X", "a", lon=113.2), "lat and lon"),
-     (Scan("X", ""), "actor")],
+     (Scan("X", ""), "actor"),
+     # the one validation (scangate.decide.requests.check_scans) also refuses what a
+     # request may not hold: controls in an id, an id too long, a coordinate not finite
+     (Scan("X", "a\0b"), r"scans\[1\]\.actor: "),
+     (Scan("X", "a" * 129), r"scans\[1\]\.actor: "),
+     (Scan("X", "a", lat=float("nan"), lon=113.2), r"scans\[1\]\.lat: nan is not a finite number")],
 )
 def test_invalid_scans_raise_and_record_nothing(world: World, bad: Scan, words: str) -> None:
     good = Scan(world.items[8], "a", region=GUANGZHOU, time_ms=T0)

@@ -16,6 +16,7 @@ from typing import Any
 from .clock import now_ms
 from .datadir import DataDir, VerifyResult
 from .decide.engine import judge_batch
+from .decide.requests import check_scans
 from .enums import Reason, Verdict
 from .errors import InvalidArgument
 from .recalls import Recall, RecallReport
@@ -78,7 +79,10 @@ def decide_verdicts(data: DataDir, scans: Sequence[Scan], config: VerdictConfig 
     """Decide a batch of scans and record the genuine ones, in one transaction,
     committed before returning. ``checks``: the scans' codes already verified by
     the caller (``data.verify_codes``), so they are not verified twice. The
-    verdicts alone: ``scangate.rewards.decide_scans`` decides rewards with them."""
+    verdicts alone: ``scangate.rewards.decide_scans`` decides rewards with them.
+    A field out of bounds raises InvalidArgument naming it (``scans[i].field``)
+    before anything is read or written."""
+    check_scans(scans)
     if checks is None:
         checks = data.verify_codes([s.code for s in scans])
     elif len(checks) != len(scans):

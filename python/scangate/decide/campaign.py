@@ -14,7 +14,7 @@ from dataclasses import asdict
 
 from ..campaigns import Campaign, Prize, campaign_from_json
 from ..localtime import LocalClock
-from ..points import PERIOD_ZONE
+from ..points import PERIOD_ZONE, period
 from ..state import layout
 
 __all__ = ["Compiled", "Entry", "compile_campaigns"]
@@ -68,6 +68,10 @@ class Compiled:
         self.diverted_ok = c.verdict_policy.diverted_can_win
         self.clone_ok = c.verdict_policy.suspect_clone_can_win
         self.caps = c.caps
+        # whether any count or fen cap is set: most campaigns have none, and then
+        # the decision asks no cap question
+        self.count_caps = c.caps.per_user_daily_count is not None or c.caps.per_user_total_count is not None
+        self.cash_caps = c.caps.per_user_daily_amount_fen is not None or c.caps.per_user_total_amount_fen is not None
         self.odds = c.odds_ppm
         self.slots = tuple((s.start.hour * 60 + s.start.minute, s.end.hour * 60 + s.end.minute, s.odds_ppm)
                            for s in c.slots)
@@ -87,6 +91,8 @@ class Compiled:
         self.total_prefix = layout.total_prefix(c.id)     # + an actor's UTF-8: its counters' key
         self.month_from_day = c.zone == PERIOD_ZONE
         self._regions: dict[int | None, bool] = {}
+        # days_at's answers by the second: a batch's scans share a second or a few
+        self.days: dict[int, tuple[tuple[int, str], str]] = {}
         # the prizes with a budget (id, key, awards, fen: their budgets left are
         # recorded in the ledger; a prize without one cannot run out), all of them
         # for a pick, the consolation prize's alone for a lost draw
@@ -95,6 +101,18 @@ class Compiled:
                 if count_max is not None or fen_max is not None}
         self.budget_rows = tuple(rows.values())
         self.consolation_rows = (rows[c.consolation],) if c.consolation in rows else ()
+
+    def days_at(self, time_ms: int) -> tuple[tuple[int, str], str]:
+        """The scan's local day in the campaign's zone, (days since 1970-01-01,
+        YYYY-MM-DD), and its points month (YYYY-MM, Asia/Shanghai: scangate.points);
+        kept in ``days`` by the second (every tz offset is whole seconds), so the
+        decision asks ``days.get(time_ms // 1000)`` first."""
+        today = self.clock.today(time_ms)
+        value = today, period(time_ms, today[1] if self.month_from_day else None)
+        if len(self.days) >= 10_000:
+            self.days.clear()
+        self.days[time_ms // 1000] = value
+        return value
 
     def region_allowed(self, region: int | None) -> bool:
         allowed = self._regions.get(region)

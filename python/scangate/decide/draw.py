@@ -33,7 +33,8 @@ def draw(secret: bytes, campaign_id: str, serial: int, actor: str, time_ms: int)
 
 def roll_of(mac: bytes) -> int:
     """The roll, 0..PPM-1, that the odds are compared with: the MAC's first 8 bytes."""
-    return int(_U64.unpack_from(mac)[0] % PPM)     # int.from_bytes(mac[:8], "big") % PPM
+    first: int = _U64.unpack_from(mac)[0]     # int.from_bytes(mac[:8], "big")
+    return first % PPM
 
 
 def slot_odds(c: Compiled, time_ms: int) -> tuple[int, int | None]:

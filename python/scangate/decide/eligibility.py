@@ -90,8 +90,6 @@ def select(campaigns: list[Compiled], candidates: dict[tuple[str, int], list[Com
             (verdict is _V_SUSPECT_CLONE and not c.clone_ok):
         return _VERDICT_NOT_ELIGIBLE, c
     actor = r.actor.encode()
-    today = c.clock.today(time_ms)
-    # the points' month (Asia/Shanghai): from the campaign's own day when it keeps that zone
-    point_keys = layout.award_keys(actor, points_mod.period(time_ms, today[1] if c.month_from_day else None)) \
-        if c.has_points else None
-    return c, serial.to_bytes(_SERIAL_BYTES, "big"), today, c.total_prefix + actor, point_keys
+    days = c.days.get(time_ms // 1000) or c.days_at(time_ms)    # (the local day, the points' month)
+    point_keys = layout.award_keys(actor, days[1]) if c.has_points else None
+    return c, serial.to_bytes(_SERIAL_BYTES, "big"), days[0], c.total_prefix + actor, point_keys

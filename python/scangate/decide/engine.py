@@ -38,6 +38,7 @@ from ..enums import CodeStatus, Verdict
 from ..plugins import RuleContext, RuleResult, run_plugins
 from ..state import layout
 from ..state.batch import BatchState, Mutations, Snapshot
+from ..state.records import Claim
 from ..store import ProductLine
 from ..verdict import Scan, ScanVerdict, VerdictConfig
 from . import caps as caps_mod
@@ -98,17 +99,21 @@ def decide_batch(batch: BatchState, requests: Sequence[ScanRequest], checks: Ver
         # their time stands, else a Scan stamped with the decided time
         # (ScanTimePolicy.decided, written out: this runs for every scan)
         latest = now if time_policy.ahead_ms is not None else MAX_TIME_MS
+        all_fresh = len(fresh) == len(requests)
+        fresh_requests = list(requests) if all_fresh else [requests[i] for i in fresh]
         scans: list[ScanRequest | Scan] = [
             r if r.time_ms is not None and r.time_ms <= latest
             else Scan(r.code, r.actor, r.actor_type, r.region, r.lat, r.lon, now)
-            for r in (requests[i] for i in fresh)]
-        all_fresh = len(fresh) == len(requests)
+            for r in fresh_requests]
         fresh_checks = checks if all_fresh else VerifyResult(
             checks.status[fresh], checks.key_version[fresh], checks.serial[fresh], checks.level[fresh],
             checks.line_id[fresh], checks.lines)
         verdicts = judge_batch(batch, scans, fresh_checks, config, now, m)
-        decided = _decide(batch, compile_campaigns(batch.campaigns()), [requests[i] for i in fresh],
+        decided = _decide(batch, compile_campaigns(batch.campaigns()), fresh_requests,
                           [s.time_ms for s in scans], verdicts, fresh_checks, m, now)  # type: ignore[misc]
+        if all_fresh:   # the usual batch: every request decided, in order
+            m.decisions.extend(zip(ids, prints, decided))
+            return decided, m  # type: ignore[return-value]
         for i, decision in zip(fresh, decided):
             m.decisions.append((ids[i], prints[i], decision))
             out[i] = decision
@@ -148,7 +153,8 @@ def _decide(batch: BatchState, campaigns: list[Compiled], requests: list[ScanReq
     snap = Snapshot()
     if eligible:
         batch.read(snap, claims=[e[1] for e in eligible], counters=[e[3] for e in eligible],
-                   points=[k for e in eligible if (keys := e[4]) for k in keys[:2]],
+                   accounts=[keys[0] for e in eligible if (keys := e[4])],
+                   months=[keys[1] for e in eligible if (keys := e[4])],
                    budgets={entry[1] for c in {e[0] for e in eligible} for entry in c.entry.values()})
         batch.read(snap, counters=caps_mod.day_keys(snap, [(e[3], e[2]) for e in eligible]))
     if _V_COUNTERFEIT in map(_verdict_of, verdicts):
@@ -186,8 +192,7 @@ def _decide_eligible(s: _State, e: Eligible, r: ScanRequest, time_ms: int, v: Sc
         return ledger.no_reward(r, v, _ALREADY_CLAIMED, c)
     k, had_counts = caps_mod.counts(snap, total_key, today)
     t_count, t_amount, n, d_count, d_amount, _held = k
-    capped = caps_mod.count_capped(c.caps, k)
-    if capped is not None:
+    if c.count_caps and (capped := caps_mod.count_capped(c.caps, k)) is not None:
         return ledger.no_reward(r, v, capped, c)
     # the user's Nth eligible scan in this campaign (written back with the outcome:
     # a scan refused below by a plugin or a cash cap is not a used scan)
@@ -196,7 +201,7 @@ def _decide_eligible(s: _State, e: Eligible, r: ScanRequest, time_ms: int, v: Sc
     message = draw_message(c.id, serial, actor, time_ms)     # audit replays it (scangate.audit)
     mac = c.hmac.digest(message.encode())  # type: ignore[union-attr]
     roll = roll_of(mac)
-    odds, slot = slot_odds(c, time_ms)
+    odds, slot = slot_odds(c, time_ms) if c.slots else (c.odds, None)
     rule = _NO_RULE
     plugin = None    # the plugins' merged output, for the ledger entry (audit cannot run them again)
     campaign = c.campaign
@@ -222,7 +227,7 @@ def _decide_eligible(s: _State, e: Eligible, r: ScanRequest, time_ms: int, v: Sc
     budgets = snap.budgets      # every budget key of the batch's campaigns
     won, how, reason, _picked = outcome(c, budgets, how, mac, rule.prize_id)
     prize = won[0] if won is not None else None
-    if prize is not None and prize.kind == "cash" and how != "consolation":
+    if c.cash_caps and prize is not None and prize.kind == "cash" and how != "consolation":
         capped = caps_mod.cash_capped(c.caps, k, prize.amount_fen)
         if capped is not None:
             return ledger.no_reward(r, v, capped, c)
@@ -260,7 +265,7 @@ def _decide_eligible(s: _State, e: Eligible, r: ScanRequest, time_ms: int, v: Sc
         [d_count, d_amount, t_count, t_amount] if had_counts else [0, 0, 0, 0], how, left,
         None if prize is None else prize.id, amount, tier_pct, points, payout_key,
         None if reason is None else reason.value)))
-    snap.claims[claim_key] = m.claims[claim_key] = ledger.claim_record(c, seq)
+    snap.claims[claim_key] = m.claims[claim_key] = Claim(c.id, seq)     # one draw per code
     if prize is None:
         return ledger.no_reward(r, v, reason, c)  # type: ignore[arg-type]
     return Decision(r.request_id, v, Award(c.id, prize.id, prize.kind, amount, points, how, seq, payout_key), None, c.id)

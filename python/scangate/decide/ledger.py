@@ -1,5 +1,5 @@
 """The records a decision writes (scangate.state.records): the ledger entry, every
-input audit needs to decide it again; the claim; the payout request. The
+input audit needs to decide it again; the payout request (the claim is a records.Claim). The
 decision itself, returned again to a retry, is stored as the Decision the caller
 gets (scangate.decision: a typed record of its own).
 """
@@ -10,11 +10,11 @@ from typing import Any
 
 from ..decision import Decision, NoReward, ScanRequest
 from ..plugins import RuleResult
-from ..state.records import Claim, LedgerEntry, Payout
+from ..state.records import LedgerEntry, Payout
 from ..verdict import ScanVerdict
 from .campaign import Compiled
 
-__all__ = ["claim_record", "ledger_entry", "no_reward", "payout_record", "plugin_output"]
+__all__ = ["ledger_entry", "no_reward", "payout_record", "plugin_output"]
 
 
 def no_reward(r: ScanRequest, verdict: ScanVerdict, reason: NoReward, campaign: Compiled | None) -> Decision:
@@ -27,11 +27,6 @@ def plugin_output(rule: RuleResult) -> dict[str, Any]:
     them again; run_plugins has checked the types)."""
     return {"odds_ppm": rule.odds_ppm, "prize_id": rule.prize_id, "veto": rule.veto,
             "points_multiplier_pct": rule.points_multiplier_pct}
-
-
-def claim_record(c: Compiled, seq: int) -> Claim:
-    """A code's claim: the campaign and ledger entry that drew on it (one draw per code)."""
-    return Claim(c.id, seq)
 
 
 def payout_record(key: str, seq: int, actor: str, prize_id: str, kind: str, amount: int,

@@ -13,19 +13,20 @@ import numpy as np
 from .. import geo
 from ..errors import InvalidArgument
 
-__all__ = ["check_and_place", "resolve_places"]
+__all__ = ["place_scans", "resolve_places"]
 
 _NAN = float("nan")
 _centroids: dict[int, tuple[float, float]] = {}   # adcode -> centroid, from the (immutable) default index
 
 
-def check_and_place(scans: Sequence[Any]) -> tuple[list[int | None], list[str], list[Any], list[Any],
-                                                    list[int], list[int], list[int]]:
-    """Check every scan's fields (InvalidArgument naming the first bad one) and,
-    in the same pass, take its place: adcode, source, lat and lon (an adcode's
-    cached centroid; NaN: unknown), and which scans ``resolve_places`` must
-    complete (lat/lon given, to convert; lat/lon without an adcode; an adcode
-    whose centroid is not cached)."""
+def place_scans(scans: Sequence[Any]) -> tuple[list[int | None], list[str], list[Any], list[Any],
+                                                list[int], list[int], list[int]]:
+    """Each scan's place: adcode, source, lat and lon (an adcode's cached
+    centroid; NaN: unknown), and which scans ``resolve_places`` must complete
+    (lat/lon given, to convert; lat/lon without an adcode; an adcode whose
+    centroid is not cached). The scans' fields were checked once, before
+    (scangate.decide.requests: check_requests, check_scans); whether an adcode is
+    a real district is resolve_places' question."""
     regions: list[int | None] = []
     sources: list[str] = []
     lat: list[float] = []
@@ -36,12 +37,6 @@ def check_and_place(scans: Sequence[Any]) -> tuple[list[int | None], list[str], 
     centroids = _centroids
     for i, s in enumerate(scans):
         region, s_lat, s_lon = s.region, s.lat, s.lon
-        if region is not None and not (100000 <= region <= 999999):
-            raise InvalidArgument(f"scans[{i}].region: {region} is not a 6-digit adcode")
-        if (s_lat is None) != (s_lon is None):
-            raise InvalidArgument(f"scans[{i}]: give both lat and lon, or neither")
-        if not s.actor:
-            raise InvalidArgument(f"scans[{i}].actor: must not be empty")
         regions.append(region)
         if s_lat is not None and s_lon is not None:   # converted to float by _resolve_places, after the checks
             lat.append(s_lat)

@@ -15,9 +15,10 @@ from collections.abc import Sequence
 
 from ..decision import ScanRequest
 from ..errors import InvalidArgument, quote
+from ..verdict import Scan
 from ..trace import text_problem as _text_problem   # the one text check: no NUL, controls, lone surrogates
 
-__all__ = ["MAX_CODE_CHARS", "MAX_ID_BYTES", "MAX_ID_CHARS", "MAX_TAGS", "MAX_TAG_CHARS", "MAX_TIME_MS",
+__all__ = ["check_scans", "scan_fields_problem", "MAX_CODE_CHARS", "MAX_ID_BYTES", "MAX_ID_CHARS", "MAX_TAGS", "MAX_TAG_CHARS", "MAX_TIME_MS",
            "MIN_TIME_MS", "RequestIdReused", "RequestRefused", "ScanTimeRefused", "check_requests",
            "fingerprint", "fingerprints", "plainly_valid", "scan_problem"]
 
@@ -135,6 +136,35 @@ def scan_problem(r: ScanRequest) -> tuple[str, str] | None:
         why = f"at most {MAX_ID_BYTES} bytes of UTF-8"
     if why is not None:
         return "request_id", why
+    problem = scan_fields_problem(r)
+    if problem is not None:
+        return problem
+    tags = r.actor_tags
+    if not isinstance(tags, (tuple, list)) or len(tags) > MAX_TAGS:
+        return "actor_tags", f"a sequence of at most {MAX_TAGS} tags"
+    for j, tag in enumerate(tags):
+        why = _text_problem(tag, MAX_TAG_CHARS)
+        if why is not None:
+            return f"actor_tags[{j}]", why
+    if r.client:
+        why = _text_problem(r.client, len(r.client))   # a token's name: any length its file holds
+        if why is not None:
+            return "client", why
+    return None
+
+
+def check_scans(scans: Sequence[Scan]) -> None:
+    """InvalidArgument naming the first scan and field outside the bounds
+    (``scans[i].field``): scangate.verdicts.decide_verdicts' one validation."""
+    for i, s in enumerate(scans):
+        problem = scan_fields_problem(s)
+        if problem is not None:
+            raise InvalidArgument(f"scans[{i}].{problem[0]}: {problem[1]}")
+
+
+def scan_fields_problem(r: ScanRequest | Scan) -> tuple[str, str] | None:
+    """``scan_problem`` for the fields a request shares with a ``Scan``: code,
+    actor, actor type, region, coordinates, time."""
     why = _text_problem(r.code, MAX_CODE_CHARS)
     if why is None and not r.code:
         why = f"1 to {MAX_CODE_CHARS} characters"
@@ -164,17 +194,6 @@ def scan_problem(r: ScanRequest) -> tuple[str, str] | None:
                           or not MIN_TIME_MS <= t <= MAX_TIME_MS):
         return "time_ms", (f"{quote(t)} is not epoch milliseconds from {MIN_TIME_MS} to {MAX_TIME_MS} "
                            "(9999-12-30), or None for now")
-    tags = r.actor_tags
-    if not isinstance(tags, (tuple, list)) or len(tags) > MAX_TAGS:
-        return "actor_tags", f"a sequence of at most {MAX_TAGS} tags"
-    for j, tag in enumerate(tags):
-        why = _text_problem(tag, MAX_TAG_CHARS)
-        if why is not None:
-            return f"actor_tags[{j}]", why
-    if r.client:
-        why = _text_problem(r.client, len(r.client))   # a token's name: any length its file holds
-        if why is not None:
-            return "client", why
     return None
 
 

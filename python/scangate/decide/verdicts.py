@@ -23,7 +23,7 @@ from ..state.recalls import Recalls, range_recalls
 from ..state.records import MAX_ACTOR_HASHES, History, pack_first_scan
 from ..verdict import STATUS_REASON as _STATUS_REASON
 from ..verdict import ScanVerdict, VerdictConfig
-from .places import check_and_place, resolve_places
+from .places import place_scans, resolve_places
 
 __all__ = ["judge"]
 
@@ -60,7 +60,7 @@ def judge(scans: Sequence[Any], checks: VerifyResult, histories: dict[int, Histo
     the stored history of the genuine serials scanned before; ``chains``: per
     genuine scan (by index), its trace chain (None: not shipped); ``keys``: each
     genuine serial's history key; ``now``: the time of a scan without one."""
-    regions, sources, lat, lon, given, need_geo, unplaced = check_and_place(scans)
+    regions, sources, lat, lon, given, need_geo, unplaced = place_scans(scans)
     resolve_places(regions, sources, lat, lon, given, need_geo, unplaced)
     status = checks.status.tolist()
     serials = checks.serial.tolist()

@@ -38,7 +38,7 @@ from .records import (
     PointsEntry,
     decode_decision,
     encode,
-    pack_counts,
+    COUNTS,
     unpack_counts,
 )
 
@@ -50,6 +50,7 @@ __all__ = ["BatchState", "LmdbBatch", "Mutations", "Snapshot", "scan_history", "
 
 POINTER_SIZES = (8, 24)     # a request record: decision number, then (24) the fingerprint
 _NO_ACCOUNT = (0, 0)
+_PACK = {n: s.pack for n, s in COUNTS.items()}     # pack_counts, by the value's length, without a call
 
 @dataclass
 class Snapshot:
@@ -99,7 +100,7 @@ class BatchState(Protocol):
     def next_ledger_seq(self) -> int: ...
 
     def read(self, snap: Snapshot, claims: Iterable[bytes] = (), counters: Iterable[bytes] = (),
-             budgets: Iterable[bytes] = (), points: Iterable[bytes] = ()) -> None: ...
+             budgets: Iterable[bytes] = (), accounts: Iterable[bytes] = (), months: Iterable[bytes] = ()) -> None: ...
 
     def apply(self, m: Mutations) -> None: ...
 
@@ -163,9 +164,10 @@ class LmdbBatch:
         return layout.seq_of(cur.key()) + 1 if cur.last() else 1
 
     def read(self, snap: Snapshot, claims: Iterable[bytes] = (), counters: Iterable[bytes] = (),
-             budgets: Iterable[bytes] = (), points: Iterable[bytes] = ()) -> None:
+             budgets: Iterable[bytes] = (), accounts: Iterable[bytes] = (), months: Iterable[bytes] = ()) -> None:
         """Add the values of these keys to ``snap`` (those not in it yet), a
-        getmulti per database. ``points``: account (b/) and month (m/) keys."""
+        getmulti per database. ``accounts``, ``months``: points account (b/) and
+        month (m/) keys."""
         txn = self.txn
         missing = _missing(snap.claims, claims)
         if missing:
@@ -176,15 +178,16 @@ class LmdbBatch:
             if missing:
                 values.update(dict.fromkeys(missing))
                 values.update([(key, unpack_counts(raw)) for key, raw in txn.cursor(db=db).getmulti(missing)])
-        wanted = [k for k in set(points) if k not in snap.accounts and k not in snap.months]
-        if wanted:
-            found = dict(txn.cursor(db=self._points).getmulti(wanted))
-            for key in wanted:
-                raw = found.get(key)
-                if key[:2] == b"b/":
-                    snap.accounts[key] = _NO_ACCOUNT if raw is None else self._account(key, raw)
-                else:
-                    snap.months[key] = I64.unpack(raw)[0] if raw else 0
+        missing = _missing(snap.accounts, accounts)
+        if missing:
+            snap.accounts.update(dict.fromkeys(missing, _NO_ACCOUNT))
+            snap.accounts.update([(key, self._account(key, raw))
+                                  for key, raw in txn.cursor(db=self._points).getmulti(missing)])
+        missing = _missing(snap.months, months)
+        if missing:
+            snap.months.update(dict.fromkeys(missing, 0))
+            snap.months.update([(key, I64.unpack(raw)[0] if raw else 0)
+                                for key, raw in txn.cursor(db=self._points).getmulti(missing)])
 
     def _account(self, key: bytes, raw: bytes) -> tuple[int, int]:
         """(balance, earned) from a b/ record."""
@@ -199,16 +202,17 @@ class LmdbBatch:
         txn = self.txn
         if m.claims:
             txn.cursor(db=self._claims).putmulti([(k, encode(v)) for k, v in m.claims.items()])
-        counters = dict(m.counters)
+        counters = m.counters
         if m.counter_adds:
+            counters = dict(counters)
             for key, add in m.counter_adds.items():
                 raw = txn.get(key, db=self._counters)
                 count, amount = unpack_counts(raw) if raw is not None else (0, 0)
                 counters[key] = (count + add, amount)
         if counters:
-            txn.cursor(db=self._counters).putmulti([(k, pack_counts(v)) for k, v in counters.items()])
+            txn.cursor(db=self._counters).putmulti([(k, _PACK[len(v)](*v)) for k, v in counters.items()])
         if m.budgets:
-            txn.cursor(db=self._budgets).putmulti([(k, pack_counts(v)) for k, v in m.budgets.items()])
+            txn.cursor(db=self._budgets).putmulti([(k, _PACK[len(v)](*v)) for k, v in m.budgets.items()])
         if m.accounts or m.points_history:
             puts = [(k, ACCOUNT.pack(*v)) for k, v in m.accounts.items()]
             puts += [(k, I64.pack(v)) for k, v in m.months.items()]
