@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import importlib
 import json
+from collections.abc import Callable
 from dataclasses import asdict
+from typing import Any
 
 from ..campaigns import Campaign, Prize, campaign_from_json
 from ..localtime import LocalClock
@@ -18,6 +21,22 @@ from ..points import PERIOD_ZONE, period
 from ..state import layout
 
 __all__ = ["Compiled", "Entry", "compile_campaigns"]
+
+# CPython's own SHA-256 for the draw's HMAC where the build has it: a copy and a
+# digest of its state are plain struct copies, where OpenSSL 3's EVP contexts
+# allocate and free on each (1,400 fewer instructions per draw, measured with
+# callgrind); the same function, so the same MAC (tests/test_audit_proof.py checks
+# every draw against the standard library's hmac).
+def _builtin_sha256() -> Callable[[bytes], Any]:
+    for name in ("_sha2", "_sha256"):      # CPython 3.12 and later; 3.11
+        try:
+            return importlib.import_module(name).sha256  # type: ignore[no-any-return]
+        except (ImportError, AttributeError):
+            continue
+    return hashlib.sha256                   # a build without the builtin hashes
+
+
+_sha256 = _builtin_sha256()
 
 _UTC_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _US = dt.timedelta(microseconds=1)
@@ -38,15 +57,16 @@ class Hmac:
         if len(key) > 64:
             key = hashlib.sha256(key).digest()
         key = key.ljust(64, b"\0")
-        self.inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
-        self.outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+        self.inner = _sha256(bytes(b ^ 0x36 for b in key))
+        self.outer = _sha256(bytes(b ^ 0x5C for b in key))
 
     def digest(self, message: bytes) -> bytes:
         inner = self.inner.copy()
         inner.update(message)
         outer = self.outer.copy()
         outer.update(inner.digest())
-        return outer.digest()
+        mac: bytes = outer.digest()
+        return mac
 
 
 class Compiled:

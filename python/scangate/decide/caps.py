@@ -18,6 +18,7 @@ __all__ = ["Counts", "cash_capped", "count_capped", "count_award", "count_scan",
 
 _DAILY_CAP_REACHED = NoReward.DAILY_CAP_REACHED
 _TOTAL_CAP_REACHED = NoReward.TOTAL_CAP_REACHED
+_UNREAD = ()    # not a counter value (a record is 2 to 6 integers, or None)
 
 # (awards, fen, eligible scans before this one, the day's awards, fen, the day the
 # t/ record holds: (day number, awards, fen) or ())
@@ -32,7 +33,7 @@ def day_keys(snap: Snapshot, scans: list[tuple[bytes, tuple[int, str]]]) -> list
     for total_key, (number, day) in scans:
         total = snap.counters[total_key]
         if total is None:   # no record, so no day records either: known absent without a read
-            snap.counters.setdefault(layout.day_key(total_key, day), None)
+            snap.new_totals.add(total_key)
         elif len(total) < 6 or total[3] != number:
             out.append(layout.day_key(total_key, day))
     return out
@@ -47,9 +48,11 @@ def counts(snap: Snapshot, total_key: bytes, today: tuple[int, str]) -> tuple[Co
     if held and held[0] == today[0]:
         return (total[0], total[1], total[2], held[1], held[2], held), True
     key = layout.day_key(total_key, today[1])
-    if key not in snap.counters:
-        raise CorruptionError("caps: a day record the batch did not read")     # day_keys names every one
-    day = snap.counters[key]
+    day = snap.counters.get(key, _UNREAD)
+    if day is _UNREAD:
+        if total_key not in snap.new_totals:    # day_keys names every other one
+            raise CorruptionError("caps: a day record the batch did not read")
+        day = None      # an actor new in this batch: no day records before it
     d_count, d_amount = day if day is not None else (0, 0)
     return (total[0], total[1], total[2], d_count, d_amount, held), True
 

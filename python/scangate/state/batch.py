@@ -62,6 +62,8 @@ class Snapshot:
     budgets: dict[bytes, tuple[int, ...] | None] = field(default_factory=dict)
     accounts: dict[bytes, tuple[int, int]] = field(default_factory=dict)    # b/ key -> (balance, earned)
     months: dict[bytes, int] = field(default_factory=dict)                  # m/ key -> points
+    # t/ keys read absent: those actors have no d/ records either, so none is read
+    new_totals: set[bytes] = field(default_factory=set)
 
 
 @dataclass
