@@ -175,7 +175,17 @@ class GroupCommitWriter:
         self._on_commit(len(requests), time.perf_counter() - started)
         pos = 0
         for item in items:
-            _answer(item, decisions[pos : pos + len(item.requests)])
+            try:
+                _answer(item, decisions[pos : pos + len(item.requests)])
+            except Exception as exc:   # noqa: BLE001 - one reply that cannot be sent
+                # Its decisions are committed (a retry gets them back); the other
+                # items still hear theirs, and the writer goes on deciding: a reply
+                # that raised out of this thread would leave every later scan waiting.
+                log.exception("answering %d scans of a committed group failed", len(item.requests))
+                try:
+                    item.reply(None, exc)
+                except Exception:   # noqa: BLE001 - nothing more to tell this waiter
+                    log.exception("telling the waiter its reply failed failed too")
             pos += len(item.requests)
 
 

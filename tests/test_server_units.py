@@ -94,3 +94,33 @@ def test_server_config_from_file_and_environment(tmp_path: Path) -> None:
     p.write_text('[server]\ntls_client_ca = "ca.pem"\n')
     with pytest.raises(scangate.InvalidArgument, match="tls_client_ca"):
         load_config(p, env={})
+
+
+def test_a_reply_that_raises_leaves_the_writer_deciding(dd) -> None:  # type: ignore[no-untyped-def]
+    """A reply callback that raises (an answer that cannot be encoded or sent) must
+    not end the writer thread: the other items of the group hear their decisions,
+    its own waiter hears the error, and later scans are still decided."""
+    codes = dd.issue_codes("BEER", "item", 4).as_strings()
+    gate = threading.Event()
+    w = GroupCommitWriter(dd, on_commit=lambda n, s: gate.wait(5))
+    first = w.submit([ScanRequest("a", codes[0], "u")])      # holds the writer while the others queue
+    told: list[BaseException | None] = []
+
+    def broken(decisions, error) -> None:  # type: ignore[no-untyped-def]
+        told.append(error)
+        if error is None:
+            raise RuntimeError("the reply could not be encoded")
+
+    w.submit_callback([ScanRequest("b", codes[1], "u")], None, broken)
+    neighbour = w.submit([ScanRequest("c", codes[2], "u")])
+    gate.set()
+    assert first.result(10)[0].request_id == "a"
+    assert neighbour.result(10)[0].request_id == "c"        # same group as the broken reply
+    later = w.submit([ScanRequest("d", codes[3], "u")])
+    assert later.result(10)[0].verdict.label == "genuine"   # the writer is still deciding
+    w.close()
+    assert len(told) == 2 and told[0] is None and isinstance(told[1], RuntimeError)
+    retry = GroupCommitWriter(dd)       # the broken reply's decision was committed: a retry gets it
+    d = retry.submit([ScanRequest("b", codes[1], "u")]).result(10)[0]
+    retry.close()
+    assert d.request_id == "b" and d.verdict.scan_count == 1
