@@ -69,10 +69,11 @@ import msgspec
 
 from .campaigns import PPM, campaign_from_json
 from .datadir import DataDir
-from .decide.budgets import Budgets, budgets_left, outcome, rows_read, spend
+from .decide.budgets import Budgets, budgets_left, settle, spend
 from .decide.campaign import Compiled, Entry
 from .decide.caps import cash_capped, count_capped
-from .decide.draw import draw, draw_message, roll_of, slot_odds, win_how
+from .decide.draw import draw, draw_message, roll_of, slot_odds
+from .decide.points import points_for
 from .decide.requests import MAX_TIME_MS, MIN_TIME_MS
 from .decision import Decision, NoReward
 from .errors import CorruptionError, InvalidArgument, NotFound
@@ -336,12 +337,10 @@ class _Auditor:
         # the entries before this one spent: the budgets left that the decision read
         # (every prize's with a budget for a pick, the consolation prize's for a lost
         # draw, none else), the pick, a plugin's prize, the consolation prize
-        how = win_how(n, k.first_scan_wins, k.nth, roll, odds)
         budgets = self.budgets
-        rows = rows_read(k, how)
-        r.same("budgets", entry.get("budgets"), None if rows is None else budgets_left(rows, budgets))
         wanted_id = outputs["prize_id"]
-        won, how, why_not, picked = outcome(k, budgets, how, mac, wanted_id)
+        rows, won, how, why_not, picked = settle(k, budgets, n, roll, odds, mac, wanted_id)
+        r.same("budgets", entry.get("budgets"), None if rows is None else budgets_left(rows, budgets))
         reason = None if why_not is None else why_not.value
         plugin_prize = picked and wanted_id is not None    # the plugin's prize was considered
         prize = won[0] if won is not None else None
@@ -350,15 +349,9 @@ class _Auditor:
             within_caps = within_caps and cash_capped(c.caps, counts, amount) is None
         points, tier_pct, plugin_points = 0, None, False
         if prize is not None and prize.kind == "points":
-            points = prize.points
-            tier = c.tier_for(self.earned.get(actor, 0)) if k.tiers else None
-            if tier is not None:
-                points = points * tier.multiplier_pct // 100
-                tier_pct = tier.multiplier_pct
             pct = outputs["points_multiplier_pct"]
-            if pct is not None:
-                points = points * max(pct, 0) // 100
-                plugin_points = True
+            points, tier_pct = points_for(c, k.tiers, prize, self.earned.get(actor, 0), pct)
+            plugin_points = pct is not None
         payout = layout.payout_key(cid, serial) if prize is not None and prize.kind in ("cash", "coupon") else None
         r.same("how", entry.get("how"), how)
         r.same("prize_id", entry.get("prize_id"), prize.id if prize is not None else None, plugin=plugin_prize)

@@ -13,12 +13,14 @@ from collections.abc import Sequence
 
 from ..decision import NoReward
 from .campaign import Compiled, Entry
+from .draw import win_how
 
-__all__ = ["budget_left", "budgets_left", "outcome", "pick_prize", "rows_read", "spend"]
+__all__ = ["budget_left", "budgets_left", "outcome", "pick_prize", "settle", "spend"]
 
 _U64 = struct.Struct(">Q")
 _ZERO2 = (0, 0)
 Budgets = dict[bytes, "tuple[int, ...] | None"]
+Rows = tuple[tuple[str, bytes, "int | None", "int | None"], ...]    # Compiled.budget_rows
 
 
 def budget_left(budgets: Budgets, e: Entry) -> bool:
@@ -55,8 +57,7 @@ def spend(budgets: Budgets, key: bytes, amount: int) -> tuple[int, int]:
     return value
 
 
-def budgets_left(rows: tuple[tuple[str, bytes, int | None, int | None], ...],
-                 budgets: Budgets) -> dict[str, list[int | None]]:
+def budgets_left(rows: Rows, budgets: Budgets) -> dict[str, list[int | None]]:
     """What is left of the budgets of ``rows`` (Compiled.budget_rows: prizes with a
     budget) before this decision, as the ledger entry records it: ``{"<prize>":
     [awards left, fen left], ...}`` in the campaign's prize order, None for no
@@ -72,13 +73,6 @@ _BUDGET_EXHAUSTED = NoReward.BUDGET_EXHAUSTED
 _LOST_DRAW = NoReward.LOST_DRAW
 
 
-def rows_read(c: Compiled, how: str) -> tuple[tuple[str, bytes, int | None, int | None], ...] | None:
-    """The budgets a decision reads, as its ledger entry records them: every
-    prize's (with a budget) when a win picks, the consolation prize's when a lost
-    draw may get it, none (None) else."""
-    return c.budget_rows if how != "lost" else c.consolation_rows if c.consolation is not None else None
-
-
 def outcome(c: Compiled, budgets: Budgets, how: str, mac: bytes, wanted_id: str | None
             ) -> tuple[Entry | None, str, NoReward | None, bool]:
     """The prize a scan gets once its draw is known (``how``: draw.win_how), and
@@ -87,7 +81,7 @@ def outcome(c: Compiled, budgets: Budgets, how: str, mac: bytes, wanted_id: str 
     the pick while within its budget; a lost or unfunded draw gets the consolation
     prize while it has budget (``how`` becomes "consolation"); else LOST_DRAW.
     Returns (prize entry or None, how, why not, whether the pick found a prize).
-    The engine decides with it and the audit (scangate.audit) decides again with it."""
+    ``settle`` asks it."""
     won: Entry | None = None
     reason: NoReward | None = None
     if how != "lost":
@@ -105,3 +99,20 @@ def outcome(c: Compiled, budgets: Budgets, how: str, mac: bytes, wanted_id: str 
     if won is None and reason is None:
         reason = _LOST_DRAW
     return won, how, reason, picked
+
+
+def settle(c: Compiled, budgets: Budgets, n: int, roll: int, odds: float, mac: bytes, wanted_id: str | None
+           ) -> tuple[Rows | None, Entry | None, str, NoReward | None, bool]:
+    """A scan's prize once its draw is known: the one function the engine
+    (scangate.decide.engine) decides with and the audit (scangate.audit) decides
+    again with. ``n``: the user's eligible scan number; ``wanted_id``: a plugin's
+    prize. How the scan goes (draw.win_how: a guaranteed first or Nth scan, the
+    draw won or lost), then ``outcome``. Returns (the budgets its ledger entry
+    records; the prize entry or None; how; why none; whether the
+    pick found a prize)."""
+    how = win_how(n, c.first_scan_wins, c.nth, roll, odds)
+    # the budgets read: every prize's (with a budget) when a win picks, the
+    # consolation prize's when a lost draw may get it, none (None) else
+    rows = c.budget_rows if how != "lost" else c.consolation_rows if c.consolation is not None else None
+    won, how_won, reason, picked = outcome(c, budgets, how, mac, wanted_id)
+    return rows, won, how_won, reason, picked

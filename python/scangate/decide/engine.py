@@ -43,9 +43,9 @@ from ..store import ProductLine
 from ..verdict import Scan, ScanVerdict, VerdictConfig
 from . import caps as caps_mod
 from . import ledger
-from .budgets import budgets_left, outcome, rows_read, spend
+from .budgets import budgets_left, settle, spend
 from .campaign import Compiled, compile_campaigns
-from .draw import PPM, draw_message, roll_of, slot_odds, win_how
+from .draw import PPM, draw_message, roll_of, slot_odds
 from .eligibility import Eligible, select
 from .points import award_points
 from .requests import MAX_TIME_MS, RequestIdReused, RequestRefused, ScanTimeRefused, fingerprints
@@ -222,10 +222,9 @@ def _decide_eligible(s: _State, e: Eligible, r: ScanRequest, time_ms: int, v: Sc
         plugin = ledger.plugin_output(rule)
         if rule.odds_ppm is not None:
             odds = rule.odds_ppm
-    how = win_how(n, c.first_scan_wins, c.nth, roll, odds)
-    budget_rows = rows_read(c, how)     # what the ledger entry records of the budgets
     budgets = snap.budgets      # every budget key of the batch's campaigns
-    won, how, reason, _picked = outcome(c, budgets, how, mac, rule.prize_id)
+    # budget_rows: what the ledger entry records of the budgets
+    budget_rows, won, how, reason, _picked = settle(c, budgets, n, roll, odds, mac, rule.prize_id)
     prize = won[0] if won is not None else None
     if c.cash_caps and prize is not None and prize.kind == "cash" and how != "consolation":
         capped = caps_mod.cash_capped(c.caps, k, prize.amount_fen)

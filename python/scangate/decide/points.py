@@ -13,7 +13,24 @@ from ..plugins import RuleResult
 from ..state.batch import Mutations, Snapshot
 from ..state.records import PointsEntry
 
-__all__ = ["award_points"]
+__all__ = ["award_points", "points_for"]
+
+
+def points_for(campaign: Campaign, tiers: bool, prize: Prize, earned: int, multiplier_pct: int | None
+               ) -> tuple[int, int | None]:
+    """The points a points prize credits: the prize's, scaled by the store tier of
+    the actor's points earned so far and by a plugin's multiplier (a negative one
+    counts as 0); and the tier's percentage (None without one). The engine credits
+    them; the audit (scangate.audit) computes them again with this function."""
+    points = prize.points
+    tier_pct = None
+    tier = campaign.tier_for(earned) if tiers else None
+    if tier is not None:
+        points = points * tier.multiplier_pct // 100
+        tier_pct = tier.multiplier_pct
+    if multiplier_pct is not None:
+        points = points * max(multiplier_pct, 0) // 100
+    return points, tier_pct
 
 
 def award_points(campaign: Campaign, tiers: bool, prize: Prize, rule: RuleResult, snap: Snapshot, m: Mutations,
@@ -21,16 +38,9 @@ def award_points(campaign: Campaign, tiers: bool, prize: Prize, rule: RuleResult
     """Credit a points prize; returns (points credited, the tier's percentage,
     None without one). ``keys``: the actor's account, month and
     history prefix (scangate.points.award_keys)."""
-    points = prize.points
-    tier_pct = None
     account_key, month_key, history_prefix = keys
     balance, earned = snap.accounts[account_key]
-    tier = campaign.tier_for(earned) if tiers else None
-    if tier is not None:
-        points = points * tier.multiplier_pct // 100
-        tier_pct = tier.multiplier_pct
-    if rule.points_multiplier_pct is not None:
-        points = points * max(rule.points_multiplier_pct, 0) // 100
+    points, tier_pct = points_for(campaign, tiers, prize, earned, rule.points_multiplier_pct)
     balance += points
     if points > 0:
         earned += points
