@@ -20,14 +20,25 @@ import scangate  # noqa: E402
 from serverproc import SCANGATE_BIN  # the console script next to the interpreter that runs the tests
 
 
-@pytest.fixture
-def data_dir(tmp_path: Path) -> Iterator[scangate.DataDir]:
-    """A freshly initialised data directory at tmp_path/"data", closed afterwards."""
-    dd = scangate.init_data_dir(tmp_path / "data")
+def _fresh_data_dir(root: Path) -> Iterator[scangate.DataDir]:
+    dd = scangate.init_data_dir(root)
     try:
         yield dd
     finally:
         dd.close()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Iterator[scangate.DataDir]:
+    """A freshly initialised data directory at tmp_path/"data", closed afterwards."""
+    yield from _fresh_data_dir(tmp_path / "data")
+
+
+@pytest.fixture
+def dd(tmp_path: Path) -> Iterator[scangate.DataDir]:
+    """The same at tmp_path/"d", the name the decision tests use; a module whose
+    tests all want a campaign in it overrides ``dd`` with a fixture taking this one."""
+    yield from _fresh_data_dir(tmp_path / "d")
 
 
 RunCli = Callable[..., "subprocess.CompletedProcess[bytes] | subprocess.CompletedProcess[str]"]

@@ -20,7 +20,7 @@ import msgspec
 import pytest
 
 import scangate
-from scangate import _core, ingest, rewards, wire
+from scangate import ingest, rewards, wire
 from scangate.enums import CodeStatus, Reason, Verdict
 from scangate.errors import CorruptionError
 from scangate.rewards import Award, Decision, NoReward, ScanRequest
@@ -30,27 +30,12 @@ from scangate.state.records import decode_decision, encode
 from scangate.verdict import ScanVerdict
 from scangate.verdicts import revoke_range
 
+from fixtures_campaigns import CHENGDU, GUANGZHOU, NOON, campaign, typo
 from forgery import random_code_texts
 
-NOON = 1_780_286_400_000          # 2026-06-01 12:00 Beijing time
-CHENGDU, GUANGZHOU, URUMQI = 510104, 440106, 650102
 FAKE = random_code_texts(1, seed=13)[0]   # well formed, right check character, not authentic
-ALPHABET = _core.ALPHABET.decode() if isinstance(_core.ALPHABET, bytes) else str(_core.ALPHABET)
-CAMPAIGN = """
-id = "c1"
-name = "records"
-timezone = "Asia/Shanghai"
-start = 2026-05-01
-end = 2026-07-01
-actor = "consumer"
-odds = "100%"
-hotline = "400-800-1234"
-
-[[prizes]]
-id = "cash"
-kind = "cash"
-amount_fen = 150
-"""
+CAMPAIGN = campaign(name="records", start="2026-05-01", extra='hotline = "400-800-1234"\n',
+                    prizes='[[prizes]]\nid = "cash"\nkind = "cash"\namount_fen = 150\n')
 
 
 @dataclasses.dataclass
@@ -71,12 +56,11 @@ def _world(dd: scangate.DataDir) -> list[ScanRequest]:
     ingest.ship_csv(dd, f"unit,dealer_id,shipped_at,shipment_id\n{case},GD,2026-05-01T00:00:00Z,SH1\n".encode())
     serials = [int(s) for s in dd.verify_codes(items).serial]
     revoke_range(dd, serials[5], serials[5], "batch damaged")
-    typo = items[4][:-1] + next(c for c in ALPHABET if c != items[4][-1])    # its check character changed
     return [
         ScanRequest("won", items[2], "u1", region=CHENGDU, time_ms=NOON),
         ScanRequest("again", items[2], "u2", region=GUANGZHOU, time_ms=NOON + 86_400_000),
         ScanRequest("fake", FAKE, "u3", region=CHENGDU, time_ms=NOON),
-        ScanRequest("typo", typo, "u3", region=CHENGDU, time_ms=NOON),
+        ScanRequest("typo", typo(items[4]), "u3", region=CHENGDU, time_ms=NOON),
         ScanRequest("div", items[0], "u4", region=CHENGDU, time_ms=NOON),
         # items[1], scanned by four people in a minute or two: more distinct actors than 3
         *(ScanRequest(f"k{i}", items[1], f"k-{i}", region=GUANGZHOU, time_ms=NOON + i * 30_000) for i in range(4)),

@@ -10,48 +10,28 @@ first scanned; a clone and a diverted code say so. Through ``decide_scans``
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import scangate
-from scangate import _core, ingest, rewards
+from scangate import ingest, rewards
 from scangate.rewards import Decision, NoReward, ScanRequest
 from scangate.state import reads
 
+from fixtures_campaigns import CHENGDU, GUANGZHOU, NOON, POINTS_10, URUMQI, campaign, typo
 from forgery import random_code_texts
 from serverproc import running
 
-NOON = 1_780_286_400_000          # 2026-06-01 12:00 Beijing time
-CHENGDU, GUANGZHOU, URUMQI = 510104, 440106, 650102
 FAKE = random_code_texts(1, seed=12)[0]   # well formed, right check character, not authentic
-ALPHABET = _core.ALPHABET.decode() if isinstance(_core.ALPHABET, bytes) else str(_core.ALPHABET)
-CAMPAIGN = """
-id = "c1"
-name = "messages"
-timezone = "Asia/Shanghai"
-start = 2026-05-01
-end = 2026-07-01
-actor = "consumer"
-odds = "100%"
-hotline = "400-800-1234"
-
-[[prizes]]
-id = "p10"
-kind = "points"
-points = 10
-"""
+CAMPAIGN = campaign(name="messages", start="2026-05-01", extra='hotline = "400-800-1234"\n', prizes=POINTS_10)
 
 
 @pytest.fixture
-def dd(tmp_path: Path) -> Iterator[scangate.DataDir]:
-    d = scangate.init_data_dir(tmp_path / "d")
-    rewards.put_campaign(d, CAMPAIGN, "c1.toml")
-    try:
-        yield d
-    finally:
-        d.close()
+def dd(dd: scangate.DataDir) -> scangate.DataDir:
+    """conftest's data directory, with CAMPAIGN in it."""
+    rewards.put_campaign(dd, CAMPAIGN, "c1.toml")
+    return dd
 
 
 def scan(dd: scangate.DataDir, rid: str, code: str, actor: str, t: int = NOON,
@@ -69,12 +49,6 @@ def scan(dd: scangate.DataDir, rid: str, code: str, actor: str, t: int = NOON,
     return d
 
 
-def typo(code: str) -> str:
-    """The code with its check character changed: a misread, not a forgery."""
-    last = code[-1]
-    return code[:-1] + next(c for c in ALPHABET if c != last)
-
-
 def test_a_counterfeit_warns_and_gives_the_hotline(dd: scangate.DataDir) -> None:
     d = scan(dd, "fake", FAKE, "u1")
     assert d.verdict.label == "counterfeit" and d.no_reward is NoReward.VERDICT_NOT_ELIGIBLE
@@ -85,7 +59,7 @@ def test_a_counterfeit_warns_and_gives_the_hotline(dd: scangate.DataDir) -> None
 
 def test_without_a_hotline_the_counterfeit_warning_stands_alone(tmp_path: Path) -> None:
     with scangate.init_data_dir(tmp_path / "d") as dd:
-        rewards.put_campaign(dd, CAMPAIGN.replace('hotline = "400-800-1234"\n', ""), "c1.toml")
+        rewards.put_campaign(dd, campaign(name="messages", start="2026-05-01", prizes=POINTS_10), "c1.toml")
         d = scan(dd, "fake", FAKE, "u1")
         assert d.message["en"] == "This code could not be verified; the product may be counterfeit."
 

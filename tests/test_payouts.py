@@ -23,26 +23,14 @@ from scangate.state import outbox, records
 from scangate.payouts import DEFAULT_LEASE_MS, FileAdapter, list_payouts, run_payouts
 from scangate.rewards import ScanRequest
 
+from fixtures_campaigns import CASH_1, campaign
+
 SCANGATE = str(Path(sys.executable).with_name("scangate"))
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 T0 = int(dt.datetime(2026, 4, 2, 10, 0, tzinfo=SHANGHAI).timestamp() * 1000)
 
-CAMPAIGN = """
-id = "cash-all"
-name = "Every scan wins 1 CNY"
-start = 2026-03-01
-end = 2026-07-01
-actor = "consumer"
-odds = "100%"
-
-[[prizes]]
-id = "cny-1"
-kind = "cash"
-amount_fen = 100
-
-[caps]
-per_user_daily_count = 10
-"""
+CAMPAIGN = campaign(cid="cash-all", name="Every scan wins 1 CNY", prizes=CASH_1,
+                    tail="[caps]\nper_user_daily_count = 10\n")
 
 
 def make_awards(root: Path, n: int) -> scangate.DataDir:

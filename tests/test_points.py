@@ -19,27 +19,15 @@ from scangate.state import layout, reads, records
 from scangate.state import points as state_points
 from scangate.state import raw as state_raw
 
+from fixtures_campaigns import CASES_ONLY, campaign, points_prize
+
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 APRIL = int(dt.datetime(2026, 4, 10, 12, 0, tzinfo=SHANGHAI).timestamp() * 1000)
 MAY = int(dt.datetime(2026, 5, 10, 12, 0, tzinfo=SHANGHAI).timestamp() * 1000)
 SCANGATE = str(Path(sys.executable).with_name("scangate"))
 
-STORE_CAMPAIGN = """
-id = "stores"
-name = "Store case points"
-start = 2026-03-01
-end = 2026-07-01
-actor = "store"
-odds = "100%"
-
-[products]
-levels = ["case"]
-
-[[prizes]]
-id = "points-100"
-kind = "points"
-points = 100
-
+STORE_CAMPAIGN = campaign(cid="stores", name="Store case points", actor="store",
+                          prizes=points_prize("points-100", 100), tail=CASES_ONLY + """
 [[store_tiers]]
 name = "bronze"
 min_points = 0
@@ -49,16 +37,14 @@ multiplier_pct = 100
 name = "silver"
 min_points = 300
 multiplier_pct = 150
-"""
+""")
 
 
 @pytest.fixture()
-def stores(tmp_path: Path):  # type: ignore[no-untyped-def]
-    dd = scangate.init_data_dir(tmp_path / "d")
+def stores(dd: scangate.DataDir) -> tuple[scangate.DataDir, list[str]]:
     rewards.put_campaign(dd, STORE_CAMPAIGN, "stores.toml")
     cases = dd.issue_codes("BEER", "case", 40).as_strings()
-    yield dd, cases
-    dd.close()
+    return dd, cases
 
 
 def scan(dd, code: str, store: str, rid: str, at: int) -> rewards.Decision:  # type: ignore[no-untyped-def]

@@ -19,7 +19,7 @@ import hmac
 import random
 import shutil
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -171,15 +171,6 @@ budget_amount_fen = 1000
 """
 SECRET_SEED = b"test_records 1"
 MEMBER_DAY = 8                    # scangate.rules_examples.MemberDayDoublePoints: the 8th, tag "member"
-
-
-@pytest.fixture
-def dd(tmp_path: Path) -> Iterator[scangate.DataDir]:
-    d = scangate.init_data_dir(tmp_path / "d")
-    try:
-        yield d
-    finally:
-        d.close()
 
 
 def _all(dd: scangate.DataDir) -> dict[str, list[tuple[bytes, bytes]]]:

@@ -12,7 +12,6 @@ a real server with ``scangate.Client``."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,37 +24,20 @@ from scangate.rewards import Decision, RequestIdReused, ScanRequest
 from scangate.state import layout, reads
 from scangate.state import raw as state_raw
 
+from fixtures_campaigns import CASH_1, CHENGDU, campaign
 from serverproc import running
 
-CAMPAIGN = """
-id = "c1"
-name = "request ids"
-timezone = "Asia/Shanghai"
-start = 2026-03-01
-end = 2030-01-01
-actor = "consumer"
-odds = "100%"
-
-[[prizes]]
-id = "cny-1"
-kind = "cash"
-amount_fen = 100
-budget_count = 1000
-"""
+CAMPAIGN = campaign(name="request ids", end="2030-01-01", prizes=CASH_1 + "budget_count = 1000\n")
 NOON = 1_773_115_200_000          # 2026-03-10 12:00 Beijing time
-CHENGDU = 510104
 # everything a scan or a decision writes
 WRITTEN = ("scans", "budgets", "counters", "claims", "ledger", "outbox", "points", "requests", "decisions")
 
 
 @pytest.fixture
-def dd(tmp_path: Path) -> Iterator[scangate.DataDir]:
-    d = scangate.init_data_dir(tmp_path / "d")
-    rewards.put_campaign(d, CAMPAIGN, "c1.toml")
-    try:
-        yield d
-    finally:
-        d.close()
+def dd(dd: scangate.DataDir) -> scangate.DataDir:
+    """conftest's data directory, with CAMPAIGN in it."""
+    rewards.put_campaign(dd, CAMPAIGN, "c1.toml")
+    return dd
 
 
 def req(rid: str, code: str, actor: str, **kw: Any) -> ScanRequest:

@@ -8,24 +8,23 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
 import scangate
-from scangate import _core, ingest, rewards
+from scangate import ingest, rewards
 from scangate import points as points_mod
 from scangate.rewards import Decision, NoReward, ScanRequest
 from scangate.state import layout, reads, records
 from scangate.state import raw as state_raw
 
+from fixtures_campaigns import ALPHABET, CASH_1, campaign
+
 TZ = ZoneInfo("Asia/Shanghai")
 CHENGDU, BEIJING, SHANGHAI, GUANGZHOU = 510104, 110101, 310101, 440106
-ALPHABET = _core.ALPHABET.decode() if isinstance(_core.ALPHABET, bytes) else str(_core.ALPHABET)
 REWARD_DBS = ("budgets", "counters", "claims", "ledger", "outbox", "points", "requests", "decisions")
 
 
@@ -36,27 +35,6 @@ def ms(y: int, mo: int, d: int, h: int = 12, mi: int = 0) -> int:
 
 
 NOON = ms(2026, 3, 10, 12)
-
-
-def campaign(*, cid: str = "c1", actor: str = "consumer", odds: str = "100%", start: str = "2026-03-01",
-             end: str = "2026-07-01", prizes: str | None = None, extra: str = "", tail: str = "") -> str:
-    """A campaign TOML: top-level keys in ``extra``, tables after the prizes in ``tail``."""
-    if prizes is None:
-        prizes = '[[prizes]]\nid = "p10"\nkind = "points"\npoints = 10\n'
-    return (f'id = "{cid}"\nname = "test {cid}"\ntimezone = "Asia/Shanghai"\nstart = {start}\nend = {end}\n'
-            f'actor = "{actor}"\nodds = "{odds}"\n{extra}\n{prizes}\n{tail}\n')
-
-
-CASH_1 = '[[prizes]]\nid = "cny-1"\nkind = "cash"\namount_fen = 100\n'
-
-
-@pytest.fixture
-def dd(tmp_path: Path) -> Iterator[scangate.DataDir]:
-    d = scangate.init_data_dir(tmp_path / "d")
-    try:
-        yield d
-    finally:
-        d.close()
 
 
 def codes(dd: scangate.DataDir, n: int, sku: str = "BEER-500", level: str = "item") -> list[str]:

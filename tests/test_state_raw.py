@@ -22,8 +22,9 @@ from scangate.state import layout, reads, records
 from scangate.state import raw as state_raw
 from scangate.trace import Shipment
 
+from fixtures_campaigns import CASES_ONLY, CASH_1, CHENGDU, campaign, points_prize
+
 TZ = dt.timezone(dt.timedelta(hours=8))        # Asia/Shanghai, the campaigns' zone
-CHENGDU = 510104
 
 
 def ms(y: int, mo: int, d: int, h: int = 12) -> int:
@@ -34,50 +35,8 @@ def day_number(y: int, mo: int, d: int) -> int:
     return (dt.date(y, mo, d) - dt.date(1970, 1, 1)).days
 
 
-CONSUMER = """
-id = "c1"
-name = "consumer cash"
-timezone = "Asia/Shanghai"
-start = 2026-03-01
-end = 2026-07-01
-actor = "consumer"
-odds = "100%"
-
-[[prizes]]
-id = "cny-1"
-kind = "cash"
-amount_fen = 100
-
-[caps]
-per_user_daily_count = 2
-"""
-
-STORES = """
-id = "s1"
-name = "store points"
-timezone = "Asia/Shanghai"
-start = 2026-03-01
-end = 2026-07-01
-actor = "store"
-odds = "100%"
-
-[products]
-levels = ["case"]
-
-[[prizes]]
-id = "p100"
-kind = "points"
-points = 100
-"""
-
-
-@pytest.fixture
-def dd(tmp_path: Path) -> Iterator[scangate.DataDir]:
-    d = scangate.init_data_dir(tmp_path / "d")
-    try:
-        yield d
-    finally:
-        d.close()
+CONSUMER = campaign(name="consumer cash", prizes=CASH_1, tail="[caps]\nper_user_daily_count = 2\n")
+STORES = campaign(cid="s1", name="store points", actor="store", prizes=points_prize("p100", 100), tail=CASES_ONLY)
 
 
 # ------------------------------------------------------------------ raw
