@@ -236,3 +236,39 @@ def test_a_redemption_that_fails_midway_writes_nothing(stores) -> None:  # type:
         assert points.redeem(dd, "store-f", 40, "f-1") == points.Redemption("f-1", "store-f", 40, True, 60, None)
     assert points.history(dd, "store-f")[-1] == {"delta": -40, "balance": 60, "reason": "redeem", "ref": "f-1",
                                                   "at_ms": MAY}
+
+
+def test_the_points_month_is_shanghais_and_the_cap_day_the_campaigns(dd: scangate.DataDir) -> None:
+    """A campaign in London: its daily caps count London days, while points months
+    are Asia/Shanghai's (scangate.points), whatever the campaign's zone; the
+    decision keeps both by the second (decide.campaign.Compiled.days_at), so scans
+    one second apart across either midnight land on their own days and months."""
+    rewards.put_campaign(dd, f'''id = "ldn"
+name = "London points"
+timezone = "Europe/London"
+start = 2026-05-01
+end = 2026-08-01
+actor = "consumer"
+odds = "100%"
+{points_prize("p5", 5)}
+[caps]
+per_user_daily_count = 1
+''', "ldn.toml")
+    codes = dd.issue_codes("BEER", "item", 4).as_strings()
+    london = dt.timezone(dt.timedelta(hours=1))       # BST in June and July
+    # 16:59:59 and 17:00:00 London on 30 June: 23:59:59 and 00:00:00 (1 July) in Shanghai
+    before = int(dt.datetime(2026, 6, 30, 16, 59, 59, tzinfo=london).timestamp() * 1000)
+    # 23:59:59 London on 30 June, then 00:00:00 on 1 July: a new London day
+    late = int(dt.datetime(2026, 6, 30, 23, 59, 59, tzinfo=london).timestamp() * 1000)
+    out = rewards.decide_scans(dd, [ScanRequest("a", codes[0], "u1", time_ms=before),
+                                    ScanRequest("b", codes[1], "u1", time_ms=before + 1000),
+                                    ScanRequest("c", codes[2], "u1", time_ms=late),
+                                    ScanRequest("d", codes[3], "u1", time_ms=late + 1000)])
+    # one award a London day: the first scan of 30 June, then the first of 1 July
+    assert [d.award.points if d.award else d.no_reward for d in out] == [  # type: ignore[union-attr]
+        5, rewards.NoReward.DAILY_CAP_REACHED, rewards.NoReward.DAILY_CAP_REACHED, 5]
+    # the points' months are Shanghai's: the first award (23:59:59 there on 30 June)
+    # is June's, the second (07:00 there on 1 July) July's; "b", at Shanghai's
+    # midnight, was still London's 30 June, so capped
+    assert reads.month_points(dd, "2026-06") == {"u1": 5}
+    assert reads.month_points(dd, "2026-07") == {"u1": 5}

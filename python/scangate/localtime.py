@@ -67,16 +67,6 @@ class LocalClock:
         """The local date of ``time_ms`` as YYYY-MM-DD."""
         return self.iso_day(self.day_number(time_ms))
 
-    def today(self, time_ms: int) -> tuple[int, str]:
-        """``(day_number, iso_day)`` of ``time_ms`` in one call (the decision asks
-        both for every scan)."""
-        offset = self._offsets.get(time_ms // _HOUR_MS)
-        if offset is None:
-            offset = self.offset_ms(time_ms)
-        number = (time_ms + offset) // _DAY_MS
-        text = self._days.get(number)
-        return (number, text) if text is not None else (number, self.iso_day(number))
-
     def day_number(self, time_ms: int) -> int:
         """The local date of ``time_ms`` as days since 1970-01-01."""
         offset = self._offsets.get(time_ms // _HOUR_MS)     # offset_ms's cache, read here: once a scan

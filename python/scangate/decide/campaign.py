@@ -127,7 +127,8 @@ class Compiled:
         YYYY-MM-DD), and its points month (YYYY-MM, Asia/Shanghai: scangate.points);
         kept in ``days`` by the second (every tz offset is whole seconds), so the
         decision asks ``days.get(time_ms // 1000)`` first."""
-        today = self.clock.today(time_ms)
+        number = self.clock.day_number(time_ms)
+        today = number, self.clock.iso_day(number)
         value = today, period(time_ms, today[1] if self.month_from_day else None)
         if len(self.days) >= 10_000:
             self.days.clear()
