@@ -70,7 +70,7 @@ import msgspec
 from .campaigns import PPM, campaign_from_json
 from .datadir import DataDir
 from .decide.budgets import Budgets, budgets_left, settle, spend
-from .decide.campaign import Compiled, Entry
+from .decide.campaign import Compiled
 from .decide.caps import cash_capped, count_capped
 from .decide.draw import draw, draw_message, roll_of, slot_odds
 from .decide.points import points_for

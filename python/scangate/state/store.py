@@ -16,7 +16,6 @@ import json
 import logging
 import struct
 import threading
-import time
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
