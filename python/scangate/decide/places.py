@@ -64,7 +64,7 @@ def place_scans(scans: Sequence[Any]) -> tuple[list[int | None], list[str], list
 
 def resolve_places(regions: list[int | None], sources: list[str], lat: list[Any], lon: list[Any],
                     given: list[int], need_geo: list[int], unplaced: list[int]) -> None:
-    """Complete ``check_and_place``'s lists in place: lat/lon given made floats,
+    """Complete ``place_scans``' lists in place: lat/lon given made floats,
     resolved to the nearest district without an adcode; an adcode without lat/lon
     placed at its district's centroid."""
     for i in given:   # every lat, then every lon: a bad value raises as it always did
