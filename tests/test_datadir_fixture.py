@@ -1,17 +1,19 @@
-"""A data directory written by an earlier release opens and answers as it did.
+"""Data directories written by earlier releases open and answer as they did.
 
-tests/data/datadir-v1.tar.gz was made by tests/data/make_datadir_v1.py with the
-code of its commit (SCHEMA_VERSION 1: the record formats before the typed state
-layer of issue 13); datadir-v1.json says what it holds and the answers it gave.
-A copy is opened with today's code: every stored decision comes back byte for
-byte on retry, the ledger audits, budgets and points are as recorded, and new
-scans decide on top of it. Opening it upgrades it to schema 2 (the typed
-msgpack records, scangate.state.migrate), in one transaction: the tests below
-check every upgraded record, that a record the upgrade cannot read leaves the
-directory exactly as it was, and that a directory from a newer scangate is refused.
+tests/data/datadir-vN.tar.gz was made by tests/data/make_datadir.py with the code
+of a commit whose SCHEMA_VERSION was N: v1 the record formats before the typed
+state layer of issue 13 (JSON), v2 the typed msgpack records with one decision
+log record per decision; datadir-vN.json says what it holds and the answers it
+gave. A copy of each is opened with today's code: every stored decision comes
+back byte for byte on retry, the ledger audits, budgets and points are as
+recorded, and new scans decide on top of it. Opening upgrades it to today's
+schema (scangate.state.migrate) in one transaction: the tests below check every
+upgraded record, that a record the upgrade cannot read leaves the directory
+exactly as it was, and that a directory from a newer scangate is refused.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import subprocess
@@ -36,16 +38,18 @@ from scangate.enums import CodeStatus
 from scangate.rewards import Decision, NoReward, ScanRequest
 
 DATA = Path(__file__).resolve().parent / "data"
-MANIFEST: dict[str, Any] = json.loads((DATA / "datadir-v1.json").read_text(encoding="utf-8"))
+MANIFESTS: dict[str, dict[str, Any]] = {
+    v: json.loads((DATA / f"datadir-{v}.json").read_text(encoding="utf-8")) for v in ("v1", "v2")}
+MANIFEST = MANIFESTS["v1"]
 NOON = 1_780_286_400_000
 CHENGDU, GUANGZHOU = 510104, 440106
 
 
-def extract(into: Path) -> Path:
-    with tarfile.open(DATA / "datadir-v1.tar.gz") as tar:
+def extract(into: Path, version: str = "v1") -> Path:
+    with tarfile.open(DATA / f"datadir-{version}.tar.gz") as tar:
         # the "data" filter (no links out, no device files) where this Python has it (3.11.4+)
         tar.extractall(into, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))  # noqa: S202
-    return into / "datadir-v1"
+    return into / f"datadir-{version}"
 
 
 def raw_records(path: Path) -> dict[str, list[tuple[bytes, bytes]]]:
@@ -59,68 +63,85 @@ def raw_records(path: Path) -> dict[str, list[tuple[bytes, bytes]]]:
         env.close()
 
 
-@pytest.fixture
-def dd(tmp_path: Path) -> Iterator[scangate.DataDir]:
-    d = scangate.open_data_dir(extract(tmp_path))
+@dataclasses.dataclass
+class Made:
+    """An earlier release's data directory, opened (and so upgraded) by today's
+    code, and the manifest of what it held and answered."""
+
+    dd: scangate.DataDir
+    manifest: dict[str, Any]
+
+
+@pytest.fixture(params=sorted(MANIFESTS))
+def made(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Made]:
+    d = scangate.open_data_dir(extract(tmp_path, request.param))
     try:
-        yield d
+        yield Made(d, MANIFESTS[request.param])
     finally:
         d.close()
 
 
-def test_every_stored_decision_comes_back_on_retry(dd: scangate.DataDir) -> None:
-    requests = [ScanRequest(**r) for r in MANIFEST["requests"]]
+def test_every_stored_decision_comes_back_on_retry(made: Made) -> None:
+    dd, manifest = made.dd, made.manifest
+    requests = [ScanRequest(**r) for r in manifest["requests"]]
     again = rewards.decide_scans(dd, requests)
-    assert [d.to_json() if isinstance(d, Decision) else repr(d) for d in again] == MANIFEST["decisions"]
+    assert [d.to_json() if isinstance(d, Decision) else repr(d) for d in again] == manifest["decisions"]
     # and changed nothing: the same budgets and points as recorded
-    assert {c: rewards.budgets_used(dd, c) for c in MANIFEST["budgets_used"]} == MANIFEST["budgets_used"]
-    assert {a: points.balance(dd, a) for a in MANIFEST["points"]} == MANIFEST["points"]
+    assert {c: rewards.budgets_used(dd, c) for c in manifest["budgets_used"]} == manifest["budgets_used"]
+    assert {a: points.balance(dd, a) for a in manifest["points"]} == manifest["points"]
 
 
-def test_the_ledger_audits(dd: scangate.DataDir) -> None:
+def test_the_ledger_audits(made: Made) -> None:
+    dd, manifest = made.dd, made.manifest
     entries = list(audit.audit_ledger(dd))
-    assert [e["seq"] for e in entries] == list(range(1, MANIFEST["ledger_last"] + 1))
+    assert [e["seq"] for e in entries] == list(range(1, manifest["ledger_last"] + 1))
     assert [e["seq"] for e in entries if not e["verified"]] == []
 
 
-def test_codes_recalls_and_trace_read_as_written(dd: scangate.DataDir) -> None:
-    codes = MANIFEST["items"] + MANIFEST["cases"] + MANIFEST["pallets"] + MANIFEST["recalled"]
+def test_codes_recalls_and_trace_read_as_written(made: Made) -> None:
+    dd, manifest = made.dd, made.manifest
+    codes = manifest["items"] + manifest["cases"] + manifest["pallets"] + manifest["recalled"]
     result = dd.verify_codes(codes)
     assert set(result.status.tolist()) == {int(CodeStatus.GENUINE)}
-    assert len(verdicts.list_recalls(dd)) == MANIFEST["recalls"]
+    assert len(verdicts.list_recalls(dd)) == manifest["recalls"]
     # items 36..47 went in pallet 1, shipped to GD (Guangdong): in Chengdu they are diverted
-    (d,) = verdicts.decide_verdicts(dd, [verdicts.Scan(MANIFEST["items"][46], "new", region=CHENGDU,
+    (d,) = verdicts.decide_verdicts(dd, [verdicts.Scan(manifest["items"][46], "new", region=CHENGDU,
                                                         time_ms=NOON)])
     assert d.verdict is verdicts.Verdict.DIVERTED
     assert d.evidence["trace"]["dealer_id"] == "GD"
-    (r,) = verdicts.decide_verdicts(dd, [verdicts.Scan(MANIFEST["recalled"][0], "new", time_ms=NOON)])
+    (r,) = verdicts.decide_verdicts(dd, [verdicts.Scan(manifest["recalled"][0], "new", time_ms=NOON)])
     assert r.verdict is verdicts.Verdict.REVOKED
 
 
-def test_new_scans_decide_on_top_of_it(dd: scangate.DataDir) -> None:
-    last = MANIFEST["ledger_last"]
+def test_new_scans_decide_on_top_of_it(made: Made) -> None:
+    dd, manifest = made.dd, made.manifest
+    last = manifest["ledger_last"]
     # store-1 earned 200 points: silver tier, 100 points x 150 %
-    (store,) = rewards.decide_scans(dd, [ScanRequest("new-s", MANIFEST["cases"][6], "store-1", actor_type="store",
+    (store,) = rewards.decide_scans(dd, [ScanRequest("new-s", manifest["cases"][6], "store-1", actor_type="store",
                                                      region=GUANGZHOU, time_ms=NOON + 3_600_000)])
     assert isinstance(store, Decision) and store.award is not None
     assert (store.award.points, store.award.ledger_seq) == (150, last + 1)
-    assert points.balance(dd, "store-1") == MANIFEST["points"]["store-1"] + 150
+    assert points.balance(dd, "store-1") == manifest["points"]["store-1"] + 150
     # a code scanned before is a repeat scan, with its first scan's time
-    (repeat,) = rewards.decide_scans(dd, [ScanRequest("new-r", MANIFEST["items"][2], "someone", region=CHENGDU,
+    (repeat,) = rewards.decide_scans(dd, [ScanRequest("new-r", manifest["items"][2], "someone", region=CHENGDU,
                                                       time_ms=NOON + 2 * 86_400_000)])
     assert isinstance(repeat, Decision) and repeat.no_reward is NoReward.ALREADY_CLAIMED
-    assert repeat.verdict.first_scan["time_ms"] == MANIFEST["requests"][2]["time_ms"]
+    assert repeat.verdict.first_scan["time_ms"] == manifest["requests"][2]["time_ms"]
     assert [e["verified"] for e in audit.audit_ledger(dd, last + 1)] == [True]
+    # the old decision records and the new batches' records side by side: every
+    # stored decision still comes back, in one batch of retries
+    requests = [ScanRequest(**r) for r in manifest["requests"]]
+    assert [d.to_json() for d in rewards.decide_scans(dd, requests)] == manifest["decisions"]  # type: ignore[union-attr]
 
 
-def test_opening_upgrades_every_record_to_schema_2(tmp_path: Path) -> None:
+def test_opening_upgrades_every_schema_1_record(tmp_path: Path) -> None:
     path = extract(tmp_path)
     before = raw_records(path)
     assert before["meta"] and dict(before["meta"])[b"schema"] == (1).to_bytes(4, "big")
     assert all(v[:1] == b"{" for name in ("ledger", "decisions", "claims", "outbox") for _, v in before[name])
     scangate.open_data_dir(path).close()
     after = raw_records(path)
-    assert dict(after["meta"])[b"schema"] == SCHEMA_VERSION.to_bytes(4, "big") == (2).to_bytes(4, "big")
+    assert dict(after["meta"])[b"schema"] == SCHEMA_VERSION.to_bytes(4, "big") == (3).to_bytes(4, "big")
     # each upgraded record holds what its JSON held, field by field
     for name, decode in (("ledger", records.decode_ledger), ("decisions", records.decode_decision),
                          ("claims", records.decode_claim), ("outbox", records.decode_payout),
@@ -138,9 +159,26 @@ def test_opening_upgrades_every_record_to_schema_2(tmp_path: Path) -> None:
     # the rest is as it was: trace, issuance, scans, counters, budgets, campaigns
     for name in ("ranges", "links", "children", "scans", "counters", "budgets", "campaigns"):
         assert after[name] == before[name], name
-    # a second open finds schema 2 and changes nothing
+    # a second open finds today's schema and changes nothing
     scangate.open_data_dir(path).close()
     assert raw_records(path) == after
+
+
+def test_opening_schema_2_changes_only_its_version(tmp_path: Path) -> None:
+    """Schema 2 -> 3 rewrites nothing: schema 2's decision log records, one
+    decision each under its own number, are read as batches of one."""
+    path = extract(tmp_path, "v2")
+    before = raw_records(path)
+    assert dict(before["meta"])[b"schema"] == (2).to_bytes(4, "big")
+    decisions = before["decisions"]
+    assert [int.from_bytes(k, "big") for k, _v in decisions] == list(range(1, len(MANIFESTS["v2"]["decisions"]) + 1))
+    assert all(msgspec.msgpack.decode(v)[0] == 2 for _k, v in decisions)   # a Decision each
+    scangate.open_data_dir(path).close()
+    after = raw_records(path)
+    assert dict(after["meta"])[b"schema"] == (3).to_bytes(4, "big")
+    assert {name: rows for name, rows in after.items() if name != "meta"} == \
+        {name: rows for name, rows in before.items() if name != "meta"}
+    assert {k: v for k, v in after["meta"] if k != b"schema"} == {k: v for k, v in before["meta"] if k != b"schema"}
 
 
 def test_an_upgrade_that_cannot_read_a_record_changes_nothing(tmp_path: Path) -> None:
@@ -241,6 +279,6 @@ def test_a_kill_during_the_upgrade_leaves_schema_1_whole_and_the_next_open_upgra
                           timeout=600, check=False)
     assert done.returncode == 0 and done.stdout == "opened\n", done.stderr[-2000:]
     after = raw_records(path)
-    assert dict(after["meta"])[b"schema"] == (2).to_bytes(4, "big")
+    assert dict(after["meta"])[b"schema"] == (3).to_bytes(4, "big")
     assert len(after["ledger"]) == len(before["ledger"]) == MANIFEST["ledger_last"] + extra
     assert records.to_json(records.decode_ledger(after["ledger"][-1][1]))["seq"] == last + extra

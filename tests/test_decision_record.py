@@ -1,9 +1,11 @@
 """The decision record (scangate.state.records, issue 13): a ``Decision`` is its
-own stored record, version 2, an array led by its tag; a version 1 record (the
-verdict as its reply JSON, message and all) still reads, as the Decision it
-holds, with the message it was told; a damaged record is a CorruptionError
-naming the decision record; a retry gets back the Decision it got the first
-time, equal and typed.
+own record, version 2, an array led by its tag, stored in its batch's record of
+the decision log (tag 3, keyed by the batch's last decision number); a record of
+one decision (version 2, or version 1: the verdict as its reply JSON, message
+and all, as schema 2 stored them) still reads, as the Decision it holds, with
+the message it was told; a damaged record is a CorruptionError naming the
+decision record; a retry gets back the Decision it got the first time, equal
+and typed, from whichever records hold it.
 
 Records are read from a real data directory (the request index names the
 decision number, scangate.state.raw gives the stored bytes); the version 1
@@ -26,7 +28,7 @@ from scangate.errors import CorruptionError
 from scangate.rewards import Award, Decision, NoReward, ScanRequest
 from scangate.state import layout, reads
 from scangate.state import raw as state_raw
-from scangate.state.records import decode_decision, encode
+from scangate.state.records import DecisionBatch, decode_decision, encode
 from scangate.verdict import ScanVerdict
 from scangate.verdicts import revoke_range
 
@@ -85,14 +87,16 @@ def _decide(dd: scangate.DataDir, requests: list[ScanRequest]) -> list[Decision]
     return out  # type: ignore[return-value]
 
 
-def _stored(dd: scangate.DataDir, r: ScanRequest) -> tuple[bytes, bytes]:
-    """The key and bytes of ``r``'s decision record in the decision log."""
+def _stored(dd: scangate.DataDir, r: ScanRequest) -> tuple[bytes, bytes, int]:
+    """The key and bytes of the decision log record that holds ``r``'s decision
+    (the first keyed at or after its number), and the decision's place in it."""
     pointer = reads.request_record(dd, r.request_id, r.client)
     assert pointer is not None, r
-    key = layout.seq_key(pointer[0])
-    raw = state_raw.get(dd, "decisions", key)
-    assert raw is not None, r
-    return key, raw
+    number = pointer[0]
+    key, raw = next((k, v) for k, v in state_raw.items(dd, "decisions") if int.from_bytes(k, "big") >= number)
+    items = msgspec.msgpack.decode(raw)
+    held = len(items[1]) if items[0] == 3 else 1
+    return key, raw, held - 1 - (int.from_bytes(key, "big") - number)
 
 
 def _as_told(d: Decision) -> Decision:
@@ -118,12 +122,19 @@ def test_a_decision_round_trips_through_its_record_equal_typed_tag_2_first(world
     assert any(Reason.TYPO in d.verdict.reasons for d in decisions)
     assert any(d.verdict.evidence.get("diversion") for d in decisions)
     assert any(0 < d.verdict.clone_score < 1 for d in decisions)
-    for r, d in zip(world.requests, decisions):
+    # one record for the batch: tag 3, keyed by the last decision's number, the
+    # decisions the engine returned, in order (it stores the values it returns)
+    (key, batch), = state_raw.items(world.dd, "decisions")
+    assert int.from_bytes(key, "big") == len(decisions)
+    assert batch == encode(DecisionBatch(decisions))
+    assert msgspec.msgpack.decode(batch)[0] == 3
+    for i, (r, d) in enumerate(zip(world.requests, decisions)):
         _check_typed(d)
-        _key, raw = _stored(world.dd, r)
+        assert _stored(world.dd, r) == (key, batch, i)
+        raw = encode(d)
         items = msgspec.msgpack.decode(raw)
         assert type(items) is list and items[0] == 2 and items[1] == r.request_id, items
-        assert raw == encode(d)                     # the engine stores the value it returns
+        assert msgspec.msgpack.decode(batch)[1][i] == items
         for form in (raw, memoryview(raw)):         # LMDB hands out buffers
             back = decode_decision(form)
             _check_typed(back)
@@ -204,9 +215,14 @@ def test_a_version_1_record_reads_as_the_decision_it_holds_with_its_message() ->
 
 
 def test_a_retry_of_a_request_decided_in_version_1_gets_the_stored_decision(world: World) -> None:
+    """Schema 2 stored one decision per record, under its own number: a version 1
+    record there, among batch records, reads as the decision it holds."""
     r = world.requests[1]                            # "again": a repeat scan
-    first = _decide(world.dd, world.requests)[1]
-    key, _raw = _stored(world.dd, r)
+    _decide(world.dd, world.requests[:1])
+    (first,) = _decide(world.dd, [r])                # a batch of one: a record of its own
+    _decide(world.dd, world.requests[2:])
+    key, _raw, place = _stored(world.dd, r)
+    assert (int.from_bytes(key, "big"), place) == (2, 0)
     v1 = _v1(r.request_id, V1_REPEAT, None, "RW-N7", "c1")
     state_raw.put(world.dd, "decisions", key, v1)
     before = state_raw.dump(world.dd)
@@ -285,11 +301,19 @@ def test_a_version_2_verdict_that_is_none_is_corruption() -> None:
 
 
 def test_a_damaged_stored_record_is_corruption_on_retry_and_read(world: World) -> None:
-    r = world.requests[0]
+    r = world.requests[1]
     _decide(world.dd, world.requests)
-    key, raw = _stored(world.dd, r)
+    key, raw, place = _stored(world.dd, r)
+    tag, decisions = msgspec.msgpack.decode(raw)
+    assert (tag, place, len(decisions)) == (3, 1, len(world.requests))
+    damaged_own = list(decisions)
+    damaged_own[place] = [2, r.request_id, "fake", None, None, "c1"]
     for damaged in (raw[: len(raw) // 2], _v1(r.request_id, {**V1_REPEAT, "verdict": "fake"}, None, None, "c1"),
-                    msgspec.msgpack.encode([7, *msgspec.msgpack.decode(raw)[1:]])):
+                    msgspec.msgpack.encode([7, decisions]),
+                    msgspec.msgpack.encode([3, damaged_own]),          # its own decision damaged
+                    msgspec.msgpack.encode([3, decisions[:1]]),        # a record too short to hold it
+                    msgspec.msgpack.encode([3, []]),                   # a record that holds nothing
+                    msgspec.msgpack.encode([2, *decisions[place][1:]])):   # one decision, under another number
         state_raw.put(world.dd, "decisions", key, damaged)
         before = state_raw.dump(world.dd)
         with pytest.raises(CorruptionError, match=r"decision record: "):
@@ -299,7 +323,36 @@ def test_a_damaged_stored_record_is_corruption_on_retry_and_read(world: World) -
         assert state_raw.dump(world.dd) == before       # nothing of the refused retry was written
 
 
+def test_a_damaged_neighbour_in_the_batch_record_does_not_fail_a_retry(world: World) -> None:
+    """A retry decodes only its own decision of its batch's record: another
+    request's damaged decision there is that request's corruption, not this one's."""
+    first = _decide(world.dd, world.requests)
+    key, raw, _place = _stored(world.dd, world.requests[1])
+    tag, decisions = msgspec.msgpack.decode(raw)
+    decisions[0] = [2, world.requests[0].request_id, "fake", None, None, "c1"]
+    state_raw.put(world.dd, "decisions", key, msgspec.msgpack.encode([tag, decisions]))
+    assert _decide(world.dd, world.requests[1:]) == first[1:]
+    with pytest.raises(CorruptionError, match=r"^decision record: "):
+        reads.decision_of(world.dd, world.requests[0].request_id)
+
+
 # ------------------------------------------------------------------ retries
+def test_a_retry_spanning_batch_records_gets_each_decision(world: World) -> None:
+    """Decisions decided in batches of 1, 4 and the rest, retried together in
+    another order: each from its own batch's record, nothing written."""
+    rs = world.requests
+    first = _decide(world.dd, rs[:1]) + _decide(world.dd, rs[1:5]) + _decide(world.dd, rs[5:])
+    lasts = [int.from_bytes(k, "big") for k, _v in state_raw.items(world.dd, "decisions")]
+    assert lasts == [1, 5, len(rs)]
+    assert [n for n, _d in reads.decision_log(world.dd)] == list(range(1, len(rs) + 1))
+    assert [d for _n, d in reads.decision_log(world.dd)] == first
+    before = state_raw.dump(world.dd)
+    order = [7, 0, 3, 11, 1, 5, 2, 9, 4, 10, 6, 8]
+    assert sorted(order) == list(range(len(rs)))
+    assert _decide(world.dd, [rs[i] for i in order]) == [first[i] for i in order]
+    assert state_raw.dump(world.dd) == before
+
+
 def test_a_retry_returns_a_decision_equal_to_the_first(world: World, tmp_path: Path) -> None:
     first = _decide(world.dd, world.requests)
     before = state_raw.dump(world.dd)

@@ -39,6 +39,7 @@ from scangate.state import layout, reads
 from scangate.state import raw as state_raw
 from scangate.state.records import (
     Claim,
+    DecisionBatch,
     LedgerEntry,
     LegacyLedgerEntry,
     Payout,
@@ -623,6 +624,12 @@ def test_garbage_is_corruption_naming_the_kind(kind: str) -> None:
             raise AssertionError(f"{kind}: {raw!r} decoded")
 
 
+def _decision_batch(raw: bytes) -> DecisionBatch:
+    items = msgspec.msgpack.decode(raw)
+    assert items[0] == 3, items          # a batch's record
+    return DecisionBatch([decode_decision(encode(d)) for d in items[1]])
+
+
 def test_the_msgpack_bytes_are_deterministic(tmp_path: Path) -> None:
     """The same record encodes to the same bytes, a stored record re-encodes to
     the bytes stored, and the same decisions on two copies of a data directory
@@ -642,7 +649,7 @@ def test_the_msgpack_bytes_are_deterministic(tmp_path: Path) -> None:
         assert _all(dd) == stored
     assert one == two
     readers: dict[str, Callable[[bytes], Any]] = {
-        "decisions": decode_decision, "ledger": decode_ledger, "claims": decode_claim, "outbox": decode_payout}
+        "decisions": _decision_batch, "ledger": decode_ledger, "claims": decode_claim, "outbox": decode_payout}
     for name, decode in readers.items():
         assert stored[name], name
         for _key, raw in stored[name]:

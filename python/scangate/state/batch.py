@@ -34,10 +34,11 @@ from .records import (
     Claim,
     History,
     LedgerEntry,
+    LogRecord,
     Payout,
     PointsEntry,
-    decode_decision,
     encode,
+    encode_decisions,
     COUNTS,
     unpack_counts,
 )
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
     from ..results import Dealer
     from .store import Store
 
-__all__ = ["BatchState", "LmdbBatch", "Mutations", "Snapshot", "scan_history", "write_batch"]
+__all__ = ["BatchState", "LmdbBatch", "Mutations", "Snapshot", "logged_decisions", "scan_history", "write_batch"]
 
 POINTER_SIZES = (8, 24)     # a request record: decision number, then (24) the fingerprint
 _NO_ACCOUNT = (0, 0)
@@ -126,10 +127,12 @@ class LmdbBatch:
         index = txn.cursor(db=self._requests).getmulti(list(set(request_keys)))
         if not index:
             return {}
-        # 8 bytes point into the decision log, 24 add the fingerprint (schema 2: the
-        # migration moved decisions once stored inline into the log)
-        log = dict(txn.cursor(db=self._decisions).getmulti(sorted({v[:8] for _, v in index})))
-        return {rid: (decode_decision(log[value[:8]]), value[8:] or None) for rid, value in index}
+        # 8 bytes: the decision's number in the log; 24 add the fingerprint
+        for key, value in index:
+            if len(value) not in POINTER_SIZES:
+                raise CorruptionError(f"request record {bytes(key)!r}: {len(value)} bytes, not a decision number")
+        log = logged_decisions(txn, self._decisions, [U64.unpack_from(v)[0] for _, v in index])
+        return {rid: (log[U64.unpack_from(value)[0]], value[8:] or None) for rid, value in index}
 
     def histories(self, serials: Iterable[int]) -> tuple[dict[int, bytes], dict[int, History]]:
         """Each serial's key, and the scan history of those scanned before."""
@@ -232,20 +235,36 @@ class LmdbBatch:
             txn.cursor(db=self._ledger).putmulti([(U64.pack(s), encode(e)) for s, e in m.ledger], append=True)
         if m.outbox:
             txn.cursor(db=self._outbox).putmulti([(k, encode(v)) for k, v in m.outbox.items()])
-        if m.decisions:   # the decisions appended to the log, the request index pointing at them
+        if m.decisions:   # one record of the batch's decisions appended to the log, the request index pointing at each
             cur = txn.cursor(db=self._decisions)
-            number = U64.unpack(cur.key())[0] + 1 if cur.last() else 1
-            keys = list(map(U64.pack, range(number, number + len(m.decisions))))
-            cur.putmulti([(k, encode(record)) for k, (_rid, _fp, record) in zip(keys, m.decisions)], append=True)
+            first = U64.unpack(cur.key())[0] + 1 if cur.last() else 1
+            cur.put(U64.pack(first + len(m.decisions) - 1), encode_decisions([d for _k, _fp, d in m.decisions]),
+                    append=True)
             txn.cursor(db=self._requests).putmulti(
-                [(rid, k + fingerprint) for k, (rid, fingerprint, _r) in zip(keys, m.decisions)])
+                [(rid, U64.pack(n) + fingerprint) for n, (rid, fingerprint, _d) in enumerate(m.decisions, first)])
         if m.histories:
             txn.cursor(db=self._scans).putmulti(sorted(m.histories))
 
 
+def logged_decisions(txn: lmdb.Transaction[bytes], db: Any, numbers: Iterable[int]) -> dict[int, Decision]:
+    """The decisions of these numbers in the decision log (``db``): each number's
+    record is the first keyed at or after it (a batch's record is keyed by its
+    last decision's number). CorruptionError for a number the log does not hold."""
+    out: dict[int, Decision] = {}
+    cur = txn.cursor(db=db)
+    record: LogRecord | None = None
+    for n in sorted(set(numbers)):
+        if record is None or n > record.last:
+            if not cur.set_range(U64.pack(n)):
+                raise CorruptionError(f"decision record: #{n} is past the end of the decision log")
+            record = LogRecord(U64.unpack(cur.key())[0], cur.value())
+        out[n] = record.decision(n)
+    return out
+
+
 def _missing(values: Mapping[bytes, object], keys: Iterable[bytes]) -> list[bytes]:
     """The keys not read yet, each once."""
-    return [k for k in set(keys) if k not in values]
+    return list(set(keys).difference(values))
 
 
 @contextmanager

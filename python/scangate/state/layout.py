@@ -19,7 +19,9 @@ big-endian (serials stay below 2^56), so key order is serial order.
     campaigns   c/<id> current record, s/<id> secret, r/<id>/<revision u32> every revision
     requests    request key (``request_key``) -> decision number (u64) + fingerprint (16 bytes;
                 absent in records written before fingerprints: 8 bytes)
-    decisions   decision number (u64) -> scangate.decision.Decision (its own record), appended only
+    decisions   last decision number (u64) -> records.DecisionBatch: one batch's decisions, appended
+                only (schema 2 wrote a scangate.decision.Decision per record, under its own number:
+                read as a batch of one); a number's record is the first keyed at or after it
     claims      serial -> records.Claim
     budgets     <campaign>/<prize> -> awards, fen (2 x u64)
     counters    t/<campaign>/<actor> -> awards, fen, eligible scans (3 x u64), then the
@@ -32,8 +34,8 @@ big-endian (serials stay below 2^56), so key order is serial order.
                 (i64); h/<actor> NUL <n u64> records.PointsEntry; q the last history
                 number; r/<request id> records.RedemptionRecord
 
-Records are defined in scangate.state.records (schema 2: typed msgpack; the
-schema 1 JSON records are upgraded by scangate.state.migrate); only campaign
+Records are defined in scangate.state.records (schema 2 and 3: typed msgpack;
+the schema 1 JSON records are upgraded by scangate.state.migrate); only campaign
 records (a campaign's own definition, as loaded) are still JSON. Nothing outside
 ``scangate.state`` builds a key: it calls these functions.
 """

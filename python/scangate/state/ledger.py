@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import CorruptionError
 from . import layout
-from .batch import POINTER_SIZES
+from .batch import POINTER_SIZES, logged_decisions
 from .campaigns import campaign_revisions
 from ..decision import Decision
-from .records import Claim, decode_claim, decode_decision
+from .records import U64, Claim, decode_claim
 
 if TYPE_CHECKING:
     import lmdb
@@ -126,8 +126,8 @@ class LedgerSnapshot:
     # ------------------------------------------------------------------ decisions, claims
     def decision_of(self, request_id: str, client: str) -> Decision | None:
         """The stored decision the request index gives for ``request_id`` within
-        ``client`` (None: the index holds no such request, or no decision it
-        points to)."""
+        ``client`` (None: the index holds no such request; CorruptionError when
+        the log does not hold the decision it points to)."""
         key = layout.request_key(client, request_id)
         if not 0 < len(key) <= layout.MAX_KEY:
             return None
@@ -138,8 +138,8 @@ class LedgerSnapshot:
         if len(pointer) not in POINTER_SIZES:    # schema 2 stores no decision inline
             raise CorruptionError(f"request {request_id!r}: its index record is {len(pointer)} bytes, not a "
                                   f"decision number ({' or '.join(map(str, POINTER_SIZES))} bytes)")
-        raw = txn.get(bytes(pointer[:8]), db=self._data.store.db("decisions"))
-        return decode_decision(raw) if raw is not None else None
+        number = int(U64.unpack_from(pointer)[0])
+        return logged_decisions(txn, self._data.store.db("decisions"), [number])[number]
 
     def claim(self, serial: int) -> Claim | None:
         """The claim made on the code of ``serial`` (None: none)."""

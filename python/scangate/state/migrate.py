@@ -15,6 +15,12 @@ points history, redemptions, product lines, dealers, shipments (current and
 log) and recalls; decisions stored inline in the request index (a format older
 than the decision log) move into the log; points accounts kept as a balance
 (b/) and a separate earned total (e/) become one b/ record.
+
+Schema 2 -> 3: the decision log holds one record per batch (records.DecisionBatch,
+keyed by its last decision's number). Nothing is rewritten: a schema 2 record,
+one decision keyed by its own number, reads as a batch of one. The version moves
+so that a release that reads only single records refuses the directory rather
+than misreading it.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ __all__ = ["SCHEMA_VERSION", "migrate"]
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def _convert(kind: str, where: str, tag: int, struct: type[msgspec.Struct], d: dict[str, Any]) -> bytes:
@@ -184,7 +190,13 @@ def _to_2(txn: lmdb.Transaction[bytes], db: Callable[[str], Any]) -> dict[str, i
     return counts
 
 
-_STEPS = {1: _to_2}
+def _to_3(txn: lmdb.Transaction[bytes], db: Callable[[str], Any]) -> dict[str, int]:
+    """Nothing to rewrite (see the module docstring): the decision records that
+    stay as they are, for the log line."""
+    return {"decision records kept as batches of one": txn.stat(db("decisions"))["entries"]}
+
+
+_STEPS = {1: _to_2, 2: _to_3}
 
 
 def migrate(txn: lmdb.Transaction[bytes], db: Callable[[str], Any], version: int) -> int:

@@ -18,12 +18,13 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..datadir import DataDir
+from ..decision import Decision
 from ..errors import CorruptionError
 from . import layout
-from .batch import POINTER_SIZES
+from .batch import POINTER_SIZES, logged_decisions
 from .batch import scan_history as _scan_history
-from .records import (ACCOUNT, COUNTS, I64, U64, History, PointsEntry, RedemptionRecord, decode_claim,
-                      decode_decision, decode_ledger, decode_payout, decode_points_entry, decode_redemption,
+from .records import (ACCOUNT, COUNTS, I64, U64, History, LogRecord, PointsEntry, RedemptionRecord, decode_claim,
+                      decode_ledger, decode_payout, decode_points_entry, decode_redemption,
                       to_json)
 from .store import iter_prefix
 from .trace import Shipment, TraceStore
@@ -64,8 +65,16 @@ def decision_of(data: DataDir, request_id: str, client: str = "") -> dict[str, A
             return None
         if len(pointer) not in POINTER_SIZES:
             raise CorruptionError(f"request record of {request_id!r}: {len(pointer)} bytes, not a decision number")
-        raw = txn.get(bytes(pointer[:8]), db=data.store.db("decisions"))
-        return None if raw is None else to_json(decode_decision(raw))
+        number = int(U64.unpack_from(pointer)[0])
+        return to_json(logged_decisions(txn, data.store.db("decisions"), [number])[number])
+
+
+def decision_log(data: DataDir) -> list[tuple[int, Decision]]:
+    """Every decision of the decision log with its number, in order (a record holds
+    a batch's decisions: records.LogRecord)."""
+    with data.store.env.begin() as txn:
+        return [item for key, raw in txn.cursor(db=data.store.db("decisions"))
+                for item in LogRecord(int(U64.unpack(key)[0]), raw).decisions()]
 
 
 # ---------------------------------------------------------------------- requests

@@ -19,11 +19,12 @@ from ..decision import Award, Decision, NoReward
 from ..errors import CorruptionError
 from ..verdict import ScanVerdict
 
-__all__ = ["ACCOUNT", "COUNTS", "Claim", "DealerRecord", "DecisionRecordV1", "History", "I64",
+__all__ = ["ACCOUNT", "COUNTS", "Claim", "DealerRecord", "DecisionBatch", "DecisionRecordV1", "History", "I64",
            "LedgerEntry", "LegacyLedgerEntry", "LineRecall", "LineRecord", "MAX_ACTOR_HASHES", "Payout", "PointsEntry",
            "RangeRecall", "RedemptionRecord", "ShipmentRecord", "U64", "decode_claim", "decode_dealer",
            "Award", "Decision", "decode_decision", "decode_ledger", "decode_line", "decode_line_recall", "decode_payout",
            "decode_points_entry", "decode_range_recall", "decode_redemption", "decode_shipment", "encode",
+           "encode_decisions", "LogRecord",
            "pack_counts", "to_json", "unpack_counts"]
 
 U64 = struct.Struct(">Q")
@@ -113,7 +114,9 @@ def pack_first_scan(at: int, region: int, loc_ms: int, lat: float, lon: float, l
 # scangate.decision.Decision itself (tag 2; its verdict a typed ScanVerdict, its
 # award an Award, both arrays): the engine stores the value it returns, with no
 # copy into a record type. The message is derived from the rest
-# (scangate.decision.decision_message).
+# (scangate.decision.decision_message). Since schema 3 the log holds one record
+# per batch (DecisionBatch, tag 3), keyed by its last decision's number; a
+# record of one decision (tag 1 or 2, schema 2) is keyed by its own number.
 
 
 class DecisionRecordV1(msgspec.Struct, array_like=True, frozen=True, tag=1):
@@ -129,6 +132,19 @@ class DecisionRecordV1(msgspec.Struct, array_like=True, frozen=True, tag=1):
     def decision(self) -> Decision:
         return Decision(self.request_id, ScanVerdict.from_json(self.verdict), self.award, self.no_reward,
                         self.campaign_id)
+
+
+class DecisionBatch(msgspec.Struct, array_like=True, frozen=True, tag=3):
+    """decisions, schema 3: a batch's decisions, in number order, in one record
+    keyed by the number of the last (one put per batch, not one per decision)."""
+
+    decisions: list[Decision]
+
+
+class _LoggedBatch(msgspec.Struct, array_like=True, frozen=True, tag=3):
+    """A DecisionBatch read with its decisions left encoded: a retry decodes only its own."""
+
+    decisions: list[msgspec.Raw]
 
 
 class LedgerEntry(msgspec.Struct, array_like=True, frozen=True, tag=2):
@@ -288,6 +304,7 @@ _ENCODER = msgspec.msgpack.Encoder()
 encode = _ENCODER.encode
 _LEDGER = msgspec.msgpack.Decoder(LedgerEntry | LegacyLedgerEntry)
 _DECISION = msgspec.msgpack.Decoder(Decision | DecisionRecordV1)
+_DECISION_LOG = msgspec.msgpack.Decoder(Decision | DecisionRecordV1 | _LoggedBatch)
 _CLAIM = msgspec.msgpack.Decoder(Claim)
 _POINTS = msgspec.msgpack.Decoder(PointsEntry)
 _REDEMPTION = msgspec.msgpack.Decoder(RedemptionRecord)
@@ -318,6 +335,48 @@ def decode_decision(raw: bytes | memoryview) -> Decision:
         return d if isinstance(d, Decision) else d.decision()
     except (msgspec.DecodeError, KeyError, ValueError, TypeError) as exc:
         raise CorruptionError(f"decision record: {exc}") from None
+
+
+class LogRecord:
+    """One record of the decision log, keyed ``last``: a batch's (DecisionBatch,
+    its decisions numbered up to ``last``) or a single decision's (schema 2,
+    number ``last``). A decision is decoded when asked for: a retry decodes only
+    its own."""
+
+    __slots__ = ("first", "last", "_items")
+
+    def __init__(self, last: int, raw: bytes | memoryview):
+        try:
+            record = _DECISION_LOG.decode(raw)
+        except msgspec.DecodeError as exc:
+            raise CorruptionError(f"decision record: {exc}") from None
+        items: list[msgspec.Raw | Decision | DecisionRecordV1]
+        items = list(record.decisions) if isinstance(record, _LoggedBatch) else [record]
+        if not items:
+            raise CorruptionError(f"decision record: #{last} holds no decision")
+        self.first, self.last, self._items = last - len(items) + 1, last, items
+
+    def decisions(self) -> list[tuple[int, Decision]]:
+        """Every decision of the record, with its number, in order."""
+        return [(n, self.decision(n)) for n in range(self.first, self.last + 1)]
+
+    def decision(self, number: int) -> Decision:
+        """Decision ``number``; CorruptionError when this record does not hold it."""
+        if not self.first <= number <= self.last:
+            raise CorruptionError(f"decision record: #{self.last} holds #{self.first} to #{self.last}, "
+                                  f"not #{number}")
+        item = self._items[number - self.first]
+        if isinstance(item, msgspec.Raw):
+            return decode_decision(item)
+        try:
+            return item if isinstance(item, Decision) else item.decision()
+        except (KeyError, ValueError, TypeError) as exc:
+            raise CorruptionError(f"decision record: {exc}") from None
+
+
+def encode_decisions(decisions: list[Decision]) -> bytes:
+    """A batch's decision log record."""
+    return encode(DecisionBatch(decisions))
 
 
 decode_claim: Callable[[bytes | memoryview], Claim] = _decoder(_CLAIM.decode, "claim")

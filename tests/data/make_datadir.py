@@ -1,15 +1,19 @@
-"""Make tests/data/datadir-v1.tar.gz: a data directory written by the code of
-this commit (record formats of SCHEMA_VERSION 1), and datadir-v1.json, what it
-holds and the answers it gave. tests/test_datadir_fixture.py opens a copy with
-today's code and expects the same answers: once the state layer changes its
-formats (issue 13), that test is the migration test.
+"""Make tests/data/datadir-vN.tar.gz: a data directory written by the code of
+the commit it runs at (the record formats of that commit's SCHEMA_VERSION N), and
+datadir-vN.json, what it holds and the answers it gave.
+tests/test_datadir_fixture.py opens a copy of each with today's code and expects
+the same answers: the migration test of every schema since.
 
-Run from the repository root, only to make a new fixture (the committed one is
-what the test holds the code to; remaking it proves nothing):
+Run from the repository root at the release whose schema the fixture keeps, only
+to make a new fixture (a committed one is what the test holds the code to;
+remaking it at a later commit proves nothing):
 
-    .venv/bin/python tests/data/make_datadir_v1.py
+    .venv/bin/python tests/data/make_datadir.py [OUT_DIR]
 
-Everything is stamped by a ManualClock, so the records say 2026-06-01.
+The committed fixtures: datadir-v1 made at cb9210a (schema 1, JSON records),
+datadir-v2 at da6ddf3 (schema 2: typed msgpack records, one decision log record
+per decision). Everything is stamped by a ManualClock, so the records say
+2026-06-01.
 """
 from __future__ import annotations
 
@@ -99,7 +103,16 @@ multiplier_pct = 150
 """
 
 
+def schema_version() -> int:
+    try:
+        from scangate.state.migrate import SCHEMA_VERSION    # schema 2 and later
+    except ImportError:
+        return 1
+    return SCHEMA_VERSION
+
+
 def make(out_dir: Path) -> dict[str, object]:
+    name = f"datadir-v{schema_version()}"
     work = Path(tempfile.mkdtemp())
     with clock.use(clock.ManualClock(NOON - 86_400_000)) as now:
         dd = scangate.init_data_dir(work / "data")
@@ -138,8 +151,8 @@ def make(out_dir: Path) -> dict[str, object]:
         redemption = points.redeem(dd, "store-0", 50, "order-1", "fixture")
         ledger_last = rewards_ledger_last(dd)
         manifest = {
-            "made_by": f"scangate {scangate.__version__}, tests/data/make_datadir_v1.py",
-            "schema_version": 1,
+            "made_by": f"scangate {scangate.__version__}, tests/data/make_datadir.py",
+            "schema_version": schema_version(),
             "items": items, "cases": cases, "pallets": pallets, "recalled": recalled,
             "requests": [{"request_id": r.request_id, "code": r.code, "actor": r.actor, "actor_type": r.actor_type,
                           "region": r.region, "time_ms": r.time_ms} for r in requests],
@@ -152,9 +165,9 @@ def make(out_dir: Path) -> dict[str, object]:
         }
         dd.close()
     out_dir.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(out_dir / "datadir-v1.tar.gz", "w:gz") as tar:
-        tar.add(work / "data", arcname="datadir-v1", filter=_portable)
-    (out_dir / "datadir-v1.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1, sort_keys=True)
+    with tarfile.open(out_dir / f"{name}.tar.gz", "w:gz") as tar:
+        tar.add(work / "data", arcname=name, filter=_portable)
+    (out_dir / f"{name}.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1, sort_keys=True)
                                              + "\n", encoding="utf-8")
     shutil.rmtree(work)
     return manifest
