@@ -86,6 +86,9 @@ def test_every_stored_decision_comes_back_on_retry(made: Made) -> None:
     requests = [ScanRequest(**r) for r in manifest["requests"]]
     again = rewards.decide_scans(dd, requests)
     assert [d.to_json() if isinstance(d, Decision) else repr(d) for d in again] == manifest["decisions"]
+    # the fingerprints stored then (BLAKE2b, version 1) still tell a reused id from a retry
+    reused = [dataclasses.replace(r, actor=r.actor + "-other") for r in requests[:3]]
+    assert [type(d).__name__ for d in rewards.decide_scans(dd, reused)] == ["RequestIdReused"] * 3
     # and changed nothing: the same budgets and points as recorded
     assert {c: rewards.budgets_used(dd, c) for c in manifest["budgets_used"]} == manifest["budgets_used"]
     assert {a: points.balance(dd, a) for a in manifest["points"]} == manifest["points"]

@@ -11,6 +11,7 @@ Through ``decide_scans``, the group-commit writer, the writer link's frames, and
 a real server with ``scangate.Client``."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import pytest
 
 import scangate
 from scangate import rewards
+from scangate.decide.requests import FINGERPRINT_VERSION, fingerprint, fingerprint_v1, fingerprints
 from scangate.rewards import Decision, RequestIdReused, ScanRequest
 from scangate.state import layout, reads
 from scangate.state import raw as state_raw
@@ -153,6 +155,47 @@ def test_records_stored_before_fingerprints_still_answer(dd: scangate.DataDir) -
     assert is_refusal(out[1], "new")                  # a record with a fingerprint checks it
     assert out[2].to_json() == old.to_json()          # type: ignore[union-attr]
     assert snapshot(dd) == before
+
+
+def test_version_1_fingerprints_still_tell_a_retry_from_a_reused_id(dd: scangate.DataDir) -> None:
+    """Schema 2 stored 16 bytes of BLAKE2b (version 1, no version byte; a 24-byte
+    record): a retry that repeats the request still gets its decision, anything
+    else under that id is still refused. New records carry the version byte."""
+    a, b, c = dd.issue_codes("BEER", "item", 3).as_strings()
+    first = req("old", a, "alice", lat=30.66, lon=104.06)
+    old, new = rewards.decide_scans(dd, [first, req("new", c, "carol")])
+    key = layout.request_key("", "old")
+    record = state_raw.get(dd, "requests", key)
+    assert record is not None and len(record) == 25 and record[8:9] == FINGERPRINT_VERSION
+    assert record[8:] == fingerprint(first)
+    v1 = fingerprint_v1(first)
+    assert len(v1) == 16 and v1 != record[9:]
+    state_raw.put(dd, "requests", key, record[:8] + v1)      # as schema 2 left it
+    before = snapshot(dd)
+    out = rewards.decide_scans(dd, [first, req("old", a, "alice", lat=30.66, lon=104.07), req("old", b, "alice"),
+                                    req("old", a, "alan", lat=30.66, lon=104.06), req("new", c, "carol")])
+    assert out[0].to_json() == old.to_json()          # type: ignore[union-attr]
+    assert all(is_refusal(o, "old") for o in out[1:4]), out
+    assert out[4].to_json() == new.to_json()          # type: ignore[union-attr]
+    assert snapshot(dd) == before
+
+
+def test_a_fingerprint_covers_every_field_of_the_scan_and_only_those() -> None:
+    """Each field a retry must repeat changes the fingerprint (both versions);
+    the request id, client, time and tags do not; the batch form is the single one."""
+    base = ScanRequest("r", "CODE-1", "alice", region=CHENGDU, time_ms=NOON)
+    changes: list[dict[str, Any]] = [{"code": "CODE-2"}, {"actor": "alicf"}, {"actor_type": "store"},
+                                     {"region": 440106}, {"region": None}, {"lat": 30.0, "lon": 104.0},
+                                     {"code": "CODE-1a", "actor": "lice"}]   # the code's length sets the actor apart
+    others = [dataclasses.replace(base, **c) for c in changes]
+    for make in (fingerprint, fingerprint_v1):
+        prints = [make(r) for r in [base, *others]]
+        assert len(set(prints)) == len(prints), make
+    same = [dataclasses.replace(base, request_id="other", client="app", time_ms=NOON + 1, actor_tags=("vip",))]
+    assert all(fingerprint(r) == fingerprint(base) and fingerprint_v1(r) == fingerprint_v1(base) for r in same)
+    assert fingerprint(dataclasses.replace(base, lat=30, lon=104)) == fingerprint(others[5])   # 30 is 30.0
+    batch = [base, *others, *same]
+    assert fingerprints(batch) == [fingerprint(r) for r in batch]
 
 
 def test_a_reused_id_is_refused_against_the_batch_before_and_its_own_batch(dd: scangate.DataDir) -> None:

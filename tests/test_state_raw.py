@@ -177,7 +177,7 @@ def test_counters_budgets_and_requests_after_real_decisions(dd: scangate.DataDir
     # every request's record: its decision's number in the log and its fingerprint
     found = reads.requests(dd)
     assert sorted(n for n, _fp in found.values()) == [1, 2, 3, 4, 5]
-    assert all(fp is not None and len(fp) == 16 for _n, fp in found.values())
+    assert all(fp is not None and len(fp) == 17 for _n, fp in found.values())
     assert set(found) == {b"r0", b"r1", b"r2", b"r3", layout.request_key("app", "x1")}
     for rid in ("r0", "r1", "r2", "r3"):
         assert reads.request_record(dd, rid) == found[rid.encode()]

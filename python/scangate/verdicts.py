@@ -89,6 +89,6 @@ def decide_verdicts(data: DataDir, scans: Sequence[Scan], config: VerdictConfig 
         raise InvalidArgument(f"checks: {len(checks)} results for {len(scans)} scans")
     with batch_state.write_batch(data.store) as batch:
         m = Mutations()
-        out = judge_batch(batch, scans, checks, config or VerdictConfig(), now_ms(), m)
+        out, _keys = judge_batch(batch, scans, checks, config or VerdictConfig(), now_ms(), m)
         batch.apply(m)
     return out

@@ -34,7 +34,6 @@ _V_COUNTERFEIT = Verdict.COUNTERFEIT
 _V_DIVERTED = Verdict.DIVERTED
 _V_REVOKED = Verdict.REVOKED
 _V_SUSPECT_CLONE = Verdict.SUSPECT_CLONE
-_SERIAL_BYTES = layout.SERIAL_BYTES      # a claim's key: layout.serial_key, written out (every scan)
 
 # A scan past the stateless checks: its campaign and the keys of the state its
 # decision reads and writes: (campaign, claim key, the scan's local day (days since
@@ -45,9 +44,10 @@ Eligible = tuple[Compiled, bytes, tuple[int, str], bytes, "points_mod.AwardKeys 
 
 def select(campaigns: list[Compiled], candidates: dict[tuple[str, int], list[Compiled]], r: ScanRequest,
             time_ms: int, v: ScanVerdict, line: ProductLine | None, line_id: int,
-            serial: int) -> Eligible | tuple[NoReward, Compiled | None]:
+            serial_key: bytes | None) -> Eligible | tuple[NoReward, Compiled | None]:
     """The stateless part of a decision: the deciding campaign and the state keys,
-    or why there is no reward (and the campaign to name)."""
+    or why there is no reward (and the campaign to name). ``serial_key``: the
+    code's key (its claim's), None for a code that is not genuine."""
     verdict = v.verdict
     if verdict is _V_COUNTERFEIT or verdict is _V_REVOKED or line is None:
         return _VERDICT_NOT_ELIGIBLE, None
@@ -92,4 +92,4 @@ def select(campaigns: list[Compiled], candidates: dict[tuple[str, int], list[Com
     actor = r.actor.encode()
     days = c.days.get(time_ms // 1000) or c.days_at(time_ms)    # (the local day, the points' month)
     point_keys = layout.award_keys(actor, days[1]) if c.has_points else None
-    return c, serial.to_bytes(_SERIAL_BYTES, "big"), days[0], c.total_prefix + actor, point_keys
+    return c, serial_key, days[0], c.total_prefix + actor, point_keys  # type: ignore[return-value]  # genuine: keyed

@@ -48,7 +48,7 @@ from .campaign import Compiled, compile_campaigns
 from .draw import PPM, draw_message, roll_of, slot_odds
 from .eligibility import Eligible, select
 from .points import award_points
-from .requests import MAX_TIME_MS, RequestIdReused, RequestRefused, ScanTimeRefused, fingerprints
+from .requests import MAX_TIME_MS, RequestIdReused, RequestRefused, ScanTimeRefused, fingerprints, same_request
 from .verdicts import judge
 
 __all__ = ["TRUSTING", "decide_batch"]
@@ -85,8 +85,7 @@ def decide_batch(batch: BatchState, requests: Sequence[ScanRequest], checks: Ver
             found = stored.get(key)
             if found is not None:       # a retry gets the stored decision; another request, a refusal
                 record, fingerprint = found
-                out.append(record if fingerprint is None or fingerprint == prints[i]
-                           else RequestIdReused(r.request_id))
+                out.append(record if same_request(fingerprint, r, prints[i]) else RequestIdReused(r.request_id))
             elif r.time_ms is not None and (why := time_policy.problem(r.time_ms, now)) is not None:
                 out.append(ScanTimeRefused("time_ms", why))
             else:
@@ -108,9 +107,9 @@ def decide_batch(batch: BatchState, requests: Sequence[ScanRequest], checks: Ver
         fresh_checks = checks if all_fresh else VerifyResult(
             checks.status[fresh], checks.key_version[fresh], checks.serial[fresh], checks.level[fresh],
             checks.line_id[fresh], checks.lines)
-        verdicts = judge_batch(batch, scans, fresh_checks, config, now, m)
+        verdicts, keys = judge_batch(batch, scans, fresh_checks, config, now, m)
         decided = _decide(batch, compile_campaigns(batch.campaigns()), fresh_requests,
-                          [s.time_ms for s in scans], verdicts, fresh_checks, m, now)  # type: ignore[misc]
+                          [s.time_ms for s in scans], verdicts, fresh_checks, keys, m, now)  # type: ignore[misc]
         if all_fresh:   # the usual batch: every request decided, in order
             m.decisions.extend(zip(ids, prints, decided))
             return decided, m  # type: ignore[return-value]
@@ -125,8 +124,9 @@ def decide_batch(batch: BatchState, requests: Sequence[ScanRequest], checks: Ver
 
 
 def judge_batch(batch: BatchState, scans: Sequence[Any], checks: VerifyResult, config: VerdictConfig, now: int,
-                m: Mutations) -> list[ScanVerdict]:
-    """The verdicts of ``scans`` over the state ``batch`` reads for them; their
+                m: Mutations) -> tuple[list[ScanVerdict], dict[int, bytes]]:
+    """The verdicts of ``scans`` over the state ``batch`` reads for them, and the
+    key of each genuine serial (its scan history's, and its claim's); their
     history records join ``m``."""
     status = checks.status.tolist()
     serials = checks.serial.tolist()
@@ -135,26 +135,28 @@ def judge_batch(batch: BatchState, scans: Sequence[Any], checks: VerifyResult, c
     keys, histories = batch.histories(serials[i] for i in genuine)
     verdicts, records = judge(scans, checks, histories, chains, batch.recalls(), config, keys, now)
     m.histories.extend(records)
-    return verdicts
+    return verdicts, keys
 
 
 def _decide(batch: BatchState, campaigns: list[Compiled], requests: list[ScanRequest], times: list[int],
-            verdicts: list[ScanVerdict], checks: VerifyResult, m: Mutations, now: int) -> list[Decision]:
+            verdicts: list[ScanVerdict], checks: VerifyResult, keys: dict[int, bytes], m: Mutations, now: int
+            ) -> list[Decision]:
     """The fresh scans' decisions, in order:
     first the stateless checks of every scan, then one read of all the state they
-    need, then scan after scan against the batch's values."""
+    need, then scan after scan against the batch's values. ``keys``: each genuine
+    serial's key (judge_batch's)."""
     status, serials, line_ids = checks.status.tolist(), checks.serial.tolist(), checks.line_id.tolist()
     lines = checks.lines
     candidates: dict[tuple[str, int], list[Compiled]] = {}
     selected = [select(campaigns, candidates, r, t, v, lines[line_ids[i]] if status[i] == _GENUINE else None,
-                       line_ids[i], serials[i])
+                       line_ids[i], keys.get(serials[i]))
                 for i, (r, t, v) in enumerate(zip(requests, times, verdicts))]
     eligible = [e for e in selected if len(e) == 5]
     snap = Snapshot()
     if eligible:
         batch.read(snap, claims=[e[1] for e in eligible], counters=[e[3] for e in eligible],
-                   accounts=[keys[0] for e in eligible if (keys := e[4])],
-                   months=[keys[1] for e in eligible if (keys := e[4])],
+                   accounts=[pk[0] for e in eligible if (pk := e[4])],
+                   months=[pk[1] for e in eligible if (pk := e[4])],
                    budgets={entry[1] for c in {e[0] for e in eligible} for entry in c.entry.values()})
         batch.read(snap, counters=caps_mod.day_keys(snap, [(e[3], e[2]) for e in eligible]))
     if _V_COUNTERFEIT in map(_verdict_of, verdicts):
@@ -258,12 +260,12 @@ def _decide_eligible(s: _State, e: Eligible, r: ScanRequest, time_ms: int, v: Sc
             payout_key = layout.payout_key(c.id, serial)
             m.outbox[payout_key.encode()] = ledger.payout_record(
                 payout_key, seq, actor, prize.id, prize.kind, amount, c.coupon[prize.id], s.now)
-    m.ledger.append((seq, ledger.ledger_entry(
+    m.ledger.append(ledger.ledger_entry(
         seq, r.request_id, r.client, c.id, c.revision, serial, actor, time_ms, message, mac.hex(), roll, slot,
         "plugin" if rule.odds_ppm is not None else "base" if slot is None else "slot", odds, plugin, n,
         [d_count, d_amount, t_count, t_amount] if had_counts else [0, 0, 0, 0], how, left,
         None if prize is None else prize.id, amount, tier_pct, points, payout_key,
-        None if reason is None else reason.value)))
+        None if reason is None else reason.value))
     snap.claims[claim_key] = m.claims[claim_key] = Claim(c.id, seq)     # one draw per code
     if prize is None:
         return ledger.no_reward(r, v, reason, c)  # type: ignore[arg-type]

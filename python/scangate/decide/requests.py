@@ -13,6 +13,8 @@ import math
 import numbers
 from collections.abc import Sequence
 
+import xxhash
+
 from ..decision import ScanRequest
 from ..errors import InvalidArgument, quote
 from ..verdict import Scan
@@ -20,7 +22,8 @@ from ..trace import text_problem as _text_problem   # the one text check: no NUL
 
 __all__ = ["check_scans", "scan_fields_problem", "MAX_CODE_CHARS", "MAX_ID_BYTES", "MAX_ID_CHARS", "MAX_TAGS", "MAX_TAG_CHARS", "MAX_TIME_MS",
            "MIN_TIME_MS", "RequestIdReused", "RequestRefused", "ScanTimeRefused", "check_requests",
-           "fingerprint", "fingerprints", "plainly_valid", "scan_problem"]
+           "FINGERPRINT_VERSION", "fingerprint", "fingerprint_v1", "fingerprints", "plainly_valid",
+           "same_request", "scan_problem"]
 
 _UTC_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 # epoch ms that datetime can hold (years 1 to 9999); outside, a decision raises as
@@ -28,6 +31,7 @@ _UTC_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 MIN_DATETIME_MS = (dt.datetime(1, 1, 2, tzinfo=dt.UTC) - _UTC_EPOCH) // dt.timedelta(milliseconds=1)
 MAX_DATETIME_MS = (dt.datetime(9999, 12, 30, tzinfo=dt.UTC) - _UTC_EPOCH) // dt.timedelta(milliseconds=1)
 _blake2b = hashlib.blake2b
+_xxh3_128 = xxhash.xxh3_128_digest
 
 
 class RequestRefused(InvalidArgument):
@@ -74,36 +78,67 @@ class ScanTimeRefused(RequestRefused):
 # ---------------------------------------------------------------------- campaigns
 
 
-def fingerprint(r: ScanRequest) -> bytes:
-    """16 bytes of BLAKE2b over what makes a scan this scan: code, actor, actor
-    type, region and coordinates. A retry must repeat them; a request id reused
-    for anything else is refused (RequestIdReused). Not in it: the request id and
-    client (the record's key already); ``time_ms``, because a retry may be
-    stamped anew (a request without one is stamped by the server at each try, and
-    apps that stamp the send time do the same), and the same code scanned by the
-    same actor at the same place is that scan; and ``actor_tags``, which describe
-    the actor rather than the scan and may be recomputed by a retrying app.
-
-    Encoding: actor type, region, latitude, longitude (Python reprs; coordinates
-    as floats, so 30 and 30.0 are one place), the code's length, each followed by
-    NUL, then the code and the actor: only the two free strings come last, and
-    the code's length fixes where the actor begins, so no two requests share an
-    encoding. ``fingerprints`` is the same for a batch, faster."""
+def _encoding(r: ScanRequest) -> bytes:
+    """What a fingerprint covers, encoded: actor type, region, latitude, longitude
+    (Python reprs; coordinates as floats, so 30 and 30.0 are one place), the
+    code's length, each followed by NUL, then the code and the actor: only the two
+    free strings come last, and the code's length fixes where the actor begins,
+    so no two requests share an encoding."""
     lat, lon = r.lat, r.lon
     lat_text = repr(lat if lat is None else float(lat))
     lon_text = repr(lon if lon is None else float(lon))
-    return _blake2b(f"{r.actor_type}\0{r.region}\0{lat_text}\0{lon_text}\0{len(r.code)}\0{r.code}{r.actor}"
-                    .encode("utf-8", "surrogatepass")).digest()[:16]
+    return (f"{r.actor_type}\0{r.region}\0{lat_text}\0{lon_text}\0{len(r.code)}\0{r.code}{r.actor}"
+            .encode("utf-8", "surrogatepass"))
+
+
+FINGERPRINT_VERSION = b"\x02"
+
+
+def fingerprint(r: ScanRequest) -> bytes:
+    """What makes a scan this scan: code, actor, actor type, region and
+    coordinates (``_encoding``), as 17 bytes: FINGERPRINT_VERSION, then XXH3-128
+    of the encoding. A retry must repeat them; a request id reused for anything
+    else is refused (RequestIdReused). Not in it: the request id and client (the
+    record's key already); ``time_ms``, because a retry may be stamped anew (a
+    request without one is stamped by the server at each try, and apps that stamp
+    the send time do the same), and the same code scanned by the same actor at the
+    same place is that scan; and ``actor_tags``, which describe the actor rather
+    than the scan and may be recomputed by a retrying app.
+
+    Why a fast hash rather than a cryptographic one: the fingerprint only tells a
+    retry from an id reused by mistake, where 128 bits make an accidental match
+    out of reach. A match made on purpose gains nothing: to aim at a request's
+    fingerprint one must know everything it covers, and whoever knows that can
+    send the request itself and get its stored decision as a retry does (request
+    ids are scoped to their client, so only that client's requests are in reach).
+    Version 1 (schema 2's records, 16 bytes without a version byte) was
+    BLAKE2b-128 of the same encoding: ``same_request`` still checks it.
+    ``fingerprints`` is the same for a batch, faster."""
+    return FINGERPRINT_VERSION + _xxh3_128(_encoding(r))
+
+
+def fingerprint_v1(r: ScanRequest) -> bytes:
+    """The version 1 fingerprint, which schema 2 stored: the first 16 bytes of
+    BLAKE2b-512 of the encoding."""
+    return _blake2b(_encoding(r)).digest()[:16]
 
 
 def fingerprints(requests: Sequence[ScanRequest]) -> list[bytes]:
-    """``_fingerprint`` of each request: written out for the usual request, without
-    coordinates (this runs for every request; the hash object's own work is
-    most of it, so BLAKE2b's 64-byte digest is cut rather than a 16-byte one
-    asked for by keyword, which costs more)."""
-    return [_blake2b(f"{r.actor_type}\0{r.region}\0None\0None\0{len(r.code)}\0{r.code}{r.actor}"
-                     .encode("utf-8", "surrogatepass")).digest()[:16]
+    """``fingerprint`` of each request: written out for the usual request, without
+    coordinates (this runs for every request)."""
+    version, xxh3 = FINGERPRINT_VERSION, _xxh3_128
+    return [version + xxh3(f"{r.actor_type}\0{r.region}\0None\0None\0{len(r.code)}\0{r.code}{r.actor}"
+                           .encode("utf-8", "surrogatepass"))
             if r.lat is None and r.lon is None else fingerprint(r) for r in requests]
+
+
+def same_request(stored: bytes | None, r: ScanRequest, computed: bytes) -> bool:
+    """Whether ``r`` repeats the request whose record stored fingerprint
+    ``stored`` (None: a record written before fingerprints, which any request
+    matches); ``computed``: ``fingerprint(r)``."""
+    if stored is None or stored == computed:
+        return True
+    return len(stored) == 16 and stored == fingerprint_v1(r)     # version 1, stored by schema 2
 
 
 

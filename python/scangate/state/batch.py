@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import starmap
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Protocol
 
 import lmdb
@@ -49,9 +51,12 @@ if TYPE_CHECKING:
 
 __all__ = ["BatchState", "LmdbBatch", "Mutations", "Snapshot", "logged_decisions", "scan_history", "write_batch"]
 
-POINTER_SIZES = (8, 24)     # a request record: decision number, then (24) the fingerprint
+# a request record: the decision's number, then the request's fingerprint (scangate.decide.requests):
+# none (8, written before fingerprints), version 1 (24: 16 bytes), or versioned (25: version byte, 16 bytes)
+POINTER_SIZES = (8, 24, 25)
 _NO_ACCOUNT = (0, 0)
 _PACK = {n: s.pack for n, s in COUNTS.items()}     # pack_counts, by the value's length, without a call
+_SEQ = attrgetter("seq")
 
 @dataclass
 class Snapshot:
@@ -78,7 +83,7 @@ class Mutations:
     accounts: dict[bytes, tuple[int, int]] = field(default_factory=dict)
     months: dict[bytes, int] = field(default_factory=dict)
     points_history: list[tuple[bytes, PointsEntry]] = field(default_factory=list)   # (h/ prefix, entry), numbered here
-    ledger: list[tuple[int, LedgerEntry]] = field(default_factory=list)      # (seq, entry), seqs from next_seq
+    ledger: list[LedgerEntry] = field(default_factory=list)      # numbered from next_ledger_seq, in order
     outbox: dict[bytes, Payout] = field(default_factory=dict)
     decisions: list[tuple[bytes, bytes, Decision]] = field(default_factory=list)  # (request key, fingerprint, record)
     histories: list[tuple[bytes, bytes]] = field(default_factory=list)       # (serial key, History record)
@@ -127,7 +132,6 @@ class LmdbBatch:
         index = txn.cursor(db=self._requests).getmulti(list(set(request_keys)))
         if not index:
             return {}
-        # 8 bytes: the decision's number in the log; 24 add the fingerprint
         for key, value in index:
             if len(value) not in POINTER_SIZES:
                 raise CorruptionError(f"request record {bytes(key)!r}: {len(value)} bytes, not a decision number")
@@ -205,8 +209,10 @@ class LmdbBatch:
     def apply(self, m: Mutations) -> None:
         """Write one batch's mutations (inside the caller's write transaction)."""
         txn = self.txn
+        # (key, record) pairs zipped from maps where no record needs more than one
+        # call: no Python code runs per record (this runs for every decision)
         if m.claims:
-            txn.cursor(db=self._claims).putmulti([(k, encode(v)) for k, v in m.claims.items()])
+            txn.cursor(db=self._claims).putmulti(zip(m.claims.keys(), map(encode, m.claims.values())))
         counters = m.counters
         if m.counter_adds:
             counters = dict(counters)
@@ -219,22 +225,22 @@ class LmdbBatch:
         if m.budgets:
             txn.cursor(db=self._budgets).putmulti([(k, _PACK[len(v)](*v)) for k, v in m.budgets.items()])
         if m.accounts or m.points_history:
-            puts = [(k, ACCOUNT.pack(*v)) for k, v in m.accounts.items()]
-            puts += [(k, I64.pack(v)) for k, v in m.months.items()]
+            puts = [*zip(m.accounts.keys(), starmap(ACCOUNT.pack, m.accounts.values())),
+                    *zip(m.months.keys(), map(I64.pack, m.months.values()))]
             if m.points_history:
                 raw = txn.get(layout.HISTORY_SEQ, db=self._points)
                 number = U64.unpack(raw)[0] if raw else 0
-                for prefix, entry in m.points_history:
-                    number += 1
-                    puts.append((prefix + U64.pack(number), encode(entry)))
-                puts.append((layout.HISTORY_SEQ, U64.pack(number)))
+                puts += [(prefix + U64.pack(n), encode(entry))
+                         for n, (prefix, entry) in enumerate(m.points_history, number + 1)]
+                puts.append((layout.HISTORY_SEQ, U64.pack(number + len(m.points_history))))
             txn.cursor(db=self._points).putmulti(puts)
         if m.ledger:   # sequence numbers past the last entry: appended
-            if m.ledger[0][0] != self.next_ledger_seq():
+            if m.ledger[0].seq != self.next_ledger_seq():
                 raise CorruptionError("ledger: a batch's entries must follow the last entry")
-            txn.cursor(db=self._ledger).putmulti([(U64.pack(s), encode(e)) for s, e in m.ledger], append=True)
+            txn.cursor(db=self._ledger).putmulti(zip(map(U64.pack, map(_SEQ, m.ledger)), map(encode, m.ledger)),
+                                                 append=True)
         if m.outbox:
-            txn.cursor(db=self._outbox).putmulti([(k, encode(v)) for k, v in m.outbox.items()])
+            txn.cursor(db=self._outbox).putmulti(zip(m.outbox.keys(), map(encode, m.outbox.values())))
         if m.decisions:   # one record of the batch's decisions appended to the log, the request index pointing at each
             cur = txn.cursor(db=self._decisions)
             first = U64.unpack(cur.key())[0] + 1 if cur.last() else 1

@@ -17,8 +17,10 @@ big-endian (serials stay below 2^56), so key order is serial order.
     scans       serial -> scan history (records.History)
     revoked     L<line id> -> records.LineRecall | R<first><last> -> records.RangeRecall
     campaigns   c/<id> current record, s/<id> secret, r/<id>/<revision u32> every revision
-    requests    request key (``request_key``) -> decision number (u64) + fingerprint (16 bytes;
-                absent in records written before fingerprints: 8 bytes)
+    requests    request key (``request_key``) -> decision number (u64) + fingerprint
+                (scangate.decide.requests.fingerprint: a version byte and 16 bytes; schema 2
+                wrote version 1, 16 bytes without a version byte; absent in records
+                written before fingerprints: 8 bytes)
     decisions   last decision number (u64) -> records.DecisionBatch: one batch's decisions, appended
                 only (schema 2 wrote a scangate.decision.Decision per record, under its own number:
                 read as a batch of one); a number's record is the first keyed at or after it
