@@ -1,31 +1,35 @@
 """ScanService on a worker: ``Scan`` and ``ScanStream``.
 
-Every field of every scan is checked here (``check_scan``) and the actors' and
-the client's limits taken; the request's bytes then go, as they arrived, to the
-writer process (server/scanlink.py), which decides and commits them and answers
-with serialised ``ScanDecision`` messages that are sent on unchanged.
+A call is parsed once (by gRPC) and every field of every scan checked once, here
+(``check_scan``); the actors' and the client's limits are taken, and the scans,
+made the library's requests (GCJ-02 points converted to WGS-84), go to the writer
+process (server/scanlink.py), which decides and commits them without checking
+them again and answers with serialised ``ScanDecision`` messages that are sent on
+unchanged.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Sequence
 
 import grpc
 
 from scangate import geo, rewards
+from scangate.rewards import ScanRequest
 from scangate.trace import text_problem
 from scangate.v1 import common_pb2 as common
 from scangate.v1 import scan_pb2 as scan_pb
+from scangate.wire import scan_request_from_proto
 
-from .errors import Malformed, RequestError, bad, tolerant
+from .errors import RequestError, bad, tolerant
 from .failures import DeadlineExpired
 from .guard import client_name, code_client, refuse_if
 from .limits import LimitTable
 from .scanlink import WriterLink
 
-__all__ = ["ScanServicer", "check_scan", "MAX_SCAN_BATCH"]
+__all__ = ["ScanServicer", "check_scan", "requests_of", "MAX_SCAN_BATCH"]
 
 MAX_SCAN_BATCH = 1000
 _MAX_ID = rewards.MAX_ID_CHARS
@@ -94,6 +98,21 @@ def _varint(n: int) -> bytes:
     return bytes(out)
 
 
+def requests_of(scans: Sequence[scan_pb.ScanRequest]) -> list[ScanRequest]:
+    """Scans that passed ``check_scan`` as the library's requests (their client is
+    set by the writer, from the frame): GCJ-02 coordinates converted to WGS-84
+    before anything reads them, since districts are matched, distances measured
+    and request fingerprints taken on WGS-84 (a retry with the same GCJ-02 point
+    converts to the same WGS-84 one)."""
+    requests = [scan_request_from_proto(m) for m in scans]
+    gcj02 = [i for i, m in enumerate(scans) if m.datum == scan_pb.DATUM_GCJ02 and m.HasField("lat")]
+    if gcj02:
+        lat, lon = geo.gcj02_to_wgs84([scans[i].lat for i in gcj02], [scans[i].lon for i in gcj02])
+        for i, la, lo in zip(gcj02, lat.tolist(), lon.tolist()):
+            requests[i] = dataclasses.replace(requests[i], lat=la, lon=lo)
+    return requests
+
+
 class ScanServicer:
     """Scan and ScanStream: validate and rate-limit here, decide in the writer
     process, send its serialised decisions on unchanged."""
@@ -106,32 +125,30 @@ class ScanServicer:
         """The actors' and the client's limits, for the whole call at once."""
         refuse_if(self.limits.admit(client, [m.actor for m in scans], len(scans)))
 
-    async def _decide(self, scans: Sequence[scan_pb.ScanRequest], batch_bytes: bytes,
-                      context: grpc.aio.ServicerContext) -> list[bytes]:
+    async def _decide(self, scans: Sequence[scan_pb.ScanRequest], context: grpc.aio.ServicerContext) -> list[bytes]:
+        """Decide scans that passed ``check_scan``."""
         client = code_client(self.limits, context)
         self._admit(scans, client)
         remaining = context.time_remaining()
         if remaining is not None and remaining <= 0:
             raise DeadlineExpired("deadline passed before the scan was decided")
-        results = await self.link.decide(batch_bytes, remaining, client_name())
+        results = await self.link.decide(requests_of(scans), remaining, client_name())
         failed = [m.actor for m, (genuine, _) in zip(scans, results) if not genuine]
         if failed:              # honest traffic: none, and no second trip to the table
             self.limits.charge_failures(client, failed, len(failed))
         return [blob for _, blob in results]
 
-    async def Scan(self, request: tuple[bytes, scan_pb.ScanRequest], context: grpc.aio.ServicerContext) -> bytes:
-        raw, m = request
+    async def Scan(self, m: scan_pb.ScanRequest, context: grpc.aio.ServicerContext) -> bytes:
         problems = check_scan(m, "", client_name())
         if problems:
             raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(f"{f}: {d}" for f, d in problems),
                                problems)
-        # the request's own bytes as a one-scan ScanBatch: field 1, length-delimited
-        (blob,) = await self._decide((m,), b"\x0a" + _varint(len(raw)) + raw, context)
+        (blob,) = await self._decide((m,), context)
         return blob
 
-    async def ScanStream(self, request_iterator: AsyncIterator[tuple[bytes, scan_pb.ScanBatch]],
+    async def ScanStream(self, request_iterator: AsyncIterator[scan_pb.ScanBatch],
                          context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
-        async for raw, batch in request_iterator:
+        async for batch in request_iterator:
             if not 1 <= len(batch.scans) <= MAX_SCAN_BATCH:
                 raise bad("scans", f"1 to {MAX_SCAN_BATCH} scans per batch, not {len(batch.scans)}")
             client = client_name()
@@ -140,28 +157,17 @@ class ScanServicer:
                 raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
                                    f"{len(problems)} problem(s), first: {problems[0][0]}: {problems[0][1]}",
                                    problems)
-            blobs = await self._decide(batch.scans, raw, context)
+            blobs = await self._decide(batch.scans, context)
             # a ScanDecisionBatch is field 1 (length-delimited) repeated: tag 0x0a, length, bytes
             yield b"".join(b"\x0a" + _varint(len(b)) + b for b in blobs)
 
     def handler(self) -> grpc.GenericRpcHandler:
-        """Requests arrive as (their bytes, parsed): the bytes go to the writer
-        unchanged. Replies leave as the writer serialised them."""
-        def keep(parse: Callable[[bytes], Any]) -> Callable[[bytes], tuple[bytes, Any] | Malformed]:
-            checked = tolerant(parse)    # bytes that do not parse: Malformed, answered by the guard
-            assert checked is not None
-
-            def parse_kept(raw: bytes) -> tuple[bytes, Any] | Malformed:
-                m = checked(raw)
-                return m if isinstance(m, Malformed) else (raw, m)
-
-            parse_kept.tolerant = True  # type: ignore[attr-defined]  # the guard need not wrap it again
-            return parse_kept
-
+        """Requests are parsed here, once (bytes that do not parse are answered by
+        the guard); replies leave as the writer serialised them."""
         return grpc.method_handlers_generic_handler("scangate.v1.ScanService", {
             "Scan": grpc.unary_unary_rpc_method_handler(
-                self.Scan, request_deserializer=keep(scan_pb.ScanRequest.FromString), response_serializer=bytes),
+                self.Scan, request_deserializer=tolerant(scan_pb.ScanRequest.FromString), response_serializer=bytes),
             "ScanStream": grpc.stream_stream_rpc_method_handler(
-                self.ScanStream, request_deserializer=keep(scan_pb.ScanBatch.FromString),
+                self.ScanStream, request_deserializer=tolerant(scan_pb.ScanBatch.FromString),
                 response_serializer=bytes),
         })

@@ -3,21 +3,26 @@ commits the scans of every worker. This module holds both ends of the link: the
 writer process's entry point (``writer_main``) and a worker's connection to it
 (``WriterLink``).
 
-Workers parse, validate and rate-limit each call, then hand its scans over a Unix
-socket to the writer process. There, one ``GroupCommitWriter`` (server/writer.py)
-gathers whatever every worker sent while the previous commit was syncing, decides
-it with ``rewards.decide_scans`` in one durable LMDB write transaction, and
-answers each item with its decisions already serialised as
-``scangate.v1.ScanDecision`` bytes, which the worker sends on unchanged. The CPU of deciding runs beside the workers'
-event loops instead of competing with them for one interpreter lock, and batches
-from all workers share a commit.
+Workers parse each call (gRPC, once), validate it (``check_scan``, once),
+rate-limit it and make its scans the library's requests (GCJ-02 points converted
+to WGS-84), then hand those over a Unix socket to the writer process as compact
+intents (msgpack arrays of a ScanRequest's fields: no protobuf is parsed again).
+There, one ``GroupCommitWriter`` (server/writer.py, ``checked=True``) gathers
+whatever every worker sent while the previous commit was syncing, decides it with
+``rewards.decide_checked`` (no second validation) in one durable LMDB write
+transaction, and answers each item with its decisions already serialised as
+``scangate.v1.ScanDecision`` bytes, which the worker sends on unchanged. The CPU
+of deciding runs beside the workers' event loops instead of competing with them
+for one interpreter lock, and batches from all workers share a commit.
 
 Frames (big-endian) on the socket, each preceded by its length (u32):
 
     worker -> writer   item id (u64), deadline in ms from now (u32, 0xFFFFFFFF: none),
                        the calling client's name (u16 length, UTF-8; empty: none;
                        its request ids are scoped to it, ScanRequest.client),
-                       a serialised ScanBatch
+                       the scans: a msgpack array of intents, each an array of
+                       request_id, code, actor, actor_type, region, lat, lon,
+                       time_ms, actor_tags (``encode_intents``)
     writer -> worker   item id (u64), ok (u8); ok: per scan a flag (u8, 1: the code is
                        genuine), its length (u32) and ScanDecision bytes; not ok: a
                        serialised google.rpc.Status
@@ -39,6 +44,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import msgspec
 from google.rpc import status_pb2
 
 from scangate import geo
@@ -46,8 +52,7 @@ from scangate.config import Config
 from scangate.datadir import open_data_dir
 from scangate.enums import CodeStatus
 from scangate.rewards import Decision, ScanRequest
-from scangate.v1 import scan_pb2 as scan_pb
-from scangate.wire import decision_to_proto, scan_request_from_proto
+from scangate.wire import decision_to_proto
 
 from . import metrics
 from .errors import to_request_error
@@ -60,6 +65,10 @@ log = logging.getLogger("scangate.server.writer")
 # SERVER_GC_THRESHOLDS: bench/rewards.py sets a benchmark's collector as the writer's
 __all__ = ["writer_main", "WriterLink", "SERVER_GC_THRESHOLDS"]
 
+_ENCODER = msgspec.msgpack.Encoder()
+# a ScanRequest's fields but its client (the frame's), as encode_intents writes them
+_INTENTS = msgspec.msgpack.Decoder(
+    list[tuple[str, str, str, str, int | None, float | None, float | None, int | None, tuple[str, ...]]])
 _LEN = struct.Struct(">I")
 _REQ = struct.Struct(">QIH")     # item id, deadline, length of the client's name (which follows)
 _REP = struct.Struct(">QB")
@@ -168,36 +177,30 @@ def _serve_connection(sock: socket.socket, writer: Any, inflight: Callable[[int]
     sock.close()
 
 
-def _request_frame(item_id: int, deadline_ms: int, client: str, batch: bytes) -> bytes:
+def _request_frame(item_id: int, deadline_ms: int, client: str, intents: bytes) -> bytes:
     """A worker -> writer frame (see the module docstring), its length first."""
     name = client.encode()[:0xFFFF]
-    return _LEN.pack(_REQ.size + len(name) + len(batch)) + _REQ.pack(item_id, deadline_ms, len(name)) + name + batch
+    return (_LEN.pack(_REQ.size + len(name) + len(intents)) + _REQ.pack(item_id, deadline_ms, len(name)) + name
+            + intents)
 
 
-def _to_wgs84(requests: list[ScanRequest], scans: Sequence[scan_pb.ScanRequest], which: list[int]) -> None:
-    """Give ``requests[i]`` for i in ``which`` the WGS-84 point of ``scans[i]``'s
-    GCJ-02 coordinates, before anything reads them: districts are matched,
-    distances measured and request fingerprints taken on WGS-84 (a retry with the
-    same GCJ-02 point converts to the same WGS-84 one). New, unshared requests:
-    set in place, as the client's name below."""
-    lat, lon = geo.gcj02_to_wgs84([scans[i].lat for i in which], [scans[i].lon for i in which])
-    for i, la, lo in zip(which, lat.tolist(), lon.tolist()):
-        object.__setattr__(requests[i], "lat", la)
-        object.__setattr__(requests[i], "lon", lo)
+def encode_intents(requests: Sequence[ScanRequest]) -> bytes:
+    """A worker's checked requests as the writer takes them (see the module
+    docstring); their client goes in the frame."""
+    return _ENCODER.encode([(r.request_id, r.code, r.actor, r.actor_type, r.region, r.lat, r.lon, r.time_ms,
+                             r.actor_tags) for r in requests])
+
+
+def decode_intents(raw: bytes | memoryview, client: str) -> list[ScanRequest]:
+    """The requests of ``encode_intents``, from ``client``."""
+    return [ScanRequest(*fields, client) for fields in _INTENTS.decode(raw)]
 
 
 def _submit(body: bytes, writer: Any, inflight: Callable[[int], None], tally: _Tally,
             send: Callable[[bytes], None], to_request_error: Callable[[BaseException], Any]) -> None:
     item_id, deadline_ms, name_len = _REQ.unpack_from(body)
-    batch = scan_pb.ScanBatch.FromString(body[_REQ.size + name_len:])
-    requests = [scan_request_from_proto(m) for m in batch.scans]
-    gcj02 = [i for i, m in enumerate(batch.scans) if m.datum == scan_pb.DATUM_GCJ02 and m.HasField("lat")]
-    if gcj02:
-        _to_wgs84(requests, batch.scans, gcj02)
-    if name_len:
-        client = body[_REQ.size : _REQ.size + name_len].decode("utf-8", "replace")   # a cut name stays one name
-        for r in requests:      # new, unshared requests: set in place, not rebuilt by dataclasses.replace
-            object.__setattr__(r, "client", client)
+    client = body[_REQ.size : _REQ.size + name_len].decode("utf-8", "replace")   # a cut name stays one name
+    requests = decode_intents(memoryview(body)[_REQ.size + name_len:], client)
     deadline = None if deadline_ms == NO_DEADLINE else time.monotonic() + deadline_ms / 1000
     inflight(1)
 
@@ -243,8 +246,9 @@ def writer_main(data_dir: str, cfg: Config, path: str, ready: Any, log_level: st
         for box in list(outboxes):
             box.flush()
 
+    # checked: every scan passed its worker's check_scan (see the module docstring)
     writer = GroupCommitWriter(data, cfg.verdicts, max_batch=cfg.server.max_batch, on_commit=on_commit,
-                               after_batch=after_batch, time_policy=cfg.server.scan_time_policy)
+                               after_batch=after_batch, time_policy=cfg.server.scan_time_policy, checked=True)
     pending = [0]
     lock = threading.Lock()
 
@@ -357,10 +361,11 @@ class WriterLink(asyncio.Protocol):
                 fut.set_exception(RemoteStatus(status_pb2.Status.FromString(body[_REP.size:])))
         del buf[:pos]
 
-    async def decide(self, batch: bytes, timeout_s: float | None, client: str = "") -> list[tuple[bool, bytes]]:
-        """Send one item (a serialised ScanBatch) from ``client`` (the token's
-        name: its request ids are its own; "": none); its decisions as (genuine,
-        ScanDecision bytes), in order."""
+    async def decide(self, requests: Sequence[ScanRequest], timeout_s: float | None, client: str = ""
+                     ) -> list[tuple[bool, bytes]]:
+        """Send one item (requests the worker has checked with ``check_scan``)
+        from ``client`` (the token's name: its request ids are its own; "": none);
+        its decisions as (genuine, ScanDecision bytes), in order."""
         transport = await self._ensure()
         item_id = next(self._ids)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -368,7 +373,7 @@ class WriterLink(asyncio.Protocol):
         ms = NO_DEADLINE if timeout_s is None else max(0, min(int(timeout_s * 1000), NO_DEADLINE - 1))
         if not self._pending:
             asyncio.get_running_loop().call_soon(self._flush, transport)
-        self._pending.append(_request_frame(item_id, ms, client, batch))
+        self._pending.append(_request_frame(item_id, ms, client, encode_intents(requests)))
         return await fut  # type: ignore[no-any-return]
 
     def _flush(self, transport: asyncio.Transport) -> None:

@@ -3,14 +3,18 @@
 ``scangate serve`` decides every scan in one process, the writer (its socket
 protocol and entry point are in server/scanlink.py). There, one
 ``GroupCommitWriter`` thread takes everything queued (up to ``max_batch`` scans,
-from every worker's connection), decides it with ``rewards.decide_scans`` in one
+from every worker's connection), decides it (``rewards.decide_checked``, below) in one
 durable LMDB write transaction, and calls each item's ``reply`` only after that
 transaction committed. While one batch commits, the next one gathers, so batches
 grow with load and every reply still follows its own commit.
 
 A scan whose deadline passed while it waited is not decided (its reply gets
-``DeadlineExpired``). Scans are range-checked before they get here (the workers'
-``check_scan``, ``decide_scans``'s own validation); should deciding a batch still
+``DeadlineExpired``). Scans are range-checked once, before they get here: the
+server's writer is made with ``checked=True`` and decides with
+``rewards.decide_checked``, because its workers ran ``check_scan`` on every scan
+(tests/test_fuzz_requests.py holds what ``check_scan`` lets by to
+``scan_problem``); any other writer (``checked=False``, the default) decides
+with ``decide_scans``, which checks them itself. Should deciding a batch still
 raise, nothing of it was committed (its write transaction aborted), and the batch
 is decided again in two halves, recursively, so the item whose scan raises gets
 the error alone (INVALID_ARGUMENT for an ``InvalidArgument``, INTERNAL for
@@ -42,7 +46,7 @@ from scangate.datadir import DataDir
 from scangate.errors import CorruptionError, InvalidArgument
 from scangate.state.failures import STORE_FAILURES
 from scangate.clock import ScanTimePolicy
-from scangate.rewards import Decision, RequestRefused, ScanRequest, decide_scans
+from scangate.rewards import Decision, RequestRefused, ScanRequest, decide_checked, decide_scans
 from scangate.verdicts import VerdictConfig
 
 from .failures import DeadlineExpired, WriterClosed, storage_full
@@ -68,8 +72,10 @@ class _Item:
 class GroupCommitWriter:
     def __init__(self, data: DataDir, verdict_config: VerdictConfig | None = None, *, max_batch: int = 512,
                  on_commit: Callable[[int, float], None] | None = None,
-                 after_batch: Callable[[], None] | None = None, time_policy: ScanTimePolicy | None = None):
+                 after_batch: Callable[[], None] | None = None, time_policy: ScanTimePolicy | None = None,
+                 checked: bool = False):
         self._data = data
+        self._decide_scans = decide_checked if checked else decide_scans     # see the module docstring
         self._config = verdict_config
         self._policy = time_policy or ScanTimePolicy()      # the server passes its window (config [server])
         self._max_batch = max_batch
@@ -156,7 +162,7 @@ class GroupCommitWriter:
         requests = [r for item in items for r in item.requests]
         started = time.perf_counter()
         try:
-            decisions = decide_scans(self._data, requests, self._config, time_policy=self._policy)
+            decisions = self._decide_scans(self._data, requests, self._config, time_policy=self._policy)
         except BaseException as exc:
             if len(items) > 1 and not _is_systemic(exc):
                 # the transaction was aborted: nothing of this try is written or answered

@@ -36,10 +36,11 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import scangate
-from scangate import CodeStatus, InvalidArgument, geo, ingest, rewards, wire
+from scangate import CodeStatus, InvalidArgument, ingest, rewards, wire
 from scangate.campaigns import campaign_from_json, load_campaign
 from scangate.codes import SMALL_BATCH
 from scangate.rewards import Decision, RequestIdReused, ScanRequest
+from scangate.server import scan_service, scanlink
 from scangate.server.service import check_scan
 from scangate.v1 import scan_pb2
 
@@ -277,12 +278,11 @@ _LIBRARY_FIELDS = {f.name for f in dataclasses.fields(ScanRequest)} - {"time_ms"
 
 
 def _as_decided(m: scan_pb2.ScanRequest, client: str) -> ScanRequest:
-    """The request as the writer process decides ``m`` (server/scanlink.py): parsed,
-    GCJ-02 coordinates converted to WGS-84, the calling client's name set."""
-    r = dataclasses.replace(wire.scan_request_from_proto(m), client=client)
-    if _HAS_DATUM and m.datum == scan_pb2.DATUM_GCJ02 and m.HasField("lat"):
-        lat, lon = geo.gcj02_to_wgs84([r.lat], [r.lon])
-        r = dataclasses.replace(r, lat=float(lat[0]), lon=float(lon[0]))
+    """The request as the writer process decides ``m``: made a request by the
+    worker (server/scan_service.py: GCJ-02 coordinates converted to WGS-84), sent
+    as an intent and read back by the writer with the calling client's name
+    (server/scanlink.py)."""
+    (r,) = scanlink.decode_intents(scanlink.encode_intents(scan_service.requests_of([m])), client)
     return r
 
 
@@ -326,7 +326,8 @@ def test_fuzz_scan_request_checks(site: Site, fields: dict[str, Any], client: st
             assert _library_refuses(site, r), (problems, r)
         return
     assert rewards.scan_problem(r) is None, r
-    (got,) = rewards.decide_scans(site.dd, [r])      # never raises for what a worker lets by
+    # the writer decides it unchecked (it was checked once, above): never raises
+    (got,) = rewards.decide_checked(site.dd, [r])
     key, content = (client, r.request_id), _content(r)
     before = site.seen.get(key)
     if before is None:

@@ -252,12 +252,13 @@ def test_writer_answers_the_reusing_call_with_invalid_argument(dd: scangate.Data
     assert [f for f, _ in to_request_error(replies["stream"][1]).violations] == ["scans[1].request_id"]
 
 
-def test_writer_link_carries_the_client_name() -> None:
+def test_writer_link_carries_the_requests_and_the_client_name() -> None:
+    """A worker's frame gives the writer the requests the worker made, every field,
+    with the calling client's name (the writer parses no protobuf)."""
     from scangate.server import scanlink
-    from scangate.v1 import scan_pb2 as scan_pb
-    from scangate.wire import scan_request_to_proto
 
-    batch = scan_pb.ScanBatch(scans=[scan_request_to_proto(req("req-1", "CODE", "alice"))]).SerializeToString()
+    sent = [req("req-1", "CODE", "alice"),
+            ScanRequest("订单-2", "CODE-2", "bob", "store", None, 30.66, 104.06, None, ("vip", "会员"))]
     got: list[ScanRequest] = []
 
     class Writer:
@@ -265,12 +266,14 @@ def test_writer_link_carries_the_client_name() -> None:
             got.extend(requests)
 
     for client in ("wechat-mini-program", "", "应用"):
-        frame = scanlink._request_frame(7, scanlink.NO_DEADLINE, client, batch)
+        frame = scanlink._request_frame(7, scanlink.NO_DEADLINE, client, scanlink.encode_intents(sent))
         (n,) = scanlink._LEN.unpack_from(frame)
         assert n == len(frame) - scanlink._LEN.size
         scanlink._submit(frame[scanlink._LEN.size:], Writer(), lambda d: None, scanlink._Tally(), lambda b: None,
                          lambda e: e)
-        assert got.pop() == req("req-1", "CODE", "alice", client=client)
+        assert got == [dataclasses.replace(r, client=client) for r in sent]
+        assert all(type(r.actor_tags) is tuple for r in got)
+        got.clear()
 
 
 # ------------------------------------------------------------------ a real server

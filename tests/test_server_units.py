@@ -48,6 +48,26 @@ def test_writer_isolates_a_bad_request(dd) -> None:  # type: ignore[no-untyped-d
     w.close()
 
 
+@pytest.mark.parametrize("checked", [False, True])
+def test_the_servers_writer_validates_nothing_again(dd, monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+                                                    checked: bool) -> None:
+    """The server's writer (``checked=True``) decides its workers' requests as they
+    come: they passed ``check_scan`` (tests/test_fuzz_requests.py holds it to the
+    library's bounds), so a request is validated once. Any other writer validates
+    them with decide_scans, the library's one validation."""
+    from scangate import rewards
+
+    calls: list[int] = []
+    real = rewards.check_requests
+    monkeypatch.setattr(rewards, "check_requests", lambda requests: (calls.append(len(requests)), real(requests)))
+    codes = dd.issue_codes("BEER", "item", 2).as_strings()
+    w = GroupCommitWriter(dd, checked=checked)
+    (d,) = w.submit([ScanRequest("a", codes[0], "u")]).result(10)
+    w.close()
+    assert d.verdict.label == "genuine"
+    assert calls == ([] if checked else [1])
+
+
 def test_writer_skips_expired_work_and_drains_on_close(dd) -> None:  # type: ignore[no-untyped-def]
     codes = dd.issue_codes("BEER", "item", 50).as_strings()
     w = GroupCommitWriter(dd)

@@ -71,6 +71,7 @@ __all__ = [
     "audit_entry",
     "budgets_used",
     "campaign_revisions",
+    "decide_checked",
     "decide_scans",
     "draw",
     "get_campaign",
@@ -102,6 +103,19 @@ def decide_scans(data: DataDir, requests: Sequence[ScanRequest],
     raises InvalidArgument naming it (``requests[i].field``) before anything is
     read or written."""
     check_requests(requests)
+    return decide_checked(data, requests, verdict_config, time_policy=time_policy, now_ms=now_ms)
+
+
+def decide_checked(data: DataDir, requests: Sequence[ScanRequest],
+                   verdict_config: VerdictConfig | None = None, *,
+                   time_policy: ScanTimePolicy = TRUSTING, now_ms: Clock | None = None
+                   ) -> list[Decision | RequestRefused]:
+    """``decide_scans`` for requests the caller has already held to its bounds,
+    so that a request is validated once: the server's writer, whose requests come
+    from workers that ran ``check_scan`` on them (tests/test_fuzz_requests.py holds
+    every request ``check_scan`` lets by to ``scan_problem``). A request out of
+    bounds may raise anywhere in deciding, so a caller that has not checked its
+    requests calls ``decide_scans``."""
     checks = data.verify_codes([r.code for r in requests])
     now = (now_ms or current_clock())()
     with write_batch(data.store) as batch:
