@@ -48,7 +48,7 @@ PHASES: dict[str, tuple[str, str]] = {
     "judge": ("scangate.decide.engine", "judge"),                   # once per batch: the verdicts
     "select": ("scangate.decide.engine", "select"),                 # once per scan
     "read": ("scangate.state.batch", "LmdbBatch.read"),             # twice per batch
-    "decide_eligible": ("scangate.decide.engine", "_decide_eligible"),   # once per scan with a draw
+    "decide_scan": ("scangate.decide.engine", "decide_scan"),       # once per scan with a draw
     "apply": ("scangate.state.batch", "LmdbBatch.apply"),           # once per batch
 }
 

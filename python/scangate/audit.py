@@ -21,10 +21,14 @@ and, for each entry:
   scan number, their awards and fen today (the campaign's local day) and in all,
   every prize's budget left, the points the actor had earned (store tiers), so an
   edited counter or budget disagrees with the history;
-- decides again: a guaranteed win or the draw (roll < odds), the prize picked by
-  weight among those with budget left, a plugin's prize, the consolation prize,
-  the caps, the amount, the points (tier and plugin multipliers), the payout key,
-  why no reward;
+- decides again with the engine's own function (``decide.engine.decide_scan``,
+  the one every scan was decided with) over a snapshot of that state, the
+  plugins' recorded output standing in for running them: a guaranteed win or the
+  draw (roll < odds), the prize picked by weight among those with budget left, a
+  plugin's prize, the consolation prize, the amount, the points (tier and plugin
+  multipliers), the payout key, why no reward; the entry it writes is compared
+  with the recorded one, field by field; the caps are checked beside it (an entry
+  that exists must be within them);
 - checks that the request id (within its client) leads to this decision and that
   the code's claim is this entry.
 
@@ -69,17 +73,21 @@ import msgspec
 
 from .campaigns import PPM, campaign_from_json
 from .datadir import DataDir
-from .decide.budgets import Budgets, budgets_left, settle, spend
+from .decide.budgets import Budgets, spend
 from .decide.campaign import Compiled
 from .decide.caps import cash_capped, count_capped
-from .decide.draw import draw, draw_message, roll_of, slot_odds
-from .decide.points import points_for
+from .decide.draw import draw, draw_message, roll_of
+from .decide.engine import BatchValues, decide_scan
 from .decide.requests import MAX_TIME_MS, MIN_TIME_MS
-from .decision import Decision, NoReward
+from .decision import Decision, NoReward, ScanRequest
+from .enums import CodeStatus, Verdict
+from .plugins import RuleResult
 from .errors import CorruptionError, InvalidArgument, NotFound
 from .state import layout
 from .state.ledger import LedgerSnapshot
+from .state.batch import Mutations, Snapshot
 from .state.records import Claim, LedgerEntry, LegacyLedgerEntry
+from .verdict import ScanVerdict
 
 if TYPE_CHECKING:
     from .store import Store
@@ -94,6 +102,13 @@ PLUGIN_FIELDS = ("odds_ppm", "prize_id", "veto", "points_multiplier_pct")
 # an entry written before decisions recorded their inputs
 _VERSIONS = {2: LEDGER_FIELDS, 1: LegacyLedgerEntry.__struct_fields__}
 
+# the fields of an entry that its decision decided (the scan's own are checked
+# against the draw input)
+_DECIDED_FIELDS = ("hmac", "slot", "odds_from", "odds_ppm", "scan_number", "counters", "budgets", "how", "prize_id", "amount_fen", "tier_pct",
+                   "points", "payout_key", "no_reward")
+# what a replayed decision is told of the verdict: nothing it decides reads it
+# (the verdict was judged before the draw; plugins, which read it, are not run)
+_REPLAY_VERDICT = ScanVerdict(Verdict.GENUINE, [], CodeStatus.GENUINE, None, "none")
 _BUDGET_EXHAUSTED = NoReward.BUDGET_EXHAUSTED.value
 _LOST_DRAW = NoReward.LOST_DRAW.value
 
@@ -159,10 +174,21 @@ class _Revision:
     commitment: str | None
     first_seq: int                 # 0: stored before first_seq was kept
 
+    replay: Compiled | None = None     # compiled with the secret, its caps not applied: replayed()
+
     @classmethod
     def of(cls, number: int, record: dict[str, Any]) -> _Revision:
         return cls(number, Compiled(campaign_from_json(record["campaign"]), None, number), record.get("commitment"),
                    int(record.get("first_seq") or 0))
+
+    def replayed(self, secret: bytes) -> Compiled:
+        """The revision as the audit decides with it again: with the campaign's
+        secret (the draw), without applying its caps (the audit checks them)."""
+        if self.replay is None or self.replay.secret != secret:
+            k = Compiled(self.compiled.campaign, secret, self.number)
+            k.count_caps = k.cash_caps = False
+            self.replay = k
+        return self.replay
 
 
 @dataclass
@@ -314,52 +340,29 @@ class _Auditor:
         else:
             r.same("plugin", plugin, None)
 
-        # odds: the slot's at the scan's local time, unless a plugin set them
-        odds, slot = slot_odds(k, time_ms)
-        plugin_odds = outputs["odds_ppm"]
-        r.same("slot", entry.get("slot"), slot)
-        r.same("odds_from", entry.get("odds_from"),
-               "plugin" if plugin_odds is not None else "slot" if slot is not None else "base")
-        odds = plugin_odds if plugin_odds is not None else odds
-        r.same("odds_ppm", entry.get("odds_ppm"), odds, plugin=plugin_odds is not None)
-
-        # the user's counters, from the decisions before this one
+        # the state the decision read, from the decisions before this one: the
+        # user's counters (their scan number, awards today and in all), the budgets,
+        # the points the actor had earned
         day = k.clock.day_number(time_ms)
         user = self.users.get((cid, actor)) or _User()
         d_count, d_fen = user.days.get(day, (0, 0))
-        n = user.scans + 1
-        r.same("scan_number", entry.get("scan_number"), n)
-        r.same("counters", entry.get("counters"), [d_count, d_fen, user.awards, user.fen])
         counts = (user.awards, user.fen, user.scans, d_count, d_fen, ())    # as decide.caps reads them
         within_caps = count_capped(c.caps, counts) is None
 
-        # decide again, with the engine's rules (decide.budgets) over the budgets
-        # the entries before this one spent: the budgets left that the decision read
-        # (every prize's with a budget for a pick, the consolation prize's for a lost
-        # draw, none else), the pick, a plugin's prize, the consolation prize
-        budgets = self.budgets
-        wanted_id = outputs["prize_id"]
-        rows, won, how, why_not, picked = settle(k, budgets, n, roll, odds, mac, wanted_id)
-        r.same("budgets", entry.get("budgets"), None if rows is None else budgets_left(rows, budgets))
-        reason = None if why_not is None else why_not.value
-        plugin_prize = picked and wanted_id is not None    # the plugin's prize was considered
-        prize = won[0] if won is not None else None
-        amount = prize.amount_fen if prize is not None else 0
-        if prize is not None and prize.kind == "cash" and how != "consolation":
-            within_caps = within_caps and cash_capped(c.caps, counts, amount) is None
-        points, tier_pct, plugin_points = 0, None, False
-        if prize is not None and prize.kind == "points":
-            pct = outputs["points_multiplier_pct"]
-            points, tier_pct = points_for(c, k.tiers, prize, self.earned.get(actor, 0), pct)
-            plugin_points = pct is not None
-        payout = layout.payout_key(cid, serial) if prize is not None and prize.kind in ("cash", "coupon") else None
-        r.same("how", entry.get("how"), how)
-        r.same("prize_id", entry.get("prize_id"), prize.id if prize is not None else None, plugin=plugin_prize)
-        r.same("amount_fen", entry.get("amount_fen"), amount)
-        r.same("tier_pct", entry.get("tier_pct"), tier_pct)
-        r.same("points", entry.get("points"), points, plugin=plugin_points)
-        r.same("payout_key", entry.get("payout_key"), payout)
-        r.same("no_reward", entry.get("no_reward"), reason)
+        # decide again: the engine's own decision of a scan (decide.engine.decide_scan)
+        # over that state, the plugins' recorded output in place of running them, and
+        # the entry it writes compared with this one field by field. The caps are
+        # checked here rather than applied there: an entry that exists is explained.
+        again = self._replay(rev, secret, entry, cid, serial, actor, time_ms, outputs, user, day, seq)
+        plugin_odds, wanted_id, pct = outputs["odds_ppm"], outputs["prize_id"], outputs["points_multiplier_pct"]
+        prize = k.entry[again.prize_id][0] if again.prize_id is not None else None
+        picked = prize is not None and again.how not in ("consolation", "lost")   # a win found a prize
+        plugin_fields = {"odds_ppm": plugin_odds is not None, "prize_id": picked and wanted_id is not None,
+                         "points": pct is not None}
+        for name in _DECIDED_FIELDS:
+            r.same(name, entry.get(name), getattr(again, name), plugin=plugin_fields.get(name, False))
+        if prize is not None and prize.kind == "cash" and again.how != "consolation":
+            within_caps = within_caps and cash_capped(c.caps, counts, again.amount_fen) is None
         r.ok("caps", within_caps, "a decision within the campaign's caps (this one should have been refused)")
 
         # the request id leads to this decision, and the code's claim is this entry
@@ -380,9 +383,43 @@ class _Auditor:
         r.ok("claim", claim is not None and (claim.campaign_id, claim.ledger_seq) == (cid, seq),
              {"campaign_id": cid, "ledger_seq": seq})
 
-        self._count(cid, actor, user, won[1] if won is not None else None, how != "consolation", amount, points, day)
+        self._count(cid, actor, user, k.budget_key[prize.id] if prize is not None else None,
+                    again.how != "consolation", again.amount_fen, again.points, day)
         self.last_revision[cid] = max(self.last_revision.get(cid, 0), rev.number)
         return r.result(seq, entry, commitment)
+
+    def _replay(self, rev: _Revision, secret: bytes, entry: dict[str, Any], cid: str, serial: int, actor: str,
+                time_ms: int, outputs: dict[str, Any], user: _User, day: int, seq: int) -> LedgerEntry:
+        """The ledger entry the engine writes for this scan over the state the
+        entries before it left (``user``, the budgets, the points earned), with the
+        plugins' recorded ``outputs`` and the caps not applied."""
+        k = rev.replayed(secret)
+        today, month = k.days_at(time_ms)
+        name = actor.encode()
+        total_key = k.total_prefix + name
+        point_keys = layout.award_keys(name, month) if k.has_points else None
+        snap = Snapshot()
+        claim_key = layout.serial_key(serial)
+        snap.claims[claim_key] = None
+        d_count, d_fen = user.days.get(day, (0, 0))
+        snap.counters[total_key] = (user.awards, user.fen, user.scans, today[0], d_count, d_fen) if user.scans \
+            else None
+        snap.budgets = {key: self.budgets[key] for _p, key, *_rest in k.entry.values()}
+        if point_keys is not None:
+            snap.accounts[point_keys[0]] = (0, self.earned.get(actor, 0))
+            snap.months[point_keys[1]] = 0
+        m = Mutations()
+        rule = RuleResult(outputs["veto"], outputs["odds_ppm"], outputs["prize_id"], outputs["points_multiplier_pct"])
+
+        def recorded(*_scan: Any) -> tuple[RuleResult, list[tuple[str, str]]]:
+            return rule, []
+
+        request = ScanRequest(entry.get("request_id"), "", actor, k.actor,       # type: ignore[arg-type]
+                              client=entry.get("client"))                       # type: ignore[arg-type]
+        decide_scan(BatchValues(snap, m, seq, 0), (k, claim_key, today, total_key, point_keys), request, time_ms,
+                    _REPLAY_VERDICT, None, serial, recorded)
+        (again,) = m.ledger      # caps off, the claim free, no plugin veto: a draw, whatever it gives
+        return again
 
     def _scan(self, snap: LedgerSnapshot, entry: dict[str, Any], r: _Checks
               ) -> tuple[str, int, str, int, bytes, bytes] | None:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import datetime as dt
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..clock import ScanTimePolicy
@@ -51,7 +51,7 @@ from .points import award_points
 from .requests import MAX_TIME_MS, RequestIdReused, RequestRefused, ScanTimeRefused, fingerprints, same_request
 from .verdicts import judge
 
-__all__ = ["TRUSTING", "decide_batch"]
+__all__ = ["TRUSTING", "BatchValues", "Rules", "decide_batch", "decide_scan", "plugin_rules"]
 
 TRUSTING = ScanTimePolicy()    # the library's default: a caller's scan times stand (scangate.clock)
 _GENUINE = int(CodeStatus.GENUINE)
@@ -166,17 +166,18 @@ def _decide(batch: BatchState, campaigns: list[Compiled], requests: list[ScanReq
             if v.verdict is _V_COUNTERFEIT:
                 v.hotline = hotline
     out = []
-    state = _State(snap, m, batch.next_ledger_seq() if eligible else 0, now)
+    state = BatchValues(snap, m, batch.next_ledger_seq() if eligible else 0, now)
     for r, t, v, e, line_id, serial in zip(requests, times, verdicts, selected, line_ids, serials):
         if len(e) == 5:
-            out.append(_decide_eligible(state, e, r, t, v, lines[line_id], serial))
+            out.append(decide_scan(state, e, r, t, v, lines[line_id], serial))
         else:
             out.append(ledger.no_reward(r, v, e[0], e[1]))
     return out
 
 
-class _State:
-    """What the scans of one batch decide against and write to."""
+class BatchValues:
+    """What the scans of one batch decide against and write to: the values read
+    (``snap``), the mutations (``m``), the next ledger number, the deciding time."""
 
     __slots__ = ("m", "next_seq", "now", "snap")
 
@@ -184,10 +185,35 @@ class _State:
         self.snap, self.m, self.next_seq, self.now = snap, m, next_seq, now
 
 
-def _decide_eligible(s: _State, e: Eligible, r: ScanRequest, time_ms: int, v: ScanVerdict,
-                     line: ProductLine, serial: int) -> Decision:
-    """The stateful part of a decision: claim, caps, draw, prize, records. The keys
-    of ``e`` were read with the batch, so their values are in the snapshot."""
+# The rules a campaign's plugins add to one scan's draw: (their merged output, the
+# plugins that failed and why). plugin_rules runs them; the audit, which cannot run
+# them again, gives back the output the ledger entry recorded.
+Rules = Callable[[Compiled, ScanRequest, int, "ProductLine | None", ScanVerdict, int, int, int, int, int],
+                 tuple[RuleResult, list[tuple[str, str]]]]
+
+
+def plugin_rules(c: Compiled, r: ScanRequest, serial: int, line: ProductLine | None, v: ScanVerdict, n: int,
+                 awards_today: int, awards_total: int, time_ms: int, odds: int) -> tuple[RuleResult, list[tuple[str, str]]]:
+    """Run the campaign's plugins on the scan (``n``: the user's eligible scan
+    number; ``odds``: the odds in force before them)."""
+    assert line is not None     # the engine decides genuine codes only: each has its line
+    when = dt.datetime.fromtimestamp(time_ms / 1000, dt.UTC)
+    ctx = RuleContext(c.id, r.code, serial, line.sku, line.batch, line.level.label, v.to_json(),
+                      r.actor, r.actor_type, tuple(r.actor_tags),
+                      {"scan_number": n, "awards_today": awards_today, "awards_total": awards_total}, time_ms,
+                      when.astimezone(c.campaign.zone), v.region, None, odds)
+    rule, failures = run_plugins(c.campaign.plugins, ctx)
+    if rule.odds_ppm is not None and not 0 <= rule.odds_ppm <= PPM:
+        failures.append(("odds", f"odds_ppm {rule.odds_ppm} outside 0..{PPM}"))
+    return rule, failures
+
+
+def decide_scan(s: BatchValues, e: Eligible, r: ScanRequest, time_ms: int, v: ScanVerdict,
+                line: ProductLine | None, serial: int, rules: Rules = plugin_rules) -> Decision:
+    """The stateful part of one eligible scan's decision: claim, caps, draw, prize,
+    records. The keys of ``e`` were read with the batch, so their values are in
+    the snapshot. The audit (scangate.audit) decides every ledger entry again with
+    this function, over the state the entries before it left."""
     c, claim_key, today, total_key, point_keys = e
     snap, m = s.snap, s.m
     if snap.claims[claim_key] is not None:
@@ -208,14 +234,7 @@ def _decide_eligible(s: _State, e: Eligible, r: ScanRequest, time_ms: int, v: Sc
     plugin = None    # the plugins' merged output, for the ledger entry (audit cannot run them again)
     campaign = c.campaign
     if c.plugins:
-        when = dt.datetime.fromtimestamp(time_ms / 1000, dt.UTC)
-        ctx = RuleContext(c.id, r.code, serial, line.sku, line.batch, line.level.label, v.to_json(),
-                          actor, r.actor_type, tuple(r.actor_tags),
-                          {"scan_number": n, "awards_today": d_count, "awards_total": t_count}, time_ms,
-                          when.astimezone(campaign.zone), v.region, None, odds)
-        rule, failures = run_plugins(campaign.plugins, ctx)
-        if rule.odds_ppm is not None and not 0 <= rule.odds_ppm <= PPM:
-            failures.append(("odds", f"odds_ppm {rule.odds_ppm} outside 0..{PPM}"))
+        rule, failures = rules(c, r, serial, line, v, n, d_count, t_count, time_ms, odds)
         if failures or rule.veto:
             for ref, _why in failures:
                 key = layout.plugin_failure_key(c.id, ref)
