@@ -111,8 +111,9 @@ def fingerprint(r: ScanRequest) -> bytes:
     fingerprint one must know everything it covers, and whoever knows that can
     send the request itself and get its stored decision as a retry does (request
     ids are scoped to their client, so only that client's requests are in reach).
-    Version 1 (schema 2's records, 16 bytes without a version byte) was
-    BLAKE2b-128 of the same encoding: ``same_request`` still checks it.
+    Version 1 (schema 2's records, 16 bytes without a version byte) was the
+    first 16 bytes of BLAKE2b-512 of the same encoding: ``same_request`` still
+    checks it.
     ``fingerprints`` is the same for a batch, faster."""
     return FINGERPRINT_VERSION + _xxh3_128(_encoding(r))
 
