@@ -39,6 +39,9 @@ connection to one worker; the benchmark reads the split from /proc and reconnect
 process of the server (its process group: supervisor and workers) and of the load
 generators during the timed run, from /proc. Unlike the rates, these barely move
 when other work shares the machine, so they are the figures to compare across runs.
+"writer CPU us": the same for ``scangate serve``'s writer process alone (the one
+listening on its Unix socket), per request or, for ScanStream, per decision: the
+one process every decision passes through.
 
 The shared driver pins the benchmark to one core; this benchmark undoes that before
 starting any process, so the servers and the load generator share every CPU the
@@ -304,7 +307,13 @@ def connections_per_worker(pgid: int, port: int) -> list[int] | None:
     if not os.path.isdir("/proc/net"):
         return None
     listening, established = _tcp_sockets(port)
-    counts = []
+    counts = [len(inodes & established) for inodes in _group_sockets(pgid).values() if inodes & listening]
+    return sorted(counts, reverse=True) or None
+
+
+def _group_sockets(pgid: int) -> dict[int, set[int]]:
+    """The socket inodes each process of process group ``pgid`` holds, from /proc."""
+    out: dict[int, set[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -319,9 +328,29 @@ def connections_per_worker(pgid: int, port: int) -> list[int] | None:
                     inodes.add(int(link[8:-1]))
         except OSError:
             continue
-        if inodes & listening:
-            counts.append(len(inodes & established))
-    return sorted(counts, reverse=True) or None
+        out[int(entry)] = inodes
+    return out
+
+
+def writer_pid(pgid: int) -> int | None:
+    """The writer process of the ``scangate serve`` in process group ``pgid``: the
+    one that listens on the writer's Unix socket (server/main.py SOCKET_NAME);
+    None where /proc does not tell."""
+    from scangate.server.main import SOCKET_NAME
+
+    listening = set()
+    try:
+        with open("/proc/net/unix", encoding="ascii", errors="replace") as f:
+            next(f)     # Num RefCount Protocol Flags Type St Inode Path
+            for line in f:
+                parts = line.split()
+                # flag 0x10000: accepting connections (listening)
+                if len(parts) >= 8 and parts[7].endswith("/" + SOCKET_NAME) and int(parts[3], 16) & 0x10000:
+                    listening.add(int(parts[6]))
+    except OSError:
+        return None
+    pids = [pid for pid, inodes in _group_sockets(pgid).items() if inodes & listening]
+    return pids[0] if len(pids) == 1 else None
 
 
 def _split(total: int, parts: int) -> list[int]:
@@ -349,7 +378,7 @@ class ServerProcess:
                                      env={**os.environ, **(env or {})}, start_new_session=True)
         self.out: list[str] = []
         self.err: list[str] = []
-        self._drain(self.proc.stderr, self.err)
+        self._readers = [self._drain(self.proc.stderr, self.err)]
         found = threading.Event()
         self.target = ""
 
@@ -363,18 +392,22 @@ class ServerProcess:
                     found.set()
             found.set()
 
-        threading.Thread(target=read_stdout, daemon=True).start()
+        reader = threading.Thread(target=read_stdout, daemon=True)
+        reader.start()
+        self._readers.append(reader)
         found.wait(START_TIMEOUT_S)
         if not self.target:
             self.stop()
             raise RuntimeError(f"{label} did not start:\n{self.logs()}")
 
     @staticmethod
-    def _drain(stream: Any, sink: list[str]) -> None:
+    def _drain(stream: Any, sink: list[str]) -> threading.Thread:
         def run() -> None:
             sink.extend(stream)     # list.extend appends line by line as the stream yields
 
-        threading.Thread(target=run, daemon=True).start()
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        return thread
 
     def logs(self, tail: int = 4000) -> str:
         return ("".join(self.out) + "".join(self.err))[-tail:]
@@ -398,6 +431,11 @@ class ServerProcess:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
+        for reader in self._readers:     # the pipes end with the group: read to the end, then closed
+            reader.join(10)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
 
 
 _SCANGATE_READY = re.compile(r"serving .+ on (?:tls://)?(?P<host>[\d.]+):(?P<port>\d+) with \d+ worker")
@@ -492,6 +530,7 @@ class Bench:
         self.stream_width = _split(cfg.streams, cfg.clients)
         self.echo_reply: bytes | None = None
         self.server_pgid: int | None = None
+        self.writer_pid: int | None = None      # scangate serve's writer process (None: echo)
         self.scan_reply_sizes: list[int] = []
 
     def connect(self, server: ServerProcess, workers: int) -> list[int] | None:
@@ -512,13 +551,18 @@ class Bench:
 
     def _timed(self, kind: str, shares: list[Any], width: list[int]) -> tuple[list[Any], dict[str, Any]]:
         """Run one job on the load generators; also the CPU time the server (its
-        whole process group) and the load generators used meanwhile."""
+        whole process group), its writer process and the load generators used
+        meanwhile."""
         client_pids = [p.pid for p in self.clients.procs if p.pid is not None]
+        writer = [self.writer_pid] if self.writer_pid is not None else None
         s0, c0 = _cpu_seconds(pgid=self.server_pgid), _cpu_seconds(client_pids)
+        w0 = _cpu_seconds(writer) if writer else None
         results = self.clients.run(kind, shares, width)
         s1, c1 = _cpu_seconds(pgid=self.server_pgid), _cpu_seconds(client_pids)
+        w1 = _cpu_seconds(writer) if writer else None
         cpu = {"server_cpu_s": None if s0 is None or s1 is None else s1 - s0,
-               "client_cpu_s": None if c0 is None or c1 is None else c1 - c0}
+               "client_cpu_s": None if c0 is None or c1 is None else c1 - c0,
+               "writer_cpu_s": None if w0 is None or w1 is None else w1 - w0}
         return results, cpu
 
     @staticmethod
@@ -526,7 +570,8 @@ class Bench:
         n = stats["count"]
         return {**stats, **cpu,
                 "server_cpu_us": None if cpu["server_cpu_s"] is None else 1e6 * cpu["server_cpu_s"] / n,
-                "client_cpu_us": None if cpu["client_cpu_s"] is None else 1e6 * cpu["client_cpu_s"] / n}
+                "client_cpu_us": None if cpu["client_cpu_s"] is None else 1e6 * cpu["client_cpu_s"] / n,
+                "writer_cpu_us": None if cpu["writer_cpu_s"] is None else 1e6 * cpu["writer_cpu_s"] / n}
 
     def unary(self, requests_bytes: list[bytes]) -> tuple[dict[str, Any], list[bytes]]:
         results, cpu = self._timed("unary", _slices(requests_bytes, self.conc), self.conc)
@@ -575,6 +620,7 @@ class Bench:
         self.progress(f"workers={workers}: starting scangate serve")
         server = start_scangate(data, workers)
         self.server_pgid = server.proc.pid
+        self.writer_pid = writer_pid(server.proc.pid)
         try:
             out["scan_connections"] = self.connect(server, workers)
             self.progress(f"workers={workers}: unary Scan warm-up ({cfg.warmup:_})")
@@ -627,7 +673,7 @@ class Bench:
         assert self.echo_reply is not None and last_requests is not None
         self.progress(f"workers={workers}: starting echo server")
         echo = start_echo(workers, self.echo_reply)
-        self.server_pgid = echo.proc.pid
+        self.server_pgid, self.writer_pid = echo.proc.pid, None
         try:
             out["echo_connections"] = self.connect(echo, workers)
             self.progress(f"workers={workers}: echo warm-up")
@@ -717,15 +763,15 @@ def print_report(report: dict[str, Any]) -> None:
     head = report["runs"][0]
     w = head["workers"]
     print(f"Unary Scan against echo, {w} worker(s) (CPU: microseconds of CPU time per request, all server "
-          f"processes / all load generators):")
+          f"processes / the writer process alone / all load generators):")
     rows = []
     for key, label in (("scan", "Scan (scangate serve)"), ("echo", "echo (bare grpc.aio)")):
         f = head[key]
         rows.append([label, f"{f['count']:_}", f"{f['seconds']:.2f}", _rate(f["rate"], "req/s"),
                      f"{f['p50_ms']:.2f}", f"{f['p90_ms']:.2f}", f"{f['p99_ms']:.2f}", f"{f['max_ms']:.1f}",
-                     _us(f["server_cpu_us"]), _us(f["client_cpu_us"])])
+                     _us(f["server_cpu_us"]), _us(f.get("writer_cpu_us")), _us(f["client_cpu_us"])])
     _harness.print_table(["figure", "requests", "seconds", "rate", "p50 ms", "p90 ms", "p99 ms", "max ms",
-                          "server CPU us", "client CPU us"], rows)
+                          "server CPU us", "writer CPU us", "client CPU us"], rows)
     print()
     for t in report["targets"]:
         print(f"{t['name']}: {t['measured']:.3f}x (required {t['required']}x): {'PASS' if t['pass'] else 'FAIL'}")
@@ -734,7 +780,8 @@ def print_report(report: dict[str, Any]) -> None:
         print(f"\nScanStream, {w} worker(s), batches of {p['batch']}, {p['streams']} streams: "
               f"{_rate(s['rate'], 'decisions/s')} ({s['count']:_} in {s['seconds']:.2f} s; per batch p50 "
               f"{s['p50_ms']:.1f} ms, p99 {s['p99_ms']:.1f} ms; server CPU {_us(s['server_cpu_us'])} us per "
-              f"decision) = {head['stream_x_unary']:.2f}x unary Scan ({_rate(head['scan']['rate'], 'req/s')})")
+              f"decision, the writer's {_us(s.get('writer_cpu_us'))}) = {head['stream_x_unary']:.2f}x unary Scan "
+              f"({_rate(head['scan']['rate'], 'req/s')})")
     print("\nWorker scaling (unary, same load generator; server CPU us per request):")
     base = report["runs"][0]
     rows = []
