@@ -1,6 +1,6 @@
 """Reward decisions per second with durable group commit, against raw LMDB.
 
-``python -m bench rewards [--n N] [--batch B] [--repeat K] [--json]``
+``python -m bench rewards [--n N] [--batch B] [--repeat K] [--recalls R] [--json]``
 
 Prints the machine, then one row per figure below, the best of K runs: decisions
 counted, seconds, decisions per second, the rate as a multiple of decide/raw's
@@ -23,6 +23,8 @@ decide/raw
 Each scangate run first decides two warm-up batches of other codes, untimed: the
 first decision of a process loads modules and the district index once. Every
 figure runs with the garbage collector set as in the server's writer process.
+``--recalls R`` stores R recalls (single codes of another line, not scanned)
+before: a decision's cost must not grow with the rules a store holds.
 
 Target (the rewards issue): decide/scangate >= 0.4x decide/raw; the absolute rate
 is reported too.
@@ -44,7 +46,7 @@ from typing import Any
 
 import lmdb
 import scangate
-from scangate import rewards
+from scangate import rewards, verdicts
 from scangate.rewards import ScanRequest
 from scangate.server.scanlink import SERVER_GC_THRESHOLDS
 
@@ -85,6 +87,8 @@ T0 = int(dt.datetime.fromisoformat(T0_TEXT).timestamp() * 1000)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     _harness.add_common_arguments(parser, default_n=20_000, default_repeat=1)
     parser.add_argument("--batch", type=int, default=100, help="scans per write transaction (default 100)")
+    parser.add_argument("--recalls", type=int, default=0,
+                        help="recalls stored before deciding (single codes of another line; default 0)")
 
 
 def _prepared(root: Path, n: int, batch: int, map_size: int = scangate.store.DEFAULT_MAP_SIZE
@@ -123,8 +127,19 @@ def _timed(n: int, run: Callable[[], int]) -> tuple[_harness.Timing, float]:
     return _harness.Timing(n, elapsed, 1), cpu
 
 
-def measure_scangate(root: Path, n: int, batch: int) -> tuple[_harness.Timing, float]:
+def _recall_others(dd: scangate.DataDir, count: int) -> None:
+    """``count`` recalls of single codes of another line (every other code, so
+    none merges with its neighbour into one range), in one transaction."""
+    codes = dd.issue_codes("RECALLED", "item", 2 * count).as_strings()[::2]
+    report = verdicts.recall_codes(dd, codes, "bench recall")
+    if report.added != count:
+        raise AssertionError(f"recalled {report.added} of {count}")
+
+
+def measure_scangate(root: Path, n: int, batch: int, recalls: int = 0) -> tuple[_harness.Timing, float]:
     dd, batches = _prepared(root / "scangate", n, batch)
+    if recalls:
+        _recall_others(dd, recalls)
     with dd:
         return _timed(n, lambda: sum(len(rewards.decide_scans(dd, b)) for b in batches))
 
@@ -152,14 +167,14 @@ def measure_raw(root: Path, n: int, batch: int) -> tuple[_harness.Timing, float]
         env.close()
 
 
-def measure(n: int, batch: int, repeat: int, progress: Callable[[str], None]) -> dict[str, Any]:
+def measure(n: int, batch: int, repeat: int, progress: Callable[[str], None], recalls: int = 0) -> dict[str, Any]:
     best: dict[str, _harness.Timing] = {}
     cpu: dict[str, float] = {}        # CPU seconds of the best run of each figure
     for _ in range(repeat):
         root = Path(tempfile.mkdtemp(prefix="scangate-bench-rewards-"))
         try:
             progress("scangate decide_scans")
-            s, s_cpu = measure_scangate(root, n, batch)
+            s, s_cpu = measure_scangate(root, n, batch, recalls)
             progress("raw LMDB put + append")
             r, r_cpu = measure_raw(root, n, batch)
         finally:
@@ -169,7 +184,7 @@ def measure(n: int, batch: int, repeat: int, progress: Callable[[str], None]) ->
                 best[name], cpu[name] = t, c
     raw = best["decide/raw"].rate
     ratio = best["decide/scangate"].rate / raw
-    return {"params": {"n": n, "batch": batch, "repeat": repeat},
+    return {"params": {"n": n, "batch": batch, "repeat": repeat, "recalls": recalls},
             "figures": {name: {**t.as_dict(), "cpu_us_per_decision": cpu[name] / t.count * 1e6}
                         for name, t in best.items()},
             "ratio": ratio,
@@ -180,7 +195,7 @@ def measure(n: int, batch: int, repeat: int, progress: Callable[[str], None]) ->
 def print_report(report: dict[str, Any]) -> None:
     _harness.print_machine_info(report["machine"])
     p, f = report["params"], report["figures"]
-    print(f"N = {p['n']:_} scans, {p['batch']} per committed transaction\n")
+    print(f"N = {p['n']:_} scans, {p['batch']} per committed transaction, {p.get('recalls', 0):_} recalls stored\n")
     rows = []
     for name, label, ratio in (
             ("decide/scangate", "scangate decide_scans, batch after batch", f"{report['ratio']:.3f}x"),
@@ -196,7 +211,8 @@ def print_report(report: dict[str, Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.n < 1 or args.batch < 1:
-        raise SystemExit("--n and --batch must be at least 1")
-    return _harness.run_benchmark("rewards", args, lambda progress: measure(args.n, args.batch, args.repeat, progress),
+    if args.n < 1 or args.batch < 1 or args.recalls < 0:
+        raise SystemExit("--n and --batch must be at least 1, --recalls at least 0")
+    return _harness.run_benchmark("rewards", args,
+                                  lambda progress: measure(args.n, args.batch, args.repeat, progress, args.recalls),
                                   print_report)

@@ -153,10 +153,15 @@ class LmdbBatch:
         return TraceStore(self.store).shipped_chains(serials, self.txn)
 
     def recalls(self) -> Recalls:
-        return read_recalls(self.txn, self._revoked)
+        """Every recall (read again only when one was added: Store.rules_cached)."""
+        return self.store.rules_cached(self.txn, "recalls", lambda: read_recalls(self.txn, self._revoked))
 
     def campaigns(self) -> list[tuple[bytes, bytes | None]]:
-        """Every stored campaign record (JSON), in id order, with its secret."""
+        """Every stored campaign record (JSON), in id order, with its secret (read
+        again only when one changed: Store.rules_cached)."""
+        return self.store.rules_cached(self.txn, "campaigns", self._read_campaigns)
+
+    def _read_campaigns(self) -> list[tuple[bytes, bytes | None]]:
         txn, db = self.txn, self._campaigns
         out = []
         cur = txn.cursor(db=db)

@@ -74,6 +74,7 @@ def put_campaign(data: DataDir, text: str, source: str = "campaign") -> dict[str
         raw = json.dumps(record).encode()
         txn.put(layout.CAMPAIGN_PREFIX + key, raw, db=db)
         txn.put(layout.revision_key(campaign.id, record["revision"]), raw, db=db)
+        data.store.bump_rules(txn)
     return record
 
 
@@ -135,6 +136,7 @@ def reveal_secret(data: DataDir, campaign_id: str, now_ms: Clock | None = None) 
         if record.get("revealed_at_ms") is None:
             record["revealed_at_ms"] = now
             txn.put(layout.campaign_key(campaign_id), json.dumps(record).encode(), db=db)
+            data.store.bump_rules(txn)
     return {"campaign_id": campaign_id, "secret": bytes(secret).hex(), "commitment": record["commitment"],
             "matches_commitment": hashlib.sha256(secret).hexdigest() == record["commitment"],
             "end": campaign.end.replace(tzinfo=None).isoformat(), "timezone": campaign.timezone,
@@ -154,6 +156,7 @@ def set_campaign_status(data: DataDir, campaign_id: str, status: str) -> None:
         record = get_campaign(data, campaign_id, txn)
         record["campaign"]["status"] = status
         txn.put(layout.campaign_key(campaign_id), json.dumps(record).encode(), db=db)
+        data.store.bump_rules(txn)
 
 
 

@@ -5,7 +5,8 @@ ordered so that related records sit together (an actor's history entries, a
 campaign's budgets, the scans of neighbouring serials). Serials are 7 bytes
 big-endian (serials stay below 2^56), so key order is serial order.
 
-    meta        schema, next_serial, next_line, ledger_gen, url_prefix
+    meta        schema, next_serial, next_line, ledger_gen, url_prefix, rules_gen (moved by every
+                write to campaigns or revoked: Store.rules_cached)
     lines       line id (u32) -> records.LineRecord
     line_index  sku NUL batch NUL level -> line id
     ranges      last serial (u64) -> first, line id, key version, level, flags, reserved at

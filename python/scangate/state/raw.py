@@ -23,6 +23,10 @@ from . import layout
 
 __all__ = ["count", "delete", "dump", "get", "items", "put"]
 
+# the databases of the rules every decision reads: a write here moves their
+# generation, as scangate.state's own writes do (Store.rules_cached)
+_RULES = frozenset({"campaigns", "revoked"})
+
 
 def _db(data: DataDir, name: str) -> Any:
     """The handle of database ``name``; InvalidArgument naming it when it is none of
@@ -82,6 +86,8 @@ def put(data: DataDir, name: str, key: bytes, value: bytes) -> None:
         raise InvalidArgument(f"value: bytes, not {type(value).__name__}")
     with data.store.env.begin(write=True) as txn:
         txn.put(key, bytes(value), db=db)
+        if name in _RULES:
+            data.store.bump_rules(txn)
 
 
 def delete(data: DataDir, name: str, key: bytes) -> bool:
@@ -89,4 +95,6 @@ def delete(data: DataDir, name: str, key: bytes) -> bool:
     db = _db(data, name)
     key = _key(key)
     with data.store.env.begin(write=True) as txn:
+        if name in _RULES:
+            data.store.bump_rules(txn)
         return bool(txn.delete(key, db=db))

@@ -36,6 +36,7 @@ __all__ = ["MAX_RECALL_REASON", "RECALL_SOURCES", "RecallIndex", "Recalls", "lis
 
 class _Stores:
     def __init__(self, data: DataDir):
+        self.store = data.store
         self.env = data.store.env
         self.revoked = data.store.db("revoked")
 
@@ -133,6 +134,7 @@ def _put_recall(txn: lmdb.Transaction[bytes], st: _Stores, key: bytes, value: Li
         return _decode_recall(key, bytes(old)), False
     raw = records.encode(value)
     txn.put(key, raw, db=st.revoked)
+    st.store.bump_rules(txn)
     return _decode_recall(key, raw), True
 
 

@@ -17,10 +17,10 @@ import logging
 import struct
 import threading
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import lmdb
 import numpy as np
@@ -54,6 +54,10 @@ _META_NEXT_SERIAL = b"next_serial"
 _META_NEXT_LINE = b"next_line"
 _META_LEDGER_GEN = b"ledger_gen"
 _META_URL_PREFIX = b"url_prefix"
+# moved by every write to the campaigns and the recalls (the rules every decision
+# reads): a batch re-reads them only when it moved (Store.rules_cached)
+_META_RULES_GEN = b"rules_gen"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -196,6 +200,7 @@ class Store:
         self.ranges_db = self._dbs["ranges"]
         self._range_cache: RangeTable | None = None
         self._line_cache: dict[int, ProductLine] = {}
+        self._rules_cache: dict[str, tuple[int, Any]] = {}
         self._cache_lock = threading.Lock()
         with self.env.begin(write=True) as txn:
             schema = txn.get(_META_SCHEMA, db=self.meta)
@@ -211,6 +216,27 @@ class Store:
                 )
             elif version < SCHEMA_VERSION:    # an earlier release's data: upgraded in this transaction
                 txn.put(_META_SCHEMA, _U32.pack(migrate(txn, self.db, version)), db=self.meta)
+
+    def bump_rules(self, txn: lmdb.Transaction[bytes]) -> None:
+        """Inside a write transaction that changes the campaigns or the recalls:
+        move the rules generation, so that every process re-reads them."""
+        raw = txn.get(_META_RULES_GEN, db=self.meta)
+        txn.put(_META_RULES_GEN, _U64.pack((_U64.unpack(raw)[0] if raw is not None else 0) + 1), db=self.meta)
+
+    def rules_cached(self, txn: lmdb.Transaction[bytes], name: str, read: Callable[[], T]) -> T:
+        """``read()`` (the campaigns or the recalls, as ``txn`` sees them), kept as
+        ``name`` until the rules generation moves: a batch reads one key, not every
+        campaign and recall. Every write to them moves it in its own transaction
+        (bump_rules: scangate.state.campaigns, recalls, raw), so a kept value is
+        what ``read()`` would give."""
+        raw = txn.get(_META_RULES_GEN, db=self.meta)
+        gen = _U64.unpack(raw)[0] if raw is not None else 0
+        kept = self._rules_cache.get(name)
+        if kept is not None and kept[0] == gen:
+            return kept[1]  # type: ignore[no-any-return]
+        value = read()
+        self._rules_cache[name] = (gen, value)
+        return value
 
     def db(self, name: str):  # type: ignore[no-untyped-def]
         """The handle of a named database (one of DATABASES)."""
