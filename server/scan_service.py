@@ -4,8 +4,8 @@ A call is parsed once (by gRPC) and every field of every scan checked once, here
 (``check_scan``); the actors' and the client's limits are taken, and the scans,
 made the library's requests (GCJ-02 points converted to WGS-84), go to the writer
 process (server/scanlink.py), which decides and commits them without checking
-them again and answers with serialised ``ScanDecision`` messages that are sent on
-unchanged.
+them again and answers with the decisions, which the worker encodes as
+``ScanDecision`` messages (``wire.decision_to_proto``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from scangate.rewards import ScanRequest
 from scangate.trace import text_problem
 from scangate.v1 import common_pb2 as common
 from scangate.v1 import scan_pb2 as scan_pb
-from scangate.wire import scan_request_from_proto
+from scangate.enums import CodeStatus
+from scangate.wire import decision_to_proto, scan_request_from_proto
 
 from .errors import RequestError, bad, tolerant
 from .failures import DeadlineExpired
@@ -33,6 +34,7 @@ __all__ = ["ScanServicer", "check_scan", "requests_of", "MAX_SCAN_BATCH"]
 
 MAX_SCAN_BATCH = 1000
 _MAX_ID = rewards.MAX_ID_CHARS
+_GENUINE = CodeStatus.GENUINE
 # the writer converts GCJ-02 to WGS-84 (scanlink._to_wgs84)
 _DATUMS = frozenset((scan_pb.DATUM_UNSPECIFIED, scan_pb.DATUM_WGS84, scan_pb.DATUM_GCJ02))
 
@@ -115,7 +117,7 @@ def requests_of(scans: Sequence[scan_pb.ScanRequest]) -> list[ScanRequest]:
 
 class ScanServicer:
     """Scan and ScanStream: validate and rate-limit here, decide in the writer
-    process, send its serialised decisions on unchanged."""
+    process, encode its decisions here."""
 
     def __init__(self, link: WriterLink, limits: LimitTable):
         self.link = link
@@ -132,11 +134,11 @@ class ScanServicer:
         remaining = context.time_remaining()
         if remaining is not None and remaining <= 0:
             raise DeadlineExpired("deadline passed before the scan was decided")
-        results = await self.link.decide(requests_of(scans), remaining, client_name())
-        failed = [m.actor for m, (genuine, _) in zip(scans, results) if not genuine]
+        decisions = await self.link.decide(requests_of(scans), remaining, client_name())
+        failed = [m.actor for m, d in zip(scans, decisions) if d.verdict.code_status is not _GENUINE]
         if failed:              # honest traffic: none, and no second trip to the table
             self.limits.charge_failures(client, failed, len(failed))
-        return [blob for _, blob in results]
+        return [decision_to_proto(d).SerializeToString() for d in decisions]
 
     async def Scan(self, m: scan_pb.ScanRequest, context: grpc.aio.ServicerContext) -> bytes:
         problems = check_scan(m, "", client_name())
@@ -163,7 +165,7 @@ class ScanServicer:
 
     def handler(self) -> grpc.GenericRpcHandler:
         """Requests are parsed here, once (bytes that do not parse are answered by
-        the guard); replies leave as the writer serialised them."""
+        the guard); replies leave as ``_decide`` serialised them."""
         return grpc.method_handlers_generic_handler("scangate.v1.ScanService", {
             "Scan": grpc.unary_unary_rpc_method_handler(
                 self.Scan, request_deserializer=tolerant(scan_pb.ScanRequest.FromString), response_serializer=bytes),

@@ -10,10 +10,11 @@ intents (msgpack arrays of a ScanRequest's fields: no protobuf is parsed again).
 There, one ``GroupCommitWriter`` (server/writer.py, ``checked=True``) gathers
 whatever every worker sent while the previous commit was syncing, decides it with
 ``rewards.decide_checked`` (no second validation) in one durable LMDB write
-transaction, and answers each item with its decisions already serialised as
-``scangate.v1.ScanDecision`` bytes, which the worker sends on unchanged. The CPU
-of deciding runs beside the workers' event loops instead of competing with them
-for one interpreter lock, and batches from all workers share a commit.
+transaction, and answers each item with its decisions as msgpack (the
+``Decision`` records themselves); the worker makes each a ``scangate.v1.ScanDecision``
+(the reply's encoding is worker work: it runs in parallel, the writer's does not).
+The CPU of deciding runs beside the workers' event loops instead of competing with
+them for one interpreter lock, and batches from all workers share a commit.
 
 Frames (big-endian) on the socket, each preceded by its length (u32):
 
@@ -23,9 +24,9 @@ Frames (big-endian) on the socket, each preceded by its length (u32):
                        the scans: a msgpack array of intents, each an array of
                        request_id, code, actor, actor_type, region, lat, lon,
                        time_ms, actor_tags (``encode_intents``)
-    writer -> worker   item id (u64), ok (u8); ok: per scan a flag (u8, 1: the code is
-                       genuine), its length (u32) and ScanDecision bytes; not ok: a
-                       serialised google.rpc.Status
+    writer -> worker   item id (u64), ok (u8); ok: the decisions, a msgpack array of
+                       scangate.decision.Decision records (``encode_decisions``);
+                       not ok: a serialised google.rpc.Status
 
 The socket lives in a private (0700) directory made by the supervisor.
 """
@@ -50,9 +51,7 @@ from google.rpc import status_pb2
 from scangate import geo
 from scangate.config import Config
 from scangate.datadir import open_data_dir
-from scangate.enums import CodeStatus
 from scangate.rewards import Decision, ScanRequest
-from scangate.wire import decision_to_proto
 
 from . import metrics
 from .errors import to_request_error
@@ -69,22 +68,26 @@ _ENCODER = msgspec.msgpack.Encoder()
 # a ScanRequest's fields but its client (the frame's), as encode_intents writes them
 _INTENTS = msgspec.msgpack.Decoder(
     list[tuple[str, str, str, str, int | None, float | None, float | None, int | None, tuple[str, ...]]])
+_DECISIONS = msgspec.msgpack.Decoder(list[Decision])
 _LEN = struct.Struct(">I")
 _REQ = struct.Struct(">QIH")     # item id, deadline, length of the client's name (which follows)
 _REP = struct.Struct(">QB")
-_ITEM = struct.Struct(">BI")
 NO_DEADLINE = 0xFFFFFFFF
-_GENUINE = CodeStatus.GENUINE
 
 
 # ---------------------------------------------------------------------- writer process
+def encode_decisions(decisions: list[Decision]) -> bytes:
+    """An item's decisions as the writer answers them (see the module docstring)."""
+    return _ENCODER.encode(decisions)
+
+
+def decode_decisions(raw: bytes | memoryview) -> list[Decision]:
+    """The decisions of ``encode_decisions``, as the writer decided them."""
+    return _DECISIONS.decode(raw)
+
+
 def _encode_ok(item_id: int, decisions: list[Decision]) -> bytes:
-    parts = [_REP.pack(item_id, 1)]
-    for d in decisions:
-        blob = decision_to_proto(d).SerializeToString()
-        parts.append(_ITEM.pack(d.verdict.code_status is _GENUINE, len(blob)))
-        parts.append(blob)
-    body = b"".join(parts)
+    body = _REP.pack(item_id, 1) + encode_decisions(decisions)
     return _LEN.pack(len(body)) + body
 
 
@@ -349,23 +352,16 @@ class WriterLink(asyncio.Protocol):
             if fut is None or fut.done():
                 continue
             if ok:
-                out = []
-                at = _REP.size
-                while at < len(body):
-                    genuine, size = _ITEM.unpack_from(body, at)
-                    at += _ITEM.size
-                    out.append((bool(genuine), body[at : at + size]))
-                    at += size
-                fut.set_result(out)
+                fut.set_result(decode_decisions(memoryview(body)[_REP.size:]))
             else:
                 fut.set_exception(RemoteStatus(status_pb2.Status.FromString(body[_REP.size:])))
         del buf[:pos]
 
     async def decide(self, requests: Sequence[ScanRequest], timeout_s: float | None, client: str = ""
-                     ) -> list[tuple[bool, bytes]]:
+                     ) -> list[Decision]:
         """Send one item (requests the worker has checked with ``check_scan``)
         from ``client`` (the token's name: its request ids are its own; "": none);
-        its decisions as (genuine, ScanDecision bytes), in order."""
+        its decisions, in order."""
         transport = await self._ensure()
         item_id = next(self._ids)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()

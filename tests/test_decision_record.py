@@ -373,6 +373,26 @@ def test_a_retry_returns_a_decision_equal_to_the_first(world: World, tmp_path: P
     world.dd = scangate.open_data_dir(tmp_path / "d")
 
 
+# ------------------------------------------------------------------ the writer's answer to a worker
+def test_the_writer_hands_workers_the_decisions_they_encode_alike(world: World) -> None:
+    """The writer answers a worker with the Decision records (server/scanlink.py,
+    msgpack) and the worker makes the ScanDecision: every kind of decision, a told
+    message and the brand's hotline included, comes through equal, typed, and
+    encodes to the same reply as the writer's own."""
+    from scangate.server import scanlink
+
+    decisions = _decide(world.dd, world.requests)
+    told = _as_told(decisions[0])
+    sent = [*decisions, told]
+    got = scanlink.decode_decisions(scanlink.encode_decisions(sent))
+    assert got == sent
+    for a, d in zip(got, sent):
+        _check_typed(a)
+        assert wire.decision_to_proto(a).SerializeToString() == wire.decision_to_proto(d).SerializeToString()
+    assert any(d.verdict.hotline for d in got) and got[-1].verdict.said is not None
+    assert scanlink.decode_decisions(memoryview(scanlink.encode_decisions(sent))) == sent   # from a buffer
+
+
 # ------------------------------------------------------------------ a reply gives the verdict back
 def test_a_reply_gives_back_the_verdict_as_decided(world: World) -> None:
     """A decision's reply JSON and its ScanDecision read back as the same decision,
