@@ -49,11 +49,20 @@ if TYPE_CHECKING:
     from ..results import Dealer
     from .store import Store
 
-__all__ = ["BatchState", "LmdbBatch", "Mutations", "Snapshot", "logged_decisions", "scan_history", "write_batch"]
+__all__ = ["BatchState", "LmdbBatch", "Mutations", "Snapshot", "logged_decisions", "request_pointer", "scan_history",
+           "write_batch"]
 
 # a request record: the decision's number, then the request's fingerprint (scangate.decide.requests):
 # none (8, written before fingerprints), version 1 (24: 16 bytes), or versioned (25: version byte, 16 bytes)
 POINTER_SIZES = (8, 24, 25)
+
+
+def request_pointer(key: bytes, raw: bytes | memoryview) -> tuple[int, bytes | None]:
+    """A request record: (its decision's number in the log, the request's
+    fingerprint; None in a record written before fingerprints)."""
+    if len(raw) not in POINTER_SIZES:
+        raise CorruptionError(f"request record {bytes(key)!r}: {len(raw)} bytes, not a decision number")
+    return int(U64.unpack_from(raw)[0]), (bytes(raw[8:]) if len(raw) > 8 else None)
 _NO_ACCOUNT = (0, 0)
 _PACK = {n: s.pack for n, s in COUNTS.items()}     # pack_counts, by the value's length, without a call
 _SEQ = attrgetter("seq")
@@ -129,14 +138,12 @@ class LmdbBatch:
         """The stored decisions of the request keys that have one, with the
         fingerprint of the request decided (None: stored before fingerprints)."""
         txn = self.txn
-        index = txn.cursor(db=self._requests).getmulti(list(set(request_keys)))
+        index = [(key, request_pointer(key, value))
+                 for key, value in txn.cursor(db=self._requests).getmulti(list(set(request_keys)))]
         if not index:
             return {}
-        for key, value in index:
-            if len(value) not in POINTER_SIZES:
-                raise CorruptionError(f"request record {bytes(key)!r}: {len(value)} bytes, not a decision number")
-        log = logged_decisions(txn, self._decisions, [U64.unpack_from(v)[0] for _, v in index])
-        return {rid: (log[U64.unpack_from(value)[0]], value[8:] or None) for rid, value in index}
+        log = logged_decisions(txn, self._decisions, [number for _key, (number, _fp) in index])
+        return {key: (log[number], fingerprint) for key, (number, fingerprint) in index}
 
     def histories(self, serials: Iterable[int]) -> tuple[dict[int, bytes], dict[int, History]]:
         """Each serial's key, and the scan history of those scanned before."""

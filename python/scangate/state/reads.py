@@ -21,7 +21,7 @@ from ..datadir import DataDir
 from ..decision import Decision
 from ..errors import CorruptionError
 from . import layout
-from .batch import POINTER_SIZES, logged_decisions
+from .batch import logged_decisions, request_pointer
 from .batch import scan_history as _scan_history
 from .records import (ACCOUNT, COUNTS, I64, U64, History, LogRecord, PointsEntry, RedemptionRecord, decode_claim,
                       decode_ledger, decode_payout, decode_points_entry, decode_redemption,
@@ -60,12 +60,11 @@ def decision_of(data: DataDir, request_id: str, client: str = "") -> dict[str, A
     """The stored decision of a request (``Decision.to_json()`` without its
     message), or None when it was never decided."""
     with data.store.env.begin() as txn:
-        pointer = txn.get(layout.request_key(client, request_id), db=data.store.db("requests"))
+        key = layout.request_key(client, request_id)
+        pointer = txn.get(key, db=data.store.db("requests"))
         if pointer is None:
             return None
-        if len(pointer) not in POINTER_SIZES:
-            raise CorruptionError(f"request record of {request_id!r}: {len(pointer)} bytes, not a decision number")
-        number = int(U64.unpack_from(pointer)[0])
+        number, _fingerprint = request_pointer(key, pointer)
         return to_json(logged_decisions(txn, data.store.db("decisions"), [number])[number])
 
 
@@ -78,12 +77,6 @@ def decision_log(data: DataDir) -> list[tuple[int, Decision]]:
 
 
 # ---------------------------------------------------------------------- requests
-def _pointer(key: bytes, raw: bytes) -> tuple[int, bytes | None]:
-    if len(raw) not in POINTER_SIZES:
-        raise CorruptionError(f"request record {key!r}: {len(raw)} bytes, not a decision number")
-    return int(U64.unpack_from(raw)[0]), (raw[8:] if len(raw) > 8 else None)
-
-
 def request_record(data: DataDir, request_id: str, client: str = "") -> tuple[int, bytes | None] | None:
     """A request's record in the request index: (the number of its decision in the
     decision log, the request's fingerprint; None in a record written before
@@ -91,14 +84,14 @@ def request_record(data: DataDir, request_id: str, client: str = "") -> tuple[in
     key = layout.request_key(client, request_id)
     with data.store.env.begin() as txn:
         raw = txn.get(key, db=data.store.db("requests"))
-    return None if raw is None else _pointer(key, bytes(raw))
+    return None if raw is None else request_pointer(key, raw)
 
 
 def requests(data: DataDir) -> dict[bytes, tuple[int, bytes | None]]:
     """Every request record by its key (``layout.request_key``: a request without a
     client is keyed by its id's UTF-8), as ``request_record`` gives it."""
     with data.store.env.begin() as txn:
-        return {bytes(k): _pointer(bytes(k), bytes(v)) for k, v in txn.cursor(db=data.store.db("requests"))}
+        return {bytes(k): request_pointer(bytes(k), v) for k, v in txn.cursor(db=data.store.db("requests"))}
 
 
 # ---------------------------------------------------------------------- counters, budgets

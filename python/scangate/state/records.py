@@ -332,8 +332,19 @@ def decode_decision(raw: bytes | memoryview) -> Decision:
     """A stored decision (either version) as the Decision it records."""
     try:
         d: Decision | DecisionRecordV1 = _DECISION.decode(raw)
-        return d if isinstance(d, Decision) else d.decision()
-    except (msgspec.DecodeError, KeyError, ValueError, TypeError) as exc:
+    except msgspec.DecodeError as exc:
+        raise CorruptionError(f"decision record: {exc}") from None
+    return _as_decision(d)
+
+
+def _as_decision(d: Decision | DecisionRecordV1) -> Decision:
+    """A decoded decision record as the Decision it records (version 1: its
+    verdict JSON read back, CorruptionError when it is none)."""
+    if isinstance(d, Decision):
+        return d
+    try:
+        return d.decision()
+    except (KeyError, ValueError, TypeError) as exc:
         raise CorruptionError(f"decision record: {exc}") from None
 
 
@@ -366,12 +377,7 @@ class LogRecord:
             raise CorruptionError(f"decision record: #{self.last} holds #{self.first} to #{self.last}, "
                                   f"not #{number}")
         item = self._items[number - self.first]
-        if isinstance(item, msgspec.Raw):
-            return decode_decision(item)
-        try:
-            return item if isinstance(item, Decision) else item.decision()
-        except (KeyError, ValueError, TypeError) as exc:
-            raise CorruptionError(f"decision record: {exc}") from None
+        return decode_decision(item) if isinstance(item, msgspec.Raw) else _as_decision(item)
 
 
 def encode_decisions(decisions: list[Decision]) -> bytes:
