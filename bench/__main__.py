@@ -11,6 +11,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "codes": ("bench.codes", "issue and verify throughput against naive Python and raw AES"),
     "grpc": ("bench.grpc", "scangate serve Scan and ScanStream against a bare grpcio echo server, by worker count"),
     "guessing": ("bench.guessing", "guesses, VerifyCodes and Trace codes per second a client gets past the shared limits"),
+    "link": ("bench.link", "Scan p99 while a big scangate link upload runs, against without; the upload's peak RSS"),
     "rewards": ("bench.rewards", "reward decisions with durable group commit against raw LMDB put + append"),
     "trace": ("bench.trace", "linkage load and trace lookups against raw LMDB putmulti/getmulti"),
 }

@@ -32,7 +32,7 @@ import scangate
 from scangate import audit, points, rewards, verdicts
 from scangate.errors import CorruptionError
 from scangate.state import records
-from scangate.state.layout import DATABASES, HISTORY_PREFIX
+from scangate.state.layout import DATABASES, HISTORY_PREFIX, TRACE_DATABASES
 from scangate.state.migrate import SCHEMA_VERSION
 from scangate.enums import CodeStatus
 from scangate.rewards import Decision, NoReward, ScanRequest
@@ -53,12 +53,40 @@ def extract(into: Path, version: str = "v1") -> Path:
 
 
 def raw_records(path: Path) -> dict[str, list[tuple[bytes, bytes]]]:
-    """Every record of every database, opened with plain py-lmdb (no scangate, so no upgrade)."""
+    """Every record of every database where the directory's schema keeps it (the
+    trace databases in the trace environment from schema 4), opened with plain
+    py-lmdb (no scangate, so no upgrade); a database not there reads as empty."""
     env = lmdb.open(str(path / "lmdb"), max_dbs=64, readonly=True, lock=False)
     try:
         with env.begin() as txn:
-            return {name: [(bytes(k), bytes(v)) for k, v in txn.cursor(db=env.open_db(name.encode(), txn=txn))]
-                    for name in DATABASES}
+            schema = int.from_bytes(txn.get(b"schema", db=env.open_db(b"meta", txn=txn)), "big")
+        out = {name: _records(env, name) for name in DATABASES if schema < 4 or name not in TRACE_DATABASES}
+    finally:
+        env.close()
+    if schema >= 4:
+        trace = lmdb.open(str(path / "lmdb" / "trace"), max_dbs=16, readonly=True, lock=False)
+        try:
+            out.update((name, _records(trace, name)) for name in TRACE_DATABASES)
+        finally:
+            trace.close()
+    return {name: out[name] for name in DATABASES}
+
+
+def _records(env: lmdb.Environment, name: str) -> list[tuple[bytes, bytes]]:
+    with env.begin() as txn:
+        try:
+            db = env.open_db(name.encode(), txn=txn, create=False)
+        except (lmdb.NotFoundError, lmdb.ReadonlyError):    # not in this environment
+            return []
+        return [(bytes(k), bytes(v)) for k, v in txn.cursor(db=db)]
+
+
+def main_databases(path: Path) -> set[str]:
+    """The named databases of the main environment."""
+    env = lmdb.open(str(path / "lmdb"), max_dbs=64, readonly=True, lock=False)
+    try:
+        with env.begin() as txn:
+            return {bytes(k).decode() for k, _v in txn.cursor()}
     finally:
         env.close()
 
@@ -144,7 +172,7 @@ def test_opening_upgrades_every_schema_1_record(tmp_path: Path) -> None:
     assert all(v[:1] == b"{" for name in ("ledger", "decisions", "claims", "outbox") for _, v in before[name])
     scangate.open_data_dir(path).close()
     after = raw_records(path)
-    assert dict(after["meta"])[b"schema"] == SCHEMA_VERSION.to_bytes(4, "big") == (3).to_bytes(4, "big")
+    assert dict(after["meta"])[b"schema"] == SCHEMA_VERSION.to_bytes(4, "big") == (4).to_bytes(4, "big")
     # each upgraded record holds what its JSON held, field by field
     for name, decode in (("ledger", records.decode_ledger), ("decisions", records.decode_decision),
                          ("claims", records.decode_claim), ("outbox", records.decode_payout),
@@ -167,9 +195,10 @@ def test_opening_upgrades_every_schema_1_record(tmp_path: Path) -> None:
     assert raw_records(path) == after
 
 
-def test_opening_schema_2_changes_only_its_version(tmp_path: Path) -> None:
+def test_opening_schema_2_changes_only_its_version_and_where_the_trace_is(tmp_path: Path) -> None:
     """Schema 2 -> 3 rewrites nothing: schema 2's decision log records, one
-    decision each under its own number, are read as batches of one."""
+    decision each under its own number, are read as batches of one. Schema 3 ->
+    4 moves the trace databases, record for record, to the trace environment."""
     path = extract(tmp_path, "v2")
     before = raw_records(path)
     assert dict(before["meta"])[b"schema"] == (2).to_bytes(4, "big")
@@ -178,9 +207,11 @@ def test_opening_schema_2_changes_only_its_version(tmp_path: Path) -> None:
     assert all(msgspec.msgpack.decode(v)[0] == 2 for _k, v in decisions)   # a Decision each
     scangate.open_data_dir(path).close()
     after = raw_records(path)
-    assert dict(after["meta"])[b"schema"] == (3).to_bytes(4, "big")
+    assert dict(after["meta"])[b"schema"] == (4).to_bytes(4, "big")
     assert {name: rows for name, rows in after.items() if name != "meta"} == \
         {name: rows for name, rows in before.items() if name != "meta"}
+    assert before["links"] and before["shipped"] and before["dealers"]    # the fixture has trace to move
+    assert not main_databases(path) & set(TRACE_DATABASES)                 # moved, not copied
     assert {k: v for k, v in after["meta"] if k != b"schema"} == {k: v for k, v in before["meta"] if k != b"schema"}
 
 
@@ -251,6 +282,28 @@ UPGRADER = textwrap.dedent("""
 """)
 
 
+def test_an_interrupted_move_of_the_trace_is_made_again_over_what_it_left(tmp_path: Path) -> None:
+    """Schema 3 -> 4 commits the trace environment's copy before the main
+    environment drops the originals: a crash between the two leaves the old
+    schema with its trace whole and a stray copy in the trace environment, which
+    the next open replaces. Here that stray copy is made by hand, with a record
+    that is not in the original and another damaged."""
+    path = extract(tmp_path, "v2")
+    before = raw_records(path)
+    stray = lmdb.open(str(path / "lmdb" / "trace"), max_dbs=16)
+    with stray.begin(write=True) as txn:
+        links = stray.open_db(b"links", txn=txn)
+        key, value = before["links"][0]
+        txn.put(key, value[:-1], db=links)                      # damaged
+        txn.put(b"\xff" * 7, value, db=links)                  # not in the original
+        txn.put(b"D-stray", b"x", db=stray.open_db(b"dealers", txn=txn))
+    stray.close()
+    scangate.open_data_dir(path).close()
+    after = raw_records(path)
+    for name in ("links", "children", "dealers", "shipped", "ship_log"):
+        assert after[name] == before[name], name
+
+
 def test_a_kill_during_the_upgrade_leaves_schema_1_whole_and_the_next_open_upgrades(tmp_path: Path) -> None:
     """kill -9 while the upgrade runs (after it logged that it is upgrading the
     ledger, before its one transaction commits): the directory is the schema 1
@@ -282,6 +335,6 @@ def test_a_kill_during_the_upgrade_leaves_schema_1_whole_and_the_next_open_upgra
                           timeout=600, check=False)
     assert done.returncode == 0 and done.stdout == "opened\n", done.stderr[-2000:]
     after = raw_records(path)
-    assert dict(after["meta"])[b"schema"] == (3).to_bytes(4, "big")
+    assert dict(after["meta"])[b"schema"] == SCHEMA_VERSION.to_bytes(4, "big")
     assert len(after["ledger"]) == len(before["ledger"]) == MANIFEST["ledger_last"] + extra
     assert records.to_json(records.decode_ledger(after["ledger"][-1][1]))["seq"] == last + extra

@@ -462,8 +462,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     if proc.returncode != 0:
         pytest.skip(f"mounting a tmpfs is not permitted here: {proc.stderr.strip()}")
     try:
-        for f in saved.iterdir():
-            shutil.copy2(f, lmdb_dir / f.name)
+        shutil.copytree(saved, lmdb_dir, dirs_exist_ok=True)     # the trace's environment (lmdb/trace/) too
         yield data
     finally:
         subprocess.run(["umount", "-l", str(lmdb_dir)], capture_output=True)

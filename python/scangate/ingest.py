@@ -19,9 +19,9 @@ from __future__ import annotations
 import csv
 import io
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -32,7 +32,8 @@ from .datadir import DataDir, VerifyResult
 from .enums import CodeStatus, Level
 from .errors import BatchRejected, InvalidArgument, Problem
 from .results import EpcisReport, LinkReport
-from .state.trace import ADD, DELETE, LinkStep, Shipment, ShipStep, TraceStore, apply_trace_steps
+from .state import layout
+from .state.trace import ADD, DELETE, SERIAL_BYTES, LinkStep, Shipment, ShipStep, TraceStore, apply_trace_steps
 from .trace import (
     MAX_NAME, MAX_SHIPMENT_ID, Dealer, check_dealer_id, check_territory, check_text, check_time_ms, level_allows,
     parse_time_ms, quote,
@@ -67,74 +68,201 @@ def _status_problem(status: int) -> str:
     }.get(CodeStatus(status), f"code status {status}")
 
 
-def link_csv(data: DataDir, content: bytes, source: str = "input",
-             progress: Callable[[str, int], None] | None = None) -> LinkReport:
+# A link upload is read, checked and applied this many bytes at a time (about
+# 600,000 rows of two URL codes): its memory is bounded by this, not by the file.
+LINK_CHUNK_BYTES = 32 << 20
+# No row of a linkage CSV is longer (two codes and a comma, with room to spare):
+# a longer line is refused by its number without being held whole.
+MAX_LINK_LINE = 4096
+_HEADER = b"parent,child"
+_BOM = b"\xef\xbb\xbf"
+
+
+class Readable(Protocol):
+    """What link_csv reads a file through: ``read(size)``, b"" at its end."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+def link_csv(data: DataDir, content: bytes | Readable, source: str = "input",
+             progress: Callable[[str, int], None] | None = None, *,
+             chunk_bytes: int = LINK_CHUNK_BYTES) -> LinkReport:
     """Apply a ``parent,child`` CSV as one batch of ADDs, or raise BatchRejected.
 
-    ``progress(stage, rows)`` is called as each stage starts: "verify", "check",
-    "apply" (for a progress display).
+    ``content``: the file's bytes or a binary file, read ``chunk_bytes`` at a
+    time: each chunk is verified, checked and written into ONE write transaction
+    of the trace environment, which commits after the last chunk and only if no
+    row of any chunk was bad (all of the file or none of it). A child listed twice
+    must name the same parent, across chunks too: each child's parent and line
+    are kept in the ``link_upload`` scratch database of that transaction (emptied
+    before it commits), not in memory. The transaction holds the trace
+    environment's lock only: decisions commit in the main environment meanwhile.
+
+    ``progress(stage, rows)`` is called as each chunk starts a stage ("verify",
+    "apply"), with the rows read so far.
     """
     step = progress or (lambda stage, rows: None)
+    table = data.store.range_table()
+    trace = TraceStore(data.store)
+    problems: list[Problem] = []
+    overlong = [0]      # lines refused by _line_chunks
+    bad_rows = rows = added = removed = parents = 0
+    with trace.env.begin(write=True) as txn:
+        scratch = txn.cursor(db=trace.upload_db)
+        for chunk, first_line in _line_chunks(content, chunk_bytes, source, problems, overlong):
+            step("verify", rows)
+            parent, child, line_no, n_rows, n_bad = _link_chunk(data, table, chunk, first_line, source, problems)
+            rows += n_rows
+            bad_rows += n_bad + overlong[0]
+            overlong[0] = 0
+            # a child listed in an earlier chunk: the same parent (nothing to do) or a conflict
+            keys = _split_keys(b"c", child)
+            seen = dict(scratch.getmulti(keys)) if keys else {}
+            keep = np.ones(len(child), bool)
+            if seen:
+                for i, key in enumerate(keys):
+                    before = seen.get(key)
+                    if before is None:
+                        continue
+                    keep[i] = False
+                    if bytes(before[:SERIAL_BYTES]) != layout.serial_key(int(parent[i])):
+                        bad_rows += 1
+                        if len(problems) < MAX_PROBLEMS:
+                            problems.append(Problem(f"{source}:{int(line_no[i])}", "child",
+                                                    "child already put into another parent on line "
+                                                    f"{int.from_bytes(before[SERIAL_BYTES:], 'big')}"))
+                parent, child, line_no = parent[keep], child[keep], line_no[keep]
+                keys = [k for k, kept in zip(keys, keep.tolist()) if kept]
+            values = _split_keys(b"", parent, line_no)
+            scratch.putmulti(list(zip(keys, values)))
+            if bad_rows:
+                continue        # nothing more is written: the transaction will not commit
+            step("apply", rows)
+            result = trace.apply_links(parent, child, np.full(len(child), ADD, np.uint8), txn=txn)
+            added += result["added"]
+            removed += result["removed"]
+            # each parent counted once over the chunks (put without overwriting: added once)
+            _consumed, new = scratch.putmulti([(b"p" + k, b"") for k in _split_keys(b"", result["touched"])],
+                                              overwrite=False)
+            parents += new
+        bad_rows += overlong[0]
+        if bad_rows:
+            problems.sort(key=_line_key)
+            unlisted = bad_rows - len(problems)
+            if unlisted > 0:
+                problems.append(Problem(source, "rows", f"{unlisted} more bad rows not listed"))
+            raise BatchRejected(source, problems)      # the transaction aborts: nothing written
+        txn.drop(trace.upload_db, delete=False)
+    return LinkReport(rows, added, removed, parents)
+
+
+def _split_keys(prefix: bytes, serials: np.ndarray, numbers: np.ndarray | None = None) -> list[bytes]:
+    """``prefix`` + each serial's 7-byte key (+ its number as u64), as bytes objects."""
+    if len(serials) == 0:
+        return []
+    parts = [np.frombuffer(layout.serial_keys(serials), np.uint8).reshape(-1, SERIAL_BYTES)]
+    if prefix:
+        parts.insert(0, np.full((len(serials), len(prefix)), np.frombuffer(prefix, np.uint8)))
+    if numbers is not None:
+        parts.append(np.asarray(numbers, ">u8").view(np.uint8).reshape(-1, 8))
+    rows = np.ascontiguousarray(np.hstack(parts))
+    return rows.view(f"V{rows.shape[1]}").reshape(-1).tolist()
+
+
+def _line_chunks(content: bytes | Readable, size: int, source: str, problems: list[Problem],
+                 overlong: list[int]) -> Iterator[tuple[bytes, int]]:
+    """(chunk, number of its first line): whole lines of ``content``, about
+    ``size`` bytes each. A line longer than MAX_LINK_LINE is not held: it is
+    counted in ``overlong[0]`` and named in ``problems`` (while they have room),
+    and skipped to its end (the upload is then refused, so nothing of it is
+    written)."""
+    stream: Readable = io.BytesIO(content) if isinstance(content, (bytes, bytearray, memoryview)) else content
+    line = 1
+    tail = b""
+    skipping = False        # inside an overlong line, until its newline
+    first = True
+    while True:
+        block = stream.read(size)
+        if first:
+            block = block[len(_BOM):] if block.startswith(_BOM) else block
+            first = False
+        if not block:
+            if tail and not skipping:
+                yield tail, line
+            return
+        if skipping:
+            end = block.find(b"\n")
+            if end < 0:
+                continue
+            block, skipping, line = block[end + 1:], False, line + 1
+        block = tail + block
+        cut = block.rfind(b"\n") + 1
+        tail = block[cut:]
+        if cut:
+            yield block[:cut], line
+            line += block.count(b"\n", 0, cut)
+        if len(tail) > MAX_LINK_LINE:
+            overlong[0] += 1
+            if len(problems) < MAX_PROBLEMS:
+                problems.append(Problem(f"{source}:{line}", "row", f"longer than {MAX_LINK_LINE} bytes"))
+            tail, skipping = b"", True
+
+
+def _link_chunk(data: DataDir, table: Any, content: bytes, first_line: int, source: str,
+                problems: list[Problem]) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
+    """The rows of one chunk of whole lines: (parent serials, child serials, line
+    numbers) of its good rows, each child once and in serial order; the number of
+    rows; the number of bad rows (the first MAX_PROBLEMS of the upload named in
+    ``problems``)."""
     buf = np.frombuffer(content, np.uint8)
     starts, ends = _core.split_lines(buf)
-    if content[:3] == b"\xef\xbb\xbf" and len(starts):   # a UTF-8 byte order mark (Excel)
-        starts[0] += 3
-    first_data = 0
-    if len(starts) and bytes(buf[starts[0] : ends[0]]).strip().lower() == b"parent,child":
-        first_data = 1
-    line_no = np.arange(len(starts)) + 1
+    line_no = np.arange(len(starts)) + first_line
     blank = ends == starts           # empty lines (a trailing one, say) carry nothing
-    blank[:first_data] = True
+    if first_line == 1 and len(starts) and bytes(buf[starts[0] : ends[0]]).strip().lower() == _HEADER:
+        blank[0] = True
     starts, ends, line_no = starts[~blank], ends[~blank], line_no[~blank]
-    problems: list[Problem] = []
+    n_bad = 0
 
     def bad(rows: np.ndarray, fld: str, message: str) -> None:
-        for r in rows[: MAX_PROBLEMS - len(problems)].tolist():
+        nonlocal n_bad
+        n_bad += len(rows)
+        for r in rows[: max(MAX_PROBLEMS - len(problems), 0)].tolist():
             problems.append(Problem(f"{source}:{int(line_no[r])}", fld, message))
 
     pos, count = _field_spans(buf, starts, ends)
     shape_bad = count != 1
     bad(np.flatnonzero(shape_bad), "row", "expected exactly two fields: parent,child")
     pos = np.where(shape_bad, starts, pos)
-    step("verify", len(starts))
-    table = data.store.range_table()
     parent = verify_spans(buf, starts, pos, data.keys, table)
     child = verify_spans(buf, np.where(shape_bad, starts, pos + 1), ends, data.keys, table)
-    step("check", len(starts))
     ok = ~shape_bad
     for name, v in (("parent", parent), ("child", child)):
         not_genuine = ok & (v.status != CodeStatus.GENUINE)
         for st in np.unique(v.status[not_genuine]).tolist():
             bad(np.flatnonzero(not_genuine & (v.status == st)), name, _status_problem(st))
         ok &= v.status == CodeStatus.GENUINE
-    wrong_level = ok & ~level_allows(child.level, parent.level)
-    for r in np.flatnonzero(wrong_level)[: MAX_PROBLEMS].tolist():
+    wrong_level = np.flatnonzero(ok & ~level_allows(child.level, parent.level))
+    n_bad += len(wrong_level)
+    for r in wrong_level[: max(MAX_PROBLEMS - len(problems), 0)].tolist():
         problems.append(Problem(f"{source}:{int(line_no[r])}", "child",
                                 f"a {Level(int(child.level[r])).label} cannot go into a "
                                 f"{Level(int(parent.level[r])).label}"))
-    ok &= ~wrong_level
-    # a child listed twice must name the same parent
-    order = np.argsort(child.serial, kind="stable")
+    ok[wrong_level] = False
+    # a child listed twice in the chunk must name the same parent (across chunks: link_csv)
+    good = np.flatnonzero(ok)
+    order = good[np.argsort(child.serial[good], kind="stable")]
     cs, ps = child.serial[order], parent.serial[order]
-    dup = np.flatnonzero((cs[1:] == cs[:-1]) & ok[order][1:] & ok[order][:-1])
+    dup = np.flatnonzero(cs[1:] == cs[:-1])
     conflict = dup[ps[dup + 1] != ps[dup]]
-    for d in conflict[: MAX_PROBLEMS].tolist():
+    n_bad += len(conflict)
+    for d in conflict[: max(MAX_PROBLEMS - len(problems), 0)].tolist():
         a, b = order[d], order[d + 1]
         problems.append(Problem(f"{source}:{int(line_no[b])}", "child",
                                 f"child already put into another parent on line {int(line_no[a])}"))
-    if not ok.all() or len(conflict):
-        problems.sort(key=_line_key)
-        unlisted = int((~ok).sum()) + len(conflict) - len(problems)
-        if unlisted > 0:
-            problems.append(Problem(source, "rows", f"{unlisted} more bad rows not listed"))
-        raise BatchRejected(source, problems)
     keep = np.ones(len(cs), bool)
     keep[dup + 1] = False           # the same (parent, child) twice: once is enough
     sel = order[keep]
-    trace = TraceStore(data.store)
-    step("apply", len(starts))
-    result = trace.apply_links(parent.serial[sel], child.serial[sel], np.full(len(sel), ADD, np.uint8))
-    return LinkReport(len(starts), result["added"], result["removed"], result["parents"])
+    return parent.serial[sel], child.serial[sel], line_no[sel], len(starts), n_bad
 
 
 def _line_key(p: Problem) -> tuple[int, str]:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
@@ -46,6 +49,28 @@ def _is_json(content: bytes) -> bool:
     return content.lstrip()[:1] in (b"{", b"[")
 
 
+_HEAD = 1 << 16     # what link reads first, to tell an EPCIS document from a CSV
+
+
+class _Reading:
+    """A file read after its first bytes (``head``), each read counted on the
+    progress bar (``advance``)."""
+
+    def __init__(self, head: bytes, rest: IO[bytes], advance: Callable[[int], None]):
+        self._head, self._rest, self._advance = head, rest, advance
+
+    def read(self, size: int = -1) -> bytes:
+        head = self._head
+        if size < 0:
+            out, self._head = head + self._rest.read(), b""
+        elif len(head) >= size:
+            out, self._head = head[:size], head[size:]
+        else:
+            out, self._head = head + self._rest.read(size - len(head)), b""
+        self._advance(len(out))
+        return out
+
+
 @cli.command()
 @data_option
 @click.argument("source", type=click.File("rb"))
@@ -54,24 +79,30 @@ def _is_json(content: bytes) -> bool:
 @json_option
 def link(data: Path, source: IO[bytes], schema_file: str | None, as_json: bool) -> None:
     """Record bottle-case-pallet linkage from a parent,child CSV or an EPCIS 2.0
-    document (AggregationEvents). All of the file or none of it."""
-    content = source.read()
+    document (AggregationEvents). All of the file or none of it. A CSV is read a
+    chunk at a time (its memory does not grow with the file); an EPCIS document
+    is read whole."""
     started = time.perf_counter()
-    stages = ["read", "verify", "check", "apply"]
+    head = source.read(_HEAD)
+    try:
+        size = os.fstat(source.fileno()).st_size
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):    # a pipe, a test's BytesIO
+        size = 0
     with _open(data) as dd, click.progressbar(
-            length=len(stages), label="linking", file=sys.stderr,
-            hidden=as_json or not sys.stderr.isatty(), item_show_func=lambda s: s) as bar:
-        bar.update(1, "verify")
+            length=max(size, 1), label="linking", file=sys.stderr,
+            hidden=as_json or not size or not sys.stderr.isatty(), item_show_func=lambda s: s) as bar:
 
         def step(stage: str, rows: int) -> None:
-            bar.update(1, f"{stage} {rows:,} rows")
+            bar.update(0, f"{stage}, {rows:,} rows read")
 
         summary: dict[str, int | float]
         try:
-            if _is_json(content):
+            if _is_json(head):
+                content = head + source.read()
                 summary = dict(ingest.apply_epcis(dd, content, source.name, _schema(schema_file)).to_json())
             else:
-                report = ingest.link_csv(dd, content, source.name, progress=step)
+                reader = _Reading(head, source, bar.update)
+                report = ingest.link_csv(dd, reader, source.name, progress=step)
                 summary = {"rows": report.rows, "added": report.added, "removed": report.removed,
                            "parents": report.parents}
         except BatchRejected as exc:

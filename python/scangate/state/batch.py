@@ -156,8 +156,12 @@ class LmdbBatch:
         return keys, {s: History.unpack(raw) for s, k in keys.items() if (raw := stored.get(k)) is not None}
 
     def chains(self, serials: Sequence[int]) -> list[tuple[tuple[int, ...], Shipment, Dealer] | None]:
-        """For each serial, (ancestors, governing shipment, its dealer), or None."""
-        return TraceStore(self.store).shipped_chains(serials, self.txn)
+        """For each serial, (ancestors, governing shipment, its dealer), or None:
+        the trace as its environment holds it now (a read transaction of its own,
+        which no link upload can hold up)."""
+        trace = TraceStore(self.store)
+        with trace.env.begin() as txn:
+            return trace.shipped_chains(serials, txn)
 
     def recalls(self) -> Recalls:
         """Every recall (read again only when one was added: Store.rules_cached)."""

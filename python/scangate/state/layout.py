@@ -1,6 +1,10 @@
 """Every key layout of the LMDB store, defined once.
 
-One environment, these named databases (``DATABASES``); keys are compact binary,
+Two environments, these named databases (``DATABASES``): the trace databases
+(``TRACE_DATABASES``: linkage, dealers, shipments) in their own environment, so
+that a long upload's write transaction never holds the lock every decision
+commits under (schema 4; scangate.state.store); the rest in the main one. Keys
+are compact binary,
 ordered so that related records sit together (an actor's history entries, a
 campaign's budgets, the scans of neighbouring serials). Serials are 7 bytes
 big-endian (serials stay below 2^56), so key order is serial order.
@@ -15,6 +19,8 @@ big-endian (serials stay below 2^56), so key order is serial order.
     dealers     dealer id -> records.DealerRecord
     shipped     top-level unit serial -> records.ShipmentRecord (its current shipment)
     ship_log    unit serial, time -> records.ShipmentRecord (every shipment)
+    link_upload child serial -> parent serial (7 bytes) + line number (u64): a link upload's
+                scratch (scangate.ingest.link_csv), emptied before its transaction commits
     scans       serial -> scan history (records.History)
     revoked     L<line id> -> records.LineRecall | R<first><last> -> records.RangeRecall
     campaigns   c/<id> current record, s/<id> secret, r/<id>/<revision u32> every revision
@@ -51,7 +57,7 @@ import struct
 import numpy as np
 
 __all__ = [
-    "DATABASES", "SERIAL_BYTES", "CAMPAIGN_PREFIX", "MAX_KEY",
+    "DATABASES", "TRACE_DATABASES", "SERIAL_BYTES", "CAMPAIGN_PREFIX", "MAX_KEY",
     "account_key", "budget_key", "budget_prefix", "campaign_key", "day_key", "history_prefix",
     "month_key", "month_prefix", "payout_key", "plugin_failure_key", "redemption_key", "request_key",
     "revision_key", "revision_prefix", "secret_key", "seq_key", "seq_of", "serial_key", "serial_keys",
@@ -62,12 +68,15 @@ __all__ = [
 
 DATABASES = (
     "meta", "lines", "line_index", "ranges",                      # issuance ledger
-    "links", "children", "dealers", "shipped", "ship_log",         # trace
+    "links", "children", "dealers", "shipped", "ship_log",         # trace (TRACE_DATABASES)
+    "link_upload",
     "scans", "revoked",                                            # verdicts
     "campaigns", "requests", "claims", "budgets", "counters",      # rewards
     "ledger", "outbox", "points", "decisions",
 )
 
+# the databases of the trace environment (Store.trace_env): every other one is in the main environment
+TRACE_DATABASES = ("links", "children", "dealers", "shipped", "ship_log", "link_upload")
 SERIAL_BYTES = 7
 _U64 = struct.Struct(">Q")
 _U32 = struct.Struct(">I")

@@ -21,6 +21,13 @@ keyed by its last decision's number). Nothing is rewritten: a schema 2 record,
 one decision keyed by its own number, reads as a batch of one. The version moves
 so that a release that reads only single records refuses the directory rather
 than misreading it.
+
+Schema 3 -> 4: the trace databases (linkage, dealers, shipments:
+layout.TRACE_DATABASES) move to the trace environment (scangate.state.store), so
+that a long upload never holds the lock decisions commit under. They are copied
+in one write transaction of the trace environment, committed before this one
+drops them here: a crash between the two leaves schema 3 whole (its trace still
+here), and the next open copies again over what the first try left.
 """
 
 from __future__ import annotations
@@ -37,11 +44,11 @@ from ..errors import CorruptionError
 from . import records
 from .records import ACCOUNT, I64, U64
 
-__all__ = ["SCHEMA_VERSION", "migrate"]
+__all__ = ["MOVED_TO_TRACE", "SCHEMA_VERSION", "migrate"]
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 def _convert(kind: str, where: str, tag: int, struct: type[msgspec.Struct], d: dict[str, Any]) -> bytes:
@@ -196,14 +203,38 @@ def _to_3(txn: lmdb.Transaction[bytes], db: Callable[[str], Any]) -> dict[str, i
     return {"decision records kept as batches of one": txn.stat(db("decisions"))["entries"]}
 
 
-_STEPS = {1: _to_2, 2: _to_3}
+# the trace databases schema 3 kept in the main environment (link_upload is new in schema 4)
+MOVED_TO_TRACE = ("links", "children", "dealers", "shipped", "ship_log")
 
 
-def migrate(txn: lmdb.Transaction[bytes], db: Callable[[str], Any], version: int) -> int:
+def _to_4(txn: lmdb.Transaction[bytes], db: Callable[[str], Any], trace_env: lmdb.Environment,
+          trace_db: Callable[[str], Any]) -> dict[str, int]:
+    """Move the trace databases to the trace environment (see the module docstring)."""
+    counts = {}
+    with trace_env.begin(write=True) as trace_txn:
+        for name in MOVED_TO_TRACE:
+            target = trace_db(name)
+            trace_txn.drop(target, delete=False)    # what an interrupted try copied: copied again
+            # in key order, so appended: full pages, no splits
+            _consumed, counts[name] = trace_txn.cursor(db=target).putmulti(
+                ((bytes(k), bytes(v)) for k, v in txn.cursor(db=db(name))), append=True)
+    for name in MOVED_TO_TRACE:
+        txn.drop(db(name), delete=True)
+    return counts
+
+
+_STEPS: dict[int, Callable[..., dict[str, int]]] = {1: _to_2, 2: _to_3}
+
+
+def migrate(txn: lmdb.Transaction[bytes], db: Callable[[str], Any], version: int, trace_env: lmdb.Environment,
+            trace_db: Callable[[str], Any]) -> int:
     """Upgrade the store from schema ``version`` to SCHEMA_VERSION inside ``txn``
-    (the caller writes the new version and commits); returns the new version."""
+    (the caller writes the new version and commits); returns the new version.
+    ``db``: the handles of ``txn``'s environment, the trace databases included
+    (where schema 3 kept them); ``trace_env``, ``trace_db``: the trace environment
+    and its handles, where step 3 -> 4 moves them."""
     while version < SCHEMA_VERSION:
-        counts = _STEPS[version](txn, db)
+        counts = _to_4(txn, db, trace_env, trace_db) if version == 3 else _STEPS[version](txn, db)
         log.warning("data directory upgraded from schema %d to %d: %s", version, version + 1,
                     ", ".join(f"{n} {what}" for what, n in counts.items()))
         version += 1

@@ -49,22 +49,27 @@ def _key(key: bytes) -> bytes:
 def items(data: DataDir, name: str) -> list[tuple[bytes, bytes]]:
     """Every (key, value) of database ``name``, in key order."""
     db = _db(data, name)
-    with data.store.env.begin() as txn:
+    with data.store.env_of(name).begin() as txn:
         return [(bytes(k), bytes(v)) for k, v in txn.cursor(db=db)]
 
 
 def dump(data: DataDir, names: tuple[str, ...] = layout.DATABASES) -> dict[str, list[tuple[bytes, bytes]]]:
     """``items`` of each of ``names`` (default: every database), all read in one
-    transaction: two dumps are equal when nothing in those databases changed."""
+    transaction per environment: two dumps are equal when nothing in those
+    databases changed."""
     dbs = {name: _db(data, name) for name in names}
-    with data.store.env.begin() as txn:
-        return {name: [(bytes(k), bytes(v)) for k, v in txn.cursor(db=db)] for name, db in dbs.items()}
+    out: dict[str, list[tuple[bytes, bytes]]] = {}
+    for env in {data.store.env_of(name) for name in names}:
+        with env.begin() as txn:
+            out.update((name, [(bytes(k), bytes(v)) for k, v in txn.cursor(db=db)])
+                       for name, db in dbs.items() if data.store.env_of(name) is env)
+    return {name: out[name] for name in names}
 
 
 def count(data: DataDir, name: str) -> int:
     """How many records database ``name`` holds."""
     db = _db(data, name)
-    with data.store.env.begin() as txn:
+    with data.store.env_of(name).begin() as txn:
         return int(txn.stat(db)["entries"])
 
 
@@ -72,7 +77,7 @@ def get(data: DataDir, name: str, key: bytes) -> bytes | None:
     """The value stored under ``key`` in database ``name``; None when there is none."""
     db = _db(data, name)
     key = _key(key)
-    with data.store.env.begin() as txn:
+    with data.store.env_of(name).begin() as txn:
         raw = txn.get(key, db=db)
     return None if raw is None else bytes(raw)
 
@@ -84,7 +89,7 @@ def put(data: DataDir, name: str, key: bytes, value: bytes) -> None:
     key = _key(key)
     if not isinstance(value, (bytes, bytearray, memoryview)):
         raise InvalidArgument(f"value: bytes, not {type(value).__name__}")
-    with data.store.env.begin(write=True) as txn:
+    with data.store.env_of(name).begin(write=True) as txn:
         txn.put(key, bytes(value), db=db)
         if name in _RULES:
             data.store.bump_rules(txn)
@@ -94,7 +99,7 @@ def delete(data: DataDir, name: str, key: bytes) -> bool:
     """Delete ``key`` from database ``name``; whether there was a record to delete."""
     db = _db(data, name)
     key = _key(key)
-    with data.store.env.begin(write=True) as txn:
+    with data.store.env_of(name).begin(write=True) as txn:
         if name in _RULES:
             data.store.bump_rules(txn)
         return bool(txn.delete(key, db=db))

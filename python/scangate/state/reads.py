@@ -252,5 +252,6 @@ def campaign_secret(data: DataDir, campaign_id: str) -> bytes | None:
 def shipments_of(data: DataDir, serials: np.ndarray | Sequence[int]) -> dict[int, Shipment]:
     """The current shipment of each of ``serials`` that was shipped itself (not
     through a parent), by serial."""
-    with data.store.env.begin() as txn:
-        return TraceStore(data.store).shipments_of(serials, txn)
+    trace = TraceStore(data.store)
+    with trace.env.begin() as txn:
+        return trace.shipments_of(serials, txn)

@@ -1,4 +1,13 @@
-"""The LMDB store: one environment, named databases, compact ordered binary keys.
+"""The LMDB store: two environments, named databases, compact ordered binary keys.
+
+The main environment holds the decision state and the issuance ledger; the trace
+environment (``Store.trace_env``, the directory ``trace`` inside the main one)
+holds the linkage, dealers and shipments (``layout.TRACE_DATABASES``). LMDB
+has one writer per environment: apart, a link upload of millions of rows (one
+write transaction, seconds long) never holds the lock that every group commit of
+decisions takes, while a decision still reads the trace as of its batch (a read
+transaction of the trace environment: LMDB readers never wait for a writer).
+Nothing commits to both at once, so neither can hold half of a change.
 
 This module opens the environment (``Store``) and holds the issuance ledger: product
 lines (``records.LineRecord``), the line index, the serial ranges issued to them
@@ -17,7 +26,7 @@ import logging
 import struct
 import threading
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,8 +39,8 @@ from ..clock import now_ms
 from ..enums import Level
 from ..errors import CorruptionError, InvalidArgument, NotFound
 from . import layout, records
-from .layout import DATABASES
-from .migrate import SCHEMA_VERSION, migrate
+from .layout import DATABASES, TRACE_DATABASES
+from .migrate import MOVED_TO_TRACE, SCHEMA_VERSION, migrate
 
 __all__ = ["DATABASES", "DEFAULT_MAP_SIZE", "IssuedRange", "ProductLine", "RangeTable", "SCHEMA_VERSION", "Store",
            "iter_prefix"]
@@ -154,6 +163,25 @@ def _meta(txn: lmdb.Transaction[bytes], key: bytes, db: Any) -> bytes:
     return raw
 
 
+def _open_env(path: Path, map_size: int, max_dbs: int) -> lmdb.Environment:
+    """One environment of the store, with LMDB's durable defaults on purpose (sync,
+    metasync, no writemap). mode: LMDB creates the directory with it and
+    data.mdb, lock.mdb with it less the execute bits: owner-only, as they hold
+    secrets and scans."""
+    return lmdb.open(str(path), map_size=map_size, max_dbs=max_dbs, subdir=True, mode=0o700, sync=True,
+                     metasync=True, writemap=False, readahead=False, max_readers=512)
+
+
+def _open_dbs(env: lmdb.Environment, names: Sequence[str]) -> dict[str, Any]:
+    """The handles of these databases of ``env``, opened (and created where
+    missing) in a write transaction: py-lmdb ends a read transaction without
+    committing it, which closes the handles it opened. So a process that opens
+    the store while a link upload holds the trace environment's lock waits for
+    the upload to commit; processes already open (a running server) do not."""
+    with env.begin(write=True) as txn:
+        return {name: env.open_db(name.encode(), txn=txn) for name in names}
+
+
 def iter_prefix(txn: lmdb.Transaction[bytes], db: Any, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
     """(key without the prefix, value) of every record whose key starts with
     ``prefix``, in key order: the one range scan the stores share."""
@@ -174,26 +202,13 @@ class Store:
         self.path = Path(path)
         if not create and not (self.path / "data.mdb").exists():
             raise NotFound(f"no LMDB environment at {self.path}")
-        # Durable defaults on purpose: sync=True, metasync=True, writemap=False.
-        # mode: LMDB creates the directory with it and data.mdb, lock.mdb with it
-        # less the execute bits: owner-only, as they hold secrets and scans.
-        self.env = lmdb.open(
-            str(self.path),
-            map_size=map_size,
-            max_dbs=64,
-            subdir=True,
-            mode=0o700,
-            sync=True,
-            metasync=True,
-            writemap=False,
-            readahead=False,
-            max_readers=512,
-        )
+        self.env = _open_env(self.path, map_size, 64)
+        self.trace_env = _open_env(self.path / "trace", map_size, 16)
         # Every named database is opened here, once per environment: py-lmdb's
         # open_db runs a write transaction of its own, which would deadlock if it
         # ran later inside a caller's write transaction.
-        with self.env.begin(write=True) as txn:
-            self._dbs = {name: self.env.open_db(name.encode(), txn=txn) for name in DATABASES}
+        self._dbs = _open_dbs(self.trace_env, TRACE_DATABASES)
+        self._dbs.update(_open_dbs(self.env, [name for name in DATABASES if name not in TRACE_DATABASES]))
         self.meta = self._dbs["meta"]
         self.lines_db = self._dbs["lines"]
         self.line_index_db = self._dbs["line_index"]
@@ -215,7 +230,14 @@ class Store:
                     f"up to {SCHEMA_VERSION}"
                 )
             elif version < SCHEMA_VERSION:    # an earlier release's data: upgraded in this transaction
-                txn.put(_META_SCHEMA, _U32.pack(migrate(txn, self.db, version)), db=self.meta)
+                # before schema 4 the trace databases were in this environment: the steps read them here
+                legacy = {name: self.env.open_db(name.encode(), txn=txn) for name in MOVED_TO_TRACE}
+
+                def old_db(name: str) -> Any:
+                    return legacy[name] if name in legacy else self.db(name)
+
+                txn.put(_META_SCHEMA, _U32.pack(migrate(txn, old_db, version, self.trace_env, self.db)),
+                        db=self.meta)
 
     def bump_rules(self, txn: lmdb.Transaction[bytes]) -> None:
         """Inside a write transaction that changes the campaigns or the recalls:
@@ -239,13 +261,19 @@ class Store:
         return value
 
     def db(self, name: str):  # type: ignore[no-untyped-def]
-        """The handle of a named database (one of DATABASES)."""
+        """The handle of a named database (one of DATABASES), for a transaction of
+        its environment (``env_of``)."""
         try:
             return self._dbs[name]
         except KeyError:
             raise CorruptionError(f"no database {name!r}: add it to scangate.state.layout.DATABASES") from None
 
+    def env_of(self, name: str) -> lmdb.Environment:
+        """The environment that holds database ``name``."""
+        return self.trace_env if name in TRACE_DATABASES else self.env
+
     def close(self) -> None:
+        self.trace_env.close()
         self.env.close()
 
     # ------------------------------------------------------------------ meta

@@ -232,7 +232,7 @@ def apply_trace_steps(store: Store, steps: Iterable[LinkStep | ShipStep]) -> dic
     Returns the links added and removed and the shipments recorded."""
     trace = TraceStore(store)
     added = removed = shipments = 0
-    with store.env.begin(write=True) as txn:
+    with trace.env.begin(write=True) as txn:
         for step in steps:
             if isinstance(step, ShipStep):
                 trace.record_shipments(step.shipments, txn)
@@ -246,17 +246,19 @@ def apply_trace_steps(store: Store, steps: Iterable[LinkStep | ShipStep]) -> dic
 
 # ---------------------------------------------------------------- the store
 class TraceStore:
-    """Linkage, dealers and shipments over the data directory's LMDB environment."""
+    """Linkage, dealers and shipments over the data directory's trace environment
+    (``Store.trace_env``): a ``txn`` passed to a method here is one of it."""
 
     def __init__(self, store: Store):
         self.store = store
-        env = store.env
+        env = store.trace_env
         self.env = env
         self.links_db = store.db("links")
         self.children_db = store.db("children")
         self.dealers_db = store.db("dealers")
         self.shipped_db = store.db("shipped")
         self.ship_log_db = store.db("ship_log")
+        self.upload_db = store.db("link_upload")
 
     # ------------------------------------------------------------------ reads
     def parents_of(self, serials: np.ndarray, txn: lmdb.Transaction[bytes] | None = None) -> np.ndarray:
@@ -340,7 +342,7 @@ class TraceStore:
 
     # ------------------------------------------------------------------ link
     def apply_links(self, parents: np.ndarray, children: np.ndarray, actions: np.ndarray,
-                    unpack_all: Sequence[int] = (), txn: lmdb.Transaction[bytes] | None = None) -> dict[str, int]:
+                    unpack_all: Sequence[int] = (), txn: lmdb.Transaction[bytes] | None = None) -> dict[str, Any]:
         """Apply ADD/DELETE of (parent, child) pairs, in order of meaning, in one
         write transaction. ``unpack_all``: parents whose children all leave (an
         EPCIS DELETE with no childEPCs). The caller has validated codes and levels.
@@ -366,7 +368,7 @@ class TraceStore:
         adds = actions == ADD
         touched = np.concatenate([children, *all_gone]) if all_gone else children
         if len(touched) == 0:
-            return {"added": 0, "removed": 0, "parents": 0}
+            return {"added": 0, "removed": 0, "parents": 0, "touched": np.zeros(0, np.uint64)}
         buckets, slot_row = _unique_sorted(touched >> np.uint64(3))
         table = self._load_buckets(buckets, txn)
         old = table[slot_row, (touched & np.uint64(7)).astype(np.intp)]
@@ -395,7 +397,7 @@ class TraceStore:
         self._write_buckets(txn, buckets, table, new)
         touched_parents = self._write_children(txn, moved, ap, ac)
         return {"added": int(adds.sum()), "removed": int(del_ok.sum()) + sum(len(g) for g in all_gone),
-                "parents": touched_parents}
+                "parents": len(touched_parents), "touched": touched_parents}
 
     def _write_buckets(self, txn: lmdb.Transaction[bytes], buckets: np.ndarray, old: np.ndarray,
                        new: np.ndarray) -> None:
@@ -415,9 +417,9 @@ class TraceStore:
         cur.putmulti(puts, append=append)
 
     def _write_children(self, txn: lmdb.Transaction[bytes], moved: dict[int, set[int]],
-                        add_parents: np.ndarray, add_children: np.ndarray) -> int:
+                        add_parents: np.ndarray, add_children: np.ndarray) -> np.ndarray:
         """Rewrite the children arrays of every parent that gains or loses one;
-        return how many parents that is.
+        return those parents (sorted serials).
 
         ``add_parents``/``add_children``: the ADDs sorted by (parent, child). A
         parent new to the store that loses nothing (the bulk-load case) gets its
@@ -428,7 +430,7 @@ class TraceStore:
         bounds = np.append(np.flatnonzero(np.diff(group_index, prepend=-1)), len(add_parents))
         parents = np.union1d(groups, np.fromiter(moved, np.uint64, len(moved))) if moved else groups
         if len(parents) == 0:
-            return 0
+            return parents
         keys = _split(_keys7(parents), SERIAL_BYTES)
         cur = txn.cursor(db=self.children_db)
         existing = {bytes(k): bytes(v) for k, v in cur.getmulti(keys)} if cur.set_range(keys[0]) else {}
@@ -442,6 +444,11 @@ class TraceStore:
             puts = []
             for parent, key in zip(parents.tolist(), keys):
                 g = group_of.get(parent)
+                if g is not None and key not in existing and parent not in moved:
+                    # new to the store, only gaining: as in a bulk load (the other
+                    # parents of a chunked upload, around the one its chunks share)
+                    puts.append((key, encoded[cut[g] : cut[g + 1]]))
+                    continue
                 kids = _serials7(existing[key]) if key in existing else np.zeros(0, np.uint64)
                 gone = moved.get(parent)
                 if gone:
@@ -454,7 +461,7 @@ class TraceStore:
                     txn.delete(key, db=self.children_db)
         last = cur.key() if cur.last() else b""
         cur.putmulti(puts, append=bool(puts) and puts[0][0] > last and not existing)
-        return len(parents)
+        return parents
 
     # ------------------------------------------------------------------ dealers
     def put_dealers(self, dealers: Sequence[Dealer]) -> None:
