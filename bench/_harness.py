@@ -8,6 +8,7 @@ import gc
 import json
 import os
 import platform
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -17,6 +18,20 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 DEFAULT_SEED = 20240601
+
+
+def unpin_and_unwind_on_sigterm(cpus: set[int] | None) -> Any:
+    """For a benchmark that starts processes: undo the driver's one-core pin
+    (``cpus``: the CPUs it may use; the processes it starts inherit them) and make
+    SIGTERM unwind (SystemExit), so that its finally blocks stop every process it
+    started. Returns the previous SIGTERM handler, for the caller to restore."""
+    if cpus is not None and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, cpus)
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    return signal.signal(signal.SIGTERM, on_sigterm)
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, *, default_n: int, default_repeat: int = 5) -> None:

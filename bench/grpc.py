@@ -701,12 +701,7 @@ class Bench:
 
 
 def measure(cfg: Config, cpus: set[int] | None, progress: Callable[[str], None]) -> dict[str, Any]:
-    if cpus is not None and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, cpus)    # undo the driver's pin: children inherit this
-    def on_sigterm(signum: int, frame: Any) -> None:
-        raise SystemExit(128 + signum)   # unwind: the finally blocks stop every server
-
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    previous = _harness.unpin_and_unwind_on_sigterm(cpus)
     root = Path(tempfile.mkdtemp(prefix="scangate-bench-grpc-"))
     clients = None
     try:

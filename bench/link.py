@@ -382,13 +382,7 @@ def _phase(calls: dict[str, Any], tag: str, start: float, end: float) -> dict[st
 
 
 def measure(cfg: Config, cpus: set[int] | None, progress: Callable[[str], None]) -> dict[str, Any]:
-    if cpus is not None and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, cpus)    # undo the driver's pin: children inherit this
-
-    def on_sigterm(signum: int, frame: Any) -> None:
-        raise SystemExit(128 + signum)   # unwind: the finally blocks stop every process
-
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    previous = _harness.unpin_and_unwind_on_sigterm(cpus)
     root = Path(tempfile.mkdtemp(prefix="scangate-bench-link-"))
     data, upload = root / "data", root / "upload.csv"
     planned_s = WARMUP_S + 2 * cfg.seconds + cfg.max_upload_s + CODE_MARGIN_S
