@@ -21,7 +21,7 @@ from scangate.rewards import ScanRequest
 from scangate.state import raw as state_raw
 from scangate.trace import TraceStore
 
-TRACE_DBS = ("links", "children", "dealers", "shipped", "ship_log", "link_upload")
+TRACE_DBS = ("links", "children", "dealers", "shipped", "ship_log")
 SMALL = 300     # bytes per chunk: a few rows each, so every file here spans many chunks
 
 
@@ -67,7 +67,7 @@ def test_a_file_in_many_chunks_links_exactly_what_one_chunk_does(tmp_path: Path)
         assert sorted(kids.tolist()) == [dd.verify_code(c).serial for c in items[30:36]]
         dd.close()
     assert made[0] == made[1]
-    assert made[1]["link_upload"] == []        # the scratch is emptied before the commit
+    assert [list((tmp_path / name / "lmdb" / "trace" / "uploads").iterdir()) for name in ("whole", "chunked")] == [[], []]
 
 
 def test_a_child_put_into_another_parent_chunks_later_is_named_and_nothing_is_written(
@@ -100,6 +100,20 @@ def test_a_bad_row_in_the_last_chunk_undoes_every_chunk_before_it(data_dir: scan
     assert [(p.where, p.field) for p in info.value.problems] == [(f"f.csv:{len(lines)}", "child")]
     assert sum(stage == "apply" for stage, _rows in progress) > 10        # earlier chunks were written...
     assert state_raw.dump(data_dir, TRACE_DBS) == before                 # ...and none of it committed
+    assert list((data_dir.root / "lmdb" / "trace" / "uploads").iterdir()) == []    # nor its scratch kept
+
+
+def test_a_killed_uploads_scratch_is_deleted_by_the_next_upload(data_dir: scangate.DataDir) -> None:
+    uploads = data_dir.root / "lmdb" / "trace" / "uploads"
+    cases, items = packing(data_dir, 1)
+    ingest.link_csv(data_dir, ("\n".join(rows_of(cases, items)) + "\n").encode(), "f.csv")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    (uploads / f"{dead}-x1").mkdir()                              # as a killed upload leaves it
+    (uploads / f"{dead}-x1" / "data.mdb").write_bytes(b"\0" * 4096)
+    (uploads / f"{os.getpid()}-mine").mkdir()                     # a live process's: another upload's, kept
+    ingest.link_csv(data_dir, ("\n".join(rows_of(cases, items)) + "\n").encode(), "f.csv")
+    assert sorted(p.name for p in uploads.iterdir()) == [f"{os.getpid()}-mine"]
 
 
 def test_an_overlong_line_is_refused_by_its_number_without_being_held(data_dir: scangate.DataDir) -> None:

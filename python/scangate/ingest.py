@@ -94,8 +94,8 @@ def link_csv(data: DataDir, content: bytes | Readable, source: str = "input",
     of the trace environment, which commits after the last chunk and only if no
     row of any chunk was bad (all of the file or none of it). A child listed twice
     must name the same parent, across chunks too: each child's parent and line
-    are kept in the ``link_upload`` scratch database of that transaction (emptied
-    before it commits), not in memory. The transaction holds the trace
+    are kept in a scratch table on disk (TraceStore.upload_scratch: never synced,
+    deleted after), not in memory. The transaction holds the trace
     environment's lock only: decisions commit in the main environment meanwhile.
 
     ``progress(stage, rows)`` is called as each chunk starts a stage ("verify",
@@ -107,8 +107,7 @@ def link_csv(data: DataDir, content: bytes | Readable, source: str = "input",
     problems: list[Problem] = []
     overlong = [0]      # lines refused by _line_chunks
     bad_rows = rows = added = removed = parents = 0
-    with trace.env.begin(write=True) as txn:
-        scratch = txn.cursor(db=trace.upload_db)
+    with trace.env.begin(write=True) as txn, trace.upload_scratch() as scratch:
         for chunk, first_line in _line_chunks(content, chunk_bytes, source, problems, overlong):
             step("verify", rows)
             parent, child, line_no, n_rows, n_bad = _link_chunk(data, table, chunk, first_line, source, problems)
@@ -152,7 +151,6 @@ def link_csv(data: DataDir, content: bytes | Readable, source: str = "input",
             if unlisted > 0:
                 problems.append(Problem(source, "rows", f"{unlisted} more bad rows not listed"))
             raise BatchRejected(source, problems)      # the transaction aborts: nothing written
-        txn.drop(trace.upload_db, delete=False)
     return LinkReport(rows, added, removed, parents)
 
 

@@ -19,8 +19,6 @@ big-endian (serials stay below 2^56), so key order is serial order.
     dealers     dealer id -> records.DealerRecord
     shipped     top-level unit serial -> records.ShipmentRecord (its current shipment)
     ship_log    unit serial, time -> records.ShipmentRecord (every shipment)
-    link_upload child serial -> parent serial (7 bytes) + line number (u64): a link upload's
-                scratch (scangate.ingest.link_csv), emptied before its transaction commits
     scans       serial -> scan history (records.History)
     revoked     L<line id> -> records.LineRecall | R<first><last> -> records.RangeRecall
     campaigns   c/<id> current record, s/<id> secret, r/<id>/<revision u32> every revision
@@ -69,14 +67,13 @@ __all__ = [
 DATABASES = (
     "meta", "lines", "line_index", "ranges",                      # issuance ledger
     "links", "children", "dealers", "shipped", "ship_log",         # trace (TRACE_DATABASES)
-    "link_upload",
     "scans", "revoked",                                            # verdicts
     "campaigns", "requests", "claims", "budgets", "counters",      # rewards
     "ledger", "outbox", "points", "decisions",
 )
 
 # the databases of the trace environment (Store.trace_env): every other one is in the main environment
-TRACE_DATABASES = ("links", "children", "dealers", "shipped", "ship_log", "link_upload")
+TRACE_DATABASES = ("links", "children", "dealers", "shipped", "ship_log")
 SERIAL_BYTES = 7
 _U64 = struct.Struct(">Q")
 _U32 = struct.Struct(">I")

@@ -203,7 +203,7 @@ def _to_3(txn: lmdb.Transaction[bytes], db: Callable[[str], Any]) -> dict[str, i
     return {"decision records kept as batches of one": txn.stat(db("decisions"))["entries"]}
 
 
-# the trace databases schema 3 kept in the main environment (link_upload is new in schema 4)
+# the trace databases schema 3 kept in the main environment
 MOVED_TO_TRACE = ("links", "children", "dealers", "shipped", "ship_log")
 
 

@@ -202,6 +202,7 @@ class Store:
         self.path = Path(path)
         if not create and not (self.path / "data.mdb").exists():
             raise NotFound(f"no LMDB environment at {self.path}")
+        self.map_size = map_size
         self.env = _open_env(self.path, map_size, 64)
         self.trace_env = _open_env(self.path / "trace", map_size, 16)
         # Every named database is opened here, once per environment: py-lmdb's

@@ -31,7 +31,10 @@ imports this module and re-exports its public names; nothing here imports it.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,6 +72,17 @@ TRACE_PATH_ENV = "SCANGATE_TRACE_PATH"
 TRACE_PATH: str | None = os.environ.get(TRACE_PATH_ENV) or None
 if TRACE_PATH is not None and TRACE_PATH not in TRACE_PATHS:
     raise InvalidArgument(f"{TRACE_PATH_ENV}: {TRACE_PATH!r} is not one of {', '.join(TRACE_PATHS)} (or unset)")
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (a process of another user counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _small(n: int) -> bool:
@@ -258,7 +272,6 @@ class TraceStore:
         self.dealers_db = store.db("dealers")
         self.shipped_db = store.db("shipped")
         self.ship_log_db = store.db("ship_log")
-        self.upload_db = store.db("link_upload")
 
     # ------------------------------------------------------------------ reads
     def parents_of(self, serials: np.ndarray, txn: lmdb.Transaction[bytes] | None = None) -> np.ndarray:
@@ -462,6 +475,38 @@ class TraceStore:
         last = cur.key() if cur.last() else b""
         cur.putmulti(puts, append=bool(puts) and puts[0][0] > last and not existing)
         return parents
+
+    # ------------------------------------------------------------------ uploads
+    @contextmanager
+    def upload_scratch(self) -> Iterator[lmdb.Cursor[bytes]]:
+        """A scratch table for one upload (scangate.ingest.link_csv keeps each
+        child's parent and line there): a cursor of a write transaction of an LMDB
+        environment of its own, in ``trace/uploads/<pid>-*``, that is never synced
+        nor committed (its pages reach the disk only where LMDB spills them, so
+        its memory is bounded) and is deleted when the block ends. Apart from the
+        trace environment, the upload's commit writes and syncs the trace alone:
+        every page it syncs is a page the commits of scans wait behind. A killed
+        upload's directory is deleted by the next upload."""
+        root = self.store.path / "trace" / "uploads"
+        root.mkdir(mode=0o700, exist_ok=True)
+        for stale in root.iterdir():
+            pid = stale.name.partition("-")[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(stale, ignore_errors=True)
+        path = tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=root)
+        try:
+            env = lmdb.open(path, map_size=self.store.map_size, subdir=True, sync=False, metasync=False,
+                            lock=False, readahead=False, max_dbs=0)
+            try:
+                txn = env.begin(write=True)
+                try:
+                    yield txn.cursor()
+                finally:
+                    txn.abort()
+            finally:
+                env.close()
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
 
     # ------------------------------------------------------------------ dealers
     def put_dealers(self, dealers: Sequence[Dealer]) -> None:
