@@ -1,10 +1,12 @@
-"""A data directory: the LMDB environment plus the key file, and the batch API over
+"""A data directory: the LMDB store plus the key file, and the batch API over
 them (issue and verify codes).
 
 Layout::
 
     DIR/keys.json    key versions, mode 0600 (or the file named by SCANGATE_KEY_FILE)
-    DIR/lmdb/        the LMDB environment (data.mdb, lock.mdb)
+    DIR/lmdb/        the main LMDB environment (data.mdb, lock.mdb): decisions, issuance
+    DIR/lmdb/trace/  the trace's LMDB environment (scangate.state.store); uploads/ holds
+                     a running link upload's scratch table
     DIR/run/         ``scangate serve``: one directory per running server
 
 The directory holds key material, campaign draw secrets, actor ids and scans, so

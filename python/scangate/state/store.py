@@ -9,7 +9,7 @@ decisions takes, while a decision still reads the trace as of its batch (a read
 transaction of the trace environment: LMDB readers never wait for a writer).
 Nothing commits to both at once, so neither can hold half of a change.
 
-This module opens the environment (``Store``) and holds the issuance ledger: product
+This module opens the environments (``Store``) and holds the issuance ledger: product
 lines (``records.LineRecord``), the line index, the serial ranges issued to them
 (``_RANGE``, a struct) and the meta counters. LMDB runs with its durable defaults:
 sync and metasync on, no writemap, so a committed write transaction survives a crash
@@ -177,7 +177,8 @@ def _open_dbs(env: lmdb.Environment, names: Sequence[str]) -> dict[str, Any]:
     missing) in a write transaction: py-lmdb ends a read transaction without
     committing it, which closes the handles it opened. So a process that opens
     the store while a link upload holds the trace environment's lock waits for
-    the upload to commit; processes already open (a running server) do not."""
+    the upload to commit (a CLI command, a server starting, a server's writer or
+    worker restarting); processes that have it open (a running server) do not."""
     with env.begin(write=True) as txn:
         return {name: env.open_db(name.encode(), txn=txn) for name in names}
 
