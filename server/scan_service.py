@@ -61,6 +61,8 @@ def check_scan(m: scan_pb.ScanRequest, where: str, client: str = "") -> list[tup
         problems.append((f"{where}request_id", f"at most {rewards.MAX_ID_BYTES} bytes of UTF-8"))
     _text(m.code, rewards.MAX_CODE_CHARS, f"{where}code", problems, empty="missing")
     _text(m.actor, _MAX_ID, f"{where}actor", problems)
+    if len(m.actor) > rewards.MAX_ACTOR_BYTES // 4 and len(m.actor.encode()) > rewards.MAX_ACTOR_BYTES:
+        problems.append((f"{where}actor", f"at most {rewards.MAX_ACTOR_BYTES} bytes of UTF-8"))
     if m.actor_type not in (common.ACTOR_TYPE_UNSPECIFIED, common.ACTOR_TYPE_CONSUMER, common.ACTOR_TYPE_STORE):
         problems.append((f"{where}actor_type", f"{m.actor_type} is not a known ActorType"))
     if m.region and not 100000 <= m.region <= 999999:
@@ -107,7 +109,8 @@ def requests_of(scans: Sequence[scan_pb.ScanRequest]) -> list[ScanRequest]:
     and request fingerprints taken on WGS-84 (a retry with the same GCJ-02 point
     converts to the same WGS-84 one)."""
     requests = [scan_request_from_proto(m) for m in scans]
-    gcj02 = [i for i, m in enumerate(scans) if m.datum == scan_pb.DATUM_GCJ02 and m.HasField("lat")]
+    gcj02 = [i for i, m in enumerate(scans)
+             if m.datum == scan_pb.DATUM_GCJ02 and m.HasField("lat") and m.HasField("lon")]  # else not a point
     if gcj02:
         lat, lon = geo.gcj02_to_wgs84([scans[i].lat for i in gcj02], [scans[i].lon for i in gcj02])
         for i, la, lo in zip(gcj02, lat.tolist(), lon.tolist()):

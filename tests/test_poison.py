@@ -37,6 +37,7 @@ POISONS: list[tuple[dict[str, Any], str]] = [
     ({"time_ms": 2**53}, "time_ms"),
     ({"time_ms": 2**63 - 1}, "time_ms"),
     ({"request_id": "\U0001F600" * 128}, "request_id"),     # 512 bytes of UTF-8: over LMDB's key size
+    ({"actor": "\U0001F600" * 127}, "actor"),                # 508 bytes: its counters' keys would not fit
     ({"time_ms": -1}, "time_ms"),
     ({"lat": math.nan, "lon": 104.0}, "lat"),
     ({"lat": 30.6, "lon": math.inf}, "lon"),
@@ -212,6 +213,30 @@ def test_decide_scans_refuses_each_field_by_name(dd: Any, kw: dict[str, Any], fi
     assert len(str(exc.value)) < 200          # a short prefix of the value, never all of it
     (d,) = decide_scans(dd, [ScanRequest("good-2", codes[0], "alice", region=CHENGDU, time_ms=NOON)])
     assert d.verdict.scan_count == 1       # nothing of the refused batch was written
+
+
+def test_the_longest_actor_allowed_fits_every_key_it_is_part_of() -> None:
+    """MAX_ACTOR_BYTES: an actor one byte longer is refused (library and server
+    alike), and at the limit every key built from it, with the longest campaign
+    id, fits an LMDB key. An actor of 127 emoji (508 bytes) once passed both
+    checks and failed the group commit with its counters' key."""
+    from scangate.server.scan_service import check_scan
+    from scangate.state import layout
+
+    at_limit = "\U0001F600" * (rewards.MAX_ACTOR_BYTES // 4) + "x" * (rewards.MAX_ACTOR_BYTES % 4)
+    assert len(at_limit.encode()) == rewards.MAX_ACTOR_BYTES
+    campaign = "c" * 64
+    actor = at_limit.encode()
+    total = layout.total_key(campaign, at_limit)
+    keys = [total, layout.day_key(total, "2026-12-07"), *layout.award_keys(actor, "2026-12")[:2],
+            layout.history_prefix(actor) + (2**64 - 1).to_bytes(8, "big")]
+    assert max(map(len, keys)) == layout.MAX_KEY          # the longest is exactly LMDB's limit
+    for actor_text, refused in ((at_limit, False), (at_limit + "x", True), ("\U0001F600" * 109, True)):
+        request = ScanRequest("r", "01ABC", actor_text)
+        assert (rewards.scan_problem(request) == ("actor", f"at most {rewards.MAX_ACTOR_BYTES} bytes of UTF-8")) \
+            is refused, actor_text
+        m = scan_pb2.ScanRequest(request_id="r", code="01ABC", actor=actor_text)
+        assert (("actor", f"at most {rewards.MAX_ACTOR_BYTES} bytes of UTF-8") in check_scan(m, "")) is refused
 
 
 def _gated_writer(dd: Any) -> tuple[GroupCommitWriter, threading.Event, list[int]]:

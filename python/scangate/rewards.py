@@ -25,6 +25,7 @@ from .datadir import DataDir
 from .decide.draw import PPM, draw, win_how
 from .decide.engine import TRUSTING, decide_batch
 from .decide.requests import (
+    MAX_ACTOR_BYTES,
     MAX_CODE_CHARS,
     MAX_ID_BYTES,
     MAX_ID_CHARS,
@@ -52,6 +53,7 @@ from .state.campaigns import (
 from .verdicts import VerdictConfig
 
 __all__ = [
+    "MAX_ACTOR_BYTES",
     "MAX_CODE_CHARS",
     "MAX_ID_BYTES",
     "MAX_ID_CHARS",

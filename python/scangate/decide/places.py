@@ -62,6 +62,18 @@ def place_scans(scans: Sequence[Any]) -> tuple[list[int | None], list[str], list
     return regions, sources, lat, lon, given, need_geo, unplaced
 
 
+def is_district(region: int) -> bool:
+    """Whether ``region`` is the adcode of a real district (checked districts are
+    cached, see resolve_places)."""
+    return region in _centroids or geo.default_index().is_district_code(region)
+
+
+def not_a_district(region: int) -> str:
+    """Why ``region`` is refused when it is no district's adcode."""
+    index = geo.default_index()
+    return f"{region} is not a district adcode (not in {index.source.package} {index.source.version}'s district table)"
+
+
 def resolve_places(regions: list[int | None], sources: list[str], lat: list[Any], lon: list[Any],
                     given: list[int], need_geo: list[int], unplaced: list[int]) -> None:
     """Complete ``place_scans``' lists in place: lat/lon given made floats,
@@ -91,8 +103,7 @@ def resolve_places(regions: list[int | None], sources: list[str], lat: list[Any]
         if not real.all():
             bad = {c for c, ok in zip(adcodes, real.tolist()) if not ok}
             i = next(i for i in sorted(to_check) if regions[i] in bad)
-            raise InvalidArgument(f"scans[{i}].region: {regions[i]} is not a district adcode "
-                                  f"(not in {index.source.package} {index.source.version}'s district table)")
+            raise InvalidArgument(f"scans[{i}].region: {not_a_district(regions[i])}")  # type: ignore[arg-type]
         clat, clon = index.centroid(np.array(adcodes, np.int64))
         if len(_centroids) > 100_000:
             _centroids.clear()

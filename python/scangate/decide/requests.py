@@ -19,8 +19,9 @@ from ..decision import ScanRequest
 from ..errors import InvalidArgument, quote
 from ..verdict import Scan
 from ..trace import text_problem as _text_problem   # the one text check: no NUL, controls, lone surrogates
+from .places import is_district, not_a_district
 
-__all__ = ["check_scans", "scan_fields_problem", "MAX_CODE_CHARS", "MAX_ID_BYTES", "MAX_ID_CHARS", "MAX_TAGS", "MAX_TAG_CHARS", "MAX_TIME_MS",
+__all__ = ["check_scans", "scan_fields_problem", "MAX_ACTOR_BYTES", "MAX_CODE_CHARS", "MAX_ID_BYTES", "MAX_ID_CHARS", "MAX_TAGS", "MAX_TAG_CHARS", "MAX_TIME_MS",
            "MIN_TIME_MS", "RequestIdReused", "RequestRefused", "ScanTimeRefused", "check_requests",
            "FINGERPRINT_VERSION", "fingerprint", "fingerprint_v1", "fingerprints", "plainly_valid",
            "same_request", "scan_problem"]
@@ -154,6 +155,11 @@ def same_request(stored: bytes | None, r: ScanRequest, computed: bytes) -> bool:
 MAX_ID_CHARS = 128         # request_id, actor
 MAX_ID_BYTES = 511         # request_id's UTF-8 without a client: its record's LMDB key (a client's
                            # ids are hashed when too long, scangate.state.layout.request_key)
+# an actor's UTF-8 is part of LMDB keys (its counters, day counters, points
+# account, month and history: scangate.state.layout), and LMDB keys are at most
+# 511 bytes: the longest, d/<64-character campaign id>/<actor>/<YYYY-MM-DD>, has
+# 78 bytes besides the actor (128 characters of 4 bytes each would not fit)
+MAX_ACTOR_BYTES = 433
 MAX_CODE_CHARS = 512
 MAX_TAGS = 32
 MAX_TAG_CHARS = 128
@@ -209,6 +215,8 @@ def scan_fields_problem(r: ScanRequest | Scan) -> tuple[str, str] | None:
     why = _text_problem(r.actor, MAX_ID_CHARS)
     if why is None and not r.actor:
         why = f"1 to {MAX_ID_CHARS} characters"
+    if why is None and len(r.actor) > MAX_ACTOR_BYTES // 4 and len(r.actor.encode()) > MAX_ACTOR_BYTES:
+        why = f"at most {MAX_ACTOR_BYTES} bytes of UTF-8"
     if why is not None:
         return "actor", why
     if r.actor_type not in ("consumer", "store"):
@@ -217,6 +225,9 @@ def scan_fields_problem(r: ScanRequest | Scan) -> tuple[str, str] | None:
     if region is not None and (isinstance(region, bool) or not isinstance(region, numbers.Integral)
                                or not 100000 <= region <= 999999):
         return "region", f"{quote(region)} is not a 6-digit adcode"
+    if region is not None and not is_district(int(region)):
+        # whatever the code's state: a made-up adcode is bad input, never evidence of diversion
+        return "region", not_a_district(int(region))
     if (r.lat is None) != (r.lon is None):
         return "lat", "lat and lon go together"
     if r.lat is not None:
@@ -233,6 +244,10 @@ def scan_fields_problem(r: ScanRequest | Scan) -> tuple[str, str] | None:
     return None
 
 
+# an actor of at most this many characters fits MAX_ACTOR_BYTES whatever they are
+_ACTOR_FITS = min(MAX_ID_CHARS, MAX_ACTOR_BYTES // 4)
+
+
 def plainly_valid(r: ScanRequest) -> bool:
     """True only for a request that ``scan_problem`` accepts (never for one it
     refuses): the usual request, printable ASCII id, no coordinates, tags or
@@ -241,10 +256,11 @@ def plainly_valid(r: ScanRequest) -> bool:
     (tests/test_decide_requests.py holds the two to that)."""
     rid, code, actor, region, t = r.request_id, r.code, r.actor, r.region, r.time_ms
     return (type(rid) is str and type(code) is str and type(actor) is str
-            and 0 < len(rid) <= MAX_ID_CHARS and 0 < len(code) <= MAX_CODE_CHARS and 0 < len(actor) <= MAX_ID_CHARS
+            and 0 < len(rid) <= MAX_ID_CHARS and 0 < len(code) <= MAX_CODE_CHARS
+            and 0 < len(actor) <= _ACTOR_FITS
             and rid.isascii() and rid.isprintable() and code.isprintable() and actor.isprintable()
             and (r.actor_type == "consumer" or r.actor_type == "store")
-            and (region is None or (type(region) is int and 100000 <= region <= 999999))
+            and (region is None or (type(region) is int and 100000 <= region <= 999999 and is_district(region)))
             and r.lat is None and r.lon is None
             and (t is None or (type(t) is int and MIN_TIME_MS <= t <= MAX_TIME_MS))
             and r.actor_tags == () and not r.client)
