@@ -205,3 +205,35 @@ def test_scans_commit_while_an_upload_holds_its_transaction_open(tmp_path: Path)
         # a retry of a scan decided during the upload gets its decision back, unchanged
         again = rewards.decide_scans(dd, [ScanRequest("during-0", items[0], "u0", "consumer", region=440106)])
         assert again[0] == results[0]
+
+
+def test_kill_9_mid_upload_leaves_the_trace_as_it_was(tmp_path: Path) -> None:
+    """kill -9 of an upload whose transaction has written chunks: nothing of it
+    is in the trace, the next upload applies whole and deletes the killed one's
+    scratch directory, and decisions went on meanwhile."""
+    root = tmp_path / "data"
+    dd = scangate.open_data_dir(root, create=True)
+    cases, items = packing(dd, 40)
+    before = state_raw.dump(dd, TRACE_DBS)
+    lines = [f"{line}\n".encode() for line in rows_of(cases, items)]
+    first = b"".join(lines[:120])
+    fifo = tmp_path / "rows.fifo"
+    os.mkfifo(fifo)
+    with subprocess.Popen([sys.executable, "-c", LINKER, str(root), str(fifo), str(len(first))],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        with open(os.open(fifo, os.O_RDWR), "wb", buffering=0) as writer:
+            writer.write(first)
+            assert proc.stdout is not None and proc.stderr is not None
+            line = proc.stdout.readline()
+            assert line.startswith("applying"), proc.stderr.read()
+            uploads = root / "lmdb" / "trace" / "uploads"
+            assert [p.name.partition("-")[0] for p in uploads.iterdir()] == [str(proc.pid)]
+            proc.kill()
+            proc.wait(30)
+    with dd:
+        assert state_raw.dump(dd, TRACE_DBS) == before
+        (d,) = rewards.decide_scans(dd, [ScanRequest("after-kill", items[0], "u0", "consumer", region=440106)])
+        assert isinstance(d, rewards.Decision)
+        report = ingest.link_csv(dd, b"".join(lines), "again.csv", chunk_bytes=len(first))
+        assert (report.rows, report.added) == (len(lines), len(lines))
+        assert list(uploads.iterdir()) == []
