@@ -1,9 +1,11 @@
 """Schema migrations of the LMDB store: a data directory made by an earlier release
 opens and is upgraded in place.
 
-``migrate(env, dbs)`` runs when ``scangate.store.Store`` opens an environment
-whose schema is older than ``SCHEMA_VERSION``: every step from the stored version
-up, all in ONE write transaction, so a crash or a kill leaves either the old
+``migrate(txn, db, version, trace_env, trace_db)`` runs when
+``scangate.store.Store`` opens an environment whose schema is older than
+``SCHEMA_VERSION``: every step from the stored version up, all in ONE write
+transaction of the main environment (step 3 -> 4 also writes the trace
+environment first, see below), so a crash or a kill leaves either the old
 schema or the new one, never a mix (LMDB's single writer also keeps every other
 process out while it runs; a process that opens the store meanwhile waits, then
 finds the new version). A migration needs free space for the records it
