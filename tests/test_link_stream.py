@@ -3,13 +3,16 @@ transaction of the trace environment, all of the file or none of it, while
 decisions commit beside it (scangate.ingest.link_csv, scangate.state.store)."""
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pytest
@@ -155,6 +158,25 @@ with scangate.open_data_dir(Path(sys.argv[1])) as dd:
 """
 
 
+@contextlib.contextmanager
+def upload_in_progress(tmp_path: Path, root: Path, first: bytes
+                       ) -> Iterator[tuple[subprocess.Popen[str], BinaryIO]]:
+    """A real ``link_csv`` process reading a FIFO, whose first chunk (``first``)
+    it has written: its transaction is open. Yields the process and the FIFO's
+    writing end, for the rest of the file."""
+    fifo = tmp_path / "rows.fifo"
+    os.mkfifo(fifo)
+    with subprocess.Popen([sys.executable, "-c", LINKER, str(root), str(fifo), str(len(first))],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        # read-write: opening does not wait for the reader (nor hang should it die first)
+        with open(os.open(fifo, os.O_RDWR), "wb", buffering=0) as writer:
+            writer.write(first)
+            assert proc.stdout is not None and proc.stderr is not None
+            line = proc.stdout.readline()
+            assert line.startswith("applying"), proc.stderr.read()   # its write transaction is open
+            yield proc, writer
+
+
 def test_scans_commit_while_an_upload_holds_its_transaction_open(tmp_path: Path) -> None:
     """A real process uploads from a FIFO: after its first chunk is written its
     transaction stays open, waiting for the rest of the file. Meanwhile this
@@ -167,34 +189,26 @@ def test_scans_commit_while_an_upload_holds_its_transaction_open(tmp_path: Path)
     cases, items = packing(dd, 40)
     lines = [f"{line}\n".encode() for line in rows_of(cases, items)]
     first, rest = b"".join(lines[:120]), b"".join(lines[120:])
-    fifo = tmp_path / "rows.fifo"
-    os.mkfifo(fifo)
-    with subprocess.Popen([sys.executable, "-c", LINKER, str(root), str(fifo), str(len(first))],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
-        # read-write: opening does not wait for the reader (nor hang should it die first)
-        with open(os.open(fifo, os.O_RDWR), "wb", buffering=0) as writer:
-            writer.write(first)
-            assert proc.stdout is not None and proc.stderr is not None
-            line = proc.stdout.readline()
-            assert line.startswith("applying"), proc.stderr.read()   # its write transaction is open
-            with dd:
-                done = threading.Event()
-                results: list[object] = []
+    with upload_in_progress(tmp_path, root, first) as (proc, writer):
+        with dd:
+            done = threading.Event()
+            results: list[object] = []
 
-                def scan() -> None:
-                    results.extend(rewards.decide_scans(dd, [
-                        ScanRequest(f"during-{i}", items[i], f"u{i}", "consumer", region=440106) for i in range(3)]))
-                    done.set()
+            def scan() -> None:
+                results.extend(rewards.decide_scans(dd, [
+                    ScanRequest(f"during-{i}", items[i], f"u{i}", "consumer", region=440106) for i in range(3)]))
+                done.set()
 
-                started = time.monotonic()
-                threading.Thread(target=scan, daemon=True).start()
-                assert done.wait(30), "a decision waited for the upload"
-                assert time.monotonic() - started < 10
-                assert len(results) == 3 and all(isinstance(r, rewards.Decision) for r in results)
-                assert TraceStore(dd.store).ancestors(np.array([dd.verify_code(items[0]).serial], np.uint64)
-                                                      ).tolist() == [[0, 0]]     # not linked yet
-                assert proc.poll() is None                                     # the upload still waits
-                writer.write(rest)
+            started = time.monotonic()
+            threading.Thread(target=scan, daemon=True).start()
+            assert done.wait(30), "a decision waited for the upload"
+            assert time.monotonic() - started < 10
+            assert len(results) == 3 and all(isinstance(r, rewards.Decision) for r in results)
+            assert TraceStore(dd.store).ancestors(np.array([dd.verify_code(items[0]).serial], np.uint64)
+                                                  ).tolist() == [[0, 0]]     # not linked yet
+            assert proc.poll() is None                                     # the upload still waits
+            writer.write(rest)
+        writer.close()      # the end of the file: the upload commits
         out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     assert out.splitlines()[-1] == f"linked {len(lines)} {len(lines)}"
@@ -217,19 +231,11 @@ def test_kill_9_mid_upload_leaves_the_trace_as_it_was(tmp_path: Path) -> None:
     before = state_raw.dump(dd, TRACE_DBS)
     lines = [f"{line}\n".encode() for line in rows_of(cases, items)]
     first = b"".join(lines[:120])
-    fifo = tmp_path / "rows.fifo"
-    os.mkfifo(fifo)
-    with subprocess.Popen([sys.executable, "-c", LINKER, str(root), str(fifo), str(len(first))],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
-        with open(os.open(fifo, os.O_RDWR), "wb", buffering=0) as writer:
-            writer.write(first)
-            assert proc.stdout is not None and proc.stderr is not None
-            line = proc.stdout.readline()
-            assert line.startswith("applying"), proc.stderr.read()
-            uploads = root / "lmdb" / "trace" / "uploads"
-            assert [p.name.partition("-")[0] for p in uploads.iterdir()] == [str(proc.pid)]
-            proc.kill()
-            proc.wait(30)
+    uploads = root / "lmdb" / "trace" / "uploads"
+    with upload_in_progress(tmp_path, root, first) as (proc, _writer):
+        assert [p.name.partition("-")[0] for p in uploads.iterdir()] == [str(proc.pid)]
+        proc.kill()
+        proc.wait(30)
     with dd:
         assert state_raw.dump(dd, TRACE_DBS) == before
         (d,) = rewards.decide_scans(dd, [ScanRequest("after-kill", items[0], "u0", "consumer", region=440106)])
