@@ -27,7 +27,10 @@ import scangate
 from scangate import points as points_mod
 from scangate import rewards
 from scangate.rewards import Decision, NoReward, ScanRequest
+from scangate.clock import current as current_clock
+from scangate.decide.prepared import prepare
 from scangate.state import raw as state_raw
+from scangate.verdicts import VerdictConfig
 from scangate.state import reads
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -188,7 +191,7 @@ class RewardsMachine(RuleBasedStateMachine):
     # ------------------------------------------------------------------ the model
     def _send(self, batch: list[ScanRequest], fresh: list[bool]) -> list[dict[str, Any]]:
         before = len(self._ledger())
-        out = rewards.decide_scans(self.dd, batch)
+        out = self._decide(batch)
         assert len(out) == len(batch)
         js = [d.to_json() for d in out]
         for r, d, is_fresh in zip(batch, js, fresh):
@@ -199,6 +202,9 @@ class RewardsMachine(RuleBasedStateMachine):
                 self.sent.append(Sent(r, d))
         assert len(self._ledger()) == before + sum(1 for d, f in zip(js, fresh) if f and self._drew(d))
         return js
+
+    def _decide(self, batch: list[ScanRequest]) -> list[Any]:
+        return rewards.decide_scans(self.dd, batch)
 
     @staticmethod
     def _drew(d: dict[str, Any]) -> bool:
@@ -375,5 +381,21 @@ class RewardsMachine(RuleBasedStateMachine):
             assert rewards.audit_entry(self.dd, e["seq"])["verified"] is True
 
 
+class PreparedMachine(RewardsMachine):
+    """The same model, each scan of a batch prepared on its own (as a server's
+    workers prepare each call) and the batch's parts committed as one group
+    (scangate.decide.prepared): a code scanned twice in one group, or a retry,
+    sends the group down the whole-decision path, so both paths and the switch
+    between them meet the model."""
+
+    def _decide(self, batch: list[ScanRequest]) -> list[Any]:
+        rewards.check_requests(batch)
+        now = current_clock()()
+        parts = [prepare(self.dd, [r], VerdictConfig(), now) or [r] for r in batch]
+        return [d for part in rewards.decide_prepared(self.dd, parts) for d in part]
+
+
 RewardsMachine.TestCase.settings = settings(max_examples=30, stateful_step_count=40, deadline=None)
 TestRewardsModel = RewardsMachine.TestCase
+PreparedMachine.TestCase.settings = settings(max_examples=20, stateful_step_count=40, deadline=None)
+TestPreparedModel = PreparedMachine.TestCase

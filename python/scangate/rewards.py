@@ -24,6 +24,7 @@ from .clock import current as current_clock
 from .datadir import DataDir
 from .decide.draw import PPM, draw, win_how
 from .decide.engine import TRUSTING, decide_batch
+from .decide.prepared import Prepared, commit_prepared
 from .decide.requests import (
     MAX_ACTOR_BYTES,
     MAX_CODE_CHARS,
@@ -74,6 +75,7 @@ __all__ = [
     "budgets_used",
     "campaign_revisions",
     "decide_checked",
+    "decide_prepared",
     "decide_scans",
     "draw",
     "get_campaign",
@@ -123,6 +125,45 @@ def decide_checked(data: DataDir, requests: Sequence[ScanRequest],
     with write_batch(data.store) as batch:
         out, mutations = decide_batch(batch, requests, checks, verdict_config or VerdictConfig(), now, time_policy)
         batch.apply(mutations)
+    return out
+
+
+def decide_prepared(data: DataDir, batches: Sequence[Prepared | Sequence[ScanRequest]],
+                    verdict_config: VerdictConfig | None = None, *,
+                    time_policy: ScanTimePolicy = TRUSTING, now_ms: Clock | None = None
+                    ) -> list[list[Decision | RequestRefused]]:
+    """Decide several batches in one write transaction, each either prepared
+    (``scangate.decide.prepared.prepare``, elsewhere: the serialised half only) or
+    plain requests (checked as for ``decide_checked``, decided whole). One result
+    list per batch, in order. The prepared batches are committed first; if what
+    any of them read moved, every batch is decided again from its requests, as
+    ``decide_checked`` would (scangate.decide.prepared)."""
+    prepared = [b for b in batches if isinstance(b, Prepared)]
+    plain = [r for b in batches if not isinstance(b, Prepared) for r in b]
+    config = verdict_config or VerdictConfig()
+    now = (now_ms or current_clock())()
+    checks = data.verify_codes([r.code for r in plain]) if plain else None
+    with write_batch(data.store) as batch:
+        committed = commit_prepared(batch, prepared, now) if prepared else None
+        if committed is not None:
+            batch.apply(committed[1])
+            done = iter(committed[0])
+        elif prepared:      # stale: all of them decided whole, as the plain ones
+            plain = [r for b in batches for r in (b.requests if isinstance(b, Prepared) else b)]
+            checks = data.verify_codes([r.code for r in plain])
+        decided: list[Decision | RequestRefused] = []
+        if plain:
+            decided, mutations = decide_batch(batch, plain, checks, config, now, time_policy)  # type: ignore[arg-type]
+            batch.apply(mutations)
+    out: list[list[Decision | RequestRefused]] = []
+    at = 0
+    for b in batches:
+        if committed is not None and isinstance(b, Prepared):
+            out.append(next(done))  # type: ignore[arg-type]
+        else:
+            n = len(b.requests) if isinstance(b, Prepared) else len(b)
+            out.append(decided[at : at + n])
+            at += n
     return out
 
 

@@ -51,7 +51,8 @@ from .points import award_points
 from .requests import MAX_TIME_MS, RequestIdReused, RequestRefused, ScanTimeRefused, fingerprints, same_request
 from .verdicts import judge
 
-__all__ = ["TRUSTING", "BatchValues", "Rules", "decide_batch", "decide_scan", "plugin_rules"]
+__all__ = ["TRUSTING", "BatchValues", "Rules", "decide_batch", "decide_scan", "decide_selected", "fresh_scans",
+           "judge_batch", "plugin_rules", "request_keys", "set_hotline"]
 
 TRUSTING = ScanTimePolicy()    # the library's default: a caller's scan times stand (scangate.clock)
 _GENUINE = int(CodeStatus.GENUINE)
@@ -68,8 +69,7 @@ def decide_batch(batch: BatchState, requests: Sequence[ScanRequest], checks: Ver
                  ) -> tuple[list[Decision | RequestRefused], Mutations]:
     """See the module docstring. ``requests`` passed ``check_requests``."""
     m = Mutations()
-    request_key = layout.request_key
-    ids = [r.request_id.encode() if not r.client else request_key(r.client, r.request_id) for r in requests]
+    ids = request_keys(requests)
     prints = fingerprints(requests)
     stored = batch.stored_decisions(ids) if ids else {}
     firsts: dict[bytes, int] = {}     # request key -> the first fresh request with it in the batch
@@ -94,16 +94,9 @@ def decide_batch(batch: BatchState, requests: Sequence[ScanRequest], checks: Ver
                     fresh.append(i)
                     firsts[key] = i
     if fresh:
-        # the scans to judge: the requests themselves (they have a Scan's fields) when
-        # their time stands, else a Scan stamped with the decided time
-        # (ScanTimePolicy.decided, written out: this runs for every scan)
-        latest = now if time_policy.ahead_ms is not None else MAX_TIME_MS
         all_fresh = len(fresh) == len(requests)
         fresh_requests = list(requests) if all_fresh else [requests[i] for i in fresh]
-        scans: list[ScanRequest | Scan] = [
-            r if r.time_ms is not None and r.time_ms <= latest
-            else Scan(r.code, r.actor, r.actor_type, r.region, r.lat, r.lon, now)
-            for r in fresh_requests]
+        scans = fresh_scans(fresh_requests, now, time_policy)
         fresh_checks = checks if all_fresh else VerifyResult(
             checks.status[fresh], checks.key_version[fresh], checks.serial[fresh], checks.level[fresh],
             checks.line_id[fresh], checks.lines)
@@ -121,6 +114,22 @@ def decide_batch(batch: BatchState, requests: Sequence[ScanRequest], checks: Ver
             first = firsts[ids[i]]
             out[i] = out[first] if prints[i] == prints[first] else RequestIdReused(requests[i].request_id)
     return out, m  # type: ignore[return-value]
+
+
+def request_keys(requests: Sequence[ScanRequest]) -> list[bytes]:
+    """Each request's key in the request index (its id, scoped to its client)."""
+    request_key = layout.request_key
+    return [r.request_id.encode() if not r.client else request_key(r.client, r.request_id) for r in requests]
+
+
+def fresh_scans(requests: Sequence[ScanRequest], now: int, time_policy: ScanTimePolicy) -> list[ScanRequest | Scan]:
+    """The scans to judge: the requests themselves (they have a Scan's fields) when
+    their time stands, else a Scan stamped with the decided time
+    (ScanTimePolicy.decided, written out: this runs for every scan)."""
+    latest = now if time_policy.ahead_ms is not None else MAX_TIME_MS
+    return [r if r.time_ms is not None and r.time_ms <= latest
+            else Scan(r.code, r.actor, r.actor_type, r.region, r.lat, r.lon, now)
+            for r in requests]
 
 
 def judge_batch(batch: BatchState, scans: Sequence[Any], checks: VerifyResult, config: VerdictConfig, now: int,
@@ -151,6 +160,29 @@ def _decide(batch: BatchState, campaigns: list[Compiled], requests: list[ScanReq
     selected = [select(campaigns, candidates, r, t, v, lines[line_ids[i]] if status[i] == _GENUINE else None,
                        line_ids[i], keys.get(serials[i]))
                 for i, (r, t, v) in enumerate(zip(requests, times, verdicts))]
+    if _V_COUNTERFEIT in map(_verdict_of, verdicts):
+        set_hotline(campaigns, verdicts)
+    return decide_selected(batch, requests, times, verdicts, selected, lines.get, line_ids, serials, m, now)
+
+
+def set_hotline(campaigns: list[Compiled], verdicts: list[ScanVerdict]) -> None:
+    """Name the brand's hotline in each counterfeit verdict, for the consumer's
+    warning: the first active campaign that names one."""
+    hotline = next((c.campaign.hotline for c in campaigns if c.campaign.hotline and c.active), None)
+    for v in verdicts:
+        if v.verdict is _V_COUNTERFEIT:
+            v.hotline = hotline
+
+
+def decide_selected(batch: BatchState, requests: Sequence[ScanRequest], times: Sequence[int],
+                    verdicts: Sequence[ScanVerdict], selected: Sequence[Eligible | tuple[NoReward, Compiled | None]],
+                    line_of: Callable[[int], ProductLine | None], line_ids: Sequence[int], serials: Sequence[int],
+                    m: Mutations, now: int) -> list[Decision]:
+    """The serialised half of the fresh scans' decisions, given their verdicts and
+    what ``select`` made of each: one read of the claims, counters, budgets and
+    points the eligible ones need, then scan after scan against those values.
+    ``line_of``: a line id's product line (for the plugins). The server's writer
+    runs this alone, on selections its workers made (scangate.decide.prepared)."""
     eligible = [e for e in selected if len(e) == 5]
     snap = Snapshot()
     if eligible:
@@ -159,17 +191,11 @@ def _decide(batch: BatchState, campaigns: list[Compiled], requests: list[ScanReq
                    months=[pk[1] for e in eligible if (pk := e[4])],
                    budgets={entry[1] for c in {e[0] for e in eligible} for entry in c.entry.values()})
         batch.read(snap, counters=caps_mod.day_keys(snap, [(e[3], e[2]) for e in eligible]))
-    if _V_COUNTERFEIT in map(_verdict_of, verdicts):
-        # the brand's hotline for the consumer's warning: the first campaign that names one
-        hotline = next((c.campaign.hotline for c in campaigns if c.campaign.hotline and c.active), None)
-        for v in verdicts:
-            if v.verdict is _V_COUNTERFEIT:
-                v.hotline = hotline
     out = []
     state = BatchValues(snap, m, batch.next_ledger_seq() if eligible else 0, now)
     for r, t, v, e, line_id, serial in zip(requests, times, verdicts, selected, line_ids, serials):
         if len(e) == 5:
-            out.append(decide_scan(state, e, r, t, v, lines[line_id], serial))
+            out.append(decide_scan(state, e, r, t, v, line_of(line_id), serial))
         else:
             out.append(ledger.no_reward(r, v, e[0], e[1]))
     return out

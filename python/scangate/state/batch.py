@@ -127,6 +127,11 @@ class LmdbBatch:
 
     def __init__(self, store: Store, txn: lmdb.Transaction[bytes]):
         self.store, self.txn = store, txn
+        # what the last histories() and chains() read: the keys and the records
+        # found, and the trace's transaction (a decision prepared in a read
+        # transaction is checked against them at commit: scangate.decide.prepared)
+        self.histories_read: tuple[dict[int, bytes], dict[bytes, bytes]] = ({}, {})
+        self.trace_read: int | None = None
         db = store.db
         self._requests, self._decisions, self._ledger = db("requests"), db("decisions"), db("ledger")
         self._claims, self._counters, self._budgets = db("claims"), db("counters"), db("budgets")
@@ -151,6 +156,7 @@ class LmdbBatch:
         if not keys:
             return keys, {}
         stored = dict(self.txn.cursor(db=self._scans).getmulti(sorted(keys.values())))
+        self.histories_read = (keys, stored)
         if not stored:
             return keys, {}
         return keys, {s: History.unpack(raw) for s, k in keys.items() if (raw := stored.get(k)) is not None}
@@ -161,6 +167,7 @@ class LmdbBatch:
         which no link upload can hold up)."""
         trace = TraceStore(self.store)
         with trace.env.begin() as txn:
+            self.trace_read = txn.id()
             return trace.shipped_chains(serials, txn)
 
     def recalls(self) -> Recalls:
@@ -183,6 +190,19 @@ class LmdbBatch:
                     break
                 out.append((bytes(raw), txn.get(b"s/" + key[len(prefix):], db=db)))
         return out
+
+    def revision(self) -> tuple[int, int, int]:
+        """(rules generation, ledger generation, the trace's last committed
+        transaction): what a prepared decision read must still hold at commit."""
+        return (*self.store.generations(self.txn), self.store.trace_env.info()["last_txnid"])
+
+    def known_requests(self, request_keys: Sequence[bytes]) -> bool:
+        """Whether the request index holds any of these keys."""
+        return bool(self.txn.cursor(db=self._requests).getmulti(list(request_keys)))
+
+    def history_records(self, keys: Sequence[bytes]) -> dict[bytes, bytes]:
+        """The scan history records of these serial keys that exist, as stored."""
+        return dict(self.txn.cursor(db=self._scans).getmulti(sorted(keys)))
 
     def next_ledger_seq(self) -> int:
         cur = self.txn.cursor(db=self._ledger)

@@ -247,6 +247,15 @@ class Store:
         raw = txn.get(_META_RULES_GEN, db=self.meta)
         txn.put(_META_RULES_GEN, _U64.pack((_U64.unpack(raw)[0] if raw is not None else 0) + 1), db=self.meta)
 
+    def generations(self, txn: lmdb.Transaction[bytes]) -> tuple[int, int]:
+        """(the rules generation, the ledger generation) as ``txn`` sees them: what a
+        decision read elsewhere checks at commit (scangate.decide.prepared). The
+        first moves with every change to the campaigns or the recalls, the second
+        with every range of codes reserved (what verification reads)."""
+        rules = txn.get(_META_RULES_GEN, db=self.meta)
+        return (_U64.unpack(rules)[0] if rules is not None else 0,
+                _U64.unpack(_meta(txn, _META_LEDGER_GEN, self.meta))[0])
+
     def rules_cached(self, txn: lmdb.Transaction[bytes], name: str, read: Callable[[], T]) -> T:
         """``read()`` (the campaigns or the recalls, as ``txn`` sees them), kept as
         ``name`` until the rules generation moves: a batch reads one key, not every

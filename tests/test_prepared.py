@@ -1,0 +1,184 @@
+"""A decision prepared in a read transaction and committed by the writer
+(scangate.decide.prepared) commits exactly what deciding the batch whole would,
+and a read that went stale before the commit is decided again after the change.
+
+Each test runs a scenario on twin data directories (one copy of the same keys,
+codes and campaign): the reference decides with ``decide_checked`` in order; the
+other prepares first, lets the change happen, then commits. Decisions and every
+database must come out the same.
+"""
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+import scangate
+from scangate import ingest, rewards, verdicts
+from scangate.clock import ScanTimePolicy
+from scangate.decide.prepared import Prepared, commit_prepared, prepare
+from scangate.rewards import ScanRequest
+from scangate.state import layout
+from scangate.state import raw as state_raw
+from scangate.state.batch import write_batch
+from scangate.verdicts import VerdictConfig
+
+from fixtures_campaigns import CASH_1, CHENGDU, GUANGZHOU, NOON, POINTS_10, campaign, typo
+
+CONFIG = VerdictConfig()
+NOW = NOON + 60_000
+
+
+def clock() -> int:
+    return NOW
+
+
+class Twins:
+    """Two data directories made equal: ``ref`` and ``dd``; ``codes`` issued in both."""
+
+    def __init__(self, root: Path):
+        first = scangate.init_data_dir(root / "a")
+        rewards.put_campaign(first, campaign(odds="50%", prizes=CASH_1 + POINTS_10,
+                                             tail="[caps]\nper_user_total_count = 3\n"), "c.toml")
+        self.codes = first.issue_codes("BEER-500", "item", 40).as_strings()
+        self.cases = first.issue_codes("BEER-500", "case", 4).as_strings()
+        first.close()
+        shutil.copytree(root / "a", root / "b")
+        self.ref = scangate.open_data_dir(root / "a")
+        self.dd = scangate.open_data_dir(root / "b")
+
+    def both(self, change: Callable[[scangate.DataDir], object]) -> None:
+        change(self.ref)
+        change(self.dd)
+
+    def assert_same(self, apart_from: tuple[str, ...] = ()) -> None:
+        """Every database equal (but those named: a change made at each one's own
+        clock reading, such as a recall's time)."""
+        names = tuple(n for n in layout.DATABASES if n not in apart_from)
+        assert state_raw.dump(self.dd, names) == state_raw.dump(self.ref, names)
+
+    def close(self) -> None:
+        self.ref.close()
+        self.dd.close()
+
+
+@pytest.fixture
+def twins(tmp_path: Path) -> Iterator[Twins]:
+    t = Twins(tmp_path)
+    yield t
+    t.close()
+
+
+def req(rid: str, code: str, actor: str = "u1", region: int = CHENGDU, t: int = NOON) -> ScanRequest:
+    return ScanRequest(rid, code, actor, region=region, time_ms=t)
+
+
+def decide(dd: scangate.DataDir, requests: list[ScanRequest]) -> list[object]:
+    return rewards.decide_checked(dd, requests, CONFIG, now_ms=clock)
+
+
+def prepared(dd: scangate.DataDir, requests: list[ScanRequest]) -> Prepared:
+    p = prepare(dd, requests, CONFIG, NOW)
+    assert p is not None
+    return p
+
+
+def commit(dd: scangate.DataDir, parts: list[Prepared | list[ScanRequest]]) -> list[list[object]]:
+    return rewards.decide_prepared(dd, parts, CONFIG, now_ms=clock)  # type: ignore[return-value]
+
+
+def stale(dd: scangate.DataDir, parts: list[Prepared]) -> bool:
+    with write_batch(dd.store) as batch:
+        return commit_prepared(batch, parts, NOW) is None
+
+
+def test_prepared_batches_commit_what_deciding_them_whole_commits(twins: Twins) -> None:
+    c = twins.codes
+    batches = [
+        [req("a1", c[0]), req("a2", c[1], "u2"), req("a3", typo(c[2])), req("a4", c[3], "u3", GUANGZHOU)],
+        [req("b1", c[0], "u2", t=NOON + 5), req("b2", c[4]), req("b3", c[5])],
+        [req("c1", c[6]), req("c2", c[7], "u4"), req("c3", c[8], "u4"), req("c4", "NOT-A-CODE")],
+        [req("d1", c[0], "u5", t=NOON + 9), req("d2", c[9], "u6")],
+    ]
+    for b in batches:
+        want = decide(twins.ref, b)
+        assert commit(twins.dd, [prepared(twins.dd, b)]) == [want]
+    twins.assert_same()
+    # several prepared parts in one group: one transaction, decided in their order
+    more = [[req(f"e{i}", c[10 + i], f"v{i % 3}")] for i in range(12)]
+    want = decide(twins.ref, [r for b in more for r in b])
+    got = commit(twins.dd, [prepared(twins.dd, b) for b in more])
+    assert [d for part in got for d in part] == want
+    twins.assert_same()
+
+
+def test_a_code_scanned_after_its_read_is_decided_again_as_a_repeat(twins: Twins) -> None:
+    code = twins.codes[0]
+    p = prepared(twins.dd, [req("late", code, "u1", t=NOON + 10)])
+    assert p.verdicts[0].scan_count == 1        # read before the other scan: a first scan
+    twins.both(lambda dd: decide(dd, [req("first", code, "u2")]))
+    assert stale(twins.dd, [p])
+    want = decide(twins.ref, [req("late", code, "u1", t=NOON + 10)])
+    assert commit(twins.dd, [p]) == [want]
+    assert want[0].verdict.scan_count == 2 and want[0].no_reward is rewards.NoReward.ALREADY_CLAIMED
+    twins.assert_same()
+
+
+def test_one_code_in_two_prepared_parts_of_a_group_is_decided_in_turn(twins: Twins) -> None:
+    code = twins.codes[1]
+    parts: list[Prepared | list[ScanRequest]] = [prepared(twins.dd, [req("x", code, "u1")]),
+                                                 prepared(twins.dd, [req("y", code, "u2", t=NOON + 1)])]
+    assert stale(twins.dd, parts)     # type: ignore[arg-type]
+    want = decide(twins.ref, [req("x", code, "u1"), req("y", code, "u2", t=NOON + 1)])
+    assert [d for part in commit(twins.dd, parts) for d in part] == want
+    twins.assert_same()
+
+
+@pytest.mark.parametrize("change", ["pause", "recall", "issue", "link"])
+def test_a_change_of_rules_ranges_or_trace_after_the_read_is_seen(twins: Twins, change: str) -> None:
+    code = twins.codes[2]
+    p = prepared(twins.dd, [req("r", code)])
+    assert p.verdicts[0].label == "genuine" and p.choices[0].__class__.__name__ == "Chosen"
+    if change == "pause":
+        twins.both(lambda dd: rewards.set_campaign_status(dd, "c1", "paused"))
+    elif change == "recall":
+        twins.both(lambda dd: verdicts.recall_codes(dd, [code], "bad batch"))
+    elif change == "issue":
+        twins.both(lambda dd: dd.issue_codes("BEER-500", "item", 1))
+    else:
+        twins.both(lambda dd: ingest.link_csv(dd, f"{twins.cases[0]},{code}\n".encode(), "l.csv"))
+    assert stale(twins.dd, [p])
+    want = decide(twins.ref, [req("r", code)])
+    assert commit(twins.dd, [p]) == [want]
+    if change == "pause":
+        assert want[0].no_reward is rewards.NoReward.CAMPAIGN_PAUSED
+    if change == "recall":
+        assert want[0].verdict.label == "revoked"
+    twins.assert_same(apart_from={"recall": ("revoked",), "issue": ("ranges",)}.get(change, ()))
+
+
+def test_a_request_id_decided_after_the_read_gets_that_decision(twins: Twins) -> None:
+    r = req("same-id", twins.codes[3])
+    p = prepared(twins.dd, [r])
+    first = decide(twins.dd, [r])
+    assert stale(twins.dd, [p])
+    assert commit(twins.dd, [p]) == [first]
+    other = prepared(twins.dd, [req("id-2", twins.codes[4])])
+    reused = req("id-2", twins.codes[5])
+    decide(twins.dd, [reused])
+    (out,) = commit(twins.dd, [other])
+    assert isinstance(out[0], rewards.RequestIdReused)
+
+
+def test_only_the_usual_batch_is_prepared(twins: Twins) -> None:
+    c = twins.codes
+    dd = twins.dd
+    decide(dd, [req("old", c[6])])
+    assert prepare(dd, [req("dup", c[7]), req("dup", c[8])], CONFIG, NOW) is None      # an id twice
+    assert prepare(dd, [req("old", c[6])], CONFIG, NOW) is None                         # a retry
+    window = ScanTimePolicy(late_ms=3_600_000, ahead_ms=60_000)
+    assert prepare(dd, [req("t", c[7], t=NOW - 7_200_000)], CONFIG, NOW, window) is None   # outside the window
+    assert prepare(dd, [req("t", c[7], t=NOW - 60_000)], CONFIG, NOW, window) is not None
+    assert prepare(dd, [], CONFIG, NOW) is None
