@@ -1,22 +1,31 @@
 """ScanService on a worker: ``Scan`` and ``ScanStream``.
 
 A call is parsed once (by gRPC) and every field of every scan checked once, here
-(``check_scan``); the actors' and the client's limits are taken, and the scans,
-made the library's requests (GCJ-02 points converted to WGS-84), go to the writer
-process (server/scanlink.py), which decides and commits them without checking
-them again and answers with the decisions, which the worker encodes as
-``ScanDecision`` messages (``wire.decision_to_proto``).
+(``check_scan``); the actors' and the client's limits are taken, and the scans
+are made the library's requests (GCJ-02 points converted to WGS-84). The worker
+then decides their read-only half itself, in a read transaction
+(``scangate.decide.prepared.prepare``: verification, trace, verdicts, the
+campaign of each), in parallel with the other workers, and sends that to the
+writer process (server/scanlink.py), which checks that nothing it read moved and
+commits the serialised half (claims, caps, budgets, points, ledger, payouts,
+decision records) without checking the scans again; a batch that is not the
+usual one (a retry, an id twice, a time outside the window) goes as plain
+requests, decided whole there. The writer answers with the decisions, which the
+worker encodes as ``ScanDecision`` messages (``wire.decision_to_proto``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import logging
 import math
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import grpc
 
 from scangate import geo, rewards
+from scangate.decide.prepared import Prepared
 from scangate.rewards import ScanRequest
 from scangate.trace import text_problem
 from scangate.v1 import common_pb2 as common
@@ -31,6 +40,8 @@ from .limits import LimitTable
 from .scanlink import WriterLink
 
 __all__ = ["ScanServicer", "check_scan", "requests_of", "MAX_SCAN_BATCH"]
+
+log = logging.getLogger("scangate.server.scan")
 
 MAX_SCAN_BATCH = 1000
 _MAX_ID = rewards.MAX_ID_CHARS
@@ -102,13 +113,13 @@ def _varint(n: int) -> bytes:
     return bytes(out)
 
 
-def requests_of(scans: Sequence[scan_pb.ScanRequest]) -> list[ScanRequest]:
-    """Scans that passed ``check_scan`` as the library's requests (their client is
-    set by the writer, from the frame): GCJ-02 coordinates converted to WGS-84
+def requests_of(scans: Sequence[scan_pb.ScanRequest], client: str = "") -> list[ScanRequest]:
+    """Scans that passed ``check_scan`` as the library's requests from ``client``
+    (the token's name; "": none): GCJ-02 coordinates converted to WGS-84
     before anything reads them, since districts are matched, distances measured
     and request fingerprints taken on WGS-84 (a retry with the same GCJ-02 point
     converts to the same WGS-84 one)."""
-    requests = [scan_request_from_proto(m) for m in scans]
+    requests = [scan_request_from_proto(m, client) for m in scans]
     gcj02 = [i for i, m in enumerate(scans)
              if m.datum == scan_pb.DATUM_GCJ02 and m.HasField("lat") and m.HasField("lon")]  # else not a point
     if gcj02:
@@ -118,13 +129,48 @@ def requests_of(scans: Sequence[scan_pb.ScanRequest]) -> list[ScanRequest]:
     return requests
 
 
+class TurnBatcher:
+    """The calls that ask within one turn of the event loop are prepared together,
+    at the end of it (``prepare``: scangate.decide.prepared.prepare_many), so that
+    unary calls share one verification and one read transaction as the writer's
+    group commit lets them share one write transaction. Each call still gets its
+    own ``Prepared`` (or None: the writer decides it whole)."""
+
+    def __init__(self, prepare: Callable[[list[list[ScanRequest]]], list[Prepared | None]]):
+        self._prepare = prepare
+        self._calls: list[tuple[list[ScanRequest], asyncio.Future[Prepared | None]]] = []
+
+    def __call__(self, requests: list[ScanRequest]) -> asyncio.Future[Prepared | None]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Prepared | None] = loop.create_future()
+        if not self._calls:
+            loop.call_soon(self._run)
+        self._calls.append((requests, future))
+        return future
+
+    def _run(self) -> None:
+        calls, self._calls = self._calls, []
+        try:
+            prepared = self._prepare([requests for requests, _future in calls])
+        except Exception:   # noqa: BLE001 - the writer decides them whole, and says what is wrong
+            log.debug("preparing %d calls raised; the writer decides them whole", len(calls), exc_info=True)
+            prepared = [None] * len(calls)
+        for (_requests, future), p in zip(calls, prepared):
+            if not future.done():       # a cancelled call
+                future.set_result(p)
+
+
 class ScanServicer:
-    """Scan and ScanStream: validate and rate-limit here, decide in the writer
+    """Scan and ScanStream: validate and rate-limit here, prepare the decision's
+    read-only half here (``prepare``: scangate.decide.prepared; None, or a batch
+    it does not prepare, leaves it all to the writer), commit it in the writer
     process, encode its decisions here."""
 
-    def __init__(self, link: WriterLink, limits: LimitTable):
+    def __init__(self, link: WriterLink, limits: LimitTable,
+                 prepare: Callable[[list[list[ScanRequest]]], list[Prepared | None]] | None = None):
         self.link = link
         self.limits = limits
+        self.prepare = None if prepare is None else TurnBatcher(prepare)
 
     def _admit(self, scans: Sequence[scan_pb.ScanRequest], client: str | None) -> None:
         """The actors' and the client's limits, for the whole call at once."""
@@ -137,7 +183,10 @@ class ScanServicer:
         remaining = context.time_remaining()
         if remaining is not None and remaining <= 0:
             raise DeadlineExpired("deadline passed before the scan was decided")
-        decisions = await self.link.decide(requests_of(scans), remaining, client_name())
+        name = client_name()
+        requests = requests_of(scans, name)
+        prepared = None if self.prepare is None else await self.prepare(requests)
+        decisions = await self.link.decide(requests, remaining, name, prepared)
         failed = [m.actor for m, d in zip(scans, decisions) if d.verdict.code_status is not _GENUINE]
         if failed:              # honest traffic: none, and no second trip to the table
             self.limits.charge_failures(client, failed, len(failed))

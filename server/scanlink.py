@@ -4,13 +4,16 @@ writer process's entry point (``writer_main``) and a worker's connection to it
 (``WriterLink``).
 
 Workers parse each call (gRPC, once), validate it (``check_scan``, once),
-rate-limit it and make its scans the library's requests (GCJ-02 points converted
-to WGS-84), then hand those over a Unix socket to the writer process as compact
-intents (msgpack arrays of a ScanRequest's fields: no protobuf is parsed again).
-There, one ``GroupCommitWriter`` (server/writer.py, ``checked=True``) gathers
-whatever every worker sent while the previous commit was syncing, decides it with
-``rewards.decide_checked`` (no second validation) in one durable LMDB write
-transaction, and answers each item with its decisions as msgpack (the
+rate-limit it, make its scans the library's requests (GCJ-02 points converted
+to WGS-84) and prepare their decision's read-only half
+(``scangate.decide.prepared``), then hand that over a Unix socket to the writer
+process (or, for a batch they do not prepare, the requests as compact intents:
+msgpack arrays of a ScanRequest's fields; no protobuf is parsed again). There,
+one ``GroupCommitWriter`` (server/writer.py, ``checked=True``) gathers whatever
+every worker sent while the previous commit was syncing, commits it with
+``rewards.decide_prepared`` (the prepared items' serialised half after their
+revision check, the others decided whole, no second validation) in one durable
+LMDB write transaction, and answers each item with its decisions as msgpack (the
 ``Decision`` records themselves); the worker makes each a ``scangate.v1.ScanDecision``
 (the reply's encoding is worker work: it runs in parallel, the writer's does not).
 The CPU of deciding runs beside the workers' event loops instead of competing with
@@ -19,11 +22,15 @@ them for one interpreter lock, and batches from all workers share a commit.
 Frames (big-endian) on the socket, each preceded by its length (u32):
 
     worker -> writer   item id (u64), deadline in ms from now (u32, 0xFFFFFFFF: none),
-                       the calling client's name (u16 length, UTF-8; empty: none;
-                       its request ids are scoped to it, ScanRequest.client),
-                       the scans: a msgpack array of intents, each an array of
-                       request_id, code, actor, actor_type, region, lat, lon,
-                       time_ms, actor_tags (``encode_intents``)
+                       the length of the calling client's name (u16), the kind of
+                       item (u8), the client's name (UTF-8; empty: none; its
+                       request ids are scoped to it, ScanRequest.client), then
+                       kind 0: the scans, a msgpack array of intents, each an
+                       array of request_id, code, actor, actor_type, region, lat,
+                       lon, time_ms, actor_tags (``encode_intents``);
+                       kind 1: the scans prepared by the worker, a
+                       scangate.decide.prepared.Prepared as msgpack (its
+                       requests carry their client)
     writer -> worker   item id (u64), ok (u8); ok: the decisions, a msgpack array of
                        scangate.decision.Decision records (``encode_decisions``);
                        not ok: a serialised google.rpc.Status
@@ -51,6 +58,7 @@ from google.rpc import status_pb2
 from scangate import geo
 from scangate.config import Config
 from scangate.datadir import open_data_dir
+from scangate.decide.prepared import Prepared
 from scangate.rewards import Decision, ScanRequest
 
 from . import metrics
@@ -69,8 +77,10 @@ _ENCODER = msgspec.msgpack.Encoder()
 _INTENTS = msgspec.msgpack.Decoder(
     list[tuple[str, str, str, str, int | None, float | None, float | None, int | None, tuple[str, ...]]])
 _DECISIONS = msgspec.msgpack.Decoder(list[Decision])
+_PREPARED = msgspec.msgpack.Decoder(Prepared)
 _LEN = struct.Struct(">I")
-_REQ = struct.Struct(">QIH")     # item id, deadline, length of the client's name (which follows)
+_REQ = struct.Struct(">QIHB")    # item id, deadline, length of the client's name (which follows), kind
+PLAIN, PREPARED = 0, 1           # the kinds of item
 _REP = struct.Struct(">QB")
 NO_DEADLINE = 0xFFFFFFFF
 
@@ -180,11 +190,11 @@ def _serve_connection(sock: socket.socket, writer: Any, inflight: Callable[[int]
     sock.close()
 
 
-def _request_frame(item_id: int, deadline_ms: int, client: str, intents: bytes) -> bytes:
+def _request_frame(item_id: int, deadline_ms: int, client: str, kind: int, body: bytes) -> bytes:
     """A worker -> writer frame (see the module docstring), its length first."""
     name = client.encode()[:0xFFFF]
-    return (_LEN.pack(_REQ.size + len(name) + len(intents)) + _REQ.pack(item_id, deadline_ms, len(name)) + name
-            + intents)
+    return (_LEN.pack(_REQ.size + len(name) + len(body)) + _REQ.pack(item_id, deadline_ms, len(name), kind) + name
+            + body)
 
 
 def encode_intents(requests: Sequence[ScanRequest]) -> bytes:
@@ -201,9 +211,11 @@ def decode_intents(raw: bytes | memoryview, client: str) -> list[ScanRequest]:
 
 def _submit(body: bytes, writer: Any, inflight: Callable[[int], None], tally: _Tally,
             send: Callable[[bytes], None], to_request_error: Callable[[BaseException], Any]) -> None:
-    item_id, deadline_ms, name_len = _REQ.unpack_from(body)
+    item_id, deadline_ms, name_len, kind = _REQ.unpack_from(body)
     client = body[_REQ.size : _REQ.size + name_len].decode("utf-8", "replace")   # a cut name stays one name
-    requests = decode_intents(memoryview(body)[_REQ.size + name_len:], client)
+    rest = memoryview(body)[_REQ.size + name_len:]
+    prepared = _PREPARED.decode(rest) if kind == PREPARED else None
+    requests = prepared.requests if prepared is not None else decode_intents(rest, client)
     deadline = None if deadline_ms == NO_DEADLINE else time.monotonic() + deadline_ms / 1000
     inflight(1)
 
@@ -219,7 +231,7 @@ def _submit(body: bytes, writer: Any, inflight: Callable[[int], None], tally: _T
             inflight(-1)
 
     try:
-        writer.submit_callback(requests, deadline, reply)
+        writer.submit_callback(requests, deadline, reply, prepared=prepared)
     except BaseException as exc:      # WriterClosed: answer at once
         reply(None, exc)
 
@@ -357,11 +369,12 @@ class WriterLink(asyncio.Protocol):
                 fut.set_exception(RemoteStatus(status_pb2.Status.FromString(body[_REP.size:])))
         del buf[:pos]
 
-    async def decide(self, requests: Sequence[ScanRequest], timeout_s: float | None, client: str = ""
-                     ) -> list[Decision]:
+    async def decide(self, requests: Sequence[ScanRequest], timeout_s: float | None, client: str = "",
+                     prepared: Prepared | None = None) -> list[Decision]:
         """Send one item (requests the worker has checked with ``check_scan``)
-        from ``client`` (the token's name: its request ids are its own; "": none);
-        its decisions, in order."""
+        from ``client`` (the token's name: its request ids are its own; "": none),
+        as ``prepared`` when the worker prepared it (those same requests, with
+        their client); its decisions, in order."""
         transport = await self._ensure()
         item_id = next(self._ids)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -369,7 +382,11 @@ class WriterLink(asyncio.Protocol):
         ms = NO_DEADLINE if timeout_s is None else max(0, min(int(timeout_s * 1000), NO_DEADLINE - 1))
         if not self._pending:
             asyncio.get_running_loop().call_soon(self._flush, transport)
-        self._pending.append(_request_frame(item_id, ms, client, encode_intents(requests)))
+        if prepared is not None:
+            frame = _request_frame(item_id, ms, client, PREPARED, _ENCODER.encode(prepared))
+        else:
+            frame = _request_frame(item_id, ms, client, PLAIN, encode_intents(requests))
+        self._pending.append(frame)
         return await fut  # type: ignore[no-any-return]
 
     def _flush(self, transport: asyncio.Transport) -> None:

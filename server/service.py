@@ -5,12 +5,14 @@ server.
 
 The servicers translate messages to the package's calls and back; they know
 nothing of how codes are encrypted or stored. Blocking work runs off the event
-loop: scans go to the writer process (server/scanlink.py); uploads, issuance and
-reads run in the default thread pool.
+loop: scans are prepared here (``preparer``) and committed by the writer process
+(server/scanlink.py); uploads, issuance and reads run in the default thread pool.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
@@ -18,8 +20,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
+from scangate.clock import current as current_clock
 from scangate.config import Config
 from scangate.datadir import DataDir
+from scangate.decide.prepared import Prepared, prepare_many
+from scangate.rewards import ScanRequest
 from scangate.v1 import campaigns_pb2_grpc, codes_pb2_grpc, points_pb2_grpc, trace_pb2_grpc
 
 from .auth import TokenTable
@@ -69,6 +74,18 @@ def _credentials(cfg: Config) -> grpc.ServerCredentials | None:
     return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=ca is not None)
 
 
+def preparer(data: DataDir, cfg: Config) -> Callable[[list[list[ScanRequest]]], list[Prepared | None]]:
+    """A worker's half of deciding calls' batches (scangate.decide.prepared.prepare_many),
+    under the server's verdict thresholds and scan time window, at this process's
+    clock reading."""
+    config, policy, clock = cfg.verdicts, cfg.server.scan_time_policy, current_clock()
+
+    def prepare_calls(batches: list[list[ScanRequest]]) -> list[Prepared | None]:
+        return prepare_many(data, batches, config, clock(), policy)
+
+    return prepare_calls
+
+
 async def start_worker(data: DataDir, cfg: Config, tokens: TokenTable | None, *, writer_socket: str,
                        port: int | None = None, limits_file: str | None = None) -> Worker:
     """Build and start one worker's server on ``cfg.server.host``:``port``; its
@@ -83,7 +100,8 @@ async def start_worker(data: DataDir, cfg: Config, tokens: TokenTable | None, *,
         ("grpc.max_receive_message_length", 256 << 20),
         ("grpc.max_send_message_length", 256 << 20),
     ])
-    scans = ScanServicer(WriterLink(writer_socket), limits)
+    prepare = preparer(data, cfg) if s.prepares_in_workers(len(os.sched_getaffinity(0))) else None
+    scans = ScanServicer(WriterLink(writer_socket), limits, prepare)
     server.add_generic_rpc_handlers((scans.handler(),))
     codes_pb2_grpc.add_CodeServiceServicer_to_server(CodeServicer(data, limits), server)
     trace_pb2_grpc.add_TraceServiceServicer_to_server(TraceServicer(data, s.epcis_schema, limits=limits), server)

@@ -3,18 +3,21 @@
 ``scangate serve`` decides every scan in one process, the writer (its socket
 protocol and entry point are in server/scanlink.py). There, one
 ``GroupCommitWriter`` thread takes everything queued (up to ``max_batch`` scans,
-from every worker's connection), decides it (``rewards.decide_checked``, below) in one
-durable LMDB write transaction, and calls each item's ``reply`` only after that
-transaction committed. While one batch commits, the next one gathers, so batches
-grow with load and every reply still follows its own commit.
+from every worker's connection), decides it (``rewards.decide_prepared``: an item
+its worker prepared has only its serialised half done here, after a check that
+nothing it read has moved; any other item, and every item of a group in which a
+read went stale, is decided whole) in one durable LMDB write transaction, and
+calls each item's ``reply`` only after that transaction committed. While one
+batch commits, the next one gathers, so batches grow with load and every reply
+still follows its own commit.
 
 A scan whose deadline passed while it waited is not decided (its reply gets
 ``DeadlineExpired``). Scans are range-checked once, before they get here: the
-server's writer is made with ``checked=True`` and decides with
-``rewards.decide_checked``, because its workers ran ``check_scan`` on every scan
-(tests/test_fuzz_requests.py holds what ``check_scan`` lets by to
-``scan_problem``); any other writer (``checked=False``, the default) decides
-with ``decide_scans``, which checks them itself. Should deciding a batch still
+server's writer is made with ``checked=True`` and checks nothing again, because
+its workers ran ``check_scan`` on every scan (tests/test_fuzz_requests.py holds
+what ``check_scan`` lets by to ``scan_problem``); any other writer
+(``checked=False``, the default) checks its plain items' requests
+(``check_requests``) before deciding them. Should deciding a batch still
 raise, nothing of it was committed (its write transaction aborted), and the batch
 is decided again in two halves, recursively, so the item whose scan raises gets
 the error alone (INVALID_ARGUMENT for an ``InvalidArgument``, INTERNAL for
@@ -25,7 +28,7 @@ scan: every waiter of the batch hears them at once (a full disk, quota or map as
 UNAVAILABLE "storage full", see server/failures.py: nothing was written, and the
 same requests succeed once space is freed).
 
-A request whose id was used for another request comes back from ``decide_scans``
+A request whose id was used for another request comes back from ``decide_prepared``
 as ``RequestIdReused`` in its place, nothing of it written: its item is answered
 with that error (naming ``scans[i].request_id`` in an item of several scans, whose
 other scans were decided and committed: a retry with their ids returns their
@@ -46,7 +49,9 @@ from scangate.datadir import DataDir
 from scangate.errors import CorruptionError, InvalidArgument
 from scangate.state.failures import STORE_FAILURES
 from scangate.clock import ScanTimePolicy
-from scangate.rewards import Decision, RequestRefused, ScanRequest, decide_checked, decide_scans
+from scangate.decide.prepared import Prepared
+from scangate.decide.requests import check_requests
+from scangate.rewards import Decision, RequestRefused, ScanRequest, decide_prepared
 from scangate.verdicts import VerdictConfig
 
 from .failures import DeadlineExpired, WriterClosed, storage_full
@@ -67,6 +72,7 @@ class _Item:
     deadline: float | None            # time.monotonic() seconds
     reply: Reply                      # (decisions, None) after commit, or (None, error)
     live: Callable[[], bool] = lambda: True   # False: the caller gave up (a cancelled future)
+    prepared: Prepared | None = None  # the requests' read-only half, done by the caller (scangate.decide.prepared)
 
 
 class GroupCommitWriter:
@@ -75,7 +81,7 @@ class GroupCommitWriter:
                  after_batch: Callable[[], None] | None = None, time_policy: ScanTimePolicy | None = None,
                  checked: bool = False):
         self._data = data
-        self._decide_scans = decide_checked if checked else decide_scans     # see the module docstring
+        self._checked = checked     # see the module docstring
         self._config = verdict_config
         self._policy = time_policy or ScanTimePolicy()      # the server passes its window (config [server])
         self._max_batch = max_batch
@@ -102,9 +108,11 @@ class GroupCommitWriter:
         return future
 
     def submit_callback(self, requests: Sequence[ScanRequest], deadline: float | None, reply: Reply,
-                        live: Callable[[], bool] | None = None) -> None:
-        """Queue scans; ``reply`` is called from the writer thread, after the commit."""
-        item = _Item(requests, deadline, reply, live or (lambda: True))
+                        live: Callable[[], bool] | None = None, prepared: Prepared | None = None) -> None:
+        """Queue scans; ``reply`` is called from the writer thread, after the commit.
+        ``prepared``: their decision's read-only half, already done (its requests
+        are ``requests``); the writer checks it and commits the rest."""
+        item = _Item(requests, deadline, reply, live or (lambda: True), prepared)
         with self._lock:
             if self._closed:
                 raise WriterClosed("the server is shutting down")
@@ -162,7 +170,10 @@ class GroupCommitWriter:
         requests = [r for item in items for r in item.requests]
         started = time.perf_counter()
         try:
-            decisions = self._decide_scans(self._data, requests, self._config, time_policy=self._policy)
+            if not self._checked:
+                check_requests([r for item in items if item.prepared is None for r in item.requests])
+            decided = decide_prepared(self._data, [item.prepared or item.requests for item in items], self._config,
+                                      time_policy=self._policy)
         except BaseException as exc:
             if len(items) > 1 and not _is_systemic(exc):
                 # the transaction was aborted: nothing of this try is written or answered
@@ -179,10 +190,9 @@ class GroupCommitWriter:
                 item.reply(None, exc)
             return
         self._on_commit(len(requests), time.perf_counter() - started)
-        pos = 0
-        for item in items:
+        for item, decisions in zip(items, decided):
             try:
-                _answer(item, decisions[pos : pos + len(item.requests)])
+                _answer(item, decisions)
             except Exception as exc:   # noqa: BLE001 - one reply that cannot be sent
                 # Its decisions are committed (a retry gets them back); the other
                 # items still hear theirs, and the writer goes on deciding: a reply
@@ -192,7 +202,6 @@ class GroupCommitWriter:
                     item.reply(None, exc)
                 except Exception:   # noqa: BLE001 - nothing more to tell this waiter
                     log.exception("telling the waiter its reply failed failed too")
-            pos += len(item.requests)
 
 
 # Errors of the store or the process, not of any scan: deciding the batch again in

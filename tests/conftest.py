@@ -14,6 +14,12 @@ import pytest
 TEST_NOW = "2026-06-01T12:00:00+08:00"   # mid-day in UTC and in China: no day turns during a run
 os.environ["SCANGATE_CLOCK"] = TEST_NOW
 os.environ.pop("SCANGATE_CLOCK_ANCHOR_MS", None)
+# Every server a test starts has its workers prepare each call's read-only half
+# (scangate.decide.prepared), the more involved of the two paths: "auto" would
+# pick it only on a machine with more processors than CI's two. The writer-only
+# path is what the library's decide_checked runs, and tests/test_server.py runs
+# it in a real server too (prepare = "writer").
+os.environ["SCANGATE_SERVER_PREPARE"] = "workers"
 
 import scangate  # noqa: E402
 

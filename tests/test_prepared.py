@@ -18,7 +18,7 @@ import pytest
 import scangate
 from scangate import ingest, rewards, verdicts
 from scangate.clock import ScanTimePolicy
-from scangate.decide.prepared import Prepared, commit_prepared, prepare
+from scangate.decide.prepared import Prepared, commit_prepared, prepare, prepare_many
 from scangate.rewards import ScanRequest
 from scangate.state import layout
 from scangate.state import raw as state_raw
@@ -170,6 +170,39 @@ def test_a_request_id_decided_after_the_read_gets_that_decision(twins: Twins) ->
     decide(twins.dd, [reused])
     (out,) = commit(twins.dd, [other])
     assert isinstance(out[0], rewards.RequestIdReused)
+
+
+def test_batches_prepared_together_are_each_their_own_and_commit_as_in_turn(twins: Twins) -> None:
+    """prepare_many: one verification and read for several calls; a call that
+    shares a code or a request id with another, or repeats a decided id, is left
+    to the writer (None), and the rest commit as if decided one after the other."""
+    c = twins.codes
+    decide(twins.ref, [req("seen", c[20])])
+    decide(twins.dd, [req("seen", c[20])])
+    calls = [
+        [req("m1", c[21]), req("m2", typo(c[22]))],
+        [req("m3", c[23], "u2"), req("m4", c[24], "u2")],
+        [req("m5", c[25]), req("m6", c[21], "u3", t=NOON + 1)],     # c[21] again: the first call's code
+        [req("seen", c[20])],                                          # a retry
+        [req("m7", c[26])],
+        [req("m3", c[27])],                                            # the second call's id
+    ]
+    parts = prepare_many(twins.dd, calls, CONFIG, NOW)
+    assert [p is not None for p in parts] == [False, False, False, False, True, False]
+    (alone,) = [p for p in parts if p is not None]
+    assert alone.requests == calls[4] and len(alone.histories) == 1
+    together = prepare_many(twins.dd, [calls[0], calls[4]], CONFIG, NOW)
+    assert [p.requests if p else None for p in together] == [calls[0], calls[4]]
+    assert [len(p.histories) for p in together if p] == [1, 1]      # the typo is no code: no history
+    got = commit(twins.dd, [p if p is not None else b for p, b in zip(parts, calls)])
+    # the prepared call first, then the rest in their order, decided whole in one batch
+    first = decide(twins.ref, calls[4])
+    rest = decide(twins.ref, [r for b in [*calls[:4], calls[5]] for r in b])
+    want = [rest[0:2], rest[2:4], rest[4:6], rest[6:7], first, rest[7:8]]
+    # (a refusal is an exception: compared by its words)
+    assert [[d if isinstance(d, rewards.Decision) else repr(d) for d in part] for part in got] == \
+        [[d if isinstance(d, rewards.Decision) else repr(d) for d in part] for part in want]
+    twins.assert_same()
 
 
 def test_only_the_usual_batch_is_prepared(twins: Twins) -> None:

@@ -262,11 +262,13 @@ def test_writer_link_carries_the_requests_and_the_client_name() -> None:
     got: list[ScanRequest] = []
 
     class Writer:
-        def submit_callback(self, requests: list[ScanRequest], deadline: Any, reply: Any) -> None:
+        def submit_callback(self, requests: list[ScanRequest], deadline: Any, reply: Any, prepared: Any) -> None:
+            assert prepared is None
             got.extend(requests)
 
     for client in ("wechat-mini-program", "", "应用"):
-        frame = scanlink._request_frame(7, scanlink.NO_DEADLINE, client, scanlink.encode_intents(sent))
+        frame = scanlink._request_frame(7, scanlink.NO_DEADLINE, client, scanlink.PLAIN,
+                                        scanlink.encode_intents(sent))
         (n,) = scanlink._LEN.unpack_from(frame)
         assert n == len(frame) - scanlink._LEN.size
         scanlink._submit(frame[scanlink._LEN.size:], Writer(), lambda d: None, scanlink._Tally(), lambda b: None,

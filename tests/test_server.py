@@ -61,10 +61,13 @@ points = 50
 """
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+@pytest.fixture(scope="module", params=["workers", "writer"])
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    """A server of two workers, once with each of them preparing its calls'
+    read-only half (server.prepare = "workers") and once with the writer deciding
+    every scan whole ("writer"): every test here holds for both."""
     data = tmp_path_factory.mktemp("srv") / "data"
-    with running(data, "--workers", "2", metrics=True) as srv:
+    with running(data, "--workers", "2", metrics=True, env={"SCANGATE_SERVER_PREPARE": request.param}) as srv:
         yield srv
 
 

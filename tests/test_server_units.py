@@ -1,6 +1,7 @@
 """The server's parts in process: the group-commit writer, rate limits, config."""
 from __future__ import annotations
 
+import concurrent.futures
 import threading
 import time
 from pathlib import Path
@@ -54,12 +55,13 @@ def test_the_servers_writer_validates_nothing_again(dd, monkeypatch: pytest.Monk
     """The server's writer (``checked=True``) decides its workers' requests as they
     come: they passed ``check_scan`` (tests/test_fuzz_requests.py holds it to the
     library's bounds), so a request is validated once. Any other writer validates
-    them with decide_scans, the library's one validation."""
-    from scangate import rewards
+    them with check_requests, the library's one validation (decide_scans's)."""
+    from scangate.decide import requests as requests_mod
+    from scangate.server import writer as writer_mod
 
     calls: list[int] = []
-    real = rewards.check_requests
-    monkeypatch.setattr(rewards, "check_requests", lambda requests: (calls.append(len(requests)), real(requests)))
+    real = requests_mod.check_requests
+    monkeypatch.setattr(writer_mod, "check_requests", lambda requests: (calls.append(len(requests)), real(requests)))
     codes = dd.issue_codes("BEER", "item", 2).as_strings()
     w = GroupCommitWriter(dd, checked=checked)
     (d,) = w.submit([ScanRequest("a", codes[0], "u")]).result(10)
@@ -114,6 +116,46 @@ def test_server_config_from_file_and_environment(tmp_path: Path) -> None:
     p.write_text('[server]\ntls_client_ca = "ca.pem"\n')
     with pytest.raises(scangate.InvalidArgument, match="tls_client_ca"):
         load_config(p, env={})
+
+
+def test_who_prepares_a_scan_is_configured_and_checked(tmp_path: Path) -> None:
+    """server.prepare: "workers" and "writer" whatever the machine; "auto" prepares
+    in the workers only when each worker and the writer can have a processor."""
+    assert load_config(env={}).server.prepare == "auto"
+    workers = load_config(env={"SCANGATE_SERVER_PREPARE": "workers"}).server
+    writer = load_config(env={"SCANGATE_SERVER_PREPARE": "writer"}).server
+    assert workers.prepares_in_workers(1) and not writer.prepares_in_workers(64)
+    auto4 = load_config(env={"SCANGATE_SERVER_WORKERS": "4"}).server
+    assert [auto4.prepares_in_workers(n) for n in (2, 5, 6, 16)] == [False, False, True, True]
+    p = tmp_path / "s.toml"
+    p.write_text('[server]\nprepare = "both"\n')
+    with pytest.raises(scangate.InvalidArgument, match="server.prepare: 'both' is not one of auto, workers, writer"):
+        load_config(p, env={})
+
+
+def test_a_group_commits_prepared_items_first_then_decides_the_rest(dd) -> None:  # type: ignore[no-untyped-def]
+    """A group of a prepared item and a plain one scanning the same code: the
+    prepared one commits first, the plain one is decided after it (a repeat scan)."""
+    from scangate.decide.prepared import prepare
+    from scangate.verdicts import VerdictConfig
+
+    codes = dd.issue_codes("BEER", "item", 2).as_strings()
+    gate = threading.Event()
+    w = GroupCommitWriter(dd, on_commit=lambda n, s: gate.wait(5))
+    hold = w.submit([ScanRequest("hold", codes[1], "u")])      # holds the writer while the others queue
+    plain = w.submit([ScanRequest("plain", codes[0], "v")])
+    first = [ScanRequest("prepared", codes[0], "u")]
+    p = prepare(dd, first, VerdictConfig(), scangate.clock.current()())
+    assert p is not None
+    future: concurrent.futures.Future[list] = concurrent.futures.Future()
+    w.submit_callback(first, None, lambda d, e: future.set_result(d) if e is None else future.set_exception(e),
+                      prepared=p)
+    gate.set()
+    hold.result(10)
+    (mine,) = future.result(10)
+    (theirs,) = plain.result(10)
+    w.close()
+    assert (mine.verdict.scan_count, theirs.verdict.scan_count) == (1, 2)
 
 
 def test_a_reply_that_raises_leaves_the_writer_deciding(dd) -> None:  # type: ignore[no-untyped-def]

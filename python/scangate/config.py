@@ -22,6 +22,7 @@ at start, failing with the exact key that is wrong.
     late_scan_s = 300.0       # a client's scan time may be this far in the past (an offline scan)...
     clock_skew_s = 10.0       # ...and this far ahead (counts as now); outside: INVALID_ARGUMENT time_ms
     epcis_schema = ""         # the GS1 EPCIS 2.0 JSON schema file: UploadEpcis(validate_schema=true)
+    prepare = "auto"          # who decides a scan's read-only half: workers, writer, or auto (docs/server.md)
 
     [limits]                  # shared by all workers; 0: off (docs/server.md)
     actor_scans_per_minute = 120
@@ -58,6 +59,9 @@ __all__ = ["Config", "ServerConfig", "LimitsConfig", "PluginsConfig", "load_conf
 CONFIG_FILE_NAME = "scangate.toml"
 
 
+PREPARE_MODES = ("auto", "workers", "writer")
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     host: str = "127.0.0.1"
@@ -74,13 +78,25 @@ class ServerConfig:
     late_scan_s: float = 300.0
     clock_skew_s: float = 10.0
     epcis_schema: str = ""
+    prepare: str = "auto"
 
     @property
     def scan_time_policy(self) -> ScanTimePolicy:
         """The window a client's scan time must fall in (scangate.clock)."""
         return ScanTimePolicy(round(self.late_scan_s * 1000), round(self.clock_skew_s * 1000))
 
+    def prepares_in_workers(self, cpus: int) -> bool:
+        """Whether the workers decide the read-only half of each call
+        (scangate.decide.prepared) on a machine with ``cpus`` processors for the
+        server: "workers" always, "writer" never, "auto" when every worker and the
+        writer can have a processor of its own (otherwise the work only moves
+        between processes that share one, and the hand-over costs more than it
+        saves: docs/server.md)."""
+        return self.prepare == "workers" or (self.prepare == "auto" and cpus > self.workers + 1)
+
     def __post_init__(self) -> None:
+        if self.prepare not in PREPARE_MODES:
+            raise InvalidArgument(f"prepare: {self.prepare!r} is not one of {', '.join(PREPARE_MODES)}")
         if not 0 <= self.port <= 65535:
             raise InvalidArgument(f"port: {self.port} is not a TCP port (0 to 65535; 0 picks a free one)")
         if not 0 <= self.metrics_port <= 65535:

@@ -86,13 +86,15 @@ def scan_request_to_proto(r: ScanRequest) -> scan_pb.ScanRequest:
     return msg
 
 
-def scan_request_from_proto(m: scan_pb.ScanRequest) -> ScanRequest:
-    """The request as ``decide_scans`` takes it; ``actor_type`` is checked by the caller."""
+def scan_request_from_proto(m: scan_pb.ScanRequest, client: str = "") -> ScanRequest:
+    """The request as ``decide_scans`` takes it, from ``client`` (its request ids
+    are its own; "": none); ``actor_type`` is checked by the caller."""
     return ScanRequest(
         request_id=m.request_id, code=m.code, actor=m.actor,
         actor_type=_ACTOR_NAMES.get(m.actor_type, f"<{m.actor_type}>"),
         region=m.region or None, lat=m.lat if m.HasField("lat") else None,
-        lon=m.lon if m.HasField("lon") else None, time_ms=m.time_ms or None, actor_tags=tuple(m.actor_tags))
+        lon=m.lon if m.HasField("lon") else None, time_ms=m.time_ms or None, actor_tags=tuple(m.actor_tags),
+        client=client)
 
 
 def _text(d: dict[str, str]) -> dict[str, str]:

@@ -37,9 +37,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import msgspec
+import numpy as np
 
 from ..clock import ScanTimePolicy
-from ..datadir import DataDir
+from ..datadir import DataDir, VerifyResult
 from ..decision import Decision, NoReward, ScanRequest
 from ..enums import CodeStatus, Verdict
 from ..state.batch import LmdbBatch, Mutations
@@ -50,7 +51,7 @@ from .eligibility import select
 from .engine import TRUSTING, decide_selected, fresh_scans, judge_batch, request_keys, set_hotline
 from .requests import fingerprints
 
-__all__ = ["Chosen", "Passed", "Prepared", "Revision", "commit_prepared", "prepare"]
+__all__ = ["Chosen", "Passed", "Prepared", "Revision", "commit_prepared", "prepare", "prepare_many"]
 
 _GENUINE = int(CodeStatus.GENUINE)
 _V_COUNTERFEIT = Verdict.COUNTERFEIT
@@ -104,27 +105,63 @@ def prepare(data: DataDir, requests: Sequence[ScanRequest], config: VerdictConfi
     """The read-only half of deciding ``requests`` (which passed
     ``check_requests``), or None when they are not the usual batch (see the module
     docstring)."""
-    if not requests:
-        return None
-    if time_policy is not TRUSTING and any(
-            r.time_ms is not None and time_policy.problem(r.time_ms, now) is not None for r in requests):
-        return None
-    ids = request_keys(requests)
-    if len(set(ids)) != len(ids):
-        return None
+    return prepare_many(data, [requests], config, now, time_policy)[0]
+
+
+def prepare_many(data: DataDir, batches: Sequence[Sequence[ScanRequest]], config: VerdictConfig, now: int,
+                 time_policy: ScanTimePolicy = TRUSTING) -> list[Prepared | None]:
+    """``prepare`` of several batches at once, each still its own ``Prepared`` (a
+    server's worker prepares the calls of one event loop turn together: one
+    verification, one read transaction, one campaign selection set-up). None for a
+    batch that is not the usual one, or that shares a request id or a code with
+    another of them: the writer decides those whole, in turn."""
+    out: list[Prepared | None] = [None] * len(batches)
+    ids = [request_keys(b) for b in batches]
+    timed = time_policy is not TRUSTING
+    ok = [bool(b) and len(set(k)) == len(k)
+          and not (timed and any(r.time_ms is not None and time_policy.problem(r.time_ms, now) is not None
+                                 for r in b))
+          for b, k in zip(batches, ids)]
+    _apart(ok, ids)
+    if not any(ok):
+        return out
     store = data.store
     ranges = store.range_table().generation      # before verifying: a later one can only make it stale
-    checks = data.verify_codes([r.code for r in requests])
+    codes = [r.code for j, b in enumerate(batches) if ok[j] for r in b]
+    checks = data.verify_codes(codes)
+    serials = checks.serial.tolist()
+    status = checks.status.tolist()
+    at = 0
+    serial_keys: list[list[int]] = []
+    for j, b in enumerate(batches):     # the genuine serials of each batch, for _apart
+        if ok[j]:
+            serial_keys.append([s for s, st in zip(serials[at : at + len(b)], status[at : at + len(b)])
+                                if st == _GENUINE])
+            at += len(b)
+        else:
+            serial_keys.append([])
     with store.env.begin() as txn:
         view = LmdbBatch(store, txn)
-        if view.known_requests(ids):
-            return None
+        known = view.known_requests([key for j, k in enumerate(ids) if ok[j] for key in k])
+        taken = list(ok)
+        for j, k in enumerate(ids):
+            if ok[j] and known and not known.isdisjoint(k):
+                ok[j] = False
+        _apart(ok, serial_keys)
+        if not any(ok):
+            return out
+        if ok != taken:     # some batches left to the writer: verified, but not judged here
+            keep = np.array([i for j, b in enumerate(batches) if taken[j] for i in [ok[j]] * len(b)], bool)
+            checks = VerifyResult(checks.status[keep], checks.key_version[keep], checks.serial[keep],
+                                  checks.level[keep], checks.line_id[keep], checks.lines)
+            serials, status = checks.serial.tolist(), checks.status.tolist()
+        requests = [r for j, b in enumerate(batches) if ok[j] for r in b]
         rules = store.generations(txn)[0]
         m = Mutations()
         scans = fresh_scans(requests, now, time_policy)
         verdicts, keys = judge_batch(view, scans, checks, config, now, m)
         campaigns = compile_campaigns(view.campaigns())
-    status, serials, line_ids = checks.status.tolist(), checks.serial.tolist(), checks.line_id.tolist()
+    line_ids = checks.line_id.tolist()
     lines = checks.lines
     candidates: dict[tuple[str, int], list[Compiled]] = {}
     choices: list[Chosen | Passed] = []
@@ -139,11 +176,34 @@ def prepare(data: DataDir, requests: Sequence[ScanRequest], config: VerdictConfi
             choices.append(Passed(reason, named.id if named is not None else None))
     if any(v.verdict is _V_COUNTERFEIT for v in verdicts):
         set_hotline(campaigns, verdicts)
-    keys_read, found = view.histories_read
-    histories = [(key, found.get(key), record) for key, record in m.histories]
-    assert len(histories) == len(keys_read)     # one record written per code read, and no other
-    return Prepared(Revision(rules, ranges, view.trace_read), now, list(requests), ids, fingerprints(requests),
-                    [s.time_ms for s in scans], verdicts, serials, line_ids, choices, histories)  # type: ignore[misc]
+    _keys_read, found = view.histories_read
+    written = dict(m.histories)
+    revision = Revision(rules, ranges, view.trace_read)
+    times = [s.time_ms for s in scans]
+    prints = fingerprints(requests)
+    a = 0
+    for j, b in enumerate(batches):
+        if not ok[j]:
+            continue
+        z = a + len(b)
+        # its genuine codes' history keys, each once
+        mine = {keys[s]: None for s, st in zip(serials[a:z], status[a:z]) if st == _GENUINE}
+        out[j] = Prepared(revision, now, list(b), ids[j], prints[a:z], times[a:z], verdicts[a:z],  # type: ignore[arg-type]
+                          serials[a:z], line_ids[a:z], choices[a:z],
+                          [(key, found.get(key), written[key]) for key in mine])
+        a = z
+    return out
+
+
+def _apart(ok: list[bool], keys: Sequence[Sequence[object]]) -> None:
+    """Mark not ok every ok batch that shares a key with another ok batch."""
+    owner: dict[object, int] = {}
+    for j, batch_keys in enumerate(keys):
+        if ok[j]:
+            for key in batch_keys:
+                first = owner.setdefault(key, j)
+                if first != j:
+                    ok[j] = ok[first] = False
 
 
 def commit_prepared(batch: LmdbBatch, prepared: Sequence[Prepared], now: int

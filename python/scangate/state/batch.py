@@ -196,9 +196,9 @@ class LmdbBatch:
         transaction): what a prepared decision read must still hold at commit."""
         return (*self.store.generations(self.txn), self.store.trace_env.info()["last_txnid"])
 
-    def known_requests(self, request_keys: Sequence[bytes]) -> bool:
-        """Whether the request index holds any of these keys."""
-        return bool(self.txn.cursor(db=self._requests).getmulti(list(request_keys)))
+    def known_requests(self, request_keys: Sequence[bytes]) -> set[bytes]:
+        """Those of these keys the request index holds."""
+        return {bytes(key) for key, _value in self.txn.cursor(db=self._requests).getmulti(list(request_keys))}
 
     def history_records(self, keys: Sequence[bytes]) -> dict[bytes, bytes]:
         """The scan history records of these serial keys that exist, as stored."""
