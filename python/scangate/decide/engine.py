@@ -51,7 +51,8 @@ from .points import award_points
 from .requests import MAX_TIME_MS, RequestIdReused, RequestRefused, ScanTimeRefused, fingerprints, same_request
 from .verdicts import judge
 
-__all__ = ["TRUSTING", "BatchValues", "Rules", "decide_batch", "decide_scan", "decide_selected", "fresh_scans",
+__all__ = ["TRUSTING", "BatchValues", "Drawn", "Rules", "decide_batch", "decide_scan", "decide_selected", "draw_input",
+           "fresh_scans",
            "judge_batch", "plugin_rules", "request_keys", "set_hotline"]
 
 TRUSTING = ScanTimePolicy()    # the library's default: a caller's scan times stand (scangate.clock)
@@ -177,12 +178,14 @@ def set_hotline(campaigns: list[Compiled], verdicts: list[ScanVerdict]) -> None:
 def decide_selected(batch: BatchState, requests: Sequence[ScanRequest], times: Sequence[int],
                     verdicts: Sequence[ScanVerdict], selected: Sequence[Eligible | tuple[NoReward, Compiled | None]],
                     line_of: Callable[[int], ProductLine | None], line_ids: Sequence[int], serials: Sequence[int],
-                    m: Mutations, now: int) -> list[Decision]:
+                    m: Mutations, now: int, draws: Sequence[Drawn | None] | None = None) -> list[Decision]:
     """The serialised half of the fresh scans' decisions, given their verdicts and
     what ``select`` made of each: one read of the claims, counters, budgets and
     points the eligible ones need, then scan after scan against those values.
-    ``line_of``: a line id's product line (for the plugins). The server's writer
-    runs this alone, on selections its workers made (scangate.decide.prepared)."""
+    ``line_of``: a line id's product line (for the plugins); ``draws``: each
+    scan's draw_input when worked out before (None where not). The server's
+    writer runs this alone, on selections its workers made
+    (scangate.decide.prepared)."""
     eligible = [e for e in selected if len(e) == 5]
     snap = Snapshot()
     if eligible:
@@ -193,9 +196,10 @@ def decide_selected(batch: BatchState, requests: Sequence[ScanRequest], times: S
         batch.read(snap, counters=caps_mod.day_keys(snap, [(e[3], e[2]) for e in eligible]))
     out = []
     state = BatchValues(snap, m, batch.next_ledger_seq() if eligible else 0, now)
-    for r, t, v, e, line_id, serial in zip(requests, times, verdicts, selected, line_ids, serials):
+    for i, (r, t, v, e, line_id, serial) in enumerate(zip(requests, times, verdicts, selected, line_ids, serials)):
         if len(e) == 5:
-            out.append(decide_scan(state, e, r, t, v, line_of(line_id), serial))
+            out.append(decide_scan(state, e, r, t, v, line_of(line_id), serial,
+                                   drawn=draws[i] if draws is not None else None))
         else:
             out.append(ledger.no_reward(r, v, e[0], e[1]))
     return out
@@ -234,12 +238,29 @@ def plugin_rules(c: Compiled, r: ScanRequest, serial: int, line: ProductLine | N
     return rule, failures
 
 
+# A scan's draw input and what it gives, which depend on nothing the batch
+# changes: (the HMAC message, its MAC, the roll, the odds before plugins, the
+# time slot that gave them or None). decide_scan works them out unless given
+# (scangate.decide.prepared works them out in the worker).
+Drawn = tuple[str, bytes, int, int, "int | None"]
+
+
+def draw_input(c: Compiled, serial: int, actor: str, time_ms: int) -> Drawn:
+    """The draw of ``actor``'s scan of ``serial`` at ``time_ms`` under ``c``."""
+    message = draw_message(c.id, serial, actor, time_ms)     # audit replays it (scangate.audit)
+    mac = c.hmac.digest(message.encode())  # type: ignore[union-attr]
+    odds, slot = slot_odds(c, time_ms) if c.slots else (c.odds, None)
+    return message, mac, roll_of(mac), odds, slot
+
+
 def decide_scan(s: BatchValues, e: Eligible, r: ScanRequest, time_ms: int, v: ScanVerdict,
-                line: ProductLine | None, serial: int, rules: Rules = plugin_rules) -> Decision:
+                line: ProductLine | None, serial: int, rules: Rules = plugin_rules,
+                drawn: Drawn | None = None) -> Decision:
     """The stateful part of one eligible scan's decision: claim, caps, draw, prize,
-    records. The keys of ``e`` were read with the batch, so their values are in
-    the snapshot. The audit (scangate.audit) decides every ledger entry again with
-    this function, over the state the entries before it left."""
+    records (``drawn``: its draw_input, when worked out before). The keys of ``e``
+    were read with the batch, so their values are in the snapshot. The audit
+    (scangate.audit) decides every ledger entry again with this function, over the
+    state the entries before it left."""
     c, claim_key, today, total_key, point_keys = e
     snap, m = s.snap, s.m
     if snap.claims[claim_key] is not None:
@@ -252,10 +273,7 @@ def decide_scan(s: BatchValues, e: Eligible, r: ScanRequest, time_ms: int, v: Sc
     # a scan refused below by a plugin or a cash cap is not a used scan)
     n += 1
     actor = r.actor
-    message = draw_message(c.id, serial, actor, time_ms)     # audit replays it (scangate.audit)
-    mac = c.hmac.digest(message.encode())  # type: ignore[union-attr]
-    roll = roll_of(mac)
-    odds, slot = slot_odds(c, time_ms) if c.slots else (c.odds, None)
+    message, mac, roll, odds, slot = drawn or draw_input(c, serial, actor, time_ms)
     rule = _NO_RULE
     plugin = None    # the plugins' merged output, for the ledger entry (audit cannot run them again)
     campaign = c.campaign

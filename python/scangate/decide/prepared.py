@@ -48,7 +48,7 @@ from ..store import ProductLine
 from ..verdict import ScanVerdict, VerdictConfig
 from .campaign import Compiled, compile_campaigns
 from .eligibility import select
-from .engine import TRUSTING, decide_selected, fresh_scans, judge_batch, request_keys, set_hotline
+from .engine import TRUSTING, decide_selected, draw_input, fresh_scans, judge_batch, request_keys, set_hotline
 from .requests import fingerprints
 
 __all__ = ["Chosen", "Passed", "Prepared", "Revision", "commit_prepared", "prepare", "prepare_many"]
@@ -75,6 +75,13 @@ class Chosen(msgspec.Struct, array_like=True, frozen=True, tag=1):
     day_name: str           # and as YYYY-MM-DD
     total: bytes
     points: tuple[bytes, bytes, bytes] | None
+    # the draw (engine.draw_input): the HMAC message, its MAC, the roll, the odds
+    # before plugins and the time slot that gave them
+    message: str
+    mac: bytes
+    roll: int
+    odds: int
+    slot: int | None
 
 
 class Passed(msgspec.Struct, array_like=True, frozen=True, tag=2):
@@ -170,7 +177,8 @@ def prepare_many(data: DataDir, batches: Sequence[Sequence[ScanRequest]], config
                    lines[line_ids[i]] if status[i] == _GENUINE else None, line_ids[i], keys.get(serials[i]))
         if len(e) == 5:
             c, claim, (day, day_name), total, points = e
-            choices.append(Chosen(c.id, claim, day, day_name, total, points))
+            choices.append(Chosen(c.id, claim, day, day_name, total, points,
+                                  *draw_input(c, serials[i], r.actor, s.time_ms)))  # type: ignore[arg-type]
         else:
             reason, named = e
             choices.append(Passed(reason, named.id if named is not None else None))
@@ -237,8 +245,9 @@ def commit_prepared(batch: LmdbBatch, prepared: Sequence[Prepared], now: int
     if any(len(e) == 5 and e[0].plugins for e in selected):    # their only reader: decide_scan, for the plugins
         line_of = batch.store.get_lines([i for i in one.line_ids if i >= 0]).get
     m = Mutations()
+    draws = [(x.message, x.mac, x.roll, x.odds, x.slot) if isinstance(x, Chosen) else None for x in one.choices]
     decided = decide_selected(batch, one.requests, one.times, one.verdicts, selected,
-                              line_of, one.line_ids, one.serials, m, now)
+                              line_of, one.line_ids, one.serials, m, now, draws)
     m.decisions.extend(zip(one.keys, one.prints, decided))
     m.histories.extend((key, new) for key, _old, new in one.histories)
     out, at = [], 0
