@@ -14,6 +14,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "link": ("bench.link", "Scan p99 while a big scangate link upload runs, against without; the upload's peak RSS"),
     "rewards": ("bench.rewards", "reward decisions with durable group commit against raw LMDB put + append"),
     "trace": ("bench.trace", "linkage load and trace lookups against raw LMDB putmulti/getmulti"),
+    "writer": ("bench.writer", "the writer process's ceiling, fed prepared or plain items by several processes, "
+                               "against raw LMDB"),
 }
 
 

@@ -20,7 +20,6 @@ import csv
 import io
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -32,8 +31,7 @@ from .datadir import DataDir, VerifyResult
 from .enums import CodeStatus, Level
 from .errors import BatchRejected, InvalidArgument, Problem
 from .results import EpcisReport, LinkReport
-from .state import layout
-from .state.trace import ADD, DELETE, SERIAL_BYTES, LinkStep, Shipment, ShipStep, TraceStore, apply_trace_steps
+from .state.trace import ADD, DELETE, LinkStep, Shipment, ShipStep, TraceStore, apply_trace_steps
 from .trace import (
     MAX_NAME, MAX_SHIPMENT_ID, Dealer, check_dealer_id, check_territory, check_text, check_time_ms, level_allows,
     parse_time_ms, quote,
@@ -115,35 +113,26 @@ def link_csv(data: DataDir, content: bytes | Readable, source: str = "input",
             bad_rows += n_bad + overlong[0]
             overlong[0] = 0
             # a child listed in an earlier chunk: the same parent (nothing to do) or a conflict
-            keys = _split_keys(b"c", child)
-            seen = dict(scratch.getmulti(keys)) if keys else {}
-            keep = np.ones(len(child), bool)
-            if seen:
-                for i, key in enumerate(keys):
-                    before = seen.get(key)
-                    if before is None:
-                        continue
+            keys, earlier = scratch.earlier(child)
+            if earlier:
+                keep = np.ones(len(child), bool)
+                for i, (before, line) in earlier.items():
                     keep[i] = False
-                    if bytes(before[:SERIAL_BYTES]) != layout.serial_key(int(parent[i])):
+                    if before != int(parent[i]):
                         bad_rows += 1
                         if len(problems) < MAX_PROBLEMS:
                             problems.append(Problem(f"{source}:{int(line_no[i])}", "child",
-                                                    "child already put into another parent on line "
-                                                    f"{int.from_bytes(before[SERIAL_BYTES:], 'big')}"))
+                                                    f"child already put into another parent on line {line}"))
                 parent, child, line_no = parent[keep], child[keep], line_no[keep]
                 keys = [k for k, kept in zip(keys, keep.tolist()) if kept]
-            values = _split_keys(b"", parent, line_no)
-            scratch.putmulti(list(zip(keys, values)))
+            scratch.remember(keys, parent, line_no)
             if bad_rows:
                 continue        # nothing more is written: the transaction will not commit
             step("apply", rows)
             result = trace.apply_links(parent, child, np.full(len(child), ADD, np.uint8), txn=txn)
             added += result["added"]
             removed += result["removed"]
-            # each parent counted once over the chunks (put without overwriting: added once)
-            _consumed, new = scratch.putmulti([(b"p" + k, b"") for k in _split_keys(b"", result["touched"])],
-                                              overwrite=False)
-            parents += new
+            parents += scratch.count_new_parents(result["touched"])     # each once over the chunks
         bad_rows += overlong[0]
         if bad_rows:
             problems.sort(key=_line_key)
@@ -152,19 +141,6 @@ def link_csv(data: DataDir, content: bytes | Readable, source: str = "input",
                 problems.append(Problem(source, "rows", f"{unlisted} more bad rows not listed"))
             raise BatchRejected(source, problems)      # the transaction aborts: nothing written
     return LinkReport(rows, added, removed, parents)
-
-
-def _split_keys(prefix: bytes, serials: np.ndarray, numbers: np.ndarray | None = None) -> list[bytes]:
-    """``prefix`` + each serial's 7-byte key (+ its number as u64), as bytes objects."""
-    if len(serials) == 0:
-        return []
-    parts = [np.frombuffer(layout.serial_keys(serials), np.uint8).reshape(-1, SERIAL_BYTES)]
-    if prefix:
-        parts.insert(0, np.full((len(serials), len(prefix)), np.frombuffer(prefix, np.uint8)))
-    if numbers is not None:
-        parts.append(np.asarray(numbers, ">u8").view(np.uint8).reshape(-1, 8))
-    rows = np.ascontiguousarray(np.hstack(parts))
-    return rows.view(f"V{rows.shape[1]}").reshape(-1).tolist()
 
 
 def _line_chunks(content: bytes | Readable, size: int, source: str, problems: list[Problem],

@@ -478,9 +478,9 @@ class TraceStore:
 
     # ------------------------------------------------------------------ uploads
     @contextmanager
-    def upload_scratch(self) -> Iterator[lmdb.Cursor[bytes]]:
+    def upload_scratch(self) -> Iterator[UploadScratch]:
         """A scratch table for one upload (scangate.ingest.link_csv keeps each
-        child's parent and line there): a cursor of a write transaction of an LMDB
+        child's parent and line there): a write transaction of an LMDB
         environment of its own, in ``trace/uploads/<pid>-*``, that is never synced
         nor committed (its pages reach the disk only where LMDB spills them, so
         its memory is bounded) and is deleted when the block ends. Apart from the
@@ -500,7 +500,7 @@ class TraceStore:
             try:
                 txn = env.begin(write=True)
                 try:
-                    yield txn.cursor()
+                    yield UploadScratch(txn.cursor())
                 finally:
                     txn.abort()
             finally:
@@ -633,3 +633,49 @@ class TraceStore:
             return [None] * len(serials)
         return [(up, ship, dealer) if ship is not None and dealer is not None else None
                 for _s, up, ship, dealer in self.chains(serials, txn)]
+
+
+class UploadScratch:
+    """What one link upload keeps across its chunks (TraceStore.upload_scratch):
+    each child's parent and line (key ``c`` + child), and the parents it wrote
+    children to (key ``p`` + parent), so that a child listed twice is checked and a
+    parent counted once however far apart their rows are."""
+
+    def __init__(self, cur: lmdb.Cursor[bytes]):
+        self._cur = cur
+
+    def earlier(self, children: np.ndarray) -> tuple[list[bytes], dict[int, tuple[int, int]]]:
+        """Each child's key here, and for those an earlier chunk listed, by
+        index: (their parent's serial, the line that put them there)."""
+        keys = _scratch_keys(b"c", children)
+        found = dict(self._cur.getmulti(keys)) if keys else {}
+        if not found:
+            return keys, {}
+        out = {}
+        for i, key in enumerate(keys):
+            before = found.get(key)
+            if before is not None:
+                out[i] = (int.from_bytes(before[:SERIAL_BYTES], "big"), int.from_bytes(before[SERIAL_BYTES:], "big"))
+        return keys, out
+
+    def remember(self, keys: list[bytes], parents: np.ndarray, lines: np.ndarray) -> None:
+        """Keep each child's (``keys``: earlier's) parent and line."""
+        self._cur.putmulti(list(zip(keys, _scratch_keys(b"", parents, lines))))
+
+    def count_new_parents(self, parents: np.ndarray) -> int:
+        """How many of these (distinct) parents no earlier call named."""
+        _consumed, new = self._cur.putmulti([(key, b"") for key in _scratch_keys(b"p", parents)], overwrite=False)
+        return int(new)
+
+
+def _scratch_keys(prefix: bytes, serials: np.ndarray, numbers: np.ndarray | None = None) -> list[bytes]:
+    """``prefix`` + each serial's 7-byte key (+ its number as u64), as bytes objects."""
+    if len(serials) == 0:
+        return []
+    parts = [np.frombuffer(layout.serial_keys(serials), np.uint8).reshape(-1, SERIAL_BYTES)]
+    if prefix:
+        parts.insert(0, np.full((len(serials), len(prefix)), np.frombuffer(prefix, np.uint8)))
+    if numbers is not None:
+        parts.append(np.asarray(numbers, ">u8").view(np.uint8).reshape(-1, 8))
+    rows = np.ascontiguousarray(np.hstack(parts))
+    return rows.view(f"V{rows.shape[1]}").reshape(-1).tolist()
