@@ -32,17 +32,20 @@ import msgspec
 import numpy as np
 import pytest
 from google.protobuf.message import DecodeError
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import scangate
 from scangate import CodeStatus, InvalidArgument, ingest, rewards, wire
 from scangate.campaigns import campaign_from_json, load_campaign
 from scangate.codes import SMALL_BATCH
+from scangate.clock import current as current_clock
+from scangate.decide.prepared import prepare
 from scangate.rewards import Decision, RequestIdReused, ScanRequest
 from scangate.server import scan_service, scanlink
 from scangate.server.service import check_scan
 from scangate.v1 import scan_pb2
+from scangate.verdicts import VerdictConfig
 
 try:
     import reference_format as ref
@@ -305,8 +308,10 @@ def _library_refuses(site: Site, r: ScanRequest) -> bool:
 # an example that fails may hold 10,000-character strings: its report is long, not wrong
 @pytest.mark.filterwarnings("ignore:Generating overly large repr")
 @settings(FUZZ, max_examples=500)
-@given(fields=scan_fields(), client=st.sampled_from(["", "app-1", "商城"]), where=st.sampled_from(["", "scans[7]."]))
-def test_fuzz_scan_request_checks(site: Site, fields: dict[str, Any], client: str, where: str) -> None:
+@given(fields=scan_fields(), client=st.sampled_from(["", "app-1", "商城"]), where=st.sampled_from(["", "scans[7]."]),
+       prepared=st.booleans())
+def test_fuzz_scan_request_checks(site: Site, fields: dict[str, Any], client: str, where: str,
+                                  prepared: bool) -> None:
     lat, lon = fields["lat"]
     more = {"datum": fields["datum"]} if _HAS_DATUM else {}
     m = _message(site, fields["request_id"], _code(site, fields["code"]), fields["actor"], fields["actor_type"],
@@ -326,8 +331,15 @@ def test_fuzz_scan_request_checks(site: Site, fields: dict[str, Any], client: st
             assert _library_refuses(site, r), (problems, r)
         return
     assert rewards.scan_problem(r) is None, r
-    # the writer decides it unchecked (it was checked once, above): never raises
-    (got,) = rewards.decide_checked(site.dd, [r])
+    # the writer decides it unchecked (it was checked once, above): never raises; or
+    # a worker prepares it (scangate.decide.prepared) and the writer commits what
+    # came through the link: never raises either
+    if prepared:
+        p = prepare(site.dd, [r], VerdictConfig(), current_clock()())
+        part = [r] if p is None else scanlink._PREPARED.decode(scanlink._ENCODER.encode(p))
+        ((got,),) = rewards.decide_prepared(site.dd, [part])
+    else:
+        (got,) = rewards.decide_checked(site.dd, [r])
     key, content = (client, r.request_id), _content(r)
     before = site.seen.get(key)
     if before is None:
