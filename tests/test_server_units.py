@@ -120,13 +120,16 @@ def test_server_config_from_file_and_environment(tmp_path: Path) -> None:
 
 def test_who_prepares_a_scan_is_configured_and_checked(tmp_path: Path) -> None:
     """server.prepare: "workers" and "writer" whatever the machine; "auto" prepares
-    in the workers only when each worker and the writer can have a processor."""
+    in the workers only when several workers feed the writer and each of them and
+    the writer can have a processor."""
     assert load_config(env={}).server.prepare == "auto"
     workers = load_config(env={"SCANGATE_SERVER_PREPARE": "workers"}).server
     writer = load_config(env={"SCANGATE_SERVER_PREPARE": "writer"}).server
     assert workers.prepares_in_workers(1) and not writer.prepares_in_workers(64)
     auto4 = load_config(env={"SCANGATE_SERVER_WORKERS": "4"}).server
     assert [auto4.prepares_in_workers(n) for n in (2, 5, 6, 16)] == [False, False, True, True]
+    auto1 = load_config(env={}).server
+    assert [auto1.prepares_in_workers(n) for n in (2, 3, 16)] == [False, False, False]
     p = tmp_path / "s.toml"
     p.write_text('[server]\nprepare = "both"\n')
     with pytest.raises(scangate.InvalidArgument, match="server.prepare: 'both' is not one of auto, workers, writer"):

@@ -88,11 +88,12 @@ class ServerConfig:
     def prepares_in_workers(self, cpus: int) -> bool:
         """Whether the workers decide the read-only half of each call
         (scangate.decide.prepared) on a machine with ``cpus`` processors for the
-        server: "workers" always, "writer" never, "auto" when every worker and the
-        writer can have a processor of its own (otherwise the work only moves
-        between processes that share one, and the hand-over costs more than it
-        saves: docs/server.md)."""
-        return self.prepare == "workers" or (self.prepare == "auto" and cpus > self.workers + 1)
+        server: "workers" always, "writer" never, "auto" when several workers feed
+        the one writer and each of them and the writer can have a processor of its
+        own. With one worker, that worker's event loop is the narrower path (and
+        where processes share processors the work only moves between them, the
+        hand-over costing more than it saves: docs/server.md)."""
+        return self.prepare == "workers" or (self.prepare == "auto" and 2 <= self.workers < cpus - 1)
 
     def __post_init__(self) -> None:
         if self.prepare not in PREPARE_MODES:
