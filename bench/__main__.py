@@ -9,6 +9,8 @@ import sys
 # subcommand -> (module, one-line help). A module provides add_arguments() and run().
 BENCHMARKS: dict[str, tuple[str, str]] = {
     "codes": ("bench.codes", "issue and verify throughput against naive Python and raw AES"),
+    "fill": ("bench.fill", "a data directory filled as a national programme's (linked bottles, scan histories), "
+                           "for bench grpc --store"),
     "grpc": ("bench.grpc", "scangate serve Scan and ScanStream against a bare grpcio echo server, by worker count"),
     "guessing": ("bench.guessing", "guesses, VerifyCodes and Trace codes per second a client gets past the shared limits"),
     "link": ("bench.link", "Scan p99 while a big scangate link upload runs, against without; the upload's peak RSS"),

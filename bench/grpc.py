@@ -54,6 +54,12 @@ raw LMDB (ScanStream's baseline)
     ``bench/rewards.py`` decide/raw in the same run, on the same disk: one put at a
     random key and one append per decision, B per durable write transaction.
 
+--store DIR measures Scan and ScanStream again, after the fresh store's, on a data
+directory ``python -m bench fill`` made (a national programme's size: linked
+bottles, scan histories and every record decisions write), scanning bottles it
+left unscanned, in a shuffled order; the ratios to the fresh store's figures are
+targets (>= 0.8x, the writer issue).
+
 --prepare MODE starts the server with ``server.prepare`` = MODE (workers: each
 worker prepares its calls' read-only half, scangate.decide.prepared; writer: the
 writer decides everything); by default the server picks (auto).
@@ -94,6 +100,7 @@ RPS_TARGET = 0.8       # Scan >= 0.8x echo requests/s
 P99_TARGET = 2.0       # Scan p99 <= 2x echo p99
 CPU_TARGET = 1.5       # server CPU per Scan <= 1.5x echo's
 STREAM_TARGET = 0.5    # ScanStream >= 0.5x raw LMDB's put + append group commit, same batch size
+STORE_TARGET = 0.8     # Scan and ScanStream on a filled store >= 0.8x the same on a fresh one
 REGION = 510104
 START_TIMEOUT_S = 120
 CHANNEL_OPTIONS: list[tuple[str, Any]] = [
@@ -490,6 +497,7 @@ class Config:
     batch: int
     streams: int
     prepare: str | None = None
+    store: Path | None = None
 
 
 
@@ -605,7 +613,10 @@ class Bench:
         best = max(runs, key=lambda r: r["rate"])
         return {**best, "runs": len(runs)}
 
-    def measure_workers(self, workers: int) -> dict[str, Any]:
+    def measure_workers(self, workers: int, store: Path | None = None) -> dict[str, Any]:
+        """Scan, ScanStream and echo at ``workers``; with ``store`` (a data directory
+        ``python -m bench fill`` made), Scan and ScanStream only, on that store's
+        unscanned bottles."""
         import scangate
         from scangate import rewards
         from scangate.v1 import scan_pb2 as scan_pb
@@ -616,15 +627,22 @@ class Bench:
         stream_n = -(-cfg.n // cfg.batch) * cfg.batch
         stream_warm = max(1, cfg.streams) * cfg.batch
         total = cfg.warmup + cfg.repeat * cfg.n + stream_warm + cfg.repeat * stream_n
-        self.progress(f"workers={workers}: data directory with {total:_} codes")
-        data = self.root / f"data-{workers}"
-        dd = scangate.init_data_dir(data)
-        try:
-            rewards.put_campaign(dd, CAMPAIGN, "bench.toml")
-            codes = dd.issue_codes("BENCH", "item", total).as_strings()
-        finally:
-            dd.close()
-        tag = f"w{workers}"
+        if store is not None:
+            from .fill import take_pool
+
+            self.progress(f"workers={workers}: {total:_} unscanned bottles of the filled store {store}")
+            data = store
+            codes = take_pool(store, total)
+        else:
+            self.progress(f"workers={workers}: data directory with {total:_} codes")
+            data = self.root / f"data-{workers}"
+            dd = scangate.init_data_dir(data)
+            try:
+                rewards.put_campaign(dd, CAMPAIGN, "bench.toml")
+                codes = dd.issue_codes("BENCH", "item", total).as_strings()
+            finally:
+                dd.close()
+        tag = f"w{workers}" if store is None else f"s{workers}-{os.getpid()}-{time.time_ns()}"
         pos = 0
 
         def take(k: int) -> list[Any]:
@@ -686,6 +704,8 @@ class Bench:
         finally:
             self.progress(f"workers={workers}: stopping scangate serve")
             server.stop()
+        if store is not None:
+            return out
 
         assert self.echo_reply is not None and last_requests is not None
         self.progress(f"workers={workers}: starting echo server")
@@ -727,6 +747,13 @@ def measure(cfg: Config, cpus: set[int] | None, progress: Callable[[str], None])
         clients = Clients(cfg.clients)
         bench = Bench(cfg, root, clients, progress)
         per_workers = [bench.measure_workers(w) for w in cfg.workers]
+        if cfg.store is not None:   # the same figures on a full store, beside the fresh store's
+            for fresh in per_workers:
+                full = bench.measure_workers(fresh["workers"], cfg.store)
+                fresh["store"] = full
+                fresh["store_scan_x_fresh"] = full["scan"]["rate"] / fresh["scan"]["rate"]
+                if "stream" in full:
+                    fresh["store_stream_x_fresh"] = full["stream"]["rate"] / fresh["stream"]["rate"]
         raw = None
         if cfg.streams:
             # the storage floor of ScanStream: raw LMDB's durable group commit of
@@ -752,6 +779,12 @@ def measure(cfg: Config, cpus: set[int] | None, progress: Callable[[str], None])
         {"name": f"server CPU per Scan vs echo's ({head['workers']} worker(s))", "measured": head["cpu_x_echo"],
          "required": f"<= {CPU_TARGET}", "pass": head["cpu_x_echo"] <= CPU_TARGET},
     ]
+    if cfg.store is not None:
+        for key, what in (("store_scan_x_fresh", "unary Scan"), ("store_stream_x_fresh", "ScanStream")):
+            if key in head:
+                targets.append({"name": f"{what} on the filled store vs a fresh store ({head['workers']} worker(s))",
+                                "measured": head[key], "required": f">= {STORE_TARGET}",
+                                "pass": head[key] >= STORE_TARGET})
     if raw is not None and "stream" in head:
         head["stream_x_raw"] = head["stream"]["rate"] / raw["rate"]
         targets.append({"name": f"ScanStream vs raw LMDB group commit ({head['workers']} worker(s))",
@@ -762,6 +795,7 @@ def measure(cfg: Config, cpus: set[int] | None, progress: Callable[[str], None])
         "params": {"n": cfg.n, "warmup": cfg.warmup, "repeat": cfg.repeat, "concurrency": cfg.concurrency,
                    "clients": cfg.clients, "connections": cfg.connections, "workers": cfg.workers,
                    "batch": cfg.batch, "streams": cfg.streams, "prepare": cfg.prepare or "the server's (auto)",
+                   "store": None if cfg.store is None else str(cfg.store),
                    "cpus_used": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None},
         "reply_bytes": {"echo": len(bench.echo_reply), "scan_min": min(sizes), "scan_max": max(sizes),
                         "scan_mean": sum(sizes) / len(sizes)},
@@ -815,6 +849,19 @@ def print_report(report: dict[str, Any]) -> None:
               f"{s['p50_ms']:.1f} ms, p99 {s['p99_ms']:.1f} ms; server CPU {_us(s['server_cpu_us'])} us per "
               f"decision, the writer's {_us(s.get('writer_cpu_us'))}) = {head['stream_x_unary']:.2f}x unary Scan "
               f"({_rate(head['scan']['rate'], 'req/s')})")
+    full = head.get("store")
+    if full is not None:
+        print(f"\nOn the filled store {p['store']} (unscanned bottles among its scanned ones), same run:")
+        rows = [["fresh store", _rate(head["scan"]["rate"], "req/s"), f"{head['scan']['p99_ms']:.1f}",
+                 _us(head["scan"]["server_cpu_us"]), _us(head["scan"].get("writer_cpu_us")),
+                 _rate(head["stream"]["rate"], "dec/s") if "stream" in head else "",
+                 _us(head["stream"].get("writer_cpu_us")) if "stream" in head else ""],
+                ["filled store", _rate(full["scan"]["rate"], "req/s"), f"{full['scan']['p99_ms']:.1f}",
+                 _us(full["scan"]["server_cpu_us"]), _us(full["scan"].get("writer_cpu_us")),
+                 _rate(full["stream"]["rate"], "dec/s") if "stream" in full else "",
+                 _us(full["stream"].get("writer_cpu_us")) if "stream" in full else ""]]
+        _harness.print_table(["store", "Scan", "p99 ms", "server CPU us", "writer CPU us", "ScanStream",
+                              "writer CPU us/decision"], rows)
     raw = report.get("raw_lmdb")
     if raw is not None and "stream_x_raw" in head:
         print(f"raw LMDB, one put + one append per decision, {p['batch']} per durable commit, same disk: "
@@ -861,6 +908,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=None, help="warm-up requests per server (default n/10)")
     parser.add_argument("--batch", type=int, default=100, help="scans per ScanStream batch (default 100)")
     parser.add_argument("--streams", type=int, default=4, help="concurrent ScanStream calls (default 4; 0: skip)")
+    parser.add_argument("--store", type=Path, default=None,
+                        help="also measure Scan and ScanStream on this data directory (made by python -m bench fill), "
+                             "beside the fresh store's")
     parser.add_argument("--prepare", choices=PREPARE_MODES, default=None,
                         help="the server's server.prepare (default: its own, auto)")
 
@@ -880,6 +930,6 @@ def run(args: argparse.Namespace) -> int:
     cfg = Config(n=args.n, warmup=args.warmup if args.warmup is not None else max(args.concurrency, args.n // 10),
                  repeat=args.repeat, concurrency=args.concurrency, clients=args.clients,
                  connections=max(connections, args.clients), workers=args.workers, batch=args.batch,
-                 streams=args.streams, prepare=args.prepare)
+                 streams=args.streams, prepare=args.prepare, store=args.store)
     cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     return _harness.run_benchmark("grpc", args, lambda progress: measure(cfg, cpus, progress), print_report)
