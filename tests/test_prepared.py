@@ -101,6 +101,7 @@ def test_prepared_batches_commit_what_deciding_them_whole_commits(twins: Twins) 
         [req("b1", c[0], "u2", t=NOON + 5), req("b2", c[4]), req("b3", c[5])],
         [req("c1", c[6]), req("c2", c[7], "u4"), req("c3", c[8], "u4"), req("c4", "NOT-A-CODE")],
         [req("d1", c[0], "u5", t=NOON + 9), req("d2", c[9], "u6")],
+        [req("f1", c[11], "u7"), req("f2", c[11], "u8", t=NOON + 2), req("f3", c[11], "u7", t=NOON + 3)],  # one code thrice
     ]
     for b in batches:
         want = decide(twins.ref, b)
