@@ -2,15 +2,17 @@
 
 A call is parsed once (by gRPC) and every field of every scan checked once, here
 (``check_scan``); the actors' and the client's limits are taken, and the scans
-are made the library's requests (GCJ-02 points converted to WGS-84). The worker
-then decides their read-only half itself, in a read transaction
+are made the library's requests (GCJ-02 points converted to WGS-84). Where
+``server.prepare`` has the workers do it, the worker then decides their
+read-only half itself, in a read transaction
 (``scangate.decide.prepared.prepare``: verification, trace, verdicts, the
 campaign of each), in parallel with the other workers, and sends that to the
 writer process (server/scanlink.py), which checks that nothing it read moved and
 commits the serialised half (claims, caps, budgets, points, ledger, payouts,
 decision records) without checking the scans again; a batch that is not the
 usual one (a retry, an id twice, a time outside the window) goes as plain
-requests, decided whole there. The writer answers with the decisions, which the
+requests, decided whole there, as every call does where the writer decides
+everything. The writer answers with the decisions, which the
 worker encodes as ``ScanDecision`` messages (``wire.decision_to_proto``).
 """
 
@@ -132,9 +134,10 @@ def requests_of(scans: Sequence[scan_pb.ScanRequest], client: str = "") -> list[
 class TurnBatcher:
     """The calls that ask within one turn of the event loop are prepared together,
     at the end of it (``prepare``: scangate.decide.prepared.prepare_many), so that
-    unary calls share one verification and one read transaction as the writer's
-    group commit lets them share one write transaction. Each call still gets its
-    own ``Prepared`` (or None: the writer decides it whole)."""
+    unary calls may share one verification and one read transaction as the
+    writer's group commit lets them share one write transaction (under grpc.aio
+    most turns hold one call: docs/server.md). Each call still gets its own
+    ``Prepared`` (or None: the writer decides it whole)."""
 
     def __init__(self, prepare: Callable[[list[list[ScanRequest]]], list[Prepared | None]]):
         self._prepare = prepare

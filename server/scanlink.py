@@ -5,9 +5,9 @@ writer process's entry point (``writer_main``) and a worker's connection to it
 
 Workers parse each call (gRPC, once), validate it (``check_scan``, once),
 rate-limit it, make its scans the library's requests (GCJ-02 points converted
-to WGS-84) and prepare their decision's read-only half
-(``scangate.decide.prepared``), then hand that over a Unix socket to the writer
-process (or, for a batch they do not prepare, the requests as compact intents:
+to WGS-84) and, where ``server.prepare`` has them, prepare their decision's
+read-only half (``scangate.decide.prepared``), then hand that over a Unix socket
+to the writer process (or, for a batch they do not prepare, the requests as compact intents:
 msgpack arrays of a ScanRequest's fields; no protobuf is parsed again). There,
 one ``GroupCommitWriter`` (server/writer.py, ``checked=True``) gathers whatever
 every worker sent while the previous commit was syncing, commits it with
