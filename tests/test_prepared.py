@@ -216,3 +216,46 @@ def test_only_the_usual_batch_is_prepared(twins: Twins) -> None:
     assert prepare(dd, [req("t", c[7], t=NOW - 7_200_000)], CONFIG, NOW, window) is None   # outside the window
     assert prepare(dd, [req("t", c[7], t=NOW - 60_000)], CONFIG, NOW, window) is not None
     assert prepare(dd, [], CONFIG, NOW) is None
+
+
+def test_plugins_run_when_preparing_and_again_only_when_the_counts_moved(tmp_path: Path) -> None:
+    """A campaign's plugins run in prepare (outside any write transaction); the
+    writer uses their output when the user's counts are still those they saw, and
+    runs them again on the counts it has when not."""
+    import sys
+    import types
+
+    from scangate import plugins
+
+    seen: list[int] = []
+
+    def rule(ctx: plugins.RuleContext) -> plugins.RuleResult:
+        n = ctx.actor_history["scan_number"]
+        seen.append(n)
+        return plugins.RuleResult(points_multiplier_pct=100 * n)
+
+    module = types.ModuleType("prepared_test_rule")
+    module.rule = rule  # type: ignore[attr-defined]
+    sys.modules["prepared_test_rule"] = module
+    plugins.configure(["prepared_test_rule:rule"], verify=False)
+    dd = scangate.init_data_dir(tmp_path / "p")
+    try:
+        rewards.put_campaign(dd, campaign(cid="plug", prizes=POINTS_10, extra='plugins = ["prepared_test_rule:rule"]'),
+                             "p.toml")
+        c = dd.issue_codes("BEER-500", "item", 3).as_strings()
+        p = prepared(dd, [req("a", c[0], "u1")])
+        assert seen == [1]
+        ((first,),) = commit(dd, [p])
+        assert seen == [1]                      # its output used: not run again
+        assert first.award is not None and first.award.points == 10
+        late = prepared(dd, [req("b", c[1], "u1", t=NOON + 1)])     # read: u1's second scan
+        assert seen == [1, 2]
+        decide(dd, [req("c", c[2], "u1", t=NOON + 2)])               # decided meanwhile: now the second
+        assert seen == [1, 2, 2]
+        ((second,),) = commit(dd, [late])       # its history did not move; u1's counts did
+        assert seen == [1, 2, 2, 3]             # run again in the writer, on the counts it has
+        assert second.award is not None and second.award.points == 30
+    finally:
+        dd.close()
+        plugins.configure(None, verify=False)
+        del sys.modules["prepared_test_rule"]

@@ -178,12 +178,14 @@ def set_hotline(campaigns: list[Compiled], verdicts: list[ScanVerdict]) -> None:
 def decide_selected(batch: BatchState, requests: Sequence[ScanRequest], times: Sequence[int],
                     verdicts: Sequence[ScanVerdict], selected: Sequence[Eligible | tuple[NoReward, Compiled | None]],
                     line_of: Callable[[int], ProductLine | None], line_ids: Sequence[int], serials: Sequence[int],
-                    m: Mutations, now: int, draws: Sequence[Drawn | None] | None = None) -> list[Decision]:
+                    m: Mutations, now: int, draws: Sequence[Drawn | None] | None = None,
+                    ruled: Sequence[Rules | None] | None = None) -> list[Decision]:
     """The serialised half of the fresh scans' decisions, given their verdicts and
     what ``select`` made of each: one read of the claims, counters, budgets and
     points the eligible ones need, then scan after scan against those values.
     ``line_of``: a line id's product line (for the plugins); ``draws``: each
-    scan's draw_input when worked out before (None where not). The server's
+    scan's draw_input when worked out before (None where not); ``ruled``: the
+    plugins' rules of each scan where they ran before (None: run them here). The server's
     writer runs this alone, on selections its workers made
     (scangate.decide.prepared)."""
     eligible = [e for e in selected if len(e) == 5]
@@ -199,7 +201,8 @@ def decide_selected(batch: BatchState, requests: Sequence[ScanRequest], times: S
     for i, (r, t, v, e, line_id, serial) in enumerate(zip(requests, times, verdicts, selected, line_ids, serials)):
         if len(e) == 5:
             out.append(decide_scan(state, e, r, t, v, line_of(line_id), serial,
-                                   drawn=draws[i] if draws is not None else None))
+                                   (ruled[i] if ruled is not None else None) or plugin_rules,
+                                   draws[i] if draws is not None else None))
         else:
             out.append(ledger.no_reward(r, v, e[0], e[1]))
     return out

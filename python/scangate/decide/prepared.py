@@ -27,14 +27,18 @@ commits exactly what ``decide_batch`` would have decided in its place
 before or twice, a scan time the window refuses): the caller sends those
 requests to be decided whole by the writer, as before.
 
-The plugins of a campaign still run in the writer (``decide_scan``), since their
-context holds the user's counters; and the deciding time of a prepared batch is
-the preparing process's clock, read once, as ``decide_batch`` reads it once.
+A campaign's plugins run when preparing too, outside any write transaction, on
+the user's counters as the read transaction holds them (``PluginRun``); the
+writer uses that output only if it would hand the plugins the same counts and
+odds, and runs them again itself otherwise (``recorded_rules``). The deciding
+time of a prepared batch is the preparing process's clock, read once, as
+``decide_batch`` reads it once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import msgspec
 import numpy as np
@@ -43,15 +47,28 @@ from ..clock import ScanTimePolicy
 from ..datadir import DataDir, VerifyResult
 from ..decision import Decision, NoReward, ScanRequest
 from ..enums import CodeStatus, Verdict
-from ..state.batch import LmdbBatch, Mutations
+from ..plugins import RuleResult
+from ..state.batch import LmdbBatch, Mutations, Snapshot
 from ..store import ProductLine
 from ..verdict import ScanVerdict, VerdictConfig
 from .campaign import Compiled, compile_campaigns
-from .eligibility import select
-from .engine import TRUSTING, decide_selected, draw_input, fresh_scans, judge_batch, request_keys, set_hotline
+from . import caps as caps_mod
+from .eligibility import Eligible, select
+from .engine import (
+    TRUSTING,
+    Rules,
+    decide_selected,
+    draw_input,
+    fresh_scans,
+    judge_batch,
+    plugin_rules,
+    request_keys,
+    set_hotline,
+)
 from .requests import fingerprints
 
-__all__ = ["Chosen", "Passed", "Prepared", "Revision", "commit_prepared", "prepare", "prepare_many"]
+__all__ = ["Chosen", "Passed", "PluginRun", "Prepared", "Revision", "commit_prepared", "prepare", "prepare_many",
+           "recorded_rules"]
 
 _GENUINE = int(CodeStatus.GENUINE)
 _V_COUNTERFEIT = Verdict.COUNTERFEIT
@@ -63,6 +80,20 @@ class Revision(msgspec.Struct, array_like=True, frozen=True):
     rules: int             # the rules generation: campaigns and recalls
     ranges: int            # the ledger generation: the issued ranges verification read
     trace: int | None      # the trace environment's transaction read (None: nothing genuine, none read)
+
+
+class PluginRun(msgspec.Struct, array_like=True, frozen=True):
+    """What a campaign's plugins made of a scan when it was prepared, with the
+    inputs that move with the state (the user's eligible scan number, awards
+    today and in all, the odds before them): the writer uses it only if it would
+    hand the plugins the same, else runs them again itself (``recorded_rules``)."""
+
+    n: int
+    awards_today: int
+    awards_total: int
+    odds: int
+    rule: RuleResult
+    failures: list[tuple[str, str]]
 
 
 class Chosen(msgspec.Struct, array_like=True, frozen=True, tag=1):
@@ -82,6 +113,7 @@ class Chosen(msgspec.Struct, array_like=True, frozen=True, tag=1):
     roll: int
     odds: int
     slot: int | None
+    plugin: PluginRun | None = None     # the campaign's plugins, run when preparing (None: it has none)
 
 
 class Passed(msgspec.Struct, array_like=True, frozen=True, tag=2):
@@ -168,20 +200,25 @@ def prepare_many(data: DataDir, batches: Sequence[Sequence[ScanRequest]], config
         scans = fresh_scans(requests, now, time_policy)
         verdicts, keys = judge_batch(view, scans, checks, config, now, m)
         campaigns = compile_campaigns(view.campaigns())
-    line_ids = checks.line_id.tolist()
-    lines = checks.lines
-    candidates: dict[tuple[str, int], list[Compiled]] = {}
-    choices: list[Chosen | Passed] = []
-    for i, (r, s, v) in enumerate(zip(requests, scans, verdicts)):
-        e = select(campaigns, candidates, r, s.time_ms, v,  # type: ignore[arg-type]  # judged: a time
-                   lines[line_ids[i]] if status[i] == _GENUINE else None, line_ids[i], keys.get(serials[i]))
-        if len(e) == 5:
-            c, claim, (day, day_name), total, points = e
-            choices.append(Chosen(c.id, claim, day, day_name, total, points,
-                                  *draw_input(c, serials[i], r.actor, s.time_ms)))  # type: ignore[arg-type]
-        else:
-            reason, named = e
-            choices.append(Passed(reason, named.id if named is not None else None))
+        line_ids = checks.line_id.tolist()
+        lines = checks.lines
+        candidates: dict[tuple[str, int], list[Compiled]] = {}
+        choices: list[Chosen | Passed] = []
+        plugged: dict[int, Eligible] = {}     # eligible scans whose campaign has plugins
+        for i, (r, s, v) in enumerate(zip(requests, scans, verdicts)):
+            e = select(campaigns, candidates, r, s.time_ms, v,  # type: ignore[arg-type]  # judged: a time
+                       lines[line_ids[i]] if status[i] == _GENUINE else None, line_ids[i], keys.get(serials[i]))
+            if len(e) == 5:
+                c, claim, (day, day_name), total, points = e
+                choices.append(Chosen(c.id, claim, day, day_name, total, points,
+                                      *draw_input(c, serials[i], r.actor, s.time_ms)))  # type: ignore[arg-type]
+                if c.plugins:
+                    plugged[i] = e
+            else:
+                reason, named = e
+                choices.append(Passed(reason, named.id if named is not None else None))
+        if plugged:
+            _run_plugins(view, plugged, requests, scans, verdicts, serials, line_ids, lines, choices)
     if any(v.verdict is _V_COUNTERFEIT for v in verdicts):
         set_hotline(campaigns, verdicts)
     _keys_read, found = view.histories_read
@@ -201,6 +238,39 @@ def prepare_many(data: DataDir, batches: Sequence[Sequence[ScanRequest]], config
                           [(key, found.get(key), written[key]) for key in mine])
         a = z
     return out
+
+
+def _run_plugins(view: LmdbBatch, plugged: dict[int, Eligible], requests: Sequence[ScanRequest],
+                 scans: Sequence[Any], verdicts: Sequence[ScanVerdict], serials: Sequence[int],
+                 line_ids: Sequence[int], lines: dict[int, ProductLine], choices: list[Chosen | Passed]) -> None:
+    """Run the plugins of the eligible scans in ``plugged`` on the counters the read
+    transaction holds (the counts decide_scan would hand them if nothing moved),
+    and record each run in its choice."""
+    snap = Snapshot()
+    view.read(snap, counters=[e[3] for e in plugged.values()])
+    view.read(snap, counters=caps_mod.day_keys(snap, [(e[3], e[2]) for e in plugged.values()]))
+    for i, e in plugged.items():
+        c, _claim, today, total_key, _points = e
+        k, _had = caps_mod.counts(snap, total_key, today)
+        chosen = choices[i]
+        assert isinstance(chosen, Chosen)
+        n, odds = k[2] + 1, chosen.odds
+        rule, failures = plugin_rules(c, requests[i], serials[i], lines[line_ids[i]], verdicts[i], n, k[3], k[0],
+                                      scans[i].time_ms, odds)
+        choices[i] = msgspec.structs.replace(chosen, plugin=PluginRun(n, k[3], k[0], odds, rule, failures))
+
+
+def recorded_rules(run: PluginRun) -> Rules:
+    """``engine.Rules`` that give back ``run``'s output when handed the inputs it
+    ran on, and run the plugins again otherwise (the state moved since)."""
+    def rules(c: Compiled, r: ScanRequest, serial: int, line: ProductLine | None, v: ScanVerdict, n: int,
+              awards_today: int, awards_total: int, time_ms: int, odds: int
+              ) -> tuple[RuleResult, list[tuple[str, str]]]:
+        if (n, awards_today, awards_total, odds) == (run.n, run.awards_today, run.awards_total, run.odds):
+            return run.rule, list(run.failures)
+        return plugin_rules(c, r, serial, line, v, n, awards_today, awards_total, time_ms, odds)
+
+    return rules
 
 
 def _apart(ok: list[bool], keys: Sequence[Sequence[object]]) -> None:
@@ -246,8 +316,10 @@ def commit_prepared(batch: LmdbBatch, prepared: Sequence[Prepared], now: int
         line_of = batch.store.get_lines([i for i in one.line_ids if i >= 0]).get
     m = Mutations()
     draws = [(x.message, x.mac, x.roll, x.odds, x.slot) if isinstance(x, Chosen) else None for x in one.choices]
+    ruled = [recorded_rules(x.plugin) if isinstance(x, Chosen) and x.plugin is not None else None
+             for x in one.choices]
     decided = decide_selected(batch, one.requests, one.times, one.verdicts, selected,
-                              line_of, one.line_ids, one.serials, m, now, draws)
+                              line_of, one.line_ids, one.serials, m, now, draws, ruled)
     m.decisions.extend(zip(one.keys, one.prints, decided))
     m.histories.extend((key, new) for key, _old, new in one.histories)
     out, at = [], 0
