@@ -199,6 +199,16 @@ def payout_key(campaign_id: str, serial: int) -> str:
 _client_prefix: dict[str, bytes] = {}
 MAX_KEY = 511      # LMDB's longest key (its default build)
 
+# meta's keys (scangate.state.store reads and writes them)
+META_SCHEMA = b"schema"             # the data directory's schema version (u32)
+META_NEXT_SERIAL = b"next_serial"   # the next serial to reserve (u64)
+META_NEXT_LINE = b"next_line"       # the next product line id (u32)
+META_LEDGER_GEN = b"ledger_gen"     # moved by every range reserved (u64): what verification reads
+META_URL_PREFIX = b"url_prefix"     # the codes' URL prefix (UTF-8)
+# moved by every write to the campaigns and the recalls (the rules every decision
+# reads): a batch re-reads them only when it moved (Store.rules_cached)
+META_RULES_GEN = b"rules_gen"
+
 
 def request_key(client: str, request_id: str) -> bytes:
     """The request record key of ``request_id`` sent by ``client``. Without a

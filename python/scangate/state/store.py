@@ -58,14 +58,12 @@ _U32 = struct.Struct(">I")
 _RANGE = struct.Struct(">QIHBBq")
 RANGE_COMPLETE = 1
 
-_META_SCHEMA = b"schema"
-_META_NEXT_SERIAL = b"next_serial"
-_META_NEXT_LINE = b"next_line"
-_META_LEDGER_GEN = b"ledger_gen"
-_META_URL_PREFIX = b"url_prefix"
-# moved by every write to the campaigns and the recalls (the rules every decision
-# reads): a batch re-reads them only when it moved (Store.rules_cached)
-_META_RULES_GEN = b"rules_gen"
+_META_SCHEMA = layout.META_SCHEMA
+_META_NEXT_SERIAL = layout.META_NEXT_SERIAL
+_META_NEXT_LINE = layout.META_NEXT_LINE
+_META_LEDGER_GEN = layout.META_LEDGER_GEN
+_META_URL_PREFIX = layout.META_URL_PREFIX
+_META_RULES_GEN = layout.META_RULES_GEN
 T = TypeVar("T")
 
 
