@@ -36,10 +36,9 @@ class PointsServicer(points_pb2_grpc.PointsServiceServicer):
         return await asyncio.to_thread(self._points, request.actor, limit)
 
     def _points(self, actor: str, limit: int) -> points_pb.PointsReply:
-        earned = points.earned_of(self.data, actor)
-        rows = points.history(self.data, actor, limit)
+        balance, earned, rows = points.statement(self.data, actor, limit)     # one read transaction
         return points_pb.PointsReply(
-            actor=actor, balance=points.balance(self.data, actor), earned=earned,
+            actor=actor, balance=balance, earned=earned,
             history=[points_pb.PointsEntry(delta=h["delta"], balance=h["balance"], reason=h["reason"],
                                            ref=h["ref"], at_ms=h["at_ms"]) for h in rows])
 

@@ -272,3 +272,37 @@ per_user_daily_count = 1
     # midnight, was still London's 30 June, so capped
     assert reads.month_points(dd, "2026-06") == {"u1": 5}
     assert reads.month_points(dd, "2026-07") == {"u1": 5}
+
+
+def test_a_statement_is_one_moment_while_redemptions_commit(stores) -> None:  # type: ignore[no-untyped-def]
+    """points.statement (GetPoints) reads the balance, the points earned and the
+    history in one transaction: whatever redemptions commit meanwhile, the balance
+    is the one its last history entry leads to."""
+    import threading
+
+    dd, _cases = stores
+    db = dd.store.db("points")
+    with dd.store.env.begin(write=True) as txn:
+        points.add_points(txn, db, "store-s", 400, "bonus", "s-0", APRIL)
+    stop = threading.Event()
+
+    def spend() -> None:
+        for i in range(300):
+            if stop.is_set():
+                return
+            points.redeem(dd, "store-s", 1, f"spend-{i}")
+
+    spender = threading.Thread(target=spend)
+    spender.start()
+    seen = set()
+    try:
+        for _ in range(300):
+            balance, earned, rows = points.statement(dd, "store-s", 10_000)
+            assert earned == 400
+            assert rows and rows[-1]["balance"] == balance, (balance, rows[-1])
+            assert balance == 400 - (len(rows) - 1)
+            seen.add(balance)
+    finally:
+        stop.set()
+        spender.join()
+    assert len(seen) > 1        # the reads did overlap the redemptions

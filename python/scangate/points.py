@@ -44,6 +44,7 @@ __all__ = [
     "leaderboard",
     "parse_period",
     "redeem",
+    "statement",
 ]
 
 PERIOD_ZONE = ZoneInfo("Asia/Shanghai")
@@ -114,6 +115,13 @@ def earned_of(data: DataDir, actor: str) -> int:
 def earned(txn: Txn, db: Any, actor: str) -> int:
     """``earned_of`` inside a caller's transaction (``db``: the ``points`` database)."""
     return _state.read_account(txn, db, layout.account_key(actor.encode()))[1]
+
+
+def statement(data: DataDir, actor: str, limit: int = 100) -> tuple[int, int, list[dict[str, Any]]]:
+    """(balance, earned, the first ``limit`` history entries as ``history`` gives
+    them), all as of one moment."""
+    (balance_now, earned_now), rows = _state.statement(data, actor, limit)
+    return balance_now, earned_now, [to_json(entry) for entry in rows]
 
 
 def history(data: DataDir, actor: str, limit: int = 100) -> list[dict[str, Any]]:

@@ -72,6 +72,16 @@ def account(data: DataDir, actor: str) -> tuple[int, int]:
         return read_account(txn, data.store.db("points"), layout.account_key(actor.encode()))
 
 
+def statement(data: DataDir, actor: str, limit: int) -> tuple[tuple[int, int], list[PointsEntry]]:
+    """An actor's (balance, earned) and first ``limit`` history entries, read in
+    one transaction: the balance is the one the entries lead to."""
+    with data.store.env.begin() as txn:
+        db = data.store.db("points")
+        prefix = layout.history_prefix(actor.encode())
+        rows = [decode_points_entry(v) for _, v in itertools.islice(iter_prefix(txn, db, prefix), limit)]
+        return read_account(txn, db, layout.account_key(actor.encode())), rows
+
+
 def history(data: DataDir, actor: str, limit: int) -> list[PointsEntry]:
     """An actor's first ``limit`` history entries, oldest first."""
     with data.store.env.begin() as txn:
