@@ -143,9 +143,15 @@ def test_a_group_commits_prepared_items_first_then_decides_the_rest(dd) -> None:
     from scangate.verdicts import VerdictConfig
 
     codes = dd.issue_codes("BEER", "item", 2).as_strings()
-    gate = threading.Event()
-    w = GroupCommitWriter(dd, on_commit=lambda n, s: gate.wait(5))
+    gate, held = threading.Event(), threading.Event()
+
+    def on_commit(n: int, s: float) -> None:
+        held.set()
+        gate.wait(10)
+
+    w = GroupCommitWriter(dd, on_commit=on_commit)
     hold = w.submit([ScanRequest("hold", codes[1], "u")])      # holds the writer while the others queue
+    assert held.wait(10)            # the writer is in the first group's commit: the next two queue together
     plain = w.submit([ScanRequest("plain", codes[0], "v")])
     first = [ScanRequest("prepared", codes[0], "u")]
     p = prepare(dd, first, VerdictConfig(), scangate.clock.current()())
