@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import pytest
@@ -277,6 +279,35 @@ def test_metrics_add_up_over_workers(server, client: scangate.Client, world: dic
     assert after["scangate_commit_batch_size_count"] > before.get("scangate_commit_batch_size_count", 0)
     assert 'scangate_payout_queue_depth{state="pending"}' in after
     assert after['scangate_payout_queue_depth{state="pending"}'] == client.list_payouts().counts["pending"]
+
+
+def test_one_code_scanned_at_once_through_both_workers_is_decided_in_one_order(server, world: dict) -> None:  # type: ignore[no-untyped-def]
+    """Sixteen clients, each on its own connection (SO_REUSEPORT spreads them over
+    both workers), scan one code at the same instant. With workers preparing, each
+    worker reads the code's history before the writer commits any of them: the
+    writer's revision check must catch every stale read. So the decisions see scan
+    counts 1..16, each once, every later one names the first, and the code pays once."""
+    clients = 16
+    for round_, code in enumerate(world["items"][56:60]):
+        barrier = threading.Barrier(clients)
+
+        def scan(i: int, code: str = code, barrier: threading.Barrier = barrier) -> scangate.Decision:
+            with scangate.Client(server.target) as c:
+                c.trace([code])                 # connected before the barrier: the scans start together
+                barrier.wait(timeout=30)
+                return c.scan(code, f"racer-{round_}-{i}", request_id=f"race-{round_}-{i}", region=510104)
+
+        with ThreadPoolExecutor(clients) as pool:
+            decisions = list(pool.map(scan, range(clients)))
+        counts = sorted(d.verdict.scan_count for d in decisions)
+        assert counts == list(range(1, clients + 1)), counts
+        winner, first = next((i, d) for i, d in enumerate(decisions) if d.verdict.scan_count == 1)
+        assert first.verdict.first_scan is None         # it is the first
+        assert all(d.verdict.first_scan is not None and d.verdict.first_scan["actor"] == f"racer-{round_}-{winner}"
+                   for d in decisions if d is not first)
+        awarded = [d for d in decisions if d.award is not None]
+        assert awarded == [first] and first.award is not None and first.award.amount_fen == 200
+        assert all(d.no_reward is not None for d in decisions if d is not first)
 
 
 def test_put_dealers_names_each_bad_row(client: scangate.Client) -> None:
