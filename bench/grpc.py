@@ -58,7 +58,14 @@ raw LMDB (ScanStream's baseline)
 directory ``python -m bench fill`` made (a national programme's size: linked
 bottles, scan histories and every record decisions write), scanning bottles it
 left unscanned, in a shuffled order; the ratios to the fresh store's figures are
-targets (>= 0.8x, the writer issue).
+targets (>= 0.8x, the writer issue). Beside them, the storage floor of that ratio
+(bench/rewards.py ``measure_raw_sized``): raw LMDB doing what a decision does at
+random keys, one new key in each of the databases that grow with the programme
+(scan histories, the request index, the actors' counters) and one append, in
+databases as large as the filled store's and as the fresh store's, B per durable
+commit, same disk, same run. Its filled/fresh ratio is what LMDB itself loses as
+the B-trees grow: a batch's random keys stop sharing leaf pages, so each commit
+writes and syncs more pages.
 
 --prepare MODE starts the server with ``server.prepare`` = MODE (workers: each
 worker prepares its calls' read-only half, scangate.decide.prepared; writer: the
@@ -754,6 +761,22 @@ def measure(cfg: Config, cpus: set[int] | None, progress: Callable[[str], None])
                 fresh["store_scan_x_fresh"] = full["scan"]["rate"] / fresh["scan"]["rate"]
                 if "stream" in full:
                     fresh["store_stream_x_fresh"] = full["stream"]["rate"] / fresh["stream"]["rate"]
+        if cfg.store is not None and cfg.streams:
+            # the storage floor of the filled store's slowdown: raw LMDB with the
+            # random puts of a decision, in databases of the filled store's sizes
+            # and of the fresh store's, same disk, same run
+            from .rewards import RANDOM_PUT_DATABASES, measure_raw_sized
+
+            for fresh in per_workers:
+                held = {"fresh": _entries(root / f"data-{fresh['workers']}"), "filled": _entries(cfg.store)}
+                floor: dict[str, Any] = {"databases": list(RANDOM_PUT_DATABASES)}
+                for which, counts in held.items():
+                    progress(f"raw LMDB at the {which} store's sizes {counts}, batches of {cfg.batch}")
+                    timing, cpu = measure_raw_sized(root, counts, -(-cfg.n // cfg.batch) * cfg.batch, cfg.batch)
+                    floor[which] = {"entries": counts, **timing.as_dict(),
+                                    "cpu_us_per_decision": cpu / timing.count * 1e6}
+                floor["filled_x_fresh"] = floor["filled"]["rate"] / floor["fresh"]["rate"]
+                fresh["store_raw"] = floor
         raw = None
         if cfg.streams:
             # the storage floor of ScanStream: raw LMDB's durable group commit of
@@ -804,6 +827,18 @@ def measure(cfg: Config, cpus: set[int] | None, progress: Callable[[str], None])
         "loadavg_1min_end": os.getloadavg()[0],
         "targets": targets,
     }
+
+
+def _entries(data: Path) -> list[int]:
+    """How many records a data directory's databases that a decision puts random
+    keys into hold (bench.rewards.RANDOM_PUT_DATABASES)."""
+    import scangate
+    from scangate.state import raw
+
+    from .rewards import RANDOM_PUT_DATABASES
+
+    with scangate.open_data_dir(data) as dd:
+        return [raw.count(dd, name) for name in RANDOM_PUT_DATABASES]
 
 
 # ====================================================================== report
@@ -862,6 +897,17 @@ def print_report(report: dict[str, Any]) -> None:
                  _us(full["stream"].get("writer_cpu_us")) if "stream" in full else ""]]
         _harness.print_table(["store", "Scan", "p99 ms", "server CPU us", "writer CPU us", "ScanStream",
                               "writer CPU us/decision"], rows)
+        floor = head.get("store_raw")
+        if floor is not None:
+            fr, fi = floor["fresh"], floor["filled"]
+            names = ", ".join(floor["databases"])
+            print(f"raw LMDB, one put at a new random key in each of {len(floor['databases'])} databases ({names}) "
+                  f"+ one append per decision, {p['batch']} per durable commit, same disk:")
+            _harness.print_table(["databases sized as", "entries", "rate", "CPU us/decision"], [
+                [label, " / ".join(f"{e:_}" for e in f["entries"]), _rate(f["rate"], "dec/s"),
+                 f"{f['cpu_us_per_decision']:.1f}"] for label, f in (("fresh store", fr), ("filled store", fi))])
+            print(f"raw LMDB filled vs fresh: {floor['filled_x_fresh']:.3f}x (the storage floor of the ratio); "
+                  f"ScanStream filled vs fresh: {head['store_stream_x_fresh']:.3f}x")
     raw = report.get("raw_lmdb")
     if raw is not None and "stream_x_raw" in head:
         print(f"raw LMDB, one put + one append per decision, {p['batch']} per durable commit, same disk: "

@@ -45,11 +45,12 @@ import argparse
 import datetime as dt
 import gc
 import os
+import random
 import shutil
 import struct
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -195,6 +196,52 @@ def measure_raw(root: Path, n: int, batch: int) -> tuple[_harness.Timing, float]
         return _timed(n, run)
     finally:
         env.close()
+
+
+# what a decision writes at a key of its own in a large database: the code's
+# history, the request index, the actor's counters (scangate.state.layout)
+RANDOM_PUT_DATABASES = ("scans", "requests", "counters")
+
+
+def measure_raw_sized(root: Path, sizes: Sequence[int], n: int, batch: int) -> tuple[_harness.Timing, float]:
+    """The LMDB floor of a decision in a store of given sizes: one database per
+    entry of ``sizes``, holding that many keys (8 bytes, 60-byte values, filled
+    untimed); then per decision one put at a new random key in each database and
+    one append (a ledger entry of 200 bytes), ``batch`` decisions per durable
+    write transaction. In a small database a batch's puts share leaf pages; in a
+    large one each dirties a page of its own, which the commit writes and syncs."""
+    path = root / f"raw-sized-{'-'.join(map(str, sizes))}"
+    env = lmdb.open(str(path), map_size=1 << 40, max_dbs=len(sizes) + 2, sync=True, metasync=True,
+                    writemap=False, readahead=False)
+    dbs = [env.open_db(f"d{i}".encode()) for i in range(len(sizes))]
+    ledger = env.open_db(b"ledger")
+    value, entry, step = b"v" * 60, b"x" * 200, 1 << 20
+    for db, size in zip(dbs, sizes):
+        for start in range(0, size, step):   # keys 0, 1000, 2000, ...: the random puts land between them
+            with env.begin(write=True) as txn:
+                txn.cursor(db=db).putmulti(((struct.pack(">Q", k * 1000), value)
+                                            for k in range(start, min(size, start + step))), append=True)
+    rnd = random.Random(len(sizes))
+    keys = [[struct.pack(">Q", rnd.randrange(max(1, size)) * 1000 + rnd.randrange(1, 1000)) for _ in range(n)]
+            for size in sizes]
+
+    def run() -> int:
+        seq = 0
+        for start in range(0, n, batch):
+            with env.begin(write=True) as txn:
+                for db, own in zip(dbs, keys):
+                    txn.cursor(db=db).putmulti([(k, value) for k in sorted(own[start : start + batch])])
+                cur = txn.cursor(db=ledger)
+                for _ in range(min(batch, n - start)):
+                    seq += 1
+                    cur.put(struct.pack(">Q", seq), entry, append=True)
+        return seq
+
+    try:
+        return _timed(n, run)
+    finally:
+        env.close()
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def measure(n: int, batch: int, repeat: int, progress: Callable[[str], None], recalls: int = 0) -> dict[str, Any]:

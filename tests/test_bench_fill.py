@@ -18,16 +18,24 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def test_bench_fill_makes_a_full_store_and_a_pool_of_unscanned_bottles(tmp_path: Path) -> None:
-    from bench.fill import take_pool
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
 
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    out = tmp_path / "full"
+
+@pytest.fixture(scope="module")
+def filled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """A store ``bench fill`` made, tiny, and the fill's JSON record."""
+    out = tmp_path_factory.mktemp("fill") / "full"
     done = subprocess.run([sys.executable, "-m", "bench", "fill", "--out", str(out), "--bottles", "20000",
-                           "--scanned", "1000", "--actors", "300", "--batch", "250"], cwd=ROOT, env=env,
+                           "--scanned", "1000", "--actors", "300", "--batch", "250"], cwd=ROOT, env=ENV,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
-    record = json.loads(done.stdout)
+    return out, json.loads(done.stdout)
+
+
+def test_bench_fill_makes_a_full_store_and_a_pool_of_unscanned_bottles(filled: tuple[Path, dict]) -> None:
+    from bench.fill import take_pool
+
+    out, record = filled
     assert (record["bottles"], record["scanned"], record["pool_used"]) == (20000, 1000, 0)
     dd = scangate.open_data_dir(out)
     try:
@@ -52,3 +60,32 @@ def test_bench_fill_makes_a_full_store_and_a_pool_of_unscanned_bottles(tmp_path:
         dd.close()
     with pytest.raises(SystemExit, match="used up"):
         take_pool(out, 2000)
+
+
+def test_bench_grpc_on_a_filled_store_prints_the_raw_lmdb_floor_of_the_same_sizes(filled: tuple[Path, dict]) -> None:
+    """``bench grpc --store``: Scan and ScanStream on the filled store beside a
+    fresh one, and raw LMDB's random puts in databases sized as each of them."""
+    from bench.rewards import RANDOM_PUT_DATABASES
+
+    out, _record = filled
+    dd = scangate.open_data_dir(out)
+    try:
+        sizes = [raw.count(dd, name) for name in RANDOM_PUT_DATABASES]
+    finally:
+        dd.close()
+    done = subprocess.run([sys.executable, "-m", "bench", "grpc", "--workers", "1", "--n", "200", "--warmup", "50",
+                           "--batch", "50", "--streams", "2", "--store", str(out), "--json"],
+                          cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    head = report["runs"][0]
+    floor = head["store_raw"]
+    assert floor["databases"] == list(RANDOM_PUT_DATABASES)
+    # the bench's decisions added to the filled store after its sizes were read here:
+    # at least as many as then, and the request index grew by the scans sent
+    assert all(now >= then for now, then in zip(floor["filled"]["entries"], sizes))
+    assert floor["filled"]["entries"][1] >= sizes[1] + 200 + 50
+    assert floor["fresh"]["entries"][0] > 0 and floor["fresh"]["count"] == floor["filled"]["count"] == 200
+    assert floor["filled_x_fresh"] == pytest.approx(floor["filled"]["rate"] / floor["fresh"]["rate"])
+    names = [t["name"] for t in report["targets"]]
+    assert any("ScanStream on the filled store vs a fresh store" in n for n in names)
