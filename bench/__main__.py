@@ -14,6 +14,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "grpc": ("bench.grpc", "scangate serve Scan and ScanStream against a bare grpcio echo server, by worker count"),
     "guessing": ("bench.guessing", "guesses, VerifyCodes and Trace codes per second a client gets past the shared limits"),
     "link": ("bench.link", "Scan p99 while a big scangate link upload runs, against without; the upload's peak RSS"),
+    "phases": ("bench.phases", "a decision's CPU by phase (verify, decide, apply, commit), fresh store "
+                               "against a filled one"),
     "rewards": ("bench.rewards", "reward decisions with durable group commit against raw LMDB put + append"),
     "trace": ("bench.trace", "linkage load and trace lookups against raw LMDB putmulti/getmulti"),
     "writer": ("bench.writer", "the writer process's ceiling, fed prepared or plain items by several processes, "

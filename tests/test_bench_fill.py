@@ -89,3 +89,37 @@ def test_bench_grpc_on_a_filled_store_prints_the_raw_lmdb_floor_of_the_same_size
     assert floor["filled_x_fresh"] == pytest.approx(floor["filled"]["rate"] / floor["fresh"]["rate"])
     names = [t["name"] for t in report["targets"]]
     assert any("ScanStream on the filled store vs a fresh store" in n for n in names)
+
+
+def test_bench_phases_decides_on_both_stores_and_commits_every_scan(filled: tuple[Path, dict]) -> None:
+    """``bench phases --store``: N scans in each store after two warm-up batches,
+    every one committed (the filled store's histories grow by as many), each phase
+    timed."""
+    from bench.phases import PHASES
+
+    out, _record = filled
+    dd = scangate.open_data_dir(out)
+    try:
+        before = raw.count(dd, "scans")
+    finally:
+        dd.close()
+    pool_before = json.loads((out / "bench-fill.json").read_text())["pool_used"]
+    done = subprocess.run([sys.executable, "-m", "bench", "phases", "--n", "200", "--batch", "50", "--repeat", "2",
+                           "--store", str(out), "--json"], cwd=ROOT, env=ENV, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    for store in ("fresh", "filled"):
+        figures = report[store]
+        assert figures["decisions"] == 200
+        assert set(figures["us_per_decision"]) == set(PHASES)
+        assert all(v["user"] >= 0 and v["system"] >= 0 for v in figures["us_per_decision"].values())
+        assert sum(v["user"] + v["system"] for v in figures["us_per_decision"].values()) > 0
+    assert report["filled_x_fresh"] == pytest.approx(report["filled"]["rate"] / report["fresh"]["rate"])
+    used = 2 * 50 + 2 * 200
+    assert json.loads((out / "bench-fill.json").read_text())["pool_used"] == pool_before + used
+    dd = scangate.open_data_dir(out)
+    try:
+        assert raw.count(dd, "scans") == before + used
+    finally:
+        dd.close()
