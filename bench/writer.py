@@ -81,12 +81,10 @@ def _feeder(data_dir: str, path: str, codes: list[str], tag: str, mode: str, bat
             p = prepare(dd, b, VerdictConfig(), now)
             if p is None:
                 raise AssertionError("a fresh batch was not prepared")
-            frames.append(scanlink._request_frame(item_id, scanlink.NO_DEADLINE, "", scanlink.PREPARED,
-                                                  scanlink._ENCODER.encode(p)))
+            frames.append(scanlink.item_frame(item_id, b, prepared=p))
         dd.close()
     else:
-        frames = [scanlink._request_frame(item_id, scanlink.NO_DEADLINE, "", scanlink.PLAIN,
-                                          scanlink.encode_intents(b)) for item_id, b in enumerate(batches, 1)]
+        frames = [scanlink.item_frame(item_id, b) for item_id, b in enumerate(batches, 1)]
     prepare_cpu = time.process_time() - c0
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(path)
@@ -95,7 +93,6 @@ def _feeder(data_dir: str, path: str, codes: list[str], tag: str, mode: str, bat
     t0 = time.perf_counter()
     sent = done = decisions = 0
     buf = bytearray()
-    size, head = scanlink._LEN.size, scanlink._REP
     while done < len(frames):
         while sent < len(frames) and sent - done < window:
             sock.sendall(frames[sent])
@@ -104,19 +101,11 @@ def _feeder(data_dir: str, path: str, codes: list[str], tag: str, mode: str, bat
         if not chunk:
             raise ConnectionError("the writer closed the connection")
         buf += chunk
-        pos = 0
-        while len(buf) - pos >= size:
-            (n,) = scanlink._LEN.unpack_from(buf, pos)
-            if len(buf) - pos - size < n:
-                break
-            body = bytes(buf[pos + size : pos + size + n])
-            pos += size + n
-            _item, ok = head.unpack_from(body)
+        for _item, ok, payload in scanlink.take_replies(buf):
             if not ok:
-                raise AssertionError(f"the writer refused an item: {body[head.size:]!r}")
-            decisions += len(scanlink.decode_decisions(memoryview(body)[head.size:]))
+                raise AssertionError(f"the writer refused an item: {bytes(payload)!r}")
+            decisions += len(scanlink.decode_decisions(payload))
             done += 1
-        del buf[:pos]
     elapsed = time.perf_counter() - t0
     sock.close()
     conn.send(("done", elapsed, decisions))

@@ -197,6 +197,37 @@ def _request_frame(item_id: int, deadline_ms: int, client: str, kind: int, body:
             + body)
 
 
+def item_frame(item_id: int, requests: Sequence[ScanRequest], *, prepared: Prepared | None = None,
+               deadline_ms: int = NO_DEADLINE, client: str = "") -> bytes:
+    """The frame of one item a worker sends the writer: ``requests`` (checked with
+    ``check_scan``) from ``client`` (the token's name; "": none), as ``prepared``
+    when the worker prepared them (a PREPARED frame), else as plain intents; the
+    writer drops it unanswered once ``deadline_ms`` (milliseconds from its
+    arrival; NO_DEADLINE: none) has passed."""
+    if prepared is not None:
+        return _request_frame(item_id, deadline_ms, client, PREPARED, _ENCODER.encode(prepared))
+    return _request_frame(item_id, deadline_ms, client, PLAIN, encode_intents(requests))
+
+
+def take_replies(buf: bytearray) -> list[tuple[int, bool, memoryview]]:
+    """The writer's whole reply frames at the start of ``buf``, removed from it
+    (a frame cut short stays for the next read): (item id, ok, payload) each,
+    the payload being ``encode_decisions`` when ok, else a serialized
+    google.rpc.Status."""
+    out = []
+    pos = 0
+    while len(buf) - pos >= _LEN.size:
+        (n,) = _LEN.unpack_from(buf, pos)
+        if len(buf) - pos - _LEN.size < n:
+            break
+        body = memoryview(bytes(buf[pos + _LEN.size : pos + _LEN.size + n]))
+        pos += _LEN.size + n
+        item_id, ok = _REP.unpack_from(body)
+        out.append((item_id, bool(ok), body[_REP.size:]))
+    del buf[:pos]
+    return out
+
+
 def encode_intents(requests: Sequence[ScanRequest]) -> bytes:
     """A worker's checked requests as the writer takes them (see the module
     docstring); their client goes in the frame."""
@@ -350,24 +381,15 @@ class WriterLink(asyncio.Protocol):
                                            "committed: retry with the same request_id"))
 
     def data_received(self, data: bytes) -> None:
-        buf = self._buf
-        buf += data
-        pos = 0
-        while len(buf) - pos >= _LEN.size:
-            (n,) = _LEN.unpack_from(buf, pos)
-            if len(buf) - pos - _LEN.size < n:
-                break
-            body = bytes(buf[pos + _LEN.size : pos + _LEN.size + n])
-            pos += _LEN.size + n
-            item_id, ok = _REP.unpack_from(body)
+        self._buf += data
+        for item_id, ok, payload in take_replies(self._buf):
             fut = self._waiting.pop(item_id, None)
             if fut is None or fut.done():
                 continue
             if ok:
-                fut.set_result(decode_decisions(memoryview(body)[_REP.size:]))
+                fut.set_result(decode_decisions(payload))
             else:
-                fut.set_exception(RemoteStatus(status_pb2.Status.FromString(body[_REP.size:])))
-        del buf[:pos]
+                fut.set_exception(RemoteStatus(status_pb2.Status.FromString(payload)))
 
     async def decide(self, requests: Sequence[ScanRequest], timeout_s: float | None, client: str = "",
                      prepared: Prepared | None = None) -> list[Decision]:
@@ -382,11 +404,7 @@ class WriterLink(asyncio.Protocol):
         ms = NO_DEADLINE if timeout_s is None else max(0, min(int(timeout_s * 1000), NO_DEADLINE - 1))
         if not self._pending:
             asyncio.get_running_loop().call_soon(self._flush, transport)
-        if prepared is not None:
-            frame = _request_frame(item_id, ms, client, PREPARED, _ENCODER.encode(prepared))
-        else:
-            frame = _request_frame(item_id, ms, client, PLAIN, encode_intents(requests))
-        self._pending.append(frame)
+        self._pending.append(item_frame(item_id, requests, prepared=prepared, deadline_ms=ms, client=client))
         return await fut  # type: ignore[no-any-return]
 
     def _flush(self, transport: asyncio.Transport) -> None:

@@ -393,6 +393,31 @@ def test_the_writer_hands_workers_the_decisions_they_encode_alike(world: World) 
     assert scanlink.decode_decisions(memoryview(scanlink.encode_decisions(sent))) == sent   # from a buffer
 
 
+def test_a_worker_reads_the_writers_replies_whole_however_the_bytes_arrive(world: World) -> None:
+    """``scanlink.take_replies`` (a worker's link and bench writer read with it):
+    replies split anywhere, or several in one read, come out whole, in order,
+    each once; a reply cut short waits in the buffer; a refusal carries its status."""
+    from google.rpc import code_pb2, status_pb2
+
+    from scangate.server import scanlink
+
+    decisions = _decide(world.dd, world.requests)
+    refusal = status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message="scans[0].code: too long")
+    stream = (scanlink._encode_ok(7, decisions) + scanlink._encode_error(8, refusal)
+              + scanlink._encode_ok(9, decisions[:1]))
+    for cut in (1, 3, 4, 5, 13, 64, len(stream) - 1, len(stream)):
+        buf, got = bytearray(), []
+        for start in range(0, len(stream), cut):
+            buf += stream[start : start + cut]
+            got += [(item, ok, bytes(payload)) for item, ok, payload in scanlink.take_replies(buf)]
+        assert buf == b"" and [(item, ok) for item, ok, _ in got] == [(7, True), (8, False), (9, True)]
+        assert scanlink.decode_decisions(got[0][2]) == decisions
+        assert status_pb2.Status.FromString(got[1][2]) == refusal
+        assert scanlink.decode_decisions(got[2][2]) == decisions[:1]
+    half = bytearray(stream[:10])
+    assert scanlink.take_replies(half) == [] and half == stream[:10]
+
+
 # ------------------------------------------------------------------ a reply gives the verdict back
 def test_a_reply_gives_back_the_verdict_as_decided(world: World) -> None:
     """A decision's reply JSON and its ScanDecision read back as the same decision,
