@@ -26,7 +26,7 @@ from scangate import ingest, rewards, wire
 from scangate.enums import CodeStatus, Reason, Verdict
 from scangate.errors import CorruptionError
 from scangate.rewards import Award, Decision, NoReward, ScanRequest
-from scangate.state import layout, reads
+from scangate.state import reads
 from scangate.state import raw as state_raw
 from scangate.state.records import DecisionBatch, decode_decision, encode
 from scangate.verdict import ScanVerdict

@@ -16,7 +16,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
 import lmdb     # only its MapFullError: what the store raises when its map fills, the point of the last test
 import scangate
 from scangate import clock, rewards

@@ -24,7 +24,6 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
-from grpc_status import rpc_status
 
 import scangate
 from scangate import geo
