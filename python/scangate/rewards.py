@@ -16,6 +16,8 @@ leaderboard scangate.points, audit scangate.audit.
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,6 +44,8 @@ from .decide.requests import (
 )
 from .decision import NO_REWARD_MESSAGES, Award, Decision, NoReward, ScanRequest
 from .state.batch import write_batch
+from .state.pg import PgStore
+from .state.pg import retryable as pg_retryable
 from .state.campaigns import (
     budgets_used,
     campaign_revisions,
@@ -77,6 +81,7 @@ __all__ = [
     "decide_checked",
     "decide_prepared",
     "decide_scans",
+    "decide_scans_on",
     "draw",
     "get_campaign",
     "list_campaigns",
@@ -126,6 +131,33 @@ def decide_checked(data: DataDir, requests: Sequence[ScanRequest],
         out, mutations = decide_batch(batch, requests, checks, verdict_config or VerdictConfig(), now, time_policy)
         batch.apply(mutations)
     return out
+
+
+def decide_scans_on(store: PgStore, data: DataDir, requests: Sequence[ScanRequest],
+                    verdict_config: VerdictConfig | None = None, *, time_policy: ScanTimePolicy = TRUSTING,
+                    now_ms: Clock | None = None, attempts: int = 30) -> list[Decision | RequestRefused]:
+    """``decide_scans`` with the decision state on PostgreSQL (scangate.state.pg):
+    one transaction for the batch, which any number of processes may run at once
+    against the same database. A batch that meets another's locks in a deadlock,
+    or whose row another decider inserted first, is rolled back whole and decided
+    again from its requests (up to ``attempts`` times, after a short random wait),
+    so it sees the other batch's decisions. ``data`` gives the codes' keys and
+    ranges, the campaigns, the recalls and the trace."""
+    check_requests(requests)
+    checks = data.verify_codes([r.code for r in requests])
+    config = verdict_config or VerdictConfig()
+    for attempt in range(attempts):
+        now = (now_ms or current_clock())()
+        try:
+            with store.batch(data) as batch:
+                out, mutations = decide_batch(batch, requests, checks, config, now, time_policy)
+                batch.apply(mutations)
+            return out
+        except Exception as exc:
+            if not pg_retryable(exc) or attempt + 1 == attempts:
+                raise
+            time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+    raise AssertionError("unreachable")
 
 
 def decide_prepared(data: DataDir, batches: Sequence[Prepared | Sequence[ScanRequest]],

@@ -1,0 +1,359 @@
+"""The decision state on PostgreSQL (psycopg 3): many deciders, one transaction per batch.
+
+``PgStore`` holds what the decision engine writes, the records that
+``LmdbBatch`` keeps in the main LMDB environment (scan histories, claims,
+counters, budgets, points, the ledger, the payout outbox, the request index and
+the decision log), as tables of the ``scangate`` schema. Every process that
+decides (any number, on any machine that reaches the database) opens its own
+``PgStore`` and decides batches in transactions of their own, concurrently.
+
+This first step keeps the rest where it was: the keys, the issuance ledger (what
+verification reads), the trace, the campaigns and the recalls stay in the data
+directory (LMDB), which every decider on a machine opens; ``PgBatch`` reads the
+rules and the trace from it in a read transaction, as ``LmdbBatch`` does.
+
+Layout. Each table holds records keyed and encoded exactly as in LMDB
+(scangate.state.layout, scangate.state.records): ``k bytea PRIMARY KEY, v
+bytea``, so a record has one definition whatever the store, and the SQL is the
+portable subset (no PostgreSQL-only types or functions in the decision path).
+The ledger and the decision log are keyed by number (``n bigint``).
+
+Concurrency. A batch runs at READ COMMITTED and locks every row it decides
+against before it reads it, table by table in one order (requests, scans, then
+counters, budgets, points as the engine asks for them), each table's keys sorted.
+A row that may not exist yet (a code's first scan, a new user's counters, a new
+request id) is first inserted empty (``v = ''``: no record) and then locked
+(upsert-then-lock): two first scans of one code, or one request id sent twice at
+once, queue on the row instead of both deciding as if alone. An empty value
+reads as no record everywhere. A deadlock (40P01), a serialization failure
+(40001) or a unique violation (23505) aborts the batch: nothing of it is
+written, and the caller decides it again (``RETRYABLE``).
+
+Numbers. The ledger's numbers are reserved a block per batch (a sequence that
+moves by LEDGER_BLOCK: one call, whoever else reserves), so they grow but leave
+gaps, and two batches' entries interleave in number only by commit order. The
+decision log holds one row per decision under a number of its own
+(``decision_numbers``), the request index pointing at it; the points history's
+numbers come from a sequence too. No batch waits on another for a number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from ..decision import Decision
+from ..errors import CorruptionError, InvalidArgument
+from . import layout
+from .batch import LmdbBatch, Mutations, Snapshot, request_pointer
+from .records import ACCOUNT, COUNTS, I64, History, LogRecord, encode, encode_decisions, unpack_counts
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from ..datadir import DataDir
+    from .recalls import Recalls
+
+__all__ = ["LEDGER_BLOCK", "MIGRATIONS", "RETRYABLE", "PgBatch", "PgStore", "SCHEMA_VERSION", "retryable"]
+
+LEDGER_BLOCK = 1 << 20      # ledger numbers one batch may use (one sequence call reserves them)
+
+# The schema, one migration per version; each runs in a transaction of its own.
+MIGRATIONS: list[str] = [
+    # 1: the decision state
+    """
+    CREATE SCHEMA IF NOT EXISTS scangate;
+    CREATE TABLE scangate.requests (k bytea PRIMARY KEY, v bytea NOT NULL);
+    CREATE TABLE scangate.scans (k bytea PRIMARY KEY, v bytea NOT NULL);
+    CREATE TABLE scangate.claims (k bytea PRIMARY KEY, v bytea NOT NULL);
+    CREATE TABLE scangate.counters (k bytea PRIMARY KEY, v bytea NOT NULL);
+    CREATE TABLE scangate.budgets (k bytea PRIMARY KEY, v bytea NOT NULL);
+    CREATE TABLE scangate.points (k bytea PRIMARY KEY, v bytea NOT NULL);
+    CREATE TABLE scangate.outbox (k bytea PRIMARY KEY, v bytea NOT NULL);
+    CREATE TABLE scangate.ledger (n bigint PRIMARY KEY, v bytea NOT NULL);
+    CREATE TABLE scangate.decisions (n bigint PRIMARY KEY, v bytea NOT NULL);
+    CREATE SEQUENCE scangate.decision_numbers;
+    CREATE SEQUENCE scangate.points_numbers;
+    CREATE SEQUENCE scangate.ledger_blocks INCREMENT BY 1048576;
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+_VERSION_TABLE = "CREATE TABLE IF NOT EXISTS public.scangate_schema (version integer NOT NULL)"
+
+# SQLSTATEs after which a batch is decided again: serialization_failure,
+# deadlock_detected, unique_violation (a row another decider inserted first)
+RETRYABLE = frozenset({"40001", "40P01", "23505"})
+
+
+def retryable(exc: BaseException) -> bool:
+    """Whether a batch that raised ``exc`` is decided again (RETRYABLE)."""
+    return getattr(exc, "sqlstate", None) in RETRYABLE
+
+
+def _connect(url: str) -> psycopg.Connection[Any]:
+    try:
+        import psycopg
+    except ImportError:
+        raise InvalidArgument("the PostgreSQL store needs psycopg: pip install 'scangate[postgresql]'") from None
+    return psycopg.connect(url, autocommit=False)
+
+
+class PgStore:
+    """One process's connection to the decision state on PostgreSQL at ``url``
+    (a libpq URL: postgresql://user@host:port/db)."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.conn = _connect(url)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> PgStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def version(self) -> int:
+        """The schema version the database holds (0: none)."""
+        with self.conn.cursor() as cur:
+            cur.execute("SELECT to_regclass('public.scangate_schema') IS NOT NULL")
+            row = cur.fetchone()
+            if not row or not row[0]:
+                self.conn.rollback()
+                return 0
+            cur.execute("SELECT version FROM public.scangate_schema")
+            got = cur.fetchone()
+        self.conn.rollback()
+        return int(got[0]) if got else 0
+
+    def migrate(self) -> int:
+        """Bring the schema to SCHEMA_VERSION, one migration per transaction, under
+        a lock of the version table (several processes may start at once: one
+        migrates, the others wait and find it done). The version it ends at; a
+        database of a newer release is refused."""
+        conn = self.conn
+        while True:
+            with conn.cursor() as cur:
+                cur.execute(_VERSION_TABLE)
+                cur.execute("LOCK TABLE public.scangate_schema IN EXCLUSIVE MODE")
+                cur.execute("SELECT version FROM public.scangate_schema")
+                row = cur.fetchone()
+                version = int(row[0]) if row else 0
+                if version > SCHEMA_VERSION:
+                    conn.rollback()
+                    raise CorruptionError(f"the PostgreSQL store holds schema {version}; this release knows "
+                                          f"{SCHEMA_VERSION}: upgrade scangate")
+                if version == SCHEMA_VERSION:
+                    conn.commit()
+                    return version
+                cur.execute(MIGRATIONS[version])
+                if row:
+                    cur.execute("UPDATE public.scangate_schema SET version = %s", [version + 1])
+                else:
+                    cur.execute("INSERT INTO public.scangate_schema (version) VALUES (%s)", [version + 1])
+            conn.commit()
+
+    def check(self) -> None:
+        """Raise unless the schema is this release's (``scangate init`` or
+        ``migrate`` makes it so)."""
+        version = self.version()
+        if version != SCHEMA_VERSION:
+            raise CorruptionError(f"the PostgreSQL store holds schema {version}, not {SCHEMA_VERSION}: "
+                                  "run scangate init --store URL")
+
+    @contextmanager
+    def batch(self, data: DataDir) -> Iterator[PgBatch]:
+        """One batch's transaction, committed when the block ends without an
+        exception, rolled back otherwise (nothing of the batch is written)."""
+        lmdb_txn = data.store.env.begin()
+        try:
+            batch = PgBatch(self.conn, LmdbBatch(data.store, lmdb_txn))
+            try:
+                yield batch
+            except BaseException:
+                self.conn.rollback()
+                raise
+            self.conn.commit()
+        finally:
+            lmdb_txn.abort()
+
+    def count(self, table: str) -> int:
+        """How many records a table holds (empty placeholders not counted)."""
+        if table not in _TABLES and table not in ("ledger", "decisions"):
+            raise InvalidArgument(f"no table {table!r}")
+        with self.conn.cursor() as cur:
+            cur.execute(f"SELECT count(*) FROM scangate.{table} WHERE length(v) > 0")
+            row = cur.fetchone()
+        self.conn.rollback()
+        return int(row[0]) if row else 0
+
+    def records(self, table: str) -> dict[Any, bytes]:
+        """Every record of a table (key or number -> value), placeholders left out:
+        for tests and repair, never the decision path."""
+        if table not in _TABLES and table not in ("ledger", "decisions"):
+            raise InvalidArgument(f"no table {table!r}")
+        key = "n" if table in ("ledger", "decisions") else "k"
+        with self.conn.cursor() as cur:
+            cur.execute(f"SELECT {key}, v FROM scangate.{table} WHERE length(v) > 0 ORDER BY {key}")
+            rows = cur.fetchall()
+        self.conn.rollback()
+        return {(k if isinstance(k, int) else bytes(k)): bytes(v) for k, v in rows}
+
+
+_TABLES = ("requests", "scans", "claims", "counters", "budgets", "points", "outbox")
+
+
+class PgBatch:
+    """The decision state of one PostgreSQL transaction (scangate.state.batch's
+    BatchState): rows locked as they are read, the batch's writes set-based. The
+    rules and the trace come from ``rules`` (an LmdbBatch over a read transaction
+    of the data directory)."""
+
+    def __init__(self, conn: psycopg.Connection[Any], rules: LmdbBatch):
+        self.conn, self.rules = conn, rules
+        self.cur = conn.cursor()
+        self.histories_read: tuple[dict[int, bytes], dict[bytes, bytes]] = ({}, {})
+        self.trace_read: int | None = None
+        self._ledger_block: int | None = None
+
+    # ------------------------------------------------------------------ locks
+    def _lock(self, table: str, keys: Iterable[bytes]) -> dict[bytes, bytes]:
+        """Insert the keys not in ``table`` yet as empty rows, lock every one (in
+        key order), and return the records among them (empty rows left out)."""
+        ordered = sorted(set(keys))
+        if not ordered:
+            return {}
+        cur = self.cur
+        cur.execute(f"INSERT INTO scangate.{table} (k, v) SELECT k, '' FROM unnest(%s::bytea[]) AS t(k) "
+                    "ORDER BY k ON CONFLICT (k) DO NOTHING", [ordered])
+        cur.execute(f"SELECT k, v FROM scangate.{table} WHERE k = ANY(%s) ORDER BY k FOR UPDATE", [ordered])
+        return {bytes(k): bytes(v) for k, v in cur.fetchall() if v}
+
+    def _get(self, table: str, keys: Iterable[bytes]) -> dict[bytes, bytes]:
+        """The records of these keys, without locks (rows a lock taken before
+        guards: a code's claim behind its scan row)."""
+        wanted = sorted(set(keys))
+        if not wanted:
+            return {}
+        self.cur.execute(f"SELECT k, v FROM scangate.{table} WHERE k = ANY(%s)", [wanted])
+        return {bytes(k): bytes(v) for k, v in self.cur.fetchall() if v}
+
+    def _put(self, table: str, pairs: Iterable[tuple[bytes, bytes]]) -> None:
+        """Upsert (key, record) pairs; of a key given twice, the last record."""
+        latest = dict(pairs)
+        if not latest:
+            return
+        keys, values = zip(*sorted(latest.items()))
+        self.cur.execute(f"INSERT INTO scangate.{table} (k, v) SELECT * FROM unnest(%s::bytea[], %s::bytea[]) "
+                         "ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v", [list(keys), list(values)])
+
+    def _numbers(self, sequence: str, count: int) -> list[int]:
+        if count == 0:
+            return []
+        self.cur.execute(f"SELECT nextval('scangate.{sequence}') FROM generate_series(1, %s)", [count])
+        return sorted(int(row[0]) for row in self.cur.fetchall())
+
+    # ------------------------------------------------------------------ reads
+    def stored_decisions(self, request_keys: Sequence[bytes]) -> dict[bytes, tuple[Decision, bytes | None]]:
+        index = {key: request_pointer(key, raw) for key, raw in self._lock("requests", request_keys).items()}
+        if not index:
+            return {}
+        numbers = sorted({number for number, _fp in index.values()})
+        self.cur.execute("SELECT n, v FROM scangate.decisions WHERE n = ANY(%s)", [numbers])
+        log = {int(n): bytes(v) for n, v in self.cur.fetchall()}
+        out = {}
+        for key, (number, fingerprint) in index.items():
+            raw = log.get(number)
+            if raw is None:
+                raise CorruptionError(f"request record {key!r} points at decision #{number}, which is not stored")
+            out[key] = (LogRecord(number, raw).decision(number), fingerprint)
+        return out
+
+    def histories(self, serials: Iterable[int]) -> tuple[dict[int, bytes], dict[int, History]]:
+        keys = {s: s.to_bytes(layout.SERIAL_BYTES, "big") for s in serials}
+        if not keys:
+            return keys, {}
+        stored = self._lock("scans", keys.values())
+        self.histories_read = (keys, stored)
+        return keys, {s: History.unpack(raw) for s, k in keys.items() if (raw := stored.get(k)) is not None}
+
+    def chains(self, serials: Sequence[int]) -> list[Any]:
+        chains = self.rules.chains(serials)
+        self.trace_read = self.rules.trace_read
+        return chains
+
+    def recalls(self) -> Recalls:
+        return self.rules.recalls()
+
+    def campaigns(self) -> list[tuple[bytes, bytes | None]]:
+        return self.rules.campaigns()
+
+    def next_ledger_seq(self) -> int:
+        if self._ledger_block is None:
+            self.cur.execute("SELECT nextval('scangate.ledger_blocks')")
+            row = self.cur.fetchone()
+            assert row is not None
+            self._ledger_block = int(row[0])
+        return self._ledger_block
+
+    def read(self, snap: Snapshot, claims: Iterable[bytes] = (), counters: Iterable[bytes] = (),
+             budgets: Iterable[bytes] = (), accounts: Iterable[bytes] = (), months: Iterable[bytes] = ()) -> None:
+        """As LmdbBatch.read; the counters', budgets' and points' rows locked."""
+        missing = [k for k in set(claims) if k not in snap.claims]
+        if missing:
+            snap.claims.update(dict.fromkeys(missing))
+            snap.claims.update(self._get("claims", missing))
+        for table, values, keys in (("counters", snap.counters, counters), ("budgets", snap.budgets, budgets)):
+            missing = [k for k in set(keys) if k not in values]
+            if missing:
+                values.update(dict.fromkeys(missing))
+                values.update((k, unpack_counts(raw)) for k, raw in self._lock(table, missing).items())
+        want_accounts = [k for k in set(accounts) if k not in snap.accounts]
+        want_months = [k for k in set(months) if k not in snap.months]
+        if want_accounts or want_months:
+            found = self._lock("points", [*want_accounts, *want_months])
+            snap.accounts.update(dict.fromkeys(want_accounts, (0, 0)))
+            snap.months.update(dict.fromkeys(want_months, 0))
+            for key in want_accounts:
+                if (raw := found.get(key)) is not None:
+                    if len(raw) != ACCOUNT.size:
+                        raise CorruptionError(f"points account {key[2:]!r}: {len(raw)} bytes, not {ACCOUNT.size}")
+                    snap.accounts[key] = ACCOUNT.unpack(raw)
+            for key in want_months:
+                if (raw := found.get(key)) is not None:
+                    snap.months[key] = I64.unpack(raw)[0]
+
+    # ------------------------------------------------------------------ writes
+    def apply(self, m: Mutations) -> None:
+        """Write one batch's mutations, set-based (inside the caller's transaction)."""
+        self._put("claims", [(k, encode(c)) for k, c in m.claims.items()])
+        counters = dict(m.counters)
+        if m.counter_adds:      # as LmdbBatch.apply: added to the stored count, under the row's lock
+            held = self._lock("counters", m.counter_adds)
+            for key, add in m.counter_adds.items():
+                count, amount = unpack_counts(held[key]) if key in held else (0, 0)
+                counters[key] = (count + add, amount)
+        self._put("counters", [(k, COUNTS[len(v)].pack(*v)) for k, v in counters.items()])
+        self._put("budgets", [(k, COUNTS[len(v)].pack(*v)) for k, v in m.budgets.items()])
+        points = [*((k, ACCOUNT.pack(*v)) for k, v in m.accounts.items()),
+                  *((k, I64.pack(v)) for k, v in m.months.items())]
+        numbers = self._numbers("points_numbers", len(m.points_history))
+        points += [(prefix + layout.seq_key(n), encode(entry)) for n, (prefix, entry) in zip(numbers, m.points_history)]
+        self._put("points", points)
+        if m.ledger:
+            first = self.next_ledger_seq()
+            if m.ledger[0].seq != first or m.ledger[-1].seq - first >= LEDGER_BLOCK:
+                raise CorruptionError("ledger: a batch's entries must be numbered within the block it reserved")
+            self.cur.execute("INSERT INTO scangate.ledger (n, v) SELECT * FROM unnest(%s::bigint[], %s::bytea[])",
+                             [[e.seq for e in m.ledger], [encode(e) for e in m.ledger]])
+        self._put("outbox", [(k, encode(p)) for k, p in m.outbox.items()])
+        if m.decisions:
+            numbers = self._numbers("decision_numbers", len(m.decisions))
+            self.cur.execute("INSERT INTO scangate.decisions (n, v) SELECT * FROM unnest(%s::bigint[], %s::bytea[])",
+                             [numbers, [encode_decisions([d]) for _k, _fp, d in m.decisions]])
+            self._put("requests", [(key, layout.seq_key(n) + fingerprint)
+                                   for n, (key, fingerprint, _d) in zip(numbers, m.decisions)])
+        self._put("scans", list(m.histories))

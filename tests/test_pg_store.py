@@ -1,0 +1,201 @@
+"""The decision state on PostgreSQL (scangate.state.pg) against a real cluster
+(tests/pgcluster.py): its schema and migrations, the same decisions as on LMDB
+for the same scans, and several decider processes racing on shared codes, users
+and tiny budgets without paying anything twice or overspending."""
+from __future__ import annotations
+
+import multiprocessing
+import random
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgspec
+import pytest
+
+import scangate
+from scangate import rewards
+from scangate.errors import CorruptionError
+from scangate.rewards import Decision, RequestRefused, ScanRequest
+from scangate.state import layout, raw
+from scangate.state.batch import request_pointer
+from scangate.state.pg import SCHEMA_VERSION, PgStore
+from scangate.state.records import ACCOUNT, LogRecord, decode_claim, decode_ledger, decode_payout
+
+from fixtures_campaigns import CHENGDU, NOON, campaign
+from pgcluster import PgCluster, pg_cluster
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[PgCluster]:
+    with pg_cluster() as c:
+        yield c
+
+
+@pytest.fixture
+def pg(cluster: PgCluster) -> Iterator[PgStore]:
+    """The decision state's schema in a database of its own."""
+    with PgStore(cluster.new_database()) as store:
+        store.migrate()
+        yield store
+
+
+def test_migrate_makes_the_schema_once_and_refuses_a_newer_one(cluster: PgCluster) -> None:
+    url = cluster.new_database()
+    with PgStore(url) as store:
+        assert store.version() == 0
+        with pytest.raises(CorruptionError, match="schema 0"):
+            store.check()
+        assert store.migrate() == SCHEMA_VERSION
+        assert store.migrate() == SCHEMA_VERSION         # again: nothing to do
+        store.check()
+        assert store.count("scans") == 0
+        with store.conn.cursor() as cur:
+            cur.execute("UPDATE public.scangate_schema SET version = %s", [SCHEMA_VERSION + 1])
+        store.conn.commit()
+        with pytest.raises(CorruptionError, match=f"schema {SCHEMA_VERSION + 1}; this release knows {SCHEMA_VERSION}"):
+            store.migrate()
+
+
+CAMPAIGN = campaign(prizes=('[[prizes]]\nid = "cash"\nkind = "cash"\namount_fen = 150\nbudget_count = 4\n'
+                            'weight = 1\n'
+                            '[[prizes]]\nid = "pts"\nkind = "points"\npoints = 7\nbudget_count = 6\nweight = 1\n'),
+                    odds="70%", tail="[caps]\nper_user_daily_count = 2\n")
+
+
+def _script(codes: list[str]) -> list[list[ScanRequest]]:
+    """Batches of scans: first scans, repeats by other users, retries, a reused
+    id with other content, one code twice in a batch, users past their cap."""
+    t = NOON
+    batches = [[ScanRequest(f"a{i}", codes[i], f"u{i % 3}", region=CHENGDU, time_ms=t + i) for i in range(6)],
+               [ScanRequest("a0", codes[0], "u0", region=CHENGDU, time_ms=t),                 # a retry
+                ScanRequest("a1", codes[5], "u1", region=CHENGDU, time_ms=t + 1),             # the id, other content
+                ScanRequest("b0", codes[0], "u9", region=CHENGDU, time_ms=t + 10),            # claimed already
+                ScanRequest("b1", codes[6], "u4", region=CHENGDU, time_ms=t + 11),
+                ScanRequest("b2", codes[6], "u5", region=CHENGDU, time_ms=t + 12)],           # twice in the batch
+               [ScanRequest(f"c{i}", codes[7 + i], f"u{i % 2}", region=CHENGDU, time_ms=t + 20 + i)
+                for i in range(8)]]
+    return batches
+
+
+def _same_but_numbers(d: Decision | RequestRefused) -> object:
+    """A decision with its award's ledger number left out (each store numbers its
+    ledger its own way); a refusal as its type and text."""
+    if isinstance(d, RequestRefused):
+        return (type(d).__name__, str(d))
+    if d.award is not None:
+        d = msgspec.structs.replace(d, award=msgspec.structs.replace(d.award, ledger_seq=0))
+    return d
+
+
+def test_the_same_scans_decide_the_same_on_postgresql_as_on_lmdb(pg: PgStore, dd: scangate.DataDir) -> None:
+    rewards.put_campaign(dd, CAMPAIGN, "c.toml")
+    codes = dd.issue_codes("SKU-1", "item", 20).as_strings()
+    script = _script(codes)
+    on_pg = [rewards.decide_scans_on(pg, dd, batch, now_ms=lambda: NOON + 60_000) for batch in script]
+    assert raw.count(dd, "scans") == 0 and raw.count(dd, "ledger") == 0       # the data directory kept none
+    on_lmdb = [rewards.decide_scans(dd, batch, now_ms=lambda: NOON + 60_000) for batch in script]
+    assert [[_same_but_numbers(d) for d in b] for b in on_pg] == [[_same_but_numbers(d) for d in b] for b in on_lmdb]
+    flat = [d for b in on_pg for d in b if isinstance(d, Decision)]
+    assert any(d.award is not None and d.award.kind == "cash" for d in flat)
+    assert any(d.award is not None and d.award.kind == "points" for d in flat)
+    assert any(isinstance(d, RequestRefused) for b in on_pg for d in b)
+    # what each store holds: the same records, the numbers aside
+    for table in ("scans", "claims", "counters", "budgets", "outbox"):
+        lm = {bytes(k): bytes(v) for k, v in raw.items(dd, table)}
+        got = pg.records(table)
+        if table == "claims":       # a claim names its ledger entry
+            got = {k: msgspec.structs.replace(decode_claim(v), ledger_seq=0) for k, v in got.items()}
+            lm = {k: msgspec.structs.replace(decode_claim(v), ledger_seq=0) for k, v in lm.items()}
+        if table == "outbox":
+            got = {k: msgspec.structs.replace(decode_payout(v), ledger_seq=0) for k, v in got.items()}
+            lm = {k: msgspec.structs.replace(decode_payout(v), ledger_seq=0) for k, v in lm.items()}
+        assert got == lm, table
+    assert pg.count("ledger") == raw.count(dd, "ledger") > 0
+    # a retry now, on PostgreSQL, gets the decision it got then
+    again = rewards.decide_scans_on(pg, dd, script[0], now_ms=lambda: NOON + 3_600_000)
+    assert again == on_pg[0]
+
+
+# ---------------------------------------------------------------------- deciders racing
+RACE = campaign(prizes=('[[prizes]]\nid = "cash"\nkind = "cash"\namount_fen = 150\nbudget_count = 5\n'
+                        'budget_amount_fen = 600\nweight = 1\n'
+                        '[[prizes]]\nid = "pts"\nkind = "points"\npoints = 7\nbudget_count = 9\nweight = 1\n'),
+                odds="100%", tail="[caps]\nper_user_daily_count = 3\n")
+USERS = [f"racer-{i}" for i in range(7)]
+
+
+def _decider(url: str, data: str, codes: list[str], me: int, batches: int, out: multiprocessing.Queue) -> None:
+    """One decider process: batches of five scans drawn from the shared codes by
+    the shared users, each decided in a PostgreSQL transaction of its own; what
+    it was answered goes back to the test (the acknowledged decisions)."""
+    rnd = random.Random(me)
+    acknowledged: list[tuple[ScanRequest, Decision]] = []
+    with scangate.open_data_dir(data) as dd, PgStore(url) as store:
+        for b in range(batches):
+            batch = [ScanRequest(f"d{me}-{b}-{i}", rnd.choice(codes), rnd.choice(USERS), region=CHENGDU,
+                                 time_ms=NOON + b) for i in range(5)]
+            for r, d in zip(batch, rewards.decide_scans_on(store, dd, batch, now_ms=lambda: NOON + 60_000)):
+                assert isinstance(d, Decision), d
+                acknowledged.append((r, d))
+    out.put(msgspec.msgpack.encode([(r.request_id, r.code, r.actor, msgspec.msgpack.encode(d)) for r, d in acknowledged]))
+
+
+def test_deciders_racing_on_shared_codes_users_and_tiny_budgets_pay_nothing_twice(
+        pg: PgStore, dd: scangate.DataDir, tmp_path: Path) -> None:
+    """Four processes decide 40 batches of five scans each at once over 24 codes,
+    7 users and budgets of 5 cash awards (600 fen) and 9 points awards: every
+    promise of the decision holds over the acknowledged decisions and the tables."""
+    rewards.put_campaign(dd, RACE, "race.toml")
+    codes = dd.issue_codes("SKU-R", "item", 24).as_strings()
+    serial_of = dict(zip(codes, dd.verify_codes(codes).serial.tolist()))
+    dd.close()
+    ctx = multiprocessing.get_context("spawn")
+    out: multiprocessing.Queue = ctx.Queue()
+    procs = [ctx.Process(target=_decider, args=(pg.url, str(tmp_path / "d"), codes, me, 40, out)) for me in range(4)]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=300) for _ in procs]
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    acked = [(rid, code, actor, msgspec.msgpack.decode(raw, type=Decision))
+             for blob in results for rid, code, actor, raw in msgspec.msgpack.decode(blob)]
+    assert len(acked) == 4 * 40 * 5
+    awards = [(code, actor, d.award) for _rid, code, actor, d in acked if d.award is not None]
+    # one award per code, whoever scanned it and wherever it was decided
+    assert len({code for code, _a, _w in awards}) == len(awards) > 0
+    cash = [w for _c, _a, w in awards if w.kind == "cash"]
+    pts = [w for _c, _a, w in awards if w.kind == "points"]
+    assert len(cash) <= 5 and sum(w.amount_fen for w in cash) <= 600 and len(pts) <= 9
+    assert len(cash) == 4 and len(pts) == 9          # 600 fen buys four of 150; the rest of the 24 codes got points
+    # caps: three awards a user a day
+    assert max(Counter(actor for _c, actor, _w in awards).values()) <= 3
+    # every scan counted once in its code's history, in the order the store decided them
+    per_code = Counter(code for _rid, code, _a, _d in acked)
+    for code, n in per_code.items():
+        counts = sorted(d.verdict.scan_count for _rid, c, _a, d in acked if c == code)
+        assert counts == list(range(1, n + 1)), (code, counts)
+    # the tables agree with what was acknowledged
+    # a code's draw is claimed whether it won or not: one claim and one ledger entry per drawn code
+    claims = {layout.serial_key(serial_of[code]): w for code, _a, w in awards}
+    stored_claims = {k: decode_claim(v) for k, v in pg.records("claims").items()}
+    assert claims.keys() <= stored_claims.keys()
+    assert all(stored_claims[k].ledger_seq == w.ledger_seq for k, w in claims.items())
+    ledger = {e.seq: e for e in (decode_ledger(v) for v in pg.records("ledger").values())}
+    assert sorted(ledger) == sorted(c.ledger_seq for c in stored_claims.values())
+    assert {layout.serial_key(e.serial) for e in ledger.values()} == stored_claims.keys()
+    assert all(stored_claims[layout.serial_key(e.serial)].ledger_seq == seq for seq, e in ledger.items())
+    outbox = {decode_payout(v).key for v in pg.records("outbox").values()}
+    assert outbox == {w.payout_key for w in cash}
+    points_of: dict[str, int] = defaultdict(int)
+    for _c, actor, w in awards:
+        points_of[actor] += w.points
+    accounts = {k[2:].decode(): ACCOUNT.unpack(v) for k, v in pg.records("points").items() if k.startswith(b"b/")}
+    assert {a: balance for a, (balance, _earned) in accounts.items() if balance} == {a: p for a, p in points_of.items() if p}
+    # every acknowledged decision is the one the store holds for its request
+    index = pg.records("requests")
+    log = pg.records("decisions")
+    for rid, _code, _actor, d in acked:
+        number, _fp = request_pointer(layout.request_key("", rid), index[layout.request_key("", rid)])
+        assert LogRecord(number, log[number]).decision(number) == d
