@@ -14,6 +14,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "grpc": ("bench.grpc", "scangate serve Scan and ScanStream against a bare grpcio echo server, by worker count"),
     "guessing": ("bench.guessing", "guesses, VerifyCodes and Trace codes per second a client gets past the shared limits"),
     "link": ("bench.link", "Scan p99 while a big scangate link upload runs, against without; the upload's peak RSS"),
+    "pg": ("bench.pg", "reward decisions on PostgreSQL by 1, 2, 4 decider processes against raw set-based "
+                       "PostgreSQL"),
     "phases": ("bench.phases", "a decision's CPU by phase (verify, decide, apply, commit), fresh store "
                                "against a filled one"),
     "rewards": ("bench.rewards", "reward decisions with durable group commit against raw LMDB put + append"),

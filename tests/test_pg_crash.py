@@ -30,7 +30,7 @@ from scangate.state.pg import PgStore
 from scangate.state.records import History
 
 from fixtures_campaigns import CHENGDU, NOON, campaign
-from pgcluster import PgCluster, pg_cluster
+from bench._pgcluster import PgCluster, pg_cluster
 
 CAMPAIGN = campaign(prizes='[[prizes]]\nid = "cash"\nkind = "cash"\namount_fen = 100\nbudget_count = 150\n',
                     odds="50%", tail="[caps]\nper_user_daily_count = 10\n")

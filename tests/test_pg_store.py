@@ -1,5 +1,5 @@
 """The decision state on PostgreSQL (scangate.state.pg) against a real cluster
-(tests/pgcluster.py): its schema and migrations, the same decisions as on LMDB
+(bench/_pgcluster.py): its schema and migrations, the same decisions as on LMDB
 for the same scans, and several decider processes racing on shared codes, users
 and tiny budgets without paying anything twice or overspending."""
 from __future__ import annotations
@@ -23,7 +23,7 @@ from scangate.state.pg import SCHEMA_VERSION, PgStore
 from scangate.state.records import ACCOUNT, LogRecord, decode_claim, decode_ledger, decode_payout
 
 from fixtures_campaigns import CHENGDU, NOON, campaign
-from pgcluster import PgCluster, pg_cluster
+from bench._pgcluster import PgCluster, pg_cluster
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,9 @@ verification reads), the trace, the campaigns and the recalls stay in the data
 directory (LMDB), which every decider on a machine opens; ``PgBatch`` reads the
 rules and the trace from it in a read transaction, as ``LmdbBatch`` does.
 
+Parameters go in binary (``%b``): psycopg then sends a batch's arrays of keys
+and records as they are, where the text format would escape every byte string.
+
 Layout. Each table holds records keyed and encoded exactly as in LMDB
 (scangate.state.layout, scangate.state.records): ``k bytea PRIMARY KEY, v
 bytea``, so a record has one definition whatever the store, and the SQL is the
@@ -227,9 +230,9 @@ class PgBatch:
         if not ordered:
             return {}
         cur = self.cur
-        cur.execute(f"INSERT INTO scangate.{table} (k, v) SELECT k, '' FROM unnest(%s::bytea[]) AS t(k) "
+        cur.execute(f"INSERT INTO scangate.{table} (k, v) SELECT k, '' FROM unnest(%b::bytea[]) AS t(k) "
                     "ORDER BY k ON CONFLICT (k) DO NOTHING", [ordered])
-        cur.execute(f"SELECT k, v FROM scangate.{table} WHERE k = ANY(%s) ORDER BY k FOR UPDATE", [ordered])
+        cur.execute(f"SELECT k, v FROM scangate.{table} WHERE k = ANY(%b) ORDER BY k FOR UPDATE", [ordered])
         return {bytes(k): bytes(v) for k, v in cur.fetchall() if v}
 
     def _get(self, table: str, keys: Iterable[bytes]) -> dict[bytes, bytes]:
@@ -238,7 +241,7 @@ class PgBatch:
         wanted = sorted(set(keys))
         if not wanted:
             return {}
-        self.cur.execute(f"SELECT k, v FROM scangate.{table} WHERE k = ANY(%s)", [wanted])
+        self.cur.execute(f"SELECT k, v FROM scangate.{table} WHERE k = ANY(%b)", [wanted])
         return {bytes(k): bytes(v) for k, v in self.cur.fetchall() if v}
 
     def _put(self, table: str, pairs: Iterable[tuple[bytes, bytes]]) -> None:
@@ -247,7 +250,7 @@ class PgBatch:
         if not latest:
             return
         keys, values = zip(*sorted(latest.items()))
-        self.cur.execute(f"INSERT INTO scangate.{table} (k, v) SELECT * FROM unnest(%s::bytea[], %s::bytea[]) "
+        self.cur.execute(f"INSERT INTO scangate.{table} (k, v) SELECT * FROM unnest(%b::bytea[], %b::bytea[]) "
                          "ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v", [list(keys), list(values)])
 
     def _numbers(self, sequence: str, count: int) -> list[int]:
@@ -262,7 +265,7 @@ class PgBatch:
         if not index:
             return {}
         numbers = sorted({number for number, _fp in index.values()})
-        self.cur.execute("SELECT n, v FROM scangate.decisions WHERE n = ANY(%s)", [numbers])
+        self.cur.execute("SELECT n, v FROM scangate.decisions WHERE n = ANY(%b)", [numbers])
         log = {int(n): bytes(v) for n, v in self.cur.fetchall()}
         out = {}
         for key, (number, fingerprint) in index.items():
@@ -347,12 +350,12 @@ class PgBatch:
             first = self.next_ledger_seq()
             if m.ledger[0].seq != first or m.ledger[-1].seq - first >= LEDGER_BLOCK:
                 raise CorruptionError("ledger: a batch's entries must be numbered within the block it reserved")
-            self.cur.execute("INSERT INTO scangate.ledger (n, v) SELECT * FROM unnest(%s::bigint[], %s::bytea[])",
+            self.cur.execute("INSERT INTO scangate.ledger (n, v) SELECT * FROM unnest(%b::bigint[], %b::bytea[])",
                              [[e.seq for e in m.ledger], [encode(e) for e in m.ledger]])
         self._put("outbox", [(k, encode(p)) for k, p in m.outbox.items()])
         if m.decisions:
             numbers = self._numbers("decision_numbers", len(m.decisions))
-            self.cur.execute("INSERT INTO scangate.decisions (n, v) SELECT * FROM unnest(%s::bigint[], %s::bytea[])",
+            self.cur.execute("INSERT INTO scangate.decisions (n, v) SELECT * FROM unnest(%b::bigint[], %b::bytea[])",
                              [numbers, [encode_decisions([d]) for _k, _fp, d in m.decisions]])
             self._put("requests", [(key, layout.seq_key(n) + fingerprint)
                                    for n, (key, fingerprint, _d) in zip(numbers, m.decisions)])

@@ -1,5 +1,5 @@
-"""A real PostgreSQL cluster for tests: initdb into a temporary directory, the
-postmaster on a free loopback port, stopped at the end.
+"""A real PostgreSQL cluster for tests and benchmarks: initdb into a temporary
+directory, the postmaster on a free loopback port, stopped at the end.
 
 The binaries are Debian's (``/usr/lib/postgresql/<major>/bin``; .ci/run installs
 postgresql when they are missing). initdb refuses to run as root, so as root the
