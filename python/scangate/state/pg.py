@@ -331,11 +331,21 @@ class PgBatch:
 
     # ------------------------------------------------------------------ writes
     def apply(self, m: Mutations) -> None:
-        """Write one batch's mutations, set-based (inside the caller's transaction)."""
+        """Write one batch's mutations, set-based (inside the caller's
+        transaction), in one pipeline: the statements go out together and the
+        batch waits for the server once, not once per statement."""
+        held = self._lock("counters", m.counter_adds) if m.counter_adds else {}
+        ledger_first = self.next_ledger_seq() if m.ledger else 0
+        numbers = self._numbers("points_numbers", len(m.points_history))
+        decision_numbers = self._numbers("decision_numbers", len(m.decisions))
+        with self.conn.pipeline():
+            self._write(m, held, ledger_first, numbers, decision_numbers)
+
+    def _write(self, m: Mutations, held: dict[bytes, bytes], ledger_first: int, numbers: list[int],
+               decision_numbers: list[int]) -> None:
         self._put("claims", [(k, encode(c)) for k, c in m.claims.items()])
         counters = dict(m.counters)
         if m.counter_adds:      # as LmdbBatch.apply: added to the stored count, under the row's lock
-            held = self._lock("counters", m.counter_adds)
             for key, add in m.counter_adds.items():
                 count, amount = unpack_counts(held[key]) if key in held else (0, 0)
                 counters[key] = (count + add, amount)
@@ -343,20 +353,18 @@ class PgBatch:
         self._put("budgets", [(k, COUNTS[len(v)].pack(*v)) for k, v in m.budgets.items()])
         points = [*((k, ACCOUNT.pack(*v)) for k, v in m.accounts.items()),
                   *((k, I64.pack(v)) for k, v in m.months.items())]
-        numbers = self._numbers("points_numbers", len(m.points_history))
         points += [(prefix + layout.seq_key(n), encode(entry)) for n, (prefix, entry) in zip(numbers, m.points_history)]
         self._put("points", points)
         if m.ledger:
-            first = self.next_ledger_seq()
+            first = ledger_first
             if m.ledger[0].seq != first or m.ledger[-1].seq - first >= LEDGER_BLOCK:
                 raise CorruptionError("ledger: a batch's entries must be numbered within the block it reserved")
             self.cur.execute("INSERT INTO scangate.ledger (n, v) SELECT * FROM unnest(%b::bigint[], %b::bytea[])",
                              [[e.seq for e in m.ledger], [encode(e) for e in m.ledger]])
         self._put("outbox", [(k, encode(p)) for k, p in m.outbox.items()])
         if m.decisions:
-            numbers = self._numbers("decision_numbers", len(m.decisions))
             self.cur.execute("INSERT INTO scangate.decisions (n, v) SELECT * FROM unnest(%b::bigint[], %b::bytea[])",
-                             [numbers, [encode_decisions([d]) for _k, _fp, d in m.decisions]])
+                             [decision_numbers, [encode_decisions([d]) for _k, _fp, d in m.decisions]])
             self._put("requests", [(key, layout.seq_key(n) + fingerprint)
-                                   for n, (key, fingerprint, _d) in zip(numbers, m.decisions)])
+                                   for n, (key, fingerprint, _d) in zip(decision_numbers, m.decisions)])
         self._put("scans", list(m.histories))
