@@ -230,8 +230,9 @@ def measure(n: int, batch: int, deciders: list[int], url: str | None, cpus: set[
 def print_report(report: dict[str, Any]) -> None:
     _harness.print_machine_info(report["machine"])
     p, f = report["params"], report["figures"]
-    print(f"N = {p['n']:_} decisions per figure, {p['batch']} per transaction; deciders {p['deciders']}; "
-          f"the server on the same machine ({p['cpus']} CPUs)\n")
+    where = (f"a cluster of its own on this machine ({p['cpus']} CPUs, shared with the deciders)"
+             if p["server"] == "own cluster" else "the server at --url")
+    print(f"N = {p['n']:_} decisions per figure, {p['batch']} per transaction; deciders {p['deciders']}; {where}\n")
     rows = []
     for d in p["deciders"]:
         for kind in ("scangate", "raw"):
