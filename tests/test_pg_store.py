@@ -199,3 +199,13 @@ def test_deciders_racing_on_shared_codes_users_and_tiny_budgets_pay_nothing_twic
     for rid, _code, _actor, d in acked:
         number, _fp = request_pointer(layout.request_key("", rid), index[layout.request_key("", rid)])
         assert LogRecord(number, log[number]).decision(number) == d
+
+
+def test_deciding_against_a_database_without_the_schema_names_the_fix(cluster: PgCluster,
+                                                                     dd: scangate.DataDir) -> None:
+    rewards.put_campaign(dd, CAMPAIGN, "c.toml")
+    code = dd.issue_codes("SKU-1", "item", 1).as_strings()[0]
+    with PgStore(cluster.new_database()) as bare:
+        with pytest.raises(CorruptionError, match=r"holds schema 0, not 1: make it with .*PgStore\(url\)\.migrate"):
+            rewards.decide_scans_on(bare, dd, [ScanRequest("x1", code, "u1", region=CHENGDU)])
+        assert bare.version() == 0

@@ -109,6 +109,7 @@ class PgStore:
     def __init__(self, url: str):
         self.url = url
         self.conn = _connect(url)
+        self._checked = False
 
     def close(self) -> None:
         self.conn.close()
@@ -160,17 +161,22 @@ class PgStore:
             conn.commit()
 
     def check(self) -> None:
-        """Raise unless the schema is this release's (``scangate init`` or
-        ``migrate`` makes it so)."""
+        """Raise unless the database holds this release's schema (``migrate``
+        makes it so)."""
         version = self.version()
         if version != SCHEMA_VERSION:
             raise CorruptionError(f"the PostgreSQL store holds schema {version}, not {SCHEMA_VERSION}: "
-                                  "run scangate init --store URL")
+                                  "make it with scangate.state.pg.PgStore(url).migrate()")
 
     @contextmanager
     def batch(self, data: DataDir) -> Iterator[PgBatch]:
         """One batch's transaction, committed when the block ends without an
-        exception, rolled back otherwise (nothing of the batch is written)."""
+        exception, rolled back otherwise (nothing of the batch is written).
+        CorruptionError, before anything is read, when the database does not hold
+        this release's schema."""
+        if not self._checked:
+            self.check()
+            self._checked = True
         lmdb_txn = data.store.env.begin()
         try:
             batch = PgBatch(self.conn, LmdbBatch(data.store, lmdb_txn))
