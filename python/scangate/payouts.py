@@ -156,11 +156,16 @@ def new_runner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
-def list_payouts(data: DataDir, state: str | None = None) -> list[dict[str, Any]]:
+def _outbox(data: DataDir | outbox.Outbox) -> outbox.Outbox:
+    """A data directory's outbox, or the outbox given (scangate.state.pg.PgOutbox)."""
+    return outbox.LmdbOutbox(data) if isinstance(data, DataDir) else data
+
+
+def list_payouts(data: DataDir | outbox.Outbox, state: str | None = None) -> list[dict[str, Any]]:
     """The payout requests (``state``: only those in it), oldest key first, as the
     CLI and the payment rail see them (``records.to_json``: the lease fields only
     once set)."""
-    return [to_json(row) for row in outbox.payouts(data) if state is None or row.state == state]
+    return [to_json(row) for row in _outbox(data).payouts() if state is None or row.state == state]
 
 
 def _due(row: Payout, now: int, runner: str) -> bool:
@@ -179,7 +184,7 @@ def _due_at(now: int, runner: str) -> outbox.Due:
     return lambda row: _due(row, now, runner)
 
 
-def run_payouts(data: DataDir, adapter: PayoutAdapter, *, rate_per_s: float = DEFAULT_RATE_PER_S,
+def run_payouts(data: DataDir | outbox.Outbox, adapter: PayoutAdapter, *, rate_per_s: float = DEFAULT_RATE_PER_S,
                 max_items: int | None = None, clock: Callable[[], float] = time.monotonic,
                 sleep: Callable[[float], None] = time.sleep, now_ms: Callable[[], int] | None = None,
                 lease_ms: int = DEFAULT_LEASE_MS, runner_id: str | None = None) -> dict[str, int]:
@@ -187,7 +192,10 @@ def run_payouts(data: DataDir, adapter: PayoutAdapter, *, rate_per_s: float = DE
     (a token bucket of one second's burst), leasing them ``lease_ms`` at a time so
     that other runners leave them alone. ``now_ms`` is the clock of leases and
     back-offs (wall time: runners on several hosts must agree on it); ``clock`` and
-    ``sleep`` pace the sends. Returns counts by outcome of this runner's sends."""
+    ``sleep`` pace the sends. Returns counts by outcome of this runner's sends.
+    ``data``: a data directory (its outbox), or an ``outbox.Outbox`` (the
+    PostgreSQL store's: scangate.state.pg.PgOutbox, any number of runners)."""
+    box = _outbox(data)
     if rate_per_s <= 0:
         raise InvalidArgument(f"rate_per_s: must be above 0, not {rate_per_s}")
     if lease_ms <= 0:
@@ -206,12 +214,12 @@ def run_payouts(data: DataDir, adapter: PayoutAdapter, *, rate_per_s: float = DE
         limit = batch_size if left is None else min(batch_size, left)
         if limit <= 0:
             break
-        keys, after, at_end = outbox.candidates(data, after, _due_at(now_ms(), runner), limit)
+        keys, after, at_end = box.candidates(after, _due_at(now_ms(), runner), limit)
         if not keys:
             break
         now = now_ms()
-        batch = outbox.lease(data, keys, _due_at(now, runner), runner, now, lease_ms)
-        _send_batch(data, adapter, batch, runner, now + lease_ms, lease_ms, pace, now_ms, counts)
+        batch = box.lease(keys, _due_at(now, runner), runner, now, lease_ms)
+        _send_batch(box, adapter, batch, runner, now + lease_ms, lease_ms, pace, now_ms, counts)
     return counts
 
 
@@ -230,7 +238,7 @@ class _Pacer:
         self.next_slot = max(self.next_slot, self.clock()) + self.interval
 
 
-def _send_batch(data: DataDir, adapter: PayoutAdapter, batch: list[tuple[bytes, Payout]], runner: str,
+def _send_batch(box: outbox.Outbox, adapter: PayoutAdapter, batch: list[tuple[bytes, Payout]], runner: str,
                 expires: int, lease_ms: int, pace: _Pacer, now_ms: Callable[[], int], counts: dict[str, int]) -> None:
     lost: set[bytes] = set()
     for i, (key, row) in enumerate(batch):
@@ -238,28 +246,28 @@ def _send_batch(data: DataDir, adapter: PayoutAdapter, batch: list[tuple[bytes, 
         now = now_ms()
         if now >= expires - lease_ms // 2:      # fell behind: renew the rest, so every send starts with half a lease
             rest = [k for k, _ in batch[i:] if k not in lost]
-            lost.update(set(rest) - outbox.renew(data, rest, runner, now, lease_ms))
+            lost.update(set(rest) - box.renew(rest, runner, now, lease_ms))
             expires = now + lease_ms
         if key in lost:
             log.warning("payout %s: lease lost before sending; left to its new owner", row.key)
             continue
-        _send_one(data, adapter, key, row, runner, now_ms, counts)
+        _send_one(box, adapter, key, row, runner, now_ms, counts)
 
 
-def _send_one(data: DataDir, adapter: PayoutAdapter, key: bytes, row: Payout, runner: str,
+def _send_one(box: outbox.Outbox, adapter: PayoutAdapter, key: bytes, row: Payout, runner: str,
               now_ms: Callable[[], int], counts: dict[str, int]) -> None:
     try:
         # the rail sees the request as it always has: a dict of the row's fields
         confirmation = adapter.send(to_json(row))
     except Exception as exc:  # any adapter failure: retry later with the same key
         backoff = BACKOFF_MS[min(row.attempts - 1, len(BACKOFF_MS) - 1)]
-        if not outbox.finish(data, key, runner, state="failed", error=f"{type(exc).__name__}: {exc}"[:500],
-                       next_attempt_ms=now_ms() + backoff):
+        if not box.finish(key, runner, state="failed", error=f"{type(exc).__name__}: {exc}"[:500],
+                          next_attempt_ms=now_ms() + backoff):
             _log_taken_over(row)
         log.warning("payout %s failed (attempt %d): %s", row.key, row.attempts, exc)
         counts["failed"] += 1
         return
-    if not outbox.finish(data, key, runner, state="confirmed", confirmation=confirmation, confirmed_ms=now_ms()):
+    if not box.finish(key, runner, state="confirmed", confirmation=confirmation, confirmed_ms=now_ms()):
         _log_taken_over(row)
     counts["confirmed"] += 1
 

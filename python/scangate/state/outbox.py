@@ -17,7 +17,7 @@ state.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import lmdb
 import msgspec
@@ -26,9 +26,26 @@ from ..datadir import DataDir
 from ..errors import CorruptionError
 from .records import Payout, decode_payout, encode
 
-__all__ = ["Due", "candidates", "finish", "holds", "lease", "payouts", "renew"]
+__all__ = ["Due", "LmdbOutbox", "Outbox", "candidates", "finish", "holds", "lease", "payouts", "renew"]
 
 Due = Callable[[Payout], bool]
+
+
+class Outbox(Protocol):
+    """The outbox as the payout runners use it (scangate.payouts): ``LmdbOutbox``
+    for a data directory, ``scangate.state.pg.PgOutbox`` for the PostgreSQL store;
+    the functions below say what each method does."""
+
+    def payouts(self) -> list[Payout]: ...
+
+    def candidates(self, after: bytes | None, due: Due, limit: int) -> tuple[list[bytes], bytes | None, bool]: ...
+
+    def lease(self, keys: list[bytes], due: Due, runner: str, now: int, lease_ms: int
+              ) -> list[tuple[bytes, Payout]]: ...
+
+    def renew(self, keys: list[bytes], runner: str, now: int, lease_ms: int) -> set[bytes]: ...
+
+    def finish(self, key: bytes, runner: str, **changes: Any) -> bool: ...
 
 _replace = msgspec.structs.replace
 
@@ -121,3 +138,25 @@ def finish(data: DataDir, key: bytes, runner: str, **changes: Any) -> bool:
         # lease_owner stays: who sent it last
         txn.put(key, encode(_replace(row, lease_expires_ms=None, **changes)), db=db)
     return True
+
+
+class LmdbOutbox:
+    """The outbox of a data directory (the functions above, as an ``Outbox``)."""
+
+    def __init__(self, data: DataDir):
+        self.data = data
+
+    def payouts(self) -> list[Payout]:
+        return payouts(self.data)
+
+    def candidates(self, after: bytes | None, due: Due, limit: int) -> tuple[list[bytes], bytes | None, bool]:
+        return candidates(self.data, after, due, limit)
+
+    def lease(self, keys: list[bytes], due: Due, runner: str, now: int, lease_ms: int) -> list[tuple[bytes, Payout]]:
+        return lease(self.data, keys, due, runner, now, lease_ms)
+
+    def renew(self, keys: list[bytes], runner: str, now: int, lease_ms: int) -> set[bytes]:
+        return renew(self.data, keys, runner, now, lease_ms)
+
+    def finish(self, key: bytes, runner: str, **changes: Any) -> bool:
+        return finish(self.data, key, runner, **changes)

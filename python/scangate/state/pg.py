@@ -46,11 +46,14 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from ..decision import Decision
 from ..errors import CorruptionError, InvalidArgument
 from . import layout
 from .batch import LmdbBatch, Mutations, Snapshot, request_pointer
-from .records import ACCOUNT, COUNTS, I64, History, LogRecord, encode, encode_decisions, unpack_counts
+from .outbox import Due, holds
+from .records import ACCOUNT, COUNTS, I64, History, LogRecord, Payout, decode_payout, encode, encode_decisions, unpack_counts
 
 if TYPE_CHECKING:
     import psycopg
@@ -58,7 +61,7 @@ if TYPE_CHECKING:
     from ..datadir import DataDir
     from .recalls import Recalls
 
-__all__ = ["LEDGER_BLOCK", "MIGRATIONS", "RETRYABLE", "PgBatch", "PgStore", "SCHEMA_VERSION", "retryable"]
+__all__ = ["LEDGER_BLOCK", "MIGRATIONS", "RETRYABLE", "PgBatch", "PgOutbox", "PgStore", "SCHEMA_VERSION", "retryable"]
 
 LEDGER_BLOCK = 1 << 20      # ledger numbers one batch may use (one sequence call reserves them)
 
@@ -374,3 +377,106 @@ class PgBatch:
             self._put("requests", [(key, layout.seq_key(n) + fingerprint)
                                    for n, (key, fingerprint, _d) in zip(decision_numbers, m.decisions)])
         self._put("scans", list(m.histories))
+
+
+class PgOutbox:
+    """The payout outbox on PostgreSQL, as the payout runners use it
+    (scangate.state.outbox.Outbox; scangate.payouts.run_payouts): any number of
+    runners, each with its own ``PgStore``, on any machines. A lease locks the
+    rows it takes with ``FOR UPDATE SKIP LOCKED``, so runners that found the same
+    candidates take different rows instead of waiting for each other; whether a
+    row is due, and what a lease, a renewal and a finish change, are the LMDB
+    outbox's rules (scangate.state.outbox), on the same records."""
+
+    def __init__(self, store: PgStore):
+        self.conn = store.conn
+
+    def _rows(self, sql: str, params: Sequence[Any]) -> list[tuple[bytes, Payout]]:
+        with self.conn.cursor() as cur:
+            cur.execute(sql, params)
+            return [(bytes(k), decode_payout(bytes(v))) for k, v in cur.fetchall()]
+
+    def payouts(self) -> list[Payout]:
+        rows = self._rows("SELECT k, v FROM scangate.outbox WHERE length(v) > 0 ORDER BY k", [])
+        self.conn.rollback()
+        return [row for _k, row in rows]
+
+    def candidates(self, after: bytes | None, due: Due, limit: int) -> tuple[list[bytes], bytes | None, bool]:
+        """As scangate.state.outbox.candidates: a page at a time, without locks."""
+        keys: list[bytes] = []
+        last = after
+        try:
+            while True:
+                page = self._rows("SELECT k, v FROM scangate.outbox WHERE k > %b AND length(v) > 0 ORDER BY k "
+                                  "LIMIT %s", [last or b"", _PAGE])
+                for key, row in page:
+                    last = key
+                    if due(row):
+                        keys.append(key)
+                        if len(keys) == limit:
+                            return keys, last, False
+                if len(page) < _PAGE:
+                    return keys, last, True
+        finally:
+            self.conn.rollback()
+
+    def lease(self, keys: list[bytes], due: Due, runner: str, now: int, lease_ms: int
+              ) -> list[tuple[bytes, Payout]]:
+        """As scangate.state.outbox.lease; rows another runner has locked are skipped."""
+        order = {key: i for i, key in enumerate(keys)}
+        try:
+            found = self._rows("SELECT k, v FROM scangate.outbox WHERE k = ANY(%b) AND length(v) > 0 ORDER BY k "
+                               "FOR UPDATE SKIP LOCKED", [sorted(set(keys))])
+            leased = [(key, _replace(row, state="sending", attempts=row.attempts + 1, lease_owner=runner,
+                                     lease_expires_ms=now + lease_ms))
+                      for key, row in found if due(row)]
+            self._write(leased)
+            self.conn.commit()
+        except BaseException:
+            self.conn.rollback()
+            raise
+        return sorted(leased, key=lambda kv: order[kv[0]])
+
+    def renew(self, keys: list[bytes], runner: str, now: int, lease_ms: int) -> set[bytes]:
+        try:
+            rows = self._locked(keys)
+            kept = [(key, _replace(row, lease_expires_ms=now + lease_ms)) for key, row in rows if holds(row, runner)]
+            self._write(kept)
+            self.conn.commit()
+        except BaseException:
+            self.conn.rollback()
+            raise
+        return {key for key, _row in kept}
+
+    def finish(self, key: bytes, runner: str, **changes: Any) -> bool:
+        try:
+            rows = self._locked([key])
+            if not holds(rows[0][1], runner):
+                self.conn.rollback()
+                return False
+            # lease_owner stays: who sent it last
+            self._write([(key, _replace(rows[0][1], lease_expires_ms=None, **changes))])
+            self.conn.commit()
+        except BaseException:
+            self.conn.rollback()
+            raise
+        return True
+
+    def _locked(self, keys: list[bytes]) -> list[tuple[bytes, Payout]]:
+        """The rows of a runner's leased sends, locked: rows are never deleted."""
+        rows = self._rows("SELECT k, v FROM scangate.outbox WHERE k = ANY(%b) AND length(v) > 0 ORDER BY k "
+                          "FOR UPDATE", [sorted(set(keys))])
+        missing = set(keys) - {key for key, _row in rows}
+        if missing:
+            raise CorruptionError(f"outbox row {min(missing).decode('utf-8', 'replace')!r} is missing")
+        return rows
+
+    def _write(self, rows: Sequence[tuple[bytes, Payout]]) -> None:
+        if rows:
+            with self.conn.cursor() as cur:
+                cur.execute("UPDATE scangate.outbox AS o SET v = u.v FROM unnest(%b::bytea[], %b::bytea[]) AS u(k, v) "
+                            "WHERE o.k = u.k", [[k for k, _r in rows], [encode(r) for _k, r in rows]])
+
+
+_PAGE = 500     # outbox rows a candidate scan reads at a time
+_replace = msgspec.structs.replace
