@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import multiprocessing
 import random
+import threading
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,9 +19,9 @@ from scangate import rewards
 from scangate.errors import CorruptionError
 from scangate.rewards import Decision, RequestRefused, ScanRequest
 from scangate.state import layout, raw
-from scangate.state.batch import request_pointer
-from scangate.state.pg import SCHEMA_VERSION, PgStore
-from scangate.state.records import ACCOUNT, LogRecord, decode_claim, decode_ledger, decode_payout
+from scangate.state.batch import Snapshot, request_pointer
+from scangate.state.pg import MIGRATIONS, SCHEMA_VERSION, PgStore
+from scangate.state.records import ACCOUNT, COUNTS, LogRecord, decode_claim, decode_ledger, decode_payout, unpack_counts
 
 from fixtures_campaigns import CHENGDU, NOON, campaign
 from bench._pgcluster import PgCluster, pg_cluster
@@ -57,6 +58,23 @@ def test_migrate_makes_the_schema_once_and_refuses_a_newer_one(cluster: PgCluste
             store.migrate()
 
 
+def test_a_schema_1_database_migrates_its_budgets_into_slots(cluster: PgCluster) -> None:
+    """Schema 2 splits a budget's row into slots: a schema 1 database's budget
+    becomes its slot 0, all it spent allowed to it, to be balanced on first use."""
+    url = cluster.new_database()
+    with PgStore(url) as store, store.conn.cursor() as cur:
+        cur.execute("CREATE TABLE public.scangate_schema (version integer NOT NULL)")
+        cur.execute(MIGRATIONS[0])
+        cur.execute("INSERT INTO public.scangate_schema (version) VALUES (1)")
+        cur.execute("INSERT INTO scangate.budgets (k, v) VALUES (%s, %s), (%s, '')",
+                    [b"c1/cash", COUNTS[2].pack(3, 450), b"c1/pts"])
+        store.conn.commit()
+        assert store.version() == 1
+        assert store.migrate() == SCHEMA_VERSION
+        assert store.budgets_spent() == {b"c1/cash": (3, 450)}
+        assert store.budget_slots(b"c1/cash") == {b"c1/cash\0\0": (3, 450, 3, 450, -2, -2)}
+
+
 CAMPAIGN = campaign(prizes=('[[prizes]]\nid = "cash"\nkind = "cash"\namount_fen = 150\nbudget_count = 4\n'
                             'weight = 1\n'
                             '[[prizes]]\nid = "pts"\nkind = "points"\npoints = 7\nbudget_count = 6\nweight = 1\n'),
@@ -73,8 +91,8 @@ def _script(codes: list[str]) -> list[list[ScanRequest]]:
                 ScanRequest("b0", codes[0], "u9", region=CHENGDU, time_ms=t + 10),            # claimed already
                 ScanRequest("b1", codes[6], "u4", region=CHENGDU, time_ms=t + 11),
                 ScanRequest("b2", codes[6], "u5", region=CHENGDU, time_ms=t + 12)],           # twice in the batch
-               [ScanRequest(f"c{i}", codes[7 + i], f"u{i % 2}", region=CHENGDU, time_ms=t + 20 + i)
-                for i in range(8)]]
+               [ScanRequest(f"c{i}", codes[7 + i], f"u{i % 2}" if i < 3 else f"v{i}", region=CHENGDU,
+                            time_ms=t + 20 + i) for i in range(13)]]
     return batches
 
 
@@ -91,7 +109,7 @@ def _same_but_numbers(d: Decision | RequestRefused) -> object:
 def test_the_same_scans_decide_the_same_on_postgresql_as_on_lmdb(pg: PgStore, dd: scangate.DataDir) -> None:
     rewards.put_campaign(dd, CAMPAIGN, "c.toml")
     codes = dd.issue_codes("SKU-1", "item", 20).as_strings()
-    script = _script(codes)
+    script = _script(codes)     # about 15 wins at 70%, each cash or points by weight: both all but surely
     on_pg = [rewards.decide_scans_on(pg, dd, batch, now_ms=lambda: NOON + 60_000) for batch in script]
     assert raw.count(dd, "scans") == 0 and raw.count(dd, "ledger") == 0       # the data directory kept none
     on_lmdb = [rewards.decide_scans(dd, batch, now_ms=lambda: NOON + 60_000) for batch in script]
@@ -101,7 +119,8 @@ def test_the_same_scans_decide_the_same_on_postgresql_as_on_lmdb(pg: PgStore, dd
     assert any(d.award is not None and d.award.kind == "points" for d in flat)
     assert any(isinstance(d, RequestRefused) for b in on_pg for d in b)
     # what each store holds: the same records, the numbers aside
-    for table in ("scans", "claims", "counters", "budgets", "outbox"):
+    assert pg.budgets_spent() == {bytes(k): unpack_counts(bytes(v)) for k, v in raw.items(dd, "budgets")}
+    for table in ("scans", "claims", "counters", "outbox"):
         lm = {bytes(k): bytes(v) for k, v in raw.items(dd, table)}
         got = pg.records(table)
         if table == "claims":       # a claim names its ledger entry
@@ -188,6 +207,14 @@ def test_deciders_racing_on_shared_codes_users_and_tiny_budgets_pay_nothing_twic
     assert all(stored_claims[layout.serial_key(e.serial)].ledger_seq == seq for seq, e in ledger.items())
     outbox = {decode_payout(v).key for v in pg.records("outbox").values()}
     assert outbox == {w.payout_key for w in cash}
+    # the budgets' slots: what they spent is what was awarded, none spent past what it
+    # was allowed, and the allowances add up to the limits (budget slots conserved)
+    assert pg.budgets_spent() == {b"c1/cash": (len(cash), 150 * len(cash)), b"c1/pts": (len(pts), 0)}
+    for key, (count_max, fen_max) in ((b"c1/cash", (5, 600)), (b"c1/pts", (9, None))):
+        slots = pg.budget_slots(key).values()
+        assert all(s[0] <= s[2] for s in slots) and sum(s[2] for s in slots) == count_max
+        if fen_max is not None:
+            assert all(s[1] <= s[3] for s in slots) and sum(s[3] for s in slots) == fen_max
     points_of: dict[str, int] = defaultdict(int)
     for _c, actor, w in awards:
         points_of[actor] += w.points
@@ -206,6 +233,64 @@ def test_deciding_against_a_database_without_the_schema_names_the_fix(cluster: P
     rewards.put_campaign(dd, CAMPAIGN, "c.toml")
     code = dd.issue_codes("SKU-1", "item", 1).as_strings()[0]
     with PgStore(cluster.new_database()) as bare:
-        with pytest.raises(CorruptionError, match=r"holds schema 0, not 1: make it with .*PgStore\(url\)\.migrate"):
+        with pytest.raises(CorruptionError, match=rf"holds schema 0, not {SCHEMA_VERSION}: make it with .*PgStore\(url\)\.migrate"):
             rewards.decide_scans_on(bare, dd, [ScanRequest("x1", code, "u1", region=CHENGDU)])
         assert bare.version() == 0
+
+
+def test_a_budget_in_use_is_split_into_slots_that_batches_take_without_waiting(pg: PgStore,
+                                                                               dd: scangate.DataDir) -> None:
+    """Batch A holds a slot of a prize's budget; batch B takes a new one, which
+    balances the budget (every slot locked: B waits for A); then each batch gets a
+    slot of its own, no one waits, and the allowances add up to the limits. A
+    batch whose slot cannot cover its need balances again and gets all that is
+    left: a budget is exhausted for a batch only when all of it is spent."""
+    key, limits = b"c1/cash", (5, 600, 150)       # 5 awards, 600 fen, 150 fen an award
+    other = PgStore(pg.url)
+    views: dict[str, tuple[int, ...] | None] = {}
+    held = threading.Event()
+    release = threading.Event()
+
+    def batch_a() -> None:
+        with pg.batch(dd) as a:
+            snap = Snapshot()
+            a.read(snap, claims=[b"x"], budgets={key: limits})
+            views["a"] = snap.budgets[key]
+            held.set()
+            release.wait(30)
+
+    def batch_b() -> None:
+        with other.batch(dd) as b:
+            snap = Snapshot()
+            b.read(snap, claims=[b"y"], budgets={key: limits})
+            views["b"] = snap.budgets[key]
+
+    with pg.batch(dd) as first:                 # the budget's first use: its slot 0, balanced
+        first.read(Snapshot(), claims=[b"w"], budgets={key: limits})
+    ta = threading.Thread(target=batch_a)
+    ta.start()
+    assert held.wait(30)
+    assert views["a"] == (0, 0)                  # the one slot: all 5 awards and 600 fen left
+    tb = threading.Thread(target=batch_b)
+    tb.start()
+    tb.join(1.0)
+    assert tb.is_alive()                         # B balances the budget: it waits for A's slot
+    release.set()
+    ta.join(30)
+    tb.join(30)
+    # B's new slot got an even share (3 of 5 awards, 300 of 600 fen: what is left is
+    # what B sees), the first slot the rest
+    assert views["b"] == (2, 300)
+    assert sorted(pg.budget_slots(key).values()) == [(0, 0, 2, 300, 5, 600), (0, 0, 3, 300, 5, 600)]
+    # both slots free now: a batch takes the first without balancing
+    with pg.batch(dd) as c:
+        snap = Snapshot()
+        c.read(snap, claims=[b"z"], budgets={key: limits})
+        assert snap.budgets[key] == (3, 300)     # its slot's 2 awards and 300 fen left
+    # a batch needing 4 awards: its slot has 2, so it balances and gets 4 of the 5
+    with other.batch(dd) as d:
+        snap = Snapshot()
+        d.read(snap, claims=[b"1", b"2", b"3", b"4"], budgets={key: limits})
+        assert snap.budgets[key] == (1, 0)       # 4 awards and all 600 fen left to it
+    assert sum(s[2] for s in pg.budget_slots(key).values()) == 5
+    other.close()

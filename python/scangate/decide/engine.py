@@ -194,7 +194,9 @@ def decide_selected(batch: BatchState, requests: Sequence[ScanRequest], times: S
         batch.read(snap, claims=[e[1] for e in eligible], counters=[e[3] for e in eligible],
                    accounts=[pk[0] for e in eligible if (pk := e[4])],
                    months=[pk[1] for e in eligible if (pk := e[4])],
-                   budgets={entry[1] for c in {e[0] for e in eligible} for entry in c.entry.values()})
+                   # every budget of the batch's campaigns, with its limits (awards, fen) and the
+                   # fen of one award: a store that splits budgets (PostgreSQL's slots) needs them
+                   budgets={entry[1]: entry[2:5] for c in {e[0] for e in eligible} for entry in c.entry.values()})
         batch.read(snap, counters=caps_mod.day_keys(snap, [(e[3], e[2]) for e in eligible]))
     out = []
     state = BatchValues(snap, m, batch.next_ledger_seq() if eligible else 0, now)

@@ -117,7 +117,11 @@ class BatchState(Protocol):
     def next_ledger_seq(self) -> int: ...
 
     def read(self, snap: Snapshot, claims: Iterable[bytes] = (), counters: Iterable[bytes] = (),
-             budgets: Iterable[bytes] = (), accounts: Iterable[bytes] = (), months: Iterable[bytes] = ()) -> None: ...
+             budgets: Iterable[bytes] = (), accounts: Iterable[bytes] = (), months: Iterable[bytes] = ()) -> None:
+        """Add the values of these keys to ``snap``. The engine gives ``budgets``
+        as a mapping: budget key -> (award limit, fen limit, fen of one award),
+        None for no limit; a store may use the limits (PostgreSQL's budget slots),
+        LMDB reads the keys."""
 
     def apply(self, m: Mutations) -> None: ...
 

@@ -42,7 +42,10 @@ numbers come from a sequence too. No batch waits on another for a number.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import math
+import random
+import struct
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -64,6 +67,12 @@ if TYPE_CHECKING:
 __all__ = ["LEDGER_BLOCK", "MIGRATIONS", "RETRYABLE", "PgBatch", "PgOutbox", "PgStore", "SCHEMA_VERSION", "retryable"]
 
 LEDGER_BLOCK = 1 << 20      # ledger numbers one batch may use (one sequence call reserves them)
+BUDGET_SLOTS = 8            # rows a budget is split into (escrow): batches on different slots do not wait
+# a budget slot (key: the budget's key, NUL, the slot number): awards and fen spent
+# through it, awards and fen allowed to it, and the limits it was balanced against
+# (-1: none; -2: never balanced)
+_SLOT = struct.Struct(">qqqqqq")
+_NO_LIMIT, _UNBALANCED = -1, -2
 
 # The schema, one migration per version; each runs in a transaction of its own.
 MIGRATIONS: list[str] = [
@@ -82,6 +91,14 @@ MIGRATIONS: list[str] = [
     CREATE SEQUENCE scangate.decision_numbers;
     CREATE SEQUENCE scangate.points_numbers;
     CREATE SEQUENCE scangate.ledger_blocks INCREMENT BY 1048576;
+    """,
+    # 2: budgets split into slots (BUDGET_SLOTS): a budget's one row becomes its slot 0,
+    # everything it spent allowed to it, marked never balanced (the first batch to use
+    # a budget balances it against the campaign's limits)
+    """
+    DELETE FROM scangate.budgets WHERE length(v) = 0;
+    UPDATE scangate.budgets
+       SET k = k || '\\x0000'::bytea, v = v || v || '\\xfffffffffffffffefffffffffffffffe'::bytea;
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -202,6 +219,21 @@ class PgStore:
         self.conn.rollback()
         return int(row[0]) if row else 0
 
+    def budgets_spent(self) -> dict[bytes, tuple[int, int]]:
+        """Every budget's awards and fen spent, summed over its slots (the LMDB
+        store's one ``budgets`` record per budget)."""
+        out: dict[bytes, tuple[int, int]] = {}
+        for key, raw in self.records("budgets").items():
+            budget, (awards, fen) = key[:-2], _SLOT.unpack(raw)[:2]
+            was = out.get(budget, (0, 0))
+            out[budget] = (was[0] + awards, was[1] + fen)
+        return out
+
+    def budget_slots(self, key: bytes) -> dict[bytes, tuple[int, ...]]:
+        """Every slot of budget ``key`` as stored (awards and fen spent, awards and
+        fen allowed, the limits it was balanced against: -1 none)."""
+        return {k: _SLOT.unpack(v) for k, v in self.records("budgets").items() if k[:-2] == key}
+
     def records(self, table: str) -> dict[Any, bytes]:
         """Every record of a table (key or number -> value), placeholders left out:
         for tests and repair, never the decision path."""
@@ -230,6 +262,8 @@ class PgBatch:
         self.histories_read: tuple[dict[int, bytes], dict[bytes, bytes]] = ({}, {})
         self.trace_read: int | None = None
         self._ledger_block: int | None = None
+        # budget key -> (its slot's key, the slot as locked, the engine's view of it)
+        self._slots: dict[bytes, tuple[bytes, tuple[int, ...], tuple[int, int]]] = {}
 
     # ------------------------------------------------------------------ locks
     def _lock(self, table: str, keys: Iterable[bytes]) -> dict[bytes, bytes]:
@@ -313,16 +347,20 @@ class PgBatch:
 
     def read(self, snap: Snapshot, claims: Iterable[bytes] = (), counters: Iterable[bytes] = (),
              budgets: Iterable[bytes] = (), accounts: Iterable[bytes] = (), months: Iterable[bytes] = ()) -> None:
-        """As LmdbBatch.read; the counters', budgets' and points' rows locked."""
-        missing = [k for k in set(claims) if k not in snap.claims]
+        """As LmdbBatch.read; the counters' and points' rows locked, each budget's
+        through one of its slots (``_budget``)."""
+        claims = set(claims)
+        missing = [k for k in claims if k not in snap.claims]
         if missing:
             snap.claims.update(dict.fromkeys(missing))
             snap.claims.update(self._get("claims", missing))
-        for table, values, keys in (("counters", snap.counters, counters), ("budgets", snap.budgets, budgets)):
-            missing = [k for k in set(keys) if k not in values]
-            if missing:
-                values.update(dict.fromkeys(missing))
-                values.update((k, unpack_counts(raw)) for k, raw in self._lock(table, missing).items())
+        missing = [k for k in set(counters) if k not in snap.counters]
+        if missing:
+            snap.counters.update(dict.fromkeys(missing))
+            snap.counters.update((k, unpack_counts(raw)) for k, raw in self._lock("counters", missing).items())
+        limits = budgets if isinstance(budgets, Mapping) else {}
+        for key in sorted(set(budgets) - snap.budgets.keys()):
+            snap.budgets[key] = self._budget(key, limits.get(key) or (None, None, 0), max(1, len(claims)))
         want_accounts = [k for k in set(accounts) if k not in snap.accounts]
         want_months = [k for k in set(months) if k not in snap.months]
         if want_accounts or want_months:
@@ -337,6 +375,92 @@ class PgBatch:
             for key in want_months:
                 if (raw := found.get(key)) is not None:
                     snap.months[key] = I64.unpack(raw)[0]
+
+    # ------------------------------------------------------------------ budget slots
+    def _budget(self, key: bytes, limits: tuple[int | None, int | None, int], need: int) -> tuple[int, int]:
+        """The engine's view of budget ``key`` (awards and fen spent), through one
+        of its slots, locked for the batch: what is left in the view is what is
+        left in the slot. A batch takes the first slot no other batch holds
+        (SKIP LOCKED), so batches on one hot prize do not wait for each other.
+        When the slot cannot cover ``need`` awards (the batch's eligible scans)
+        or was balanced against other limits (a campaign reloaded), the budget is
+        balanced first: every slot locked, what is left of the limits shared out,
+        this slot getting at least what it needs if the budget has it. So a batch
+        sees a budget exhausted only when all of it is spent."""
+        count_max, fen_max, fen = limits
+        slot_key, slot = self._take_slot(key)
+        balanced = (_NO_LIMIT if count_max is None else count_max, _NO_LIMIT if fen_max is None else fen_max)
+        short = ((count_max is not None and slot[2] - slot[0] < need)
+                 or (fen_max is not None and slot[3] - slot[1] < need * fen))
+        if short or slot[4:] != balanced:
+            slot = self._balance(key, slot_key, count_max, fen_max, need, need * fen)
+        view = (slot[0] if count_max is None else count_max - (slot[2] - slot[0]),
+                slot[1] if fen_max is None else fen_max - (slot[3] - slot[1]))
+        self._slots[key] = (slot_key, slot, view)
+        return view
+
+    def _take_slot(self, key: bytes) -> tuple[bytes, tuple[int, ...]]:
+        """A slot of budget ``key``, locked: the first no other batch holds, else a
+        new one while there are fewer than BUDGET_SLOTS, else one to wait for."""
+        lo, hi = key + b"\0", key + b"\1"
+        cur = self.cur
+        cur.execute("SELECT k, v FROM scangate.budgets WHERE k >= %b AND k < %b ORDER BY k LIMIT 1 "
+                    "FOR UPDATE SKIP LOCKED", [lo, hi])
+        row = cur.fetchone()
+        if row is None:
+            cur.execute("SELECT count(*) FROM scangate.budgets WHERE k >= %b AND k < %b", [lo, hi])
+            counted = cur.fetchone()
+            n = int(counted[0]) if counted else 0
+            slot = lo + bytes([n if n < BUDGET_SLOTS else random.randrange(BUDGET_SLOTS)])
+            cur.execute("INSERT INTO scangate.budgets (k, v) VALUES (%b, %b) ON CONFLICT (k) DO NOTHING",
+                        [slot, _SLOT.pack(0, 0, 0, 0, _UNBALANCED, _UNBALANCED)])
+            cur.execute("SELECT k, v FROM scangate.budgets WHERE k = %b FOR UPDATE", [slot])
+            row = cur.fetchone()
+            assert row is not None
+        return bytes(row[0]), _SLOT.unpack(bytes(row[1]))
+
+    def _balance(self, key: bytes, mine: bytes, count_max: int | None, fen_max: int | None, need_awards: int,
+                 need_fen: int) -> tuple[int, ...]:
+        """Lock every slot of budget ``key`` (in key order) and share out what is
+        left of its limits: slot ``mine`` gets what it needs, at least an even
+        share, as far as the budget goes; the rest goes evenly to the others. Every
+        slot is rewritten against these limits; the allowances then add up to the
+        limits exactly (conserved: a slot never holds what another was allowed)."""
+        cur = self.cur
+        cur.execute("SELECT k, v FROM scangate.budgets WHERE k >= %b AND k < %b ORDER BY k FOR UPDATE",
+                    [key + b"\0", key + b"\1"])
+        slots = {bytes(k): list(_SLOT.unpack(bytes(v))) for k, v in cur.fetchall()}
+        others = [k for k in slots if k != mine]
+        for dim, limit, need in ((0, count_max, need_awards), (1, fen_max, need_fen)):
+            spent = [s[dim] for s in slots.values()]
+            if limit is None:
+                for s in slots.values():
+                    s[2 + dim] = s[dim]
+                continue
+            left = max(0, limit - sum(spent))
+            share = min(left, max(need, math.ceil(left / len(slots))))
+            slots[mine][2 + dim] = slots[mine][dim] + share
+            rest = left - share
+            for i, k in enumerate(others):
+                slots[k][2 + dim] = slots[k][dim] + rest // len(others) + (1 if i < rest % len(others) else 0)
+        tag = (_NO_LIMIT if count_max is None else count_max, _NO_LIMIT if fen_max is None else fen_max)
+        for s in slots.values():
+            s[4:] = tag
+        self._put("budgets", [(k, _SLOT.pack(*s)) for k, s in slots.items()])
+        return tuple(slots[mine])
+
+    def _spend(self, budgets: Mapping[bytes, tuple[int, ...]]) -> list[tuple[bytes, bytes]]:
+        """The slot records after the batch's awards (``budgets``: the engine's
+        views after them, each the view read plus what the batch spent)."""
+        out = []
+        for key, after in budgets.items():
+            slot_key, slot, before = self._slots[key]
+            awards, fen = after[0] - before[0], after[1] - before[1]
+            if (awards < 0 or fen < 0 or (slot[4] != _NO_LIMIT and slot[0] + awards > slot[2])
+                    or (slot[5] != _NO_LIMIT and slot[1] + fen > slot[3])):
+                raise CorruptionError(f"budget {key!r}: the batch spent {awards} awards, {fen} fen beyond its slot")
+            out.append((slot_key, _SLOT.pack(slot[0] + awards, slot[1] + fen, *slot[2:])))
+        return out
 
     # ------------------------------------------------------------------ writes
     def apply(self, m: Mutations) -> None:
@@ -359,7 +483,7 @@ class PgBatch:
                 count, amount = unpack_counts(held[key]) if key in held else (0, 0)
                 counters[key] = (count + add, amount)
         self._put("counters", [(k, COUNTS[len(v)].pack(*v)) for k, v in counters.items()])
-        self._put("budgets", [(k, COUNTS[len(v)].pack(*v)) for k, v in m.budgets.items()])
+        self._put("budgets", self._spend(m.budgets))
         points = [*((k, ACCOUNT.pack(*v)) for k, v in m.accounts.items()),
                   *((k, I64.pack(v)) for k, v in m.months.items())]
         points += [(prefix + layout.seq_key(n), encode(entry)) for n, (prefix, entry) in zip(numbers, m.points_history)]
