@@ -46,7 +46,7 @@ class PgCluster:
     password: trust on loopback only), ``kill()`` (SIGKILL to the postmaster),
     ``start()`` again, ``stop()``."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, settings: dict[str, str] | None = None):
         self.bin = pg_bin()
         self.root = root
         self.data = root / "data"
@@ -54,6 +54,7 @@ class PgCluster:
         self.as_root = os.geteuid() == 0
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = root / "postgres.log"
+        self.settings = dict(settings or {})     # more -c settings for every start
 
     def _cmd(self, *args: str) -> list[str]:
         return ["runuser", "-u", "postgres", "--", *args] if self.as_root else list(args)
@@ -76,7 +77,8 @@ class PgCluster:
             self.proc = subprocess.Popen(self._cmd(
                 str(self.bin / "postgres"), "-D", str(self.data), "-p", str(self.port), "-k", str(self.root),
                 "-c", "listen_addresses=127.0.0.1", "-c", "fsync=on", "-c", "synchronous_commit=on",
-                "-c", "max_connections=100", "-c", "shared_buffers=64MB", "-c", "log_min_messages=warning"),
+                "-c", "max_connections=100", "-c", "shared_buffers=64MB", "-c", "log_min_messages=warning",
+                *(x for name, value in self.settings.items() for x in ("-c", f"{name}={value}"))),
                 stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -89,12 +91,57 @@ class PgCluster:
             time.sleep(0.1)
         else:
             raise RuntimeError(f"postgres did not start in {timeout} s:\n{self.log.read_text()[-3000:]}")
+        if (self.data / "standby.signal").exists():
+            return                  # a standby: its databases are the primary's
         exists = subprocess.run([str(self.bin / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
                                  "-d", "postgres", "-tAc", "SELECT 1 FROM pg_database WHERE datname = 'scangate'"],
                                 check=True, capture_output=True, text=True).stdout.strip()
         if exists != "1":
             subprocess.run([str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
                             "scangate"], check=True, capture_output=True)
+
+    def standby(self, root: Path, name: str = "standby1") -> PgCluster:
+        """A streaming standby of this cluster (pg_basebackup), connecting as
+        ``name`` (the application name ``synchronous_standby_names`` lists),
+        started; the caller stops it."""
+        standby = PgCluster(root, self.settings)
+        root.mkdir(parents=True, exist_ok=True)
+        if self.as_root:
+            shutil.chown(root, "postgres", "postgres")
+            root.chmod(0o700)
+        subprocess.run(self._cmd(str(self.bin / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(self.port),
+                                 "-U", "postgres", "-D", str(standby.data), "-X", "stream", "-R", "-c", "fast"),
+                       check=True, capture_output=True, timeout=300)
+        with open(standby.data / "postgresql.auto.conf", "a", encoding="utf-8") as conf:
+            conf.write(f"primary_conninfo = 'host=127.0.0.1 port={self.port} user=postgres "
+                       f"application_name={name}'\n")
+        standby.start()
+        return standby
+
+    def synchronous(self, name: str = "standby1") -> None:
+        """From now on every commit waits for standby ``name`` to flush it
+        (synchronous_standby_names, kept across restarts: ALTER SYSTEM)."""
+        for sql in (f"ALTER SYSTEM SET synchronous_standby_names = '{name}'", "SELECT pg_reload_conf()"):
+            subprocess.run([str(self.bin / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
+                            "-d", "postgres", "-qc", sql], check=True, capture_output=True)
+
+    def wait_sync(self, name: str = "standby1", timeout: float = 60) -> None:
+        """Until standby ``name`` streams from this cluster as its synchronous standby."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = subprocess.run([str(self.bin / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U",
+                                    "postgres", "-d", "postgres", "-tAc",
+                                    f"SELECT sync_state FROM pg_stat_replication WHERE application_name = '{name}'"],
+                                   capture_output=True, text=True).stdout.strip()
+            if state == "sync":
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"{name} is not a synchronous standby after {timeout} s")
+
+    def promote(self) -> None:
+        """Make this standby a primary (pg_ctl promote, waiting until it is)."""
+        subprocess.run(self._cmd(str(self.bin / "pg_ctl"), "-D", str(self.data), "-w", "promote"),
+                       check=True, capture_output=True, timeout=120)
 
     def new_database(self) -> str:
         """A new empty database of the cluster; its URL."""
@@ -127,11 +174,12 @@ class PgCluster:
 
 
 @contextmanager
-def pg_cluster() -> Iterator[PgCluster]:
-    """A fresh cluster for the block, removed after it."""
+def pg_cluster(settings: dict[str, str] | None = None) -> Iterator[PgCluster]:
+    """A fresh cluster for the block (``settings``: more server settings), removed
+    after it; ``cluster.root.parent`` is a directory for more (a standby)."""
     root = Path(tempfile.mkdtemp(prefix="scangate-pg-"))
     root.chmod(0o711)       # the postgres user (as root: the cluster's owner) must reach its directory
-    cluster = PgCluster(root / "cluster")
+    cluster = PgCluster(root / "cluster", settings)
     try:
         cluster.init()
         cluster.start()

@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from ..decision import Decision
-from ..errors import CorruptionError, InvalidArgument
+from ..errors import CorruptionError, InvalidArgument, ScangateError
 from . import layout
 from .batch import LmdbBatch, Mutations, Snapshot, request_pointer
 from .outbox import Due, holds
@@ -64,7 +64,8 @@ if TYPE_CHECKING:
     from ..datadir import DataDir
     from .recalls import Recalls
 
-__all__ = ["LEDGER_BLOCK", "MIGRATIONS", "RETRYABLE", "PgBatch", "PgOutbox", "PgStore", "SCHEMA_VERSION", "retryable"]
+__all__ = ["LEDGER_BLOCK", "MIGRATIONS", "RETRYABLE", "PgBatch", "PgOutbox", "PgStore", "SCHEMA_VERSION",
+           "StandbyUnconfirmed", "retryable"]
 
 LEDGER_BLOCK = 1 << 20      # ledger numbers one batch may use (one sequence call reserves them)
 BUDGET_SLOTS = 8            # rows a budget is split into (escrow): batches on different slots do not wait
@@ -109,6 +110,15 @@ _VERSION_TABLE = "CREATE TABLE IF NOT EXISTS public.scangate_schema (version int
 RETRYABLE = frozenset({"40001", "40P01", "23505"})
 
 
+class StandbyUnconfirmed(ScangateError):
+    """A batch's commit returned, but PostgreSQL cancelled its wait for the
+    synchronous standby (a cancel request, a statement timeout): the batch is
+    committed on the primary and may be missing on the standby, so nothing of it
+    may be acknowledged. A retry with the same request ids replays the stored
+    decisions, and its own commit waits for the standby, which then holds them
+    too (WAL is replicated in order)."""
+
+
 def retryable(exc: BaseException) -> bool:
     """Whether a batch that raised ``exc`` is decided again (RETRYABLE)."""
     return getattr(exc, "sqlstate", None) in RETRYABLE
@@ -130,6 +140,15 @@ class PgStore:
         self.url = url
         self.conn = _connect(url)
         self._checked = False
+        self._unreplicated = False
+        self.conn.add_notice_handler(self._notice)
+
+    def _notice(self, diag: Any) -> None:
+        # PostgreSQL's warning when a commit's wait for the synchronous standby was
+        # cancelled: "canceling wait for synchronous replication ..."; the commit
+        # itself is reported as done
+        if "wait for synchronous replication" in (diag.message_primary or ""):
+            self._unreplicated = True
 
     def close(self) -> None:
         self.conn.close()
@@ -205,7 +224,11 @@ class PgStore:
             except BaseException:
                 self.conn.rollback()
                 raise
+            self._unreplicated = False
             self.conn.commit()
+            if self._unreplicated:
+                raise StandbyUnconfirmed("the batch committed on the primary, but its wait for the synchronous "
+                                         "standby was cancelled: not acknowledged; retry with the same request ids")
         finally:
             lmdb_txn.abort()
 
