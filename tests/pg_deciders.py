@@ -29,6 +29,18 @@ CODES = 300
 PER_BATCH = 10
 
 
+def world(url: str, root: Path) -> tuple[Path, list[str]]:
+    """The schema made at ``url``; a data directory under ``root`` holding the
+    campaign and CODES codes (the data directory and the codes)."""
+    with PgStore(url) as store:
+        store.migrate()
+    data = root / "d"
+    with scangate.init_data_dir(data) as dd:
+        rewards.put_campaign(dd, CAMPAIGN, "c.toml")
+        codes = dd.issue_codes("SKU-K", "item", CODES).as_strings()
+    return data, codes
+
+
 def batch(k: int, codes: list[str]) -> list[ScanRequest]:
     """Batch ``k``: ten scans of codes that come round again every 30 batches,
     by users that come round every 13 scans."""

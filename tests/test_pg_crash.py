@@ -18,12 +18,9 @@ from pathlib import Path
 
 import pytest
 
-import scangate
-from scangate import rewards
-from scangate.state.pg import PgStore
-
+import pg_deciders
 from bench._pgcluster import PgCluster, pg_cluster
-from pg_deciders import CAMPAIGN, CODES, acked, check, decider, wait_for_acks
+from pg_deciders import acked, check, decider, wait_for_acks
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[PgCluster]:
@@ -34,13 +31,7 @@ def cluster() -> Iterator[PgCluster]:
 @pytest.fixture
 def world(cluster: PgCluster, tmp_path: Path) -> tuple[str, Path, list[str]]:
     url = cluster.new_database()
-    with PgStore(url) as store:
-        store.migrate()
-    data = tmp_path / "d"
-    with scangate.init_data_dir(data) as dd:
-        rewards.put_campaign(dd, CAMPAIGN, "c.toml")
-        codes = dd.issue_codes("SKU-K", "item", CODES).as_strings()
-    return url, data, codes
+    return (url, *pg_deciders.world(url, tmp_path))
 
 
 def _start(world: tuple[str, Path, list[str]], acks: Path, batches: int = 400) -> multiprocessing.process.BaseProcess:

@@ -31,7 +31,7 @@ from scangate.state.pg import PgStore, StandbyUnconfirmed
 
 from bench._pgcluster import PgCluster, pg_cluster
 from fixtures_campaigns import NOON
-from pg_deciders import CAMPAIGN, CODES, acked, batch, check, decider, wait_for_acks
+from pg_deciders import acked, batch, check, decider, wait_for_acks, world
 
 @pytest.fixture
 def pair(tmp_path: Path) -> Iterator[tuple[PgCluster, PgCluster, str, str]]:
@@ -51,20 +51,10 @@ def pair(tmp_path: Path) -> Iterator[tuple[PgCluster, PgCluster, str, str]]:
             standby.stop()
 
 
-def _world(url: str, root: Path) -> tuple[Path, list[str]]:
-    with PgStore(url) as store:
-        store.migrate()
-    data = root / "d"
-    with scangate.init_data_dir(data) as dd:
-        rewards.put_campaign(dd, CAMPAIGN, "c.toml")
-        codes = dd.issue_codes("SKU-F", "item", CODES).as_strings()
-    return data, codes
-
-
 def test_kill_9_of_the_primary_then_promotion_loses_nothing_acknowledged(
         pair: tuple[PgCluster, PgCluster, str, str], tmp_path: Path) -> None:
     primary, standby, url, both = pair
-    data, codes = _world(url, tmp_path)
+    data, codes = world(url, tmp_path)
     acks = tmp_path / "acks.jsonl"
     proc = multiprocessing.get_context("spawn").Process(target=decider, args=(both, str(data), codes, str(acks), 60))
     proc.start()
@@ -83,7 +73,7 @@ def test_kill_9_of_the_primary_then_promotion_loses_nothing_acknowledged(
 def test_a_cancelled_wait_for_the_standby_is_not_acknowledged_and_its_retry_waits(
         pair: tuple[PgCluster, PgCluster, str, str], tmp_path: Path) -> None:
     primary, standby, url, _both = pair
-    data, codes = _world(url, tmp_path)
+    data, codes = world(url, tmp_path)
     scans = batch(0, codes)
     standby.stop()                               # commits now wait for a standby that is not there
     assert _cancelled_while_waiting(url, data, scans)               # committed on the primary, not acknowledged
