@@ -160,18 +160,22 @@ def _decider(url: str, data: str, codes: list[str], me: int, batches: int, out: 
     out.put(msgspec.msgpack.encode([(r.request_id, r.code, r.actor, msgspec.msgpack.encode(d)) for r, d in acknowledged]))
 
 
+@pytest.mark.parametrize("deciders", [4, 8])
 def test_deciders_racing_on_shared_codes_users_and_tiny_budgets_pay_nothing_twice(
-        pg: PgStore, dd: scangate.DataDir, tmp_path: Path) -> None:
-    """Four processes decide 40 batches of five scans each at once over 24 codes,
-    7 users and budgets of 5 cash awards (600 fen) and 9 points awards: every
-    promise of the decision holds over the acknowledged decisions and the tables."""
+        pg: PgStore, dd: scangate.DataDir, tmp_path: Path, deciders: int) -> None:
+    """Four (eight) processes decide 40 (20) batches of five scans each at once
+    over 24 codes, 7 users and budgets of 5 cash awards (600 fen) and 9 points
+    awards: every promise of the decision holds over the acknowledged decisions
+    and the tables."""
+    batches = 160 // deciders
     rewards.put_campaign(dd, RACE, "race.toml")
     codes = dd.issue_codes("SKU-R", "item", 24).as_strings()
     serial_of = dict(zip(codes, dd.verify_codes(codes).serial.tolist()))
     dd.close()
     ctx = multiprocessing.get_context("spawn")
     out: multiprocessing.Queue = ctx.Queue()
-    procs = [ctx.Process(target=_decider, args=(pg.url, str(tmp_path / "d"), codes, me, 40, out)) for me in range(4)]
+    procs = [ctx.Process(target=_decider, args=(pg.url, str(tmp_path / "d"), codes, me, batches, out))
+             for me in range(deciders)]
     for p in procs:
         p.start()
     results = [out.get(timeout=300) for _ in procs]
@@ -180,7 +184,7 @@ def test_deciders_racing_on_shared_codes_users_and_tiny_budgets_pay_nothing_twic
         assert p.exitcode == 0
     acked = [(rid, code, actor, msgspec.msgpack.decode(raw, type=Decision))
              for blob in results for rid, code, actor, raw in msgspec.msgpack.decode(blob)]
-    assert len(acked) == 4 * 40 * 5
+    assert len(acked) == deciders * batches * 5
     awards = [(code, actor, d.award) for _rid, code, actor, d in acked if d.award is not None]
     # one award per code, whoever scanned it and wherever it was decided
     assert len({code for code, _a, _w in awards}) == len(awards) > 0
