@@ -142,8 +142,9 @@ class PgStore:
         self._checked = False
         self._unreplicated = False
         self.conn.add_notice_handler(self._notice)
-        # PostgreSQL (and YugabyteDB, which reports itself as it) only: see PgBatch
-        self._index_lookups = self.conn.info.vendor == "PostgreSQL"
+        # a PostgreSQL planner setting (see PgBatch): not for CockroachDB, which
+        # announces itself with a crdb_version parameter and lacks the setting
+        self._index_lookups = self.conn.info.parameter_status("crdb_version") is None
 
     def _notice(self, diag: Any) -> None:
         # PostgreSQL's warning when a commit's wait for the synchronous standby was
