@@ -4,6 +4,7 @@ for the same scans, and several decider processes racing on shared codes, users
 and tiny budgets without paying anything twice or overspending."""
 from __future__ import annotations
 
+import json
 import multiprocessing
 import random
 import threading
@@ -298,3 +299,30 @@ def test_a_budget_in_use_is_split_into_slots_that_batches_take_without_waiting(p
         assert snap.budgets[key] == (1, 0)       # 4 awards and all 600 fen left to it
     assert sum(s[2] for s in pg.budget_slots(key).values()) == 5
     other.close()
+
+
+def test_scangate_init_makes_the_schema_and_an_unreachable_store_changes_nothing(cluster: PgCluster, tmp_path: Path,
+                                                                                 run_cli) -> None:  # type: ignore[no-untyped-def]
+    url = cluster.new_database()
+    done = run_cli("init", "--data", tmp_path / "d", "--store", url, "--json")
+    assert done.returncode == 0, done.stderr
+    info = json.loads(done.stdout)
+    assert info["created"] and info["store"] == {"server": f"127.0.0.1:{cluster.port}/{url.rsplit('/', 1)[1]}",
+                                                 "schema": SCHEMA_VERSION}
+    with PgStore(url) as store:
+        assert store.version() == SCHEMA_VERSION
+    again = run_cli("init", "--data", tmp_path / "d", "--exist-ok", env={"SCANGATE_STORE": url})
+    assert again.returncode == 0 and f"schema {SCHEMA_VERSION}" in again.stdout
+    nowhere = f"postgresql://postgres@127.0.0.1:{_closed_port()}/scangate?connect_timeout=3"
+    refused = run_cli("init", "--data", tmp_path / "e", "--store", nowhere)
+    assert refused.returncode == 2 and "--store: cannot make the schema in PostgreSQL" in refused.stderr
+    assert not (tmp_path / "e").exists()                # the data directory was not made either
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

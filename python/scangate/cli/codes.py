@@ -29,9 +29,14 @@ VERIFY_SLICE = 32 << 20
 @data_option
 @click.option("--url-prefix", default=None, help="Prefix of the URL form (default HTTPS://SCN.EXAMPLE.COM/).")
 @click.option("--exist-ok", is_flag=True, help="Succeed without change if DIR is already a data directory.")
+@click.option("--store", "store_url", default=None, envvar="SCANGATE_STORE", metavar="URL",
+              help="Also make (or upgrade) the decision state's schema in this PostgreSQL database "
+                   "(postgresql://user@host:port/db; SCANGATE_STORE). See docs/scale-out.md.")
 @json_option
-def init(data: Path, url_prefix: str | None, exist_ok: bool, as_json: bool) -> None:
-    """Create a data directory: LMDB environment and key version 1."""
+def init(data: Path, url_prefix: str | None, exist_ok: bool, store_url: str | None, as_json: bool) -> None:
+    """Create a data directory: LMDB environment and key version 1 (and, with
+    --store, the PostgreSQL decision state's schema)."""
+    schema = _init_store(store_url) if store_url else None
     try:
         existing = exist_ok and (data / "lmdb" / "data.mdb").exists()
         if existing:
@@ -45,11 +50,32 @@ def init(data: Path, url_prefix: str | None, exist_ok: bool, as_json: bool) -> N
     with dd:
         info = {"data": str(data), "key_file": str(dd.keys.path), "key_version": dd.keys.current.version,
                 "url_prefix": dd.url_prefix, "created": not existing}
+    if schema is not None:
+        info["store"] = schema
     if as_json:
         _emit(info)
     else:
         click.echo(f"{'already initialised' if existing else 'initialised'} {data}: key version {info['key_version']} in {info['key_file']}, "
                    f"URL prefix {info['url_prefix']}")
+        if schema is not None:
+            click.echo(f"PostgreSQL decision state at {schema['server']}: schema {schema['schema']}")
+
+
+def _init_store(url: str) -> dict[str, object]:
+    """Make or upgrade the decision state's schema at ``url`` (idempotent), before
+    the data directory is touched: a database that cannot be reached changes nothing."""
+    from ..state.pg import PgStore
+
+    try:
+        with PgStore(url) as store:
+            version = store.migrate()
+            info = store.conn.info
+            server = f"{info.host}:{info.port}/{info.dbname}"      # the URL less any password
+    except ScangateError as exc:
+        _fail(f"--store: {exc}")
+    except Exception as exc:    # noqa: BLE001 - psycopg's errors: the server's own words
+        _fail(f"--store: cannot make the schema in PostgreSQL: {type(exc).__name__}: {str(exc).strip()}")
+    return {"server": server, "schema": version}
 
 
 @cli.group()
