@@ -42,6 +42,7 @@ from .records import (
     encode,
     encode_decisions,
     COUNTS,
+    unpack_account,
     unpack_counts,
 )
 
@@ -124,6 +125,11 @@ class BatchState(Protocol):
         LMDB reads the keys."""
 
     def apply(self, m: Mutations) -> None: ...
+
+
+def account_of(key: bytes, raw: bytes) -> tuple[int, int]:
+    """(balance, earned) from the points account record at ``key`` (b/<actor>)."""
+    return unpack_account(key[2:].decode("utf-8", "replace"), raw)
 
 
 class LmdbBatch:
@@ -230,20 +236,13 @@ class LmdbBatch:
         missing = _missing(snap.accounts, accounts)
         if missing:
             snap.accounts.update(dict.fromkeys(missing, _NO_ACCOUNT))
-            snap.accounts.update([(key, self._account(key, raw))
+            snap.accounts.update([(key, account_of(key, raw))
                                   for key, raw in txn.cursor(db=self._points).getmulti(missing)])
         missing = _missing(snap.months, months)
         if missing:
             snap.months.update(dict.fromkeys(missing, 0))
             snap.months.update([(key, I64.unpack(raw)[0] if raw else 0)
                                 for key, raw in txn.cursor(db=self._points).getmulti(missing)])
-
-    def _account(self, key: bytes, raw: bytes) -> tuple[int, int]:
-        """(balance, earned) from a b/ record."""
-        if len(raw) != ACCOUNT.size:
-            raise CorruptionError(f"points account {key[2:]!r}: {len(raw)} bytes, not {ACCOUNT.size}")
-        balance, earned = ACCOUNT.unpack(raw)
-        return balance, earned
 
     # ------------------------------------------------------------------ writes
     def apply(self, m: Mutations) -> None:

@@ -54,7 +54,7 @@ import msgspec
 from ..decision import Decision
 from ..errors import CorruptionError, InvalidArgument, ScangateError
 from . import layout
-from .batch import LmdbBatch, Mutations, Snapshot, request_pointer
+from .batch import LmdbBatch, Mutations, Snapshot, account_of, request_pointer
 from .outbox import Due, holds
 from .records import ACCOUNT, COUNTS, I64, History, LogRecord, Payout, decode_payout, encode, encode_decisions, unpack_counts
 
@@ -403,9 +403,7 @@ class PgBatch:
             snap.months.update(dict.fromkeys(want_months, 0))
             for key in want_accounts:
                 if (raw := found.get(key)) is not None:
-                    if len(raw) != ACCOUNT.size:
-                        raise CorruptionError(f"points account {key[2:]!r}: {len(raw)} bytes, not {ACCOUNT.size}")
-                    snap.accounts[key] = ACCOUNT.unpack(raw)
+                    snap.accounts[key] = account_of(key, raw)
             for key in want_months:
                 if (raw := found.get(key)) is not None:
                     snap.months[key] = I64.unpack(raw)[0]

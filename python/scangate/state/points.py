@@ -36,11 +36,10 @@ from typing import Any, TypeAlias
 import lmdb
 
 from ..datadir import DataDir
-from ..errors import CorruptionError
 from .store import iter_prefix
 from . import layout
 from .records import (ACCOUNT, I64, U64, PointsEntry, RedemptionRecord, decode_points_entry, decode_redemption,
-                      encode)
+                      encode, unpack_account)
 
 __all__ = ["PointsWriter", "Txn", "account", "history", "month_rows", "read_account", "redeem"]
 
@@ -58,12 +57,7 @@ def read_account(txn: Txn, db: Any, key: bytes) -> tuple[int, int]:
     raw = txn.get(key, db=db)
     if raw is None:
         return _NO_ACCOUNT
-    if len(raw) != ACCOUNT.size:
-        actor = key[2:].decode("utf-8", "replace")
-        raise CorruptionError(f"points account {actor!r}: {len(raw)} bytes, not {ACCOUNT.size} "
-                              "(a schema 1 record: migrate the data directory)")
-    balance, earned = ACCOUNT.unpack(raw)
-    return balance, earned
+    return unpack_account(key[2:].decode("utf-8", "replace"), raw)
 
 
 def account(data: DataDir, actor: str) -> tuple[int, int]:

@@ -23,9 +23,9 @@ from ..errors import CorruptionError
 from . import layout
 from .batch import logged_decisions, request_pointer
 from .batch import scan_history as _scan_history
-from .records import (ACCOUNT, COUNTS, I64, U64, History, LogRecord, PointsEntry, RedemptionRecord, decode_claim,
+from .records import (COUNTS, I64, U64, History, LogRecord, PointsEntry, RedemptionRecord, decode_claim,
                       decode_ledger, decode_payout, decode_points_entry, decode_redemption,
-                      to_json)
+                      to_json, unpack_account)
 from .store import iter_prefix
 from .trace import Shipment, TraceStore
 
@@ -173,21 +173,13 @@ def budgets(data: DataDir) -> dict[str, tuple[int, int]]:
 
 
 # ---------------------------------------------------------------------- points
-def _account(actor: str, raw: bytes) -> tuple[int, int]:
-    if len(raw) != ACCOUNT.size:
-        raise CorruptionError(f"points account {actor!r}: {len(raw)} bytes, not {ACCOUNT.size} "
-                              "(a schema 1 record: migrate the data directory)")
-    balance, earned = ACCOUNT.unpack(raw)
-    return int(balance), int(earned)
-
-
 def points_accounts(data: DataDir) -> dict[str, tuple[int, int]]:
     """(balance, points earned) of every actor with a points account, by actor."""
     with data.store.env.begin() as txn:
         out = {}
         for k, v in iter_prefix(txn, data.store.db("points"), layout.ACCOUNT_PREFIX):
             actor = k.decode("utf-8", "replace")
-            out[actor] = _account(actor, v)
+            out[actor] = unpack_account(actor, v)
         return out
 
 

@@ -25,7 +25,7 @@ __all__ = ["ACCOUNT", "COUNTS", "Claim", "DealerRecord", "DecisionBatch", "Decis
            "Award", "Decision", "decode_decision", "decode_ledger", "decode_line", "decode_line_recall", "decode_payout",
            "decode_points_entry", "decode_range_recall", "decode_redemption", "decode_shipment", "encode",
            "encode_decisions", "LogRecord",
-           "pack_counts", "to_json", "unpack_counts"]
+           "pack_counts", "to_json", "unpack_account", "unpack_counts"]
 
 U64 = struct.Struct(">Q")
 I64 = struct.Struct(">q")
@@ -35,6 +35,17 @@ ACCOUNT = struct.Struct(">qq")      # points b/<actor>: balance, earned
 # awards, fen, eligible scans, day number, the day's awards, fen) unsigned 64-bit
 # integers (the day number signed)
 COUNTS = {2: struct.Struct(">QQ"), 3: struct.Struct(">QQQ"), 6: struct.Struct(">QQQqQQ")}
+
+
+def unpack_account(actor: str, raw: bytes) -> tuple[int, int]:
+    """(balance, earned) from ``actor``'s points account record (b/), whatever
+    the store. Only the 16-byte form: the schema 2 migration rewrote every older
+    8-byte record, so another size is corruption."""
+    if len(raw) != ACCOUNT.size:
+        raise CorruptionError(f"points account {actor!r}: {len(raw)} bytes, not {ACCOUNT.size} "
+                              "(a schema 1 record: migrate the data directory)")
+    balance, earned = ACCOUNT.unpack(raw)
+    return int(balance), int(earned)
 
 
 def unpack_counts(raw: bytes) -> tuple[int, ...]:
