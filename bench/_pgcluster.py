@@ -143,11 +143,13 @@ class PgCluster:
         subprocess.run(self._cmd(str(self.bin / "pg_ctl"), "-D", str(self.data), "-w", "promote"),
                        check=True, capture_output=True, timeout=120)
 
-    def new_database(self) -> str:
-        """A new empty database of the cluster; its URL."""
+    def new_database(self, template: str | None = None) -> str:
+        """A new database of the cluster (empty, or a copy of database
+        ``template``); its URL."""
         name = f"t{uuid.uuid4().hex[:16]}"
-        subprocess.run([str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name],
-                       check=True, capture_output=True)
+        copy = ["-T", template] if template else []
+        subprocess.run([str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
+                        *copy, name], check=True, capture_output=True)
         return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
 
     def kill(self) -> None:

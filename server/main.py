@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from scangate import clock, plugins
-from scangate.config import Config, load_config
+from scangate.config import STORE_ENV, Config, StoreConfig, load_config
 from scangate.datadir import make_private_dir, open_data_dir, open_private_file
 from scangate.errors import InvalidArgument
 
@@ -66,10 +66,18 @@ log = logging.getLogger("scangate.server")
 __all__ = ["serve", "resolve_config"]
 
 
-def resolve_config(data_dir: str | os.PathLike[str], config_file: str | None, **overrides: Any) -> Config:
+def resolve_config(data_dir: str | os.PathLike[str], config_file: str | None, store: str | None = None,
+                   **overrides: Any) -> Config:
     """The config file (or DATA/scangate.toml), then SCANGATE_* variables, then
-    command-line flags (``overrides`` that are not None)."""
+    command-line flags (``overrides`` that are not None; ``store``: --store, whose
+    variable is SCANGATE_STORE)."""
     cfg = load_config(config_file, data_dir=data_dir if Path(data_dir).exists() else None)
+    url = store or os.environ.get(STORE_ENV) or cfg.store.url
+    if url != cfg.store.url:
+        try:
+            cfg = dataclasses.replace(cfg, store=StoreConfig(url))
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"--store: {str(exc).removeprefix('url: ')}") from None
     given = {k: v for k, v in overrides.items() if v is not None}
     if given:
         try:
@@ -250,7 +258,7 @@ def _worker_main(run_dir: str, data_dir: str, cfg: Config, tokens: TokenTable | 
     setup_logging(log_level)
 
     async def run() -> None:
-        data = open_data_dir(data_dir)
+        data = open_data_dir(data_dir, store=cfg.store.url or None)
         worker = await start_worker(data, cfg, tokens, writer_socket=writer_socket, port=port,
                                     limits_file=str(limits_path(run_dir)))
         settle_heap()        # startup objects (modules, descriptors) leave the collector's sight
@@ -282,8 +290,8 @@ def _reserve_port(host: str) -> socket.socket:
 class _PayoutDepth:
     """Collector: payout requests waiting in the outbox, read at scrape time."""
 
-    def __init__(self, data_dir: str):
-        self.data = open_data_dir(data_dir)
+    def __init__(self, data_dir: str, store: str):
+        self.data = open_data_dir(data_dir, store=store or None)
 
     def collect(self):  # type: ignore[no-untyped-def]
         from prometheus_client.core import GaugeMetricFamily
@@ -310,7 +318,9 @@ def serve(data_dir: str | os.PathLike[str], cfg: Config, *, log_level: str = "IN
     tokens = _load_tokens(root, cfg)                   # fail now, naming the key; workers get the table
     plugins.configure(cfg.plugins.allow)               # fail now, naming plugins.allow[N]
     created = not (root / "lmdb" / "data.mdb").exists()
-    open_data_dir(root, create=True).close()          # first start: create it
+    # first start: create it; with a PostgreSQL store, fail now if it cannot be
+    # reached or holds no schema (scangate init --store makes it)
+    open_data_dir(root, create=True, store=cfg.store.url or None).close()
     run = _open_run_dir(root)
     held = None
     try:
@@ -340,7 +350,7 @@ def _supervise(root: Path, cfg: Config, run: _RunDir, port: int, created: bool, 
 
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=metrics_dir)
-        registry.register(_PayoutDepth(str(root)))
+        registry.register(_PayoutDepth(str(root), cfg.store.url))
         httpd, _ = start_http_server(s.metrics_port, addr=s.host, registry=registry)
         metrics_url = f"http://{s.host}:{httpd.server_port}/metrics"
     ctx = multiprocessing.get_context("spawn")

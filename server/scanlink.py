@@ -278,7 +278,7 @@ def writer_main(data_dir: str, cfg: Config, path: str, ready: Any, log_level: st
     """The writer process: accept worker connections on ``path`` until SIGTERM,
     then commit everything accepted and exit."""
     setup_logging(log_level)
-    data = open_data_dir(data_dir)
+    data = open_data_dir(data_dir, store=cfg.store.url or None)
     _settle()
     tally = _Tally()
 

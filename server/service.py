@@ -100,7 +100,9 @@ async def start_worker(data: DataDir, cfg: Config, tokens: TokenTable | None, *,
         ("grpc.max_receive_message_length", 256 << 20),
         ("grpc.max_send_message_length", 256 << 20),
     ])
-    prepare = preparer(data, cfg) if s.prepares_in_workers(len(os.sched_getaffinity(0))) else None
+    # on PostgreSQL a batch locks what it reads as it reads it: nothing to prepare
+    prepare = preparer(data, cfg) if data.decisions is None and s.prepares_in_workers(
+        len(os.sched_getaffinity(0))) else None
     scans = ScanServicer(WriterLink(writer_socket), limits, prepare)
     server.add_generic_rpc_handlers((scans.handler(),))
     codes_pb2_grpc.add_CodeServiceServicer_to_server(CodeServicer(data, limits), server)

@@ -5,6 +5,7 @@ import os
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,12 +27,67 @@ import scangate  # noqa: E402
 from serverproc import SCANGATE_BIN  # the console script next to the interpreter that runs the tests
 
 
-def _fresh_data_dir(root: Path) -> Iterator[scangate.DataDir]:
-    dd = scangate.init_data_dir(root)
+def _fresh_data_dir(root: Path, store: str | None = None) -> Iterator[scangate.DataDir]:
+    scangate.init_data_dir(root).close()
+    dd = scangate.open_data_dir(root, store=store)
     try:
         yield dd
     finally:
         dd.close()
+
+
+# The conformance suite (rewards, the model-based machines, crash, trust,
+# concurrency) runs its decisions on both stores: a module says so with
+# ``dd = on_both_stores`` (or asks for ``store_url``).
+STORES = ("lmdb", "postgresql")
+_TEMPLATE = "scangate_template"
+
+
+class PgServer:
+    """The session's PostgreSQL cluster (``cluster``); ``database()``: the URL of a
+    new database holding this release's schema."""
+
+    def __init__(self, cluster: Any):
+        self.cluster = cluster
+
+    def database(self) -> str:
+        return str(self.cluster.new_database(_TEMPLATE))
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """One real PostgreSQL cluster for the session (bench/_pgcluster.py: a free
+    loopback port, run as the postgres user), holding a database with this
+    release's schema that each test's database is copied from. Durability off:
+    the tests that kill the server start clusters of their own."""
+    from bench._pgcluster import pg_cluster
+    from scangate.state.pg import PgStore
+
+    with pg_cluster({"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}) as cluster:
+        url = cluster.url.rsplit("/", 1)[0] + "/postgres"
+        with PgStore(url) as admin:
+            admin.conn.autocommit = True
+            admin.conn.execute(f"CREATE DATABASE {_TEMPLATE}")
+        with PgStore(url.rsplit("/", 1)[0] + f"/{_TEMPLATE}") as store:
+            store.migrate()
+        yield PgServer(cluster)
+
+
+@pytest.fixture(params=STORES)
+def store_url(request: pytest.FixtureRequest) -> str | None:
+    """None (the data directory's LMDB store), then the URL of a fresh PostgreSQL
+    database with this release's schema."""
+    if request.param == "lmdb":
+        return None
+    server: PgServer = request.getfixturevalue("pg_server")
+    return server.database()
+
+
+@pytest.fixture
+def on_both_stores(tmp_path: Path, store_url: str | None) -> Iterator[scangate.DataDir]:
+    """``dd`` of a conformance module: a fresh data directory whose decision state
+    is in its own LMDB store, then in PostgreSQL."""
+    yield from _fresh_data_dir(tmp_path / "d", store_url)
 
 
 @pytest.fixture

@@ -80,12 +80,17 @@ NOT_RUN = [
     NotRun(("README.md", "Two commands", 1), r"python3 -m venv .*pip install .*pytest",
            "installs the package and runs the whole test suite, this test included (minutes, recursive)",
            "test_readme_test_command_is_what_ci_runs"),
+    NotRun(("README.md", "Two commands", 2), r"python3 -m venv .*postgresql.*scangate init .*--store .*scangate serve "
+                                             r"--store",
+           "installs the package and serves until Ctrl-C, against a PostgreSQL server at a fixed address",
+           "tests/test_pg_server.py runs its init and serve commands against a real cluster"),
 ]
 
 # ```text blocks that are command synopses: (file, section heading, index in the section)
 SYNOPSES = [
     ("README.md", "Using it", 0),
     ("README.md", "Serving: gRPC, the Python client", 1),
+    ("docs/scale-out.md", "Naming the store", 0),
 ]
 
 

@@ -315,7 +315,7 @@ def test_scangate_init_makes_the_schema_and_an_unreachable_store_changes_nothing
     assert again.returncode == 0 and f"schema {SCHEMA_VERSION}" in again.stdout
     nowhere = f"postgresql://postgres@127.0.0.1:{_closed_port()}/scangate?connect_timeout=3"
     refused = run_cli("init", "--data", tmp_path / "e", "--store", nowhere)
-    assert refused.returncode == 2 and "--store: cannot make the schema in PostgreSQL" in refused.stderr
+    assert refused.returncode == 2 and "--store: cannot connect to the PostgreSQL store" in refused.stderr
     assert not (tmp_path / "e").exists()                # the data directory was not made either
 
 
@@ -326,3 +326,73 @@ def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def test_redemptions_racing_with_deciders_never_overdraw_and_pay_each_request_once(
+        cluster: PgCluster, tmp_path: Path) -> None:
+    """Four threads, each on a connection of its own, redeem points of one store
+    account (ids of their own and ids they share, so retries race their first
+    try) while a fifth decides scans that earn that account points: the balance
+    never goes below zero, each redemption id is spent once, and the account
+    ends at what the history says."""
+    from scangate import points
+    from scangate.state.pg import PgStore as Store
+    from fixtures_campaigns import CASES_ONLY, points_prize
+
+    url = cluster.new_database()
+    with Store(url) as store:
+        store.migrate()
+    data = tmp_path / "d"
+    with scangate.init_data_dir(data) as dd:
+        rewards.put_campaign(dd, campaign(cid="st", actor="store", prizes=points_prize("p10", 10), tail=CASES_ONLY),
+                             "st.toml")
+        cases = dd.issue_codes("BEER", "case", 60).as_strings()
+    shared = scangate.open_data_dir(data, store=url)
+    rewards.decide_scans(shared, [ScanRequest("seed", cases[0], "shop", "store", region=CHENGDU, time_ms=NOON)])
+    results: dict[int, list[points.Redemption]] = defaultdict(list)
+    errors: list[BaseException] = []
+
+    def connection() -> scangate.DataDir:
+        # one LMDB environment per process (LMDB's rule), a PostgreSQL connection per thread
+        return scangate.DataDir(shared.root, shared.store, shared.keys, Store(url))
+
+    def redeem(me: int) -> None:
+        try:
+            mine = connection()
+            with mine.decisions:            # type: ignore[union-attr]
+                for i in range(40):
+                    rid = f"shared-{i % 10}" if i % 2 else f"own-{me}-{i}"
+                    results[me].append(points.redeem(mine, "shop", 3, rid))
+        except BaseException as exc:     # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    def earn() -> None:
+        try:
+            mine = connection()
+            with mine.decisions:            # type: ignore[union-attr]
+                for i, code in enumerate(cases[1:]):
+                    rewards.decide_scans(mine, [ScanRequest(f"s{i}", code, "shop", "store", region=CHENGDU,
+                                                            time_ms=NOON + i)])
+        except BaseException as exc:     # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=redeem, args=(k,)) for k in range(4)] + [threading.Thread(target=earn)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert not errors, errors
+    by_id: dict[str, set[points.Redemption]] = defaultdict(set)
+    for rs in results.values():
+        for r in rs:
+            by_id[r.request_id].add(r)
+    assert all(len(v) == 1 for v in by_id.values()), "a redemption id answered two ways"
+    spent = sum(r.points for (r,) in by_id.values() if r.ok)
+    with shared as dd:
+        balance, earned = points.balance(dd, "shop"), points.earned_of(dd, "shop")
+        history = points.history(dd, "shop", 10_000)
+    assert earned == 10 * len(cases) and balance == earned - spent >= 0
+    assert sum(h["delta"] for h in history) == balance and all(h["balance"] >= 0 for h in history)
+    assert sorted(h["ref"] for h in history if h["delta"] < 0) == sorted(r.request_id for (r,) in by_id.values()
+                                                                         if r.ok)
+    assert any(not r.ok for (r,) in by_id.values())       # the account ran dry at some point: the race was real

@@ -4,6 +4,7 @@ leaderboard, and redemption that is idempotent and cannot overdraw."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 import struct
 import subprocess
 import sys
@@ -40,11 +41,22 @@ multiplier_pct = 150
 """)
 
 
-@pytest.fixture()
-def stores(dd: scangate.DataDir) -> tuple[scangate.DataDir, list[str]]:
+def _stores(dd: scangate.DataDir) -> tuple[scangate.DataDir, list[str]]:
     rewards.put_campaign(dd, STORE_CAMPAIGN, "stores.toml")
     cases = dd.issue_codes("BEER", "case", 40).as_strings()
     return dd, cases
+
+
+@pytest.fixture()
+def stores(on_both_stores: scangate.DataDir) -> tuple[scangate.DataDir, list[str]]:
+    """The store campaign and 40 cases, on both stores (LMDB, PostgreSQL)."""
+    return _stores(on_both_stores)
+
+
+@pytest.fixture()
+def lmdb_stores(dd: scangate.DataDir) -> tuple[scangate.DataDir, list[str]]:
+    """The same for the tests of writes inside a caller's LMDB transaction."""
+    return _stores(dd)
 
 
 def scan(dd, code: str, store: str, rid: str, at: int) -> rewards.Decision:  # type: ignore[no-untyped-def]
@@ -65,12 +77,12 @@ def test_tier_multiplier_follows_cumulative_points(stores) -> None:  # type: ign
     assert hist[-1]["balance"] == 200
 
 
-def test_an_account_left_in_the_schema_1_form_is_corruption(stores) -> None:  # type: ignore[no-untyped-def]
+def test_an_account_left_in_the_schema_1_form_is_corruption(lmdb_stores) -> None:  # type: ignore[no-untyped-def]
     """Schema 1 could hold b/<actor> as the balance alone (8 bytes) and the points
     earned under e/<actor>. The migration to schema 2 rewrites every such b/ to 16
     bytes, so points no longer reads that form: one left over is a CorruptionError
     naming the actor, and a redemption against it changes nothing."""
-    dd, _cases = stores
+    dd, _cases = lmdb_stores
     state_raw.put(dd, "points", layout.account_key(b"store-old"), struct.pack(">q", 20))
     state_raw.put(dd, "points", b"e/store-old", struct.pack(">q", 320))    # schema 1's key: no layout builds it
     expected = "points account 'store-old': 8 bytes, not 16"
@@ -158,25 +170,28 @@ def test_points_cli(stores, tmp_path: Path) -> None:  # type: ignore[no-untyped-
     dd, cases = stores
     scan(dd, cases[0], "store-c", "c0", APRIL)
     root = str(dd.root)
+    # the CLI finds the store through SCANGATE_STORE (none: the data directory's own)
+    env = {**os.environ, "SCANGATE_STORE": dd.decisions.url if dd.decisions is not None else ""}
     dd.close()
-    show = subprocess.run([SCANGATE, "points", "show", "--data", root, "store-c"], capture_output=True, text=True)
+    show = subprocess.run([SCANGATE, "points", "show", "--data", root, "store-c"], capture_output=True, text=True,
+                          env=env)
     assert show.returncode == 0 and "store-c: 100 points" in show.stdout
     ok = subprocess.run([SCANGATE, "points", "redeem", "--data", root, "store-c", "30", "--request-id", "x"],
-                        capture_output=True, text=True)
+                        capture_output=True, text=True, env=env)
     assert ok.returncode == 0 and "balance 70" in ok.stdout
     refused = subprocess.run([SCANGATE, "points", "redeem", "--data", root, "store-c", "71", "--request-id", "y"],
-                             capture_output=True, text=True)
+                             capture_output=True, text=True, env=env)
     assert refused.returncode == 1 and "insufficient_points" in refused.stdout
     board = subprocess.run([SCANGATE, "points", "leaderboard", "--data", root, "--period", "2026-04",
-                            "--actor", "store-c"], capture_output=True, text=True)
+                            "--actor", "store-c"], capture_output=True, text=True, env=env)
     assert board.returncode == 0 and "1. store-c  100" in board.stdout
 
 
-def test_add_points_counts_inside_the_callers_transaction(stores) -> None:  # type: ignore[no-untyped-def]
+def test_add_points_counts_inside_the_callers_transaction(lmdb_stores) -> None:  # type: ignore[no-untyped-def]
     """add_points changes balance, points earned, the month and the history in the
     transaction it is given: an aborted one leaves none of it. Spending counts
     in no month."""
-    dd, _cases = stores
+    dd, _cases = lmdb_stores
     # add_points writes in the caller's transaction: the API under test takes an LMDB one
     db = dd.store.db("points")
     with dd.store.env.begin(write=True) as txn:
@@ -196,11 +211,11 @@ def test_add_points_counts_inside_the_callers_transaction(stores) -> None:  # ty
 
 
 def test_a_writer_counts_earnings_in_the_month_given_or_the_month_of_their_time(  # type: ignore[no-untyped-def]
-        stores) -> None:
+        lmdb_stores) -> None:
     """scangate.points.PointsWriter counts an earning in period(at_ms) unless told
     the month; the state layer's writer has no calendar and refuses an earning
     without one."""
-    dd, _cases = stores
+    dd, _cases = lmdb_stores
     # a PointsWriter writes in the caller's transaction: the API under test takes an LMDB one
     db = dd.store.db("points")
     with dd.store.env.begin(write=True) as txn:
@@ -274,13 +289,13 @@ per_user_daily_count = 1
     assert reads.month_points(dd, "2026-07") == {"u1": 5}
 
 
-def test_a_statement_is_one_moment_while_redemptions_commit(stores) -> None:  # type: ignore[no-untyped-def]
+def test_a_statement_is_one_moment_while_redemptions_commit(lmdb_stores) -> None:  # type: ignore[no-untyped-def]
     """points.statement (GetPoints) reads the balance, the points earned and the
     history in one transaction: whatever redemptions commit meanwhile, the balance
     is the one its last history entry leads to."""
     import threading
 
-    dd, _cases = stores
+    dd, _cases = lmdb_stores
     db = dd.store.db("points")
     with dd.store.env.begin(write=True) as txn:
         points.add_points(txn, db, "store-s", 400, "bonus", "s-0", APRIL)

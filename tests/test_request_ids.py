@@ -36,10 +36,11 @@ WRITTEN = ("scans", "budgets", "counters", "claims", "ledger", "outbox", "points
 
 
 @pytest.fixture
-def dd(dd: scangate.DataDir) -> scangate.DataDir:
-    """conftest's data directory, with CAMPAIGN in it."""
-    rewards.put_campaign(dd, CAMPAIGN, "c1.toml")
-    return dd
+def dd(on_both_stores: scangate.DataDir) -> scangate.DataDir:
+    """conftest's data directory, with CAMPAIGN in it, on both stores (the
+    contract holds on LMDB and on PostgreSQL alike)."""
+    rewards.put_campaign(on_both_stores, CAMPAIGN, "c1.toml")
+    return on_both_stores
 
 
 def req(rid: str, code: str, actor: str, **kw: Any) -> ScanRequest:

@@ -28,6 +28,12 @@ CHENGDU, BEIJING, SHANGHAI, GUANGZHOU = 510104, 110101, 310101, 440106
 REWARD_DBS = ("budgets", "counters", "claims", "ledger", "outbox", "points", "requests", "decisions")
 
 
+@pytest.fixture
+def dd(on_both_stores: scangate.DataDir) -> scangate.DataDir:
+    """Every scenario here on both stores: the data directory's LMDB, PostgreSQL."""
+    return on_both_stores
+
+
 # ------------------------------------------------------------------ helpers
 def ms(y: int, mo: int, d: int, h: int = 12, mi: int = 0) -> int:
     """Epoch ms of a local (Asia/Shanghai) wall-clock time."""

@@ -63,13 +63,17 @@ points = 50
 """
 
 
-@pytest.fixture(scope="module", params=["workers", "writer"])
+@pytest.fixture(scope="module", params=["workers", "writer", "postgresql"])
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     """A server of two workers, once with each of them preparing its calls'
-    read-only half (server.prepare = "workers") and once with the writer deciding
-    every scan whole ("writer"): every test here holds for both."""
+    read-only half (server.prepare = "workers"), once with the writer deciding
+    every scan whole ("writer"), and once with the decision state on PostgreSQL
+    (``--store``, a real cluster: conftest's pg_server): every test here holds
+    for all three."""
     data = tmp_path_factory.mktemp("srv") / "data"
-    with running(data, "--workers", "2", metrics=True, env={"SCANGATE_SERVER_PREPARE": request.param}) as srv:
+    store = ("--store", request.getfixturevalue("pg_server").database()) if request.param == "postgresql" else ()
+    prepare = "writer" if request.param == "postgresql" else request.param
+    with running(data, "--workers", "2", *store, metrics=True, env={"SCANGATE_SERVER_PREPARE": prepare}) as srv:
         yield srv
 
 

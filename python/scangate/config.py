@@ -172,16 +172,48 @@ class PluginsConfig:
                 raise InvalidArgument(f"allow[{i}]: must be a \"package.module:attribute\" reference, got {ref!r}")
 
 
+STORE_SCHEMES = ("postgresql://", "postgres://")
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Where the decision state lives: "" (the default) in the data directory's
+    LMDB environment; a ``postgresql://`` URL for PostgreSQL (scangate.state.pg,
+    docs/scale-out.md). A command's ``--store`` (or ``SCANGATE_STORE``) wins over
+    ``[store] url``."""
+
+    url: str = ""
+
+    def __post_init__(self) -> None:
+        if self.url and not self.url.startswith(STORE_SCHEMES):
+            # the scheme only: a URL may hold a password
+            raise InvalidArgument(f"url: not a postgresql:// URL ({self.url.split(':', 1)[0][:20]!r}...); "
+                                  "leave it empty for the data directory's own store")
+
+
 @dataclass(frozen=True)
 class Config:
     verdicts: VerdictConfig = field(default_factory=VerdictConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     plugins: PluginsConfig = field(default_factory=PluginsConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
 
 
 _SECTIONS: dict[str, type] = {"verdicts": VerdictConfig, "server": ServerConfig, "limits": LimitsConfig,
-                              "plugins": PluginsConfig}
+                              "plugins": PluginsConfig, "store": StoreConfig}
+STORE_ENV = "SCANGATE_STORE"
+
+
+def store_url(given: str | None, data_dir: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> str:
+    """The decision state's store for a command on ``data_dir``: ``given`` (its
+    ``--store``), else ``SCANGATE_STORE``, else ``[store] url`` of the data
+    directory's scangate.toml (or ``SCANGATE_STORE_URL``); "" for the data
+    directory's own LMDB store."""
+    env = os.environ if env is None else env
+    url = given or env.get(STORE_ENV, "") or load_config(data_dir=data_dir, env=env).store.url
+    StoreConfig(url)        # the same check, whichever way it came
+    return url
 
 
 def _coerce(key: str, value: Any, kind: type | str) -> Any:

@@ -26,7 +26,7 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -36,6 +36,9 @@ from .enums import CodeStatus, Level
 from .errors import InvalidArgument, NotFound
 from .keys import KEY_FILE_ENV, Keyring, KeyVersion
 from .store import DEFAULT_MAP_SIZE, IssuedRange, ProductLine, Store
+
+if TYPE_CHECKING:
+    from .state.pg import PgStore
 
 __all__ = [
     "DataDir",
@@ -212,14 +215,23 @@ class VerifyResult:
 
 
 class DataDir:
-    """An open data directory. Open it in the process that uses it (never across fork)."""
+    """An open data directory. Open it in the process that uses it (never across fork).
 
-    def __init__(self, root: Path, store: Store, keys: Keyring):
+    ``decisions``: where the decision state lives when it is not this directory's
+    LMDB environment: the PostgreSQL store (scangate.state.pg) that
+    ``open_data_dir(..., store=URL)`` connected to; None on LMDB (the default).
+    The keys, the issuance ledger, the trace, the campaigns and the recalls stay
+    in the directory either way."""
+
+    def __init__(self, root: Path, store: Store, keys: Keyring, decisions: PgStore | None = None):
         self.root = root
         self.store = store
         self.keys = keys
+        self.decisions = decisions
 
     def close(self) -> None:
+        if self.decisions is not None:
+            self.decisions.close()
         self.store.close()
 
     def __enter__(self) -> DataDir:
@@ -323,13 +335,43 @@ def init_data_dir(path: str | os.PathLike[str], *, url_prefix: str = DEFAULT_URL
 
 
 def open_data_dir(path: str | os.PathLike[str], *, create: bool = False,
-                  map_size: int = DEFAULT_MAP_SIZE) -> DataDir:
-    """Open an existing data directory (or create it when ``create`` is true)."""
+                  map_size: int = DEFAULT_MAP_SIZE, store: str | None = None) -> DataDir:
+    """Open an existing data directory (or create it when ``create`` is true).
+    ``store``: a ``postgresql://`` URL of the decision state (scangate.state.pg,
+    whose schema ``scangate init --store`` made), or None to keep it in the
+    directory's LMDB environment."""
     root = Path(path)
     if not (root / "lmdb" / "data.mdb").exists():
-        if create:
-            return init_data_dir(root, map_size=map_size)
-        raise NotFound(f"no scangate data directory at {root} (run: scangate init --data {root})")
-    check_private(root, [_key_path(root)])
-    keys = Keyring.load(_key_path(root))
-    return DataDir(root, Store(root / "lmdb", map_size=map_size), keys)
+        if not create:
+            raise NotFound(f"no scangate data directory at {root} (run: scangate init --data {root})")
+        data = init_data_dir(root, map_size=map_size)
+    else:
+        check_private(root, [_key_path(root)])
+        keys = Keyring.load(_key_path(root))
+        data = DataDir(root, Store(root / "lmdb", map_size=map_size), keys)
+    if store:
+        try:
+            data.decisions = connect_store(store)
+        except BaseException:
+            data.close()
+            raise
+    return data
+
+
+def connect_store(url: str) -> PgStore:
+    """The PostgreSQL decision state at ``url``, its schema checked (this release's,
+    made by ``scangate init --store``). InvalidArgument for a URL that is not a
+    PostgreSQL one; scangate.state.pg.StoreUnavailable when the database cannot
+    be reached; CorruptionError when it holds no schema or another release's."""
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise InvalidArgument(f"store: {url!r} is not a postgresql:// URL (the decision state's store; "
+                              "leave it out for the data directory's own)")
+    from .state.pg import PgStore
+
+    pg = PgStore(url)
+    try:
+        pg.check()
+    except BaseException:
+        pg.close()
+        raise
+    return pg

@@ -158,7 +158,13 @@ def new_runner_id() -> str:
 
 def _outbox(data: DataDir | outbox.Outbox) -> outbox.Outbox:
     """A data directory's outbox, or the outbox given (scangate.state.pg.PgOutbox)."""
-    return outbox.LmdbOutbox(data) if isinstance(data, DataDir) else data
+    if not isinstance(data, DataDir):
+        return data
+    if data.decisions is not None:
+        from .state.pg import PgOutbox
+
+        return PgOutbox(data.decisions)
+    return outbox.LmdbOutbox(data)
 
 
 def list_payouts(data: DataDir | outbox.Outbox, state: str | None = None) -> list[dict[str, Any]]:

@@ -125,6 +125,8 @@ def decide_checked(data: DataDir, requests: Sequence[ScanRequest],
     every request ``check_scan`` lets by to ``scan_problem``). A request out of
     bounds may raise anywhere in deciding, so a caller that has not checked its
     requests calls ``decide_scans``."""
+    if data.decisions is not None:
+        return _decide_on(data.decisions, data, requests, verdict_config, time_policy, now_ms)
     checks = data.verify_codes([r.code for r in requests])
     now = (now_ms or current_clock())()
     with write_batch(data.store) as batch:
@@ -142,8 +144,15 @@ def decide_scans_on(store: PgStore, data: DataDir, requests: Sequence[ScanReques
     or whose row another decider inserted first, is rolled back whole and decided
     again from its requests (up to ``attempts`` times, after a short random wait),
     so it sees the other batch's decisions. ``data`` gives the codes' keys and
-    ranges, the campaigns, the recalls and the trace."""
+    ranges, the campaigns, the recalls and the trace. (``decide_scans`` on a data
+    directory opened with a store URL comes here.)"""
     check_requests(requests)
+    return _decide_on(store, data, requests, verdict_config, time_policy, now_ms, attempts)
+
+
+def _decide_on(store: PgStore, data: DataDir, requests: Sequence[ScanRequest], verdict_config: VerdictConfig | None,
+               time_policy: ScanTimePolicy, now_ms: Clock | None, attempts: int = 30
+               ) -> list[Decision | RequestRefused]:
     checks = data.verify_codes([r.code for r in requests])
     config = verdict_config or VerdictConfig()
     for attempt in range(attempts):
@@ -170,6 +179,14 @@ def decide_prepared(data: DataDir, batches: Sequence[Prepared | Sequence[ScanReq
     list per batch, in order. The prepared batches are committed first; if what
     any of them read moved, every batch is decided again from its requests, as
     ``decide_checked`` would (scangate.decide.prepared)."""
+    if data.decisions is not None:
+        # A PostgreSQL batch locks what it reads as it reads it: nothing read
+        # beforehand could be checked for moves, so every batch is decided whole.
+        flat = [r for b in batches for r in (b.requests if isinstance(b, Prepared) else b)]
+        results = _decide_on(data.decisions, data, flat, verdict_config, time_policy, now_ms)
+        sizes = [len(b.requests) if isinstance(b, Prepared) else len(b) for b in batches]
+        starts = [sum(sizes[:i]) for i in range(len(sizes))]
+        return [results[s : s + n] for s, n in zip(starts, sizes)]
     prepared = [b for b in batches if isinstance(b, Prepared)]
     plain = [r for b in batches if not isinstance(b, Prepared) for r in b]
     config = verdict_config or VerdictConfig()

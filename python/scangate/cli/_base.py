@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 import click
 
 from .. import __version__
+from ..config import STORE_ENV, store_url
 from ..datadir import DataDir, open_data_dir
 from ..errors import ScangateError
 
@@ -32,7 +33,7 @@ Exit status:
      with --verbose
   130  interrupted (Ctrl-C)"""
 
-data_option = click.option(
+data_dir_option = click.option(
     "--data",
     "data",
     envvar=DATA_ENV,
@@ -42,6 +43,22 @@ data_option = click.option(
     help=f"Data directory (LMDB environment and key file); env {DATA_ENV}.",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+STORE_META = "scangate.store"
+
+
+def _remember_store(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    ctx.meta[STORE_META] = value
+
+
+store_option = click.option(
+    "--store", metavar="URL", default=None, expose_value=False, callback=_remember_store,
+    help=f"The decision state's PostgreSQL store (postgresql://user@host:port/db); env {STORE_ENV}, "
+         "else [store] url in DIR/scangate.toml; none: the data directory's own (docs/scale-out.md).")
+
+
+def data_option(f: Any) -> Any:
+    """--data DIR, and --store URL (read by ``_open``)."""
+    return data_dir_option(store_option(f))
 
 
 def _fail(message: str) -> NoReturn:
@@ -50,10 +67,13 @@ def _fail(message: str) -> NoReturn:
 
 
 def _open(data: Path) -> DataDir:
+    """The data directory of a command, with the decision state's store its
+    --store, SCANGATESTORE_META or [store] url names (scangate.config.store_url)."""
+    given = click.get_current_context().meta.get(STORE_META)
     try:
-        return open_data_dir(data)
+        return open_data_dir(data, store=store_url(given, data) or None)
     except ScangateError as exc:
-        _fail(str(exc))
+        _fail(f"--store: {exc}" if given and "store" not in str(exc) else str(exc))
 
 
 def _emit(obj: dict[str, Any]) -> None:

@@ -13,12 +13,13 @@ from typing import IO, Any
 import click
 import numpy as np
 
+from ..config import STORE_ENV
 from ..datadir import init_data_dir, open_data_dir
 from ..enums import CodeStatus
 from .. import verdicts
 from ..errors import ScangateError
 from ..outfile import open_codes_output
-from ._base import EXIT_NOT_GENUINE, _emit, _fail, _open, cli, data_option, json_option
+from ._base import EXIT_NOT_GENUINE, _emit, _fail, _open, cli, data_dir_option, data_option, json_option
 
 # verify reads its input in slices of this many bytes (cut at a newline)
 VERIFY_SLICE = 32 << 20
@@ -26,10 +27,10 @@ VERIFY_SLICE = 32 << 20
 
 # ---------------------------------------------------------------------- init, keys
 @cli.command()
-@data_option
+@data_dir_option
 @click.option("--url-prefix", default=None, help="Prefix of the URL form (default HTTPS://SCN.EXAMPLE.COM/).")
 @click.option("--exist-ok", is_flag=True, help="Succeed without change if DIR is already a data directory.")
-@click.option("--store", "store_url", default=None, envvar="SCANGATE_STORE", metavar="URL",
+@click.option("--store", "store_url", default=None, envvar=STORE_ENV, metavar="URL",
               help="Also make (or upgrade) the decision state's schema in this PostgreSQL database "
                    "(postgresql://user@host:port/db; SCANGATE_STORE). See docs/scale-out.md.")
 @json_option

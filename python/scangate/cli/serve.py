@@ -11,7 +11,7 @@ import click
 from ..config import CONFIG_FILE_NAME
 from ..payouts import FileAdapter, list_payouts, run_payouts
 from ..errors import ScangateError
-from ._base import EXIT_ERROR, _emit, _fail, _open, cli, data_option, json_option
+from ._base import EXIT_ERROR, STORE_META, _emit, _fail, _open, cli, data_option, json_option
 
 
 @cli.group()
@@ -77,12 +77,17 @@ def serve(data: Path, port: int | None, host: str | None, workers: int | None, m
     from scangate.server.main import serve as run_server
 
     try:
-        cfg = resolve_config(data, config_file, port=port, host=host, workers=workers, metrics_port=metrics_port)
+        cfg = resolve_config(data, config_file, store=click.get_current_context().meta.get(STORE_META),
+                             port=port, host=host, workers=workers, metrics_port=metrics_port)
     except ScangateError as exc:
         _fail(str(exc))
     # run_server returns non-zero when a process could not start (a port in use, a
     # bad certificate): the reason is in its log, so exit as for bad input.
-    sys.exit(EXIT_ERROR if run_server(data, cfg, log_level=log_level, announce=click.echo) else 0)
+    try:
+        code = run_server(data, cfg, log_level=log_level, announce=click.echo)
+    except ScangateError as exc:     # the data directory or the store it names cannot be opened
+        _fail(str(exc))
+    sys.exit(EXIT_ERROR if code else 0)
 
 
 @cli.group()

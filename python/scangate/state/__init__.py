@@ -1,4 +1,4 @@
-"""The state layer: the only place that knows the store (LMDB today).
+"""The state layer: the only place that knows the store (LMDB; the decision state on PostgreSQL too).
 
     store      the LMDB environment and the issuance ledger (lines, ranges)
     layout     every key layout, and the list of databases
@@ -11,6 +11,8 @@
     outbox     the payout outbox: scan, lease, renew, finish
     trace      the trace store: links, children, dealers, shipments; upload steps
     ledger     the audit's read snapshot (ledger, secrets, revisions, claims)
+    view       one read snapshot of the decision state, LMDB or PostgreSQL (by database name and key)
+    pg         the decision state on PostgreSQL: PgStore, PgBatch, PgOutbox
     reads      the read model: ledger, decisions (JSON); counters, budgets, points, scans, shipments (typed)
     raw        the stored bytes of a named database: repair, forensics, tests; not the engine
     failures   which store errors mean "out of room" and which are the store's own

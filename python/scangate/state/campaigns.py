@@ -28,6 +28,7 @@ from ..errors import CorruptionError, InvalidArgument, NotFound
 from .store import iter_prefix
 from . import layout
 from .records import COUNTS, U64
+from .view import view
 
 __all__ = ["budgets_used", "campaign_revisions", "get_campaign", "list_campaigns", "put_campaign",
            "reveal_secret", "set_campaign_status"]
@@ -65,8 +66,14 @@ def put_campaign(data: DataDir, text: str, source: str = "campaign") -> dict[str
         # inside its own, so on it the bound is exact; audit still treats it as a lower
         # bound (an older revision past first_seq is not a fault), as a store whose
         # deciders commit concurrently will need
-        last = txn.cursor(db=data.store.db("ledger"))
-        first_seq = U64.unpack(last.key())[0] + 1 if last.last() else 1
+        if data.decisions is not None:
+            # PostgreSQL: the start of a ledger block of its own. A batch that sees this
+            # revision opened its read of the campaigns after this commit, and reserves
+            # its block after that, so its numbers are past this one
+            first_seq = data.decisions.reserve_ledger_block()
+        else:
+            last = txn.cursor(db=data.store.db("ledger"))
+            first_seq = U64.unpack(last.key())[0] + 1 if last.last() else 1
         record: dict[str, Any] = {
             "campaign": campaign.to_json(), "commitment": hashlib.sha256(secret).hexdigest(),
             "loaded_at_ms": now_ms(), "revision": old["revision"] + 1 if old is not None else 1,
@@ -162,6 +169,7 @@ def set_campaign_status(data: DataDir, campaign_id: str, status: str) -> None:
 
 def budgets_used(data: DataDir, campaign_id: str) -> dict[str, dict[str, int]]:
     """Awards and fen used per prize of a campaign."""
-    with data.store.env.begin() as txn:
-        return {k.decode(): dict(zip(("count", "amount_fen"), COUNTS[2].unpack(v)))
-                for k, v in iter_prefix(txn, data.store.db("budgets"), layout.budget_prefix(campaign_id))}
+    prefix = layout.budget_prefix(campaign_id)
+    with view(data) as v:
+        return {k[len(prefix):].decode(): dict(zip(("count", "amount_fen"), COUNTS[2].unpack(raw)))
+                for k, raw in v.items("budgets", prefix=prefix)}

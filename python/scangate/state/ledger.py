@@ -2,11 +2,13 @@
 read snapshot: the ledger's entries as stored, the campaigns' secrets, current
 records and revisions, the request index's decisions and the claims.
 
-``LedgerSnapshot`` is a context manager over one LMDB read transaction: every
-read inside its ``with`` block sees the state as one commit left it, however
-many batches commit meanwhile. Its ``version`` tells two snapshots of one state
-apart from others (the audit keeps its walk of the ledger for the next call on
-the same version). Nothing of LMDB is in its API.
+``LedgerSnapshot`` is a context manager over one read snapshot
+(scangate.state.view: an LMDB read transaction, and a PostgreSQL one where the
+decision state is there): every read inside its ``with`` block sees the state
+as one commit left it, however many batches commit meanwhile. Its ``version``
+tells two snapshots of one state apart from others (the audit keeps its walk of
+the ledger for the next call on the same version). Nothing of the store is in
+its API.
 
 Values that no key can hold (an empty campaign id, one longer than a key, a
 request key past LMDB's longest, a serial past 2^56) have no record: the reads
@@ -17,16 +19,19 @@ an entry that may have been edited.
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Iterator
+from contextlib import ExitStack
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CorruptionError
 from . import layout
-from .batch import POINTER_SIZES, logged_decisions
+from .batch import POINTER_SIZES
 from .campaigns import campaign_revisions
 from ..decision import Decision
 from .records import U64, Claim, decode_claim
+from .view import LmdbView, PgView, View, logged_decision, view
 
 if TYPE_CHECKING:
     import lmdb
@@ -49,53 +54,64 @@ class LedgerSnapshot:
 
     def __init__(self, data: DataDir) -> None:
         self._data = data
-        self._txn: lmdb.Transaction[bytes] | None = None
+        self._stack: ExitStack | None = None
+        self._view: View | None = None
+        self._version = 0
 
     def __enter__(self) -> LedgerSnapshot:
-        if self._txn is not None:
+        if self._stack is not None:
             raise RuntimeError("a LedgerSnapshot is entered once")
-        self._txn = self._data.store.env.begin()
+        self._stack = ExitStack()
+        self._view = self._stack.enter_context(view(self._data))
+        self._version = self._lmdb().id()
+        if self._data.decisions is not None:
+            # what a PostgreSQL snapshot sees: its xmin, xmax and the transactions
+            # in progress; two equal ones see the same commits
+            self._data.decisions.conn.execute("SELECT 1")   # the snapshot is taken by the first statement
+            row = self._data.decisions.conn.execute("SELECT pg_current_snapshot()::text").fetchone()
+            self._version = (self._version << 32) ^ zlib.crc32(str(row[0] if row else "").encode())
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        txn, self._txn = self._txn, None
-        if txn is not None:
-            txn.abort()     # a read transaction: nothing to commit
+        stack, self._stack, self._view = self._stack, None, None
+        if stack is not None:
+            stack.close()     # read transactions: nothing to commit
 
-    def _open(self) -> lmdb.Transaction[bytes]:
-        if self._txn is None:
+    def _read(self) -> View:
+        if self._view is None:
             raise RuntimeError("a LedgerSnapshot is read inside its with block")
-        return self._txn
+        return self._view
+
+    def _lmdb(self) -> lmdb.Transaction[bytes]:
+        v = self._read()
+        assert isinstance(v, (LmdbView, PgView))
+        return (v if isinstance(v, LmdbView) else v.rest).txn
 
     @property
     def version(self) -> int:
         """The state this snapshot reads: the number of the last write committed
-        before it (LMDB's transaction id). Two snapshots of one version read the
-        same values."""
-        return int(self._open().id())
+        before it (LMDB's transaction id; with PostgreSQL, and its snapshot). Two
+        snapshots of one version read the same values."""
+        self._read()
+        return self._version
 
     # ------------------------------------------------------------------ ledger
     def entries(self, first: int = 1, last: int | None = None) -> Iterator[tuple[int, bytes]]:
         """(seq, the entry's bytes as stored) of ledger entries ``first`` to
         ``last`` (None: to the end), in order; undecoded (scangate.audit reads them
         field by field)."""
-        txn = self._open()
-        cur = txn.cursor(db=self._data.store.db("ledger"))
-        if not cur.set_range(layout.seq_key(max(first, 0))):
-            return
-        for key, raw in cur.iternext():
+        for key, raw in self._read().items("ledger", layout.seq_key(max(first, 0))):
             seq = layout.seq_of(key)
             if last is not None and seq > last:
                 break
-            yield seq, bytes(raw)
+            yield seq, raw
 
     # ------------------------------------------------------------------ campaigns
     def _campaign_get(self, key: bytes, campaign_id: str) -> bytes | None:
         if not 0 < len(campaign_id.encode()) <= _MAX_CAMPAIGN_ID:
             return None
-        raw = self._open().get(key, db=self._data.store.db("campaigns"))
-        return bytes(raw) if raw is not None else None
+        return self._read().get("campaigns", key)
 
     def secret(self, campaign_id: str) -> bytes | None:
         """The campaign's secret (None: no such campaign)."""
@@ -121,7 +137,7 @@ class LedgerSnapshot:
         campaign."""
         if not 0 < len(campaign_id.encode()) <= _MAX_CAMPAIGN_ID:
             return {}
-        return campaign_revisions(self._data, campaign_id, self._open())
+        return campaign_revisions(self._data, campaign_id, self._lmdb())
 
     # ------------------------------------------------------------------ decisions, claims
     def decision_of(self, request_id: str, client: str) -> Decision | None:
@@ -131,15 +147,15 @@ class LedgerSnapshot:
         key = layout.request_key(client, request_id)
         if not 0 < len(key) <= layout.MAX_KEY:
             return None
-        txn = self._open()
-        pointer = txn.get(key, db=self._data.store.db("requests"))
+        v = self._read()
+        pointer = v.get("requests", key)
         if pointer is None:
             return None
         if len(pointer) not in POINTER_SIZES:    # schema 2 stores no decision inline
             raise CorruptionError(f"request {request_id!r}: its index record is {len(pointer)} bytes, not a "
                                   f"decision number ({' or '.join(map(str, POINTER_SIZES))} bytes)")
         number = int(U64.unpack_from(pointer)[0])
-        return logged_decisions(txn, self._data.store.db("decisions"), [number])[number]
+        return logged_decision(v, number)
 
     def claim(self, serial: int) -> Claim | None:
         """The claim made on the code of ``serial`` (None: none)."""
@@ -147,5 +163,5 @@ class LedgerSnapshot:
             key = layout.serial_key(serial)
         except OverflowError:       # no code has that serial
             return None
-        raw = self._open().get(key, db=self._data.store.db("claims"))
+        raw = self._read().get("claims", key)
         return decode_claim(raw) if raw is not None else None

@@ -75,6 +75,15 @@ BUDGET_SLOTS = 8            # rows a budget is split into (escrow): batches on d
 _SLOT = struct.Struct(">qqqqqq")
 _NO_LIMIT, _UNBALANCED = -1, -2
 
+
+def slot_spent(key: bytes, raw: bytes) -> tuple[int, int]:
+    """(awards, fen) spent through one budget slot; CorruptionError naming it when
+    the record is not a slot's."""
+    if len(raw) != _SLOT.size or len(key) < 3 or key[-2] != 0:
+        raise CorruptionError(f"budget slot {key!r}: {len(raw)} bytes, not a slot record of {_SLOT.size}")
+    awards, fen = _SLOT.unpack(raw)[:2]
+    return awards, fen
+
 # The schema, one migration per version; each runs in a transaction of its own.
 MIGRATIONS: list[str] = [
     # 1: the decision state
@@ -119,6 +128,11 @@ class StandbyUnconfirmed(ScangateError):
     too (WAL is replicated in order)."""
 
 
+class StoreUnavailable(ScangateError):
+    """The PostgreSQL store cannot be reached (refused, unknown host, bad
+    credentials): the message is libpq's, without the password."""
+
+
 def retryable(exc: BaseException) -> bool:
     """Whether a batch that raised ``exc`` is decided again (RETRYABLE)."""
     return getattr(exc, "sqlstate", None) in RETRYABLE
@@ -129,7 +143,10 @@ def _connect(url: str) -> psycopg.Connection[Any]:
         import psycopg
     except ImportError:
         raise InvalidArgument("the PostgreSQL store needs psycopg: pip install 'scangate[postgresql]'") from None
-    return psycopg.connect(url, autocommit=False)
+    try:
+        return psycopg.connect(url, autocommit=False)
+    except psycopg.OperationalError as exc:
+        raise StoreUnavailable(f"cannot connect to the PostgreSQL store: {str(exc).strip()}") from None
 
 
 class PgStore:
@@ -235,6 +252,24 @@ class PgStore:
         finally:
             lmdb_txn.abort()
 
+    def last_points_number(self) -> int | None:
+        """The last points history number given out; None before the first."""
+        with self.conn.cursor() as cur:
+            cur.execute("SELECT last_value, is_called FROM scangate.points_numbers")
+            row = cur.fetchone()
+        self.conn.rollback()
+        return int(row[0]) if row and row[1] else None
+
+    def reserve_ledger_block(self) -> int:
+        """The first number of a ledger block no batch will use (committed at once):
+        every block reserved after it starts past it."""
+        with self.conn.cursor() as cur:
+            cur.execute("SELECT nextval('scangate.ledger_blocks')")
+            row = cur.fetchone()
+        self.conn.commit()
+        assert row is not None
+        return int(row[0])
+
     def count(self, table: str) -> int:
         """How many records a table holds (empty placeholders not counted)."""
         if table not in _TABLES and table not in ("ledger", "decisions"):
@@ -250,7 +285,7 @@ class PgStore:
         store's one ``budgets`` record per budget)."""
         out: dict[bytes, tuple[int, int]] = {}
         for key, raw in self.records("budgets").items():
-            budget, (awards, fen) = key[:-2], _SLOT.unpack(raw)[:2]
+            budget, (awards, fen) = key[:-2], slot_spent(key, raw)
             was = out.get(budget, (0, 0))
             out[budget] = (was[0] + awards, was[1] + fen)
         return out
@@ -424,10 +459,19 @@ class PgBatch:
         balanced = (_NO_LIMIT if count_max is None else count_max, _NO_LIMIT if fen_max is None else fen_max)
         short = ((count_max is not None and slot[2] - slot[0] < need)
                  or (fen_max is not None and slot[3] - slot[1] < need * fen))
+        spent = None
         if short or slot[4:] != balanced:
-            slot = self._balance(key, slot_key, count_max, fen_max, need, need * fen)
-        view = (slot[0] if count_max is None else count_max - (slot[2] - slot[0]),
-                slot[1] if fen_max is None else fen_max - (slot[3] - slot[1]))
+            slot, spent = self._balance(key, slot_key, count_max, fen_max, need, need * fen)
+        def seen(dim: int, limit: int | None) -> int:
+            if limit is None:
+                return slot[dim]
+            if spent is not None and spent[dim] >= limit:
+                # all of it spent (or more: a limit lowered below what was spent): the
+                # budget's own total, so the engine records what it has left, as on LMDB
+                return spent[dim]
+            return limit - (slot[2 + dim] - slot[dim])
+
+        view = (seen(0, count_max), seen(1, fen_max))
         self._slots[key] = (slot_key, slot, view)
         return view
 
@@ -452,16 +496,18 @@ class PgBatch:
         return bytes(row[0]), _SLOT.unpack(bytes(row[1]))
 
     def _balance(self, key: bytes, mine: bytes, count_max: int | None, fen_max: int | None, need_awards: int,
-                 need_fen: int) -> tuple[int, ...]:
+                 need_fen: int) -> tuple[tuple[int, ...], tuple[int, int]]:
         """Lock every slot of budget ``key`` (in key order) and share out what is
         left of its limits: slot ``mine`` gets what it needs, at least an even
         share, as far as the budget goes; the rest goes evenly to the others. Every
         slot is rewritten against these limits; the allowances then add up to the
-        limits exactly (conserved: a slot never holds what another was allowed)."""
+        limits exactly (conserved: a slot never holds what another was allowed).
+        Returns slot ``mine`` and the budget's awards and fen spent over all slots."""
         cur = self.cur
         cur.execute("SELECT k, v FROM scangate.budgets WHERE k >= %b AND k < %b ORDER BY k FOR UPDATE",
                     [key + b"\0", key + b"\1"])
         slots = {bytes(k): list(_SLOT.unpack(bytes(v))) for k, v in cur.fetchall()}
+        total = (sum(s[0] for s in slots.values()), sum(s[1] for s in slots.values()))
         others = [k for k in slots if k != mine]
         for dim, limit, need in ((0, count_max, need_awards), (1, fen_max, need_fen)):
             spent = [s[dim] for s in slots.values()]
@@ -479,7 +525,7 @@ class PgBatch:
         for s in slots.values():
             s[4:] = tag
         self._put("budgets", [(k, _SLOT.pack(*s)) for k, s in slots.items()])
-        return tuple(slots[mine])
+        return tuple(slots[mine]), total
 
     def _spend(self, budgets: Mapping[bytes, tuple[int, ...]]) -> list[tuple[bytes, bytes]]:
         """The slot records after the batch's awards (``budgets``: the engine's

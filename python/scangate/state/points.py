@@ -25,21 +25,30 @@ Writes happen inside one write transaction (``redeem``'s own, or the one given
 to ``PointsWriter``); the reward decision writes an award's points in its
 batch's transaction (scangate.state.batch), with the ledger entry and the
 budgets, so points, ledger and budgets always agree.
+
+On PostgreSQL (a data directory opened with a store URL) the same records are
+rows of ``scangate.points``; the reads here read one snapshot of them
+(scangate.state.view), and ``redeem`` runs in one PostgreSQL transaction that
+locks the rows it reads (the redemption's, then the account's) as the deciders
+lock theirs, its history numbers from the sequence the deciders draw from (so
+there is no q record there).
 """
 
 from __future__ import annotations
 
 import itertools
+import random
+import time
 from collections.abc import Callable
 from typing import Any, TypeAlias
 
 import lmdb
 
 from ..datadir import DataDir
-from .store import iter_prefix
 from . import layout
 from .records import (ACCOUNT, I64, U64, PointsEntry, RedemptionRecord, decode_points_entry, decode_redemption,
                       encode, unpack_account)
+from .view import view
 
 __all__ = ["PointsWriter", "Txn", "account", "history", "month_rows", "read_account", "redeem"]
 
@@ -62,33 +71,35 @@ def read_account(txn: Txn, db: Any, key: bytes) -> tuple[int, int]:
 
 def account(data: DataDir, actor: str) -> tuple[int, int]:
     """An actor's (balance, cumulative points earned); (0, 0) without an account."""
-    with data.store.env.begin() as txn:
-        return read_account(txn, data.store.db("points"), layout.account_key(actor.encode()))
+    key = layout.account_key(actor.encode())
+    with view(data) as v:
+        raw = v.get("points", key)
+    return _NO_ACCOUNT if raw is None else unpack_account(actor, raw)
 
 
 def statement(data: DataDir, actor: str, limit: int) -> tuple[tuple[int, int], list[PointsEntry]]:
     """An actor's (balance, earned) and first ``limit`` history entries, read in
     one transaction: the balance is the one the entries lead to."""
-    with data.store.env.begin() as txn:
-        db = data.store.db("points")
+    with view(data) as v:
         prefix = layout.history_prefix(actor.encode())
-        rows = [decode_points_entry(v) for _, v in itertools.islice(iter_prefix(txn, db, prefix), limit)]
-        return read_account(txn, db, layout.account_key(actor.encode())), rows
+        rows = [decode_points_entry(raw) for _, raw in itertools.islice(v.items("points", prefix=prefix), limit)]
+        raw = v.get("points", layout.account_key(actor.encode()))
+    return (_NO_ACCOUNT if raw is None else unpack_account(actor, raw)), rows
 
 
 def history(data: DataDir, actor: str, limit: int) -> list[PointsEntry]:
     """An actor's first ``limit`` history entries, oldest first."""
-    with data.store.env.begin() as txn:
-        rows = iter_prefix(txn, data.store.db("points"), layout.history_prefix(actor.encode()))
-        return [decode_points_entry(v) for _, v in itertools.islice(rows, limit)]
+    with view(data) as v:
+        rows = v.items("points", prefix=layout.history_prefix(actor.encode()))
+        return [decode_points_entry(raw) for _, raw in itertools.islice(rows, limit)]
 
 
 def month_rows(data: DataDir, period: str) -> list[tuple[str, int]]:
     """(actor, points earned) of every actor who earned in ``period`` (YYYY-MM,
     checked by the caller), in key order."""
-    with data.store.env.begin() as txn:
-        return [(k.decode(), int(I64.unpack(v)[0]))
-                for k, v in iter_prefix(txn, data.store.db("points"), layout.month_prefix(period))]
+    prefix = layout.month_prefix(period)
+    with view(data) as v:
+        return [(k[len(prefix):].decode(), int(I64.unpack(raw)[0])) for k, raw in v.items("points", prefix=prefix)]
 
 
 class PointsWriter:
@@ -98,10 +109,13 @@ class PointsWriter:
     decision writes its awards' points itself (scangate.decide.points, the same
     records)."""
 
-    __slots__ = ("_accounts", "_dirty", "_months", "_seq", "db", "txn")
+    __slots__ = ("_accounts", "_dirty", "_months", "_numbers", "_seq", "db", "txn")
 
-    def __init__(self, txn: Txn, db: Any):
+    def __init__(self, txn: Txn, db: Any, numbers: Callable[[], int] | None = None):
+        """``numbers``: where history numbers come from when not the q record
+        (PostgreSQL's sequence)."""
         self.txn, self.db = txn, db
+        self._numbers = numbers
         self._accounts: dict[bytes, tuple[int, int]] = {}   # b/ key -> (balance, earned), read or changed
         self._months: dict[bytes, int] = {}                  # m/ key -> the month's points, read or changed
         self._dirty: dict[bytes, bytes] = {}
@@ -155,6 +169,9 @@ class PointsWriter:
 
     def _history(self, prefix: bytes, entry: PointsEntry) -> None:
         """Append a history entry under the next history number."""
+        if self._numbers is not None:
+            self._dirty[prefix + U64.pack(self._numbers())] = encode(entry)
+            return
         number = self._seq
         if number is None:
             raw = self.txn.get(layout.HISTORY_SEQ, db=self.db)
@@ -176,8 +193,10 @@ def redeem(data: DataDir, request_id: str, spend: Callable[[PointsWriter], Redem
     nothing more); else ``spend``'s, decided and written in one write transaction
     with the points it changed, so the balance it read is the balance it changes.
     An exception from ``spend`` aborts the transaction: nothing is written."""
-    db = data.store.db("points")
     key = layout.redemption_key(request_id)
+    if data.decisions is not None:
+        return _redeem_on_pg(data, key, spend)
+    db = data.store.db("points")
     with data.store.env.begin(write=True) as txn:
         done = txn.get(key, db=db)
         if done is not None:
@@ -187,3 +206,64 @@ def redeem(data: DataDir, request_id: str, spend: Callable[[PointsWriter], Redem
         writer.flush()
         txn.put(key, encode(record), db=db)
     return record
+
+
+class _PgPoints:
+    """What ``PointsWriter`` asks of a transaction, on one PostgreSQL transaction:
+    a read locks its row (inserted empty first when missing: upsert-then-lock,
+    as scangate.state.pg's batches do), the writes are one upsert."""
+
+    def __init__(self, cur: Any):
+        self.cur = cur
+
+    def get(self, key: bytes, db: Any = None) -> bytes | None:
+        self.cur.execute("INSERT INTO scangate.points (k, v) VALUES (%b, '') ON CONFLICT (k) DO NOTHING", [key])
+        self.cur.execute("SELECT v FROM scangate.points WHERE k = %b FOR UPDATE", [key])
+        row = self.cur.fetchone()
+        return bytes(row[0]) if row and row[0] else None
+
+    def cursor(self, db: Any = None) -> _PgPoints:
+        return self
+
+    def putmulti(self, items: list[tuple[bytes, bytes]]) -> None:
+        keys, values = zip(*sorted(items))
+        self.cur.execute("INSERT INTO scangate.points (k, v) SELECT * FROM unnest(%b::bytea[], %b::bytea[]) "
+                         "ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v", [list(keys), list(values)])
+
+    def number(self) -> int:
+        self.cur.execute("SELECT nextval('scangate.points_numbers')")
+        row = self.cur.fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+def _redeem_on_pg(data: DataDir, key: bytes, spend: Callable[[PointsWriter], RedemptionRecord],
+                  attempts: int = 30) -> RedemptionRecord:
+    """``redeem`` on PostgreSQL: the redemption's row locked first (two retries of
+    one request id queue on it), then what ``spend`` reads; a deadlock with a
+    decider (which locks an account among its batch's rows) rolls back and tries
+    again."""
+    from .pg import retryable
+
+    assert data.decisions is not None
+    conn = data.decisions.conn
+    for attempt in range(attempts):
+        try:
+            with conn.cursor() as cur:
+                txn = _PgPoints(cur)
+                done = txn.get(key)
+                if done is not None:
+                    conn.rollback()
+                    return decode_redemption(done)
+                writer = PointsWriter(txn, None, numbers=txn.number)     # type: ignore[arg-type]
+                record = spend(writer)
+                writer.flush()
+                txn.putmulti([(key, encode(record))])
+            conn.commit()
+            return record
+        except BaseException as exc:
+            conn.rollback()
+            if not retryable(exc) or attempt + 1 == attempts:
+                raise
+            time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+    raise AssertionError("unreachable")

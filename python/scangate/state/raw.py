@@ -11,6 +11,12 @@ engine and the edges read and write through the typed modules of scangate.state
 Keys are built with scangate.state.layout. An open ``Store`` keeps caches of what
 it read (product lines, the issued ranges): a write here does not reach them,
 so reopen the data directory to read a line or a range written here.
+
+Where the data directory was opened with a PostgreSQL store
+(``DataDir.decisions``), the databases the decision engine writes
+(``view.DECISION_DBS``) are its tables, read and written here as
+scangate.state.view presents them (a budget's slot rows summed: write budgets
+through the engine there).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import Any
 from ..datadir import DataDir
 from ..errors import InvalidArgument
 from . import layout
+from .view import DECISION_DBS, view
 
 __all__ = ["count", "delete", "dump", "get", "items", "put"]
 
@@ -46,9 +53,16 @@ def _key(key: bytes) -> bytes:
     return key
 
 
+def _on_pg(data: DataDir, name: str) -> bool:
+    return data.decisions is not None and name in DECISION_DBS
+
+
 def items(data: DataDir, name: str) -> list[tuple[bytes, bytes]]:
     """Every (key, value) of database ``name``, in key order."""
     db = _db(data, name)
+    if _on_pg(data, name):
+        with view(data) as v:
+            return list(v.items(name))
     with data.store.env_of(name).begin() as txn:
         return [(bytes(k), bytes(v)) for k, v in txn.cursor(db=db)]
 
@@ -59,7 +73,11 @@ def dump(data: DataDir, names: tuple[str, ...] = layout.DATABASES) -> dict[str, 
     databases changed."""
     dbs = {name: _db(data, name) for name in names}
     out: dict[str, list[tuple[bytes, bytes]]] = {}
-    for env in {data.store.env_of(name) for name in names}:
+    if data.decisions is not None:
+        with view(data) as v:
+            out.update((name, list(v.items(name))) for name in names if name in DECISION_DBS)
+        dbs = {name: db for name, db in dbs.items() if name not in out}
+    for env in {data.store.env_of(name) for name in dbs}:
         with env.begin() as txn:
             out.update((name, [(bytes(k), bytes(v)) for k, v in txn.cursor(db=db)])
                        for name, db in dbs.items() if data.store.env_of(name) is env)
@@ -69,6 +87,8 @@ def dump(data: DataDir, names: tuple[str, ...] = layout.DATABASES) -> dict[str, 
 def count(data: DataDir, name: str) -> int:
     """How many records database ``name`` holds."""
     db = _db(data, name)
+    if _on_pg(data, name):
+        return len(items(data, name))
     with data.store.env_of(name).begin() as txn:
         return int(txn.stat(db)["entries"])
 
@@ -77,6 +97,9 @@ def get(data: DataDir, name: str, key: bytes) -> bytes | None:
     """The value stored under ``key`` in database ``name``; None when there is none."""
     db = _db(data, name)
     key = _key(key)
+    if _on_pg(data, name):
+        with view(data) as v:
+            return v.get(name, key)
     with data.store.env_of(name).begin() as txn:
         raw = txn.get(key, db=db)
     return None if raw is None else bytes(raw)
@@ -89,6 +112,9 @@ def put(data: DataDir, name: str, key: bytes, value: bytes) -> None:
     key = _key(key)
     if not isinstance(value, (bytes, bytearray, memoryview)):
         raise InvalidArgument(f"value: bytes, not {type(value).__name__}")
+    if _on_pg(data, name):
+        _pg_write(data, name, key, bytes(value))
+        return
     with data.store.env_of(name).begin(write=True) as txn:
         txn.put(key, bytes(value), db=db)
         if name in _RULES:
@@ -99,7 +125,36 @@ def delete(data: DataDir, name: str, key: bytes) -> bool:
     """Delete ``key`` from database ``name``; whether there was a record to delete."""
     db = _db(data, name)
     key = _key(key)
+    if _on_pg(data, name):
+        return _pg_write(data, name, key, None)
     with data.store.env_of(name).begin(write=True) as txn:
         if name in _RULES:
             data.store.bump_rules(txn)
         return bool(txn.delete(key, db=db))
+
+
+def _pg_write(data: DataDir, name: str, key: bytes, value: bytes | None) -> bool:
+    """Put (or, for None, delete) one row of a PostgreSQL table; whether a record
+    was there. The ledger and the decision log are keyed by the 8-byte number."""
+    if name == "budgets":
+        raise InvalidArgument("name: a budget is split into slot rows on PostgreSQL (scangate.state.pg); "
+                              "its raw record cannot be written")
+    assert data.decisions is not None
+    conn = data.decisions.conn
+    k: int | bytes = key
+    column = "k"
+    if name in ("ledger", "decisions"):
+        if len(key) != 8:
+            raise InvalidArgument(f"key: {len(key)} bytes; a {name} key is an 8-byte number")
+        column, k = "n", int.from_bytes(key, "big")
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"DELETE FROM scangate.{name} WHERE {column} = %b RETURNING length(v)", [k])
+            was = any(row[0] for row in cur.fetchall())
+            if value is not None:
+                cur.execute(f"INSERT INTO scangate.{name} ({column}, v) VALUES (%b, %b)", [k, value])
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+    return was

@@ -5,9 +5,10 @@ typed values of scangate.state.records. For reports, the CLI, tests and tools;
 the decision engine reads through scangate.state.batch instead (and the stored
 bytes themselves, for repair and forensics, are scangate.state.raw's).
 
-Every function reads in one read transaction of its own; keys come from
-scangate.state.layout; a stored record that is not what its database holds is
-CorruptionError naming it.
+Every function reads one snapshot of its own (scangate.state.view: a read
+transaction of the data directory, or of the PostgreSQL store where the
+directory was opened with one); keys come from scangate.state.layout; a stored
+record that is not what its database holds is CorruptionError naming it.
 """
 
 from __future__ import annotations
@@ -21,13 +22,12 @@ from ..datadir import DataDir
 from ..decision import Decision
 from ..errors import CorruptionError
 from . import layout
-from .batch import logged_decisions, request_pointer
-from .batch import scan_history as _scan_history
+from .batch import request_pointer
 from .records import (COUNTS, I64, U64, History, LogRecord, PointsEntry, RedemptionRecord, decode_claim,
                       decode_ledger, decode_payout, decode_points_entry, decode_redemption,
                       to_json, unpack_account)
-from .store import iter_prefix
 from .trace import Shipment, TraceStore
+from .view import logged_decision, view
 
 __all__ = ["ActorCounters", "budget", "budgets", "campaign_secret", "claims", "counters", "day_counters",
            "decision_of", "history_number", "ledger", "month_points", "outbox", "plugin_failures", "points_accounts",
@@ -37,43 +37,41 @@ __all__ = ["ActorCounters", "budget", "budgets", "campaign_secret", "claims", "c
 
 def ledger(data: DataDir, first: int = 1) -> Iterator[dict[str, Any]]:
     """Every ledger entry from ``first`` on, in order."""
-    with data.store.env.begin() as txn:
-        cur = txn.cursor(db=data.store.db("ledger"))
-        if cur.set_range(layout.seq_key(first)):
-            for _k, raw in cur:
-                yield to_json(decode_ledger(raw))
+    with view(data) as v:
+        for _k, raw in v.items("ledger", layout.seq_key(first)):
+            yield to_json(decode_ledger(raw))
 
 
 def outbox(data: DataDir) -> dict[str, dict[str, Any]]:
     """Every payout request by its key."""
-    with data.store.env.begin() as txn:
-        return {bytes(k).decode(): to_json(decode_payout(v)) for k, v in txn.cursor(db=data.store.db("outbox"))}
+    with view(data) as v:
+        return {k.decode(): to_json(decode_payout(raw)) for k, raw in v.items("outbox")}
 
 
 def claims(data: DataDir) -> dict[int, dict[str, Any]]:
     """Every claim by the serial it was made on."""
-    with data.store.env.begin() as txn:
-        return {int.from_bytes(k, "big"): to_json(decode_claim(v)) for k, v in txn.cursor(db=data.store.db("claims"))}
+    with view(data) as v:
+        return {int.from_bytes(k, "big"): to_json(decode_claim(raw)) for k, raw in v.items("claims")}
 
 
 def decision_of(data: DataDir, request_id: str, client: str = "") -> dict[str, Any] | None:
     """The stored decision of a request (``Decision.to_json()`` without its
     message), or None when it was never decided."""
-    with data.store.env.begin() as txn:
+    with view(data) as v:
         key = layout.request_key(client, request_id)
-        pointer = txn.get(key, db=data.store.db("requests"))
+        pointer = v.get("requests", key)
         if pointer is None:
             return None
         number, _fingerprint = request_pointer(key, pointer)
-        return to_json(logged_decisions(txn, data.store.db("decisions"), [number])[number])
+        return to_json(logged_decision(v, number))
+
 
 
 def decision_log(data: DataDir) -> list[tuple[int, Decision]]:
     """Every decision of the decision log with its number, in order (a record holds
     a batch's decisions: records.LogRecord)."""
-    with data.store.env.begin() as txn:
-        return [item for key, raw in txn.cursor(db=data.store.db("decisions"))
-                for item in LogRecord(int(U64.unpack(key)[0]), raw).decisions()]
+    with view(data) as v:
+        return [item for key, raw in v.items("decisions") for item in LogRecord(int(U64.unpack(key)[0]), raw).decisions()]
 
 
 # ---------------------------------------------------------------------- requests
@@ -82,16 +80,16 @@ def request_record(data: DataDir, request_id: str, client: str = "") -> tuple[in
     decision log, the request's fingerprint; None in a record written before
     fingerprints), or None when the request was never decided."""
     key = layout.request_key(client, request_id)
-    with data.store.env.begin() as txn:
-        raw = txn.get(key, db=data.store.db("requests"))
+    with view(data) as v:
+        raw = v.get("requests", key)
     return None if raw is None else request_pointer(key, raw)
 
 
 def requests(data: DataDir) -> dict[bytes, tuple[int, bytes | None]]:
     """Every request record by its key (``layout.request_key``: a request without a
     client is keyed by its id's UTF-8), as ``request_record`` gives it."""
-    with data.store.env.begin() as txn:
-        return {bytes(k): request_pointer(bytes(k), v) for k, v in txn.cursor(db=data.store.db("requests"))}
+    with view(data) as v:
+        return {k: request_pointer(k, raw) for k, raw in v.items("requests")}
 
 
 # ---------------------------------------------------------------------- counters, budgets
@@ -118,8 +116,8 @@ def _counts(what: str, raw: bytes, sizes: tuple[int, ...]) -> tuple[int, ...]:
 def counters(data: DataDir, campaign_id: str, actor: str) -> ActorCounters | None:
     """An actor's totals in a campaign (``ActorCounters``); None before its first
     eligible scan there."""
-    with data.store.env.begin() as txn:
-        raw = txn.get(layout.total_key(campaign_id, actor), db=data.store.db("counters"))
+    with view(data) as v:
+        raw = v.get("counters", layout.total_key(campaign_id, actor))
     if raw is None:
         return None
     values = _counts(f"counters of {actor!r} in campaign {campaign_id!r}", bytes(raw), (3, 6))
@@ -134,8 +132,8 @@ def day_counters(data: DataDir, campaign_id: str, actor: str, day: str) -> tuple
     from its own d/ record, kept for every day but the one ``counters`` holds;
     None without one."""
     key = layout.day_key(layout.total_key(campaign_id, actor), day)
-    with data.store.env.begin() as txn:
-        raw = txn.get(key, db=data.store.db("counters"))
+    with view(data) as v:
+        raw = v.get("counters", key)
     if raw is None:
         return None
     awards, fen = _counts(f"counters of {actor!r} in campaign {campaign_id!r} on {day}", bytes(raw), (2,))
@@ -144,8 +142,8 @@ def day_counters(data: DataDir, campaign_id: str, actor: str, day: str) -> tuple
 
 def plugin_failures(data: DataDir, campaign_id: str, plugin: str) -> int:
     """How many times rule plugin ``plugin`` failed in a campaign's decisions."""
-    with data.store.env.begin() as txn:
-        raw = txn.get(layout.plugin_failure_key(campaign_id, plugin), db=data.store.db("counters"))
+    with view(data) as v:
+        raw = v.get("counters", layout.plugin_failure_key(campaign_id, plugin))
     if raw is None:
         return 0
     return _counts(f"failures of plugin {plugin!r} in campaign {campaign_id!r}", bytes(raw), (2,))[0]
@@ -153,8 +151,8 @@ def plugin_failures(data: DataDir, campaign_id: str, plugin: str) -> int:
 
 def budget(data: DataDir, campaign_id: str, prize_id: str) -> tuple[int, int] | None:
     """(awards, fen) a campaign's prize has spent of its budget; None before its first award."""
-    with data.store.env.begin() as txn:
-        raw = txn.get(layout.budget_key(campaign_id, prize_id), db=data.store.db("budgets"))
+    with view(data) as v:
+        raw = v.get("budgets", layout.budget_key(campaign_id, prize_id))
     if raw is None:
         return None
     awards, fen = _counts(f"budget of prize {prize_id!r} of campaign {campaign_id!r}", bytes(raw), (2,))
@@ -163,11 +161,11 @@ def budget(data: DataDir, campaign_id: str, prize_id: str) -> tuple[int, int] | 
 
 def budgets(data: DataDir) -> dict[str, tuple[int, int]]:
     """(awards, fen) spent of every prize that was awarded, by "<campaign>/<prize>"."""
-    with data.store.env.begin() as txn:
+    with view(data) as v:
         out = {}
-        for k, v in txn.cursor(db=data.store.db("budgets")):
-            name = bytes(k).decode("utf-8", "replace")
-            awards, fen = _counts(f"budget {name!r}", bytes(v), (2,))
+        for k, raw in v.items("budgets"):
+            name = k.decode("utf-8", "replace")
+            awards, fen = _counts(f"budget {name!r}", raw, (2,))
             out[name] = (awards, fen)
         return out
 
@@ -175,38 +173,41 @@ def budgets(data: DataDir) -> dict[str, tuple[int, int]]:
 # ---------------------------------------------------------------------- points
 def points_accounts(data: DataDir) -> dict[str, tuple[int, int]]:
     """(balance, points earned) of every actor with a points account, by actor."""
-    with data.store.env.begin() as txn:
+    with view(data) as v:
         out = {}
-        for k, v in iter_prefix(txn, data.store.db("points"), layout.ACCOUNT_PREFIX):
-            actor = k.decode("utf-8", "replace")
-            out[actor] = unpack_account(actor, v)
+        for k, raw in v.items("points", prefix=layout.ACCOUNT_PREFIX):
+            actor = k[len(layout.ACCOUNT_PREFIX):].decode("utf-8", "replace")
+            out[actor] = unpack_account(actor, raw)
         return out
 
 
 def points_history(data: DataDir, actor: str) -> list[PointsEntry]:
     """Every history entry of an actor, oldest first."""
-    with data.store.env.begin() as txn:
-        return [decode_points_entry(v)
-                for _, v in iter_prefix(txn, data.store.db("points"), layout.history_prefix(actor.encode()))]
+    with view(data) as v:
+        return [decode_points_entry(raw) for _, raw in v.items("points", prefix=layout.history_prefix(actor.encode()))]
 
 
 def points_histories(data: DataDir) -> dict[str, list[PointsEntry]]:
     """Every actor's history entries (``points_history``), by actor."""
     out: dict[str, list[PointsEntry]] = {}
-    with data.store.env.begin() as txn:
-        for rest, v in iter_prefix(txn, data.store.db("points"), layout.HISTORY_PREFIX):
+    with view(data) as v:
+        for key, raw in v.items("points", prefix=layout.HISTORY_PREFIX):
+            rest = key[len(layout.HISTORY_PREFIX):]
             # the actor, NUL, the 8-byte history number
             if len(rest) < 9 or rest[-9] != 0:
                 raise CorruptionError(f"points history key {layout.HISTORY_PREFIX + rest!r}: "
                                       "not <actor> NUL <number>")
-            out.setdefault(rest[:-9].decode("utf-8", "replace"), []).append(decode_points_entry(v))
+            out.setdefault(rest[:-9].decode("utf-8", "replace"), []).append(decode_points_entry(raw))
     return out
 
 
 def history_number(data: DataDir) -> int | None:
-    """The last points history number given out; None before the first entry."""
-    with data.store.env.begin() as txn:
-        raw = txn.get(layout.HISTORY_SEQ, db=data.store.db("points"))
+    """The last points history number given out; None before the first entry.
+    (On PostgreSQL, the sequence the numbers come from: no q record there.)"""
+    if data.decisions is not None:
+        return data.decisions.last_points_number()
+    with view(data) as v:
+        raw = v.get("points", layout.HISTORY_SEQ)
     if raw is None:
         return None
     if len(raw) != U64.size:
@@ -216,28 +217,31 @@ def history_number(data: DataDir) -> int | None:
 
 def redemption(data: DataDir, request_id: str) -> RedemptionRecord | None:
     """The stored result of redemption ``request_id``; None when it was never asked for."""
-    with data.store.env.begin() as txn:
-        raw = txn.get(layout.redemption_key(request_id), db=data.store.db("points"))
+    with view(data) as v:
+        raw = v.get("points", layout.redemption_key(request_id))
     return None if raw is None else decode_redemption(raw)
 
 
 def month_points(data: DataDir, month: str) -> dict[str, int]:
     """The points each actor earned in ``month`` (YYYY-MM), by actor."""
-    with data.store.env.begin() as txn:
-        return {k.decode("utf-8", "replace"): int(I64.unpack(v)[0])
-                for k, v in iter_prefix(txn, data.store.db("points"), layout.month_prefix(month))}
+    prefix = layout.month_prefix(month)
+    with view(data) as v:
+        return {k[len(prefix):].decode("utf-8", "replace"): int(I64.unpack(raw)[0])
+                for k, raw in v.items("points", prefix=prefix)}
 
 
 # ---------------------------------------------------------------------- scans, campaigns, trace
 def scan_history(data: DataDir, serial: int) -> History | None:
     """The recorded scan state of a serial; None when it was never scanned."""
-    return _scan_history(data.store, serial)
+    with view(data) as v:
+        raw = v.get("scans", layout.serial_key(serial))
+    return None if raw is None else History.unpack(raw)
 
 
 def campaign_secret(data: DataDir, campaign_id: str) -> bytes | None:
     """A campaign's secret (its draws' HMAC key); None for no such campaign."""
-    with data.store.env.begin() as txn:
-        raw = txn.get(layout.secret_key(campaign_id), db=data.store.db("campaigns"))
+    with view(data) as v:
+        raw = v.get("campaigns", layout.secret_key(campaign_id))
     return None if raw is None else bytes(raw)
 
 
