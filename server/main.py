@@ -131,6 +131,10 @@ class _RunDir:
     def writer_socket(self) -> str:
         return str(self.socket_dir / SOCKET_NAME)
 
+    def decider_socket(self, i: int) -> str:
+        """The socket of decider (writer) process ``i``: the writer's for the first."""
+        return self.writer_socket if i == 0 else f"{self.writer_socket}.{i}"
+
     def remove(self) -> None:
         if self.socket_dir != self.path:
             shutil.rmtree(self.socket_dir, ignore_errors=True)
@@ -320,6 +324,9 @@ def serve(data_dir: str | os.PathLike[str], cfg: Config, *, log_level: str = "IN
     created = not (root / "lmdb" / "data.mdb").exists()
     # first start: create it; with a PostgreSQL store, fail now if it cannot be
     # reached or holds no schema (scangate init --store makes it)
+    if cfg.server.deciders > 1 and not cfg.store.url:
+        raise InvalidArgument(f"server.deciders: {cfg.server.deciders} needs the PostgreSQL store ([store] url or "
+                              "--store): on LMDB one writer commits every decision")
     open_data_dir(root, create=True, store=cfg.store.url or None).close()
     run = _open_run_dir(root)
     held = None
@@ -355,7 +362,6 @@ def _supervise(root: Path, cfg: Config, run: _RunDir, port: int, created: bool, 
         metrics_url = f"http://{s.host}:{httpd.server_port}/metrics"
     ctx = multiprocessing.get_context("spawn")
     stopping = False
-    writer_socket = run.writer_socket
 
     def on_signal(signum: int, frame: Any) -> None:
         nonlocal stopping
@@ -377,31 +383,37 @@ def _supervise(root: Path, cfg: Config, run: _RunDir, port: int, created: bool, 
             raise RuntimeError(f"{name} failed to start; see its log above") from None
         return p
 
-    def start_writer() -> multiprocessing.process.BaseProcess:
-        p = launch("scangate-writer", _writer_main, str(root), cfg, writer_socket)
+    def start_writer(i: int) -> multiprocessing.process.BaseProcess:
+        # deciders (server.deciders, PostgreSQL only): writer processes of their own,
+        # each committing its workers' scans in transactions of its own
+        path = run.decider_socket(i)
+        p = launch("scangate-writer" + (f"-{i}" if i else ""), _writer_main, str(root), cfg, path)
         # bind() made it 0777 less the writer's umask (0700): files are 0600 here
-        os.chmod(writer_socket, 0o600)
+        os.chmod(path, 0o600)
         return p
 
     def start(slot: int) -> multiprocessing.process.BaseProcess:
-        return launch(f"scangate-worker-{slot}", _worker_main, str(root), cfg, tokens, port, writer_socket)
+        return launch(f"scangate-worker-{slot}", _worker_main, str(root), cfg, tokens, port,
+                      run.decider_socket(slot % s.deciders))
 
     # the rate limits' buckets, in one file every worker maps: a client spread over
     # N workers gets the configured rate, not N times it (server/limits.py)
     LimitTable.create(limits_path(run.path))
     workers: list[multiprocessing.process.BaseProcess] = []
-    writer = None
+    writers: list[multiprocessing.process.BaseProcess] = []
     try:
-        writer = start_writer()
+        for i in range(s.deciders):
+            writers.append(start_writer(i))
         for slot in range(s.workers):
             workers.append(start(slot))
     except RuntimeError as exc:
         log.error("%s", exc)
-        for p in workers + ([writer] if writer else []):
+        for p in workers + writers:
             p.terminate()
         return 1
     where = f"{'tls://' if s.tls_cert else ''}{s.host}:{port}"
     announce(f"scangate: serving {root} on {where} with {s.workers} worker(s)"
+             f"{f' and {s.deciders} deciders' if s.deciders > 1 else ''}"
              f"{' (created it)' if created else ''}; metrics on {metrics_url or 'off'}; "
              f"auth {'on' if _tokens_path(root, cfg) else 'off'}")
     log.info("serving", extra={"address": where, "workers": s.workers, "metrics": metrics_url,
@@ -412,10 +424,11 @@ def _supervise(root: Path, cfg: Config, run: _RunDir, port: int, created: bool, 
     try:
         while not stopping:
             time.sleep(0.2)
-            if not writer.is_alive() and not stopping:
-                log.error("writer (pid %s) exited with %s; restarting", writer.pid, writer.exitcode)
-                _mark_dead(writer.pid)
-                writer = start_writer()
+            for i, writer in enumerate(writers):
+                if not writer.is_alive() and not stopping:
+                    log.error("writer %d (pid %s) exited with %s; restarting", i, writer.pid, writer.exitcode)
+                    _mark_dead(writer.pid)
+                    writers[i] = start_writer(i)
             for slot, p in enumerate(workers):
                 if not p.is_alive() and not stopping:
                     log.error("worker %d (pid %s) exited with %s; restarting", slot, p.pid, p.exitcode)
@@ -424,7 +437,7 @@ def _supervise(root: Path, cfg: Config, run: _RunDir, port: int, created: bool, 
     finally:
         # workers first (they finish their calls, whose scans the writer commits), then the writer
         _stop(workers, s.grace_s + 30)
-        _stop([writer], s.grace_s + 30)
+        _stop(writers, s.grace_s + 30)
     return 0
 
 

@@ -18,7 +18,7 @@ import scangate
 from scangate import rewards
 from scangate.rewards import Decision, ScanRequest
 from scangate.state import layout
-from scangate.state.pg import PgStore
+from scangate.state.pg import PgStore, StoreUnavailable
 from scangate.state.records import History
 
 from fixtures_campaigns import CHENGDU, NOON, campaign
@@ -60,13 +60,9 @@ def decider(url: str, data: str, codes: list[str], acks: str, batches: int) -> N
         while k < batches:
             try:
                 decided = rewards.decide_scans_on(store, dd, batch(k, codes), now_ms=lambda: NOON + 60_000)
-            except psycopg.OperationalError:
+            except (psycopg.OperationalError, StoreUnavailable):
+                # down for longer than decide_scans_on waits: the client's retry
                 time.sleep(0.2)
-                try:
-                    store.close()
-                    store = PgStore(url)
-                except psycopg.OperationalError:
-                    pass
                 continue
             out.write(json.dumps([k, [msgspec.json.encode(d).decode() for d in decided]]) + "\n")
             out.flush()

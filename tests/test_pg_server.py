@@ -5,6 +5,7 @@ PostgreSQL and nowhere else, and a store that cannot be reached refused at start
 (tests/test_server.py runs its whole suite on such a server too.)"""
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 from pathlib import Path
@@ -119,3 +120,7 @@ def test_a_store_that_cannot_be_reached_or_has_no_schema_is_refused_at_start(tmp
         done = subprocess.run([str(SCANGATE_BIN), "payouts", "list", "--data", str(data), "--store", url],
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 2 and why in done.stderr, (url, done.stderr)
+    # several deciders commit concurrently: PostgreSQL's row locks, never LMDB's one writer
+    done = subprocess.run([str(SCANGATE_BIN), "serve", "--data", str(data), "--port", "0", "--metrics-port", "0"],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "SCANGATE_SERVER_DECIDERS": "2"})
+    assert done.returncode == 2 and "server.deciders: 2 needs the PostgreSQL store" in done.stderr, done.stderr

@@ -16,7 +16,7 @@ import msgspec
 import pytest
 
 import scangate
-from scangate import rewards
+from scangate import audit, rewards
 from scangate.errors import CorruptionError
 from scangate.rewards import Decision, RequestRefused, ScanRequest
 from scangate.state import layout, raw
@@ -231,6 +231,11 @@ def test_deciders_racing_on_shared_codes_users_and_tiny_budgets_pay_nothing_twic
     for rid, _code, _actor, d in acked:
         number, _fp = request_pointer(layout.request_key("", rid), index[layout.request_key("", rid)])
         assert LogRecord(number, log[number]).decision(number) == d
+    # the audit explains every entry, each deciding from its budget slot's share
+    with scangate.open_data_dir(tmp_path / "d", store=pg.url) as data:
+        audited = list(audit.audit_ledger(data))
+    assert len(audited) == len(ledger) and [a["failed"] for a in audited if not a["verified"]] == []
+    assert len(pg.budget_slots(b"c1/cash")) > 1, "the race never split the budget: the audit's slot case is untested"
 
 
 def test_deciding_against_a_database_without_the_schema_names_the_fix(cluster: PgCluster,
@@ -396,3 +401,62 @@ def test_redemptions_racing_with_deciders_never_overdraw_and_pay_each_request_on
     assert sorted(h["ref"] for h in history if h["delta"] < 0) == sorted(r.request_id for (r,) in by_id.values()
                                                                          if r.ok)
     assert any(not r.ok for (r,) in by_id.values())       # the account ran dry at some point: the race was real
+
+
+def test_the_audit_explains_decisions_that_saw_their_budget_slot_and_names_an_edited_share(
+        cluster: PgCluster, tmp_path: Path) -> None:
+    """Once a budget is split into slots, each decision records its slot's share
+    of what is left, not the whole: the audit accepts a share that decides the
+    same and is no more than the whole, and still names one edited to more."""
+    from scangate.state import raw, reads
+    from scangate.state.records import encode
+
+    url = cluster.new_database()
+    with PgStore(url) as store:
+        store.migrate()
+    cash = '[[prizes]]\nid = "cash"\nkind = "cash"\namount_fen = 100\nbudget_count = 10\n'
+    with scangate.init_data_dir(tmp_path / "d") as dd:
+        rewards.put_campaign(dd, campaign(prizes=cash), "c.toml")
+        codes = dd.issue_codes("B", "item", 8).as_strings()
+    shared = scangate.open_data_dir(tmp_path / "d", store=url)
+    other = scangate.DataDir(shared.root, shared.store, shared.keys, PgStore(url))    # a second decider
+
+    def scan(data: scangate.DataDir, i: int) -> None:
+        rewards.decide_scans(data, [ScanRequest(f"r{i}", codes[i], f"u{i}", region=CHENGDU, time_ms=NOON)])
+
+    scan(shared, 0)
+    held, release = threading.Event(), threading.Event()
+
+    def hold_slot_0() -> None:
+        assert shared.decisions is not None
+        with shared.decisions.batch(shared) as b:
+            b.read(Snapshot(), claims=[b"x"], budgets={b"c1/cash": (10, None, 100)})
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold_slot_0)
+    holder.start()
+    assert held.wait(30)
+    second = threading.Thread(target=scan, args=(other, 1))    # slot 0 is held: a new slot, balanced
+    second.start()
+    second.join(1.0)
+    release.set()
+    holder.join(30)
+    second.join(30)
+    for i in range(2, 6):
+        scan(shared if i % 2 else other, i)
+    assert shared.decisions is not None and len(shared.decisions.budget_slots(b"c1/cash")) == 2
+    entries = list(reads.ledger(shared))
+    seen = [e["budgets"]["cash"][0] for e in entries]
+    wholes = list(range(10, 10 - len(entries), -1))
+    assert seen != wholes and all(s <= w for s, w in zip(seen, wholes))   # shares, not the whole
+    assert [r["failed"] for r in audit.audit_ledger(shared)] == [[]] * len(entries)
+    # a share edited to more than the whole is an edit, named as one
+    last = entries[-1]
+    edited = msgspec.structs.replace(decode_ledger(raw.get(shared, "ledger", layout.seq_key(last["seq"]))),
+                                     budgets={"cash": [wholes[-1] + 1, None]})
+    raw.put(shared, "ledger", layout.seq_key(last["seq"]), encode(edited))
+    assert audit.audit_entry(shared, last["seq"])["failed"] == ["budgets"]
+    assert other.decisions is not None
+    other.decisions.close()
+    shared.close()

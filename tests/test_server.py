@@ -68,12 +68,13 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     """A server of two workers, once with each of them preparing its calls'
     read-only half (server.prepare = "workers"), once with the writer deciding
     every scan whole ("writer"), and once with the decision state on PostgreSQL
-    (``--store``, a real cluster: conftest's pg_server): every test here holds
-    for all three."""
+    (``--store``, a real cluster: conftest's pg_server) and a decider process
+    for each worker (server.deciders = 2): every test here holds for all three."""
     data = tmp_path_factory.mktemp("srv") / "data"
     store = ("--store", request.getfixturevalue("pg_server").database()) if request.param == "postgresql" else ()
-    prepare = "writer" if request.param == "postgresql" else request.param
-    with running(data, "--workers", "2", *store, metrics=True, env={"SCANGATE_SERVER_PREPARE": prepare}) as srv:
+    env = {"SCANGATE_SERVER_PREPARE": request.param} if not store else \
+        {"SCANGATE_SERVER_PREPARE": "writer", "SCANGATE_SERVER_DECIDERS": "2"}
+    with running(data, "--workers", "2", *store, metrics=True, env=env) as srv:
         yield srv
 
 

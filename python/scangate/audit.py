@@ -20,7 +20,9 @@ and, for each entry:
 - recomputes the state the decision read from the entries before it: the user's
   scan number, their awards and fen today (the campaign's local day) and in all,
   every prize's budget left, the points the actor had earned (store tiers), so an
-  edited counter or budget disagrees with the history;
+  edited counter or budget disagrees with the history (on PostgreSQL a decision
+  saw its budget slot's share, which stands where it decides the same and is no
+  more than the whole: ``_slot_views``);
 - decides again with the engine's own function (``decide.engine.decide_scan``,
   the one every scan was decided with) over a snapshot of that state, the
   plugins' recorded output standing in for running them: a guaranteed win or the
@@ -235,13 +237,45 @@ class _Checks:
                 **extra}
 
 
+def _slot_views(budgets: Budgets, k: Compiled, recorded: Any) -> None:
+    """On a store whose budgets are split into slots (PostgreSQL's escrow,
+    scangate.state.pg), a decision saw its slot's share of each budget, not the
+    whole remainder this walk recomputes, and its entry records that share. Take
+    the recorded remainder in ``budgets`` where it leads to the same decision (one
+    more award possible with both or with neither: a slot that cannot cover an
+    award is balanced first, and is left short only when the whole budget is)
+    and is no more than the whole (a slot never holds more); else keep the
+    walk's, and the entry fails ``budgets``."""
+    if not isinstance(recorded, dict):
+        return
+    for prize_id, (_p, key, count_max, fen_max, fen, _w) in k.entry.items():
+        left = recorded.get(prize_id)
+        if (count_max is None and fen_max is None) or not (isinstance(left, list) and len(left) == 2):
+            continue
+        spent = budgets[key] or (0, 0)
+        view = []
+        for limit, used, shown, unit in ((count_max, spent[0], left[0], 1), (fen_max, spent[1], left[1], fen)):
+            if limit is None:
+                if shown is not None:
+                    break
+                view.append(used)
+                continue
+            whole = limit - used
+            if not _is_int(shown) or (shown >= unit) != (whole >= unit) or (shown > whole and shown >= unit):
+                break
+            view.append(limit - shown)
+        else:
+            budgets[key] = (view[0], view[1])
+
+
 class _Auditor:
     """One walk of the ledger in order: the state each decision read, rebuilt from
     the recomputed decisions before it, and the campaigns' secrets and revisions,
     as a snapshot of ``version`` (LedgerSnapshot.version) holds them."""
 
-    def __init__(self, version: int):
+    def __init__(self, version: int, slotted: bool = False):
         self.version = version
+        self.slotted = slotted         # budgets split into slots (PostgreSQL): see _slot_views
         self.next_seq = 1
         self.new_format = False        # an entry of version 2 was seen: no older one can follow
         self.secrets: dict[str, bytes | None] = {}
@@ -405,6 +439,8 @@ class _Auditor:
         snap.counters[total_key] = (user.awards, user.fen, user.scans, today[0], d_count, d_fen) if user.scans \
             else None
         snap.budgets = {key: self.budgets[key] for _p, key, *_rest in k.entry.values()}
+        if self.slotted:
+            _slot_views(snap.budgets, k, entry.get("budgets"))
         if point_keys is not None:
             snap.accounts[point_keys[0]] = (0, self.earned.get(actor, 0))
             snap.months[point_keys[1]] = 0
@@ -556,7 +592,7 @@ def audit_entry(data: DataDir, seq: int) -> dict[str, Any]:
         kept = _walks.get(id(store))
         auditor = kept[1] if kept is not None and kept[0] is store else None
         if auditor is None or auditor.version != snap.version or auditor.next_seq > seq:
-            auditor = _Auditor(snap.version)
+            auditor = _Auditor(snap.version, snap.slotted)
         for result in auditor.run(snap, seq, seq):
             pass
         if len(_walks) >= 16:
@@ -573,7 +609,7 @@ def audit_ledger(data: DataDir, first: int = 1, last: int | None = None, *,
     those of ``campaign_id`` among them (and those that are no ledger entry: they
     may be), in one walk (audit_entry's results)."""
     with LedgerSnapshot(data) as snap:
-        auditor = _Auditor(snap.version)
+        auditor = _Auditor(snap.version, snap.slotted)
         for result in auditor.run(snap, first, last):
             if campaign_id is None or result.get("campaign_id") == campaign_id or "record" in result["checks"]:
                 yield result

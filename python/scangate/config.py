@@ -23,6 +23,10 @@ at start, failing with the exact key that is wrong.
     clock_skew_s = 10.0       # ...and this far ahead (counts as now); outside: INVALID_ARGUMENT time_ms
     epcis_schema = ""         # the GS1 EPCIS 2.0 JSON schema file: UploadEpcis(validate_schema=true)
     prepare = "auto"          # who decides a scan's read-only half: workers, writer, or auto (docs/server.md)
+    deciders = 1              # decider (writer) processes; more than one with the PostgreSQL store only
+
+    [store]
+    url = ""                  # the decision state on PostgreSQL: postgresql://user@host:port/db (docs/scale-out.md)
 
     [limits]                  # shared by all workers; 0: off (docs/server.md)
     actor_scans_per_minute = 120
@@ -79,6 +83,7 @@ class ServerConfig:
     clock_skew_s: float = 10.0
     epcis_schema: str = ""
     prepare: str = "auto"
+    deciders: int = 1
 
     @property
     def scan_time_policy(self) -> ScanTimePolicy:
@@ -104,6 +109,8 @@ class ServerConfig:
             raise InvalidArgument(f"metrics_port: {self.metrics_port} is not a TCP port")
         if not 1 <= self.workers <= 256:
             raise InvalidArgument(f"workers: must be 1 to 256, not {self.workers}")
+        if not 1 <= self.deciders <= 64:
+            raise InvalidArgument(f"deciders: must be 1 to 64, not {self.deciders}")
         if not 1 <= self.max_batch <= 10_000:
             raise InvalidArgument(f"max_batch: must be 1 to 10000, not {self.max_batch}")
         for name in ("late_scan_s", "clock_skew_s"):

@@ -155,6 +155,7 @@ def _decide_on(store: PgStore, data: DataDir, requests: Sequence[ScanRequest], v
                ) -> list[Decision | RequestRefused]:
     checks = data.verify_codes([r.code for r in requests])
     config = verdict_config or VerdictConfig()
+    lost = 0
     for attempt in range(attempts):
         now = (now_ms or current_clock())()
         try:
@@ -163,10 +164,19 @@ def _decide_on(store: PgStore, data: DataDir, requests: Sequence[ScanRequest], v
                 batch.apply(mutations)
             return out
         except Exception as exc:
+            if store.lost(exc) and lost < _RECONNECTS:
+                # the server restarted or failed over: wait, reconnect (store.batch), decide
+                # again; a batch whose commit went through replays its stored decisions
+                time.sleep(min(0.1 * 2 ** lost, 2.0))
+                lost += 1
+                continue
             if not pg_retryable(exc) or attempt + 1 == attempts:
                 raise
             time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
     raise AssertionError("unreachable")
+
+
+_RECONNECTS = 8      # a lost PostgreSQL connection: tries over about 10 s before the error is the caller's
 
 
 def decide_prepared(data: DataDir, batches: Sequence[Prepared | Sequence[ScanRequest]],

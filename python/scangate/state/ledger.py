@@ -89,6 +89,12 @@ class LedgerSnapshot:
         return (v if isinstance(v, LmdbView) else v.rest).txn
 
     @property
+    def slotted(self) -> bool:
+        """Whether budgets are split into slots, each decision seeing its slot's
+        share (the PostgreSQL store)."""
+        return self._data.decisions is not None
+
+    @property
     def version(self) -> int:
         """The state this snapshot reads: the number of the last write committed
         before it (LMDB's transaction id; with PostgreSQL, and its snapshot). Two

@@ -83,7 +83,7 @@ def lease(data: DataDir, keys: list[bytes], due: Due, runner: str, now: int, lea
     """Lease to ``runner`` those of ``keys`` still ``due``, in one write
     transaction: each becomes ``sending``, one attempt more, until ``now +
     lease_ms``. The leased rows, as written, in the order of ``keys``."""
-    leased = []
+    taken = []
     db = data.store.db("outbox")
     with data.store.env.begin(write=True) as txn:
         for key in keys:
@@ -93,11 +93,29 @@ def lease(data: DataDir, keys: list[bytes], due: Due, runner: str, now: int, lea
             row = decode_payout(raw)
             if not due(row):        # leased or confirmed by another runner since the snapshot
                 continue
-            row = _replace(row, state="sending", attempts=row.attempts + 1, lease_owner=runner,
-                           lease_expires_ms=now + lease_ms)
+            row = leased(row, runner, now, lease_ms)
             txn.put(key, encode(row), db=db)
-            leased.append((key, row))
-    return leased
+            taken.append((key, row))
+    return taken
+
+
+# What a lease, a renewal and an outcome change in a row: one definition for every
+# outbox (this module's on LMDB, scangate.state.pg.PgOutbox on PostgreSQL).
+def leased(row: Payout, runner: str, now: int, lease_ms: int) -> Payout:
+    """``row`` leased to ``runner``: sending, one attempt more, until ``now + lease_ms``."""
+    return _replace(row, state="sending", attempts=row.attempts + 1, lease_owner=runner,
+                    lease_expires_ms=now + lease_ms)
+
+
+def renewed(row: Payout, now: int, lease_ms: int) -> Payout:
+    """``row``'s lease extended to ``now + lease_ms``."""
+    return _replace(row, lease_expires_ms=now + lease_ms)
+
+
+def finished(row: Payout, changes: dict[str, Any]) -> Payout:
+    """``row`` with a send's outcome (``changes``: Payout fields) and no lease;
+    lease_owner stays: who sent it last."""
+    return _replace(row, lease_expires_ms=None, **changes)
 
 
 def holds(row: Payout, runner: str) -> bool:
@@ -122,7 +140,7 @@ def renew(data: DataDir, keys: list[bytes], runner: str, now: int, lease_ms: int
         for key in keys:
             row = _leased_row(txn, key, db)
             if holds(row, runner):
-                txn.put(key, encode(_replace(row, lease_expires_ms=now + lease_ms)), db=db)
+                txn.put(key, encode(renewed(row, now, lease_ms)), db=db)
                 kept.add(key)
     return kept
 
@@ -135,8 +153,7 @@ def finish(data: DataDir, key: bytes, runner: str, **changes: Any) -> bool:
         row = _leased_row(txn, key, db)
         if not holds(row, runner):
             return False
-        # lease_owner stays: who sent it last
-        txn.put(key, encode(_replace(row, lease_expires_ms=None, **changes)), db=db)
+        txn.put(key, encode(finished(row, changes)), db=db)
     return True
 
 

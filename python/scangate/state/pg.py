@@ -49,13 +49,11 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-import msgspec
-
 from ..decision import Decision
 from ..errors import CorruptionError, InvalidArgument, ScangateError
-from . import layout
+from . import layout, outbox
 from .batch import LmdbBatch, Mutations, Snapshot, account_of, request_pointer
-from .outbox import Due, holds
+from .outbox import Due
 from .records import ACCOUNT, COUNTS, I64, History, LogRecord, Payout, decode_payout, encode, encode_decisions, unpack_counts
 
 if TYPE_CHECKING:
@@ -155,13 +153,29 @@ class PgStore:
 
     def __init__(self, url: str):
         self.url = url
-        self.conn = _connect(url)
         self._checked = False
         self._unreplicated = False
+        self._open()
+
+    def _open(self) -> None:
+        self.conn = _connect(self.url)
         self.conn.add_notice_handler(self._notice)
         # a PostgreSQL planner setting (see PgBatch): not for CockroachDB, which
         # announces itself with a crdb_version parameter and lacks the setting
         self._index_lookups = self.conn.info.parameter_status("crdb_version") is None
+
+    def live(self) -> None:
+        """Connect again if the connection was lost (the server restarted, a
+        failover, a network cut): StoreUnavailable while it cannot be reached."""
+        if self.conn.closed or self.conn.broken:
+            self.conn.close()
+            self._open()
+
+    def lost(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is the connection's loss (or a failed reconnection), after
+        which a batch may be decided again once ``live`` reconnects: whatever of it
+        committed is found by its request ids and replayed."""
+        return isinstance(exc, StoreUnavailable) or self.conn.closed or self.conn.broken
 
     def _notice(self, diag: Any) -> None:
         # PostgreSQL's warning when a commit's wait for the synchronous standby was
@@ -233,6 +247,7 @@ class PgStore:
         exception, rolled back otherwise (nothing of the batch is written).
         CorruptionError, before anything is read, when the database does not hold
         this release's schema."""
+        self.live()
         if not self._checked:
             self.check()
             self._checked = True
@@ -242,7 +257,8 @@ class PgStore:
             try:
                 yield batch
             except BaseException:
-                self.conn.rollback()
+                if not self.conn.broken:
+                    self.conn.rollback()
                 raise
             self._unreplicated = False
             self.conn.commit()
@@ -629,9 +645,7 @@ class PgOutbox:
         try:
             found = self._rows("SELECT k, v FROM scangate.outbox WHERE k = ANY(%b) AND length(v) > 0 ORDER BY k "
                                "FOR UPDATE SKIP LOCKED", [sorted(set(keys))])
-            leased = [(key, _replace(row, state="sending", attempts=row.attempts + 1, lease_owner=runner,
-                                     lease_expires_ms=now + lease_ms))
-                      for key, row in found if due(row)]
+            leased = [(key, outbox.leased(row, runner, now, lease_ms)) for key, row in found if due(row)]
             self._write(leased)
             self.conn.commit()
         except BaseException:
@@ -642,7 +656,7 @@ class PgOutbox:
     def renew(self, keys: list[bytes], runner: str, now: int, lease_ms: int) -> set[bytes]:
         try:
             rows = self._locked(keys)
-            kept = [(key, _replace(row, lease_expires_ms=now + lease_ms)) for key, row in rows if holds(row, runner)]
+            kept = [(key, outbox.renewed(row, now, lease_ms)) for key, row in rows if outbox.holds(row, runner)]
             self._write(kept)
             self.conn.commit()
         except BaseException:
@@ -653,11 +667,10 @@ class PgOutbox:
     def finish(self, key: bytes, runner: str, **changes: Any) -> bool:
         try:
             rows = self._locked([key])
-            if not holds(rows[0][1], runner):
+            if not outbox.holds(rows[0][1], runner):
                 self.conn.rollback()
                 return False
-            # lease_owner stays: who sent it last
-            self._write([(key, _replace(rows[0][1], lease_expires_ms=None, **changes))])
+            self._write([(key, outbox.finished(rows[0][1], changes))])
             self.conn.commit()
         except BaseException:
             self.conn.rollback()
@@ -681,4 +694,3 @@ class PgOutbox:
 
 
 _PAGE = 500     # outbox rows a candidate scan reads at a time
-_replace = msgspec.structs.replace

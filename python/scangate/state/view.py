@@ -172,9 +172,11 @@ def view(data: DataDir) -> Iterator[View]:
         if store is None:
             yield rest
             return
+        store.live()
         conn = store.conn
         with conn.cursor() as cur:
-            cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            # the first statement of the transaction psycopg opens: one snapshot for every read
+            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             try:
                 yield PgView(cur, rest)
             finally:
