@@ -151,6 +151,12 @@ multiplier_pct = 150
 TAGS = {1: ("lucky",), 2: ("vip",), 3: ("double",)}
 
 
+def _scan_number(entry: dict[str, Any]) -> int:
+    """i of a consumer scan's request id req-<i>, in the order the world sent them
+    (ledger numbers are that order on LMDB, with gaps on PostgreSQL)."""
+    return int(entry["request_id"].removeprefix("req-"))
+
+
 def consumer_scans(codes: list[str], first: int) -> list[ScanRequest]:
     """Scans by eight users over several days, one in three at 21:xx (the slot),
     some sent by an app with its own request-id scope."""
@@ -170,6 +176,7 @@ class World:
     root: Path
     entries: list[dict[str, Any]]      # the ledger as decided
     rev2_first_seq: int
+    env: dict[str, str]                # what the CLI needs to find the store (SCANGATE_STORE)
 
 
 def ledger(dd: scangate.DataDir) -> list[dict[str, Any]]:
@@ -191,11 +198,14 @@ def raw_entry(dd: scangate.DataDir, seq: int) -> bytes:
     return stored
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+@pytest.fixture(scope="module", params=["lmdb", "postgresql"])
+def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """The proof's ledger, its decision state in LMDB, then in PostgreSQL."""
     plugins.configure([STEER])
     root = tmp_path_factory.mktemp("proof") / "d"
-    dd = scangate.init_data_dir(root)
+    url = request.getfixturevalue("pg_server").database() if request.param == "postgresql" else ""
+    scangate.init_data_dir(root).close()
+    dd = scangate.open_data_dir(root, store=url or None)
     try:
         items = dd.issue_codes("BEER", "item", 100).as_strings()
         cases = dd.issue_codes("BEER", "case", 6).as_strings()
@@ -211,7 +221,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         rewards.decide_scans(dd, [ScanRequest(f"store-{k}", case, "store-1", "store", region=510104,
                                               time_ms=ms(2026, 4, 8, 9, k), actor_tags=("member",))
                                   for k, case in enumerate(cases)])
-        yield World(dd, root, ledger(dd), rev2["first_seq"])
+        yield World(dd, root, ledger(dd), rev2["first_seq"], {"SCANGATE_STORE": url})
     finally:
         dd.close()
         plugins.configure(None, verify=False)
@@ -246,8 +256,12 @@ def test_the_world_exercises_every_rule(world: World) -> None:
     # revisions are kept, each with the first ledger entry it can decide
     revs = rewards.campaign_revisions(world.dd, "proof")
     assert sorted(revs) == [1, 2] and revs[1]["first_seq"] == 1
-    assert revs[2]["first_seq"] == world.rev2_first_seq == 1 + sum(1 for e in es if e["revision"] == 1
-                                                                    and e["campaign_id"] == "proof")
+    assert revs[2]["first_seq"] == world.rev2_first_seq
+    proof = [e for e in es if e["campaign_id"] == "proof"]
+    assert max(e["seq"] for e in proof if e["revision"] == 1) < world.rev2_first_seq \
+        <= min(e["seq"] for e in proof if e["revision"] == 2)
+    if world.dd.decisions is None:      # one writer: the very next number (PostgreSQL: a block of its own)
+        assert world.rev2_first_seq == 1 + sum(1 for e in proof if e["revision"] == 1)
     assert revs[1]["campaign"]["odds_ppm"] == 1_000_000 and revs[2]["campaign"]["odds_ppm"] == 0
 
 
@@ -277,8 +291,9 @@ def test_the_audit_reads_one_snapshot(world: World, monkeypatch: pytest.MonkeyPa
     with LedgerSnapshot(dd) as snap, LedgerSnapshot(dd) as again:
         assert snap.version == again.version
         assert [seq for seq, _ in snap.entries()] == [x["seq"] for x in es]
-        assert list(snap.entries(3, 5)) == [(seq, raw_entry(dd, seq)) for seq in (3, 4, 5)]
-        assert list(snap.entries(len(es) + 1)) == []
+        three = [x["seq"] for x in es[2:5]]
+        assert list(snap.entries(three[0], three[-1])) == [(seq, raw_entry(dd, seq)) for seq in three]
+        assert list(snap.entries(es[-1]["seq"] + 1)) == []
         decision = snap.decision_of(e["request_id"], e["client"])
         assert decision is not None and decision.award is not None
         assert (decision.request_id, decision.campaign_id, decision.award.ledger_seq) == \
@@ -323,14 +338,15 @@ def test_the_audit_reads_one_snapshot(world: World, monkeypatch: pytest.MonkeyPa
 
     monkeypatch.setattr(audit._Auditor, "check", counted)
     audit._walks.clear()                    # the walk of the calls above is not continued
-    assert audit.audit_entry(dd, 3)["verified"] and audit.audit_entry(dd, 5)["verified"]
-    assert checked == [1, 2, 3, 4, 5]       # walked once
-    audit.audit_entry(dd, 4)
-    assert checked[5:] == [1, 2, 3, 4]      # an earlier entry: walked again
-    put_entry(dd, 1, raw_entry(dd, 1))      # a write (of the same value): another version
+    n = [x["seq"] for x in es[:5]]          # the first five numbers (PostgreSQL's leave gaps)
+    assert audit.audit_entry(dd, n[2])["verified"] and audit.audit_entry(dd, n[4])["verified"]
+    assert checked == n                     # walked once
+    audit.audit_entry(dd, n[3])
+    assert checked[5:] == n[:4]             # an earlier entry: walked again
+    put_entry(dd, n[0], raw_entry(dd, n[0]))    # a write (of the same value): another version
     del checked[:]
-    audit.audit_entry(dd, 5)
-    assert checked == [1, 2, 3, 4, 5]
+    audit.audit_entry(dd, n[4])
+    assert checked == n
 
 
 # ---------------------------------------------------------------------- tampering
@@ -404,7 +420,7 @@ TAMPERS = [
     Tamper("revision", "any, given a revision never loaded", ANY, _set("revision", lambda e, w: 99),
            frozenset({"revision"})),
     Tamper("revision", "a revision-2 entry after another one", lambda e: _is_proof(e) and e["revision"] == 2
-           and e["seq"] > 60, _set("revision", lambda e, w: 1), frozenset({"revision"})),
+           and _scan_number(e) >= 60, _set("revision", lambda e, w: 1), frozenset({"revision"})),
     Tamper("serial", "any", ANY, _set("serial", lambda e, w: e["serial"] + 1), frozenset({"serial"})),
     Tamper("serial", "any, as a string", ANY, _set("serial", lambda e, w: str(e["serial"])), frozenset({"serial"})),
     Tamper("actor", "any", ANY, _set("actor", lambda e, w: "mallory"), frozenset({"actor"})),
@@ -560,7 +576,7 @@ UNREADABLE: list[tuple[str, Callable[[list[Any], bytes], bytes], str]] = [
 def test_a_record_that_is_no_ledger_entry_is_named(world: World, what: str,
                                                    make: Callable[[list[Any], bytes], bytes], why: str) -> None:
     dd = world.dd
-    seq = first(world, "a consumer entry after the first ten", lambda e: _is_proof(e) and e["seq"] > 10)["seq"]
+    seq = first(world, "a consumer entry after the first ten", lambda e: _is_proof(e) and _scan_number(e) >= 10)["seq"]
     original = raw_entry(dd, seq)
     put_entry(dd, seq, make(msgspec.msgpack.decode(original), original))
     try:
@@ -584,11 +600,11 @@ def test_a_record_that_is_no_ledger_entry_is_named(world: World, what: str,
 
 def test_cli_audit_names_a_record_that_is_no_ledger_entry(world: World, run_cli: RunCli) -> None:
     dd = world.dd
-    seq = first(world, "a consumer entry after the first ten", lambda e: _is_proof(e) and e["seq"] > 10)["seq"]
+    seq = first(world, "a consumer entry after the first ten", lambda e: _is_proof(e) and _scan_number(e) >= 10)["seq"]
     original = raw_entry(dd, seq)
     put_entry(dd, seq, original[:-1])
     try:
-        r = run_cli("audit", "--data", world.root, str(seq))
+        r = run_cli("audit", "--data", world.root, str(seq), env=world.env)
         assert r.returncode == 1, r.stderr
         assert r.stdout.splitlines() == [f"#{seq} None None roll None / odds None ppm -> None: FAILED record "
                                          '(expected "a ledger entry: msgpack of JSON values (Input data was '
@@ -599,10 +615,10 @@ def test_cli_audit_names_a_record_that_is_no_ledger_entry(world: World, run_cli:
 
 def test_cli_audit_names_the_field_and_exits_1(world: World, run_cli: RunCli) -> None:
     dd = world.dd
-    r = run_cli("audit", "--data", world.root, "--all")
+    r = run_cli("audit", "--data", world.root, "--all", env=world.env)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == f"{len(world.entries):,} ledger entries audited, 0 failed"
-    r = run_cli("audit", "--data", world.root, "--all", "--campaign", "proof-store", "--json")
+    r = run_cli("audit", "--data", world.root, "--all", "--campaign", "proof-store", "--json", env=world.env)
     assert r.returncode == 0
     rows = [json.loads(line) for line in r.stdout.splitlines()]
     assert len(rows) == sum(e["campaign_id"] == "proof-store" for e in world.entries)
@@ -612,21 +628,21 @@ def test_cli_audit_names_the_field_and_exits_1(world: World, run_cli: RunCli) ->
     original = raw_entry(dd, seq)
     put_entry(dd, seq, encode_entry({**lost, "odds_ppm": 1_000_000}))
     try:
-        r = run_cli("audit", "--data", world.root, str(seq), str(seq + 1))
+        r = run_cli("audit", "--data", world.root, str(seq), str(seq + 1), env=world.env)
         assert r.returncode == 1, r.stderr
         lines = r.stdout.splitlines()
         assert lines[0] == (f"#{seq} proof lost roll {lost['roll']} / odds 1000000 ppm -> RW-N11: "
                             f"FAILED odds_ppm (expected {lost['odds_ppm']})")
         assert lines[1].endswith(": verified")
-        r = run_cli("audit", "--data", world.root, "--all")
+        r = run_cli("audit", "--data", world.root, "--all", env=world.env)
         assert r.returncode == 1
         assert r.stdout.splitlines() == [lines[0], f"{len(world.entries):,} ledger entries audited, 1 failed"]
     finally:
         put_entry(dd, seq, original)
     for args in ((), (str(seq), "--all"), ("--campaign", "proof", str(seq))):
-        r = run_cli("audit", "--data", world.root, *args)
+        r = run_cli("audit", "--data", world.root, *args, env=world.env)
         assert r.returncode == 2 and r.stderr.startswith("error: "), (args, r.stderr)
-    r = run_cli("audit", "--data", world.root, str(len(world.entries) + 1))
+    r = run_cli("audit", "--data", world.root, str(len(world.entries) + 1), env=world.env)
     assert r.returncode == 2 and f"no ledger entry {len(world.entries) + 1}" in r.stderr
 
 

@@ -155,6 +155,7 @@ class PgStore:
         self.url = url
         self._checked = False
         self._unreplicated = False
+        self.views = 0          # scangate.state.view's read transactions open on the connection
         self._open()
 
     def _open(self) -> None:
@@ -358,9 +359,17 @@ class PgBatch:
         if not ordered:
             return {}
         cur = self.cur
+        # The rows this statement inserts are this transaction's, locked by it and
+        # empty: only the keys it did not insert (rows that were there, or that
+        # another batch inserted and committed while this one waited) are read and
+        # locked. New request ids and first scans, most of a batch, cost one statement.
         cur.execute(f"INSERT INTO scangate.{table} (k, v) SELECT k, '' FROM unnest(%b::bytea[]) AS t(k) "
-                    "ORDER BY k ON CONFLICT (k) DO NOTHING", [ordered])
-        cur.execute(f"SELECT k, v FROM scangate.{table} WHERE k = ANY(%b) ORDER BY k FOR UPDATE", [ordered])
+                    "ORDER BY k ON CONFLICT (k) DO NOTHING RETURNING k", [ordered])
+        inserted = {bytes(row[0]) for row in cur.fetchall()}
+        there = [k for k in ordered if k not in inserted]
+        if not there:
+            return {}
+        cur.execute(f"SELECT k, v FROM scangate.{table} WHERE k = ANY(%b) ORDER BY k FOR UPDATE", [there])
         return {bytes(k): bytes(v) for k, v in cur.fetchall() if v}
 
     def _get(self, table: str, keys: Iterable[bytes]) -> dict[bytes, bytes]:

@@ -172,12 +172,20 @@ def view(data: DataDir) -> Iterator[View]:
         if store is None:
             yield rest
             return
+        if store.views:
+            # a view inside another on the same connection reads the outer one's snapshot
+            # (one connection holds one transaction): the outer one ends it
+            with store.conn.cursor() as cur:
+                yield PgView(cur, rest)
+            return
         store.live()
         conn = store.conn
         with conn.cursor() as cur:
             # the first statement of the transaction psycopg opens: one snapshot for every read
             cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            store.views += 1
             try:
                 yield PgView(cur, rest)
             finally:
+                store.views -= 1
                 conn.rollback()
