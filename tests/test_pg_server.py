@@ -5,6 +5,7 @@ PostgreSQL and nowhere else, and a store that cannot be reached refused at start
 (tests/test_server.py runs its whole suite on such a server too.)"""
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
@@ -83,6 +84,15 @@ def test_the_readme_postgresql_command_serves_decisions_kept_in_postgresql(tmp_p
         assert reads.requests(dd) == {} and list(reads.ledger(dd)) == []
     with scangate.open_data_dir(tmp_path / "scangate-data", store=url) as dd:
         assert len(reads.requests(dd)) == 12 and reads.budgets(dd) == {"pg/cny-1": (7, 700)}
+    # the payout runner sends from the PostgreSQL outbox (the same --store)
+    data = str(tmp_path / "scangate-data")
+    sent = subprocess.run([str(SCANGATE_BIN), "payouts", "run", "--data", data, "--store", url, "--json"],
+                          capture_output=True, text=True, timeout=120)
+    assert sent.returncode == 0 and json.loads(sent.stdout)["confirmed"] == 7, sent.stderr
+    listed = subprocess.run([str(SCANGATE_BIN), "payouts", "list", "--data", data, "--json"], capture_output=True,
+                            text=True, timeout=120, env={**os.environ, "SCANGATE_STORE": url})
+    assert [json.loads(line)["state"] for line in listed.stdout.splitlines()] == ["confirmed"] * 7
+    assert len((tmp_path / "scangate-data" / "payouts.jsonl").read_text().splitlines()) == 7
 
 
 @pytest.mark.parametrize("how", ["env", "toml"])
