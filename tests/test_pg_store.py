@@ -460,3 +460,50 @@ def test_the_audit_explains_decisions_that_saw_their_budget_slot_and_names_an_ed
     assert other.decisions is not None
     other.decisions.close()
     shared.close()
+
+
+def test_a_programme_on_lmdb_moves_to_postgresql_with_store_copy(cluster: PgCluster, tmp_path: Path,
+                                                                 run_cli) -> None:  # type: ignore[no-untyped-def]
+    """Decided on LMDB (cash within a tiny budget, points, retries, several
+    batches), copied with `scangate store copy`: every read of the decision
+    state, every retry and the audit give the same on PostgreSQL, new decisions
+    are numbered after the copied ones, and a second copy is refused."""
+    from scangate import points
+    from scangate.state import reads
+
+    url = cluster.new_database()
+    with PgStore(url) as store:
+        store.migrate()
+    root = tmp_path / "d"
+    with scangate.init_data_dir(root) as dd:
+        rewards.put_campaign(dd, RACE, "race.toml")
+        codes = dd.issue_codes("SKU-R", "item", 30).as_strings()
+        script = [[ScanRequest(f"r{i}", codes[i], f"u{i % 4}", region=CHENGDU, time_ms=NOON + 60_000 * i)
+                   for i in range(start, start + 5)] for start in range(0, 25, 5)]
+        decided = [rewards.decide_scans(dd, batch) for batch in script]
+
+    def state(dd: scangate.DataDir) -> dict[str, object]:
+        return {"ledger": list(reads.ledger(dd)), "outbox": reads.outbox(dd), "budgets": reads.budgets(dd),
+                "claims": reads.claims(dd), "accounts": reads.points_accounts(dd),
+                "histories": reads.points_histories(dd), "decisions": reads.decision_log(dd),
+                "requests": reads.requests(dd), "history_number": reads.history_number(dd),
+                "counters": [reads.counters(dd, "c1", f"u{k}") for k in range(4)],
+                "scans": [reads.scan_history(dd, s) for s in dd.verify_codes(codes).serial.tolist()]}
+
+    with scangate.open_data_dir(root) as dd:
+        before = state(dd)
+        assert any(e["prize_id"] == "cash" for e in before["ledger"]) and before["history_number"]
+    done = run_cli("store", "copy", "--data", root, "--store", url, "--json")
+    assert done.returncode == 0, done.stderr
+    copied = json.loads(done.stdout)["copied"]
+    assert copied["ledger"] == len(before["ledger"]) and copied["decisions"] == 25
+    with scangate.open_data_dir(root, store=url) as dd:
+        assert state(dd) == before
+        assert [r["failed"] for r in audit.audit_ledger(dd)] == [[]] * len(before["ledger"])
+        assert [rewards.decide_scans(dd, batch) for batch in script] == decided       # retries replay
+        new = rewards.decide_scans(dd, [ScanRequest("new", codes[29], "u9", region=CHENGDU, time_ms=NOON)])[0]
+        assert new.award is not None and new.award.ledger_seq > max(e["seq"] for e in before["ledger"])
+        assert points.history(dd, "u9", 10)[-1]["balance"] == points.balance(dd, "u9")
+        assert reads.budgets(dd)["c1/pts"][0] == before["budgets"]["c1/pts"][0] + (new.award.kind == "points")
+    again = run_cli("store", "copy", "--data", root, "--store", url)
+    assert again.returncode == 2 and "already holds decisions" in again.stderr

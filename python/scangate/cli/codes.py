@@ -62,6 +62,37 @@ def init(data: Path, url_prefix: str | None, exist_ok: bool, store_url: str | No
             click.echo(f"PostgreSQL decision state at {schema['server']}: schema {schema['schema']}")
 
 
+@cli.group("store")
+def store_group() -> None:
+    """The decision state's PostgreSQL store (docs/scale-out.md)."""
+
+
+@store_group.command("copy")
+@data_dir_option
+@click.option("--store", "store_url", required=True, envvar=STORE_ENV, metavar="URL",
+              help="The PostgreSQL store to copy into (postgresql://...; SCANGATE_STORE): this release's schema "
+                   "(scangate init --store), no decision yet.")
+@json_option
+def store_copy(data: Path, store_url: str, as_json: bool) -> None:
+    """Copy DIR's decision state (scans, claims, caps, budgets, points, ledger,
+    outbox, decisions) from its LMDB store into an empty PostgreSQL store, in one
+    transaction. Stop the server first; afterwards name the store on every
+    command (--store, SCANGATE_STORE or [store] url), or DIR's own, now stale,
+    is read."""
+    from ..state.pg import PgStore
+
+    try:
+        with open_data_dir(data) as dd, PgStore(store_url) as pg:
+            copied = pg.copy_from(dd)
+    except ScangateError as exc:
+        _fail(f"--store: {exc}")
+    if as_json:
+        _emit({"data": str(data), "copied": copied})
+    else:
+        click.echo("copied " + (", ".join(f"{n:,} {table}" for table, n in copied.items()) or "nothing")
+                   + f" from {data} into PostgreSQL; name the store on every command from now on")
+
+
 def _init_store(url: str) -> dict[str, object]:
     """Make or upgrade the decision state's schema at ``url`` (idempotent), before
     the data directory is touched: a database that cannot be reached changes nothing."""

@@ -54,7 +54,8 @@ from ..errors import CorruptionError, InvalidArgument, ScangateError
 from . import layout, outbox
 from .batch import LmdbBatch, Mutations, Snapshot, account_of, request_pointer
 from .outbox import Due
-from .records import ACCOUNT, COUNTS, I64, History, LogRecord, Payout, decode_payout, encode, encode_decisions, unpack_counts
+from .records import (ACCOUNT, COUNTS, I64, U64, History, LogRecord, Payout, decode_payout, encode, encode_decisions,
+                      unpack_counts)
 
 if TYPE_CHECKING:
     import psycopg
@@ -268,6 +269,73 @@ class PgStore:
                                          "standby was cancelled: not acknowledged; retry with the same request ids")
         finally:
             lmdb_txn.abort()
+
+    def copy_from(self, data: DataDir, chunk: int = 20_000) -> dict[str, int]:
+        """Copy a data directory's decision state (its LMDB store) into this
+        PostgreSQL store, which must hold this release's schema and no decision
+        yet, in one transaction (a failure copies nothing). Records keep their
+        bytes but where the layouts differ: a budget becomes its slot 0, all it
+        spent allowed to it and never balanced (as migration 2 does); a decision
+        log record of a batch becomes a row per decision; the points history's
+        q record and the numbers the directory gave out set the sequences, so
+        new numbers follow the copied ones. The records copied, by table."""
+        self.live()
+        self.check()
+        held = {t: self.count(t) for t in (*_TABLES, "ledger", "decisions")}
+        if any(held.values()):
+            raise InvalidArgument(f"store: the PostgreSQL store already holds decisions "
+                                  f"({', '.join(f'{t} {n}' for t, n in held.items() if n)}): copy into an empty one")
+        copied: dict[str, int] = {}
+        last = {"ledger": 0, "decisions": 0, "points": 0}
+        cur = self.conn.cursor()
+
+        def put(table: str, rows: list[tuple[Any, bytes]]) -> None:
+            if not rows:
+                return
+            key = "n" if table in ("ledger", "decisions") else "k"
+            kind = "bigint" if key == "n" else "bytea"
+            cur.execute(f"INSERT INTO scangate.{table} ({key}, v) SELECT * FROM unnest(%b::{kind}[], %b::bytea[])",
+                        [[k for k, _v in rows], [v for _k, v in rows]])
+            copied[table] = copied.get(table, 0) + len(rows)
+            rows.clear()
+
+        try:
+            with data.store.env.begin() as txn:
+                for table in (*_TABLES, "ledger", "decisions"):
+                    rows: list[tuple[Any, bytes]] = []
+                    for k, v in txn.cursor(db=data.store.db(table)):
+                        key, value = bytes(k), bytes(v)
+                        if table == "points" and key == layout.HISTORY_SEQ:
+                            last["points"] = int(U64.unpack(value)[0])
+                            continue
+                        if table == "budgets":      # awards and fen spent: slot 0, allowed what it spent
+                            rows.append((key + b"\0\0", value + value + _SLOT.pack(0, 0, 0, 0, _UNBALANCED,
+                                                                                 _UNBALANCED)[32:]))
+                        elif table == "ledger":
+                            last["ledger"] = n = int(U64.unpack(key)[0])
+                            rows.append((n, value))
+                        elif table == "decisions":
+                            for n, d in LogRecord(int(U64.unpack(key)[0]), value).decisions():
+                                rows.append((n, encode_decisions([d])))
+                                last["decisions"] = n
+                        else:
+                            rows.append((key, value))
+                        if len(rows) >= chunk:
+                            put(table, rows)
+                    put(table, rows)
+            # the sequences past the copied numbers (ledger blocks: the next one starts
+            # past the last copied entry)
+            for sequence, n in (("ledger_blocks", last["ledger"]), ("decision_numbers", last["decisions"]),
+                                ("points_numbers", last["points"])):
+                if n:
+                    cur.execute(f"SELECT setval('scangate.{sequence}', %s)", [n])
+            self.conn.commit()
+        except BaseException:
+            self.conn.rollback()
+            raise
+        finally:
+            cur.close()
+        return copied
 
     def last_points_number(self) -> int | None:
         """The last points history number given out; None before the first."""
