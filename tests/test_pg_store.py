@@ -507,3 +507,50 @@ def test_a_programme_on_lmdb_moves_to_postgresql_with_store_copy(cluster: PgClus
         assert reads.budgets(dd)["c1/pts"][0] == before["budgets"]["c1/pts"][0] + (new.award.kind == "points")
     again = run_cli("store", "copy", "--data", root, "--store", url)
     assert again.returncode == 2 and "already holds decisions" in again.stderr
+
+
+def test_threads_sharing_one_data_directory_each_get_a_connection(cluster: PgCluster, tmp_path: Path) -> None:
+    """A server's worker decides, redeems and reads from several threads at once
+    through one DataDir: each thread gets a connection of its own, so one thread's
+    read-only snapshot never holds another's writes, nor its commit end another's
+    read. (With one shared connection: "cannot execute INSERT in a read-only
+    transaction", "SET TRANSACTION ... must be called before any query".)"""
+    from scangate import payouts, points
+    from fixtures_campaigns import CASES_ONLY, points_prize
+
+    url = cluster.new_database()
+    with PgStore(url) as store:
+        store.migrate()
+    with scangate.init_data_dir(tmp_path / "d") as dd:
+        rewards.put_campaign(dd, campaign(cid="st", actor="store", prizes=points_prize("p10", 10), tail=CASES_ONLY),
+                             "st.toml")
+        cases = dd.issue_codes("B", "case", 120).as_strings()
+    errors: list[BaseException] = []
+    with scangate.open_data_dir(tmp_path / "d", store=url) as dd:
+        def scan() -> None:
+            try:
+                for i, code in enumerate(cases):
+                    rewards.decide_scans(dd, [ScanRequest(f"s{i}", code, "shop", "store", region=CHENGDU,
+                                                          time_ms=NOON + i)])
+            except BaseException as exc:     # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        def redeem_and_read(me: int) -> None:
+            try:
+                for i in range(60):
+                    points.redeem(dd, "shop", 5, f"x{me}-{i}")
+                    balance, _earned, rows = points.statement(dd, "shop", 10_000)
+                    assert balance == sum(r["delta"] for r in rows) >= 0
+                    payouts.list_payouts(dd)
+            except BaseException as exc:     # noqa: BLE001
+                errors.append(exc)
+
+        threads = [threading.Thread(target=scan)] + [threading.Thread(target=redeem_and_read, args=(k,))
+                                                     for k in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(300)
+        assert not errors, errors[:3]
+        balance, earned, rows = points.statement(dd, "shop", 10_000)
+        assert earned == 10 * len(cases) and balance == sum(r["delta"] for r in rows) >= 0

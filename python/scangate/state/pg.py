@@ -45,6 +45,7 @@ from __future__ import annotations
 import math
 import random
 import struct
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -149,45 +150,78 @@ def _connect(url: str) -> psycopg.Connection[Any]:
 
 
 class PgStore:
-    """One process's connection to the decision state on PostgreSQL at ``url``
-    (a libpq URL: postgresql://user@host:port/db)."""
+    """A process's connections to the decision state on PostgreSQL at ``url``
+    (a libpq URL: postgresql://user@host:port/db): one per thread that uses it
+    (``conn``), since a connection holds one transaction at a time and a
+    server's worker reads and redeems from several threads at once."""
 
     def __init__(self, url: str):
         self.url = url
         self._checked = False
-        self._unreplicated = False
-        self.views = 0          # scangate.state.view's read transactions open on the connection
-        self._open()
+        self._local = threading.local()
+        self._all: list[psycopg.Connection[Any]] = []
+        self._guard = threading.Lock()
+        self._open()            # this thread's, now: an unreachable store fails here
 
-    def _open(self) -> None:
-        self.conn = _connect(self.url)
-        self.conn.add_notice_handler(self._notice)
+    @property
+    def conn(self) -> psycopg.Connection[Any]:
+        """This thread's connection (opened on first use)."""
+        conn = getattr(self._local, "conn", None)
+        return conn if conn is not None else self._open()
+
+    @property
+    def views(self) -> int:
+        """scangate.state.view's read transactions open on this thread's connection."""
+        return int(getattr(self._local, "views", 0))
+
+    @views.setter
+    def views(self, n: int) -> None:
+        self._local.views = n
+
+    def _open(self) -> psycopg.Connection[Any]:
+        conn = _connect(self.url)
+        local = self._local
+
+        def notice(diag: Any) -> None:
+            # PostgreSQL's warning when a commit's wait for the synchronous standby was
+            # cancelled: "canceling wait for synchronous replication ..."; the commit
+            # itself is reported as done
+            if "wait for synchronous replication" in (diag.message_primary or ""):
+                local.unreplicated = True
+
+        conn.add_notice_handler(notice)
+        local.conn, local.unreplicated, local.views = conn, False, 0
+        with self._guard:
+            self._all = [c for c in self._all if not c.closed]
+            self._all.append(conn)
         # a PostgreSQL planner setting (see PgBatch): not for CockroachDB, which
         # announces itself with a crdb_version parameter and lacks the setting
-        self._index_lookups = self.conn.info.parameter_status("crdb_version") is None
+        self._index_lookups = conn.info.parameter_status("crdb_version") is None
+        return conn
 
     def live(self) -> None:
-        """Connect again if the connection was lost (the server restarted, a
-        failover, a network cut): StoreUnavailable while it cannot be reached."""
-        if self.conn.closed or self.conn.broken:
-            self.conn.close()
+        """Connect again if this thread's connection was lost (the server
+        restarted, a failover, a network cut): StoreUnavailable while it cannot
+        be reached."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None or conn.closed or conn.broken:
+            if conn is not None:
+                conn.close()
             self._open()
 
     def lost(self, exc: BaseException) -> bool:
         """Whether ``exc`` is the connection's loss (or a failed reconnection), after
         which a batch may be decided again once ``live`` reconnects: whatever of it
         committed is found by its request ids and replayed."""
-        return isinstance(exc, StoreUnavailable) or self.conn.closed or self.conn.broken
-
-    def _notice(self, diag: Any) -> None:
-        # PostgreSQL's warning when a commit's wait for the synchronous standby was
-        # cancelled: "canceling wait for synchronous replication ..."; the commit
-        # itself is reported as done
-        if "wait for synchronous replication" in (diag.message_primary or ""):
-            self._unreplicated = True
+        conn = getattr(self._local, "conn", None)
+        return isinstance(exc, StoreUnavailable) or conn is None or conn.closed or conn.broken
 
     def close(self) -> None:
-        self.conn.close()
+        """Close every thread's connection."""
+        with self._guard:
+            conns, self._all = self._all, []
+        for conn in conns:
+            conn.close()
 
     def __enter__(self) -> PgStore:
         return self
@@ -262,9 +296,9 @@ class PgStore:
                 if not self.conn.broken:
                     self.conn.rollback()
                 raise
-            self._unreplicated = False
+            self._local.unreplicated = False
             self.conn.commit()
-            if self._unreplicated:
+            if self._local.unreplicated:
                 raise StandbyUnconfirmed("the batch committed on the primary, but its wait for the synchronous "
                                          "standby was cancelled: not acknowledged; retry with the same request ids")
         finally:
@@ -684,7 +718,11 @@ class PgOutbox:
     outbox's rules (scangate.state.outbox), on the same records."""
 
     def __init__(self, store: PgStore):
-        self.conn = store.conn
+        self.store = store
+
+    @property
+    def conn(self) -> psycopg.Connection[Any]:
+        return self.store.conn      # the calling thread's
 
     def _rows(self, sql: str, params: Sequence[Any]) -> list[tuple[bytes, Payout]]:
         with self.conn.cursor() as cur:
