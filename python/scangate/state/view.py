@@ -21,6 +21,7 @@ here into the one (awards, fen) record LMDB keeps per budget.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
@@ -40,6 +41,8 @@ __all__ = ["DECISION_DBS", "LmdbView", "PgView", "View", "logged_decision", "vie
 DECISION_DBS = frozenset({"requests", "scans", "claims", "counters", "budgets", "points", "outbox",
                           "ledger", "decisions"})
 _NUMBERED = frozenset({"ledger", "decisions"})
+_PAGE = 2_000                       # rows a scan's server-side cursor fetches at a time
+_CURSORS = itertools.count()        # names of server-side cursors, unique in the process
 
 
 class View(Protocol):
@@ -80,8 +83,8 @@ class PgView:
     """One read-only snapshot of the PostgreSQL decision state, the data
     directory's LMDB view for everything else."""
 
-    def __init__(self, cur: Any, rest: LmdbView):
-        self._cur, self.rest = cur, rest
+    def __init__(self, conn: Any, rest: LmdbView):
+        self._conn, self.rest = conn, rest
 
     def get(self, db: str, key: bytes) -> bytes | None:
         if db not in DECISION_DBS:
@@ -99,8 +102,18 @@ class PgView:
     def _rows(self, db: str, first: bytes, below: bytes | None, prefix: bytes, limit: int | None
               ) -> Iterator[tuple[bytes, bytes]]:
         """Rows from ``first`` on (below ``below``), placeholders (empty values) left
-        out, keyed as in LMDB; budgets' slot rows summed per budget."""
-        cur = self._cur
+        out, keyed as in LMDB; budgets' slot rows summed per budget. A scan to
+        the end (no ``limit``: a ledger, a table) streams through a server-side
+        cursor, a page at a time, as an LMDB cursor would; a lookup fetches its
+        rows at once."""
+        with (self._conn.cursor(name=f"scangate_view_{next(_CURSORS)}") if limit is None
+              else self._conn.cursor()) as cur:
+            if limit is None:
+                cur.itersize = _PAGE
+            yield from self._query(cur, db, first, below, prefix, limit)
+
+    def _query(self, cur: Any, db: str, first: bytes, below: bytes | None, prefix: bytes, limit: int | None
+               ) -> Iterator[tuple[bytes, bytes]]:
         if db in _NUMBERED:
             low = U64.unpack(first.ljust(8, b"\x00")[:8])[0] if first else 0
             if len(first) > 8:      # a key past the 8-byte number: start after it
@@ -111,7 +124,7 @@ class PgView:
                 sql += " AND n < %s"
                 params.append(U64.unpack(below[:8])[0] + (1 if len(below) > 8 else 0))
             cur.execute(sql + " ORDER BY n" + (f" LIMIT {limit}" if limit else ""), params)
-            for n, v in cur.fetchall():
+            for n, v in cur:
                 key = U64.pack(n)
                 if not key.startswith(prefix):
                     return
@@ -126,7 +139,7 @@ class PgView:
             sql += " AND substring(k from 1 for %s) = %b"
             params += [len(prefix), prefix]
         cur.execute(sql + " ORDER BY k" + (f" LIMIT {limit}" if limit else ""), params)
-        rows: Iterator[tuple[bytes, bytes]] = ((bytes(k), bytes(v)) for k, v in cur.fetchall())
+        rows: Iterator[tuple[bytes, bytes]] = ((bytes(k), bytes(v)) for k, v in cur)
         if db == "budgets":
             rows = _sum_slots(rows)
         for key, value in rows:
@@ -175,8 +188,7 @@ def view(data: DataDir) -> Iterator[View]:
         if store.views:
             # a view inside another on the same connection reads the outer one's snapshot
             # (one connection holds one transaction): the outer one ends it
-            with store.conn.cursor() as cur:
-                yield PgView(cur, rest)
+            yield PgView(store.conn, rest)
             return
         store.live()
         conn = store.conn
@@ -185,7 +197,7 @@ def view(data: DataDir) -> Iterator[View]:
             cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             store.views += 1
             try:
-                yield PgView(cur, rest)
+                yield PgView(conn, rest)
             finally:
                 store.views -= 1
                 conn.rollback()
