@@ -28,7 +28,7 @@ from grpc_status import rpc_status
 
 from scangate.errors import BatchRejected, CorruptionError, InvalidArgument, NotFound
 
-from .failures import DeadlineExpired, LinkDown, RemoteStatus, WriterClosed, storage_full
+from .failures import DeadlineExpired, LinkDown, RemoteStatus, WriterClosed, storage_full, store_unreachable
 
 __all__ = ["RequestError", "Malformed", "bad", "check_count", "to_request_error", "tolerant", "bounded_text",
            "MAX_MESSAGE_CHARS", "MAX_DETAILS_BYTES"]
@@ -153,6 +153,7 @@ class _OncePer:
 
 
 _STORAGE_FULL_LOG = _OncePer(60.0)
+_STORE_DOWN_LOG = _OncePer(60.0)
 _MALFORMED_LOG = _OncePer(10.0)
 
 
@@ -175,6 +176,16 @@ def to_request_error(exc: BaseException) -> RequestError:
     if isinstance(exc, CorruptionError):
         log.error("data corruption: %s", exc)
         return RequestError(grpc.StatusCode.DATA_LOSS, "stored data is damaged; see the server log")
+    down = store_unreachable(exc)
+    if down is not None:
+        # the operator's problem (a restart, a failover): UNAVAILABLE, which clients retry
+        quiet = _STORE_DOWN_LOG.due()
+        if quiet is not None:
+            log.error("decision store unavailable: %s%s", down,
+                      f" ({quiet} more calls refused since the last report)" if quiet else "")
+        return RequestError(grpc.StatusCode.UNAVAILABLE,
+                            f"decision store unavailable: {down}; retry with the same request "
+                            "(scans: the same request_id)")
     full = storage_full(exc)
     if full is not None:
         # the operator's problem, not the caller's and not a bug: no traceback, one

@@ -15,9 +15,9 @@ from __future__ import annotations
 import grpc
 from google.rpc import status_pb2
 
-from scangate.state.failures import storage_full
+from scangate.state.failures import storage_full, store_unreachable
 
-__all__ = ["LinkDown", "RemoteStatus", "DeadlineExpired", "WriterClosed", "storage_full"]
+__all__ = ["LinkDown", "RemoteStatus", "DeadlineExpired", "WriterClosed", "storage_full", "store_unreachable"]
 
 
 class LinkDown(Exception):

@@ -54,7 +54,7 @@ from scangate.decide.requests import check_requests
 from scangate.rewards import Decision, RequestRefused, ScanRequest, decide_prepared
 from scangate.verdicts import VerdictConfig
 
-from .failures import DeadlineExpired, WriterClosed, storage_full
+from .failures import DeadlineExpired, WriterClosed, storage_full, store_unreachable
 
 log = logging.getLogger("scangate.server.writer")
 
@@ -184,7 +184,7 @@ class GroupCommitWriter:
                 self._commit(items[half:])
                 return
             # its traceback (or, for a full store, one line a minute): where the caller maps it (server/errors.py)
-            if not isinstance(exc, InvalidArgument) and storage_full(exc) is None:
+            if not isinstance(exc, InvalidArgument) and storage_full(exc) is None and store_unreachable(exc) is None:
                 log.error("deciding %d scans in %d items failed: %s", len(requests), len(items), type(exc).__name__)
             for item in items:      # one item alone, or the store's own error: every waiter hears it
                 item.reply(None, exc)
@@ -210,7 +210,8 @@ _SYSTEMIC: tuple[type[BaseException], ...] = (OSError, MemoryError, CorruptionEr
 
 
 def _is_systemic(exc: BaseException) -> bool:
-    return not isinstance(exc, Exception) or isinstance(exc, _SYSTEMIC) or storage_full(exc) is not None
+    return not isinstance(exc, Exception) or isinstance(exc, _SYSTEMIC) or storage_full(exc) is not None \
+        or store_unreachable(exc) is not None
 
 
 def _answer(item: _Item, results: Sequence[Decision | RequestRefused]) -> None:

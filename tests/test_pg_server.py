@@ -134,3 +134,33 @@ def test_a_store_that_cannot_be_reached_or_has_no_schema_is_refused_at_start(tmp
     done = subprocess.run([str(SCANGATE_BIN), "serve", "--data", str(data), "--port", "0", "--metrics-port", "0"],
                           capture_output=True, text=True, timeout=120, env={**os.environ, "SCANGATE_SERVER_DECIDERS": "2"})
     assert done.returncode == 2 and "server.deciders: 2 needs the PostgreSQL store" in done.stderr, done.stderr
+
+
+def test_a_store_that_goes_down_answers_unavailable_and_the_retry_is_decided_once(tmp_path: Path) -> None:
+    """The server's PostgreSQL stops under it (kill -9 of the postmaster): a scan
+    gets UNAVAILABLE naming the store, nothing half done; once the database is back
+    the server reconnects by itself and the same request (same request_id) is
+    decided, once."""
+    from bench._pgcluster import pg_cluster
+    from scangate.errors import Unavailable
+
+    with pg_cluster() as cluster:
+        url = cluster.new_database()
+        with PgStore(url) as store:
+            store.migrate()
+        data = tmp_path / "d"
+        scangate.init_data_dir(data).close()
+        with running(data, "--store", url) as srv, scangate.Client(srv.target) as c:
+            codes = [code for b in c.issue_codes("BEER", "item", 3) for code in b.codes]
+            c.put_campaign(CAMPAIGN, "pg.toml")
+            assert c.scan(codes[0], "u0", request_id="before", region=510104).award is not None
+            cluster.kill()
+            with pytest.raises(Unavailable, match="decision store unavailable"):
+                c.scan(codes[1], "u1", request_id="during", region=510104)
+            cluster.start()
+            decided = c.scan(codes[1], "u1", request_id="during", region=510104)
+            assert decided.award is not None
+            assert c.scan(codes[1], "u1", request_id="during", region=510104) == decided
+        assert "decision store unavailable" in srv.logs()     # the operator's log says why (once a minute)
+        with PgStore(url) as store:
+            assert store.count("requests") == 2 and store.count("ledger") == 2

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import errno
 import os
+import sys
 
 import lmdb
 
-__all__ = ["STORE_FAILURES", "storage_full"]
+__all__ = ["STORE_FAILURES", "storage_full", "store_unreachable"]
 
 # Errors of the store itself: deciding a batch again in parts would fail every
 # part the same way (server/writer.py: a systemic error answers the whole batch).
@@ -39,6 +40,21 @@ def storage_full(exc: BaseException) -> str | None:
     # failing disk, an internal error.
     if isinstance(exc, lmdb.Error) and os.strerror(errno.EIO) in str(exc) and _lmdb_disk_nearly_full():
         return "no space left on the data directory's disk"
+    return None
+
+
+def store_unreachable(exc: BaseException) -> str | None:
+    """What is wrong when ``exc`` says the PostgreSQL store cannot be used now (not
+    reached, its connection lost, a commit whose wait for the synchronous standby
+    was cancelled); None for any other error. Nothing was acknowledged: the same
+    request, retried (scans: the same request_id), is decided once."""
+    from .pg import StandbyUnconfirmed, StoreUnavailable
+
+    if isinstance(exc, (StoreUnavailable, StandbyUnconfirmed)):
+        return str(exc)
+    psycopg = sys.modules.get("psycopg")         # loaded only where a PostgreSQL store is open
+    if psycopg is not None and isinstance(exc, psycopg.OperationalError):
+        return f"the PostgreSQL store's connection failed: {str(exc).strip().splitlines()[0] if str(exc) else ''}"
     return None
 
 
