@@ -133,6 +133,13 @@ class StoreUnavailable(ScangateError):
     credentials): the message is libpq's, without the password."""
 
 
+def abort(conn: psycopg.Connection[Any]) -> None:
+    """Roll back a failed transaction, unless the failure was the connection's
+    (closed or broken: nothing to roll back, and trying would hide the error)."""
+    if not (conn.closed or conn.broken):
+        conn.rollback()
+
+
 def retryable(exc: BaseException) -> bool:
     """Whether a batch that raised ``exc`` is decided again (RETRYABLE)."""
     return getattr(exc, "sqlstate", None) in RETRYABLE
@@ -293,8 +300,7 @@ class PgStore:
             try:
                 yield batch
             except BaseException:
-                if not self.conn.broken:
-                    self.conn.rollback()
+                abort(self.conn)
                 raise
             self._local.unreplicated = False
             self.conn.commit()
@@ -365,7 +371,7 @@ class PgStore:
                     cur.execute(f"SELECT setval('scangate.{sequence}', %s)", [n])
             self.conn.commit()
         except BaseException:
-            self.conn.rollback()
+            abort(self.conn)
             raise
         finally:
             cur.close()
@@ -764,7 +770,7 @@ class PgOutbox:
             self._write(leased)
             self.conn.commit()
         except BaseException:
-            self.conn.rollback()
+            abort(self.conn)
             raise
         return sorted(leased, key=lambda kv: order[kv[0]])
 
@@ -775,7 +781,7 @@ class PgOutbox:
             self._write(kept)
             self.conn.commit()
         except BaseException:
-            self.conn.rollback()
+            abort(self.conn)
             raise
         return {key for key, _row in kept}
 
@@ -788,7 +794,7 @@ class PgOutbox:
             self._write([(key, outbox.finished(rows[0][1], changes))])
             self.conn.commit()
         except BaseException:
-            self.conn.rollback()
+            abort(self.conn)
             raise
         return True
 

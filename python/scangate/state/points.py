@@ -243,7 +243,7 @@ def _redeem_on_pg(data: DataDir, key: bytes, spend: Callable[[PointsWriter], Red
     one request id queue on it), then what ``spend`` reads; a deadlock with a
     decider (which locks an account among its batch's rows) rolls back and tries
     again."""
-    from .pg import retryable
+    from .pg import abort, retryable
 
     assert data.decisions is not None
     conn = data.decisions.conn
@@ -262,7 +262,7 @@ def _redeem_on_pg(data: DataDir, key: bytes, spend: Callable[[PointsWriter], Red
             conn.commit()
             return record
         except BaseException as exc:
-            conn.rollback()
+            abort(conn)
             if not retryable(exc) or attempt + 1 == attempts:
                 raise
             time.sleep(random.uniform(0, 0.002 * (attempt + 1)))

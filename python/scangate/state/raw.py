@@ -139,6 +139,8 @@ def _pg_write(data: DataDir, name: str, key: bytes, value: bytes | None) -> bool
     if name == "budgets":
         raise InvalidArgument("name: a budget is split into slot rows on PostgreSQL (scangate.state.pg); "
                               "its raw record cannot be written")
+    from .pg import abort
+
     assert data.decisions is not None
     conn = data.decisions.conn
     k: int | bytes = key
@@ -155,6 +157,6 @@ def _pg_write(data: DataDir, name: str, key: bytes, value: bytes | None) -> bool
                 cur.execute(f"INSERT INTO scangate.{name} ({column}, v) VALUES (%b, %b)", [k, value])
         conn.commit()
     except BaseException:
-        conn.rollback()
+        abort(conn)
         raise
     return was
