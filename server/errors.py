@@ -177,28 +177,26 @@ def to_request_error(exc: BaseException) -> RequestError:
         log.error("data corruption: %s", exc)
         return RequestError(grpc.StatusCode.DATA_LOSS, "stored data is damaged; see the server log")
     down = store_unreachable(exc)
-    if down is not None:
-        # the operator's problem (a restart, a failover): UNAVAILABLE, which clients retry
-        quiet = _STORE_DOWN_LOG.due()
-        if quiet is not None:
-            log.error("decision store unavailable: %s%s", down,
-                      f" ({quiet} more calls refused since the last report)" if quiet else "")
-        return RequestError(grpc.StatusCode.UNAVAILABLE,
-                            f"decision store unavailable: {down}; retry with the same request "
-                            "(scans: the same request_id)")
+    if down is not None:        # a restart, a failover
+        return _operators(_STORE_DOWN_LOG, f"decision store unavailable: {down}", "until it is back",
+                          f"decision store unavailable: {down}; retry with the same request")
     full = storage_full(exc)
     if full is not None:
-        # the operator's problem, not the caller's and not a bug: no traceback, one
-        # line a minute however many calls it fails; UNAVAILABLE, which clients retry
-        quiet = _STORAGE_FULL_LOG.due()
-        if quiet is not None:
-            log.error("storage full: %s; scans and uploads answer UNAVAILABLE until space is freed%s", full,
-                      f" ({quiet} more calls refused since the last report)" if quiet else "")
-        return RequestError(grpc.StatusCode.UNAVAILABLE,
-                            f"storage full: {full}; nothing was written: retry later with the same request "
-                            "(scans: the same request_id)")
+        return _operators(_STORAGE_FULL_LOG, f"storage full: {full}", "until space is freed",
+                          f"storage full: {full}; nothing was written: retry later with the same request")
     log.exception("internal error", exc_info=exc)
     return RequestError(grpc.StatusCode.INTERNAL, "internal error; see the server log")
+
+
+def _operators(gate: _OncePer, what: str, until: str, reply: str) -> RequestError:
+    """A failure that is the operator's problem, not the caller's and not a bug (a
+    full store, a store that is down): no traceback, one line a minute however
+    many calls it fails, and UNAVAILABLE, which clients retry."""
+    quiet = gate.due()
+    if quiet is not None:
+        log.error("%s; scans and uploads answer UNAVAILABLE %s%s", what, until,
+                  f" ({quiet} more calls refused since the last report)" if quiet else "")
+    return RequestError(grpc.StatusCode.UNAVAILABLE, f"{reply} (scans: the same request_id)")
 
 
 # ---------------------------------------------------------------------- malformed requests
