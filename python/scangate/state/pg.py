@@ -408,12 +408,9 @@ class PgStore:
     def budgets_spent(self) -> dict[bytes, tuple[int, int]]:
         """Every budget's awards and fen spent, summed over its slots (the LMDB
         store's one ``budgets`` record per budget)."""
-        out: dict[bytes, tuple[int, int]] = {}
-        for key, raw in self.records("budgets").items():
-            budget, (awards, fen) = key[:-2], slot_spent(key, raw)
-            was = out.get(budget, (0, 0))
-            out[budget] = (was[0] + awards, was[1] + fen)
-        return out
+        from .view import sum_slots
+
+        return {key: COUNTS[2].unpack(raw) for key, raw in sum_slots(iter(self.records("budgets").items()))}
 
     def budget_slots(self, key: bytes) -> dict[bytes, tuple[int, ...]]:
         """Every slot of budget ``key`` as stored (awards and fen spent, awards and

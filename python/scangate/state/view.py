@@ -141,14 +141,14 @@ class PgView:
         cur.execute(sql + " ORDER BY k" + (f" LIMIT {limit}" if limit else ""), params)
         rows: Iterator[tuple[bytes, bytes]] = ((bytes(k), bytes(v)) for k, v in cur)
         if db == "budgets":
-            rows = _sum_slots(rows)
+            rows = sum_slots(rows)
         for key, value in rows:
             if not key.startswith(prefix):
                 return
             yield key, value
 
 
-def _sum_slots(rows: Iterator[tuple[bytes, bytes]]) -> Iterator[tuple[bytes, bytes]]:
+def sum_slots(rows: Iterator[tuple[bytes, bytes]]) -> Iterator[tuple[bytes, bytes]]:
     """Budget slot rows (budget key, NUL, slot byte -> scangate.state.pg's slot
     record) as LMDB's one record per budget: awards and fen spent."""
     from .pg import slot_spent
